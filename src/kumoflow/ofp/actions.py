@@ -1,0 +1,234 @@
+"""Actions (section 7.2.6).
+
+Fixed-layout actions declare their wire format after the (type, len)
+header as `_FMT`; the dataclass fields follow that format in order, so one
+generic pack/unpack serves them. Output, the most frequent action, has a
+hand-written pack for speed.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from .base import TLV_HEADER, UINT32
+from .consts import OFPAT, OFPCML
+from .errors import OFPBAC, OFPBMC, OFPET, CodecError
+from .oxm import decode_oxm, encode_oxm
+
+ACTION_TYPES: dict[int, type["Action"]] = {}
+
+
+@dataclass(slots=True)
+class Action:
+    TYPE: ClassVar[int]
+    _FMT: ClassVar[str] = ""
+    _struct: ClassVar[struct.Struct]
+    _names: ClassVar[tuple[str, ...]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if "TYPE" in cls.__dict__:
+            ACTION_TYPES[cls.TYPE] = cls
+            cls._struct = struct.Struct("!HH" + cls._FMT)
+
+    def pack(self) -> bytes:
+        st = self._struct
+        return st.pack(self.TYPE, st.size, *[getattr(self, n) for n in self._field_names()])
+
+    @classmethod
+    def _field_names(cls) -> tuple[str, ...]:
+        # Computed on first use: dataclass fields do not exist yet when
+        # __init_subclass__ runs.
+        try:
+            return cls.__dict__["_names_cache"]
+        except KeyError:
+            names = tuple(f.name for f in fields(cls))
+            setattr(cls, "_names_cache", names)
+            return names
+
+    @classmethod
+    def unpack(cls, buf: bytes, o: int, length: int) -> "Action":
+        st = cls._struct
+        if length != st.size:
+            raise CodecError(OFPET.BAD_ACTION, OFPBAC.BAD_LEN,
+                             f"{cls.__name__} length {length}, expected {st.size}", o)
+        return cls(*st.unpack_from(buf, o)[2:])
+
+
+@dataclass(slots=True)
+class Output(Action):
+    port: int
+    max_len: int = OFPCML.MAX
+    TYPE: ClassVar[int] = OFPAT.OUTPUT
+    _FMT: ClassVar[str] = "IH6x"
+
+    def pack(self) -> bytes:
+        return _OUTPUT.pack(0, 16, self.port, self.max_len)
+
+
+_OUTPUT = struct.Struct("!HHIH6x")
+
+
+@dataclass(slots=True)
+class CopyTtlOut(Action):
+    TYPE: ClassVar[int] = OFPAT.COPY_TTL_OUT
+    _FMT: ClassVar[str] = "4x"
+
+
+@dataclass(slots=True)
+class CopyTtlIn(Action):
+    TYPE: ClassVar[int] = OFPAT.COPY_TTL_IN
+    _FMT: ClassVar[str] = "4x"
+
+
+@dataclass(slots=True)
+class SetMplsTtl(Action):
+    mpls_ttl: int
+    TYPE: ClassVar[int] = OFPAT.SET_MPLS_TTL
+    _FMT: ClassVar[str] = "B3x"
+
+
+@dataclass(slots=True)
+class DecMplsTtl(Action):
+    TYPE: ClassVar[int] = OFPAT.DEC_MPLS_TTL
+    _FMT: ClassVar[str] = "4x"
+
+
+@dataclass(slots=True)
+class PushVlan(Action):
+    ethertype: int = 0x8100
+    TYPE: ClassVar[int] = OFPAT.PUSH_VLAN
+    _FMT: ClassVar[str] = "H2x"
+
+
+@dataclass(slots=True)
+class PopVlan(Action):
+    TYPE: ClassVar[int] = OFPAT.POP_VLAN
+    _FMT: ClassVar[str] = "4x"
+
+
+@dataclass(slots=True)
+class PushMpls(Action):
+    ethertype: int = 0x8847
+    TYPE: ClassVar[int] = OFPAT.PUSH_MPLS
+    _FMT: ClassVar[str] = "H2x"
+
+
+@dataclass(slots=True)
+class PopMpls(Action):
+    ethertype: int = 0x0800
+    TYPE: ClassVar[int] = OFPAT.POP_MPLS
+    _FMT: ClassVar[str] = "H2x"
+
+
+@dataclass(slots=True)
+class SetQueue(Action):
+    queue_id: int
+    TYPE: ClassVar[int] = OFPAT.SET_QUEUE
+    _FMT: ClassVar[str] = "I"
+
+
+@dataclass(slots=True)
+class Group(Action):
+    group_id: int
+    TYPE: ClassVar[int] = OFPAT.GROUP
+    _FMT: ClassVar[str] = "I"
+
+
+@dataclass(slots=True)
+class SetNwTtl(Action):
+    nw_ttl: int
+    TYPE: ClassVar[int] = OFPAT.SET_NW_TTL
+    _FMT: ClassVar[str] = "B3x"
+
+
+@dataclass(slots=True)
+class DecNwTtl(Action):
+    TYPE: ClassVar[int] = OFPAT.DEC_NW_TTL
+    _FMT: ClassVar[str] = "4x"
+
+
+@dataclass(slots=True)
+class PushPbb(Action):
+    ethertype: int = 0x88E7
+    TYPE: ClassVar[int] = OFPAT.PUSH_PBB
+    _FMT: ClassVar[str] = "H2x"
+
+
+@dataclass(slots=True)
+class PopPbb(Action):
+    TYPE: ClassVar[int] = OFPAT.POP_PBB
+    _FMT: ClassVar[str] = "4x"
+
+
+# decode_oxm reports match codes; inside set-field they become set codes.
+_SET_FIELD_CODES = {OFPBMC.BAD_FIELD: OFPBAC.BAD_SET_TYPE, OFPBMC.BAD_LEN: OFPBAC.BAD_SET_LEN}
+
+
+@dataclass(slots=True)
+class SetField(Action):
+    """Set one header field: SetField("eth_dst", "00:00:00:00:00:01")."""
+
+    field: Any
+    value: Any
+    TYPE: ClassVar[int] = OFPAT.SET_FIELD
+
+    def pack(self) -> bytes:
+        oxm = encode_oxm(self.field, self.value)
+        length = 4 + len(oxm)
+        padded = length + (-length & 7)
+        return TLV_HEADER.pack(OFPAT.SET_FIELD, padded) + oxm + bytes(padded - length)
+
+    @classmethod
+    def unpack(cls, buf: bytes, o: int, length: int) -> "SetField":
+        try:
+            key, value, after = decode_oxm(buf, o + 4, o + length, OFPET.BAD_ACTION)
+        except CodecError as exc:
+            raise CodecError(OFPET.BAD_ACTION, _SET_FIELD_CODES.get(exc.code, OFPBAC.BAD_SET_ARGUMENT),
+                             f"set-field: {exc.detail}", exc.offset) from None
+        if after + (-(after - o) & 7) != o + length:
+            raise CodecError(OFPET.BAD_ACTION, OFPBAC.BAD_SET_LEN,
+                             f"set-field length {length} does not fit its OXM", o)
+        return cls(key, value)
+
+
+@dataclass(slots=True)
+class ExperimenterAction(Action):
+    """An experimenter action, kept opaque: data is everything after the id."""
+
+    experimenter: int
+    data: bytes = b""
+    TYPE: ClassVar[int] = OFPAT.EXPERIMENTER
+
+    def pack(self) -> bytes:
+        return TLV_HEADER.pack(OFPAT.EXPERIMENTER, 8 + len(self.data)) + UINT32.pack(self.experimenter) + self.data
+
+    @classmethod
+    def unpack(cls, buf: bytes, o: int, length: int) -> "ExperimenterAction":
+        return cls(UINT32.unpack_from(buf, o + 4)[0], buf[o + 8:o + length])
+
+
+def pack_actions(actions: list[Action]) -> bytes:
+    return b"".join([a.pack() for a in actions])
+
+
+def unpack_actions(buf: bytes, o: int, end: int) -> list[Action]:
+    """Decode the action list in buf[o:end]."""
+    actions = []
+    types = ACTION_TYPES
+    while o < end:
+        if o + 8 > end:
+            raise CodecError(OFPET.BAD_ACTION, OFPBAC.BAD_LEN, "action header truncated", o)
+        atype, length = TLV_HEADER.unpack_from(buf, o)
+        if length < 8 or length & 7 or o + length > end:
+            raise CodecError(OFPET.BAD_ACTION, OFPBAC.BAD_LEN,
+                             f"action length {length} invalid ({end - o} bytes left)", o)
+        cls = types.get(atype)
+        if cls is None:
+            raise CodecError(OFPET.BAD_ACTION, OFPBAC.BAD_TYPE, f"unknown action type {atype}", o)
+        actions.append(cls.unpack(buf, o, length))
+        o += length
+    return actions
+
+

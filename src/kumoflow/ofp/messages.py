@@ -1,0 +1,548 @@
+"""Every OpenFlow 1.3 message except multipart (see multipart.py)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from .actions import Action, pack_actions, unpack_actions
+from .base import HEADER, TLV_HEADER, UINT32, Message, check_length, pad8, register
+from .consts import (OFP_DEFAULT_MISS_SEND_LEN, OFP_DEFAULT_PRIORITY, OFP_NO_BUFFER, OFP_VERSION, OFPCR,
+                     OFPFC, OFPG, OFPGT, OFPHET, OFPP, OFPT, OFPTT)
+from .errors import OFPBRC, OFPET, CodecError
+from .instructions import Instruction, pack_instructions, unpack_instructions
+from .oxm import Match, mac_to_bytes, unpack_match
+from .structs import (Bucket, MeterBand, PacketQueue, Port, PORT_SIZE, pack_bands, pack_buckets,
+                      unpack_bands, unpack_buckets, unpack_queues)
+
+
+def _bad_len(cls: type, detail: str, offset: int | None = None) -> CodecError:
+    return CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_LEN, f"{cls.__name__}: {detail}", offset)
+
+
+def _expect_size(cls: type, buf: bytes, size: int) -> None:
+    if len(buf) != size:
+        raise _bad_len(cls, f"length {len(buf)}, expected {size}", 2)
+
+
+# --- symmetric and controller-switch messages ---------------------------------
+
+@register(OFPT.HELLO)
+@dataclass(slots=True)
+class Hello(Message):
+    """HELLO with the versions the sender supports (version bitmap element).
+
+    `version` is the header version (any version's HELLO decodes);
+    `versions` is the set from the bitmap, or None when the HELLO has none.
+    Unknown elements are kept as raw TLVs.
+    """
+
+    versions: frozenset[int] | None = frozenset({OFP_VERSION})
+    version: int = OFP_VERSION
+    elements: list[bytes] = field(default_factory=list)
+
+    def pack(self) -> bytes:
+        body = self.pack_body()
+        return HEADER.pack(self.version, OFPT.HELLO, 8 + len(body), self.xid) + body
+
+    def pack_body(self) -> bytes:
+        parts = []
+        if self.versions is not None:
+            words = [0] * (max(self.versions, default=0) // 32 + 1)
+            for v in self.versions:
+                words[v // 32] |= 1 << (v % 32)
+            length = 4 + 4 * len(words)
+            parts.append(TLV_HEADER.pack(OFPHET.VERSIONBITMAP, length)
+                         + struct.pack(f"!{len(words)}I", *words) + bytes(pad8(length)))
+        parts.extend(self.elements)
+        return b"".join(parts)
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "Hello":
+        versions, elements, o = None, [], 8
+        while o + 4 <= len(buf):
+            etype, length = TLV_HEADER.unpack_from(buf, o)
+            if length < 4 or o + length > len(buf):
+                raise CodecError(OFPET.HELLO_FAILED, 0, f"hello element length {length} invalid", o)
+            stop = o + length + pad8(length)
+            if etype == OFPHET.VERSIONBITMAP:
+                words = struct.unpack_from(f"!{(length - 4) // 4}I", buf, o + 4)
+                versions = frozenset(32 * i + b for i, w in enumerate(words) for b in range(32) if w >> b & 1)
+            else:
+                elements.append(buf[o:min(stop, len(buf))])
+            o = stop
+        return cls(versions, buf[0], elements, xid=xid)
+
+
+@register(OFPT.ERROR)
+@dataclass(slots=True)
+class ErrorMsg(Message):
+    """ERROR: type, code and (usually) the first bytes of the failed request.
+
+    For type EXPERIMENTER (0xffff), `code` holds exp_type and `experimenter`
+    the experimenter id.
+    """
+
+    type: int
+    code: int
+    data: bytes = b""
+    experimenter: int | None = None
+
+    def pack_body(self) -> bytes:
+        if self.type == OFPET.EXPERIMENTER:
+            return struct.pack("!HHI", self.type, self.code, self.experimenter or 0) + self.data
+        return struct.pack("!HH", self.type, self.code) + self.data
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "ErrorMsg":
+        err_type, code = struct.unpack_from("!HH", buf, 8)
+        if err_type == OFPET.EXPERIMENTER:
+            return cls(err_type, code, buf[16:], UINT32.unpack_from(buf, 12)[0], xid=xid)
+        return cls(err_type, code, buf[12:], xid=xid)
+
+    @classmethod
+    def for_request(cls, err_type: int, code: int, request: bytes, xid: int | None = None) -> "ErrorMsg":
+        """The ERROR answering `request`: at least its first 64 bytes, same xid."""
+        if xid is None:
+            xid = HEADER.unpack_from(request)[3] if len(request) >= 8 else 0
+        return cls(err_type, code, bytes(request[:64]), xid=xid)
+
+    @classmethod
+    def from_codec_error(cls, exc: CodecError, request: bytes) -> "ErrorMsg":
+        return cls.for_request(exc.type, exc.code, request)
+
+
+@dataclass(slots=True)
+class _DataMessage(Message):
+    data: bytes = b""
+
+    def pack_body(self) -> bytes:
+        return self.data
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "_DataMessage":
+        return cls(buf[8:], xid=xid)
+
+
+@register(OFPT.ECHO_REQUEST)
+@dataclass(slots=True)
+class EchoRequest(_DataMessage):
+    pass
+
+
+@register(OFPT.ECHO_REPLY)
+@dataclass(slots=True)
+class EchoReply(_DataMessage):
+    pass
+
+
+_EXPERIMENTER = struct.Struct("!II")
+
+
+@register(OFPT.EXPERIMENTER)
+@dataclass(slots=True)
+class Experimenter(Message):
+    experimenter: int
+    exp_type: int = 0
+    data: bytes = b""
+
+    def pack_body(self) -> bytes:
+        return _EXPERIMENTER.pack(self.experimenter, self.exp_type) + self.data
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "Experimenter":
+        if len(buf) < 16:
+            raise _bad_len(cls, "shorter than 16 bytes", 8)
+        experimenter, exp_type = _EXPERIMENTER.unpack_from(buf, 8)
+        return cls(experimenter, exp_type, buf[16:], xid=xid)
+
+
+@register(OFPT.FEATURES_REQUEST)
+@dataclass(slots=True)
+class FeaturesRequest(Message):
+    pass
+
+
+_FEATURES = struct.Struct("!QIBB2xII")
+
+
+@register(OFPT.FEATURES_REPLY)
+@dataclass(slots=True)
+class FeaturesReply(Message):
+    datapath_id: int
+    n_buffers: int = 0
+    n_tables: int = 1
+    auxiliary_id: int = 0
+    capabilities: int = 0
+    reserved: int = 0
+
+    def pack_body(self) -> bytes:
+        return _FEATURES.pack(self.datapath_id, self.n_buffers, self.n_tables, self.auxiliary_id,
+                              self.capabilities, self.reserved)
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "FeaturesReply":
+        _expect_size(cls, buf, 32)
+        return cls(*_FEATURES.unpack_from(buf, 8), xid=xid)
+
+
+@register(OFPT.GET_CONFIG_REQUEST)
+@dataclass(slots=True)
+class GetConfigRequest(Message):
+    pass
+
+
+_CONFIG = struct.Struct("!HH")
+
+
+@dataclass(slots=True)
+class _Config(Message):
+    flags: int = 0
+    miss_send_len: int = OFP_DEFAULT_MISS_SEND_LEN
+
+    def pack_body(self) -> bytes:
+        return _CONFIG.pack(self.flags, self.miss_send_len)
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "_Config":
+        _expect_size(cls, buf, 12)
+        return cls(*_CONFIG.unpack_from(buf, 8), xid=xid)
+
+
+@register(OFPT.GET_CONFIG_REPLY)
+@dataclass(slots=True)
+class GetConfigReply(_Config):
+    pass
+
+
+@register(OFPT.SET_CONFIG)
+@dataclass(slots=True)
+class SetConfig(_Config):
+    pass
+
+
+# --- asynchronous messages from the switch ------------------------------------
+
+_PACKET_IN = struct.Struct("!IHBBQ")
+
+
+@register(OFPT.PACKET_IN)
+@dataclass(slots=True)
+class PacketIn(Message):
+    buffer_id: int = OFP_NO_BUFFER
+    total_len: int = 0
+    reason: int = 0
+    table_id: int = 0
+    cookie: int = 0
+    match: Match = field(default_factory=Match)
+    data: bytes = b""
+
+    def pack_body(self) -> bytes:
+        return (_PACKET_IN.pack(self.buffer_id, self.total_len, self.reason, self.table_id, self.cookie)
+                + self.match.pack() + b"\0\0" + self.data)
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "PacketIn":
+        buffer_id, total_len, reason, table_id, cookie = _PACKET_IN.unpack_from(buf, 8)
+        match, o = unpack_match(buf, 24, len(buf))
+        if o + 2 > len(buf):
+            raise _bad_len(cls, "truncated after the match", o)
+        return cls(buffer_id, total_len, reason, table_id, cookie, match, buf[o + 2:], xid=xid)
+
+
+_FLOW_REMOVED = struct.Struct("!QHBBIIHHQQ")
+
+
+@register(OFPT.FLOW_REMOVED)
+@dataclass(slots=True)
+class FlowRemoved(Message):
+    cookie: int = 0
+    priority: int = OFP_DEFAULT_PRIORITY
+    reason: int = 0
+    table_id: int = 0
+    duration_sec: int = 0
+    duration_nsec: int = 0
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    packet_count: int = 0
+    byte_count: int = 0
+    match: Match = field(default_factory=Match)
+
+    def pack_body(self) -> bytes:
+        return _FLOW_REMOVED.pack(self.cookie, self.priority, self.reason, self.table_id, self.duration_sec,
+                                  self.duration_nsec, self.idle_timeout, self.hard_timeout,
+                                  self.packet_count, self.byte_count) + self.match.pack()
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "FlowRemoved":
+        fixed = _FLOW_REMOVED.unpack_from(buf, 8)
+        match, o = unpack_match(buf, 48, len(buf))
+        if o != len(buf):
+            raise _bad_len(cls, "bytes after the match", o)
+        return cls(*fixed, match, xid=xid)
+
+
+@register(OFPT.PORT_STATUS)
+@dataclass(slots=True)
+class PortStatus(Message):
+    reason: int
+    desc: Port
+
+    def pack_body(self) -> bytes:
+        return bytes((self.reason,)) + bytes(7) + self.desc.pack()
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "PortStatus":
+        _expect_size(cls, buf, 16 + PORT_SIZE)
+        return cls(buf[8], Port.unpack(buf, 16), xid=xid)
+
+
+# --- controller-to-switch messages --------------------------------------------
+
+_PACKET_OUT = struct.Struct("!IIH6x")
+
+
+@register(OFPT.PACKET_OUT)
+@dataclass(slots=True)
+class PacketOut(Message):
+    buffer_id: int = OFP_NO_BUFFER
+    in_port: int = OFPP.CONTROLLER
+    actions: list[Action] = field(default_factory=list)
+    data: bytes = b""
+
+    def pack_body(self) -> bytes:
+        actions = pack_actions(self.actions)
+        return _PACKET_OUT.pack(self.buffer_id, self.in_port, len(actions)) + actions + self.data
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "PacketOut":
+        buffer_id, in_port, actions_len = _PACKET_OUT.unpack_from(buf, 8)
+        end = 24 + actions_len
+        if end > len(buf):
+            raise _bad_len(cls, f"actions_len {actions_len} overruns the message", 16)
+        return cls(buffer_id, in_port, unpack_actions(buf, 24, end), buf[end:], xid=xid)
+
+
+_FLOW_MOD = struct.Struct("!QQBBHHHIIIH2x")
+
+
+@register(OFPT.FLOW_MOD)
+@dataclass(slots=True)
+class FlowMod(Message):
+    cookie: int = 0
+    cookie_mask: int = 0
+    table_id: int = 0
+    command: int = OFPFC.ADD
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    priority: int = OFP_DEFAULT_PRIORITY
+    buffer_id: int = OFP_NO_BUFFER
+    out_port: int = OFPP.ANY
+    out_group: int = OFPG.ANY
+    flags: int = 0
+    match: Match = field(default_factory=Match)
+    instructions: list[Instruction] = field(default_factory=list)
+
+    def pack_body(self) -> bytes:
+        return (_FLOW_MOD.pack(self.cookie, self.cookie_mask, self.table_id, self.command, self.idle_timeout,
+                               self.hard_timeout, self.priority, self.buffer_id, self.out_port,
+                               self.out_group, self.flags)
+                + self.match.pack() + pack_instructions(self.instructions))
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "FlowMod":
+        fixed = _FLOW_MOD.unpack_from(buf, 8)
+        match, o = unpack_match(buf, 48, len(buf))
+        return cls(*fixed, match, unpack_instructions(buf, o, len(buf)), xid=xid)
+
+
+_GROUP_MOD = struct.Struct("!HBxI")
+
+
+@register(OFPT.GROUP_MOD)
+@dataclass(slots=True)
+class GroupMod(Message):
+    command: int
+    type: int = OFPGT.ALL
+    group_id: int = 0
+    buckets: list[Bucket] = field(default_factory=list)
+
+    def pack_body(self) -> bytes:
+        return _GROUP_MOD.pack(self.command, self.type, self.group_id) + pack_buckets(self.buckets)
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "GroupMod":
+        command, gtype, group_id = _GROUP_MOD.unpack_from(buf, 8)
+        return cls(command, gtype, group_id, unpack_buckets(buf, 16, len(buf)), xid=xid)
+
+
+_PORT_MOD = struct.Struct("!I4x6s2xIII4x")
+
+
+@register(OFPT.PORT_MOD)
+@dataclass(slots=True)
+class PortMod(Message):
+    port_no: int
+    hw_addr: str = "00:00:00:00:00:00"
+    config: int = 0
+    mask: int = 0
+    advertise: int = 0
+
+    def pack_body(self) -> bytes:
+        return _PORT_MOD.pack(self.port_no, mac_to_bytes(self.hw_addr), self.config, self.mask, self.advertise)
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "PortMod":
+        _expect_size(cls, buf, 40)
+        port_no, hw_addr, config, mask, advertise = _PORT_MOD.unpack_from(buf, 8)
+        return cls(port_no, hw_addr.hex(":"), config, mask, advertise, xid=xid)
+
+
+_TABLE_MOD = struct.Struct("!B3xI")
+
+
+@register(OFPT.TABLE_MOD)
+@dataclass(slots=True)
+class TableMod(Message):
+    table_id: int = OFPTT.ALL
+    config: int = 0
+
+    def pack_body(self) -> bytes:
+        return _TABLE_MOD.pack(self.table_id, self.config)
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "TableMod":
+        _expect_size(cls, buf, 16)
+        return cls(*_TABLE_MOD.unpack_from(buf, 8), xid=xid)
+
+
+@register(OFPT.BARRIER_REQUEST)
+@dataclass(slots=True)
+class BarrierRequest(Message):
+    pass
+
+
+@register(OFPT.BARRIER_REPLY)
+@dataclass(slots=True)
+class BarrierReply(Message):
+    pass
+
+
+_QUEUE_GET_CONFIG = struct.Struct("!I4x")
+
+
+@register(OFPT.QUEUE_GET_CONFIG_REQUEST)
+@dataclass(slots=True)
+class QueueGetConfigRequest(Message):
+    port: int = OFPP.ANY
+
+    def pack_body(self) -> bytes:
+        return _QUEUE_GET_CONFIG.pack(self.port)
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "QueueGetConfigRequest":
+        _expect_size(cls, buf, 16)
+        return cls(UINT32.unpack_from(buf, 8)[0], xid=xid)
+
+
+@register(OFPT.QUEUE_GET_CONFIG_REPLY)
+@dataclass(slots=True)
+class QueueGetConfigReply(Message):
+    port: int
+    queues: list[PacketQueue] = field(default_factory=list)
+
+    def pack_body(self) -> bytes:
+        return _QUEUE_GET_CONFIG.pack(self.port) + b"".join([q.pack() for q in self.queues])
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "QueueGetConfigReply":
+        port = UINT32.unpack_from(buf, 8)[0]
+        return cls(port, unpack_queues(buf, 16, len(buf)), xid=xid)
+
+
+_ROLE = struct.Struct("!I4xQ")
+
+
+@dataclass(slots=True)
+class _Role(Message):
+    role: int = OFPCR.ROLE_NOCHANGE
+    generation_id: int = 0
+
+    def pack_body(self) -> bytes:
+        return _ROLE.pack(self.role, self.generation_id)
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "_Role":
+        _expect_size(cls, buf, 24)
+        return cls(*_ROLE.unpack_from(buf, 8), xid=xid)
+
+
+@register(OFPT.ROLE_REQUEST)
+@dataclass(slots=True)
+class RoleRequest(_Role):
+    pass
+
+
+@register(OFPT.ROLE_REPLY)
+@dataclass(slots=True)
+class RoleReply(_Role):
+    pass
+
+
+@register(OFPT.GET_ASYNC_REQUEST)
+@dataclass(slots=True)
+class GetAsyncRequest(Message):
+    pass
+
+
+_ASYNC = struct.Struct("!IIIIII")
+
+
+@dataclass(slots=True)
+class _Async(Message):
+    """Async config; each mask is (master/equal, slave) as in the spec."""
+
+    packet_in_mask: tuple[int, int] = (0, 0)
+    port_status_mask: tuple[int, int] = (0, 0)
+    flow_removed_mask: tuple[int, int] = (0, 0)
+
+    def pack_body(self) -> bytes:
+        return _ASYNC.pack(*self.packet_in_mask, *self.port_status_mask, *self.flow_removed_mask)
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "_Async":
+        _expect_size(cls, buf, 32)
+        v = _ASYNC.unpack_from(buf, 8)
+        return cls(v[0:2], v[2:4], v[4:6], xid=xid)
+
+
+@register(OFPT.GET_ASYNC_REPLY)
+@dataclass(slots=True)
+class GetAsyncReply(_Async):
+    pass
+
+
+@register(OFPT.SET_ASYNC)
+@dataclass(slots=True)
+class SetAsync(_Async):
+    pass
+
+
+_METER_MOD = struct.Struct("!HHI")
+
+
+@register(OFPT.METER_MOD)
+@dataclass(slots=True)
+class MeterMod(Message):
+    command: int
+    flags: int = 0
+    meter_id: int = 0
+    bands: list[MeterBand] = field(default_factory=list)
+
+    def pack_body(self) -> bytes:
+        return _METER_MOD.pack(self.command, self.flags, self.meter_id) + pack_bands(self.bands)
+
+    @classmethod
+    def unpack_body(cls, buf: bytes, xid: int) -> "MeterMod":
+        command, flags, meter_id = _METER_MOD.unpack_from(buf, 8)
+        return cls(command, flags, meter_id, unpack_bands(buf, 16, len(buf)), xid=xid)

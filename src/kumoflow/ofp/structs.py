@@ -1,0 +1,244 @@
+"""Structures shared by several messages: ports, buckets, meter bands, queues."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from .actions import Action, pack_actions, unpack_actions
+from .base import TLV_HEADER, UINT32, check_length, fixed_string, pack_string
+from .consts import OFPG, OFPMBT, OFPP, OFPQT
+from .errors import OFPBRC, OFPET, OFPGMFC, OFPMMFC, CodecError
+from .oxm import mac_to_bytes
+
+# --- ofp_port (7.2.1) ---------------------------------------------------------
+
+_PORT = struct.Struct("!I4x6s2x16sIIIIIIII")
+PORT_SIZE = _PORT.size  # 64
+
+
+@dataclass(slots=True)
+class Port:
+    port_no: int
+    hw_addr: str = "00:00:00:00:00:00"
+    name: str = ""
+    config: int = 0
+    state: int = 0
+    curr: int = 0
+    advertised: int = 0
+    supported: int = 0
+    peer: int = 0
+    curr_speed: int = 0
+    max_speed: int = 0
+
+    def pack(self) -> bytes:
+        return _PORT.pack(self.port_no, mac_to_bytes(self.hw_addr), pack_string(self.name, 16),
+                          self.config, self.state, self.curr, self.advertised, self.supported,
+                          self.peer, self.curr_speed, self.max_speed)
+
+    @classmethod
+    def unpack(cls, buf: bytes, o: int) -> "Port":
+        v = _PORT.unpack_from(buf, o)
+        return cls(v[0], v[1].hex(":"), fixed_string(v[2]), *v[3:])
+
+
+def unpack_ports(buf: bytes, o: int, end: int) -> list[Port]:
+    if (end - o) % PORT_SIZE:
+        raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_LEN,
+                         f"port list of {end - o} bytes is not a multiple of {PORT_SIZE}", o)
+    return [Port.unpack(buf, p) for p in range(o, end, PORT_SIZE)]
+
+
+# --- ofp_bucket (7.3.4.2) -----------------------------------------------------
+
+_BUCKET = struct.Struct("!HHII4x")
+
+
+@dataclass(slots=True)
+class Bucket:
+    actions: list[Action] = field(default_factory=list)
+    weight: int = 0
+    watch_port: int = OFPP.ANY
+    watch_group: int = OFPG.ANY
+
+    def pack(self) -> bytes:
+        body = pack_actions(self.actions)
+        return _BUCKET.pack(16 + len(body), self.weight, self.watch_port, self.watch_group) + body
+
+
+def pack_buckets(buckets: list[Bucket]) -> bytes:
+    return b"".join([b.pack() for b in buckets])
+
+
+def unpack_buckets(buf: bytes, o: int, end: int) -> list[Bucket]:
+    buckets = []
+    while o < end:
+        if o + 16 > end:
+            raise CodecError(OFPET.GROUP_MOD_FAILED, OFPGMFC.BAD_BUCKET, "bucket header truncated", o)
+        length, weight, watch_port, watch_group = _BUCKET.unpack_from(buf, o)
+        check_length(buf, o, length, 16, end, OFPET.GROUP_MOD_FAILED, OFPGMFC.BAD_BUCKET, "bucket")
+        buckets.append(Bucket(unpack_actions(buf, o + 16, o + length), weight, watch_port, watch_group))
+        o += length
+    return buckets
+
+
+# --- meter bands (7.3.4.5) ----------------------------------------------------
+
+METER_BAND_TYPES: dict[int, type["MeterBand"]] = {}
+_BAND = struct.Struct("!HHII")
+
+
+@dataclass(slots=True)
+class MeterBand:
+    TYPE: ClassVar[int]
+
+
+@dataclass(slots=True)
+class MeterBandDrop(MeterBand):
+    rate: int
+    burst_size: int = 0
+    TYPE: ClassVar[int] = OFPMBT.DROP
+
+    def pack(self) -> bytes:
+        return _BAND.pack(OFPMBT.DROP, 16, self.rate, self.burst_size) + bytes(4)
+
+    @classmethod
+    def unpack(cls, buf: bytes, o: int, length: int) -> "MeterBandDrop":
+        _, _, rate, burst = _BAND.unpack_from(buf, o)
+        return cls(rate, burst)
+
+
+@dataclass(slots=True)
+class MeterBandDscpRemark(MeterBand):
+    rate: int
+    burst_size: int = 0
+    prec_level: int = 1
+    TYPE: ClassVar[int] = OFPMBT.DSCP_REMARK
+
+    def pack(self) -> bytes:
+        return _BAND.pack(OFPMBT.DSCP_REMARK, 16, self.rate, self.burst_size) + bytes((self.prec_level, 0, 0, 0))
+
+    @classmethod
+    def unpack(cls, buf: bytes, o: int, length: int) -> "MeterBandDscpRemark":
+        _, _, rate, burst = _BAND.unpack_from(buf, o)
+        return cls(rate, burst, buf[o + 12])
+
+
+@dataclass(slots=True)
+class MeterBandExperimenter(MeterBand):
+    rate: int
+    burst_size: int = 0
+    experimenter: int = 0
+    data: bytes = b""
+    TYPE: ClassVar[int] = OFPMBT.EXPERIMENTER
+
+    def pack(self) -> bytes:
+        return (_BAND.pack(OFPMBT.EXPERIMENTER, 16 + len(self.data), self.rate, self.burst_size)
+                + UINT32.pack(self.experimenter) + self.data)
+
+    @classmethod
+    def unpack(cls, buf: bytes, o: int, length: int) -> "MeterBandExperimenter":
+        _, _, rate, burst = _BAND.unpack_from(buf, o)
+        return cls(rate, burst, UINT32.unpack_from(buf, o + 12)[0], buf[o + 16:o + length])
+
+
+for _cls in (MeterBandDrop, MeterBandDscpRemark, MeterBandExperimenter):
+    METER_BAND_TYPES[_cls.TYPE] = _cls
+
+
+def pack_bands(bands: list[MeterBand]) -> bytes:
+    return b"".join([b.pack() for b in bands])
+
+
+def unpack_bands(buf: bytes, o: int, end: int) -> list[MeterBand]:
+    bands = []
+    while o < end:
+        if o + 4 > end:
+            raise CodecError(OFPET.METER_MOD_FAILED, OFPMMFC.BAD_BAND, "meter band truncated", o)
+        btype, length = TLV_HEADER.unpack_from(buf, o)
+        check_length(buf, o, length, 16, end, OFPET.METER_MOD_FAILED, OFPMMFC.BAD_BAND, "meter band")
+        cls = METER_BAND_TYPES.get(btype)
+        if cls is None:
+            raise CodecError(OFPET.METER_MOD_FAILED, OFPMMFC.BAD_BAND, f"unknown meter band type {btype}", o)
+        if cls is not MeterBandExperimenter and length != 16:
+            raise CodecError(OFPET.METER_MOD_FAILED, OFPMMFC.BAD_BAND, f"meter band length {length}, expected 16", o)
+        bands.append(cls.unpack(buf, o, length))
+        o += length
+    return bands
+
+
+# --- queues (7.3.6) -----------------------------------------------------------
+
+_QUEUE = struct.Struct("!IIH6x")
+_QUEUE_PROP = struct.Struct("!HH4x")
+_RATE_PROP = struct.Struct("!HH4xH6x")
+
+
+@dataclass(slots=True)
+class QueuePropMinRate:
+    rate: int
+    TYPE: ClassVar[int] = OFPQT.MIN_RATE
+
+    def pack(self) -> bytes:
+        return _RATE_PROP.pack(self.TYPE, 16, self.rate)
+
+
+@dataclass(slots=True)
+class QueuePropMaxRate:
+    rate: int
+    TYPE: ClassVar[int] = OFPQT.MAX_RATE
+
+    def pack(self) -> bytes:
+        return _RATE_PROP.pack(self.TYPE, 16, self.rate)
+
+
+@dataclass(slots=True)
+class QueuePropExperimenter:
+    experimenter: int
+    data: bytes = b""
+    TYPE: ClassVar[int] = OFPQT.EXPERIMENTER
+
+    def pack(self) -> bytes:
+        return (_QUEUE_PROP.pack(self.TYPE, 16 + len(self.data)) + UINT32.pack(self.experimenter)
+                + bytes(4) + self.data)
+
+
+QueueProp = QueuePropMinRate | QueuePropMaxRate | QueuePropExperimenter
+
+
+@dataclass(slots=True)
+class PacketQueue:
+    queue_id: int
+    port: int
+    properties: list[QueueProp] = field(default_factory=list)
+
+    def pack(self) -> bytes:
+        body = b"".join([p.pack() for p in self.properties])
+        return _QUEUE.pack(self.queue_id, self.port, 16 + len(body)) + body
+
+
+def _unpack_queue_props(buf: bytes, o: int, end: int) -> list[QueueProp]:
+    props: list[QueueProp] = []
+    while o < end:
+        ptype, length = _QUEUE_PROP.unpack_from(buf, o)
+        check_length(buf, o, length, 16, end, OFPET.BAD_REQUEST, OFPBRC.BAD_LEN, "queue property")
+        if ptype in (OFPQT.MIN_RATE, OFPQT.MAX_RATE):
+            rate = _RATE_PROP.unpack_from(buf, o)[2]
+            props.append(QueuePropMinRate(rate) if ptype == OFPQT.MIN_RATE else QueuePropMaxRate(rate))
+        elif ptype == OFPQT.EXPERIMENTER:
+            props.append(QueuePropExperimenter(UINT32.unpack_from(buf, o + 8)[0], buf[o + 16:o + length]))
+        else:
+            raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_TYPE, f"unknown queue property {ptype}", o)
+        o += length
+    return props
+
+
+def unpack_queues(buf: bytes, o: int, end: int) -> list[PacketQueue]:
+    queues = []
+    while o < end:
+        queue_id, port, length = _QUEUE.unpack_from(buf, o)
+        check_length(buf, o, length, 16, end, OFPET.BAD_REQUEST, OFPBRC.BAD_LEN, "queue")
+        queues.append(PacketQueue(queue_id, port, _unpack_queue_props(buf, o + 16, o + length)))
+        o += length
+    return queues
