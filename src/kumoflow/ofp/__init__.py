@@ -19,7 +19,7 @@ def _export(module) -> None:
     for name, obj in vars(module).items():
         if name.startswith("_"):
             continue
-        if getattr(obj, "__module__", None) == module.__name__ or (name.isupper() and isinstance(obj, (int, dict))):
+        if getattr(obj, "__module__", None) == module.__name__ or (name.isupper() and isinstance(obj, (int, dict, list, frozenset))):
             globals()[name] = obj
 
 
