@@ -15,6 +15,8 @@ import sys
 COMMAND_MODULES = [
     "kumoflow.ofp.cli",
     "kumoflow.demo",
+    "kumoflow.controller.cli",
+    "kumoflow.net.cli",
 ]
 
 

@@ -93,7 +93,7 @@ class Connection:
         buf = self._pending + data if self._pending else bytes(data)
         events: list[Message | BadMessage | ChannelClosed] = []
         o, n = 0, len(buf)
-        while n - o >= 8 and not self.closed:
+        while n - o >= 4 and not self.closed:
             length = buf[o + 2] << 8 | buf[o + 3]
             if length < 8:
                 events.append(self._close(f"header length {length} at stream byte {o}: framing lost"))

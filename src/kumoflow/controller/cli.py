@@ -1,0 +1,59 @@
+"""`kumoflow controller`: run the controller with a set of apps."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("controller", help="run the OpenFlow controller",
+                              description="Run the OpenFlow 1.3 controller with the given apps.")
+    p.add_argument("--listen", action="append", metavar="tcp:HOST:PORT",
+                   help="address to listen on (repeatable; default tcp:0.0.0.0:6653)")
+    p.add_argument("--app", action="append", metavar="NAME",
+                   help="app to run, in pipeline order (repeatable; default l2)")
+    p.add_argument("--echo-interval", type=float, default=5.0, help="seconds between keepalive echoes")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from kumoflow.apps import load_app
+    from kumoflow.controller import Controller
+
+    try:
+        apps = [load_app(name) for name in (args.app or ["l2"])]
+        controller = Controller(apps, echo_interval=args.echo_interval, echo_timeout=3 * args.echo_interval)
+    except ValueError as exc:
+        logging.error("%s", exc)
+        return 2
+    return run_loop(_serve(controller, args.listen or ["tcp:0.0.0.0:6653"]))
+
+
+async def _serve(controller, listen: list[str]) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await controller.start(listen)
+    except (OSError, ValueError) as exc:
+        logging.error("cannot listen: %s", exc)
+        return 1
+    await stop.wait()
+    logging.info("shutting down")
+    await controller.stop()
+    return 0
+
+
+def run_loop(main) -> int:
+    """Run a coroutine on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)

@@ -1,0 +1,100 @@
+"""`kumoflow demo`: what kumoflow does end to end, today.
+
+A controller end and a switch end of the sans-IO OpenFlow channel are
+joined through memory; they run the opening of a learning-switch session
+(hello, features, port description, table-miss entry, a packet-in answered
+by a flow-mod and a packet-out, flow statistics). Every message is encoded,
+carried as bytes, decoded on the far side and printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from kumoflow import ofp
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("demo", help="run the kumoflow demo")
+    parser.add_argument("--hex", action="store_true", help="also print each message's bytes")
+    parser.set_defaults(func=run)
+
+
+def _exchange(controller: ofp.Connection, switch: ofp.Connection):
+    """Yield (direction, wire bytes, decoded message) for the demo session."""
+    h1, h2 = "00:00:00:00:00:01", "00:00:00:00:00:02"
+    frame = _sample_frame(h1, h2)
+
+    def carry(sender, receiver, arrow):
+        wire = sender.data_to_send()
+        events = receiver.receive_data(wire)
+        if b"".join(e.pack() for e in events) != wire:
+            raise RuntimeError(f"{arrow}: decoded messages do not re-encode to the bytes sent")
+        for event in events:
+            yield arrow, event.pack(), event
+
+    yield from carry(controller, switch, "controller -> switch")
+    yield from carry(switch, controller, "switch -> controller")
+
+    xid = controller.send(ofp.FeaturesRequest())
+    yield from carry(controller, switch, "controller -> switch")
+    switch.send(ofp.FeaturesReply(datapath_id=0x1, n_buffers=256, n_tables=64,
+                                  capabilities=ofp.OFPC.FLOW_STATS | ofp.OFPC.PORT_STATS, xid=xid))
+    yield from carry(switch, controller, "switch -> controller")
+
+    xid = controller.send(ofp.PortDescRequest())
+    yield from carry(controller, switch, "controller -> switch")
+    switch.send(ofp.PortDescReply(body=[
+        ofp.Port(1, "02:00:00:00:01:01", "s1-eth1", curr_speed=10_000_000, state=ofp.OFPPS.LIVE),
+        ofp.Port(2, "02:00:00:00:01:02", "s1-eth2", curr_speed=10_000_000, state=ofp.OFPPS.LIVE),
+    ], xid=xid))
+    yield from carry(switch, controller, "switch -> controller")
+
+    controller.send(ofp.FlowMod(priority=0, instructions=[
+        ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)])]))
+    yield from carry(controller, switch, "controller -> switch")
+
+    switch.send(ofp.PacketIn(buffer_id=ofp.OFP_NO_BUFFER, total_len=len(frame), reason=ofp.OFPR.NO_MATCH,
+                             match=ofp.Match(in_port=1), data=frame))
+    yield from carry(switch, controller, "switch -> controller")
+
+    controller.send(ofp.FlowMod(priority=1, idle_timeout=60, match=ofp.Match(in_port=2, eth_dst=h1),
+                                instructions=[ofp.ApplyActions([ofp.Output(1)])]))
+    controller.send(ofp.PacketOut(in_port=1, actions=[ofp.Output(ofp.OFPP.FLOOD)], data=frame))
+    xid = controller.send(ofp.FlowStatsRequest())
+    yield from carry(controller, switch, "controller -> switch")
+    switch.send(ofp.FlowStatsReply(body=[
+        ofp.FlowStats(table_id=0, duration_sec=3, priority=1, idle_timeout=60, packet_count=4, byte_count=392,
+                      match=ofp.Match(in_port=2, eth_dst=h1), instructions=[ofp.ApplyActions([ofp.Output(1)])]),
+        ofp.FlowStats(table_id=0, duration_sec=5, priority=0, packet_count=1, byte_count=98,
+                      instructions=[ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)])]),
+    ], xid=xid))
+    yield from carry(switch, controller, "switch -> controller")
+
+
+def _sample_frame(src: str, dst: str) -> bytes:
+    try:
+        from kumoflow.packet import ICMP, IPv4, Ethernet
+
+        return bytes(Ethernet(dst=dst, src=src) / IPv4(src="10.0.0.1", dst="10.0.0.2") / ICMP(type=8))
+    except Exception:
+        # The packet library's composition API may differ; a fixed frame keeps the demo honest.
+        return (bytes.fromhex(dst.replace(":", "")) + bytes.fromhex(src.replace(":", "")) + b"\x08\x00"
+                + bytes.fromhex("45000054000040004001f8650a0000010a000002") + bytes(64))
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
+    controller, switch = ofp.Connection(), ofp.Connection()
+    total = 0
+    for direction, wire, msg in _exchange(controller, switch):
+        total += len(wire)
+        console.print(f"[bold cyan]{direction}[/]  [dim]{len(wire)} bytes[/]")
+        if args.hex:
+            console.print(f"[dim]{wire.hex(' ')}[/]")
+        console.print(str(msg), markup=False)
+        console.print()
+    console.print(f"[bold green]{total} bytes exchanged; every message decoded and re-encoded identically.[/]")
+    return 0
