@@ -19,6 +19,7 @@ UINT16 = struct.Struct("!H")
 UINT32 = struct.Struct("!I")
 UINT64 = struct.Struct("!Q")
 TLV_HEADER = struct.Struct("!HH")
+MAX_BODY = 0xFFFF - 8
 
 # OFPT -> message class, for every type but multipart (see MULTIPART_*).
 MESSAGE_TYPES: dict[int, type["Message"]] = {}
@@ -60,6 +61,9 @@ class Message:
 
     def pack(self) -> bytes:
         body = self.pack_body()
+        if len(body) > MAX_BODY:
+            raise ValueError(f"{type(self).__name__} of {8 + len(body)} bytes exceeds OpenFlow's 65535-byte "
+                             "limit (split multipart replies into parts with the MORE flag)")
         return HEADER.pack(OFP_VERSION, self.msg_type, 8 + len(body), self.xid) + body
 
     def pack_body(self) -> bytes:

@@ -231,9 +231,18 @@ def unpack_match(buf: bytes, o: int, end: int) -> tuple[Match, int]:
         raise CodecError(OFPET.BAD_MATCH, OFPBMC.BAD_LEN, f"match length {length} invalid", o)
     match = Match()
     p = o + 4
+    decoders, unpack_header = _DECODERS, UINT32.unpack_from
     while p < stop:
-        key, value, p = decode_oxm(buf, p, stop)
+        # Fast path for basic fields; decode_oxm handles the rest and errors.
+        spec = decoders.get(unpack_header(buf, p)[0]) if p + 4 <= stop else None
+        if spec is not None and p + 4 + spec[2] <= stop:
+            key, read, size = spec
+            value = read(buf, p + 4)
+            at, p = p, p + 4 + size
+        else:
+            at = p
+            key, value, p = decode_oxm(buf, p, stop)
         if key in match:
-            raise CodecError(OFPET.BAD_MATCH, OFPBMC.DUP_FIELD, f"OXM {key} appears twice", p)
+            raise CodecError(OFPET.BAD_MATCH, OFPBMC.DUP_FIELD, f"OXM {key} appears twice", at)
         match[key] = value
     return match, o + length + pad8(length)
