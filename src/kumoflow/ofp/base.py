@@ -44,6 +44,7 @@ def fixed_string(raw: bytes) -> str:
 
 def pack_string(text: str, size: int) -> bytes:
     raw = text.encode("utf-8")[: size - 1]
+    raw = raw.decode("utf-8", "ignore").encode("utf-8")   # never cut a character in half
     return raw + bytes(size - len(raw))
 
 

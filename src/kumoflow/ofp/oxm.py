@@ -227,7 +227,7 @@ def unpack_match(buf: bytes, o: int, end: int) -> tuple[Match, int]:
     if match_type != OFPMT.OXM:
         raise CodecError(OFPET.BAD_MATCH, OFPBMC.BAD_TYPE, f"match type {match_type}, expected OXM (1)", o)
     stop = o + length
-    if length < 4 or stop > end:
+    if length < 4 or stop + pad8(length) > end:
         raise CodecError(OFPET.BAD_MATCH, OFPBMC.BAD_LEN, f"match length {length} invalid", o)
     match = Match()
     p = o + 4
