@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[bold cyan]{direction}[/]  [dim]{len(wire)} bytes[/]")
         if args.hex:
             console.print(f"[dim]{wire.hex(' ')}[/]")
-        console.print(str(msg), markup=False)
+        console.print(str(msg), markup=False, soft_wrap=True)
         console.print()
     console.print(f"[bold green]{total} bytes exchanged; every message decoded and re-encoded identically.[/]")
     return 0
