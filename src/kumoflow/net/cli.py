@@ -1,0 +1,179 @@
+"""``kumoflow up``, ``kumoflow down`` and ``kumoflow exec``.
+
+::
+
+    kumoflow up examples/single.yaml [--name N] [--fail-mode standalone] [--no-controller]
+    kumoflow up examples/single.yaml --check      # validate only, no root needed
+    kumoflow down examples/single.yaml            # or: kumoflow down single / --all
+    kumoflow exec h1 -- ping -c1 10.0.0.2         # --topo NAME when several have h1
+
+``up`` leaves the topology running and returns; ``down`` removes it, also
+after a crash (from the state record in /run/kumoflow and by name).
+Heavy imports (pyroute2, rich) happen only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    up = subparsers.add_parser(
+        "up",
+        help="bring up an emulated network from a YAML topology",
+        description="Create the namespaces, links and switches of a topology file and leave them running.",
+    )
+    up.add_argument("topology", metavar="TOPO.yaml", help="topology file")
+    up.add_argument("--name", help="topology name (default: the file's name:, else its file name)")
+    up.add_argument("--fail-mode", choices=("secure", "standalone"), help="override every switch's fail mode")
+    up.add_argument("--controller", action="append", metavar="TARGET",
+                    help="override every switch's controllers (repeatable), e.g. tcp:127.0.0.1:6653")
+    up.add_argument("--no-controller", action="store_true", help="switches get no controller")
+    up.add_argument("--check", action="store_true", help="only validate the file and show the plan")
+    up.set_defaults(func=_up)
+
+    down = subparsers.add_parser(
+        "down",
+        help="remove an emulated network (also after a crash)",
+        description="Remove everything a topology made: switches, links, namespaces and their processes.",
+    )
+    down.add_argument("topology", nargs="?", metavar="TOPO.yaml|NAME", help="topology file or name")
+    down.add_argument("--name", help="topology name, when it was brought up with --name")
+    down.add_argument("--all", action="store_true", help="remove every recorded topology")
+    down.set_defaults(func=_down)
+
+    exe = subparsers.add_parser(
+        "exec",
+        help="run a command in an emulated host",
+        description="Run COMMAND (default: your shell) in host HOST's network namespace.",
+    )
+    exe.add_argument("--topo", metavar="NAME", help="the topology, when several running ones have HOST")
+    exe.add_argument("host", metavar="HOST")
+    exe.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
+    exe.set_defaults(func=_exec)
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"kumoflow: {message}", file=sys.stderr)
+    return code
+
+
+def _up(args: argparse.Namespace) -> int:
+    from kumoflow.net.errors import NetError, TopologyError
+    from kumoflow.net.topology import load_topology
+
+    controllers = [] if args.no_controller else args.controller
+    try:
+        topology = load_topology(args.topology).with_overrides(
+            name=args.name, fail_mode=args.fail_mode, controllers=controllers
+        )
+    except TopologyError as exc:
+        return _fail(f"invalid topology\n{exc}", 2)
+    from kumoflow.net.network import Network
+    from kumoflow.net.show import print_plan
+
+    try:
+        net = Network(topology)
+    except ValueError as exc:
+        return _fail(str(exc), 2)
+    if args.check:
+        print_plan(net.plan, title=f"topology {net.name!r} is valid")
+        return 0
+    try:
+        net.up()
+    except NetError as exc:
+        return _fail(str(exc))
+    print_plan(net.plan, title=f"topology {net.name!r} is up")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from kumoflow.net import state
+    from kumoflow.net.errors import NetError, TopologyError
+    from kumoflow.net.network import Network
+    from kumoflow.net.topology import load_topology
+
+    if os.geteuid() != 0:
+        return _fail("removing a topology needs root")
+    targets: list[tuple[str, object]] = []
+    if args.all:
+        targets = [(r["name"], None) for r in state.all_records()]
+        if not targets:
+            print("no recorded topologies")
+            return 0
+    elif args.topology and Path(args.topology).is_file():
+        try:
+            topology = load_topology(args.topology)
+        except TopologyError as exc:
+            # still clean up by name: the file may have been edited since `up`
+            from kumoflow.net.topology import default_name
+
+            name = args.name or _name_in_file(args.topology) or default_name(args.topology)
+            print(f"kumoflow: warning: {exc}\nremoving {name!r} by its record and name only", file=sys.stderr)
+            targets = [(name, None)]
+        else:
+            targets = [(args.name or topology.name, topology)]
+    elif args.topology or args.name:
+        targets = [(args.name or args.topology, None)]
+    else:
+        return _fail("say which topology: a file, a name, or --all", 2)
+    status = 0
+    for name, topology in targets:
+        try:
+            report = Network.teardown(name, topology)  # type: ignore[arg-type]
+        except NetError as exc:
+            status = _fail(str(exc))
+            continue
+        except ValueError as exc:
+            status = _fail(str(exc), 2)
+            continue
+        if report.removed:
+            print(f"topology {name!r} removed: {len(report.removed)} items")
+        else:
+            print(f"topology {name!r}: nothing to remove")
+        for err in report.errors:
+            print(f"  note: {err}", file=sys.stderr)
+    return status
+
+
+def _name_in_file(path: str) -> str | None:
+    """The ``name:`` of a file that may not validate any more."""
+    try:
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        name = data.get("name") if isinstance(data, dict) else None
+        return name if isinstance(name, str) else None
+    except Exception:
+        return None
+
+
+def _exec(args: argparse.Namespace) -> int:
+    from kumoflow.net import state
+    from kumoflow.net.hosts import namespace_exists, netns_command
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        command = [os.environ.get("SHELL") or "/bin/sh"]
+    found = state.find_host(args.host, args.topo)
+    if not found:
+        where = f"topology {args.topo!r}" if args.topo else "any running topology"
+        return _fail(f"no host {args.host!r} in {where}")
+    if len(found) > 1:
+        names = ", ".join(r["name"] for r in found)
+        return _fail(f"host {args.host!r} is in several topologies ({names}); choose one with --topo", 2)
+    netns = found[0]["hosts"][args.host]["netns"]
+    if not namespace_exists(netns):
+        return _fail(f"host {args.host!r} of topology {found[0]['name']!r} is not running (no namespace {netns})")
+    argv = netns_command(netns, command)
+    sys.stdout.flush()
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        return _fail(f"cannot run {argv[0]}: {exc}")
+    return 0  # not reached

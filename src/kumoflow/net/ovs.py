@@ -1,0 +1,170 @@
+"""Switch kind ``ovs``: an Open vSwitch bridge on the userspace datapath.
+
+Each switch is one bridge, made in a single ``ovs-vsctl`` transaction:
+``datapath_type=netdev`` (the userspace datapath; no openvswitch kernel
+module needed), the planned OpenFlow versions, fail mode and datapath id,
+in-band control off, every port with ``ofport_request`` set to its planned
+number, and the controllers. The bridge carries
+``external_ids:kumoflow-topology=<topology>`` so a sweep finds it after a
+crash. ``ovs-vsctl`` waits until ovs-vswitchd has applied the change, and
+the ports' ``ofport``/``error`` columns are checked afterwards.
+
+Open vSwitch itself (ovsdb-server and ovs-vswitchd) must be running; on a
+machine without the kernel module it starts with
+``/usr/share/openvswitch/scripts/ovs-ctl start --system-id=random``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from typing import Any
+
+from kumoflow.net.errors import SwitchError
+from kumoflow.net.plan import SwitchPlan
+from kumoflow.net.switches import SwitchKind
+
+DATAPATH_TYPE = "netdev"
+MARKER = "kumoflow-topology"
+TIMEOUT = 20  # seconds, for every ovs-vsctl call (it blocks while vswitchd is away)
+START_HINT = "start it with: /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random"
+
+
+def _atom(value: str) -> str:
+    """An OVSDB string atom, quoted unless it is plainly safe."""
+    return value if re.fullmatch(r"[A-Za-z0-9_.-]+", value) else json.dumps(value)
+
+
+def vsctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(
+            ["ovs-vsctl", f"--timeout={TIMEOUT}", *args],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT + 5,
+        )
+    except FileNotFoundError as exc:
+        raise SwitchError(f"ovs-vsctl not found: install Open vSwitch (openvswitch-switch) and {START_HINT}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise SwitchError(f"ovs-vsctl {' '.join(args[:2])} timed out: is ovs-vswitchd running? {START_HINT}") from exc
+    if check and proc.returncode != 0:
+        raise SwitchError(f"ovs-vsctl {' '.join(args[:2])}...: {proc.stderr.strip() or proc.returncode}")
+    return proc
+
+
+def _set(value: list) -> list:
+    """The members of an OVSDB JSON set (a lone member is not wrapped)."""
+    return value[1] if value and value[0] == "set" else [value]
+
+
+class OvsSwitch(SwitchKind):
+    name = "ovs"
+
+    def check(self) -> None:
+        if shutil.which("ovs-vsctl") is None:
+            raise SwitchError(f"ovs-vsctl not found: install Open vSwitch and {START_HINT}")
+        try:
+            proc = subprocess.run(
+                ["ovs-vsctl", "--timeout=5", "get", "Open_vSwitch", ".", "datapath_types"],
+                capture_output=True, text=True, timeout=10,
+            )
+        except subprocess.TimeoutExpired:
+            proc = None
+        if proc is None or proc.returncode != 0:
+            why = proc.stderr.strip() if proc is not None else "timed out"
+            raise SwitchError(f"Open vSwitch database is not reachable ({why}); {START_HINT}")
+        try:
+            appctl = subprocess.run(
+                ["ovs-appctl", "--timeout=5", "-t", "ovs-vswitchd", "version"],
+                capture_output=True, text=True, timeout=10,
+            )
+            running = appctl.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            running = False
+        if not running:
+            raise SwitchError(f"ovs-vswitchd is not running; {START_HINT}")
+        if DATAPATH_TYPE not in proc.stdout:
+            raise SwitchError(f"this ovs-vswitchd has no {DATAPATH_TYPE} datapath (has {proc.stdout.strip()})")
+
+    def up(self, switch: SwitchPlan) -> dict[str, Any]:
+        br = switch.bridge
+        args = [
+            "add-br", br, "--",
+            "set", "Bridge", br,
+            f"datapath_type={DATAPATH_TYPE}",
+            f"protocols={','.join(switch.protocols)}",
+            f"fail_mode={switch.fail_mode}",
+            f"other-config:datapath-id={switch.dpid:016x}",
+            "other-config:disable-in-band=true",
+            f"external_ids:{MARKER}={_atom(switch.topology)}",
+            f"external_ids:kumoflow-switch={_atom(switch.name)}",
+        ]
+        for port in switch.ports:
+            args += ["--", "add-port", br, port.ifname,
+                     "--", "set", "Interface", port.ifname, f"ofport_request={port.number}"]
+        if switch.controllers:
+            args += ["--", "set-controller", br, *switch.controllers]
+        vsctl(*args)
+        self._check_ports(switch)
+        return {"bridge": br}
+
+    def _check_ports(self, switch: SwitchPlan) -> None:
+        if not switch.ports:
+            return
+        proc = vsctl("--format=json", "--columns=name,ofport,error", "list", "Interface",
+                     *(p.ifname for p in switch.ports))
+        rows = {row[0]: row for row in json.loads(proc.stdout)["data"]}
+        for port in switch.ports:
+            name, ofport, error = rows.get(port.ifname, (port.ifname, -1, ["set", []]))
+            if isinstance(error, str) and error:
+                raise SwitchError(f"switch {switch.name}: port {port.ifname}: {error}")
+            if ofport != port.number:
+                raise SwitchError(
+                    f"switch {switch.name}: port {port.ifname} got OpenFlow port {ofport}, "
+                    f"not the requested {port.number}"
+                )
+
+    def connected(self, switches: list[SwitchPlan]) -> dict[str, bool]:
+        if not switches:
+            return {}
+        bridges = json.loads(vsctl("--format=json", "--columns=name,controller", "list", "Bridge",
+                                   *(s.bridge for s in switches)).stdout)["data"]
+        controllers = json.loads(vsctl("--format=json", "--columns=_uuid,is_connected", "list",
+                                       "Controller").stdout)["data"]
+        up = {uuid[1] for uuid, is_connected in controllers if is_connected is True}
+        by_bridge = {name: {u[1] for u in _set(ref)} for name, ref in bridges}
+        return {s.name: bool(by_bridge.get(s.bridge, set()) & up) for s in switches}
+
+    def down(self, record: dict[str, Any]) -> list[str]:
+        bridge = record.get("bridge")
+        if not bridge or bridge not in self._bridges():
+            return []
+        vsctl("--if-exists", "del-br", bridge)
+        return [f"ovs bridge {bridge}"]
+
+    def _bridges(self, topology: str | None = None) -> list[str]:
+        if shutil.which("ovs-vsctl") is None:
+            return []
+        if topology is None:
+            return vsctl("list-br").stdout.split()
+        proc = vsctl("--bare", "--columns=name", "find", "Bridge", f"external_ids:{MARKER}={_atom(topology)}")
+        return proc.stdout.split()
+
+    def sweep(self, topology: str, prefix: str) -> list[str]:
+        removed = []
+        for bridge in self._bridges(topology):
+            vsctl("--if-exists", "del-br", bridge)
+            removed.append(f"ovs bridge {bridge}")
+        return removed
+
+    def leftovers(self, topology: str, prefix: str) -> list[str]:
+        found = set(self._bridges(topology))
+        found |= {b for b in self._bridges() if b.startswith(prefix + "-")}
+        # ports of our veths left on some other bridge
+        ports = []
+        if shutil.which("ovs-vsctl") is not None:
+            ports = [p for p in vsctl("--bare", "--columns=name", "list", "Port").stdout.split()
+                     if p.startswith(prefix + "-")]
+        return [f"ovs bridge {b}" for b in sorted(found)] + [f"ovs port {p}" for p in sorted(set(ports) - found)]

@@ -1,0 +1,239 @@
+"""From a validated topology to the exact kernel and switch names it will use.
+
+Every name is derived from the topology name, so two topologies (or a rerun
+of a test with a fresh name) never collide, and ``down`` can find everything
+again from the name alone:
+
+* namespace of host ``h1`` in topology ``lab``: ``lab-h1``
+* interface prefix: the topology name when it is at most 6 lowercase
+  letters/digits, else 2 of its letters and 4 hex digits of a hash of it
+  (``single`` -> ``single``, ``t3f9a2c01`` -> ``t3`` + hash)
+* OVS bridge of switch ``s1``: ``<prefix>-s1``
+* switch port ``n`` of ``s1`` (a veth end in the root namespace):
+  ``<prefix>-s1-<n>``
+* a host's end of its link: created as ``<prefix>-h1`` in the root
+  namespace, then moved into the host's namespace and renamed ``eth0``
+
+Linux interface names hold at most 15 characters (IFNAMSIZ - 1); a name
+that would be longer becomes ``<prefix>-`` plus a hash of the long form.
+Node names cannot contain '-', so the prefix is always the part before the
+first '-'. Root-namespace veth ends also carry the interface alias
+``kumoflow:<topology>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from kumoflow.net.topology import IPAddress, IPInterface, Topology
+
+IFNAMSIZ = 16
+MAX_IFNAME = IFNAMSIZ - 1
+PREFIX_LEN = 6
+HOST_IFNAME = "eth0"
+ALIAS_PREFIX = "kumoflow:"
+
+
+def _digest(text: str, length: int) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:length]
+
+
+def interface_prefix(topology: str) -> str:
+    """The short prefix of every interface name of ``topology``."""
+    if re.fullmatch(r"[a-z0-9]{1,%d}" % PREFIX_LEN, topology):
+        return topology
+    letters = re.sub(r"[^a-z0-9]", "", topology.lower())[:2] or "kf"
+    return letters + _digest(topology, PREFIX_LEN - len(letters))
+
+
+@dataclass(frozen=True)
+class Names:
+    """The naming scheme of one topology instance."""
+
+    topology: str
+
+    @property
+    def prefix(self) -> str:
+        return interface_prefix(self.topology)
+
+    @property
+    def alias(self) -> str:
+        """Interface alias marking root-namespace veth ends of this topology."""
+        return ALIAS_PREFIX + self.topology
+
+    def ifname(self, *parts: str) -> str:
+        name = "-".join((self.prefix, *parts))
+        if len(name) <= MAX_IFNAME:
+            return name
+        return f"{self.prefix}-{_digest(name, MAX_IFNAME - len(self.prefix) - 1)}"
+
+    def netns(self, host: str) -> str:
+        return f"{self.topology}-{host}"
+
+    def netns_pattern(self) -> re.Pattern[str]:
+        """Matches exactly the namespace names this topology can make."""
+        return re.compile(re.escape(self.topology) + r"-[A-Za-z][A-Za-z0-9_]*")
+
+    def bridge(self, switch: str) -> str:
+        return self.ifname(switch)
+
+    def port(self, switch: str, number: int) -> str:
+        return self.ifname(switch, str(number))
+
+    def host_end(self, host: str) -> str:
+        return self.ifname(host)
+
+    def owns_ifname(self, ifname: str) -> bool:
+        return ifname.startswith(self.prefix + "-")
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    name: str
+    netns: str
+    ifname: str
+    mac: str
+    ip: IPInterface
+    gateway: IPAddress | None
+    #: the switch and port the host is attached to
+    switch: str = ""
+    port: int = 0
+
+    def record(self) -> dict:
+        return {
+            "name": self.name,
+            "netns": self.netns,
+            "ifname": self.ifname,
+            "mac": self.mac,
+            "ip": str(self.ip),
+            "gateway": str(self.gateway) if self.gateway else None,
+            "switch": self.switch,
+            "port": self.port,
+        }
+
+
+@dataclass(frozen=True)
+class VethEnd:
+    """One end of a veth pair, created in the root namespace as ``ifname``."""
+
+    node: str
+    ifname: str
+    #: OpenFlow port number on a switch end
+    port: int | None = None
+    #: for a host end: the namespace it moves to and its name there
+    netns: str | None = None
+    final_ifname: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkPlan:
+    index: int
+    #: ``a`` always stays in the root namespace (a switch end)
+    a: VethEnd
+    b: VethEnd
+
+
+@dataclass(frozen=True)
+class PortPlan:
+    number: int
+    ifname: str
+
+
+@dataclass(frozen=True)
+class SwitchPlan:
+    name: str
+    kind: str
+    topology: str
+    bridge: str
+    dpid: int
+    fail_mode: str
+    protocols: tuple[str, ...]
+    controllers: tuple[str, ...]
+    ports: tuple[PortPlan, ...] = ()
+
+    def record(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "topology": self.topology,
+            "bridge": self.bridge,
+            "dpid": self.dpid,
+            "ports": [p.ifname for p in self.ports],
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    topology: Topology
+    names: Names
+    hosts: tuple[HostPlan, ...] = ()
+    switches: tuple[SwitchPlan, ...] = ()
+    links: tuple[LinkPlan, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.topology.name
+
+    def namespaces(self) -> list[str]:
+        return [h.netns for h in self.hosts]
+
+    def root_ifnames(self) -> list[str]:
+        """Every interface name the plan creates in the root namespace
+        (veth ends, including host ends before they move, and bridges)."""
+        names = []
+        for link in self.links:
+            names.append(link.a.ifname)
+            names.append(link.b.ifname)
+        names += [s.bridge for s in self.switches]
+        return names
+
+
+def make_plan(topology: Topology) -> Plan:
+    names = Names(topology.name)
+    attach: dict[str, tuple[str, int]] = {}
+    links = []
+    ports: dict[str, list[PortPlan]] = {s.name: [] for s in topology.switches}
+    for index, link in enumerate(topology.links):
+        ends = []
+        for end in (link.src, link.dst):
+            if topology.is_host(end.node):
+                ends.append(VethEnd(end.node, names.host_end(end.node), None,
+                                    names.netns(end.node), HOST_IFNAME))
+            else:
+                ifname = names.port(end.node, end.port)
+                ends.append(VethEnd(end.node, ifname, end.port))
+                ports[end.node].append(PortPlan(end.port, ifname))
+        a, b = ends
+        if a.netns is not None:  # keep the switch end first
+            a, b = b, a
+        if b.netns is not None:
+            attach[b.node] = (a.node, a.port)
+        links.append(LinkPlan(index, a, b))
+    hosts = tuple(
+        HostPlan(h.name, names.netns(h.name), HOST_IFNAME, h.mac, h.ip, h.gateway,
+                 *attach.get(h.name, ("", 0)))
+        for h in topology.hosts
+    )
+    switches = tuple(
+        SwitchPlan(
+            name=s.name,
+            kind=s.kind,
+            topology=topology.name,
+            bridge=names.bridge(s.name),
+            dpid=s.dpid,
+            fail_mode=s.fail_mode,
+            protocols=s.protocols,
+            controllers=topology.controllers_of(s),
+            ports=tuple(sorted(ports[s.name], key=lambda p: p.number)),
+        )
+        for s in topology.switches
+    )
+    plan = Plan(topology, names, hosts, switches, tuple(links))
+    seen: set[str] = set()
+    for ifname in plan.root_ifnames():
+        if ifname in seen:  # only a hash collision of two long names can do this
+            raise ValueError(f"interface name {ifname!r} would be used twice; rename a node")
+        seen.add(ifname)
+    return plan

@@ -1,0 +1,39 @@
+"""Terminal output of a plan: switches and hosts as tables (rich)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from kumoflow.net.plan import Plan
+
+
+def plan_tables(plan: Plan) -> list[Table]:
+    switches = Table("switch", "kind", "bridge", "dpid", "fail mode", "controllers", "ports", title="switches")
+    for s in plan.switches:
+        switches.add_row(
+            s.name, s.kind, s.bridge, f"{s.dpid:#x}", s.fail_mode,
+            "\n".join(s.controllers) or "-",
+            " ".join(str(p.number) for p in s.ports) or "-",
+        )
+    hosts = Table("host", "namespace", "ip", "mac", "gateway", "attached to", title="hosts")
+    for h in plan.hosts:
+        hosts.add_row(
+            h.name, h.netns, str(h.ip), h.mac, str(h.gateway or "-"),
+            f"{h.switch} port {h.port}" if h.switch else "-",
+        )
+    links = Table("link", "a", "b", title="switch-to-switch links")
+    for link in plan.links:
+        if link.b.netns is None:
+            links.add_row(str(link.index), f"{link.a.node} port {link.a.port}", f"{link.b.node} port {link.b.port}")
+    tables = [switches, hosts]
+    if links.row_count:
+        tables.append(links)
+    return tables
+
+
+def print_plan(plan: Plan, title: str, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(f"[bold]{title}[/bold] (interface prefix {plan.names.prefix}-)")
+    for table in plan_tables(plan):
+        console.print(table)

@@ -1,0 +1,600 @@
+"""Topology files: the schema, its validation, and the validated model.
+
+A topology file is YAML::
+
+    name: single                 # optional; default: the file name without .yaml
+    controller: tcp:127.0.0.1:6653   # optional; one target or a list
+    offloads: false              # optional, default false (see below)
+    hosts:
+      - {name: h1, mac: "00:00:00:00:00:01", ip: 10.0.0.1/24, gateway: 10.0.0.254}
+    switches:
+      - {name: s1, kind: ovs, dpid: 1, fail_mode: secure}
+    links:
+      - {src: h1, dst: s1, dst_port: 1}
+
+``hosts``: each host is a network namespace with one interface, ``eth0``,
+on its one link. ``mac`` (unicast) and ``ip`` (with prefix length, IPv4 or
+IPv6) are required; ``gateway`` (in the host's subnet) adds a default route.
+
+``switches``: ``kind`` is one of :func:`kumoflow.net.switches.kind_names`
+(default ``ovs``). ``dpid`` is an integer or 16 hex digits (colons allowed);
+by default the number in the switch's name (``s3`` -> 3), else the lowest
+unused. ``fail_mode`` is ``secure`` (default: no forwarding without a
+controller) or ``standalone`` (the switch acts as a learning switch while no
+controller is connected). ``protocols`` defaults to ``[OpenFlow13]``.
+``controller`` overrides the topology's controller for this switch (an
+empty list or ``none`` means no controller).
+
+``links``: veth pairs; ``src`` and ``dst`` name nodes, at least one of them a
+switch. ``src_port``/``dst_port`` set the OpenFlow port number of a switch
+end (1..65279); unset ends get the lowest free number on that switch.
+
+``offloads``: when false (the default) checksum and segmentation offloads
+are turned off on every veth. A userspace switch reads frames whose
+checksums the kernel has not computed yet; forwarded as they are, TCP
+segments arrive with bad checksums and TCP stalls, while ping still works.
+Set true only if every switch is in the kernel.
+
+Controller targets: ``tcp:IP[:PORT]``, ``ssl:IP[:PORT]`` (IPv6 as
+``tcp:[::1]:6653``), or ``unix:PATH``; the default port is 6653.
+
+Everything is checked before anything is created; a bad file raises
+:class:`~kumoflow.net.errors.TopologyError` listing every problem as
+``file:line: field: message``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from yaml.nodes import Node, ScalarNode
+
+from kumoflow.net.errors import Issue, TopologyError
+from kumoflow.net.switches import kind_names
+from kumoflow.net.yamlnodes import Reader, field_index, field_key, line_of
+
+TOPOLOGY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+#: node names have no '-', so generated names (prefix-node-port) stay unambiguous
+NODE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+FAIL_MODES = ("secure", "standalone")
+PROTOCOLS = ("OpenFlow10", "OpenFlow11", "OpenFlow12", "OpenFlow13", "OpenFlow14", "OpenFlow15")
+DEFAULT_PROTOCOLS = ("OpenFlow13",)
+DEFAULT_CONTROLLER_PORT = 6653
+#: OVS accepts ofport_request 1..65279; OpenFlow reserves the ports above.
+MAX_PORT = 65279
+MAX_DPID = (1 << 64) - 1
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    mac: str
+    ip: IPInterface
+    gateway: IPAddress | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Switch:
+    name: str
+    kind: str = "ovs"
+    dpid: int = 1
+    fail_mode: str = "secure"
+    protocols: tuple[str, ...] = DEFAULT_PROTOCOLS
+    #: None: use the topology's controllers
+    controllers: tuple[str, ...] | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    node: str
+    #: OpenFlow port number for a switch end (always set after loading), None for a host
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class Link:
+    src: Endpoint
+    dst: Endpoint
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    hosts: tuple[Host, ...] = ()
+    switches: tuple[Switch, ...] = ()
+    links: tuple[Link, ...] = ()
+    controllers: tuple[str, ...] = ()
+    offloads: bool = False
+    source: str = "<string>"
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(f"no host {name!r} in topology {self.name!r}")
+
+    def switch(self, name: str) -> Switch:
+        for switch in self.switches:
+            if switch.name == name:
+                return switch
+        raise KeyError(f"no switch {name!r} in topology {self.name!r}")
+
+    def is_host(self, name: str) -> bool:
+        return any(h.name == name for h in self.hosts)
+
+    def controllers_of(self, switch: Switch) -> tuple[str, ...]:
+        return self.controllers if switch.controllers is None else switch.controllers
+
+    def with_overrides(
+        self,
+        *,
+        name: str | None = None,
+        fail_mode: str | None = None,
+        controllers: list[str] | tuple[str, ...] | None = None,
+    ) -> Topology:
+        """A copy with the topology name, every switch's fail mode, or every
+        switch's controllers replaced (each argument optional)."""
+        issues = []
+        if name is not None and not TOPOLOGY_NAME.fullmatch(name):
+            issues.append(f"name: {name!r} is not a valid topology name ({_NAME_RULE})")
+        if fail_mode is not None and fail_mode not in FAIL_MODES:
+            issues.append(f"fail_mode: {fail_mode!r} is not one of {', '.join(FAIL_MODES)}")
+        targets = None
+        if controllers is not None:
+            targets = []
+            for target in controllers:
+                normal, problem = parse_controller(target)
+                if problem:
+                    issues.append(f"controller: {problem}")
+                else:
+                    targets.append(normal)
+        if issues:
+            raise TopologyError([Issue("override", 0, "", i) for i in issues])
+        switches = self.switches
+        if fail_mode is not None:
+            switches = tuple(replace(s, fail_mode=fail_mode) for s in switches)
+        if targets is not None:
+            switches = tuple(replace(s, controllers=tuple(targets)) for s in switches)
+        return replace(self, name=name or self.name, switches=switches)
+
+
+_NAME_RULE = "letters, digits, '_' and '-', at most 32, starting with a letter or digit"
+_NODE_RULE = "a letter, then letters, digits or '_', at most 32"
+
+
+# -- entry points -----------------------------------------------------------
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read and validate a topology file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TopologyError([Issue(str(path), 0, "", f"cannot read: {exc}")]) from exc
+    return parse_topology(text, filename=str(path), default_name=default_name(path))
+
+
+def parse_topology(text: str, filename: str = "<string>", default_name: str = "topo") -> Topology:
+    """Validate YAML ``text``; errors name ``filename``."""
+    reader = Reader(filename)
+    root = reader.parse(text)
+    topology = _Builder(reader).build(root, default_name) if root is not None else None
+    if reader.issues or topology is None:
+        raise TopologyError(reader.issues)
+    return replace(topology, source=filename)
+
+
+def default_name(path: str | Path) -> str:
+    """A topology name from a file name: ``my topo.yaml`` -> ``my-topo``."""
+    stem = Path(path).name
+    for suffix in (".yaml", ".yml"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-_")[:32]
+    return name or "topo"
+
+
+def parse_controller(text: str) -> tuple[str, str | None]:
+    """(normalized target, None) or (text, problem) for an OVS-style target."""
+    proto, sep, rest = text.partition(":")
+    if not sep or proto not in ("tcp", "ssl", "unix"):
+        return text, f"{text!r} is not tcp:IP[:PORT], ssl:IP[:PORT] or unix:PATH"
+    if proto == "unix":
+        return (text, None) if rest else (text, "unix: needs a socket path")
+    match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?", rest)
+    if not match:
+        return text, f"{text!r}: expected {proto}:IP[:PORT] (IPv6 in brackets)"
+    host = match.group(1) or match.group(3)
+    port_text = match.group(2) or match.group(4)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return text, f"{host!r} is not an IP address"
+    port = int(port_text) if port_text else DEFAULT_CONTROLLER_PORT
+    if not 1 <= port <= 65535:
+        return text, f"port {port} is out of range 1..65535"
+    shown = f"[{ip}]" if ip.version == 6 else str(ip)
+    return f"{proto}:{shown}:{port}", None
+
+
+# -- validation ---------------------------------------------------------------
+
+
+class _Builder:
+    def __init__(self, reader: Reader):
+        self.r = reader
+        #: node name -> (field, line) where first defined
+        self.nodes: dict[str, tuple[str, int]] = {}
+
+    def build(self, root: Node, default: str) -> Topology | None:
+        r = self.r
+        top = r.mapping(
+            root, "", optional=("name", "controller", "offloads", "hosts", "switches", "links")
+        )
+        if top is None:
+            return None
+        name = default
+        if "name" in top:
+            name = r.string(top["name"], "name") or default
+            if not TOPOLOGY_NAME.fullmatch(name):
+                r.error(top["name"], "name", f"{name!r} is not a valid topology name ({_NAME_RULE})")
+        controllers: tuple[str, ...] = ()
+        if "controller" in top:
+            controllers = self.controllers(top["controller"], "controller")
+        offloads = False
+        if "offloads" in top:
+            offloads = bool(r.boolean(top["offloads"], "offloads"))
+        # in file order, so a duplicate name is reported where it comes second
+        hosts: list[Host] = []
+        switches: list[Switch] = []
+        for key in sorted(("hosts", "switches"), key=lambda k: line_of(top.get(k))):
+            if key == "hosts":
+                hosts = self.hosts(top.get("hosts"))
+            else:
+                switches = self.switches(top.get("switches"))
+        links = self.links(top.get("links"), {h.name: h for h in hosts}, switches)
+        return Topology(
+            name=name,
+            hosts=tuple(hosts),
+            switches=tuple(switches),
+            links=tuple(links),
+            controllers=controllers,
+            offloads=offloads,
+        )
+
+    # -- nodes ------------------------------------------------------------
+
+    def node_name(self, node: Node, field: str) -> str | None:
+        name = self.r.string(node, field)
+        if name is None:
+            return None
+        if not NODE_NAME.fullmatch(name):
+            self.r.error(node, field, f"{name!r} is not a valid node name ({_NODE_RULE})")
+            return None
+        if name in self.nodes:
+            other, line = self.nodes[name]
+            self.r.error(node, field, f"duplicate name {name!r} (also {other}, line {line})")
+            return None
+        self.nodes[name] = (field.rsplit(".", 1)[0], line_of(node))
+        return name
+
+    def hosts(self, node: Node | None) -> list[Host]:
+        r = self.r
+        items = r.sequence(node, "hosts") if node is not None else []
+        hosts: list[Host] = []
+        macs: dict[str, str] = {}
+        ips: dict[object, str] = {}
+        for i, item in enumerate(items or ()):
+            where = field_index("hosts", i)
+            keys = r.mapping(item, where, required=("name", "mac", "ip"), optional=("gateway",))
+            if keys is None:
+                continue
+            name = self.node_name(keys["name"], field_key(where, "name")) if "name" in keys else None
+            mac = self.mac(keys["mac"], field_key(where, "mac"), macs) if "mac" in keys else None
+            ip = self.ip(keys["ip"], field_key(where, "ip"), ips) if "ip" in keys else None
+            gateway = None
+            if "gateway" in keys and ip is not None:
+                gateway = self.gateway(keys["gateway"], field_key(where, "gateway"), ip)
+            if name and mac and ip:
+                hosts.append(Host(name, mac, ip, gateway, line_of(item)))
+        return hosts
+
+    def mac(self, node: Node, field: str, seen: dict[str, str]) -> str | None:
+        text = self.r.string(node, field)
+        if text is None:
+            return None
+        if not MAC.fullmatch(text):
+            self.r.error(node, field, f"{text!r} is not a MAC address (six hex pairs: 00:00:00:00:00:01)")
+            return None
+        mac = text.lower()
+        if int(mac[:2], 16) & 1:
+            self.r.error(node, field, f"{text} is a multicast address; a host needs a unicast MAC")
+            return None
+        if mac == "00:00:00:00:00:00":
+            self.r.error(node, field, "the all-zero MAC is not a valid host address")
+            return None
+        if mac in seen:
+            self.r.error(node, field, f"MAC {mac} is already used by {seen[mac]}")
+            return None
+        seen[mac] = field.rsplit(".", 1)[0]
+        return mac
+
+    def ip(self, node: Node, field: str, seen: dict[object, str]) -> IPInterface | None:
+        text = self.r.string(node, field)
+        if text is None:
+            return None
+        if "/" not in text:
+            self.r.error(node, field, f"{text!r} needs a prefix length, e.g. 10.0.0.1/24")
+            return None
+        try:
+            ip = ipaddress.ip_interface(text)
+        except ValueError:
+            self.r.error(node, field, f"{text!r} is not an IP address with prefix length")
+            return None
+        net = ip.network
+        if ip.version == 4 and net.prefixlen < 31 and ip.ip in (net.network_address, net.broadcast_address):
+            kind = "network" if ip.ip == net.network_address else "broadcast"
+            self.r.error(node, field, f"{ip.ip} is the {kind} address of {net}")
+            return None
+        if ip.ip.is_multicast or ip.ip.is_unspecified or ip.ip.is_loopback:
+            self.r.error(node, field, f"{ip.ip} cannot be a host address")
+            return None
+        if ip.ip in seen:
+            self.r.error(node, field, f"address {ip.ip} is already used by {seen[ip.ip]}")
+            return None
+        seen[ip.ip] = field.rsplit(".", 1)[0]
+        return ip
+
+    def gateway(self, node: Node, field: str, ip: IPInterface) -> IPAddress | None:
+        text = self.r.string(node, field)
+        if text is None:
+            return None
+        try:
+            gateway = ipaddress.ip_address(text)
+        except ValueError:
+            self.r.error(node, field, f"{text!r} is not an IP address")
+            return None
+        if gateway.version != ip.version or gateway not in ip.network:
+            self.r.error(node, field, f"{gateway} is not in the host's subnet {ip.network}")
+            return None
+        if gateway == ip.ip:
+            self.r.error(node, field, f"{gateway} is the host's own address")
+            return None
+        return gateway
+
+    # -- switches ---------------------------------------------------------
+
+    def switches(self, node: Node | None) -> list[Switch]:
+        r = self.r
+        items = r.sequence(node, "switches") if node is not None else []
+        found: list[tuple[Switch, Node | None, str]] = []
+        dpids: dict[int, str] = {}
+        for i, item in enumerate(items or ()):
+            where = field_index("switches", i)
+            keys = r.mapping(
+                item,
+                where,
+                required=("name",),
+                optional=("kind", "dpid", "fail_mode", "protocols", "controller"),
+            )
+            if keys is None:
+                continue
+            name = self.node_name(keys["name"], field_key(where, "name")) if "name" in keys else None
+            switch = Switch(name or "", line=line_of(item))
+            if "kind" in keys:
+                kind = r.string(keys["kind"], field_key(where, "kind"))
+                if kind is not None and kind not in kind_names():
+                    r.error(keys["kind"], field_key(where, "kind"),
+                            f"unknown switch kind {kind!r} (known: {', '.join(kind_names())})")
+                elif kind is not None:
+                    switch = replace(switch, kind=kind)
+            if "fail_mode" in keys:
+                mode = r.string(keys["fail_mode"], field_key(where, "fail_mode"))
+                if mode is not None and mode not in FAIL_MODES:
+                    r.error(keys["fail_mode"], field_key(where, "fail_mode"),
+                            f"{mode!r} is not one of {', '.join(FAIL_MODES)}")
+                elif mode is not None:
+                    switch = replace(switch, fail_mode=mode)
+            if "protocols" in keys:
+                protocols = self.protocols(keys["protocols"], field_key(where, "protocols"))
+                switch = replace(switch, protocols=protocols)
+            if "controller" in keys:
+                controllers = self.controllers(keys["controller"], field_key(where, "controller"))
+                switch = replace(switch, controllers=controllers)
+            dpid_node = keys.get("dpid")
+            if dpid_node is not None:
+                dpid = self.dpid(dpid_node, field_key(where, "dpid"))
+                if dpid is not None:
+                    if dpid in dpids:
+                        r.error(dpid_node, field_key(where, "dpid"), f"dpid {dpid:#x} is already used by {dpids[dpid]}")
+                    else:
+                        dpids[dpid] = f"switch {name!r}"
+                        switch = replace(switch, dpid=dpid)
+            if name:
+                found.append((switch, dpid_node, where))
+        # default dpids: the number in the name when free (first pass), else
+        # the lowest free number (second pass)
+        chosen: dict[int, int] = {}
+        for i, (switch, dpid_node, _where) in enumerate(found):
+            if dpid_node is None:
+                digits = re.findall(r"\d+", switch.name)
+                dpid = int(digits[-1]) if digits else 0
+                if 1 <= dpid <= MAX_DPID and dpid not in dpids:
+                    dpids[dpid] = f"switch {switch.name!r}"
+                    chosen[i] = dpid
+        result = []
+        for i, (switch, dpid_node, _where) in enumerate(found):
+            if dpid_node is None:
+                dpid = chosen.get(i, 0)
+                if not dpid:
+                    dpid = 1
+                    while dpid in dpids:
+                        dpid += 1
+                    dpids[dpid] = f"switch {switch.name!r}"
+                switch = replace(switch, dpid=dpid)
+            result.append(switch)
+        return result
+
+    def dpid(self, node: Node, field: str) -> int | None:
+        r = self.r
+        if r.is_int(node):
+            return r.integer(node, field, 1, MAX_DPID)
+        text = r.string(node, field)
+        if text is None:
+            return None
+        digits = text.replace(":", "")
+        if not re.fullmatch(r"[0-9A-Fa-f]{16}", digits):
+            r.error(node, field, f"{text!r} is not a datapath id (an integer or 16 hex digits)")
+            return None
+        value = int(digits, 16)
+        if value == 0:
+            r.error(node, field, "the datapath id must not be zero")
+            return None
+        return value
+
+    def protocols(self, node: Node, field: str) -> tuple[str, ...]:
+        r = self.r
+        if isinstance(node, ScalarNode) and not r.is_null(node):
+            items, paths = [node], [field]
+        else:
+            items = r.sequence(node, field)
+            if items is None:
+                return DEFAULT_PROTOCOLS
+            paths = [field_index(field, i) for i in range(len(items))]
+        if not items:
+            r.error(node, field, "at least one protocol is needed")
+        result: list[str] = []
+        for item, where in zip(items, paths, strict=True):
+            text = r.string(item, where)
+            if text is None:
+                continue
+            if text not in PROTOCOLS:
+                r.error(item, where, f"{text!r} is not one of {', '.join(PROTOCOLS)}")
+            elif text not in result:
+                result.append(text)
+        return tuple(result) or DEFAULT_PROTOCOLS
+
+    def controllers(self, node: Node, field: str) -> tuple[str, ...]:
+        r = self.r
+        if r.is_null(node):
+            return ()
+        if isinstance(node, ScalarNode):
+            if node.value == "none":
+                return ()
+            items, paths = [node], [field]
+        else:
+            items = r.sequence(node, field) or []
+            paths = [field_index(field, i) for i in range(len(items))]
+        result = []
+        for item, where in zip(items, paths, strict=True):
+            text = r.string(item, where)
+            if text is None:
+                continue
+            target, problem = parse_controller(text)
+            if problem:
+                r.error(item, where, problem)
+            elif target in result:
+                r.error(item, where, f"controller {target} is listed twice")
+            else:
+                result.append(target)
+        return tuple(result)
+
+    # -- links ------------------------------------------------------------
+
+    def links(self, node: Node | None, hosts: dict[str, Host], switches: list[Switch]) -> list[Link]:
+        r = self.r
+        items = r.sequence(node, "links") if node is not None else []
+        switch_names = {s.name for s in switches}
+        #: (switch, port) -> field of the link using it
+        used: dict[tuple[str, int], str] = {}
+        host_link: dict[str, str] = {}
+        mentioned: set[str] = set()
+        parsed: list[tuple[list[Endpoint], int]] = []
+        for i, item in enumerate(items or ()):
+            where = field_index("links", i)
+            keys = r.mapping(item, where, required=("src", "dst"), optional=("src_port", "dst_port"))
+            if keys is None:
+                continue
+            ends: list[Endpoint] = []
+            ok = True
+            for side in ("src", "dst"):
+                if side not in keys:
+                    ok = False
+                    continue
+                name_field = field_key(where, side)
+                port_field = field_key(where, f"{side}_port")
+                name = r.string(keys[side], name_field)
+                if name is None:
+                    ok = False
+                    continue
+                mentioned.add(name)
+                if name not in hosts and name not in switch_names:
+                    if name in self.nodes:  # defined, but its entry was invalid
+                        ok = False
+                        continue
+                    r.error(keys[side], name_field, f"unknown node {name!r}")
+                    ok = False
+                    continue
+                port = None
+                if f"{side}_port" in keys:
+                    port_node = keys[f"{side}_port"]
+                    if name in hosts:
+                        r.error(port_node, port_field,
+                                f"{name!r} is a host; ports are numbered only on switch ends")
+                        ok = False
+                        continue
+                    port = r.integer(port_node, port_field, 1, MAX_PORT)
+                    if port is None:
+                        ok = False
+                        continue
+                    if (name, port) in used:
+                        r.error(port_node, port_field,
+                                f"port {port} of {name!r} is already used by {used[(name, port)]}")
+                        ok = False
+                        continue
+                    used[(name, port)] = where
+                if name in hosts:
+                    if name in host_link:
+                        r.error(keys[side], name_field,
+                                f"host {name!r} already has a link ({host_link[name]}); hosts have one interface")
+                        ok = False
+                        continue
+                    host_link[name] = where
+                ends.append(Endpoint(name, port))
+            if not ok or len(ends) != 2:
+                continue
+            if ends[0].node == ends[1].node:
+                r.error(item, where, f"a link cannot connect {ends[0].node!r} to itself")
+                continue
+            if ends[0].node in hosts and ends[1].node in hosts:
+                r.error(item, where, "a link needs at least one switch end (host to host is not supported)")
+                continue
+            parsed.append((ends, line_of(item)))
+        for name, host in hosts.items():
+            if name not in mentioned:
+                r.error(host.line, field_key(self.nodes[name][0], "name"), f"host {name!r} has no link")
+        # unnumbered switch ends get the lowest free port, in link order
+        links = []
+        for ends, line in parsed:
+            numbered = []
+            for end in ends:
+                if end.node in switch_names and end.port is None:
+                    port = 1
+                    while (end.node, port) in used:
+                        port += 1
+                    used[(end.node, port)] = "auto"
+                    end = replace(end, port=port)
+                numbered.append(end)
+            links.append(Link(numbered[0], numbered[1], line))
+        return links
