@@ -89,8 +89,21 @@ def create_link(ipr: IPRoute, ethtool: Ethtool, link: LinkPlan, names: Names, of
         except NetlinkError as exc:
             raise NetError(f"cannot move {b.ifname} into namespace {b.netns}: {exc}") from exc
     else:
+        _no_ipv6(b.ifname)
         ipr.link("set", index=_index(ipr, b.ifname), state="up")
+    _no_ipv6(link.a.ifname)
     ipr.link("set", index=_index(ipr, link.a.ifname), state="up")
+
+
+def _no_ipv6(ifname: str) -> None:
+    """Switch ports are not hosts: without this the kernel sends IPv6
+    autoconfiguration and MLD packets from them, which a learning switch
+    would learn as phantom hosts."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
+            f.write("1")
+    except OSError:
+        pass   # no IPv6 in this kernel: nothing to silence
 
 
 def delete_links(ipr: IPRoute, ifnames: Iterable[str]) -> list[str]:
