@@ -29,6 +29,7 @@ class Action:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         if "TYPE" in cls.__dict__:
+            cls.TYPE = int(cls.TYPE)   # a plain int: enum lookups are slow on the hot path
             ACTION_TYPES[cls.TYPE] = cls
             cls._struct = struct.Struct("!HH" + cls._FMT)
 
@@ -178,7 +179,7 @@ class SetField(Action):
         oxm = encode_oxm(self.field, self.value)
         length = 4 + len(oxm)
         padded = length + (-length & 7)
-        return TLV_HEADER.pack(OFPAT.SET_FIELD, padded) + oxm + bytes(padded - length)
+        return TLV_HEADER.pack(self.TYPE, padded) + oxm + bytes(padded - length)
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "SetField":
@@ -202,7 +203,7 @@ class ExperimenterAction(Action):
     TYPE: ClassVar[int] = OFPAT.EXPERIMENTER
 
     def pack(self) -> bytes:
-        return TLV_HEADER.pack(OFPAT.EXPERIMENTER, 8 + len(self.data)) + UINT32.pack(self.experimenter) + self.data
+        return TLV_HEADER.pack(self.TYPE, 8 + len(self.data)) + UINT32.pack(self.experimenter) + self.data
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "ExperimenterAction":

@@ -20,6 +20,7 @@ UINT32 = struct.Struct("!I")
 UINT64 = struct.Struct("!Q")
 TLV_HEADER = struct.Struct("!HH")
 MAX_BODY = 0xFFFF - 8
+_HELLO = int(OFPT.HELLO)   # plain int: enum lookups are slow on the hot path
 
 # OFPT -> message class, for every type but multipart (see MULTIPART_*).
 MESSAGE_TYPES: dict[int, type["Message"]] = {}
@@ -99,7 +100,8 @@ def parse(data: bytes) -> Message:
     Raises CodecError (and nothing else) when the bytes are not a valid
     message; its type/code are what the receiver should answer with.
     """
-    data = bytes(data)
+    if type(data) is not bytes:
+        data = bytes(data)
     if len(data) < 8:
         raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_LEN,
                          f"message of {len(data)} bytes is shorter than the header", 0)
@@ -107,7 +109,7 @@ def parse(data: bytes) -> Message:
     if length != len(data):
         raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_LEN,
                          f"header length {length} but {len(data)} bytes given", 2)
-    if msg_type == OFPT.HELLO:
+    if msg_type == _HELLO:
         # Hello of any version is decodable: version negotiation needs it.
         from .messages import Hello
 

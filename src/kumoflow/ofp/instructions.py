@@ -25,6 +25,7 @@ class Instruction:
 
     def __init_subclass__(cls, **kwargs) -> None:
         if "TYPE" in cls.__dict__:
+            cls.TYPE = int(cls.TYPE)   # a plain int: enum lookups are slow on the hot path
             INSTRUCTION_TYPES[cls.TYPE] = cls
 
 
@@ -40,7 +41,7 @@ class GotoTable(Instruction):
     TYPE: ClassVar[int] = OFPIT.GOTO_TABLE
 
     def pack(self) -> bytes:
-        return _GOTO.pack(OFPIT.GOTO_TABLE, 8, self.table_id)
+        return _GOTO.pack(self.TYPE, 8, self.table_id)
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "GotoTable":
@@ -55,7 +56,7 @@ class WriteMetadata(Instruction):
     TYPE: ClassVar[int] = OFPIT.WRITE_METADATA
 
     def pack(self) -> bytes:
-        return _WRITE_METADATA.pack(OFPIT.WRITE_METADATA, 24, self.metadata, self.metadata_mask)
+        return _WRITE_METADATA.pack(self.TYPE, 24, self.metadata, self.metadata_mask)
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "WriteMetadata":
@@ -91,7 +92,7 @@ class ClearActions(Instruction):
     TYPE: ClassVar[int] = OFPIT.CLEAR_ACTIONS
 
     def pack(self) -> bytes:
-        return _ACTIONS_HEADER.pack(OFPIT.CLEAR_ACTIONS, 8)
+        return _ACTIONS_HEADER.pack(self.TYPE, 8)
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "ClearActions":
@@ -105,7 +106,7 @@ class Meter(Instruction):
     TYPE: ClassVar[int] = OFPIT.METER
 
     def pack(self) -> bytes:
-        return _METER.pack(OFPIT.METER, 8, self.meter_id)
+        return _METER.pack(self.TYPE, 8, self.meter_id)
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "Meter":
@@ -122,7 +123,7 @@ class ExperimenterInstruction(Instruction):
     TYPE: ClassVar[int] = OFPIT.EXPERIMENTER
 
     def pack(self) -> bytes:
-        return TLV_HEADER.pack(OFPIT.EXPERIMENTER, 8 + len(self.data)) + UINT32.pack(self.experimenter) + self.data
+        return TLV_HEADER.pack(self.TYPE, 8 + len(self.data)) + UINT32.pack(self.experimenter) + self.data
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "ExperimenterInstruction":

@@ -110,7 +110,7 @@ def _registrar(base: type, registry: dict[int, type[Message]]) -> Callable[[int]
             if cls.unpack_body.__func__ in _DISPATCHERS:
                 raise TypeError(f"{cls.__name__} must define its own unpack_body")
             cls.msg_type = base.msg_type
-            cls.mp_type = mp_type
+            cls.mp_type = int(mp_type)   # a plain int: cheap to read when packing
             registry[mp_type] = cls
             return cls
 
@@ -172,7 +172,7 @@ class DescReply(MultipartReply):
     dp_desc: str = ""
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.DESC, self.flags) + _DESC.pack(
+        return _MP.pack(self.mp_type, self.flags) + _DESC.pack(
             pack_string(self.mfr_desc, DESC_STR_LEN), pack_string(self.hw_desc, DESC_STR_LEN),
             pack_string(self.sw_desc, DESC_STR_LEN), pack_string(self.serial_num, SERIAL_NUM_LEN),
             pack_string(self.dp_desc, DESC_STR_LEN))
@@ -264,7 +264,7 @@ class FlowStatsReply(MultipartReply):
         # The hot path of flow monitoring: one loop, no per-entry method calls
         # beyond the match and instructions.
         pack = _FLOW_STATS.pack
-        parts = [_MP.pack(OFPMP.FLOW, self.flags)]
+        parts = [_MP.pack(self.mp_type, self.flags)]
         append = parts.append
         for s in self.body:
             match = s.match.pack()
@@ -321,7 +321,7 @@ class AggregateStatsReply(MultipartReply):
     flow_count: int = 0
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.AGGREGATE, self.flags) + _AGGREGATE.pack(self.packet_count, self.byte_count,
+        return _MP.pack(self.mp_type, self.flags) + _AGGREGATE.pack(self.packet_count, self.byte_count,
                                                                        self.flow_count)
 
     @classmethod
@@ -363,7 +363,7 @@ class TableStatsReply(MultipartReply):
     body: list[TableStats] = field(default_factory=list)
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.TABLE, self.flags) + b"".join([t.pack() for t in self.body])
+        return _MP.pack(self.mp_type, self.flags) + b"".join([t.pack() for t in self.body])
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "TableStatsReply":
@@ -379,7 +379,7 @@ class PortStatsRequest(MultipartRequest):
     port_no: int = OFPP.ANY
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.PORT_STATS, self.flags) + _ID_BODY.pack(self.port_no)
+        return _MP.pack(self.mp_type, self.flags) + _ID_BODY.pack(self.port_no)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "PortStatsRequest":
@@ -426,7 +426,7 @@ class PortStatsReply(MultipartReply):
     body: list[PortStats] = field(default_factory=list)
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.PORT_STATS, self.flags) + b"".join([p.pack() for p in self.body])
+        return _MP.pack(self.mp_type, self.flags) + b"".join([p.pack() for p in self.body])
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "PortStatsReply":
@@ -446,7 +446,7 @@ class QueueStatsRequest(MultipartRequest):
     queue_id: int = OFPQ_ALL
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.QUEUE, self.flags) + _QUEUE_REQUEST.pack(self.port_no, self.queue_id)
+        return _MP.pack(self.mp_type, self.flags) + _QUEUE_REQUEST.pack(self.port_no, self.queue_id)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "QueueStatsRequest":
@@ -483,7 +483,7 @@ class QueueStatsReply(MultipartReply):
     body: list[QueueStats] = field(default_factory=list)
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.QUEUE, self.flags) + b"".join([q.pack() for q in self.body])
+        return _MP.pack(self.mp_type, self.flags) + b"".join([q.pack() for q in self.body])
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "QueueStatsReply":
@@ -499,7 +499,7 @@ class GroupStatsRequest(MultipartRequest):
     group_id: int = OFPG.ALL
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.GROUP, self.flags) + _ID_BODY.pack(self.group_id)
+        return _MP.pack(self.mp_type, self.flags) + _ID_BODY.pack(self.group_id)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "GroupStatsRequest":
@@ -545,7 +545,7 @@ class GroupStatsReply(MultipartReply):
     body: list[GroupStats] = field(default_factory=list)
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.GROUP, self.flags) + b"".join([g.pack() for g in self.body])
+        return _MP.pack(self.mp_type, self.flags) + b"".join([g.pack() for g in self.body])
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "GroupStatsReply":
@@ -592,7 +592,7 @@ class GroupDescReply(MultipartReply):
     body: list[GroupDesc] = field(default_factory=list)
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.GROUP_DESC, self.flags) + b"".join([g.pack() for g in self.body])
+        return _MP.pack(self.mp_type, self.flags) + b"".join([g.pack() for g in self.body])
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "GroupDescReply":
@@ -632,7 +632,7 @@ class GroupFeaturesReply(MultipartReply):
     actions: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.GROUP_FEATURES, self.flags) + _GROUP_FEATURES.pack(
+        return _MP.pack(self.mp_type, self.flags) + _GROUP_FEATURES.pack(
             self.types, self.capabilities, *self.max_groups, *self.actions)
 
     @classmethod
@@ -699,7 +699,7 @@ class MeterStatsReply(MultipartReply):
     body: list[MeterStats] = field(default_factory=list)
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.METER, self.flags) + b"".join([m.pack() for m in self.body])
+        return _MP.pack(self.mp_type, self.flags) + b"".join([m.pack() for m in self.body])
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "MeterStatsReply":
@@ -746,7 +746,7 @@ class MeterConfigReply(MultipartReply):
     body: list[MeterConfig] = field(default_factory=list)
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.METER_CONFIG, self.flags) + b"".join([m.pack() for m in self.body])
+        return _MP.pack(self.mp_type, self.flags) + b"".join([m.pack() for m in self.body])
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "MeterConfigReply":
@@ -786,7 +786,7 @@ class MeterFeaturesReply(MultipartReply):
     max_color: int = 0
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.METER_FEATURES, self.flags) + _METER_FEATURES.pack(
+        return _MP.pack(self.mp_type, self.flags) + _METER_FEATURES.pack(
             self.max_meter, self.band_types, self.capabilities, self.max_bands, self.max_color)
 
     @classmethod
@@ -806,7 +806,7 @@ class TableFeaturesRequest(MultipartRequest):
     body: list[TableFeatures] = field(default_factory=list)
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.TABLE_FEATURES, self.flags) + pack_table_features(self.body)
+        return _MP.pack(self.mp_type, self.flags) + pack_table_features(self.body)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "TableFeaturesRequest":
@@ -820,7 +820,7 @@ class TableFeaturesReply(MultipartReply):
     body: list[TableFeatures] = field(default_factory=list)
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.TABLE_FEATURES, self.flags) + pack_table_features(self.body)
+        return _MP.pack(self.mp_type, self.flags) + pack_table_features(self.body)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "TableFeaturesReply":
@@ -842,7 +842,7 @@ class PortDescReply(MultipartReply):
     body: list[Port] = field(default_factory=list)
 
     def pack_body(self) -> bytes:
-        return _MP.pack(OFPMP.PORT_DESC, self.flags) + b"".join([p.pack() for p in self.body])
+        return _MP.pack(self.mp_type, self.flags) + b"".join([p.pack() for p in self.body])
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "PortDescReply":
@@ -861,7 +861,7 @@ class _ExperimenterMultipart:
     __slots__ = ()
 
     def pack_body(self) -> bytes:
-        return (_MP.pack(OFPMP.EXPERIMENTER, self.flags) + _EXPERIMENTER.pack(self.experimenter, self.exp_type)
+        return (_MP.pack(self.mp_type, self.flags) + _EXPERIMENTER.pack(self.experimenter, self.exp_type)
                 + self.data)
 
     @classmethod

@@ -15,11 +15,12 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .base import UINT32, pad8
+from .base import UINT32
 from .consts import OFPMT, OFPXMC
 from .errors import OFPBMC, OFPET, CodecError
 
 MATCH_HEADER = struct.Struct("!HH")
+_OXM = int(OFPMT.OXM)   # plain int: enum lookups are slow on the hot path
 
 MAC, IPV4, IPV6 = "mac", "ipv4", "ipv6"
 
@@ -211,7 +212,7 @@ class Match(dict):
     def pack(self) -> bytes:
         body = b"".join([encode_oxm(k, v) for k, v in self.items()])
         length = 4 + len(body)
-        return MATCH_HEADER.pack(OFPMT.OXM, length) + body + bytes(-length & 7)
+        return MATCH_HEADER.pack(_OXM, length) + body + bytes(-length & 7)
 
     def __repr__(self) -> str:
         return "Match(" + ", ".join(
@@ -224,10 +225,11 @@ def unpack_match(buf: bytes, o: int, end: int) -> tuple[Match, int]:
     if o + 4 > end:
         raise CodecError(OFPET.BAD_MATCH, OFPBMC.BAD_LEN, "match header truncated", o)
     match_type, length = MATCH_HEADER.unpack_from(buf, o)
-    if match_type != OFPMT.OXM:
+    if match_type != _OXM:
         raise CodecError(OFPET.BAD_MATCH, OFPBMC.BAD_TYPE, f"match type {match_type}, expected OXM (1)", o)
     stop = o + length
-    if length < 4 or stop + pad8(length) > end:
+    padded = o + length + (-length & 7)
+    if length < 4 or padded > end:
         raise CodecError(OFPET.BAD_MATCH, OFPBMC.BAD_LEN, f"match length {length} invalid", o)
     match = Match()
     p = o + 4
@@ -245,4 +247,4 @@ def unpack_match(buf: bytes, o: int, end: int) -> tuple[Match, int]:
         if key in match:
             raise CodecError(OFPET.BAD_MATCH, OFPBMC.DUP_FIELD, f"OXM {key} appears twice", at)
         match[key] = value
-    return match, o + length + pad8(length)
+    return match, padded
