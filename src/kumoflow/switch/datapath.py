@@ -1,0 +1,612 @@
+"""The sans-IO datapath: flow tables, groups, meters, buffers, ports, and
+every controller-to-switch message but HELLO, ECHO, ROLE and ASYNC config.
+
+    dp = Datapath(dpid=1, n_tables=64, n_buffers=256, clock=time.monotonic)
+    dp.on_async = send_to_controllers          # PacketIn, FlowRemoved, PortStatus
+    dp.add_port(MemoryPort(1)); dp.add_port(MemoryPort(2))
+    replies = dp.handle(msg)                   # raises SwitchError(type, code)
+    dp.receive(1, frame)                       # run the pipeline
+    dp.tick()                                  # timeouts, buffer and MAC ageing
+
+`handle` returns the replies to send (same xid as the request, multipart
+replies already split to fit 64 KB). When the specification names an
+error it raises `SwitchError`; nothing has changed then, except that a
+flow-mod with an unusable buffer_id is still applied (the spec defines it
+as a flow-mod followed by a packet-out, so only the packet-out fails).
+
+Time comes from the injectable `clock` (seconds, monotonic): flow
+durations and timeouts, meter token buckets, buffer and MAC ageing.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kumoflow import __version__, ofp
+from kumoflow.ofp.consts import (OFP_NO_BUFFER, OFPC, OFPC_FRAG, OFPCML, OFPFC, OFPFF, OFPG, OFPGC, OFPIT,
+                                 OFPM, OFPMC, OFPP, OFPPR, OFPQ_ALL, OFPRR, OFPTT)
+from kumoflow.ofp.errors import (OFPBIC, OFPBRC, OFPET, OFPFMFC, OFPMMFC, OFPPMFC, OFPQOFC, OFPSCFC, OFPTFFC,
+                                 OFPTMFC)
+
+from . import actions as act
+from . import flowkey as fk
+from .buffers import PacketBuffers
+from .errors import SwitchError
+from .features import group_features, meter_features, table_features
+from .flowmatch import Compiled, compile_match
+from .flowtable import FlowEntry, FlowTable, UINT64_MAX
+from .groups import GroupTable
+from .meters import MeterTable
+from .pipeline import Pipeline, Program
+from .port import PC_NO_RECV, PC_PORT_DOWN, PORT_CONFIG_BITS, PS_LINK_DOWN, PortBase, split_duration
+
+__all__ = ["Datapath", "SwitchError"]
+
+FLOW_MOD_FLAGS = int(OFPFF.SEND_FLOW_REM | OFPFF.CHECK_OVERLAP | OFPFF.RESET_COUNTS | OFPFF.NO_PKT_COUNTS
+                     | OFPFF.NO_BYT_COUNTS)
+#: OFPC_INVALID_TTL_TO_CONTROLLER, the switch config flag (bit 2).
+INVALID_TTL_TO_CONTROLLER = 1 << 2
+CONFIG_FLAGS = int(OFPC_FRAG.MASK) | INVALID_TTL_TO_CONTROLLER
+CAPABILITIES = int(OFPC.FLOW_STATS | OFPC.TABLE_STATS | OFPC.PORT_STATS | OFPC.GROUP_STATS | OFPC.QUEUE_STATS)
+# Instructions in the order they execute (section 5.9), which is also the
+# order they are checked in.
+_INSTRUCTION_ORDER = {OFPIT.METER: 0, OFPIT.APPLY_ACTIONS: 1, OFPIT.CLEAR_ACTIONS: 2, OFPIT.WRITE_ACTIONS: 3,
+                      OFPIT.WRITE_METADATA: 4, OFPIT.GOTO_TABLE: 5, OFPIT.EXPERIMENTER: 6}
+
+
+def _fm_error(code: int, detail: str) -> SwitchError:
+    return SwitchError(OFPET.FLOW_MOD_FAILED, code, detail)
+
+
+def _valid_port_number(port_no: int) -> bool:
+    return 0 < port_no <= OFPP.MAX or port_no == OFPP.LOCAL
+
+
+class Datapath(act.ActionEnv):
+    INVALID_TTL_TO_CONTROLLER = INVALID_TTL_TO_CONTROLLER
+
+    def __init__(self, dpid: int, n_tables: int = 64, n_buffers: int = 256, *, clock=time.monotonic,
+                 dp_desc: str = "", max_entries: int = 1_000_000, buffer_timeout: float = 5.0,
+                 serial_num: str = "", table_class=FlowTable) -> None:
+        if not 1 <= n_tables <= 254:
+            raise ValueError("n_tables must be 1..254")
+        self.dpid = dpid
+        self.n_tables = n_tables
+        self.n_buffers = n_buffers
+        self.clock = clock
+        self.ports: dict[int, PortBase] = {}
+        self.tables = [table_class(i, max_entries) for i in range(n_tables)]
+        self.groups = GroupTable(self.ports, self, clock)
+        self.meters = MeterTable(clock)
+        self.buffers = PacketBuffers(n_buffers, clock, buffer_timeout)
+        self.pipeline = Pipeline(self)
+        self.flags = 0
+        self.miss_send_len = ofp.OFP_DEFAULT_MISS_SEND_LEN
+        self.on_async = None
+        self.dp_desc = dp_desc or f"kumoflow datapath {dpid:#018x}"
+        self.serial_num = serial_num
+        #: Bumped by every change that can alter forwarding (flows, groups,
+        #: meters, ports, config): a decision cache keyed on it is never stale.
+        self.generation = 0
+        self._timed: set[FlowEntry] = set()
+        self._group_flows: dict[int, set[FlowEntry]] = {}
+        self._meter_flows: dict[int, set[FlowEntry]] = {}
+        self._handlers = {
+            ofp.FeaturesRequest: self._features,
+            ofp.GetConfigRequest: self._get_config,
+            ofp.SetConfig: self._set_config,
+            ofp.FlowMod: self._flow_mod,
+            ofp.GroupMod: self._group_mod,
+            ofp.MeterMod: self._meter_mod,
+            ofp.PortMod: self._port_mod,
+            ofp.TableMod: self._table_mod,
+            ofp.PacketOut: self._packet_out,
+            ofp.BarrierRequest: lambda m: [ofp.BarrierReply()],
+            ofp.EchoRequest: lambda m: [ofp.EchoReply(m.data)],
+            ofp.QueueGetConfigRequest: self._queue_get_config,
+            ofp.DescRequest: self._desc,
+            ofp.FlowStatsRequest: self._flow_stats,
+            ofp.AggregateStatsRequest: self._aggregate_stats,
+            ofp.TableStatsRequest: self._table_stats,
+            ofp.TableFeaturesRequest: self._table_features,
+            ofp.PortDescRequest: lambda m: [ofp.PortDescReply([p.desc() for _, p in sorted(self.ports.items())])],
+            ofp.PortStatsRequest: self._port_stats,
+            ofp.QueueStatsRequest: self._queue_stats,
+            ofp.GroupStatsRequest: self._group_stats,
+            ofp.GroupDescRequest: lambda m: [ofp.GroupDescReply([g.desc() for _, g in
+                                                                 sorted(self.groups.groups.items())])],
+            ofp.GroupFeaturesRequest: lambda m: [group_features()],
+            ofp.MeterStatsRequest: self._meter_stats,
+            ofp.MeterConfigRequest: self._meter_config,
+            ofp.MeterFeaturesRequest: lambda m: [meter_features()],
+        }
+
+    # -- the contract ---------------------------------------------------------------------
+    def handle(self, msg: ofp.Message) -> list[ofp.Message]:
+        """Process one controller request; its replies (raises SwitchError)."""
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            if isinstance(msg, (ofp.Experimenter, ofp.ExperimenterMultipartRequest)):
+                raise SwitchError(OFPET.BAD_REQUEST, OFPBRC.BAD_EXPERIMENTER,
+                                  f"experimenter {msg.experimenter:#x} is not supported")
+            if isinstance(msg, ofp.MultipartRequest):
+                raise SwitchError(OFPET.BAD_REQUEST, OFPBRC.BAD_MULTIPART, f"{type(msg).__name__} not supported")
+            raise SwitchError(OFPET.BAD_REQUEST, OFPBRC.BAD_TYPE, f"{type(msg).__name__} is not a request the "
+                              "datapath handles")
+        replies = handler(msg)
+        if not replies:
+            self.generation += 1            # a mod (or a packet-out, harmlessly)
+        out = []
+        for r in replies:
+            r.xid = msg.xid
+            if isinstance(r, ofp.MultipartReply):
+                out.extend(ofp.split_multipart(r))
+            else:
+                out.append(r)
+        return out
+
+    def add_port(self, port: PortBase) -> None:
+        if port.port_no in self.ports:
+            raise ValueError(f"port {port.port_no} already exists")
+        self.ports[port.port_no] = port
+        port.datapath = self
+        self.generation += 1
+        self.emit(ofp.PortStatus(OFPPR.ADD, port.desc()))
+
+    def remove_port(self, port_no: int) -> None:
+        port = self.ports.pop(port_no, None)
+        if port is None:
+            return
+        port.datapath = None
+        self.generation += 1
+        self.pipeline.forget_port(port_no)
+        self.emit(ofp.PortStatus(OFPPR.DELETE, port.desc()))
+
+    def port_changed(self, port_no: int) -> None:
+        port = self.ports.get(port_no)
+        if port is None:
+            return
+        self.generation += 1
+        if not port.live:
+            self.pipeline.forget_port(port_no)
+        self.emit(ofp.PortStatus(OFPPR.MODIFY, port.desc()))
+
+    def receive(self, in_port: int, frame: bytes, *, tunnel_id: int = 0, in_phy_port: int | None = None) -> None:
+        """A frame arrived on in_port: count it and run the pipeline."""
+        port = self.ports.get(in_port)
+        if port is None:
+            return
+        c = port.counters
+        c.rx_packets += 1
+        c.rx_bytes += len(frame)
+        if port.config & (PC_NO_RECV | PC_PORT_DOWN) or port.state & PS_LINK_DOWN:
+            c.rx_dropped += 1
+            return
+        pkt = fk.Packet(frame, in_port, in_phy_port, tunnel_id)
+        if pkt.frag and self.flags & 3 == 1:       # OFPC_FRAG_DROP
+            return
+        self.pipeline.run(pkt)
+
+    def tick(self, now: float | None = None) -> None:
+        """Expire flows (idle and hard timeouts -> FLOW_REMOVED), buffers, MACs."""
+        now = self.clock() if now is None else now
+        expired = []
+        for e in self._timed:
+            if e.hard_timeout and now - e.created >= e.hard_timeout:
+                expired.append((e, OFPRR.HARD_TIMEOUT))
+            elif e.idle_timeout and now - e.last_used >= e.idle_timeout:
+                expired.append((e, OFPRR.IDLE_TIMEOUT))
+        expired.sort(key=lambda x: x[0].seq)
+        for e, reason in expired:
+            self._remove_flow(e, reason, now)
+        if expired:
+            self.generation += 1
+        self.buffers.expire(now)
+        self.pipeline.age(now)
+
+    def emit(self, msg: ofp.Message) -> None:
+        if self.on_async is not None:
+            self.on_async(msg)
+
+    # -- ActionEnv ---------------------------------------------------------------------------
+    def group_exists(self, group_id: int) -> bool:
+        return group_id in self.groups
+
+    def queue_exists(self, queue_id: int) -> bool:
+        return any(queue_id in p.queues for p in self.ports.values()) or (queue_id == 0)
+
+    # -- switch configuration ----------------------------------------------------------------
+    def _features(self, msg) -> list:
+        return [ofp.FeaturesReply(self.dpid, self.n_buffers, self.n_tables, 0, CAPABILITIES, 0)]
+
+    def _get_config(self, msg) -> list:
+        return [ofp.GetConfigReply(self.flags, self.miss_send_len)]
+
+    def _set_config(self, msg: ofp.SetConfig) -> list:
+        if msg.flags & ~CONFIG_FLAGS or msg.flags & OFPC_FRAG.MASK not in (OFPC_FRAG.NORMAL, OFPC_FRAG.DROP):
+            raise SwitchError(OFPET.SWITCH_CONFIG_FAILED, OFPSCFC.BAD_FLAGS,
+                              f"config flags {msg.flags:#x} (fragment reassembly is not supported)")
+        if OFPCML.MAX < msg.miss_send_len < OFPCML.NO_BUFFER:
+            raise SwitchError(OFPET.SWITCH_CONFIG_FAILED, OFPSCFC.BAD_LEN, f"miss_send_len {msg.miss_send_len}")
+        self.flags = msg.flags
+        self.miss_send_len = msg.miss_send_len
+        return []
+
+    def _table_mod(self, msg: ofp.TableMod) -> list:
+        if msg.table_id != OFPTT.ALL and msg.table_id >= self.n_tables:
+            raise SwitchError(OFPET.TABLE_MOD_FAILED, OFPTMFC.BAD_TABLE, f"no table {msg.table_id}")
+        if msg.config & ~int(ofp.OFPTC.DEPRECATED_MASK):
+            raise SwitchError(OFPET.TABLE_MOD_FAILED, OFPTMFC.BAD_CONFIG, f"table config {msg.config:#x}")
+        for t in (self.tables if msg.table_id == OFPTT.ALL else [self.tables[msg.table_id]]):
+            t.config = msg.config
+        return []
+
+    def _port_mod(self, msg: ofp.PortMod) -> list:
+        port = self.ports.get(msg.port_no)
+        if port is None:
+            raise SwitchError(OFPET.PORT_MOD_FAILED, OFPPMFC.BAD_PORT, f"no port {msg.port_no}")
+        if msg.hw_addr.lower() != port.hw_addr.lower():
+            raise SwitchError(OFPET.PORT_MOD_FAILED, OFPPMFC.BAD_HW_ADDR,
+                              f"hw_addr {msg.hw_addr} is not port {msg.port_no}'s {port.hw_addr}")
+        if msg.mask & ~PORT_CONFIG_BITS:
+            raise SwitchError(OFPET.PORT_MOD_FAILED, OFPPMFC.BAD_CONFIG, f"config mask {msg.mask:#x}")
+        if msg.advertise & ~port.supported:
+            raise SwitchError(OFPET.PORT_MOD_FAILED, OFPPMFC.BAD_ADVERTISE,
+                              f"advertise {msg.advertise:#x} not within supported {port.supported:#x}")
+        config = port.config & ~msg.mask | msg.config & msg.mask
+        changed = False
+        if config != port.config:
+            was_live = port.live
+            port.set_config(config)
+            changed = True
+            if was_live and not port.live:
+                self.pipeline.forget_port(port.port_no)
+        if msg.advertise and msg.advertise != port.advertised:
+            port.set_advertised(msg.advertise)
+            changed = True
+        if changed:
+            self.emit(ofp.PortStatus(OFPPR.MODIFY, port.desc()))
+        return []
+
+    # -- flow-mod --------------------------------------------------------------------------------
+    def _flow_mod(self, fm: ofp.FlowMod) -> list:
+        cmd = fm.command
+        if cmd not in (OFPFC.ADD, OFPFC.MODIFY, OFPFC.MODIFY_STRICT, OFPFC.DELETE, OFPFC.DELETE_STRICT):
+            raise _fm_error(OFPFMFC.BAD_COMMAND, f"flow-mod command {cmd}")
+        deleting = cmd in (OFPFC.DELETE, OFPFC.DELETE_STRICT)
+        if fm.table_id == OFPTT.ALL:
+            if not deleting:
+                raise _fm_error(OFPFMFC.BAD_TABLE_ID, "table OFPTT_ALL is only valid for deletes")
+        elif fm.table_id >= self.n_tables:
+            raise _fm_error(OFPFMFC.BAD_TABLE_ID, f"no table {fm.table_id} (the switch has {self.n_tables})")
+        if fm.flags & ~FLOW_MOD_FLAGS:
+            raise _fm_error(OFPFMFC.BAD_FLAGS, f"flow-mod flags {fm.flags:#x}")
+        compiled = compile_match(fm.match)
+        if deleting:
+            self._delete_flows(fm, compiled, cmd == OFPFC.DELETE_STRICT)
+            return []
+        program, groups, out_ports = self._compile_instructions(fm.instructions, fm.table_id, compiled)
+        if cmd == OFPFC.ADD:
+            self._add_flow(fm, compiled, program, groups, out_ports)
+        else:
+            self._modify_flows(fm, compiled, program, groups, out_ports, cmd == OFPFC.MODIFY_STRICT)
+        if fm.buffer_id != OFP_NO_BUFFER:
+            b = self.buffers.take(fm.buffer_id)
+            self.pipeline.run(fk.Packet(b.data, b.in_port, b.in_phy_port, b.tunnel_id))
+        return []
+
+    def _compile_instructions(self, instructions: list, table_id: int, compiled: Compiled):
+        seen = set()
+        prog = Program()
+        groups: set[int] = set()
+        out_ports: set[int] = set()
+        state = dict(compiled.state)
+        for ins in sorted(instructions, key=lambda i: _INSTRUCTION_ORDER.get(i.TYPE, 7)):
+            t = ins.TYPE
+            if t in seen:
+                raise SwitchError(OFPET.BAD_INSTRUCTION, OFPBIC.UNSUP_INST,
+                                  f"instruction type {t} appears twice")
+            seen.add(t)
+            if t == OFPIT.GOTO_TABLE:
+                if ins.table_id <= table_id or ins.table_id >= self.n_tables:
+                    raise SwitchError(OFPET.BAD_INSTRUCTION, OFPBIC.BAD_TABLE_ID,
+                                      f"goto table {ins.table_id} from table {table_id}")
+                prog.goto = ins.table_id
+            elif t == OFPIT.WRITE_METADATA:
+                prog.metadata = ins.metadata & ins.metadata_mask
+                prog.metadata_mask = ins.metadata_mask
+            elif t == OFPIT.APPLY_ACTIONS:
+                prog.apply = act.validate_actions(ins.actions, self, state, out_ports=out_ports, groups=groups)
+            elif t == OFPIT.WRITE_ACTIONS:
+                compiled_acts = act.validate_actions(sorted(ins.actions, key=_action_rank), self, dict(state),
+                                                     out_ports=out_ports, groups=groups)
+                prog.write = [(act.slot(a), a) for a in compiled_acts]
+            elif t == OFPIT.CLEAR_ACTIONS:
+                prog.clear = True
+            elif t == OFPIT.METER:
+                if ins.meter_id not in self.meters:
+                    raise SwitchError(OFPET.METER_MOD_FAILED, OFPMMFC.UNKNOWN_METER,
+                                      f"meter {ins.meter_id} does not exist")
+                prog.meter_id = ins.meter_id
+            elif t == OFPIT.EXPERIMENTER:
+                raise SwitchError(OFPET.BAD_INSTRUCTION, OFPBIC.BAD_EXPERIMENTER,
+                                  f"experimenter instruction {ins.experimenter:#x}")
+            else:
+                raise SwitchError(OFPET.BAD_INSTRUCTION, OFPBIC.UNKNOWN_INST, f"instruction type {t}")
+        return prog, frozenset(groups), frozenset(out_ports)
+
+    def _add_flow(self, fm: ofp.FlowMod, compiled: Compiled, program: Program, groups, out_ports) -> None:
+        table = self.tables[fm.table_id]
+        if fm.flags & OFPFF.CHECK_OVERLAP:
+            for e in table:
+                if e.priority == fm.priority and e.compiled.overlaps(compiled):
+                    raise _fm_error(OFPFMFC.OVERLAP, f"overlaps {e!r}")
+        old = table.find_strict(fm.priority, compiled)
+        if old is None and len(table) >= table.max_entries:
+            raise _fm_error(OFPFMFC.TABLE_FULL, f"table {fm.table_id} holds {table.max_entries} entries")
+        now = self.clock()
+        entry = FlowEntry(fm.table_id, fm.priority, fm.match, compiled, fm.cookie, fm.idle_timeout,
+                          fm.hard_timeout, fm.flags, list(fm.instructions), program, now, program.meter_id,
+                          groups, out_ports)
+        if old is not None:
+            if not fm.flags & OFPFF.RESET_COUNTS:
+                entry.packet_count, entry.byte_count = old.packet_count, old.byte_count
+            self._unlink(old)
+        table.insert(entry)
+        self._link(entry)
+
+    def _modify_flows(self, fm: ofp.FlowMod, compiled: Compiled, program: Program, groups, out_ports,
+                      strict: bool) -> None:
+        table = self.tables[fm.table_id]
+        if strict:
+            e = table.find_strict(fm.priority, compiled)
+            targets = [e] if e is not None else []
+        else:
+            targets = [e for e in table if compiled.covers(e.compiled)]
+        mask = fm.cookie_mask
+        for e in targets:
+            if mask and (e.cookie ^ fm.cookie) & mask:
+                continue
+            self._unref(e)
+            e.instructions = list(fm.instructions)
+            e.program = program
+            e.meter_id = program.meter_id
+            e.groups = groups
+            e.out_ports = out_ports
+            if fm.flags & OFPFF.RESET_COUNTS:
+                e.packet_count = e.byte_count = 0
+            self._ref(e)
+            table.generation += 1
+
+    def _delete_flows(self, fm: ofp.FlowMod, compiled: Compiled, strict: bool) -> None:
+        victims = self._select_flows(fm.table_id, fm.out_port, fm.out_group, fm.cookie, fm.cookie_mask,
+                                     compiled, fm.priority if strict else None)
+        now = self.clock()
+        for e in victims:
+            self._remove_flow(e, OFPRR.DELETE, now)
+
+    def _select_flows(self, table_id: int, out_port: int, out_group: int, cookie: int, cookie_mask: int,
+                      compiled: Compiled, strict_priority: int | None = None) -> list[FlowEntry]:
+        tables = self.tables if table_id == OFPTT.ALL else [self.tables[table_id]]
+        out = []
+        for t in tables:
+            if strict_priority is not None:
+                e = t.find_strict(strict_priority, compiled)
+                candidates = [e] if e is not None else []
+            elif not compiled.fields:
+                candidates = t
+            else:
+                candidates = [e for e in t if compiled.covers(e.compiled)]
+            for e in candidates:
+                if cookie_mask and (e.cookie ^ cookie) & cookie_mask:
+                    continue
+                if out_port != OFPP.ANY and out_port not in e.out_ports:
+                    continue
+                if out_group != OFPG.ANY and out_group not in e.groups:
+                    continue
+                out.append(e)
+        return out
+
+    # flow bookkeeping: timeouts, group and meter references
+    def _ref(self, e: FlowEntry) -> None:
+        for g in e.groups:
+            self._group_flows.setdefault(g, set()).add(e)
+        if e.meter_id is not None:
+            self._meter_flows.setdefault(e.meter_id, set()).add(e)
+
+    def _unref(self, e: FlowEntry) -> None:
+        for g in e.groups:
+            s = self._group_flows.get(g)
+            if s is not None:
+                s.discard(e)
+                if not s:
+                    del self._group_flows[g]
+        if e.meter_id is not None:
+            s = self._meter_flows.get(e.meter_id)
+            if s is not None:
+                s.discard(e)
+                if not s:
+                    del self._meter_flows[e.meter_id]
+
+    def _link(self, e: FlowEntry) -> None:
+        if e.idle_timeout or e.hard_timeout:
+            self._timed.add(e)
+        self._ref(e)
+
+    def _unlink(self, e: FlowEntry) -> None:
+        self.tables[e.table_id].remove(e)
+        self._timed.discard(e)
+        self._unref(e)
+
+    def _remove_flow(self, e: FlowEntry, reason: int, now: float) -> None:
+        self._unlink(e)
+        if e.flags & OFPFF.SEND_FLOW_REM:
+            sec, nsec = split_duration(now - e.created)
+            self.emit(ofp.FlowRemoved(e.cookie, e.priority, reason, e.table_id, sec, nsec, e.idle_timeout,
+                                      e.hard_timeout, e.reported_packets, e.reported_bytes, e.match))
+
+    # -- groups and meters -----------------------------------------------------------------------
+    def _group_mod(self, gm: ofp.GroupMod) -> list:
+        if gm.command == OFPGC.ADD:
+            self.groups.add(gm)
+        elif gm.command == OFPGC.MODIFY:
+            self.groups.modify(gm)
+        elif gm.command == OFPGC.DELETE:
+            now = self.clock()
+            for gid in self.groups.delete(gm.group_id):
+                for e in sorted(self._group_flows.get(gid, ()), key=lambda e: e.seq):
+                    self._remove_flow(e, OFPRR.GROUP_DELETE, now)
+        else:
+            raise SwitchError(OFPET.GROUP_MOD_FAILED, ofp.OFPGMFC.BAD_COMMAND, f"group command {gm.command}")
+        return []
+
+    def _meter_mod(self, mm: ofp.MeterMod) -> list:
+        MeterTable.check_command(mm.command)
+        if mm.command == OFPMC.ADD:
+            self.meters.add(mm)
+        elif mm.command == OFPMC.MODIFY:
+            self.meters.modify(mm)
+        else:
+            now = self.clock()
+            for mid in self.meters.delete(mm.meter_id):
+                for e in sorted(self._meter_flows.get(mid, ()), key=lambda e: e.seq):
+                    self._remove_flow(e, OFPRR.DELETE, now)
+        return []
+
+    # -- packet-out ------------------------------------------------------------------------------
+    def _packet_out(self, po: ofp.PacketOut) -> list:
+        in_port = po.in_port
+        if not (_valid_port_number(in_port) or in_port in (OFPP.CONTROLLER, OFPP.ANY)):
+            raise SwitchError(OFPET.BAD_REQUEST, OFPBRC.BAD_PORT, f"packet-out in_port {in_port:#x}")
+        compiled = act.validate_actions(po.actions, self, None, allow_table=True)
+        if po.buffer_id != OFP_NO_BUFFER:
+            b = self.buffers.take(po.buffer_id)
+            pkt = fk.Packet(b.data, in_port, None, b.tunnel_id)
+        else:
+            pkt = fk.Packet(po.data, in_port)
+        self.pipeline.apply_actions(pkt, compiled, None, 0)
+        return []
+
+    # -- multipart -------------------------------------------------------------------------------
+    def _desc(self, msg) -> list:
+        return [ofp.DescReply("kumoflow", "kumoflow software switch", f"kumoflow {__version__}",
+                              self.serial_num, self.dp_desc)]
+
+    def _stats_tables(self, table_id: int) -> None:
+        if table_id != OFPTT.ALL and table_id >= self.n_tables:
+            raise SwitchError(OFPET.BAD_REQUEST, OFPBRC.BAD_TABLE_ID, f"no table {table_id}")
+
+    def _flow_stats(self, req: ofp.FlowStatsRequest) -> list:
+        self._stats_tables(req.table_id)
+        compiled = compile_match(req.match)
+        now = self.clock()
+        body = []
+        for e in self._select_flows(req.table_id, req.out_port, req.out_group, req.cookie, req.cookie_mask,
+                                    compiled):
+            sec, nsec = split_duration(now - e.created)
+            body.append(ofp.FlowStats(e.table_id, sec, nsec, e.priority, e.idle_timeout, e.hard_timeout, e.flags,
+                                      e.cookie, e.reported_packets, e.reported_bytes, e.match, e.instructions))
+        return [ofp.FlowStatsReply(body)]
+
+    def _aggregate_stats(self, req: ofp.AggregateStatsRequest) -> list:
+        self._stats_tables(req.table_id)
+        compiled = compile_match(req.match)
+        packets = nbytes = count = 0
+        for e in self._select_flows(req.table_id, req.out_port, req.out_group, req.cookie, req.cookie_mask,
+                                    compiled):
+            count += 1
+            if e.count_packets:
+                packets += e.packet_count
+            if e.count_bytes:
+                nbytes += e.byte_count
+        return [ofp.AggregateStatsReply(packets & UINT64_MAX, nbytes & UINT64_MAX, count)]
+
+    def _table_stats(self, msg) -> list:
+        return [ofp.TableStatsReply([ofp.TableStats(t.table_id, len(t), t.lookup_count, t.matched_count)
+                                     for t in self.tables])]
+
+    def _table_features(self, req: ofp.TableFeaturesRequest) -> list:
+        if req.body or req.flags & ofp.OFPMPF.REQ_MORE:
+            raise SwitchError(OFPET.TABLE_FEATURES_FAILED, OFPTFFC.EPERM,
+                              "kumoflow's tables cannot be reconfigured with a table features request")
+        return [ofp.TableFeaturesReply([table_features(t.table_id, self.n_tables, t.name, t.max_entries, t.config)
+                                        for t in self.tables])]
+
+    def _port_stats(self, req: ofp.PortStatsRequest) -> list:
+        now = self.clock()
+        if req.port_no == OFPP.ANY:
+            ports = [p for _, p in sorted(self.ports.items())]
+        else:
+            ports = [self.ports[req.port_no]] if req.port_no in self.ports else []
+        return [ofp.PortStatsReply([p.stats(now) for p in ports])]
+
+    def _queue_ports(self, port_no: int) -> list[PortBase]:
+        if port_no == OFPP.ANY:
+            return [p for _, p in sorted(self.ports.items())]
+        port = self.ports.get(port_no)
+        if port is None:
+            raise SwitchError(OFPET.QUEUE_OP_FAILED, OFPQOFC.BAD_PORT, f"no port {port_no:#x}")
+        return [port]
+
+    def _queue_stats(self, req: ofp.QueueStatsRequest) -> list:
+        now = self.clock()
+        body = []
+        ports = self._queue_ports(req.port_no)
+        for p in ports:
+            for qid in sorted(p.queues):
+                if req.queue_id != OFPQ_ALL and qid != req.queue_id:
+                    continue
+                qc = p.queue_counters[qid]
+                sec, nsec = split_duration(now - qc.created)
+                body.append(ofp.QueueStats(p.port_no, qid, qc.tx_bytes, qc.tx_packets, qc.tx_errors, sec, nsec))
+        if req.queue_id != OFPQ_ALL and not body and req.port_no != OFPP.ANY:
+            raise SwitchError(OFPET.QUEUE_OP_FAILED, OFPQOFC.BAD_QUEUE,
+                              f"port {req.port_no} has no queue {req.queue_id}")
+        return [ofp.QueueStatsReply(body)]
+
+    def _queue_get_config(self, req: ofp.QueueGetConfigRequest) -> list:
+        port_no = req.port
+        ports = self._queue_ports(port_no)
+        queues = [ofp.PacketQueue(qid, p.port_no, list(props))
+                  for p in ports for qid, props in sorted(p.queues.items())]
+        return [ofp.QueueGetConfigReply(port_no, queues)]
+
+    def _group_stats(self, req: ofp.GroupStatsRequest) -> list:
+        now = self.clock()
+        groups = self.groups.groups
+        if req.group_id == OFPG.ALL:
+            selected = [g for _, g in sorted(groups.items())]
+        else:
+            selected = [groups[req.group_id]] if req.group_id in groups else []
+        body = []
+        for g in selected:
+            refs = len(self._group_flows.get(g.group_id, ())) + len(self.groups.referrers(g.group_id))
+            body.append(self.groups.stats(g, refs, now))
+        return [ofp.GroupStatsReply(body)]
+
+    def _meters_for(self, meter_id: int) -> list:
+        meters = self.meters.meters
+        if meter_id == OFPM.ALL:
+            return [m for _, m in sorted(meters.items())]
+        return [meters[meter_id]] if meter_id in meters else []
+
+    def _meter_stats(self, req: ofp.MeterStatsRequest) -> list:
+        now = self.clock()
+        return [ofp.MeterStatsReply([m.stats(len(self._meter_flows.get(m.meter_id, ())), now)
+                                     for m in self._meters_for(req.meter_id)])]
+
+    def _meter_config(self, req: ofp.MeterConfigRequest) -> list:
+        return [ofp.MeterConfigReply([m.config() for m in self._meters_for(req.meter_id)])]
+
+    # -- conveniences for tests and tools ---------------------------------------------------------
+    def flows(self, table_id: int | None = None) -> list[FlowEntry]:
+        """Flow entries (of one table or all), in lookup order."""
+        tables = self.tables if table_id is None else [self.tables[table_id]]
+        return [e for t in tables for e in t]
+
+
+def _action_rank(a) -> int:
+    try:
+        return act._RANK[a.TYPE]
+    except KeyError:
+        return 99
