@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "kumoflow.ofp.cli",
     "kumoflow.demo",
     "kumoflow.controller.cli",
+    "kumoflow.switch.cli",
     "kumoflow.net.cli",
 ]
 

@@ -342,7 +342,7 @@ CASES = {
         switches:
           - {name: s1, kind: cisco}   #!
         """,
-        "switches[0].kind: unknown switch kind 'cisco' (known: ovs",
+        "switches[0].kind: unknown switch kind 'cisco' (known: kumoflow, ovs",
     ),
     "bad fail mode": (
         """\

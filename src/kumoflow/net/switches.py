@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 #: kind name -> "module:Class" (or the class itself, once registered)
 SWITCH_KINDS: dict[str, Any] = {
     "ovs": "kumoflow.net.ovs:OvsSwitch",
+    "kumoflow": "kumoflow.net.kumoflow_kind:KumoflowSwitch",
 }
 
 _instances: dict[str, SwitchKind] = {}

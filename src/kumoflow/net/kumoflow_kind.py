@@ -1,0 +1,265 @@
+"""Switch kind ``kumoflow``: kumoflow's own software switch, one process per switch.
+
+``up`` starts ``kumoflow switch`` (as ``python -m kumoflow.cli switch``, with
+this interpreter and this copy of kumoflow) in the root network namespace,
+in a session of its own so it outlives the command that brought the
+topology up, with
+
+* every planned port as ``--port N=IFNAME`` (the root-namespace veth ends),
+* the switch's datapath id, fail mode and controllers (``tcp:`` only),
+* a passive listener on a free loopback port, ``ptcp:PORT:127.0.0.1``, for
+  ``ovs-ofctl -O OpenFlow13 dump-flows tcp:127.0.0.1:PORT`` and the like
+  (the address is in the state record and in the status file),
+* ``--status-file``: a JSON file the switch keeps up to date (pid,
+  connected to a controller or not, listen address); ``up`` waits for it to
+  appear, and :meth:`KumoflowSwitch.connected` reads it.
+
+Status and log files live in ``<run dir>/kumoflow-switches/<topology>/``
+(``<switch>.json``, ``<switch>.log``). The pid goes into the topology's
+state record, so ``down`` -- from any process, even after a crash --
+stops the switch with SIGTERM (SIGKILL after 5 s); a sweep finds switch
+processes of the topology by the status-file path on their command line.
+
+Veth offloads: the switch completes partial checksums and segments GSO
+frames itself (PACKET_VNET_HDR, see :mod:`kumoflow.switch.linuxport`), so
+TCP works with ``offloads: true`` too; the default ``offloads: false``
+spares it that work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import kumoflow
+from kumoflow.net import state
+from kumoflow.net.errors import SwitchError
+from kumoflow.net.plan import SwitchPlan
+from kumoflow.net.switches import SwitchKind
+
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+SUBDIR = "kumoflow-switches"
+_SRC = str(Path(kumoflow.__file__).resolve().parents[1])
+
+
+def switch_dir(topology: str) -> Path:
+    return state.run_dir() / SUBDIR / topology
+
+
+def status_path(topology: str, switch: str) -> Path:
+    return switch_dir(topology) / f"{switch}.json"
+
+
+def log_path(topology: str, switch: str) -> Path:
+    return switch_dir(topology) / f"{switch}.log"
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (our own child not yet reaped) is as good as gone
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _is_switch_of(pid: int, topology: str | None) -> bool:
+    """Is `pid` a kumoflow switch process started by this kind (for `topology`)?"""
+    argv = _cmdline(pid)
+    if "switch" not in argv or "--status-file" not in argv:
+        return False
+    path = argv[argv.index("--status-file") + 1] if argv.index("--status-file") + 1 < len(argv) else ""
+    parent = Path(path).parent
+    if parent.parent.name != SUBDIR:
+        return False
+    return topology is None or parent.name == topology
+
+
+def _stop(pid: int) -> bool:
+    """SIGTERM, then SIGKILL; True if it was running."""
+    if not _alive(pid):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    for _ in range(100):
+        _reap(pid)
+        if not _alive(pid):
+            break
+        time.sleep(0.02)
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _processes(topology: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid() and _is_switch_of(int(entry.name), topology):
+            if _alive(int(entry.name)):
+                pids.append(int(entry.name))
+    return sorted(pids)
+
+
+class KumoflowSwitch(SwitchKind):
+    name = "kumoflow"
+
+    def check(self) -> None:
+        if os.geteuid() != 0:
+            raise SwitchError("kumoflow switches need root (raw sockets on the veth ends)")
+
+    def up(self, switch: SwitchPlan) -> dict[str, Any]:
+        if "OpenFlow13" not in switch.protocols:
+            raise SwitchError(f"switch {switch.name}: the kumoflow switch speaks OpenFlow13 only, "
+                              f"not {', '.join(switch.protocols)}")
+        for target in switch.controllers:
+            if not target.startswith("tcp:"):
+                raise SwitchError(f"switch {switch.name}: controller {target}: the kumoflow switch "
+                                  "connects over tcp: only")
+        directory = switch_dir(switch.topology)
+        directory.mkdir(parents=True, exist_ok=True)
+        status = status_path(switch.topology, switch.name)
+        logfile = log_path(switch.topology, switch.name)
+        try:
+            status.unlink()
+        except FileNotFoundError:
+            pass
+        listen = f"ptcp:{_free_port()}:127.0.0.1"
+        argv = [sys.executable, "-m", "kumoflow.cli", "switch",
+                "--dpid", f"{switch.dpid:#x}", "--fail-mode", switch.fail_mode,
+                "--listen", listen, "--status-file", str(status)]
+        for port in switch.ports:
+            argv += ["--port", f"{port.number}={port.ifname}"]
+        for target in switch.controllers:
+            argv += ["--controller", target]
+        level = os.environ.get("KUMOFLOW_SWITCH_LOG_LEVEL")
+        if level:
+            argv += ["--log-level", level]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = _SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        with open(logfile, "wb") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env=env, start_new_session=True, close_fds=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            info = read_status(status)
+            if info is not None and info.get("pid") == proc.pid:
+                break
+            code = proc.poll()
+            if code is not None:
+                raise SwitchError(f"switch {switch.name}: kumoflow switch exited with status {code}: "
+                                  f"{_tail(logfile)}")
+            if time.monotonic() > deadline:
+                _stop(proc.pid)
+                raise SwitchError(f"switch {switch.name}: kumoflow switch did not start within "
+                                  f"{START_TIMEOUT:g}s: {_tail(logfile)}")
+            time.sleep(0.05)
+        return {"pid": proc.pid, "listen": listen, "status_file": str(status), "log": str(logfile)}
+
+    def connected(self, switches: list[SwitchPlan]) -> dict[str, bool]:
+        out = {}
+        for s in switches:
+            info = read_status(status_path(s.topology, s.name)) or {}
+            pid = info.get("pid")
+            out[s.name] = bool(info.get("connected") and isinstance(pid, int) and pid > 0 and _alive(pid))
+        return out
+
+    def down(self, record: dict[str, Any]) -> list[str]:
+        removed = []
+        pid = record.get("pid")
+        topology = record.get("topology")
+        if isinstance(pid, int) and pid > 0 and _is_switch_of(pid, topology) and _stop(pid):
+            removed.append(f"kumoflow switch {record.get('name')} (pid {pid})")
+        if topology and record.get("name"):
+            for path in (status_path(topology, record["name"]), log_path(topology, record["name"])):
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+            _remove_empty(switch_dir(topology))
+        return removed
+
+    def sweep(self, topology: str, prefix: str) -> list[str]:
+        removed = []
+        for pid in _processes(topology):
+            if _stop(pid):
+                removed.append(f"kumoflow switch process {pid}")
+        directory = switch_dir(topology)
+        if directory.is_dir():
+            for path in directory.iterdir():
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+            _remove_empty(directory)
+        return removed
+
+    def leftovers(self, topology: str, prefix: str) -> list[str]:
+        return [f"kumoflow switch process {pid}" for pid in _processes(topology)]
+
+
+def _remove_empty(directory: Path) -> None:
+    try:
+        directory.rmdir()
+    except OSError:
+        pass
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(empty log)"

@@ -1,0 +1,134 @@
+"""`kumoflow switch`: run the software OpenFlow 1.3 switch on Linux interfaces."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "switch", help="run the software OpenFlow switch",
+        description="Run kumoflow's OpenFlow 1.3 switch with ports on Linux interfaces (needs root).",
+        epilog="Example: kumoflow switch --dpid 0x1 --port 1=veth1 --port 2=veth2 "
+               "--controller tcp:127.0.0.1:6653 --listen ptcp:6634. "
+               "Interface offloads may stay on: the ports complete partial checksums and segment "
+               "GSO frames themselves (PACKET_VNET_HDR). See docs/switch-runtime.md.")
+    p.add_argument("--dpid", type=_dpid, default=1, metavar="ID",
+                   help="datapath id: decimal, 0x-hex, or 16 hex digits with or without colons (default 1)")
+    p.add_argument("--port", action="append", default=[], metavar="N=IFACE",
+                   help="OpenFlow port N on interface IFACE (repeatable; IFACE alone takes the next number)")
+    p.add_argument("--controller", action="append", default=[], metavar="tcp:HOST:PORT",
+                   help="controller to connect to, reconnecting with backoff (repeatable)")
+    p.add_argument("--listen", action="append", default=[], metavar="ptcp:PORT[:HOST]",
+                   help="accept OpenFlow clients such as ovs-ofctl here (repeatable)")
+    p.add_argument("--tables", type=int, default=64, metavar="N", help="number of flow tables (1-254, default 64)")
+    p.add_argument("--buffers", type=int, default=256, metavar="N",
+                   help="packet buffers for packet-in (0 sends whole packets; default 256)")
+    p.add_argument("--fail-mode", choices=["secure", "standalone"], default="secure",
+                   help="without a controller: keep the installed flows (secure, default) "
+                        "or act as a learning switch (standalone)")
+    p.add_argument("--echo-interval", type=float, default=5.0, metavar="SECONDS",
+                   help="echo an idle controller after this long; give up after 3 times it (default 5)")
+    p.add_argument("--status-file", metavar="PATH",
+                   help="keep a JSON status (pid, connected, listen addresses) in PATH while running")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def _dpid(text: str) -> int:
+    t = text.strip().lower()
+    try:
+        if ":" in t:
+            value = int(t.replace(":", ""), 16)
+        elif t.startswith("0x"):
+            value = int(t, 16)
+        elif len(t) == 16:
+            value = int(t, 16)
+        else:
+            value = int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad datapath id {text!r}") from None
+    if not 0 <= value < 1 << 64:
+        raise argparse.ArgumentTypeError(f"datapath id {text!r} does not fit in 64 bits")
+    return value
+
+
+def parse_ports(specs: list[str]) -> dict[int, str]:
+    """['1=veth1', 'veth2'] -> {1: 'veth1', 2: 'veth2'}; ValueError says what is wrong."""
+    ports: dict[int, str] = {}
+    pending = []
+    for spec in specs:
+        number, sep, ifname = spec.partition("=")
+        if not sep:
+            pending.append(spec)
+            continue
+        try:
+            n = int(number, 0)
+        except ValueError:
+            raise ValueError(f"--port {spec}: {number!r} is not a port number") from None
+        if not 1 <= n <= 0xFFFFFF00:
+            raise ValueError(f"--port {spec}: port number must be 1..{0xFFFFFF00}")
+        if n in ports:
+            raise ValueError(f"--port {spec}: port {n} is given twice")
+        if not ifname:
+            raise ValueError(f"--port {spec}: no interface name")
+        ports[n] = ifname
+    for ifname in pending:
+        n = 1
+        while n in ports:
+            n += 1
+        ports[n] = ifname
+    names = list(ports.values())
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"interface {name} is given for two ports")
+    return ports
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from kumoflow.controller.address import parse_address
+
+    try:
+        ports = parse_ports(args.port)
+        for target in args.controller:
+            if parse_address(target, default_host="127.0.0.1").scheme != "tcp":
+                raise ValueError(f"--controller {target}: expected tcp:HOST:PORT")
+        for target in args.listen:
+            if parse_address(target).scheme != "ptcp":
+                raise ValueError(f"--listen {target}: expected ptcp:PORT[:HOST]")
+        if not 1 <= args.tables <= 254:
+            raise ValueError(f"--tables {args.tables}: must be 1..254")
+        if args.buffers < 0:
+            raise ValueError("--buffers must be 0 or more")
+    except ValueError as exc:
+        logging.error("%s", exc)
+        return 2
+    from kumoflow.controller.cli import run_loop
+
+    return run_loop(_serve(args, ports))
+
+
+async def _serve(args: argparse.Namespace, ports: dict[int, str]) -> int:
+    from kumoflow.switch.linuxport import PortError
+    from kumoflow.switch.runtime import Switch
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        switch = Switch(args.dpid, ports, controllers=args.controller, listen=args.listen,
+                        n_tables=args.tables, n_buffers=args.buffers, fail_mode=args.fail_mode,
+                        echo_interval=args.echo_interval, status_file=args.status_file)
+        await switch.start()
+    except (PortError, OSError, ValueError) as exc:
+        logging.error("cannot start the switch: %s", exc)
+        return 1
+    await stop.wait()
+    logging.info("shutting down")
+    await switch.stop()
+    return 0

@@ -1,0 +1,315 @@
+"""The asyncio switch: ports, channels, timers and fail modes around the datapath.
+
+    switch = Switch(dpid=1, ports={1: "veth1", 2: "veth2"},
+                    controllers=["tcp:127.0.0.1:6653"], listen=["ptcp:6634"],
+                    fail_mode="secure")
+    await switch.start()
+    ...
+    await switch.stop()
+
+What it does:
+
+* each port's raw socket is read with ``loop.add_reader``; frames go to
+  ``datapath.receive(port_no, frame)`` (or to the standalone learning bridge,
+  see below);
+* ``datapath.tick(time.monotonic())`` every ``tick_interval`` (0.5 s): idle
+  and hard timeouts, FLOW_REMOVED;
+* ``datapath.on_async`` messages (packet-in, flow removed, port status) go
+  to the channels that want them (:mod:`kumoflow.switch.channel`);
+* link changes: a netlink socket subscribed to RTM_NEWLINK/RTM_DELLINK
+  events, plus a poll every ``poll_interval`` (2 s) as a safety net, makes
+  each port re-read its state; a change calls ``datapath.port_changed``,
+  which sends PORT_STATUS;
+* a PORT_MOD that sets or clears OFPPC_PORT_DOWN takes the interface
+  administratively down or up (``LinuxPort.set_config``), which the link
+  watcher then reports as LINK_DOWN / link up;
+* fail modes: ``secure`` keeps forwarding with the installed flows when no
+  controller is connected (packets for the controller are dropped, flows
+  still expire); ``standalone`` hands frames to a MAC-learning bridge while
+  no configured controller is connected and returns them to the pipeline as
+  soon as one is (:mod:`kumoflow.switch.standalone` says exactly how).
+  Clients of the passive listener do not count as controllers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+from kumoflow import ofp
+
+from .channel import Channels
+from .linuxport import LinuxPort
+from .standalone import LearningBridge
+
+log = logging.getLogger("kumoflow.switch")
+
+FAIL_MODES = ("secure", "standalone")
+NETLINK_ROUTE = 0
+RTMGRP_LINK = 1
+RTM_NEWLINK, RTM_DELLINK = 16, 17
+_NLMSG = struct.Struct("=IHHII")
+
+
+class Switch:
+    def __init__(self, dpid: int, ports: dict[int, Any], *, controllers: list[str] = (),
+                 listen: list[str] = (), n_tables: int = 64, n_buffers: int = 256,
+                 fail_mode: str = "secure", echo_interval: float = 5.0,
+                 tick_interval: float = 0.5, poll_interval: float = 2.0,
+                 status_file: str | None = None, datapath: Any = None) -> None:
+        """`ports`: OpenFlow port number -> interface name (a LinuxPort is made)
+        or a ready port object (any PortBase, e.g. for tests)."""
+        if fail_mode not in FAIL_MODES:
+            raise ValueError(f"fail mode {fail_mode!r}: expected one of {', '.join(FAIL_MODES)}")
+        self.dpid = dpid
+        self.fail_mode = fail_mode
+        self.controllers = list(controllers)
+        self.listen = list(listen)
+        self.tick_interval = tick_interval
+        self.poll_interval = poll_interval
+        self.status_file = Path(status_file) if status_file else None
+        if datapath is None:
+            from .datapath import Datapath
+
+            datapath = Datapath(dpid=dpid, n_tables=n_tables, n_buffers=n_buffers)
+        self.datapath = datapath
+        self._port_specs = dict(ports)
+        self.ports: dict[int, Any] = {}
+        self.channels = Channels(self.datapath, echo_interval=echo_interval, on_change=self._mode_changed)
+        self.bridge = LearningBridge(self.ports)
+        self.standalone = False
+        self.listening: list[str] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._netlink: socket.socket | None = None
+        self._readers: dict[int, int] = {}      # port number -> fd being read
+
+    def __repr__(self) -> str:
+        return f"<Switch dpid={self.dpid:#x}>"
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the ports, start listeners and controller channels. Raises
+        PortError / OSError / ValueError without leaving anything open."""
+        self.loop = asyncio.get_running_loop()
+        self.datapath.on_async = self._on_async
+        try:
+            for port_no, spec in sorted(self._port_specs.items()):
+                port = LinuxPort(port_no, spec) if isinstance(spec, str) else spec
+                if isinstance(port, LinuxPort):
+                    port.open()
+                self.ports[port_no] = port
+                self.datapath.add_port(port)
+                self._watch(port)
+            self._open_netlink()
+            for target in self.listen:
+                for addr in await self.channels.listen(target):
+                    self.listening.append(f"ptcp:{addr.port}:{addr.host}")
+            for target in self.controllers:
+                self.channels.connect(target)
+        except BaseException:
+            await self.stop()
+            raise
+        self._tasks.append(self.loop.create_task(self._tick_loop()))
+        self._tasks.append(self.loop.create_task(self._poll_loop()))
+        self._mode_changed()
+        log.info("switch dpid=%#x running: %d ports, fail mode %s, controllers %s%s", self.dpid,
+                 len(self.ports), self.fail_mode, ", ".join(self.controllers) or "none",
+                 f", listening on {', '.join(self.listening)}" if self.listening else "")
+        self._write_status()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.channels.close()
+        if self.loop is not None:
+            for fd in self._readers.values():
+                self.loop.remove_reader(fd)
+            if self._netlink is not None:
+                self.loop.remove_reader(self._netlink.fileno())
+        self._readers.clear()
+        if self._netlink is not None:
+            self._netlink.close()
+            self._netlink = None
+        for port in self.ports.values():
+            close = getattr(port, "close", None)
+            if close is not None:
+                close()
+        if self.status_file is not None:
+            try:
+                self.status_file.unlink()
+            except OSError:
+                pass
+
+    # --- frames ------------------------------------------------------------------------
+
+    def _readable(self, port: Any) -> None:
+        frames = port.read_frames()
+        if frames:
+            self.receive(port.port_no, frames)
+        if getattr(port, "rearm", False):
+            self._rearm(port)
+
+    def _watch(self, port: Any) -> None:
+        if hasattr(port, "fileno") and port.fileno() >= 0:
+            self.loop.add_reader(port.fileno(), self._readable, port)
+            self._readers[port.port_no] = port.fileno()
+
+    def _unwatch(self, port: Any) -> None:
+        fd = self._readers.pop(port.port_no, None)
+        if fd is not None and self.loop is not None:
+            self.loop.remove_reader(fd)
+
+    def _rearm(self, port: Any) -> None:
+        """Re-add a port's reader: uvloop stops polling a socket after an
+        error (ENETDOWN when the interface goes down), even once it is back up."""
+        port.rearm = False
+        if port.port_no in self._readers:
+            self._unwatch(port)
+            self._watch(port)
+
+    def _reattach(self, port: Any) -> bool:
+        """The port's interface was deleted and made again: a new socket on it."""
+        self._unwatch(port)
+        try:
+            port.reopen()
+        except Exception as exc:   # PortError: the next link event tries again
+            log.warning("port %d (%s): cannot re-attach: %s", port.port_no, port.name, exc)
+            return False
+        log.info("port %d (%s): interface re-created; re-attached", port.port_no, port.name)
+        self._watch(port)
+        return True
+
+    def receive(self, port_no: int, frames: list[bytes]) -> None:
+        """Frames that arrived on a port: to the pipeline, or to the learning
+        bridge while fail-standalone is in force."""
+        receive = self.bridge.receive if self.standalone else self.datapath.receive
+        for frame in frames:
+            try:
+                receive(port_no, frame)
+            except Exception:
+                log.exception("port %d: failed to process a %d-byte frame", port_no, len(frame))
+
+    def _on_async(self, msg: ofp.Message) -> None:
+        self.channels.send_async(msg)
+
+    # --- timers and link state ------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            try:
+                self.datapath.tick(time.monotonic())
+            except Exception:
+                log.exception("datapath tick failed")
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            self._refresh_ports()
+
+    def _open_netlink(self) -> None:
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+            sock.bind((0, RTMGRP_LINK))
+            sock.setblocking(False)
+        except OSError as exc:
+            log.warning("no netlink link events (%s); polling link state every %.0fs", exc, self.poll_interval)
+            return
+        self._netlink = sock
+        self.loop.add_reader(sock.fileno(), self._netlink_readable)
+
+    def _netlink_readable(self) -> None:
+        """Any link event: every port re-reads its state (cheap, and it also
+        catches a port's interface re-created under a new index)."""
+        seen = False
+        while True:
+            try:
+                data = self._netlink.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:          # ENOBUFS: events were lost; look at everything
+                log.debug("netlink: %s", exc)
+                seen = True
+                # uvloop stops polling a socket that reported an error
+                self.loop.remove_reader(self._netlink.fileno())
+                self.loop.add_reader(self._netlink.fileno(), self._netlink_readable)
+                break
+            o = 0
+            while o + _NLMSG.size <= len(data):
+                length, kind = _NLMSG.unpack_from(data, o)[:2]
+                if length < _NLMSG.size:
+                    break
+                seen = seen or kind in (RTM_NEWLINK, RTM_DELLINK)
+                o += (length + 3) & ~3
+        if seen:
+            self._refresh_ports()
+
+    def _refresh_ports(self) -> None:
+        for port in list(self.ports.values()):
+            self._port_maybe_changed(port)
+
+    def _port_maybe_changed(self, port: Any) -> None:
+        reattached = getattr(port, "replaced", False) and self._reattach(port)
+        refresh = getattr(port, "refresh", None)
+        if refresh is None or not (refresh() or reattached):
+            return
+        down = bool(port.state & ofp.OFPPS.LINK_DOWN or port.config & ofp.OFPPC.PORT_DOWN)
+        log.info("port %d (%s): link %s", port.port_no, getattr(port, "name", "?"), "down" if down else "up")
+        if down:
+            self.bridge.forget_port(port.port_no)
+        elif hasattr(port, "rearm"):
+            self._rearm(port)
+        try:
+            self.datapath.port_changed(port.port_no)
+        except Exception:
+            log.exception("port %d: port_changed failed", port.port_no)
+
+    # --- fail modes --------------------------------------------------------------------------
+
+    def _mode_changed(self) -> None:
+        connected = self.channels.controller_connected
+        standalone = self.fail_mode == "standalone" and not connected
+        if standalone != self.standalone:
+            self.standalone = standalone
+            self.bridge.clear()
+            if standalone:
+                log.info("no controller connected: forwarding as a learning switch (fail-standalone)")
+            else:
+                log.info("controller connected: forwarding with the OpenFlow pipeline")
+        elif self.fail_mode == "secure" and not connected and self.loop is not None:
+            log.info("no controller connected: forwarding with the installed flows (fail-secure)")
+        self._write_status()
+
+    def _write_status(self) -> None:
+        """The status file tells the emulator the switch is up and whether it is connected."""
+        if self.status_file is None or self.loop is None:
+            return
+        status = {
+            "pid": os.getpid(),
+            "dpid": self.dpid,
+            "state": "running",
+            "connected": self.channels.controller_connected,
+            "standalone": self.standalone,
+            "listen": self.listening,
+            "ports": {str(n): getattr(p, "name", "") for n, p in self.ports.items()},
+        }
+        tmp = self.status_file.with_name(f".{self.status_file.name}.tmp")
+        try:
+            tmp.write_text(json.dumps(status, indent=1) + "\n")
+            os.replace(tmp, self.status_file)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.status_file, exc)
+
+
+__all__ = ["Switch", "FAIL_MODES"]
