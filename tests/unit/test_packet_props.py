@@ -275,7 +275,13 @@ def _check_parse_only_packet_errors(frame: bytes, truncated_ok: bool = False) ->
             except PacketError:
                 pass
         repr(h)
-    again = parse(pkt.pack(), truncated_ok=truncated_ok)
+    if truncated_ok:
+        # A frame accepted as cut short (a packet-in's head) is not a whole
+        # packet: re-building it adds what was missing (e.g. LLDP's End TLV)
+        # while explicit outer lengths stay, so no round trip is promised.
+        pkt.pack()
+        return
+    again = parse(pkt.pack())
     assert again == pkt
 
 
