@@ -25,7 +25,7 @@ from kumoflow import ofp
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="run the kumoflow demo")
-    parser.add_argument("--topology", type=Path, help="topology YAML (default: examples/tree.yaml)")
+    parser.add_argument("--topology", type=Path, help="topology YAML (default: examples/mixed.yaml)")
     parser.add_argument("--codec", action="store_true", help="show the OpenFlow exchange through memory instead")
     parser.add_argument("--hex", action="store_true", help="with --codec: also print each message's bytes")
     parser.set_defaults(func=run)
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         return run_codec(args)
     from kumoflow.demo_network import run_network
 
-    return run_network(args.topology or _examples() / "tree.yaml")
+    return run_network(args.topology or _examples() / "mixed.yaml")
 
 
 def _examples() -> Path:

@@ -17,6 +17,9 @@ from kumoflow.controller import Controller
 from kumoflow.ofp.text import format_flow
 
 
+KIND_NAMES = {"ovs": "(Open vSwitch, userspace datapath)", "kumoflow": "(kumoflow switch)"}
+
+
 class BackgroundController:
     """A controller on its own event loop in a thread, so the demo can drive
     the network synchronously and still ask the controller things."""
@@ -58,8 +61,9 @@ def run_network(topology: Path) -> int:
         with console.status(f"bringing up {topology.name} ..."):
             net.up()
             net.wait_connected(30)
-        console.print(f"[bold]{topology.name}[/]: {len(net.hosts)} hosts, {len(net.plan.switches)} Open vSwitch "
-                      "bridges (userspace datapath), each a real network namespace / veth / bridge\n")
+        kinds = ", ".join(f"{s.name} {KIND_NAMES.get(s.kind, s.kind)}" for s in net.plan.switches)
+        console.print(f"[bold]{topology.name}[/]: {len(net.hosts)} hosts (each a network namespace), "
+                      f"switches: {kinds}\n")
         with console.status("pinging every pair of hosts ..."):
             matrix = net.ping_all(retries=2)
         console.print(_ping_table(matrix, [h.name for h in net.hosts]))
