@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 from typing import Any, Coroutine
 
@@ -13,6 +15,16 @@ from .app import HANDLERS, App, overridden
 from .datapath import Datapath
 
 log = logging.getLogger("kumoflow.controller")
+
+
+@functools.cache
+def _is_async(cls: type, handler: str) -> bool:
+    return inspect.iscoroutinefunction(getattr(cls, handler))
+
+
+def app_is_async(app: App, handler: str) -> bool:
+    """Whether an app's handler is `async def` (decided once per class)."""
+    return _is_async(type(app), handler)
 
 
 class Controller:
@@ -56,8 +68,10 @@ class Controller:
         bound = []
         for address in addresses:
             addr = parse_address(address) if isinstance(address, str) else address
+            # A large backlog: switches reconnecting together after a restart
+            # must not be dropped (each retry costs them a backoff period).
             server = await self.loop.create_server(lambda: Datapath(self), addr.host, addr.port,
-                                                   reuse_address=True)
+                                                   reuse_address=True, backlog=1024)
             self._servers.append(server)
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
@@ -150,10 +164,12 @@ class Controller:
 
     def call(self, app: App, handler: str, *args: Any) -> None:
         """Run an app handler; a failing app is logged and never takes the switch down."""
+        method = getattr(app, handler)
         try:
-            result = getattr(app, handler)(*args)
-            if asyncio.iscoroutine(result):
-                self.spawn(result, args[0] if args else None, app)
+            if app_is_async(app, handler):
+                self.spawn(method(*args), args[0] if args else None, app)
+            else:
+                method(*args)
         except Exception:
             log.exception("app %s failed in %s", app.name, handler)
 
