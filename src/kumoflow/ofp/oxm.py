@@ -103,11 +103,23 @@ def _reader(f: OxmField) -> Callable[[bytes, int], Any]:
     return _int_reader(f.size)
 
 
+_MAC_CACHE: dict[str, bytes] = {}
+
+
 def mac_to_bytes(mac: str | bytes) -> bytes:
+    # Controllers encode the same few MACs over and over: remember them.
+    raw = _MAC_CACHE.get(mac) if type(mac) is str else None
+    if raw is not None:
+        return raw
     raw = mac if isinstance(mac, (bytes, bytearray)) else bytes.fromhex(mac.replace(":", "").replace("-", ""))
     if len(raw) != 6:
         raise ValueError(f"not an Ethernet address: {mac!r}")
-    return bytes(raw)
+    raw = bytes(raw)
+    if type(mac) is str:
+        if len(_MAC_CACHE) >= 65536:
+            _MAC_CACHE.clear()
+        _MAC_CACHE[mac] = raw
+    return raw
 
 
 def _writer(f: OxmField) -> Callable[[Any], bytes]:
