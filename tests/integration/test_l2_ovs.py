@@ -26,8 +26,9 @@ H1_MAC = "00:00:00:00:00:01"
 def controller(tmp_path):
     ctl = ControllerProcess(free_port(), log=tmp_path / "controller.log").start()
     yield ctl
-    ctl.stop()
+    status = ctl.stop()
     print((tmp_path / "controller.log").read_text()[-3000:], file=sys.stderr)
+    assert status == 0, f"controller exited with {status} on SIGTERM"   # clean shutdown
 
 
 @pytest.fixture
