@@ -16,6 +16,13 @@ as a flow-mod followed by a packet-out, so only the packet-out fails).
 
 Time comes from the injectable `clock` (seconds, monotonic): flow
 durations and timeouts, meter token buckets, buffer and MAC ageing.
+
+Flow tables are `classifier.Classifier` (tuple space search) unless
+`table_class` says otherwise. Received frames go through the decision
+cache of fastpath.py in front of the pipeline (`fastpath=False` runs
+every frame through the pipeline itself, the reference the cache is
+tested against). `generation` moves on every change that can alter a
+forwarding decision; the cache empties itself when it does.
 """
 
 from __future__ import annotations
@@ -31,10 +38,12 @@ from kumoflow.ofp.errors import (OFPBIC, OFPBRC, OFPET, OFPFMFC, OFPMMFC, OFPPMF
 from . import actions as act
 from . import flowkey as fk
 from .buffers import PacketBuffers
+from .classifier import Classifier
 from .errors import SwitchError
+from .fastpath import FastPath
 from .features import group_features, meter_features, table_features
 from .flowmatch import Compiled, compile_match
-from .flowtable import FlowEntry, FlowTable, UINT64_MAX
+from .flowtable import FlowEntry, UINT64_MAX
 from .groups import GroupTable
 from .meters import MeterTable
 from .pipeline import Pipeline, Program
@@ -58,6 +67,21 @@ def _fm_error(code: int, detail: str) -> SwitchError:
     return SwitchError(OFPET.FLOW_MOD_FAILED, code, detail)
 
 
+_SHARED: dict[frozenset, frozenset] = {}
+
+
+def _shared(items: set) -> frozenset:
+    """One frozenset object for equal sets of groups / ports (most flows have
+    the same few): 200 bytes less per flow entry for each."""
+    f = frozenset(items)
+    s = _SHARED.get(f)
+    if s is None:
+        if len(_SHARED) >= 4096:
+            return f
+        s = _SHARED[f] = f
+    return s
+
+
 def _valid_port_number(port_no: int) -> bool:
     return 0 < port_no <= OFPP.MAX or port_no == OFPP.LOCAL
 
@@ -67,7 +91,7 @@ class Datapath(act.ActionEnv):
 
     def __init__(self, dpid: int, n_tables: int = 64, n_buffers: int = 256, *, clock=time.monotonic,
                  dp_desc: str = "", max_entries: int = 1_000_000, buffer_timeout: float = 5.0,
-                 serial_num: str = "", table_class=FlowTable) -> None:
+                 serial_num: str = "", table_class=Classifier, fastpath: bool = True) -> None:
         if not 1 <= n_tables <= 254:
             raise ValueError("n_tables must be 1..254")
         self.dpid = dpid
@@ -86,8 +110,10 @@ class Datapath(act.ActionEnv):
         self.dp_desc = dp_desc or f"kumoflow datapath {dpid:#018x}"
         self.serial_num = serial_num
         #: Bumped by every change that can alter forwarding (flows, groups,
-        #: meters, ports, config): a decision cache keyed on it is never stale.
+        #: meters, ports, config, timeouts): a decision cache keyed on it is never stale.
         self.generation = 0
+        #: The decision cache in front of the pipeline (None: no cache).
+        self.fastpath = FastPath(self) if fastpath else None
         self._timed: set[FlowEntry] = set()
         self._group_flows: dict[int, set[FlowEntry]] = {}
         self._meter_flows: dict[int, set[FlowEntry]] = {}
@@ -134,8 +160,8 @@ class Datapath(act.ActionEnv):
             raise SwitchError(OFPET.BAD_REQUEST, OFPBRC.BAD_TYPE, f"{type(msg).__name__} is not a request the "
                               "datapath handles")
         replies = handler(msg)
-        if not replies:
-            self.generation += 1            # a mod (or a packet-out, harmlessly)
+        if not replies and type(msg) is not ofp.PacketOut:
+            self.generation += 1            # a mod (a packet-out changes no forwarding state)
         out = []
         for r in replies:
             r.xid = msg.xid
@@ -181,6 +207,9 @@ class Datapath(act.ActionEnv):
         c.rx_bytes += len(frame)
         if port.config & (PC_NO_RECV | PC_PORT_DOWN) or port.state & PS_LINK_DOWN:
             c.rx_dropped += 1
+            return
+        if self.fastpath is not None:
+            self.fastpath.receive(in_port, frame, tunnel_id, in_phy_port)
             return
         pkt = fk.Packet(frame, in_port, in_phy_port, tunnel_id)
         if pkt.frag and self.flags & 3 == 1:       # OFPC_FRAG_DROP
@@ -291,6 +320,7 @@ class Datapath(act.ActionEnv):
         else:
             self._modify_flows(fm, compiled, program, groups, out_ports, cmd == OFPFC.MODIFY_STRICT)
         if fm.buffer_id != OFP_NO_BUFFER:
+            self.generation += 1            # applied even if the buffer turns out unusable
             b = self.buffers.take(fm.buffer_id)
             self.pipeline.run(fk.Packet(b.data, b.in_port, b.in_phy_port, b.tunnel_id))
         return []
@@ -333,14 +363,14 @@ class Datapath(act.ActionEnv):
                                   f"experimenter instruction {ins.experimenter:#x}")
             else:
                 raise SwitchError(OFPET.BAD_INSTRUCTION, OFPBIC.UNKNOWN_INST, f"instruction type {t}")
-        return prog, frozenset(groups), frozenset(out_ports)
+        return prog, _shared(groups), _shared(out_ports)
 
     def _add_flow(self, fm: ofp.FlowMod, compiled: Compiled, program: Program, groups, out_ports) -> None:
         table = self.tables[fm.table_id]
         if fm.flags & OFPFF.CHECK_OVERLAP:
-            for e in table:
-                if e.priority == fm.priority and e.compiled.overlaps(compiled):
-                    raise _fm_error(OFPFMFC.OVERLAP, f"overlaps {e!r}")
+            e = table.overlapping(fm.priority, compiled)
+            if e is not None:
+                raise _fm_error(OFPFMFC.OVERLAP, f"overlaps {e!r}")
         old = table.find_strict(fm.priority, compiled)
         if old is None and len(table) >= table.max_entries:
             raise _fm_error(OFPFMFC.TABLE_FULL, f"table {fm.table_id} holds {table.max_entries} entries")
@@ -362,7 +392,7 @@ class Datapath(act.ActionEnv):
             e = table.find_strict(fm.priority, compiled)
             targets = [e] if e is not None else []
         else:
-            targets = [e for e in table if compiled.covers(e.compiled)]
+            targets = table.covered(compiled)
         mask = fm.cookie_mask
         for e in targets:
             if mask and (e.cookie ^ fm.cookie) & mask:
@@ -396,7 +426,7 @@ class Datapath(act.ActionEnv):
             elif not compiled.fields:
                 candidates = t
             else:
-                candidates = [e for e in t if compiled.covers(e.compiled)]
+                candidates = t.covered(compiled)
             for e in candidates:
                 if cookie_mask and (e.cookie ^ cookie) & cookie_mask:
                     continue

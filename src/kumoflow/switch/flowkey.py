@@ -18,6 +18,8 @@ untagged packet the value 0 (present), so vlan_vid=0 matches "no tag".
 
 from __future__ import annotations
 
+import struct
+
 IN_PORT, IN_PHY_PORT, METADATA, ETH_DST, ETH_SRC, ETH_TYPE, VLAN_VID, VLAN_PCP = range(8)
 IP_DSCP, IP_ECN, IP_PROTO, IPV4_SRC, IPV4_DST, TCP_SRC, TCP_DST, UDP_SRC, UDP_DST = range(8, 17)
 SCTP_SRC, SCTP_DST, ICMPV4_TYPE, ICMPV4_CODE, ARP_OP, ARP_SPA, ARP_TPA, ARP_SHA, ARP_THA = range(17, 26)
@@ -342,12 +344,77 @@ def _l4(pkt: Packet, d: bytearray, k: list, o: int, end: int, proto: int, v6: bo
                     p += olen * 8
 
 
+# Bytes 0-37 of an untagged Ethernet / IPv4 frame: the MAC addresses (as
+# 8 + 4 bytes), TOS, flags and fragment offset, protocol, the two
+# addresses (8 bytes) and the first 4 bytes of the transport header (TCP
+# and UDP ports; ICMP type and code, not its checksum); skipped: ethertype
+# and version/IHL (checked), total length, identification, TTL, checksum.
+_FAST = struct.Struct("!QI3xB4xHxB2xQI")
+_FAST_ICMP = struct.Struct("!QI3xB4xHxB2xQH")
+
+
+def fast_key(frame) -> tuple | None:
+    """A cheap exact key for the common frame, or None for any other.
+
+    For an untagged Ethernet frame carrying IPv4 without options, not a
+    later fragment, with a whole TCP or UDP header (or ICMP), the result
+    decides every field `extract` would put in the key: the tuple (MAC
+    bytes 0-7, MAC bytes 8-11, TOS, flags|fragment offset, protocol,
+    addresses, ports or ICMP type|code). What varies from packet to packet
+    of one flow (length, identification, TTL, checksums) is left out; bit
+    0x2000 of item 3 (more fragments) is `Packet.frag`. A frame received
+    with a tunnel id or an in_phy_port of its own is not decided by its
+    bytes alone: callers handle those. `fast_packet` makes the Packet of a
+    frame from the key of an earlier frame with the same fast key.
+    """
+    n = len(frame)
+    if n < 42 or frame[12] != 8 or frame[13] != 0 or frame[14] != 0x45:
+        return None
+    proto = frame[23]
+    if proto == PROTO_UDP or (proto == PROTO_TCP and n >= 54):
+        t = _FAST.unpack_from(frame)
+    elif proto == PROTO_ICMP:
+        t = _FAST_ICMP.unpack_from(frame)
+    else:
+        return None
+    if t[3] & 0x1FFF:
+        return None
+    return t
+
+
+def fast_packet(frame, in_port: int, key: list) -> Packet:
+    """The Packet of a frame that has a fast key, without parsing it: `key`
+    is the flow key of a frame with the same fast key received on the same
+    port (with no tunnel id or in_phy_port of its own); the offsets are
+    those of an untagged IPv4 header without options."""
+    p = Packet.__new__(Packet)
+    d = p.data = bytearray(frame)
+    p.key = list(key)
+    p.in_port = in_port
+    p.queue_id = None
+    p.vlan_off = p.nd_sll = p.nd_tll = -1
+    p.et_off = 12
+    p.l3 = 14
+    p.l4 = 34
+    p.nh_off = 23
+    n = len(d)
+    total = d[16] << 8 | d[17]
+    end = 14 + total if total >= 20 else n
+    p.ip_end = end if end < n else n
+    p.frag = bool(d[20] & 0x3F or d[21])
+    return p
+
+
+#: The fields flow_hash reads.
+HASH_FIELDS = (ETH_SRC, ETH_DST, ETH_TYPE, VLAN_VID, IP_PROTO, IPV4_SRC, IPV4_DST, IPV6_SRC, IPV6_DST,
+               TCP_SRC, TCP_DST, UDP_SRC, UDP_DST, SCTP_SRC, SCTP_DST)
+
+
 def flow_hash(key: list) -> int:
-    """A stable 32-bit hash of a packet's flow (addresses, protocol, ports),
-    for choosing a select-group bucket. Deterministic across runs."""
+    """A stable 32-bit hash of a packet's flow (addresses, protocol, ports:
+    HASH_FIELDS), for choosing a select-group bucket. Deterministic across runs."""
     h = 0x811C9DC5
-    for f in (ETH_SRC, ETH_DST, ETH_TYPE, VLAN_VID, IP_PROTO, IPV4_SRC, IPV4_DST, IPV6_SRC, IPV6_DST,
-              TCP_SRC, TCP_DST, UDP_SRC, UDP_DST, SCTP_SRC, SCTP_DST):
+    for f in HASH_FIELDS:
         v = key[f]
         while v:
             h = ((h ^ (v & 0xFFFFFFFF)) * 0x01000193) & 0xFFFFFFFF

@@ -5,16 +5,21 @@
     table.insert(entry)         add (the caller removed any identical entry)
     table.remove(entry)         (alias: delete)
     table.lookup(key)           the highest-priority entry matching a flow key, or None
+    table.lookup_wc(key, wc)    the same, OR-ing into wc (field -> mask) the bits
+                                of the key the answer depended on (fastpath.py)
     table.find_strict(priority, compiled)   the entry with that exact match and priority
-    iter(table), len(table)
+    table.covered(compiled)     the entries a non-strict match selects, in lookup order
+    table.overlapping(priority, compiled)   an entry CHECK_OVERLAP refuses, or None
+    iter(table), len(table)     in lookup order
 
 plus the attributes the datapath reads or sets: table_id, max_entries,
 name, config, lookup_count, matched_count, generation.
 
 This reference implementation keeps entries in one list ordered by
-priority (highest first, then insertion order) and scans it; a faster
-classifier (tuple space search, issue 5) replaces the class without
-touching its callers (`Datapath(table_class=...)`). `generation`
+priority (highest first, then insertion order) and scans it. The
+datapath's default is the tuple space search of classifier.py, which
+keeps these semantics exactly; `Datapath(table_class=FlowTable)` selects
+this one (the differential tests use it as the oracle). `generation`
 increases on every change so a cache in front of it can tell when it is
 stale. Among overlapping entries of equal priority (undefined by the
 specification) the one added first wins.
@@ -137,8 +142,29 @@ class FlowTable:
                 return entry
         return None
 
+    def lookup_wc(self, key: list, wc: dict) -> FlowEntry | None:
+        for entry in self._entries:
+            fields = entry.fields
+            for c, v, m in fields:
+                wc[c] = wc.get(c, 0) | m
+            for c, v, m in fields:
+                if key[c] & m != v:
+                    break
+            else:
+                return entry
+        return None
+
     def find_strict(self, priority: int, compiled: Compiled) -> FlowEntry | None:
         return self._strict.get((priority, compiled.fields))
+
+    def covered(self, compiled: Compiled) -> list[FlowEntry]:
+        return [e for e in self._entries if compiled.covers(e.compiled)]
+
+    def overlapping(self, priority: int, compiled: Compiled) -> FlowEntry | None:
+        for e in self._entries:
+            if e.priority == priority and e.compiled.overlaps(compiled):
+                return e
+        return None
 
     def __iter__(self) -> Iterator[FlowEntry]:
         return iter(list(self._entries))

@@ -1,0 +1,377 @@
+"""A flow table by tuple space search: lookup cost grows with the number of
+distinct match shapes, not with the number of rules.
+
+A rule's *shape* is the set of (field, mask) pairs of its match (its
+compiled fields without the values). Rules of one shape live in one
+*subtable*: a dict from the masked key (the tuple of the rule's values,
+which already have the mask applied) to the rule, or to the rules of
+equal match ordered best first when several priorities share it. Looking
+a packet up in a subtable is one masked-key computation and one dict
+probe, whatever the number of rules in it. This is the classifier design
+of Open vSwitch ("The Design and Implementation of Open vSwitch", NSDI
+2015, section 4, after Srinivasan et al.'s tuple space search).
+
+`lookup` visits subtables in decreasing order of the highest priority
+they hold and stops as soon as no remaining subtable can beat the best
+match found so far, so high-priority matches are found without touching
+the subtables of lower priority. `lookup_wc` does the same and records
+the union of the masks of the subtables it examined: a packet that
+agrees with this one on those bits gets the same answer, which is what
+the megaflow cache (fastpath.py) keys on.
+
+The interface and the OpenFlow semantics are those of
+`flowtable.FlowTable` (the reference: an ordered scan), so the datapath
+does not know which one it has:
+
+    insert(entry) / remove(entry) (delete)     O(1) amortized, plus O(log n)
+                                               when the subtable's top priority moves
+    lookup(key) / lookup_wc(key, wc)           highest priority; among equal
+                                               priorities the rule added first
+    find_strict(priority, compiled)            identical match and priority
+    covered(compiled)                          rules a non-strict match selects
+    overlapping(priority, compiled)            CHECK_OVERLAP
+    iter(table), len(table)                    lookup order (sorted lazily, cached)
+
+Nothing re-sorts all rules on insert or delete: a subtable keeps a count
+per priority and a heap of its priorities (lazily pruned) for its
+maximum, and only the short list of subtables is re-ordered, at the next
+lookup after a maximum changed. Iteration (flow stats, dumps) sorts once
+and keeps the order until the next change.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from functools import lru_cache
+from heapq import heapify, heappop, heappush
+from operator import attrgetter, itemgetter
+from typing import Iterator
+
+from . import flowkey as fk
+from .flowmatch import FULL, Compiled
+from .flowtable import FlowEntry
+
+__all__ = ["Classifier", "key_function", "FULL_P"]
+
+P = fk.PRESENT
+#: A field's all-ones mask with the PRESENT bit, as compiled matches carry it.
+FULL_P = {c: m | P for c, m in FULL.items()}
+_SORT_KEY = attrgetter("sort_key")
+
+
+def _no_fields(key: list) -> tuple:
+    return ()
+
+
+@lru_cache(maxsize=4096)
+def key_function(shape: tuple):
+    """A function from a flow key (the list of flowkey) to the hashable key of
+    its bits under `shape` (((field, mask), ...) sorted by field).
+
+    Fields matched exactly need no masking: a present field holds
+    PRESENT | value with the value within the field's width, so
+    ``key[f] & FULL_P[f] == key[f]``. A shape of exact fields only is then
+    one C call (operator.itemgetter); a shape with partial masks gets a
+    small generated function with the masks as constants. The key of a
+    rule is the tuple of its compiled values (a scalar for a shape of one
+    exact field, as itemgetter returns), see `rule_key`. Functions are kept
+    by shape: a megaflow cache refilled after a flush asks for them again.
+    """
+    if not shape:
+        return _no_fields
+    if all(m == FULL_P[c] for c, m in shape):
+        return itemgetter(*[c for c, _ in shape])
+    parts = ", ".join(f"k[{c}]" if m == FULL_P[c] else f"k[{c}] & {m:#x}" for c, m in shape)
+    # Only field numbers and integer masks go into the source text.
+    return eval(f"lambda k: ({parts},)")     # noqa: S307
+
+
+def _scalar(shape: tuple) -> bool:
+    return len(shape) == 1 and shape[0][1] == FULL_P[shape[0][0]]
+
+
+def rule_key(fields: tuple, scalar: bool):
+    """The masked key of a compiled match in the subtable of its own shape."""
+    if scalar:
+        return fields[0][1]
+    return tuple([v for _, v, _ in fields])
+
+
+def shape_of(fields: tuple) -> tuple:
+    return tuple([(c, m) for c, _, m in fields])
+
+
+class _Subtable:
+    """The rules of one shape."""
+
+    __slots__ = ("shape", "keyfn", "scalar", "rules", "counts", "heap", "max_priority", "n")
+
+    def __init__(self, shape: tuple) -> None:
+        self.shape = shape
+        self.keyfn = key_function(shape)
+        self.scalar = _scalar(shape)
+        #: masked key -> FlowEntry, or a list of FlowEntry (2+) best first
+        self.rules: dict = {}
+        self.counts: dict[int, int] = {}     # priority -> rules of that priority
+        self.heap: list[int] = []            # -priority, stale entries pruned lazily
+        self.max_priority = -1
+        self.n = 0
+
+    def entries(self) -> Iterator[FlowEntry]:
+        for b in self.rules.values():
+            if type(b) is list:
+                yield from b
+            else:
+                yield b
+
+    def add_priority(self, p: int) -> bool:
+        """Count a rule of priority p; True when the maximum changed."""
+        c = self.counts.get(p)
+        if c is None:
+            self.counts[p] = 1
+            heappush(self.heap, -p)
+            if p > self.max_priority:
+                self.max_priority = p
+                return True
+            return False
+        self.counts[p] = c + 1
+        return False
+
+    def drop_priority(self, p: int) -> bool:
+        """Uncount a rule of priority p; True when the maximum changed."""
+        c = self.counts[p] - 1
+        if c:
+            self.counts[p] = c
+            return False
+        del self.counts[p]
+        counts, heap = self.counts, self.heap
+        if len(heap) > 2 * len(counts) + 16:           # too many stale entries: rebuild
+            heap[:] = [-q for q in counts]
+            heapify(heap)
+        if p != self.max_priority:
+            return False
+        while heap and -heap[0] not in counts:
+            heappop(heap)
+        self.max_priority = -heap[0] if heap else -1
+        return True
+
+
+def _pseudo_key(fields: tuple) -> list:
+    """A flow key holding a match's values (for probing subtables with a match)."""
+    k = [0] * fk.N_FIELDS
+    for c, v, _ in fields:
+        k[c] = v
+    return k
+
+
+class Classifier:
+    """One OpenFlow flow table: tuple space search (see the module docstring)."""
+
+    def __init__(self, table_id: int, max_entries: int = 1_000_000) -> None:
+        self.table_id = table_id
+        self.max_entries = max_entries
+        self.name = f"table{table_id}"
+        self.config = 0
+        self.lookup_count = 0
+        self.matched_count = 0
+        self.generation = 0
+        self._subtables: dict[tuple, _Subtable] = {}
+        # (max priority, rules.get, keyfn, shape) by decreasing max priority;
+        # None: rebuild at the next lookup.
+        self._plan: list | None = []
+        self._strict: dict[tuple[int, tuple], FlowEntry] = {}
+        self._sorted: list[FlowEntry] | None = []
+        self._n = 0
+
+    # -- changes ---------------------------------------------------------------------------
+    def insert(self, entry: FlowEntry) -> None:
+        """Add an entry (the caller removed any entry of identical match and priority)."""
+        fields = entry.fields
+        shape = shape_of(fields)
+        st = self._subtables.get(shape)
+        if st is None:
+            st = self._subtables[shape] = _Subtable(shape)
+        key = rule_key(fields, st.scalar)
+        rules = st.rules
+        b = rules.get(key)
+        if b is None:
+            rules[key] = entry
+        elif type(b) is list:
+            insort(b, entry)
+        else:
+            rules[key] = [b, entry] if b.sort_key < entry.sort_key else [entry, b]
+        st.n += 1
+        if st.add_priority(entry.priority) or st.n == 1:
+            self._plan = None
+        self._strict[(entry.priority, fields)] = entry
+        self._n += 1
+        self._sorted = None
+        self.generation += 1
+
+    def remove(self, entry: FlowEntry) -> None:
+        fields = entry.fields
+        shape = shape_of(fields)
+        st = self._subtables.get(shape)
+        if st is None:
+            raise ValueError(f"{entry!r} is not in table {self.table_id}")
+        key = rule_key(fields, st.scalar)
+        rules = st.rules
+        b = rules.get(key)
+        if b is entry:
+            del rules[key]
+        elif type(b) is list and any(x is entry for x in b):
+            b.remove(entry)                      # FlowEntry compares by identity
+            if len(b) == 1:
+                rules[key] = b[0]
+        else:
+            raise ValueError(f"{entry!r} is not in table {self.table_id}")
+        st.n -= 1
+        if st.n == 0:
+            del self._subtables[shape]
+            self._plan = None
+        elif st.drop_priority(entry.priority):
+            self._plan = None
+        k = (entry.priority, fields)
+        if self._strict.get(k) is entry:
+            del self._strict[k]
+        self._n -= 1
+        self._sorted = None
+        self.generation += 1
+
+    delete = remove
+
+    # -- lookup ----------------------------------------------------------------------------
+    def _replan(self) -> list:
+        plan = sorted(((st.max_priority, st.rules.get, st.keyfn, st.shape) for st in self._subtables.values()),
+                      key=itemgetter(0), reverse=True)
+        self._plan = plan
+        return plan
+
+    def lookup(self, key: list) -> FlowEntry | None:
+        """The highest-priority entry matching a flow key (the first added among equals)."""
+        plan = self._plan
+        if plan is None:
+            plan = self._replan()
+        best = None
+        best_priority = -1
+        for max_priority, get, keyfn, _ in plan:
+            if max_priority < best_priority:
+                break                              # nothing further down can win
+            b = get(keyfn(key))
+            if b is not None:
+                if type(b) is list:
+                    b = b[0]
+                if best is None or b.sort_key < best.sort_key:
+                    best = b
+                    best_priority = b.priority
+        return best
+
+    def lookup_wc(self, key: list, wc: dict) -> FlowEntry | None:
+        """`lookup`, also OR-ing into wc (field -> mask) the mask of every
+        subtable examined: the bits of the key the answer depends on."""
+        plan = self._plan
+        if plan is None:
+            plan = self._replan()
+        best = None
+        best_priority = -1
+        for max_priority, get, keyfn, shape in plan:
+            if max_priority < best_priority:
+                break
+            for c, m in shape:
+                wc[c] = wc.get(c, 0) | m
+            b = get(keyfn(key))
+            if b is not None:
+                if type(b) is list:
+                    b = b[0]
+                if best is None or b.sort_key < best.sort_key:
+                    best = b
+                    best_priority = b.priority
+        return best
+
+    # -- flow-mod and stats helpers -------------------------------------------------------------
+    def find_strict(self, priority: int, compiled: Compiled) -> FlowEntry | None:
+        return self._strict.get((priority, compiled.fields))
+
+    def covered(self, compiled: Compiled) -> list[FlowEntry]:
+        """Entries a non-strict match selects (compiled.covers(entry)), in lookup order.
+
+        Only subtables whose shape has every field of the match with at least
+        its mask can hold one; in the subtable of exactly the match's shape
+        they are the ones under its key."""
+        fields = compiled.fields
+        if not fields:
+            return list(self)
+        cshape = shape_of(fields)
+        out: list[FlowEntry] = []
+        for shape, st in self._subtables.items():
+            if shape == cshape:
+                b = st.rules.get(rule_key(fields, st.scalar))
+                if type(b) is list:
+                    out.extend(b)
+                elif b is not None:
+                    out.append(b)
+                continue
+            smap = dict(shape)
+            for c, m in cshape:
+                sm = smap.get(c)
+                if sm is None or sm & m != m:
+                    break
+            else:
+                covers = compiled.covers
+                out.extend(e for e in st.entries() if covers(e.compiled))
+        out.sort(key=_SORT_KEY)
+        return out
+
+    def overlapping(self, priority: int, compiled: Compiled) -> FlowEntry | None:
+        """The first entry (lookup order) of this priority one packet could
+        match together with `compiled` (CHECK_OVERLAP), or None.
+
+        When the match pins every field of a subtable's shape at least as
+        specifically as the shape, the overlapping rules of that subtable
+        are exactly those under the match's masked key: one probe."""
+        cmap = compiled.fmap
+        pseudo = None
+        found: list[FlowEntry] = []
+        for shape, st in self._subtables.items():
+            if priority not in st.counts:
+                continue
+            for c, m in shape:
+                e = cmap.get(c)
+                if e is None or e[1] & m != m:
+                    break
+            else:
+                if pseudo is None:
+                    pseudo = _pseudo_key(compiled.fields)
+                b = st.rules.get(st.keyfn(pseudo))
+                if b is not None:
+                    found.extend(e for e in (b if type(b) is list else (b,)) if e.priority == priority)
+                continue
+            found.extend(e for e in st.entries() if e.priority == priority and e.compiled.overlaps(compiled))
+        return min(found, key=_SORT_KEY) if found else None
+
+    def __iter__(self) -> Iterator[FlowEntry]:
+        s = self._sorted
+        if s is None:
+            s = []
+            for st in self._subtables.values():
+                s.extend(st.entries())
+            s.sort(key=_SORT_KEY)
+            self._sorted = s
+        return iter(s)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __bool__(self) -> bool:
+        return True
+
+    # -- introspection ------------------------------------------------------------------------
+    @property
+    def n_subtables(self) -> int:
+        return len(self._subtables)
+
+    def shapes(self) -> list[tuple[tuple, int, int]]:
+        """(shape, rules, max priority) of every subtable, in lookup order."""
+        if self._plan is None:
+            self._replan()
+        return [(shape, self._subtables[shape].n, mp) for mp, _, _, shape in self._plan]

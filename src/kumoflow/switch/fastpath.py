@@ -1,0 +1,683 @@
+"""The fast path: forwarding decisions cached in front of the pipeline, as
+Open vSwitch caches them ("The Design and Implementation of Open vSwitch",
+NSDI 2015: the exact-match cache and the megaflow cache).
+
+    fp = FastPath(dp)                 # the datapath makes one (Datapath(fastpath=True))
+    fp.receive(in_port, frame)        # from Datapath.receive, after the port's rx counters
+    fp.stats()                        # hits and misses
+
+A *decision* is what the pipeline did with a packet, as a list of
+operations replayed on the next packets of the flow:
+
+    (HIT, table, entry)               a table matched: count the table, the entry
+                                      (packets, bytes, last used)
+    (MISS, table)                     a table missed with no table-miss entry: drop
+    (METER, meter_id)                 meter the packet (token buckets run per packet)
+    (SETF, field, value)              set-field
+    (HDR, action, entry)              any other header action (push/pop, TTLs, queue)
+    (META, value)                     write-metadata
+    (OUT, port, max_len, entry, depth)   output, including to the controller
+    (GROUP, group, [(bucket, ops)], clone)   group and the buckets chosen, each
+                                      with its own operations
+
+Replaying runs the same functions the pipeline runs (pipeline.output,
+act.set_field, ...) on the new packet, so what depends only on that
+packet's bytes comes out right by construction: checksums, a TTL that
+runs out (dec_ttl is executed, not remembered, and stops the replay where
+it stops the pipeline), meters (applied to each packet, a drop stops the
+replay), buffers and packet-ins, flood sets, the ingress port. Counters
+and idle timeouts stay exact because every entry, table, group and bucket
+the pipeline touched is counted again by reference. What a decision
+cannot be allowed to remember is the *path*: which entries matched, which
+buckets were chosen. That depends on some bits of the flow key, and the
+two caches are keyed on exactly those bits:
+
+- the exact-match cache (EMC), per ingress port, keyed by
+  flowkey.fast_key: a few fields unpacked straight from the bytes of an
+  untagged Ethernet/IPv4/TCP or UDP frame, which decide the whole flow
+  key; no parsing at all on a hit. (The TTL is not part of it: dec_ttl
+  is replayed, see above.) Other frames go straight to the megaflows.
+
+- the megaflow cache, keyed by the flow key under the union of the masks
+  of every classifier subtable the lookups examined, in every table the
+  packet went through (Classifier.lookup_wc), plus the fields a select
+  group hashes on. Megaflows are grouped by mask: one dict per mask, one
+  probe per mask on a lookup.
+
+A decision is recorded by running the packet through a recording
+pipeline (the same pipeline with every step also written down). The
+flow key changes on the way (set-field, push/pop): a field examined
+after an action changed it is traced back to the original bits it came
+from (set-field: whether the field is present; push VLAN: the old tag;
+push MPLS: the old ethertype and label), and a field whose new value
+comes from bytes the key does not hold (after pop VLAN, pop MPLS, PBB,
+a set of eth_type or ip_proto, a DSCP-remarking meter) makes the
+decision uncacheable if anything examines it later. Also uncacheable:
+OFPP_NORMAL (it learns MACs), and a packet whose path was cut short (a
+meter drop or an invalid TTL): the next packet of the flow is recorded
+instead.
+
+Invalidation: both caches are emptied when `Datapath.generation` moves,
+which every flow, group, meter, port and config change and every
+timeout does; a cached decision therefore never outlives anything it
+references. Packet-outs and flow-mods with a buffer id run the pipeline
+directly and never touch the cache.
+
+Re-entrancy: `on_async` must not change the datapath synchronously (the
+runtime queues messages); a decision recorded while the generation moved
+is not installed.
+"""
+
+from __future__ import annotations
+
+from kumoflow.ofp.consts import OFPGT
+
+from . import actions as act
+from . import flowkey as fk
+from .classifier import FULL_P, key_function
+from .pipeline import (MAX_DEPTH, MBT_DROP, MBT_DSCP_REMARK, P_ALL, P_CONTROLLER, P_FLOOD, P_IN_PORT, P_LOCAL, P_MAX,
+                       P_NORMAL, P_TABLE, Pipeline)
+from .port import OFPPC_NO_FLOOD, PC_NO_FWD, PC_PORT_DOWN, PS_BLOCKED, PS_LINK_DOWN
+
+__all__ = ["FastPath", "Decision"]
+
+P = fk.PRESENT
+HIT, MISS, METER, OUT, SETF, HDR, META, GROUP = range(8)
+OP_NAMES = ("HIT", "MISS", "METER", "OUT", "SETF", "HDR", "META", "GROUP")
+# Operations as `_simple` runs them (compiled at install): outputs, and the
+# header changes it can make on the bytes of a fast-key frame (fixed offsets).
+SEND, SEND_IN_PORT, FLOOD, SET_BYTES, DEC_TTL4 = 8, 9, 10, 11, 12
+_SET_AT = {fk.ETH_DST: 0, fk.ETH_SRC: 6}
+OUTPUT, SET_FIELD, GROUP_ACT = act.OUTPUT, act.SET_FIELD, act.GROUP
+GT_SELECT = int(OFPGT.SELECT)
+METADATA, IP_DSCP, VLAN_VID, VLAN_PCP, ETH_TYPE = fk.METADATA, fk.IP_DSCP, fk.VLAN_VID, fk.VLAN_PCP, fk.ETH_TYPE
+FRAG_DROP = 1                  # OFPC_FRAG_DROP in the switch config flags (& 3)
+MORE_FRAGMENTS = 0x2000        # in item 3 of a fast key (offset 0 there, so: Packet.frag)
+
+# Groups of header fields for the effect of actions that re-parse the frame.
+_PIPELINE = frozenset((fk.IN_PORT, fk.IN_PHY_PORT, fk.METADATA, fk.TUNNEL_ID))
+_L2 = frozenset((fk.ETH_DST, fk.ETH_SRC, fk.VLAN_VID, fk.VLAN_PCP))
+_MPLS = (fk.MPLS_LABEL, fk.MPLS_TC, fk.MPLS_BOS)
+_HEADERS = tuple(sorted(frozenset(range(fk.N_FIELDS)) - _PIPELINE))
+_ABOVE_L2 = tuple(sorted(frozenset(_HEADERS) - _L2))
+_ABOVE_MPLS = tuple(sorted(frozenset(_ABOVE_L2) - {fk.ETH_TYPE} - frozenset(_MPLS)))
+
+#: In `_Recorder.mod`: the field's value now depends on bytes the flow key does not hold.
+TAINT = None
+_SAME = object()
+_NOTHING: tuple = ()
+
+
+class Decision:
+    """A cached decision: `ops`, the operations to replay.
+
+    `simple` when they need no parsed packet (table and entry counters,
+    meters without DSCP remarking, write-metadata, output to ports,
+    IN_PORT, FLOOD or ALL); then `fast` holds them compiled for
+    `FastPath._simple`, for any frame. `rewrite` holds them compiled for
+    the frames that have a fast key (untagged IPv4, fixed offsets) when
+    they also change the Ethernet addresses or decrement the IPv4 TTL
+    (`ttls` times: a frame whose TTL is not above that takes `ops`).
+    """
+
+    __slots__ = ("ops", "simple", "fast", "rewrite", "ttls")
+
+    def __init__(self, ops: tuple, simple: bool) -> None:
+        self.ops = ops
+        self.simple = simple
+        self.fast: tuple | None = None
+        self.rewrite: tuple | None = None
+        self.ttls = 0
+
+    def __repr__(self) -> str:
+        return f"<Decision {'simple ' if self.simple else ''}{describe(self.ops)}>"
+
+
+def describe(ops) -> str:
+    parts = []
+    for op in ops:
+        code = op[0]
+        if code == GROUP:
+            inner = "; ".join(f"bucket: {describe(sub)}" for _, sub in op[2])
+            parts.append(f"GROUP {op[1].group_id} [{inner}]")
+        elif code == HIT:
+            parts.append(f"HIT t{op[1].table_id} p{op[2].priority}")
+        elif code == MISS:
+            parts.append(f"MISS t{op[1].table_id}")
+        else:
+            parts.append(OP_NAMES[code] + " " + " ".join(str(x) for x in op[1:3]))
+    return ", ".join(parts)
+
+
+class _MaskGroup:
+    """The megaflows of one mask: masked key -> Decision."""
+
+    __slots__ = ("mask", "keyfn", "flows")
+
+    def __init__(self, mask: tuple) -> None:
+        self.mask = mask
+        self.keyfn = key_function(mask)
+        self.flows: dict = {}
+
+
+class FastPath:
+    """The exact-match and megaflow caches of one datapath."""
+
+    def __init__(self, dp, emc_size: int = 8192, max_megaflows: int = 65536) -> None:
+        self.dp = dp
+        self.pipeline: Pipeline = dp.pipeline
+        self.recorder = _Recorder(dp)
+        self.emc_size = emc_size
+        self.max_megaflows = max_megaflows
+        self.generation = dp.generation
+        # in_port -> {fast key: (Decision, the flow key of such a frame, or None for a simple one)}
+        self.emc: dict[int, dict] = {}
+        self.emc_count = 0
+        self.masks: list[_MaskGroup] = []
+        self._by_mask: dict[tuple, _MaskGroup] = {}
+        self.megaflow_count = 0
+        self.emc_hits = self.megaflow_hits = self.misses = self.uncacheable = self.flushes = 0
+
+    # -- the contract ------------------------------------------------------------------------
+    def receive(self, in_port: int, frame, tunnel_id: int = 0, in_phy_port: int | None = None) -> None:
+        """Process one received frame (Datapath.receive did the port checks and rx counters)."""
+        dp = self.dp
+        if dp.generation != self.generation:
+            self.flush()
+        if type(frame) is not bytes:
+            frame = bytes(frame)
+        fkey = None
+        if not tunnel_id and (in_phy_port is None or in_phy_port == in_port):
+            fkey = fk.fast_key(frame)
+            if fkey is not None:
+                if fkey[3] & MORE_FRAGMENTS and dp.flags & 3 == FRAG_DROP:
+                    return
+                emc = self.emc.get(in_port)
+                if emc is not None:
+                    hit = emc.get(fkey)
+                    if hit is not None:
+                        self.emc_hits += 1
+                        d = hit[0]
+                        if d.fast is not None:
+                            self._simple(d.fast, frame, in_port, dp.clock(), frame)
+                        elif d.rewrite is not None and frame[22] > d.ttls:
+                            self._simple(d.rewrite, frame, in_port, dp.clock(), bytearray(frame))
+                        else:
+                            self._replay(d.ops, fk.fast_packet(frame, in_port, hit[1]), dp.clock())
+                        return
+        pkt = fk.Packet(frame, in_port, in_phy_port, tunnel_id)
+        if pkt.frag and dp.flags & 3 == FRAG_DROP:
+            return
+        key = pkt.key
+        for g in self.masks:
+            d = g.flows.get(g.keyfn(key))
+            if d is not None:
+                self.megaflow_hits += 1
+                if fkey is not None:
+                    self._emc_put(in_port, fkey, d, key)
+                self._replay(d.ops, pkt, dp.clock())
+                return
+        self.misses += 1
+        if self.recorder.busy:
+            # A frame sent while another is being recorded came back to this
+            # datapath (in-memory ports wired in a loop): the reference pipeline.
+            self.uncacheable += 1
+            self.pipeline.run(pkt)
+            return
+        orig = list(key)
+        gen = dp.generation
+        d, wc = self.recorder.record(pkt)
+        if d is None or dp.generation != gen:
+            self.uncacheable += 1
+            return
+        self._install(orig, wc, d)
+        if fkey is not None:
+            self._emc_put(in_port, fkey, d, orig)
+
+    def flush(self) -> None:
+        """Forget every cached decision."""
+        self.emc.clear()
+        self.emc_count = 0
+        self.masks = []
+        self._by_mask.clear()
+        self.megaflow_count = 0
+        self.generation = self.dp.generation
+        self.flushes += 1
+
+    def stats(self) -> dict:
+        return {"emc_hits": self.emc_hits, "megaflow_hits": self.megaflow_hits, "misses": self.misses,
+                "uncacheable": self.uncacheable, "flushes": self.flushes, "emc_entries": self.emc_count,
+                "megaflows": self.megaflow_count, "masks": len(self.masks)}
+
+    def megaflows(self) -> list[tuple[tuple, object, Decision]]:
+        """(mask, masked key, decision) of every megaflow (for tests and tools)."""
+        return [(g.mask, k, d) for g in self.masks for k, d in g.flows.items()]
+
+    # -- installing ------------------------------------------------------------------------------
+    def _install(self, orig_key: list, wc: dict, d: Decision) -> None:
+        if self.megaflow_count >= self.max_megaflows:
+            self.flush()
+        if d.simple:
+            d.fast = self._compile(d.ops)
+        else:
+            d.rewrite = self._compile(d.ops, rewrite=True)
+            if d.rewrite is not None:
+                d.ttls = sum(1 for op in d.rewrite if op[0] == DEC_TTL4)
+        mask = tuple(sorted((c, m) for c, m in wc.items() if m))
+        g = self._by_mask.get(mask)
+        if g is None:
+            g = self._by_mask[mask] = _MaskGroup(mask)
+            self.masks.append(g)
+        k = g.keyfn(orig_key)
+        if k not in g.flows:
+            self.megaflow_count += 1
+        g.flows[k] = d
+
+    def _emc_put(self, in_port: int, fkey: tuple, d: Decision, key: list) -> None:
+        """Remember d for fkey; `key` (the frame's flow key as parsed, before
+        the pipeline changed it) serves to build the packets of later hits."""
+        if self.emc_count >= self.emc_size:
+            self.emc.clear()
+            self.emc_count = 0
+        emc = self.emc.get(in_port)
+        if emc is None:
+            emc = self.emc[in_port] = {}
+        if fkey not in emc:
+            self.emc_count += 1
+        emc[fkey] = (d, None if d.fast is not None else list(key))     # a copy: replays change pkt.key
+
+    def _compile(self, ops: tuple, rewrite: bool = False) -> tuple | None:
+        """A decision's operations for `_simple`, outputs resolved to the port
+        objects (which a port change would flush); with `rewrite`, also
+        Ethernet address set-fields and IPv4 TTL decrements, for fast-key
+        frames. None when something else is in the way."""
+        out = []
+        ports = self.dp.ports
+        for op in ops:
+            code = op[0]
+            if code == OUT:
+                port_no = op[1]
+                if port_no <= P_MAX or port_no == P_LOCAL:
+                    out.append((SEND, port_no, ports.get(port_no)))
+                elif port_no == P_IN_PORT:
+                    out.append((SEND_IN_PORT,))
+                elif port_no == P_FLOOD or port_no == P_ALL:
+                    out.append((FLOOD, port_no == P_FLOOD))
+                else:
+                    return None
+            elif code == HIT or code == MISS:
+                out.append(op)
+            elif code == METER:
+                m = self.dp.meters.get(op[1])
+                if m is not None and any(b.type == MBT_DSCP_REMARK for b in m.bands):
+                    return None
+                out.append(op)
+            elif code == META:
+                pass                            # nothing here reads the metadata
+            elif rewrite and code == SETF and op[1] in _SET_AT:
+                out.append((SET_BYTES, _SET_AT[op[1]], op[2].to_bytes(6, "big")))
+            elif rewrite and code == HDR and op[1][0] == act.DEC_NW_TTL:
+                out.append((DEC_TTL4,))
+            else:
+                return None
+        return tuple(out)
+
+    # -- replaying -------------------------------------------------------------------------------
+    def _replay(self, ops: tuple, pkt: fk.Packet, now: float) -> bool:
+        """Run a decision's operations on a packet; False where the pipeline would have stopped."""
+        pl = self.pipeline
+        for op in ops:
+            code = op[0]
+            if code == HIT:
+                t = op[1]
+                e = op[2]
+                t.lookup_count += 1
+                t.matched_count += 1
+                if e.count_packets:
+                    e.packet_count += 1
+                if e.count_bytes:
+                    e.byte_count += len(pkt.data)
+                e.last_used = now
+            elif code == OUT:
+                pl.output(pkt, op[1], op[2], op[3], op[4])
+            elif code == SETF:
+                act.set_field(pkt, op[1], op[2])
+            elif code == HDR:
+                if not pl.header_action(pkt, op[1], op[2]):
+                    return False
+            elif code == METER:
+                if not pl.meter(pkt, op[1], now):
+                    return False
+            elif code == META:
+                pkt.key[METADATA] = op[1]
+            elif code == GROUP:
+                g = op[1]
+                branches = op[2]
+                n = len(pkt.data)
+                g.packet_count += 1
+                g.byte_count += n
+                last = len(branches) - 1
+                clone = op[3]
+                for i, (b, sub) in enumerate(branches):
+                    b.packet_count += 1
+                    b.byte_count += n
+                    self._replay(sub, pkt.copy() if clone or i < last else pkt, now)
+            else:                                        # MISS
+                op[1].lookup_count += 1
+        return True
+
+    def _simple(self, ops: tuple, frame: bytes, in_port: int, now: float, data) -> None:
+        """Replay compiled operations on the frame's bytes, no packet parsed:
+        the steps Pipeline.run / output / send / set_field / dec_nw_ttl take
+        for these. `data` is the frame, or its bytearray copy to rewrite."""
+        n = len(frame)
+        for op in ops:
+            code = op[0]
+            if code == HIT:
+                t = op[1]
+                e = op[2]
+                t.lookup_count += 1
+                t.matched_count += 1
+                if e.count_packets:
+                    e.packet_count += 1
+                if e.count_bytes:
+                    e.byte_count += n
+                e.last_used = now
+            elif code == SEND:
+                port = op[2]
+                if op[1] != in_port and port is not None:
+                    self._send(port, data if data is frame else bytes(data))
+            elif code == SET_BYTES:
+                at = op[1]
+                data[at:at + 6] = op[2]
+            elif code == DEC_TTL4:
+                # set_nw_ttl(ttl - 1) with the RFC 1624 update of actions._csum_adjust
+                ttl = data[22]
+                hc = data[24] << 8 | data[25]
+                r = (0xFFFF - hc - 0x100) % 0xFFFF       # the word (TTL, protocol) went down by 0x100
+                hc = 0xFFFF - r if r else 0
+                data[22] = ttl - 1
+                data[24] = hc >> 8
+                data[25] = hc & 0xFF
+            elif code == SEND_IN_PORT:
+                port = self.dp.ports.get(in_port)
+                if port is not None:
+                    self._send(port, data if data is frame else bytes(data))
+            elif code == FLOOD:
+                flood = op[1]
+                ports = self.dp.ports
+                out = data if data is frame else bytes(data)
+                for p in sorted(ports):
+                    if p == in_port or p == P_LOCAL:
+                        continue
+                    port = ports[p]
+                    if port.config & PC_PORT_DOWN or port.state & PS_LINK_DOWN:
+                        continue
+                    if flood and (port.config & OFPPC_NO_FLOOD or port.state & PS_BLOCKED):
+                        continue
+                    self._send(port, out)
+            elif code == METER:
+                m = self.dp.meters.get(op[1])
+                if m is not None:
+                    band = m.apply(n, now)
+                    if band is not None and band.type == MBT_DROP:
+                        return
+            else:                                        # MISS
+                op[1].lookup_count += 1
+
+    @staticmethod
+    def _send(port, frame: bytes) -> None:
+        """Pipeline.send for a packet with no queue set."""
+        if port.config & (PC_PORT_DOWN | PC_NO_FWD) or port.state & PS_LINK_DOWN:
+            port.counters.tx_dropped += 1
+            return
+        qc = port.queue_counters.get(0)
+        if qc is not None:
+            qc.tx_packets += 1
+            qc.tx_bytes += len(frame)
+        if port.tunnel:
+            port.send_tunnel(frame, 0)
+        else:
+            port.send(frame)
+
+
+class _Recorder(Pipeline):
+    """The pipeline, writing down what it does (see the module docstring).
+
+    It forwards the packet exactly as `Pipeline` does (the methods below
+    keep the structure of Pipeline's and call into it for the work) and
+    collects: `ops`, the decision; `wc`, the mask over the *original* flow
+    key the path depends on; `mod`, for each field an action changed, what
+    its value now depends on: a tuple of (original field, mask), or TAINT.
+    """
+
+    def __init__(self, dp) -> None:
+        super().__init__(dp)
+        self.mac_table = dp.pipeline.mac_table     # OFPP_NORMAL learns into the datapath's one table
+        self.ops: list = []
+        self.wc: dict = {}
+        self.mod: dict = {}
+        self.cacheable = True
+        self.simple = True
+        self.busy = False
+
+    def record(self, pkt: fk.Packet) -> tuple[Decision | None, dict]:
+        self.ops = []
+        self.wc = {}
+        self.mod = {}
+        self.cacheable = True
+        self.simple = True
+        self.busy = True
+        try:
+            self.run(pkt)
+        finally:
+            self.busy = False
+        ops, wc = self.ops, self.wc
+        self.ops, self.wc, self.mod = [], {}, {}
+        if not self.cacheable:
+            return None, wc
+        return Decision(tuple(ops), self.simple), wc
+
+    # -- what the path depends on ------------------------------------------------------------
+    def _examine(self, c: int, m: int) -> None:
+        """The path depends on bits m of the current value of field c."""
+        d = self.mod.get(c, _SAME)
+        wc = self.wc
+        if d is _SAME:
+            wc[c] = wc.get(c, 0) | m
+        elif d is TAINT:
+            self.cacheable = False
+        else:
+            for oc, om in d:
+                wc[oc] = wc.get(oc, 0) | om
+
+    def _dep(self, c: int, m: int):
+        """What bits m of the current field c are a function of."""
+        d = self.mod.get(c, _SAME)
+        return ((c, m),) if d is _SAME else d
+
+    @staticmethod
+    def _join(*deps):
+        if any(d is TAINT for d in deps):
+            return TAINT
+        return tuple(x for d in deps for x in d)
+
+    def _effect(self, a: tuple) -> None:
+        """Track what an action does to the flow key (before it runs)."""
+        t = a[0]
+        mod = self.mod
+        if t == SET_FIELD:
+            code = a[1]
+            if code == fk.ETH_TYPE or code == fk.IP_PROTO:     # the frame is parsed again as something else
+                for c in _ABOVE_L2:
+                    mod[c] = TAINT
+            elif code == fk.IPV6_ND_SLL or code == fk.IPV6_ND_TLL:
+                mod[code] = TAINT                   # set only when the option is there, which the key does not say
+            elif code == VLAN_VID:
+                mod[code] = self._dep(VLAN_VID, P | 0x1000)    # set only on a tagged frame
+            else:
+                mod[code] = self._dep(code, P)      # set when present: the new value is constant
+        elif t == act.PUSH_VLAN:
+            d = self._join(self._dep(VLAN_VID, FULL_P[VLAN_VID]), self._dep(VLAN_PCP, FULL_P[VLAN_PCP]))
+            mod[VLAN_VID] = mod[VLAN_PCP] = d       # the new tag copies the old one
+        elif t == act.POP_VLAN:
+            mod[VLAN_VID] = mod[VLAN_PCP] = TAINT   # the inner tag (if any) is not in the key
+        elif t == act.PUSH_MPLS:
+            et = self._dep(ETH_TYPE, P)
+            d = self._join(et, self._dep(fk.MPLS_LABEL, FULL_P[fk.MPLS_LABEL]),
+                           self._dep(fk.MPLS_TC, FULL_P[fk.MPLS_TC]))
+            for c in _ABOVE_MPLS:
+                mod[c] = _NOTHING                   # an MPLS frame has none of these
+            mod[ETH_TYPE] = et
+            for c in _MPLS:
+                mod[c] = d
+        elif t == act.POP_MPLS:
+            for c in _ABOVE_L2:
+                mod[c] = TAINT
+        elif t == act.PUSH_PBB or t == act.POP_PBB:
+            for c in _HEADERS:
+                mod[c] = TAINT
+        # TTL actions and set-queue leave the key alone.
+
+    # -- the pipeline, recorded --------------------------------------------------------------
+    def run(self, pkt: fk.Packet, table_id: int = 0, depth: int = 0) -> None:
+        dp = self.dp
+        tables = dp.tables
+        now = dp.clock()
+        action_set: dict = {}
+        entry = None
+        key = pkt.key
+        ops = self.ops
+        examine = self._examine
+        while True:
+            table = tables[table_id]
+            table.lookup_count += 1
+            wc: dict = {}
+            entry = table.lookup_wc(key, wc)
+            for c, m in wc.items():
+                examine(c, m)
+            if entry is None:
+                ops.append((MISS, table))
+                return
+            table.matched_count += 1
+            if entry.count_packets:
+                entry.packet_count += 1
+            if entry.count_bytes:
+                entry.byte_count += len(pkt.data)
+            entry.last_used = now
+            ops.append((HIT, table, entry))
+            prog = entry.program
+            if prog.meter_id is not None and not self.meter(pkt, prog.meter_id, now):
+                return
+            if prog.apply is not None and not self.apply_actions(pkt, prog.apply, entry, depth):
+                return
+            if prog.clear:
+                action_set.clear()
+            if prog.write is not None:
+                for s, a in prog.write:
+                    action_set[s] = a
+            if prog.metadata is not None:
+                m = prog.metadata_mask
+                key[METADATA] = P | (key[METADATA] & ~m | prog.metadata & m) & 0xFFFFFFFFFFFFFFFF
+                ops.append((META, key[METADATA]))
+                self.mod[METADATA] = _NOTHING       # receive() starts every packet at metadata 0
+            if prog.goto is None:
+                break
+            table_id = prog.goto
+        if action_set:
+            self.action_set(pkt, action_set, entry, depth)
+
+    def meter(self, pkt: fk.Packet, meter_id: int, now: float) -> bool:
+        m = self.dp.meters.get(meter_id)
+        if m is not None and any(b.type == MBT_DSCP_REMARK for b in m.bands):
+            self.simple = False
+            self.mod[IP_DSCP] = TAINT               # remarked or not depends on the token buckets
+        self.ops.append((METER, meter_id))
+        if super().meter(pkt, meter_id, now):
+            return True
+        self.cacheable = False                      # dropped: what follows for a passing packet is unknown
+        return False
+
+    def apply_actions(self, pkt: fk.Packet, acts: list, entry, depth: int) -> bool:
+        for a in acts:
+            t = a[0]
+            if t == OUTPUT:
+                self.output(pkt, a[1], a[2], entry, depth)
+            elif t == SET_FIELD:
+                self._set_field(pkt, a)
+            elif t == GROUP_ACT:
+                self.group(pkt, a[1], entry, depth)
+            elif not self.header_action(pkt, a, entry):
+                return False
+        return True
+
+    def _set_field(self, pkt: fk.Packet, a: tuple) -> None:
+        self.simple = False
+        self._effect(a)
+        self.ops.append((SETF, a[1], a[2]))
+        act.set_field(pkt, a[1], a[2])
+
+    def header_action(self, pkt: fk.Packet, a: tuple, entry) -> bool:
+        self.simple = False
+        self._effect(a)
+        self.ops.append((HDR, a, entry))
+        if super().header_action(pkt, a, entry):
+            return True
+        self.cacheable = False                      # invalid TTL: the path was cut short
+        return False
+
+    def action_set(self, pkt: fk.Packet, action_set: dict, entry, depth: int) -> None:
+        ordered = sorted(action_set.values(), key=act.rank)
+        group = None
+        output = None
+        for a in ordered:
+            t = a[0]
+            if t == OUTPUT:
+                output = a
+            elif t == GROUP_ACT:
+                group = a
+            elif t == SET_FIELD:
+                self._set_field(pkt, a)
+            elif not self.header_action(pkt, a, entry):
+                return
+        if group is not None:
+            self.group(pkt, group[1], entry, depth, clone=False)
+        elif output is not None:
+            self.output(pkt, output[1], output[2], entry, depth)
+
+    def group(self, pkt: fk.Packet, group_id: int, entry, depth: int, clone: bool = True) -> None:
+        groups = self.dp.groups
+        g = groups.get(group_id)
+        if g is None or depth > MAX_DEPTH:
+            return
+        self.simple = False
+        if g.type == GT_SELECT and len(g.buckets) > 1:
+            for f in fk.HASH_FIELDS:                # the bucket is chosen by a hash of these
+                self._examine(f, FULL_P[f])
+        n = len(pkt.data)
+        g.packet_count += 1
+        g.byte_count += n
+        buckets = groups.choose(g, pkt.key)
+        branches: list = []
+        self.ops.append((GROUP, g, branches, clone))
+        outer_ops, outer_mod = self.ops, self.mod
+        last = len(buckets) - 1
+        for i, b in enumerate(buckets):
+            b.packet_count += 1
+            b.byte_count += n
+            copy = clone or i < last
+            p = pkt.copy() if copy else pkt
+            sub: list = []
+            self.ops = sub
+            self.mod = dict(outer_mod) if copy else outer_mod
+            self.apply_actions(p, b.actions, entry, depth + 1)
+            branches.append((b, tuple(sub)))
+        self.ops, self.mod = outer_ops, outer_mod
+
+    def output(self, pkt: fk.Packet, port_no: int, max_len: int, entry, depth: int = 0) -> None:
+        if port_no == P_NORMAL or port_no == P_TABLE:
+            self.cacheable = False                  # MAC learning; a packet-out's resubmission
+        elif port_no == P_CONTROLLER:
+            self.simple = False
+        self.ops.append((OUT, port_no, max_len, entry, depth))
+        super().output(pkt, port_no, max_len, entry, depth)

@@ -1,0 +1,285 @@
+"""The tuple space search classifier against the reference ordered-scan
+FlowTable: the same entries in, the same answers out (the same entry
+object for every lookup, ties included), for lookups, strict finds,
+non-strict selections, overlap checks and iteration; and the masks
+lookup_wc records are enough to decide the answer."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kumoflow import ofp
+from kumoflow.switch import flowkey as fk
+from kumoflow.switch.classifier import Classifier, key_function
+from kumoflow.switch.flowmatch import FULL, compile_match
+from kumoflow.switch.flowtable import FlowEntry, FlowTable
+from kumoflow.switch.pipeline import Program
+
+from test_switch_helpers import Rig, udp
+
+P = fk.PRESENT
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def entry(match: dict, priority: int, table_id: int = 0) -> FlowEntry:
+    m = ofp.Match(match)
+    return FlowEntry(table_id, priority, m, compile_match(m), 0, 0, 0, 0, [], Program(), 0.0, None, frozenset(),
+                     frozenset())
+
+
+def key(**fields) -> list:
+    k = [0] * fk.N_FIELDS
+    for name, v in fields.items():
+        k[ofp.FIELDS_BY_NAME[name].code] = P | v
+    return k
+
+
+def test_classifier_interface():
+    t = Classifier(0)
+    a = entry({"in_port": 1}, 10)
+    b = entry({"in_port": 1, "eth_type": 0x800}, 20)
+    c = entry({}, 0)
+    for e in (a, b, c):
+        t.insert(e)
+    assert len(t) == 3 and list(t) == [b, a, c] and t.n_subtables == 3
+    assert t.lookup(key(in_port=1, eth_type=0x800)) is b
+    assert t.lookup(key(in_port=1, eth_type=0x806)) is a
+    assert t.lookup(key(in_port=2)) is c
+    assert t.find_strict(10, compile_match(ofp.Match(in_port=1))) is a
+    assert t.find_strict(11, compile_match(ofp.Match(in_port=1))) is None
+    g = t.generation
+    t.remove(b)
+    assert t.generation > g
+    assert t.lookup(key(in_port=1, eth_type=0x800)) is a
+    t.delete(c)
+    assert t.lookup(key(in_port=2)) is None and len(t) == 1
+    assert t.n_subtables == 1
+
+
+def test_lookup_stops_at_a_match_no_lower_subtable_can_beat():
+    t = Classifier(0)
+    hi = entry({"in_port": 1}, 100)
+    t.insert(hi)
+    t.insert(entry({"eth_type": 0x800, "ipv4_dst": "10.0.0.1"}, 50))
+    t.insert(entry({"eth_type": 0x800, "ipv4_src": "10.0.0.1"}, 100))     # same top priority: examined
+    wc: dict = {}
+    assert t.lookup_wc(key(in_port=1, eth_type=0x800, ipv4_dst=1), wc) is hi
+    assert set(wc) == {fk.IN_PORT, fk.ETH_TYPE, fk.IPV4_SRC}
+    wc = {}
+    assert t.lookup_wc(key(in_port=2, eth_type=0x800, ipv4_dst=0x0A000001), wc).priority == 50
+    assert set(wc) == {fk.IN_PORT, fk.ETH_TYPE, fk.IPV4_SRC, fk.IPV4_DST}
+
+
+def test_equal_match_different_priorities_share_a_bucket():
+    t = Classifier(0)
+    lo, hi, hi2 = entry({"in_port": 1}, 1), entry({"in_port": 1}, 9), entry({"in_port": 1}, 9)
+    t.insert(lo)
+    t.insert(hi)
+    assert t.lookup(key(in_port=1)) is hi
+    t.remove(hi)
+    assert t.lookup(key(in_port=1)) is lo
+    t.insert(hi2)
+    t.insert(hi)                      # made first: hi wins the tie, as in FlowTable
+    assert t.lookup(key(in_port=1)) is hi and t.n_subtables == 1
+    t.remove(hi)
+    assert t.lookup(key(in_port=1)) is hi2
+    t.insert(hi)
+    for e in (hi2, hi, lo):
+        t.remove(e)
+    assert len(t) == 0 and t.n_subtables == 0 and t.lookup(key(in_port=1)) is None
+
+
+def test_subtable_maximum_follows_deletes():
+    t = Classifier(0)
+    es = [entry({"in_port": i}, i) for i in range(1, 200)]
+    other = entry({"eth_type": 0x800}, 100)
+    for e in es:
+        t.insert(e)
+    t.insert(other)
+    for e in reversed(es):             # delete from the top down: the in_port subtable's maximum falls
+        t.remove(e)
+        top = e.priority - 1
+        assert [s[2] for s in t.shapes()] == sorted([top, 100] if top else [100], reverse=True)
+        # a rule below the removed one still wins over `other` while its priority is higher
+        hit = t.lookup(key(in_port=top, eth_type=0x800))
+        assert hit is (es[top - 1] if top >= 100 else other)      # a tie goes to the older rule
+
+
+def test_key_function_masks_partially_masked_fields():
+    shape = ((fk.ETH_TYPE, P | 0xFFFF), (fk.IPV4_DST, P | 0xFFFFFF00))
+    f = key_function(shape)
+    assert f(key(eth_type=0x800, ipv4_dst=0x0A000001)) == f(key(eth_type=0x800, ipv4_dst=0x0A0000FE))
+    assert f(key(eth_type=0x800)) != f(key(eth_type=0x800, ipv4_dst=0))     # absent is not zero
+    exact = key_function(((fk.IN_PORT, P | FULL[fk.IN_PORT]),))
+    assert exact(key(in_port=3)) == P | 3
+    assert key_function(())(key()) == ()
+
+
+# --- the reference, with random shapes -----------------------------------------------------------------
+
+FIELDS = {
+    "in_port": lambda d: d(st.integers(1, 3)),
+    "eth_type": lambda d: 0x0800,
+    "ipv4_dst": lambda d: _prefix(d, 32),
+    "ipv4_src": lambda d: _prefix(d, 32),
+    "ip_proto": lambda d: d(st.sampled_from([6, 17])),
+    "vlan_vid": lambda d: d(st.sampled_from([0, 0x1001, 0x1002, (0x1000, 0x1000), (0x1001, 0x1001)])),
+    "metadata": lambda d: _masked(d, 4),
+    "eth_dst": lambda d: _masked(d, 2),
+    "tunnel_id": lambda d: d(st.integers(0, 2)),
+}
+
+
+def _prefix(draw, width: int):
+    n = draw(st.sampled_from([width, width - 8, width - 30, 1]))
+    v = draw(st.integers(0, 3))
+    mask = ((1 << n) - 1) << (width - n)
+    v = (v << (width - 2)) & mask
+    return v if n == width else (v, mask)
+
+
+def _masked(draw, bits: int):
+    m = draw(st.integers(1, (1 << bits) - 1))
+    v = draw(st.integers(0, (1 << bits) - 1)) & m
+    return v if m == (1 << bits) - 1 and draw(st.booleans()) else (v, m)
+
+
+@st.composite
+def matches(draw):
+    m = {}
+    for name in draw(st.lists(st.sampled_from(sorted(FIELDS)), unique=True, max_size=4)):
+        m[name] = FIELDS[name](draw)
+    if "ipv4_dst" in m or "ipv4_src" in m or "ip_proto" in m:
+        m["eth_type"] = 0x0800
+    return m
+
+
+@st.composite
+def keys(draw):
+    k = key(in_port=draw(st.integers(1, 3)), metadata=draw(st.integers(0, 15)), eth_dst=draw(st.integers(0, 3)),
+            tunnel_id=draw(st.integers(0, 2)), vlan_vid=draw(st.sampled_from([0, 0x1001, 0x1002])))
+    if draw(st.booleans()):
+        k[fk.ETH_TYPE] = P | 0x0800
+        k[fk.IPV4_DST] = P | draw(st.integers(0, 3)) << 30
+        k[fk.IPV4_SRC] = P | draw(st.integers(0, 3)) << 30
+        if draw(st.booleans()):
+            k[fk.IP_PROTO] = P | draw(st.sampled_from([6, 17]))
+    else:
+        k[fk.ETH_TYPE] = P | 0x0806
+    return k
+
+
+def _same(cls_table: Classifier, ref: FlowTable, probe_keys, probes) -> None:
+    assert len(cls_table) == len(ref)
+    assert list(cls_table) == list(ref)
+    for k in probe_keys:
+        got = cls_table.lookup(k)
+        assert got is ref.lookup(k)
+        wc: dict = {}
+        assert cls_table.lookup_wc(k, wc) is got
+        # Any key that agrees on the examined bits gets the same answer.
+        rnd = random.Random(sum(k) & 0xFFFF)
+        for _ in range(4):
+            other = list(k)
+            for c in range(fk.N_FIELDS):
+                if rnd.random() < 0.5:
+                    flip = rnd.getrandbits(fk.WIDTHS[c]) | (P if rnd.random() < 0.2 else 0)
+                    other[c] = (other[c] ^ (flip & ~wc.get(c, 0))) & (P | FULL[c])
+            assert cls_table.lookup(other) is ref.lookup(other) is got
+    for compiled, priority in probes:
+        assert cls_table.covered(compiled) == ref.covered(compiled)
+        assert cls_table.overlapping(priority, compiled) is ref.overlapping(priority, compiled)
+        assert cls_table.find_strict(priority, compiled) is ref.find_strict(priority, compiled)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(matches(), st.integers(0, 4)), max_size=30), st.lists(keys(), min_size=1, max_size=8),
+       st.lists(st.tuples(matches(), st.integers(0, 4)), max_size=6), st.data())
+def test_classifier_answers_as_the_reference(specs, probe_keys, probe_specs, data):
+    cls_table, ref = Classifier(0), FlowTable(0)
+    live: list[FlowEntry] = []
+    for match, prio in specs:
+        e = entry(match, prio)
+        old = ref.find_strict(prio, e.compiled)
+        assert cls_table.find_strict(prio, e.compiled) is old
+        if old is not None and data.draw(st.booleans()):
+            cls_table.remove(old)
+            ref.remove(old)
+            live.remove(old)
+        elif old is not None:
+            continue
+        cls_table.insert(e)
+        ref.insert(e)
+        live.append(e)
+    probes = [(compile_match(ofp.Match(m)), p) for m, p in probe_specs]
+    probes += [(e.compiled, e.priority) for e in live[:5]]
+    _same(cls_table, ref, probe_keys, probes)
+    for victim in data.draw(st.lists(st.sampled_from(live), unique=True)) if live else []:
+        cls_table.remove(victim)
+        ref.remove(victim)
+    _same(cls_table, ref, probe_keys, probes)
+
+
+def test_thousands_of_rules_of_many_shapes():
+    rnd = random.Random(5)
+    cls_table, ref = Classifier(0), FlowTable(0)
+    names = sorted(FIELDS)
+    entries = []
+    for i in range(3000):
+        m = {}
+        for name in rnd.sample(names, rnd.randint(1, 4)):
+            if name in ("ipv4_dst", "ipv4_src"):
+                n = rnd.choice([32, 24, 16, 8])
+                m[name] = (rnd.getrandbits(32) & ((1 << 32) - (1 << (32 - n))), (1 << 32) - (1 << (32 - n)))
+                m["eth_type"] = 0x0800
+            elif name == "ip_proto":
+                m[name], m["eth_type"] = rnd.choice([6, 17]), 0x0800
+            elif name == "metadata":
+                m[name] = (rnd.getrandbits(8) & 0xF0, 0xF0) if rnd.random() < 0.5 else rnd.getrandbits(8)
+            elif name == "vlan_vid":
+                m[name] = 0x1000 | rnd.randrange(16)
+            elif name == "eth_type":
+                m[name] = 0x0800
+            else:
+                m[name] = rnd.randrange(8)
+        e = entry(m, rnd.randrange(50))
+        if ref.find_strict(e.priority, e.compiled) is None:
+            cls_table.insert(e)
+            ref.insert(e)
+            entries.append(e)
+    assert cls_table.n_subtables > 20
+    for _ in range(2000):
+        k = key(in_port=rnd.randrange(8), metadata=rnd.getrandbits(8), eth_dst=rnd.randrange(8),
+                tunnel_id=rnd.randrange(8), vlan_vid=0x1000 | rnd.randrange(16), eth_type=0x0800,
+                ipv4_dst=rnd.getrandbits(32), ipv4_src=rnd.getrandbits(32), ip_proto=rnd.choice([6, 17]))
+        assert cls_table.lookup(k) is ref.lookup(k)
+    for e in entries[::2]:
+        cls_table.remove(e)
+        ref.remove(e)
+    assert list(cls_table) == list(ref)
+    for e in entries[1:40:2]:
+        assert cls_table.covered(e.compiled) == ref.covered(e.compiled)
+        assert cls_table.overlapping(e.priority, e.compiled) is ref.overlapping(e.priority, e.compiled)
+
+
+def test_datapath_uses_the_classifier_by_default():
+    rig = Rig()
+    assert all(type(t) is Classifier for t in rig.dp.tables)
+    rig.flow({"in_port": 1}, [ofp.Output(2)])
+    rig.flow({"eth_type": 0x0800, "ipv4_dst": ("10.0.0.0", "255.255.255.0")}, [ofp.Output(3)], priority=40000,
+             flags=ofp.OFPFF.CHECK_OVERLAP)
+    rig.send(1, udp())
+    assert rig.out(3) == [udp()]
+    # CHECK_OVERLAP through the classifier
+    try:
+        rig.flow({"eth_type": 0x0800, "ipv4_dst": "10.0.0.9"}, [ofp.Output(2)], priority=40000,
+                 flags=ofp.OFPFF.CHECK_OVERLAP)
+    except Exception as exc:
+        assert exc.code == ofp.OFPFMFC.OVERLAP
+    else:
+        raise AssertionError("overlap not refused")
+    rig.flow({"eth_type": 0x0800}, command=ofp.OFPFC.DELETE)       # non-strict delete: covered()
+    assert [e.priority for e in rig.dp.flows()] == [0x8000]

@@ -1,0 +1,904 @@
+"""The fast path (decision caches in front of the pipeline) against the
+reference: two datapaths side by side, one with the tuple space
+classifier and the cache (the default), one with the ordered-scan
+FlowTable and no cache, fed the same random tables, the same random
+packets and the same random changes in between; every frame sent, every
+message to the controller and every counter must be the same.
+
+Then targeted cases: the cache is really used (and for which decisions),
+megaflows are as wide as they may be and no wider, and it is emptied on
+every change that can alter a decision.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import strategies as st
+from scapy.compat import raw
+from scapy.contrib.mpls import MPLS
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+from scapy.layers.l2 import ARP, Dot1Q, Ether
+
+from kumoflow import ofp
+from kumoflow.ofp.consts import OFPFC, OFPGC, OFPGT, OFPMC, OFPMF, OFPP
+from kumoflow.switch import actions as act
+from kumoflow.switch import flowkey as fk
+from kumoflow.switch.datapath import SwitchError
+from kumoflow.switch.fastpath import Decision
+from kumoflow.switch.flowmatch import FIELD_NAMES, PREREQS, VLAN_PRESENT, compile_match, from_int
+from kumoflow.switch.flowtable import FlowTable
+from kumoflow.switch.port import PS_BLOCKED, MemoryPort, wire
+
+from test_switch_helpers import MAC1, MAC2, MAC3, Rig, tcp, udp
+
+# KUMOFLOW_SWITCH_EXAMPLES=5000 for a longer hunt; KUMOFLOW_NO_SHRINK=1 to report a failure without
+# minimising it (fast, e.g. to check that a deliberately broken cache is caught).
+EXAMPLES = int(os.environ.get("KUMOFLOW_SWITCH_EXAMPLES", "200"))
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
+                    phases=[p for p in Phase if p != Phase.shrink or not os.environ.get("KUMOFLOW_NO_SHRINK")])
+
+N_TABLES = 4
+PORTS = (1, 2, 3, 4)
+NO_BUFFER = ofp.OFPCML.NO_BUFFER
+
+
+# --- the two datapaths ------------------------------------------------------------------------------
+
+class Pair:
+    """The reference (FlowTable, no cache) and the subject (defaults), in step."""
+
+    def __init__(self) -> None:
+        self.ref = Rig(n_tables=N_TABLES, n_buffers=8, table_class=FlowTable, fastpath=False)
+        self.sub = Rig(n_tables=N_TABLES, n_buffers=8)
+        assert self.ref.dp.fastpath is None and self.sub.dp.fastpath is not None
+        for rig in (self.ref, self.sub):
+            rig.port(2).add_queue(1)
+
+    def handle(self, msg) -> None:
+        results = []
+        for rig in (self.ref, self.sub):
+            try:
+                results.append(("ok", rig.handle(msg)))
+            except SwitchError as exc:
+                results.append(("error", exc.type, exc.code))
+        assert results[0] == results[1], msg
+        self.check()
+
+    def receive(self, port: int, frame: bytes, tunnel_id: int = 0) -> None:
+        for rig in (self.ref, self.sub):
+            rig.dp.receive(port, frame, tunnel_id=tunnel_id)
+        self.check(frame)
+
+    def link(self, port: int, up: bool) -> None:
+        for rig in (self.ref, self.sub):
+            rig.port(port).set_link(up)
+        self.check()
+
+    def block(self, port: int, blocked: bool) -> None:
+        """What a spanning tree would do (OFPPS_BLOCKED)."""
+        for rig in (self.ref, self.sub):
+            p = rig.port(port)
+            p.state = p.state | PS_BLOCKED if blocked else p.state & ~PS_BLOCKED
+            rig.dp.port_changed(port)
+        self.check()
+
+    def advance(self, dt: float) -> None:
+        for rig in (self.ref, self.sub):
+            rig.clock.advance(dt)
+            rig.dp.tick()
+        self.check()
+
+    def check(self, frame: bytes | None = None) -> None:
+        """Same frames out of every port, same messages to the controller."""
+        assert self.sub.outputs() == self.ref.outputs(), frame
+        assert self.sub.take_events() == self.ref.take_events(), frame
+
+    def check_counters(self) -> None:
+        for req in (ofp.FlowStatsRequest(), ofp.AggregateStatsRequest(), ofp.TableStatsRequest(),
+                    ofp.PortStatsRequest(), ofp.QueueStatsRequest(), ofp.GroupStatsRequest(),
+                    ofp.GroupDescRequest(), ofp.MeterStatsRequest()):
+            assert self.sub.handle(req) == self.ref.handle(req), type(req).__name__
+
+
+class Shown:
+    """A drawn value that Hypothesis reports with repr(): its pretty-printer
+    takes the ofp message dataclasses apart field by field and trips on
+    their class-level attributes."""
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(repr(self.value))
+
+
+# --- frames: a small pool, sent again and again with small variations --------------------------------
+
+u8, u16 = st.integers(0, 0xFF), st.integers(0, 0xFFFF)
+macs = st.sampled_from([MAC1, MAC2, MAC3, "ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01"])
+ip4s = st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.1.7", "192.168.3.4"])
+ip6s = st.sampled_from(["fe80::1", "2001:db8::2", "2001:db8::3:4"])
+small_ports = st.sampled_from([53, 80, 443, 1000, 2000])
+KINDS = ["udp", "udp", "tcp", "tcp", "icmp", "udp_vlan", "qinq", "arp", "udp6", "ns", "mpls", "frag",
+         "frag_later", "ipopt", "short", "pbb"]
+
+
+@st.composite
+def base_frames(draw, kinds: list[str] = KINDS) -> bytes:
+    kind = draw(st.sampled_from(kinds))
+    l2 = Ether(src=draw(macs), dst=draw(macs))
+    ip = IP(src=draw(ip4s), dst=draw(ip4s), tos=draw(st.sampled_from([0, 0x28, 0x48, 0xb8])),
+            ttl=draw(st.sampled_from([1, 2, 64])))
+    payload = b"p" * draw(st.integers(0, 30))
+    if kind == "udp":
+        pkt = l2 / ip / UDP(sport=draw(small_ports), dport=draw(small_ports)) / payload
+    elif kind == "tcp":
+        pkt = l2 / ip / TCP(sport=draw(small_ports), dport=draw(small_ports)) / payload
+    elif kind == "icmp":
+        pkt = l2 / ip / ICMP(type=draw(st.sampled_from([0, 8])), code=0) / payload
+    elif kind == "udp_vlan":
+        pkt = l2 / Dot1Q(vlan=draw(st.sampled_from([10, 20])), prio=draw(st.integers(0, 7))) / ip / UDP() / payload
+    elif kind == "qinq":
+        pkt = (l2 / Dot1Q(vlan=draw(st.sampled_from([10, 20])), type=0x8100)
+               / Dot1Q(vlan=draw(st.sampled_from([30, 40])), prio=draw(st.sampled_from([0, 5]))) / ip / UDP() / payload)
+    elif kind == "arp":
+        pkt = Ether(src=MAC1, dst="ff:ff:ff:ff:ff:ff") / ARP(op=draw(st.integers(1, 2)), hwsrc=MAC1,
+                                                             psrc=draw(ip4s), pdst=draw(ip4s))
+    elif kind == "udp6":
+        pkt = l2 / IPv6(src=draw(ip6s), dst=draw(ip6s), hlim=draw(st.sampled_from([1, 64]))) / UDP() / payload
+    elif kind == "ns":
+        pkt = (l2 / IPv6(src=draw(ip6s), dst="ff02::1") / ICMPv6ND_NS(tgt=draw(ip6s))
+               / ICMPv6NDOptSrcLLAddr(lladdr=MAC1))
+    elif kind == "mpls":
+        pkt = (Ether(src=MAC1, dst=MAC2, type=0x8847) / MPLS(label=draw(st.sampled_from([16, 17])), s=1,
+                                                             ttl=draw(st.sampled_from([1, 9]))) / ip / payload)
+    elif kind == "frag":
+        pkt = l2 / IP(src="10.0.0.1", dst="10.0.0.2", flags="MF") / UDP(sport=53) / payload
+    elif kind == "frag_later":
+        pkt = l2 / IP(src="10.0.0.1", dst="10.0.0.2", frag=3) / payload
+    elif kind == "ipopt":
+        pkt = l2 / IP(src="10.0.0.1", dst="10.0.0.2", options=b"\x01\x01\x01\x00") / UDP() / payload
+    elif kind == "pbb":
+        return raw(Ether(src=MAC1, dst=MAC2, type=0x88E7)) + bytes(4) + raw(l2 / ip / UDP())
+    else:
+        return raw(l2)[:draw(st.integers(0, 13))]
+    return raw(pkt)
+
+
+def vary(frame: bytes, ttl: int | None, ip_id: int, extra: int) -> bytes:
+    """The same flow with another TTL, IP identification and length."""
+    pkt = fk.Packet(frame, 1)
+    d = bytearray(frame)
+    if pkt.key[fk.IPV4_SRC] and pkt.l3 >= 0:
+        d[pkt.l3 + 4:pkt.l3 + 6] = ip_id.to_bytes(2, "big")
+        if ttl is not None:
+            d[pkt.l3 + 8] = ttl
+    elif pkt.key[fk.IPV6_SRC] and ttl is not None:
+        d[pkt.l3 + 7] = ttl
+    return bytes(d) + b"z" * extra
+
+
+# --- flow tables ----------------------------------------------------------------------------------------
+
+MASKABLE = {f.code for f in ofp.FIELDS_BY_NAME.values() if f.maskable}
+
+
+def _close(chosen: list[int]) -> list[int]:
+    todo = list(chosen)
+    while todo:
+        c = todo.pop()
+        req = PREREQS.get(c)
+        if req is None:
+            continue
+        on = fk.VLAN_VID if req[0] == VLAN_PRESENT else req[0]
+        if on not in chosen:
+            chosen.append(on)
+            todo.append(on)
+    return chosen
+
+
+#: Values the set-fields below write, with the fields their matches need:
+#: matches on what an earlier table may have rewritten.
+REWRITTEN = [
+    {"vlan_vid": 0x1000 | 10}, {"vlan_vid": 0x1000 | 20}, {"vlan_vid": 0x1000 | 30}, {"vlan_vid": 0},
+    {"vlan_vid": (0x1000, 0x1000)}, {"vlan_vid": (0x1000, 0x1000), "vlan_pcp": 5},
+    {"eth_dst": MAC3}, {"eth_src": (MAC3, "ff:ff:ff:00:00:00")},
+    {"eth_type": 0x0800, "ipv4_dst": "10.0.0.2"}, {"eth_type": 0x0800, "ipv4_dst": ("10.0.0.0", "255.255.255.0")},
+    {"eth_type": 0x0800, "ip_dscp": 12}, {"eth_type": 0x0800, "ip_dscp": 14}, {"eth_type": 0x0800, "ip_ecn": 1},
+    {"eth_type": 0x0800, "ip_proto": 17, "udp_dst": 53}, {"eth_type": 0x0800, "ip_proto": 6},
+    {"eth_type": 0x8847, "mpls_label": 16}, {"eth_type": 0x8847, "mpls_label": 99}, {"eth_type": 0x8847},
+    {"eth_type": 0x86DD, "ipv6_dst": "2001:db8::2"}, {"eth_type": 0x88E7},
+    {"eth_type": 0x86DD, "ip_proto": 58, "icmpv6_type": 135, "ipv6_nd_sll": MAC2},
+    {"tunnel_id": 5}, {"tunnel_id": 7}, {"metadata": 1}, {"metadata": (2, 3)}, {"arp_op": 2, "eth_type": 0x0806},
+]
+
+
+@st.composite
+def matches(draw, pool: list[bytes]):
+    """A match made of some fields of a pool frame (masked at random), or of
+    values the set-fields write; sometimes in_port, metadata or tunnel_id too."""
+    m: dict = {}
+    kind = draw(st.integers(0, 5))
+    if kind <= 2 and pool:
+        pkt = fk.Packet(draw(st.sampled_from(pool)), 1)
+        present = [c for c in range(fk.N_FIELDS) if pkt.key[c] & fk.PRESENT and c not in fk.PIPELINE_FIELDS]
+        if present:
+            chosen = _close(draw(st.lists(st.sampled_from(present), unique=True, max_size=3)))
+            for c in chosen:
+                v = pkt.field(c)
+                if c in MASKABLE and c != fk.VLAN_VID and draw(st.integers(0, 2)) == 0:
+                    width = fk.WIDTHS[c]
+                    mask = draw(st.sampled_from([(1 << width) - 1 ^ 0xFF, 0xF0, 1, (1 << width) - 1 ^ 1]))
+                    mask &= (1 << width) - 1
+                    if mask:
+                        m[FIELD_NAMES[c]] = (from_int(c, v & mask), from_int(c, mask))
+                        continue
+                m[FIELD_NAMES[c]] = from_int(c, v)
+    elif kind <= 4:
+        m.update(draw(st.sampled_from(REWRITTEN)))
+    if draw(st.integers(0, 3)) == 0:
+        m["in_port"] = draw(st.sampled_from(PORTS))
+    if draw(st.integers(0, 5)) == 0:
+        m["metadata"] = draw(st.sampled_from([1, 2, (1, 1), (2, 3)]))
+    return ofp.Match(m)
+
+
+SETS = {
+    "eth_src": st.sampled_from([MAC1, MAC3]), "eth_dst": st.sampled_from([MAC2, MAC3]),
+    "vlan_vid": st.sampled_from([10, 0x1000 | 20, 30]), "vlan_pcp": st.sampled_from([0, 5]),
+    "ip_dscp": st.sampled_from([0, 10, 12, 46]), "ip_ecn": st.integers(0, 3), "ipv4_src": ip4s, "ipv4_dst": ip4s,
+    "tcp_dst": small_ports, "udp_src": small_ports, "udp_dst": small_ports, "arp_op": st.integers(1, 2),
+    "ipv6_dst": ip6s, "ipv6_nd_sll": st.sampled_from([MAC2]), "mpls_label": st.sampled_from([16, 99]),
+    "tunnel_id": st.sampled_from([0, 5, 7]), "eth_type": st.sampled_from([0x0800, 0x86DD]),
+    "ip_proto": st.sampled_from([6, 17]),
+}
+OUT_PORTS = [1, 2, 3, 4, 1, 2, 3, 4, OFPP.IN_PORT, OFPP.FLOOD, OFPP.ALL, OFPP.CONTROLLER, OFPP.CONTROLLER,
+             OFPP.LOCAL, OFPP.NORMAL]
+HEADER_ACTIONS = [ofp.PushVlan(), ofp.PopVlan(), ofp.PopVlan(), ofp.PushMpls(), ofp.PopMpls(), ofp.PushVlan(0x88A8),
+                  ofp.PushPbb(), ofp.PopPbb(), ofp.DecNwTtl(), ofp.DecNwTtl(), ofp.SetNwTtl(3), ofp.DecMplsTtl(),
+                  ofp.CopyTtlIn(), ofp.CopyTtlOut(), ofp.SetMplsTtl(1), ofp.SetQueue(1), ofp.SetQueue(0)]
+
+
+class _Env(act.ActionEnv):
+    """What action validation asks the switch, for building valid action lists."""
+
+    def __init__(self, groups) -> None:
+        self.groups = groups
+
+    def group_exists(self, group_id: int) -> bool:
+        return group_id in self.groups
+
+    def queue_exists(self, queue_id: int) -> bool:
+        return queue_id in (0, 1)
+
+
+def consistent(acts: list, state: dict | None, groups) -> tuple[list, dict | None]:
+    """The actions of `acts` that validate in sequence (state: what the match pins down)."""
+    env = _Env(groups)
+    out = []
+    for a in acts:
+        trial = None if state is None else dict(state)
+        try:
+            act.validate_actions([a], env, trial)
+        except SwitchError:
+            continue
+        out.append(a)
+        state = trial
+    return out, state
+
+
+@st.composite
+def actions(draw, max_size: int = 4, groups: bool = True):
+    out = []
+    for _ in range(draw(st.integers(0, max_size))):
+        kind = draw(st.integers(0, 9))
+        if kind <= 2:
+            port = draw(st.sampled_from(OUT_PORTS))
+            out.append(ofp.Output(port, draw(st.sampled_from([0, 64, NO_BUFFER]))))
+        elif kind <= 5:
+            name = draw(st.sampled_from(sorted(SETS)))
+            out.append(ofp.SetField(name, draw(SETS[name])))
+        elif kind <= 7:
+            out.append(draw(st.sampled_from(HEADER_ACTIONS)))
+        elif kind == 8 and groups:
+            out.append(ofp.Group(draw(st.integers(1, 4))))
+        else:
+            out.append(ofp.Output(draw(st.sampled_from(PORTS))))
+    return out
+
+
+@st.composite
+def flow_mods(draw, pool: list[bytes], groups=(1, 2, 3, 4), meters=(1, 2, 3), adding: bool = False,
+              table_id: int | None = None, match: ofp.Match | None = None, priority: int | None = None):
+    """A flow-mod whose actions are mostly consistent with its match (so that
+    it is accepted): actions the match does not allow are left out."""
+    if table_id is None:
+        table_id = draw(st.sampled_from([0, 0, 0, 1, 1, 2, 3]))
+    if match is None:
+        match = draw(matches(pool))
+    try:
+        state = compile_match(match).state
+    except SwitchError:
+        state = None
+    instructions = []
+    if draw(st.integers(0, 2)) == 0:                  # plain forwarding (decisions replayed without parsing)
+        instructions.append(ofp.ApplyActions(draw(st.lists(st.sampled_from(
+            [ofp.Output(p) for p in PORTS + (OFPP.IN_PORT, OFPP.FLOOD, OFPP.ALL)]), min_size=1, max_size=2))))
+    elif draw(st.integers(0, 4)):
+        acts, state = consistent(draw(actions()), state, groups)
+        instructions.append(ofp.ApplyActions(acts))
+    if draw(st.integers(0, 2)) == 0:
+        instructions.append(ofp.WriteActions(consistent(draw(actions(3)), state, groups)[0]))
+    if draw(st.integers(0, 5)) == 0:
+        instructions.append(ofp.ClearActions())
+    if draw(st.integers(0, 3)) == 0:
+        instructions.append(ofp.WriteMetadata(draw(st.sampled_from([1, 2, 3])), draw(st.sampled_from([1, 3, 0xFF]))))
+    if table_id < N_TABLES - 1 and draw(st.integers(0, 1)) == 0:
+        instructions.append(ofp.GotoTable(draw(st.integers(table_id + 1, N_TABLES - 1))))
+    if meters and draw(st.integers(0, 4)) == 0:
+        instructions.append(ofp.Meter(draw(st.sampled_from(meters))))
+    command = OFPFC.ADD if adding else draw(st.sampled_from([OFPFC.ADD] * 6 + [
+        OFPFC.MODIFY, OFPFC.MODIFY_STRICT, OFPFC.DELETE, OFPFC.DELETE_STRICT]))
+    if priority is None:
+        priority = draw(st.sampled_from([0, 1, 5, 5, 100, 0x8000]))
+    return ofp.FlowMod(
+        cookie=draw(st.integers(0, 3)), cookie_mask=draw(st.sampled_from([0, 0, 3])), table_id=table_id,
+        command=command, idle_timeout=draw(st.sampled_from([0, 0, 0, 1, 3])),
+        hard_timeout=draw(st.sampled_from([0, 0, 0, 2, 6])), priority=priority,
+        out_port=draw(st.sampled_from([OFPP.ANY] * 4 + [2])),
+        out_group=draw(st.sampled_from([ofp.OFPG.ANY] * 4 + [1])),
+        flags=draw(st.sampled_from([0, 0, 1, 2, 4, 8, 16, 1 | 4])), match=match, instructions=instructions)
+
+
+@st.composite
+def group_mods(draw, group_id: int | None = None, existing=(1, 2, 3, 4), adding: bool = False):
+    """A group-mod; chained and watched groups among `existing`."""
+    gid = draw(st.integers(1, 4)) if group_id is None else group_id
+    gtype = draw(st.sampled_from([OFPGT.ALL, OFPGT.SELECT, OFPGT.SELECT, OFPGT.INDIRECT, OFPGT.FF]))
+    n = 1 if gtype == OFPGT.INDIRECT else draw(st.integers(0, 3))
+    others = [g for g in existing if g != gid]
+    buckets = []
+    for _ in range(n):
+        acts = consistent(draw(actions(2, groups=False)), None, ())[0]
+        if others and draw(st.integers(0, 4)) == 0:
+            acts.append(ofp.Group(draw(st.sampled_from(others))))          # chaining
+        elif draw(st.integers(0, 3)):
+            acts.append(ofp.Output(draw(st.sampled_from(PORTS))))
+        watch_port = draw(st.sampled_from([OFPP.ANY, OFPP.ANY, 1, 2, 3]))
+        watch_group = draw(st.sampled_from([ofp.OFPG.ANY] * 3 + others))
+        if gtype == OFPGT.FF and watch_port == OFPP.ANY and watch_group == ofp.OFPG.ANY:
+            watch_port = draw(st.sampled_from(PORTS))
+        buckets.append(ofp.Bucket(acts, weight=draw(st.sampled_from([0, 1, 1, 2, 3])), watch_port=watch_port,
+                                  watch_group=watch_group))
+    command = OFPGC.ADD if adding else draw(st.sampled_from([OFPGC.ADD, OFPGC.MODIFY, OFPGC.MODIFY, OFPGC.DELETE]))
+    return ofp.GroupMod(command, gtype, gid, buckets)
+
+
+@st.composite
+def meter_mods(draw, meter_id: int | None = None, adding: bool = False):
+    bands = [draw(st.sampled_from([ofp.MeterBandDrop(draw(st.integers(1, 4)), draw(st.integers(1, 3))),
+                                   ofp.MeterBandDscpRemark(draw(st.integers(1, 4)), draw(st.integers(1, 3)), 1)]))
+             for _ in range(draw(st.integers(1, 2)))]
+    command = OFPMC.ADD if adding else draw(st.sampled_from([OFPMC.ADD, OFPMC.MODIFY, OFPMC.MODIFY, OFPMC.DELETE]))
+    mid = draw(st.integers(1, 3)) if meter_id is None else meter_id
+    return ofp.MeterMod(command, draw(st.sampled_from([OFPMF.PKTPS | OFPMF.BURST, OFPMF.KBPS | OFPMF.BURST])),
+                        mid, bands)
+
+
+@st.composite
+def port_changes(draw):
+    port = draw(st.sampled_from(PORTS))
+    kind = draw(st.integers(0, 2))
+    if kind == 0:
+        return ("link", port, draw(st.booleans()))
+    if kind == 1:
+        return ("blocked", port, draw(st.booleans()))
+    bits = draw(st.sampled_from([0, 1, 4, 16, 32, 64]))
+    return ("msg", ofp.PortMod(port, f"02:00:00:00:01:{port:02x}", bits, draw(st.sampled_from([bits, 1, 4, 16,
+                                                                                               32, 64]))))
+
+
+@st.composite
+def tables(draw, pool: list[bytes]) -> list:
+    """Groups (each chaining to or watching only groups made before it) and
+    meters first, so flows can use them; then flows, with a catch-all in
+    table 0 so every frame does something."""
+    mods: list = []
+    groups: list[int] = []
+    for gid in draw(st.lists(st.integers(1, 4), unique=True, max_size=4)):
+        mods.append(draw(group_mods(gid, tuple(groups), adding=True)))
+        groups.append(gid)
+    meters = draw(st.lists(st.integers(1, 3), unique=True, max_size=2))
+    mods += [draw(meter_mods(mid, adding=True)) for mid in meters]
+    mods.append(draw(flow_mods(pool, groups, meters, True, table_id=0, match=ofp.Match(), priority=0)))
+    mods += draw(st.lists(flow_mods(pool, groups, meters, True), min_size=1, max_size=16))
+    return mods
+
+
+@st.composite
+def scripts(draw):
+    pool = draw(st.lists(base_frames(), min_size=2, max_size=8))
+    setup = draw(tables(pool))
+    # (in port, frame of the pool, TTL, IP id, extra bytes, tunnel id, seconds to wait first)
+    frame = st.tuples(st.sampled_from([1, 1, 1, 2, 3, 4]), st.integers(0, len(pool) - 1),
+                      st.sampled_from([None, None, 1, 2, 64]), u16, st.sampled_from([0, 0, 0, 40]),
+                      st.sampled_from([0] * 9 + [5]), st.sampled_from([0] * 6 + [0.4]))
+    change = st.one_of(
+        st.none(),
+        flow_mods(pool).map(lambda m: ("msg", m)),
+        st.one_of(group_mods(), meter_mods()).map(lambda m: ("msg", m)),
+        port_changes(),
+        st.tuples(st.just("config"), st.sampled_from([0, 4, 1, 5]), st.sampled_from([64, 128, NO_BUFFER])),
+        st.tuples(st.just("time"), st.sampled_from([0.1, 0.5, 1.0, 2.5])),
+        st.tuples(st.just("packet_out"), st.integers(0, len(pool) - 1), st.sampled_from(PORTS)),
+    )
+    # A change, then a burst of frames from the pool (so the caches fill and hit).
+    steps = draw(st.lists(st.tuples(change, st.lists(frame, min_size=1, max_size=12)), min_size=1, max_size=8))
+    return Shown((pool, setup, steps))
+
+
+@SETTINGS
+@given(scripts())
+def test_fast_path_decides_as_the_reference_pipeline(script):
+    pool, setup, steps = script.value
+    pair = Pair()
+    pair.handle(ofp.SetConfig(flags=4, miss_send_len=64))
+    for msg in setup:
+        pair.handle(msg)
+    for step, burst in steps:
+        kind = step[0] if step is not None else None
+        if kind == "msg":
+            pair.handle(step[1])
+        elif kind == "link":
+            pair.link(step[1], step[2])
+        elif kind == "blocked":
+            pair.block(step[1], step[2])
+        elif kind == "config":
+            pair.handle(ofp.SetConfig(flags=step[1], miss_send_len=step[2]))
+        elif kind == "time":
+            pair.advance(step[1])
+        elif kind == "packet_out":
+            _, i, port = step
+            pair.handle(ofp.PacketOut(actions=[ofp.Output(port), ofp.Output(OFPP.TABLE)], data=pool[i],
+                                      in_port=OFPP.CONTROLLER))
+        for port, i, ttl, ip_id, extra, tunnel_id, wait in burst:
+            if wait:
+                pair.advance(wait)
+            pair.receive(port, vary(pool[i], ttl, ip_id, extra), tunnel_id)
+    pair.check_counters()
+    s = pair.sub.dp.fastpath.stats()
+    for name in ("emc_hits", "megaflow_hits", "uncacheable"):
+        if s[name]:
+            event(f"fast path: some {name}")
+
+
+@SETTINGS
+@given(st.lists(base_frames(), min_size=1, max_size=6), st.data())
+def test_fast_path_on_a_fixed_table_hits_and_agrees(pool, data):
+    """No changes between packets: most frames are answered from the caches."""
+    pair = Pair()
+    for msg in data.draw(tables(pool).map(Shown)).value:
+        pair.handle(msg)
+    for _ in range(3):
+        for i, frame in enumerate(pool):
+            pair.receive(1 + i % 4, frame)
+            pair.receive(1 + i % 4, vary(frame, None, 7, 3))
+    pair.check_counters()
+    s = pair.sub.dp.fastpath.stats()
+    event(f"hits {(s['emc_hits'] + s['megaflow_hits']) * 10 // (6 * len(pool)) * 10}%")
+
+
+T0_MATCHES = [{}, {"vlan_vid": (0x1000, 0x1000)}, {"vlan_vid": (0x1000, 0x1000)}, {"vlan_vid": (0x1000, 0x1000)},
+              {"eth_type": 0x0800},
+              {"eth_type": 0x8847}, {"eth_type": 0x88E7}, {"eth_type": 0x86DD}, {"eth_type": 0x0800, "ip_proto": 17},
+              {"vlan_vid": 0}, {"vlan_vid": 0x1000 | 10}]
+REWRITES = ([ofp.PushVlan(), ofp.PopVlan(), ofp.PopVlan(), ofp.PopVlan(), ofp.PushMpls(), ofp.PopMpls(), ofp.PushPbb(),
+             ofp.PopPbb(), ofp.SetField("eth_type", 0x0800), ofp.SetField("ip_proto", 6), ofp.SetField("vlan_vid", 30),
+             ofp.SetField("vlan_vid", 10), ofp.SetField("vlan_pcp", 5), ofp.SetField("ipv6_nd_sll", MAC2),
+             ofp.SetField("mpls_label", 99), ofp.SetField("ip_dscp", 12), ofp.SetField("ipv4_dst", "10.0.0.2"),
+             ofp.SetField("udp_dst", 53), ofp.SetField("eth_dst", MAC3), ofp.SetField("tunnel_id", 5)])
+LOOKUPS = ([{"vlan_vid": 0x1000 | v} for v in (10, 20, 30, 40)] + [{"vlan_vid": 0}, {"vlan_vid": (0x1000, 0x1000)},
+           {"vlan_vid": (0x1000, 0x1000), "vlan_pcp": 5}, {"vlan_vid": (0x1000, 0x1000), "vlan_pcp": 0},
+           {"vlan_vid": (0x1000 | 8, 0x1008)}]
+           + [{"eth_type": t} for t in (0x0800, 0x86DD, 0x8847, 0x88E7, 0x0806)]
+           + [{"eth_type": 0x8847, "mpls_label": v} for v in (16, 17, 99)]
+           + [{"eth_type": 0x0800, "ip_proto": p} for p in (1, 6, 17)]
+           + [{"eth_type": 0x86DD, "ip_proto": 58, "icmpv6_type": 135, "ipv6_nd_sll": MAC2},
+              {"eth_type": 0x86DD, "ip_proto": 58, "icmpv6_type": 135, "ipv6_nd_sll": MAC1},
+              {"eth_type": 0x0800, "ip_dscp": 12}, {"eth_type": 0x0800, "ipv4_dst": "10.0.0.2"},
+              {"eth_type": 0x0800, "ip_proto": 17, "udp_dst": 53}, {"eth_dst": MAC3}, {"tunnel_id": 5}])
+FAMILY = ["udp", "tcp", "udp_vlan", "udp_vlan", "qinq", "qinq", "qinq", "qinq", "mpls", "mpls", "pbb", "ns", "udp6",
+          "arp", "short"]
+
+
+@st.composite
+def rewrite_then_lookup(draw, pool: list[bytes]) -> list:
+    """Table 0 rewrites headers and goes to table 1, whose rules look at
+    what was rewritten: the megaflow must be keyed on the right original bits."""
+    mods = [ofp.GroupMod(OFPGC.ADD, OFPGT.SELECT, 1, [ofp.Bucket([ofp.Output(p)], weight=1) for p in (2, 3)])]
+    for _ in range(draw(st.integers(1, 3))):
+        match = ofp.Match(draw(st.sampled_from(T0_MATCHES)))
+        acts = consistent(draw(st.lists(st.sampled_from(REWRITES), min_size=1, max_size=3)),
+                          compile_match(match).state, ())[0]
+        mods.append(ofp.FlowMod(table_id=0, match=match, priority=draw(st.integers(0, 3)),
+                                instructions=[ofp.ApplyActions(acts), ofp.GotoTable(1)]))
+    for _ in range(draw(st.integers(1, 6))):
+        out = draw(st.sampled_from([ofp.Output(2), ofp.Output(3), ofp.Output(4), ofp.Output(OFPP.CONTROLLER),
+                                    ofp.Group(1)]))
+        mods.append(ofp.FlowMod(table_id=1, match=ofp.Match(draw(st.sampled_from(LOOKUPS))),
+                                priority=draw(st.integers(0, 3)), instructions=[ofp.ApplyActions([out])]))
+    return mods
+
+
+@settings(SETTINGS, max_examples=2 * EXAMPLES)
+@given(st.lists(base_frames(FAMILY), min_size=2, max_size=10), st.data())
+def test_rewrites_then_lookups_agree(pool, data):
+    pair = Pair()
+    for msg in data.draw(rewrite_then_lookup(pool).map(Shown)).value:
+        pair.handle(msg)
+    order = data.draw(st.lists(st.integers(0, len(pool) - 1), min_size=len(pool), max_size=4 * len(pool)))
+    for i in order:
+        pair.receive(1, pool[i])
+    pair.check_counters()
+
+
+# --- targeted cases -----------------------------------------------------------------------------------
+
+def fp(rig: Rig):
+    return rig.dp.fastpath
+
+
+def test_a_flow_is_answered_from_the_exact_match_cache():
+    rig = Rig()
+    rig.flow({"in_port": 1}, [ofp.Output(2)])
+    for i in range(5):
+        rig.send(1, udp(payload=b"x" * i))
+    assert len(rig.out(2)) == 5
+    s = fp(rig).stats()
+    assert (s["misses"], s["megaflow_hits"], s["emc_hits"]) == (1, 0, 4)
+    [(mask, _, d)] = fp(rig).megaflows()
+    assert mask == ((fk.IN_PORT, fk.PRESENT | 0xFFFFFFFF),) and d.simple
+    [e] = rig.dp.flows()
+    assert (e.packet_count, e.byte_count) == (5, sum(len(udp(payload=b"x" * i)) for i in range(5)))
+
+
+def test_a_megaflow_is_only_as_wide_as_the_subtables_examined():
+    rig = Rig()
+    rig.flow({"eth_type": 0x0800, "ipv4_dst": ("10.0.0.0", "255.255.255.0")}, [ofp.Output(2)], priority=10)
+    rig.flow({"eth_type": 0x0800, "ip_proto": 6, "tcp_dst": 22}, [], priority=20)     # ssh: drop
+    rig.send(1, udp(ip_dst="10.0.0.5", sport=1))
+    rig.send(1, udp(ip_dst="10.0.0.6", sport=2))        # same megaflow: only the /24 and ip_proto examined
+    rig.send(1, tcp(ip_dst="10.0.0.7", dport=80))
+    rig.send(1, tcp(ip_dst="10.0.0.7", dport=22))
+    assert len(rig.out(2)) == 3
+    s = fp(rig).stats()
+    assert (s["misses"], s["megaflow_hits"]) == (3, 1)
+    # The ssh subtable (priority 20) is examined first; a hit there ends the
+    # lookup, a miss goes on to the /24 subtable.
+    masks = {m for m, _, _ in fp(rig).megaflows()}
+    assert {tuple(c for c, _ in m) for m in masks} == {(fk.ETH_TYPE, fk.IP_PROTO, fk.TCP_DST),
+                                                        (fk.ETH_TYPE, fk.IP_PROTO, fk.IPV4_DST, fk.TCP_DST)}
+    for m in masks:
+        assert dict(m).get(fk.IPV4_DST, fk.PRESENT | 0xFFFFFF00) == fk.PRESENT | 0xFFFFFF00
+
+
+def test_a_high_priority_hit_does_not_examine_lower_subtables():
+    rig = Rig()
+    rig.flow({"in_port": 1}, [ofp.Output(2)], priority=100)
+    rig.flow({"eth_type": 0x0800, "ipv4_src": "10.0.0.1"}, [ofp.Output(3)], priority=50)
+    rig.send(1, udp())
+    rig.send(2, udp())
+    assert rig.out(2) == [udp()] and rig.out(3) == [udp()]
+    masks = sorted(tuple(c for c, _ in m) for m, _, _ in fp(rig).megaflows())
+    assert masks == [(fk.IN_PORT,), (fk.IN_PORT, fk.ETH_TYPE, fk.IPV4_SRC)]
+
+
+def test_set_field_then_match_in_the_next_table():
+    rig = Rig()
+    rig.flow({"eth_type": 0x0800}, instructions=[ofp.ApplyActions([ofp.SetField("ipv4_dst", "10.9.9.9")]),
+                                                 ofp.GotoTable(1)])
+    rig.flow({"eth_type": 0x0800, "ipv4_dst": "10.9.9.9"}, [ofp.Output(2)], table_id=1)
+    for dst in ("10.0.0.2", "10.0.0.3", "10.0.0.4"):
+        rig.send(1, udp(ip_dst=dst))
+    assert len(rig.out(2)) == 3
+    # the original ipv4_dst does not matter (only that the packet has one): one megaflow
+    [(mask, _, _)] = fp(rig).megaflows()
+    assert dict(mask)[fk.IPV4_DST] == fk.PRESENT
+    assert fp(rig).stats()["misses"] == 1
+
+
+def test_pop_vlan_then_match_the_inner_tag_is_not_cached():
+    rig = Rig()
+    rig.flow({"vlan_vid": (0x1000, 0x1000)}, instructions=[ofp.ApplyActions([ofp.PopVlan()]), ofp.GotoTable(1)])
+    rig.flow({"vlan_vid": 0x1000 | 30}, [ofp.Output(2)], table_id=1)
+    rig.flow({"vlan_vid": 0x1000 | 40}, [ofp.Output(3)], table_id=1)
+
+    def qinq(inner):
+        return raw(Ether(src=MAC1, dst=MAC2) / Dot1Q(vlan=10, type=0x8100) / Dot1Q(vlan=inner) / IP() / UDP())
+    for inner in (30, 40, 30, 40):
+        rig.send(1, qinq(inner))
+    assert len(rig.out(2)) == 2 and len(rig.out(3)) == 2
+    assert fp(rig).stats()["uncacheable"] == 4
+
+
+def agree(mods: list, frames: list[bytes], rounds: int = 3) -> Pair:
+    pair = Pair()
+    for m in mods:
+        pair.handle(m)
+    for _ in range(rounds):
+        for f in frames:
+            pair.receive(1, f)
+    pair.check_counters()
+    return pair
+
+
+def goto1(match: dict, acts: list) -> ofp.FlowMod:
+    return ofp.FlowMod(match=ofp.Match(match), instructions=[ofp.ApplyActions(acts), ofp.GotoTable(1)])
+
+
+def in1(match: dict, port: int, priority: int = 1) -> ofp.FlowMod:
+    return ofp.FlowMod(table_id=1, priority=priority, match=ofp.Match(match),
+                       instructions=[ofp.ApplyActions([ofp.Output(port)])])
+
+
+def test_fields_set_from_bytes_the_key_lacks_are_not_cached():
+    """After these actions a field's value comes from bytes the flow key does
+    not hold (an option, an inner header): a later lookup on it is not cached."""
+    ns = IPv6(src="fe80::1", dst="ff02::1") / ICMPv6ND_NS(tgt="fe80::2")
+    with_sll = raw(Ether(src=MAC1, dst=MAC2) / ns / ICMPv6NDOptSrcLLAddr(lladdr="00:00:00:00:00:00"))
+    without = raw(Ether(src=MAC1, dst=MAC2) / ns)
+    nd = {"eth_type": 0x86DD, "ip_proto": 58, "icmpv6_type": 135}
+    pair = agree([goto1(nd, [ofp.SetField("ipv6_nd_sll", MAC2)]), in1({**nd, "ipv6_nd_sll": MAC2}, 2),
+                  in1({}, 3, 0)], [with_sll, without])
+    assert pair.sub.dp.fastpath.stats()["uncacheable"] == 6
+
+    inner = [raw(Ether(src=MAC1, dst=MAC2, type=0x8847) / MPLS(label=16, s=1) / IP(dst=d) / UDP())
+             for d in ("10.0.0.1", "10.0.0.2")]
+    agree([goto1({"eth_type": 0x8847}, [ofp.PopMpls(0x0800)]),
+           in1({"eth_type": 0x0800, "ipv4_dst": "10.0.0.2"}, 2), in1({}, 3, 0)], inner)
+
+    retyped = [raw(Ether(src=MAC1, dst=MAC2, type=0x1234) / IP(dst=d) / UDP()) for d in ("10.0.0.1", "10.0.0.2")]
+    agree([goto1({"eth_type": 0x1234}, [ofp.SetField("eth_type", 0x0800)]),
+           in1({"eth_type": 0x0800, "ipv4_dst": "10.0.0.2"}, 2), in1({}, 3, 0)], retyped)
+
+    pbb = [raw(Ether(src=MAC1, dst=MAC2, type=0x88E7)) + bytes(4) + raw(Ether(src=MAC3, dst=d) / IP() / UDP())
+           for d in (MAC1, MAC2)]
+    agree([goto1({"eth_type": 0x88E7}, [ofp.PopPbb()]), in1({"eth_dst": MAC2}, 2), in1({}, 3, 0)], pbb)
+
+
+def test_dscp_remarking_meter_then_match_dscp():
+    af11 = raw(Ether(src=MAC1, dst=MAC2) / IP(tos=10 << 2) / UDP())
+    remark = ofp.MeterMod(OFPMC.ADD, OFPMF.PKTPS | OFPMF.BURST, 1, [ofp.MeterBandDscpRemark(1, 1, 1)])
+    flow = ofp.FlowMod(match=ofp.Match(eth_type=0x0800), instructions=[ofp.Meter(1), ofp.GotoTable(1)])
+    pair = agree([remark, flow, in1({"eth_type": 0x0800, "ip_dscp": 10}, 2), in1({}, 3, 0)], [af11], rounds=4)
+    assert pair.sub.dp.fastpath.stats()["uncacheable"] == 4
+    # remarking with nothing looking at the DSCP afterwards is cached
+    pair = agree([remark, ofp.FlowMod(match=ofp.Match(eth_type=0x0800),
+                                      instructions=[ofp.Meter(1), ofp.ApplyActions([ofp.Output(2)])])],
+                 [af11], rounds=4)
+    assert pair.sub.dp.fastpath.stats()["emc_hits"] == 3
+
+
+def test_push_mpls_then_match_the_label():
+    rig = Rig()
+    rig.flow({"eth_type": 0x0800}, instructions=[
+        ofp.ApplyActions([ofp.PushMpls(), ofp.SetField("mpls_label", 77)]), ofp.GotoTable(1)])
+    rig.flow({"eth_type": 0x8847, "mpls_label": 77}, [ofp.Output(2)], table_id=1)
+    for i in range(3):
+        rig.send(1, udp(sport=i))
+    assert len(rig.out(2)) == 3
+    assert fp(rig).stats()["misses"] == 1
+
+
+def test_select_group_is_stable_per_flow_and_cached_per_flow():
+    rig = Rig()
+    rig.handle(ofp.GroupMod(OFPGC.ADD, OFPGT.SELECT, 1, [ofp.Bucket([ofp.Output(p)], weight=1) for p in (2, 3, 4)]))
+    rig.flow({}, [ofp.Group(1)])
+    ref = Rig(fastpath=False)
+    ref.handle(ofp.GroupMod(OFPGC.ADD, OFPGT.SELECT, 1, [ofp.Bucket([ofp.Output(p)], weight=1) for p in (2, 3, 4)]))
+    ref.flow({}, [ofp.Group(1)])
+    for rnd in range(2):
+        for sport in range(20):
+            rig.send(1, udp(sport=sport))
+            ref.send(1, udp(sport=sport))
+    assert rig.outputs() == ref.outputs()
+    assert len({k for _, k, _ in fp(rig).megaflows()}) == 20
+    assert fp(rig).stats()["emc_hits"] == 20
+
+
+def test_meter_applies_per_packet_on_cache_hits():
+    rig = Rig()
+    rig.handle(ofp.MeterMod(OFPMC.ADD, OFPMF.PKTPS | OFPMF.BURST, 1, [ofp.MeterBandDrop(2, 3)]))
+    rig.flow({}, instructions=[ofp.Meter(1), ofp.ApplyActions([ofp.Output(2)])])
+    for _ in range(10):
+        rig.send(1, udp())
+    assert len(rig.out(2)) == 3                            # the burst
+    rig.clock.advance(1.0)
+    for _ in range(10):
+        rig.send(1, udp())
+    assert len(rig.out(2)) == 2                            # the rate
+    [stats] = rig.handle(ofp.MeterStatsRequest())[0].body
+    assert stats.packet_in_count == 20 and stats.band_stats[0].packet_band_count == 15
+    assert fp(rig).stats()["emc_hits"] >= 15
+
+
+def test_dec_ttl_is_replayed_not_remembered():
+    rig = Rig()
+    rig.handle(ofp.SetConfig(flags=4, miss_send_len=128))      # invalid TTL to the controller
+    rig.flow({"eth_type": 0x0800}, [ofp.DecNwTtl(), ofp.Output(2)])
+    rig.send(1, udp(ttl=64))
+    rig.send(1, udp(ttl=1))                                    # same EMC key: TTL is not part of it
+    rig.send(1, udp(ttl=2))
+    out = rig.out(2)
+    assert [IP(f[14:]).ttl for f in out] == [63, 1]
+    [pin] = rig.take_events(ofp.PacketIn)
+    assert pin.reason == ofp.OFPR.INVALID_TTL
+    assert fp(rig).stats()["emc_hits"] == 2
+
+
+@settings(SETTINGS, max_examples=max(50, EXAMPLES // 2))
+@given(st.lists(st.tuples(st.sampled_from(["udp", "tcp", "icmp"]), st.integers(0, 255),
+                          st.one_of(st.sampled_from([0, 0xFFFF, 0xFF00, 0xFEFF, 0xFF01, 0x00FF, 0x0100]), u16), u8),
+                min_size=1, max_size=6), st.integers(1, 2), st.booleans())
+def test_routed_frames_rewritten_in_place_agree(flows, decrements, flood):
+    """The L3 hop (Ethernet addresses rewritten, TTL decremented, in one or
+    two tables) replayed on the bytes of fast-key frames: same bytes,
+    checksums and invalid-TTL packet-ins as the reference, whatever the TTL
+    and checksum."""
+    mods = [ofp.SetConfig(flags=4, miss_send_len=128),
+            ofp.FlowMod(match=ofp.Match(eth_type=0x0800), instructions=[
+                ofp.ApplyActions([ofp.SetField("eth_src", MAC3), ofp.DecNwTtl()]), ofp.GotoTable(1)])]
+    acts = [ofp.SetField("eth_dst", MAC2)] + [ofp.DecNwTtl()] * (decrements - 1)
+    acts.append(ofp.Output(OFPP.FLOOD) if flood else ofp.Output(2))
+    mods.append(ofp.FlowMod(table_id=1, match=ofp.Match(eth_type=0x0800), instructions=[ofp.ApplyActions(acts)]))
+    frames = []
+    for kind, ttl, csum, tos in flows:
+        l4 = UDP(sport=53) if kind == "udp" else TCP(dport=80) if kind == "tcp" else ICMP()
+        frame = bytearray(raw(Ether(src=MAC1, dst=MAC2) / IP(ttl=ttl, tos=tos) / l4 / b"data"))
+        frame[24:26] = csum.to_bytes(2, "big")         # any checksum, right or not
+        frames.append(bytes(frame))
+    pair = agree(mods, frames, rounds=3)
+    dying = sum(1 for _, ttl, _, _ in flows if ttl <= decrements)     # cut short: never cached
+    assert pair.sub.dp.fastpath.stats()["misses"] <= len(frames) + 2 * dying
+
+
+def test_idle_timeout_sees_cache_hits():
+    rig = Rig()
+    rig.flow({"in_port": 1}, [ofp.Output(2)], idle_timeout=2, flags=ofp.OFPFF.SEND_FLOW_REM)
+    for _ in range(5):
+        rig.send(1, udp())
+        rig.clock.advance(1.5)
+        rig.dp.tick()
+    assert len(rig.dp.flows()) == 1                        # kept alive by packets answered from the cache
+    rig.clock.advance(2.5)
+    rig.dp.tick()
+    assert rig.dp.flows() == []
+    [rem] = rig.take_events(ofp.FlowRemoved)
+    assert rem.reason == ofp.OFPRR.IDLE_TIMEOUT and rem.packet_count == 5
+    rig.send(1, udp())
+    assert rig.out(2) == [udp()] * 5                       # the removed flow no longer forwards
+
+
+def test_every_change_empties_the_cache():
+    rig = Rig()
+    rig.handle(ofp.GroupMod(OFPGC.ADD, OFPGT.FF, 1, [ofp.Bucket([ofp.Output(2)], watch_port=2),
+                                                     ofp.Bucket([ofp.Output(3)], watch_port=3)]))
+    rig.flow({}, [ofp.Group(1)])
+
+    def route() -> list[int]:
+        rig.send(1, udp())
+        return sorted(rig.outputs())
+    assert route() == [2] and route() == [2]
+    rig.port(2).set_link(False)                            # fast failover
+    assert route() == [3]
+    rig.port(2).set_link(True)
+    assert route() == [2]
+    rig.handle(ofp.PortMod(2, "02:00:00:00:01:02", ofp.OFPPC.PORT_DOWN, ofp.OFPPC.PORT_DOWN))
+    assert route() == [3]
+    rig.handle(ofp.GroupMod(OFPGC.MODIFY, OFPGT.INDIRECT, 1, [ofp.Bucket([ofp.Output(4)])]))
+    assert route() == [4]
+    rig.flow({"in_port": 1}, [ofp.Output(2), ofp.Output(3)], priority=40000)
+    assert route() == [3]                                  # 2 is down
+    rig.flow({"in_port": 1}, [], priority=40000, command=OFPFC.DELETE_STRICT)
+    assert route() == [4]
+    rig.flow({}, [ofp.Output(1), ofp.Output(3)], hard_timeout=1, priority=50000)
+    assert route() == [3]
+    rig.clock.advance(1.0)
+    rig.dp.tick()                                          # the timeout removes it
+    assert route() == [4]
+    assert fp(rig).stats()["flushes"] >= 8
+
+
+def test_packet_out_does_not_empty_the_cache():
+    rig = Rig()
+    rig.flow({}, [ofp.Output(2)])
+    rig.send(1, udp())
+    g = rig.dp.generation
+    rig.handle(ofp.PacketOut(actions=[ofp.Output(3)], data=udp(), in_port=OFPP.CONTROLLER))
+    assert rig.dp.generation == g
+    rig.send(1, udp())
+    assert fp(rig).stats()["emc_hits"] == 1
+
+
+def test_flow_mod_with_a_bad_buffer_still_moves_the_generation():
+    rig = Rig()
+    g = rig.dp.generation
+    try:
+        rig.flow({}, [ofp.Output(2)], buffer_id=1234)
+    except SwitchError:
+        pass
+    assert rig.dp.generation > g and len(rig.dp.flows()) == 1
+
+
+def test_normal_is_never_cached():
+    rig = Rig()
+    rig.flow({}, [ofp.Output(OFPP.NORMAL)])
+    rig.send(1, udp(src=MAC1, dst=MAC2))
+    rig.send(2, udp(src=MAC2, dst=MAC1))
+    rig.send(1, udp(src=MAC1, dst=MAC2))
+    assert fp(rig).stats()["uncacheable"] == 3
+    assert len(rig.out(2)) == 2 and len(rig.out(1)) == 1
+
+
+def test_frag_drop_applies_on_the_fast_key_path():
+    rig = Rig()
+    rig.flow({}, [ofp.Output(2)])
+    frag = raw(Ether(src=MAC1, dst=MAC2) / IP(flags="MF") / UDP() / (b"x" * 20))
+    rig.send(1, frag)
+    rig.send(1, frag)
+    rig.handle(ofp.SetConfig(flags=1, miss_send_len=128))        # OFPC_FRAG_DROP
+    rig.send(1, frag)
+    rig.send(1, frag)
+    assert len(rig.out(2)) == 2
+
+
+def test_fast_key_decides_the_flow_key():
+    """Frames with one fast key have one flow key."""
+    frames = [udp(), udp(ttl=3), udp(id=7), udp(payload=b"q" * 40), tcp(), tcp(ttl=9, id=3)]
+    seen: dict = {}
+    for f in frames:
+        k = fk.fast_key(f)
+        assert k is not None
+        seen.setdefault(k, set()).add(tuple(fk.Packet(f, 1).key))
+    assert len(seen) == 2 and all(len(v) == 1 for v in seen.values())
+    assert fk.fast_key(raw(Ether() / IP(options=b"\x01\x01\x01\x00") / UDP())) is None
+    assert fk.fast_key(raw(Ether() / Dot1Q() / IP() / UDP())) is None
+    assert fk.fast_key(raw(Ether() / IP() / TCP())[:50]) is None          # TCP header cut short
+    assert fk.fast_key(raw(Ether() / IP(frag=2) / UDP())) is None
+
+
+def test_a_frame_looping_back_while_recorded_is_forwarded():
+    """Two datapaths wired back to back that flood: frames come back into the
+    datapath that is recording the one that sent them."""
+    a, b = Rig(n_ports=0), Rig(n_ports=0)
+    ra, rb = Rig(n_ports=0, fastpath=False), Rig(n_ports=0, fastpath=False)
+    for x, y in ((a, b), (ra, rb)):
+        for rig in (x, y):
+            for i in (1, 2):
+                rig.dp.add_port(MemoryPort(i, f"p{i}", f"02:00:00:00:01:0{i}", clock=rig.clock))
+        wire(x.port(1), y.port(1))
+        ttl_loop = [ofp.DecNwTtl(), ofp.Output(1), ofp.Output(OFPP.IN_PORT), ofp.Output(2)]
+        x.flow({"eth_type": 0x0800}, ttl_loop)
+        y.flow({"eth_type": 0x0800}, ttl_loop)
+    for x in (a, ra):
+        x.dp.receive(2, udp(ttl=6))
+        x.dp.receive(2, udp(ttl=6))
+    for x, y in ((a, ra), (b, rb)):
+        for i in (1, 2):
+            assert x.port(i).sent == y.port(i).sent
+    assert len(b.port(2).sent) == 4 and fp(a).stats()["uncacheable"] > 0
+
+
+def test_decisions_describe_themselves():
+    rig = Rig()
+    rig.flow({}, [ofp.SetField("eth_dst", MAC3), ofp.Output(2)])
+    rig.send(1, udp())
+    [(_, _, d)] = fp(rig).megaflows()
+    assert isinstance(d, Decision) and not d.simple
+    assert "SETF" in repr(d) and "OUT 2" in repr(d)
