@@ -176,9 +176,11 @@ class Classifier:
         self.matched_count = 0
         self.generation = 0
         self._subtables: dict[tuple, _Subtable] = {}
-        # (max priority, rules.get, keyfn, shape) by decreasing max priority;
-        # None: rebuild at the next lookup.
+        # (max priority, rules.get, keyfn) by decreasing max priority; None:
+        # rebuild at the next lookup. _unions[i]: the union of the masks of
+        # the first i + 1 subtables of the plan, as ((field, mask), ...).
         self._plan: list | None = []
+        self._unions: list[tuple] = []
         self._strict: dict[tuple[int, tuple], FlowEntry] = {}
         self._sorted: list[FlowEntry] | None = []
         self._n = 0
@@ -242,9 +244,15 @@ class Classifier:
 
     # -- lookup ----------------------------------------------------------------------------
     def _replan(self) -> list:
-        plan = sorted(((st.max_priority, st.rules.get, st.keyfn, st.shape) for st in self._subtables.values()),
-                      key=itemgetter(0), reverse=True)
-        self._plan = plan
+        order = sorted(self._subtables.values(), key=attrgetter("max_priority"), reverse=True)
+        self._plan = plan = [(st.max_priority, st.rules.get, st.keyfn) for st in order]
+        unions = []
+        acc: dict[int, int] = {}
+        for st in order:
+            for c, m in st.shape:
+                acc[c] = acc.get(c, 0) | m
+            unions.append(tuple(acc.items()))
+        self._unions = unions
         return plan
 
     def lookup(self, key: list) -> FlowEntry | None:
@@ -254,7 +262,7 @@ class Classifier:
             plan = self._replan()
         best = None
         best_priority = -1
-        for max_priority, get, keyfn, _ in plan:
+        for max_priority, get, keyfn in plan:
             if max_priority < best_priority:
                 break                              # nothing further down can win
             b = get(keyfn(key))
@@ -268,17 +276,18 @@ class Classifier:
 
     def lookup_wc(self, key: list, wc: dict) -> FlowEntry | None:
         """`lookup`, also OR-ing into wc (field -> mask) the mask of every
-        subtable examined: the bits of the key the answer depends on."""
+        subtable examined: the bits of the key the answer depends on. (The
+        subtables examined are a prefix of the plan, whose unions are kept.)"""
         plan = self._plan
         if plan is None:
             plan = self._replan()
         best = None
         best_priority = -1
-        for max_priority, get, keyfn, shape in plan:
+        examined = 0
+        for max_priority, get, keyfn in plan:
             if max_priority < best_priority:
                 break
-            for c, m in shape:
-                wc[c] = wc.get(c, 0) | m
+            examined += 1
             b = get(keyfn(key))
             if b is not None:
                 if type(b) is list:
@@ -286,6 +295,9 @@ class Classifier:
                 if best is None or b.sort_key < best.sort_key:
                     best = b
                     best_priority = b.priority
+        if examined:
+            for c, m in self._unions[examined - 1]:
+                wc[c] = wc.get(c, 0) | m
         return best
 
     # -- flow-mod and stats helpers -------------------------------------------------------------
@@ -372,6 +384,5 @@ class Classifier:
 
     def shapes(self) -> list[tuple[tuple, int, int]]:
         """(shape, rules, max priority) of every subtable, in lookup order."""
-        if self._plan is None:
-            self._replan()
-        return [(shape, self._subtables[shape].n, mp) for mp, _, _, shape in self._plan]
+        order = sorted(self._subtables.values(), key=attrgetter("max_priority"), reverse=True)
+        return [(st.shape, st.n, st.max_priority) for st in order]

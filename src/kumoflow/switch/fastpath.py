@@ -34,9 +34,14 @@ two caches are keyed on exactly those bits:
 
 - the exact-match cache (EMC), per ingress port, keyed by
   flowkey.fast_key: a few fields unpacked straight from the bytes of an
-  untagged Ethernet/IPv4/TCP or UDP frame, which decide the whole flow
-  key; no parsing at all on a hit. (The TTL is not part of it: dec_ttl
-  is replayed, see above.) Other frames go straight to the megaflows.
+  untagged Ethernet/IPv4/TCP, UDP or ICMP frame, which decide the whole
+  flow key. (The TTL is not part of it: dec_ttl is replayed, see above.)
+  No parsing on a hit: a decision that only counts, meters and outputs
+  is replayed on the frame's bytes as they are; one that also rewrites
+  the Ethernet addresses or decrements the TTL (an L3 hop) on a copy at
+  the fixed offsets of such a frame; any other gets a Packet built from
+  the remembered flow key (flowkey.fast_packet). Other frames go
+  straight to the megaflows.
 
 - the megaflow cache, keyed by the flow key under the union of the masks
   of every classifier subtable the lookups examined, in every table the
@@ -65,7 +70,13 @@ directly and never touch the cache.
 
 Re-entrancy: `on_async` must not change the datapath synchronously (the
 runtime queues messages); a decision recorded while the generation moved
-is not installed.
+is not installed. A frame that comes back into the datapath while one is
+being recorded (in-memory ports wired in a loop) goes through the
+pipeline uncached.
+
+Sizes: at most `emc_size` EMC entries and `max_megaflows` megaflows; a
+full cache is emptied and refilled (misses cost a pipeline run plus the
+recording, a few times the pipeline alone).
 """
 
 from __future__ import annotations
