@@ -4,6 +4,7 @@ NSDI 2015: the exact-match cache and the megaflow cache).
 
     fp = FastPath(dp)                 # the datapath makes one (Datapath(fastpath=True))
     fp.receive(in_port, frame)        # from Datapath.receive, after the port's rx counters
+    fp.receive_batch(in_port, frames) # from Datapath.receive_batch (a port's read batch)
     fp.stats()                        # hits and misses
 
 A *decision* is what the pipeline did with a packet, as a list of
@@ -103,7 +104,8 @@ OUTPUT, SET_FIELD, GROUP_ACT = act.OUTPUT, act.SET_FIELD, act.GROUP
 GT_SELECT = int(OFPGT.SELECT)
 METADATA, IP_DSCP, VLAN_VID, VLAN_PCP, ETH_TYPE = fk.METADATA, fk.IP_DSCP, fk.VLAN_VID, fk.VLAN_PCP, fk.ETH_TYPE
 FRAG_DROP = 1                  # OFPC_FRAG_DROP in the switch config flags (& 3)
-MORE_FRAGMENTS = 0x2000        # in item 3 of a fast key (offset 0 there, so: Packet.frag)
+MORE_FRAGMENTS = fk.MORE_FRAGMENTS
+EMC_MIN_LEN = fk.EMC_MIN_LEN
 
 # Groups of header fields for the effect of actions that re-parse the frame.
 _PIPELINE = frozenset((fk.IN_PORT, fk.IN_PHY_PORT, fk.METADATA, fk.TUNNEL_ID))
@@ -117,6 +119,7 @@ _ABOVE_MPLS = tuple(sorted(frozenset(_ABOVE_L2) - {fk.ETH_TYPE} - frozenset(_MPL
 TAINT = None
 _SAME = object()
 _NOTHING: tuple = ()
+_NO_EMC: dict = {}
 
 
 class Decision:
@@ -131,7 +134,7 @@ class Decision:
     (`ttls` times: a frame whose TTL is not above that takes `ops`).
     """
 
-    __slots__ = ("ops", "simple", "fast", "rewrite", "ttls")
+    __slots__ = ("ops", "simple", "fast", "rewrite", "ttls", "batchable", "batch")
 
     def __init__(self, ops: tuple, simple: bool) -> None:
         self.ops = ops
@@ -139,6 +142,11 @@ class Decision:
         self.fast: tuple | None = None
         self.rewrite: tuple | None = None
         self.ttls = 0
+        #: `fast`, and no port gets a frame twice: frames can be replayed as a
+        #: lot (`_simple_batch`) and still leave each port in the order they came
+        self.batchable = False
+        #: frames of the current receive batch waiting for this decision
+        self.batch: list = []
 
     def __repr__(self) -> str:
         return f"<Decision {'simple ' if self.simple else ''}{describe(self.ops)}>"
@@ -201,7 +209,7 @@ class FastPath:
         if not tunnel_id and (in_phy_port is None or in_phy_port == in_port):
             fkey = fk.fast_key(frame)
             if fkey is not None:
-                if fkey[3] & MORE_FRAGMENTS and dp.flags & 3 == FRAG_DROP:
+                if fkey[2] & MORE_FRAGMENTS and dp.flags & 3 == FRAG_DROP:
                     return
                 emc = self.emc.get(in_port)
                 if emc is not None:
@@ -245,6 +253,49 @@ class FastPath:
         if fkey is not None:
             self._emc_put(in_port, fkey, d, orig)
 
+    def receive_batch(self, in_port: int, frames: list) -> None:
+        """Process frames received together on in_port (Datapath.receive_batch
+        did the port checks and rx counters).
+
+        Exact-match hits on simple decisions are collected per decision and
+        replayed once for the lot (`_simple_batch`: counters added once, the
+        frames handed to the output port together); anything else goes
+        through `receive`, after the frames collected so far, so each flow's
+        frames keep their order."""
+        dp = self.dp
+        if dp.generation != self.generation:
+            self.flush()
+        if dp.flags & 3 == FRAG_DROP:                 # fragments need a look at each frame
+            for frame in frames:
+                self.receive(in_port, frame)
+            return
+        emc_key = fk.EMC_KEY
+        emc_get = self.emc.get(in_port, _NO_EMC).get
+        waiting: list[Decision] = []
+        for frame in frames:
+            # a hit needs no checks of the frame: see flowkey.EMC_KEY
+            hit = emc_get(emc_key(frame)) if len(frame) >= EMC_MIN_LEN else None
+            if hit is not None and hit[0].batchable:
+                d = hit[0]
+                if not d.batch:
+                    waiting.append(d)
+                d.batch.append(frame)
+                continue
+            if waiting:
+                self._replay_waiting(waiting, in_port)
+                waiting = []
+            self.receive(in_port, frame)
+            emc_get = self.emc.get(in_port, _NO_EMC).get      # made, or emptied, by that frame
+        if waiting:
+            self._replay_waiting(waiting, in_port)
+
+    def _replay_waiting(self, waiting: list, in_port: int) -> None:
+        now = self.dp.clock()
+        self.emc_hits += sum(len(d.batch) for d in waiting)
+        for d in waiting:
+            batch, d.batch = d.batch, []
+            self._simple_batch(d.fast, batch, in_port, now)
+
     def flush(self) -> None:
         """Forget every cached decision."""
         self.emc.clear()
@@ -270,6 +321,10 @@ class FastPath:
             self.flush()
         if d.simple:
             d.fast = self._compile(d.ops)
+            if d.fast is not None:
+                outs = [op for op in d.fast if op[0] in (SEND, SEND_IN_PORT, FLOOD)]
+                d.batchable = len(outs) <= 1 or (all(op[0] == SEND for op in outs)
+                                                 and len({op[1] for op in outs}) == len(outs))
         else:
             d.rewrite = self._compile(d.ops, rewrite=True)
             if d.rewrite is not None:
@@ -415,17 +470,8 @@ class FastPath:
                 if port is not None:
                     self._send(port, data if data is frame else bytes(data))
             elif code == FLOOD:
-                flood = op[1]
-                ports = self.dp.ports
                 out = data if data is frame else bytes(data)
-                for p in sorted(ports):
-                    if p == in_port or p == P_LOCAL:
-                        continue
-                    port = ports[p]
-                    if port.config & PC_PORT_DOWN or port.state & PS_LINK_DOWN:
-                        continue
-                    if flood and (port.config & OFPPC_NO_FLOOD or port.state & PS_BLOCKED):
-                        continue
+                for port in self._flood_ports(in_port, op[1]):
                     self._send(port, out)
             elif code == METER:
                 m = self.dp.meters.get(op[1])
@@ -435,6 +481,82 @@ class FastPath:
                         return
             else:                                        # MISS
                 op[1].lookup_count += 1
+
+    def _simple_batch(self, ops: tuple, frames: list, in_port: int, now: float) -> None:
+        """`_simple` for frames that share a decision, each step taken once
+        for all of them (counters added up, outputs handed over together)."""
+        count = len(frames)
+        nbytes = sum(map(len, frames))
+        for op in ops:
+            code = op[0]
+            if code == HIT:
+                t = op[1]
+                e = op[2]
+                t.lookup_count += count
+                t.matched_count += count
+                if e.count_packets:
+                    e.packet_count += count
+                if e.count_bytes:
+                    e.byte_count += nbytes
+                e.last_used = now
+            elif code == SEND:
+                port = op[2]
+                if op[1] != in_port and port is not None:
+                    self._send_many(port, frames, nbytes)
+            elif code == SEND_IN_PORT:
+                port = self.dp.ports.get(in_port)
+                if port is not None:
+                    self._send_many(port, frames, nbytes)
+            elif code == FLOOD:
+                for port in self._flood_ports(in_port, op[1]):
+                    self._send_many(port, frames, nbytes)
+            elif code == METER:
+                m = self.dp.meters.get(op[1])
+                if m is not None:
+                    passed = []
+                    for f in frames:
+                        band = m.apply(len(f), now)
+                        if band is None or band.type != MBT_DROP:
+                            passed.append(f)
+                    if not passed:
+                        return
+                    if len(passed) < count:
+                        frames = passed
+                        count = len(frames)
+                        nbytes = sum(map(len, frames))
+            else:                                        # MISS
+                op[1].lookup_count += count
+
+    def _flood_ports(self, in_port: int, flood: bool) -> list:
+        """The ports FLOOD (flood=True) or ALL sends to, in port order."""
+        ports = self.dp.ports
+        out = []
+        for p in sorted(ports):
+            if p == in_port or p == P_LOCAL:
+                continue
+            port = ports[p]
+            if port.config & PC_PORT_DOWN or port.state & PS_LINK_DOWN:
+                continue
+            if flood and (port.config & OFPPC_NO_FLOOD or port.state & PS_BLOCKED):
+                continue
+            out.append(port)
+        return out
+
+    @staticmethod
+    def _send_many(port, frames: list, nbytes: int) -> None:
+        """_send for frames with no queue set."""
+        if port.config & (PC_PORT_DOWN | PC_NO_FWD) or port.state & PS_LINK_DOWN:
+            port.counters.tx_dropped += len(frames)
+            return
+        qc = port.queue_counters.get(0)
+        if qc is not None:
+            qc.tx_packets += len(frames)
+            qc.tx_bytes += nbytes
+        if port.tunnel:
+            for frame in frames:
+                port.send_tunnel(frame, 0)
+        else:
+            port.send_many(frames)
 
     @staticmethod
     def _send(port, frame: bytes) -> None:

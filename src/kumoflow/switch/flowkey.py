@@ -344,13 +344,23 @@ def _l4(pkt: Packet, d: bytearray, k: list, o: int, end: int, proto: int, v6: bo
                     p += olen * 8
 
 
-# Bytes 0-37 of an untagged Ethernet / IPv4 frame: the MAC addresses (as
-# 8 + 4 bytes), TOS, flags and fragment offset, protocol, the two
-# addresses (8 bytes) and the first 4 bytes of the transport header (TCP
-# and UDP ports; ICMP type and code, not its checksum); skipped: ethertype
-# and version/IHL (checked), total length, identification, TTL, checksum.
-_FAST = struct.Struct("!QI3xB4xHxB2xQI")
-_FAST_ICMP = struct.Struct("!QI3xB4xHxB2xQH")
+# Bytes 0-37 of an untagged Ethernet / IPv4 frame: the MAC addresses,
+# ethertype, version/IHL and TOS (as 8 + 8 bytes), flags and fragment
+# offset, protocol, the two addresses (8 bytes) and the first 4 bytes of
+# the transport header (TCP and UDP ports; ICMP type and code, not its
+# checksum); skipped: total length, identification, TTL, checksum.
+# Everything fast_key checks is inside the key, so a frame whose bytes
+# give a key that is in a cache is such a frame (given its length): see
+# EMC_KEY.
+_FAST = struct.Struct("!QQ4xHxB2xQI")
+_FAST_ICMP = struct.Struct("!QQ4xHxB2xQH")
+#: Unpacks the key of a TCP or UDP frame; any frame of at least
+#: EMC_MIN_LEN bytes whose EMC_KEY is the fast key of some frame has that
+#: fast key (no other checks needed: ethertype, IHL, protocol and fragment
+#: bits are part of it; ICMP keys have another shape and never collide).
+EMC_KEY = _FAST.unpack_from
+EMC_MIN_LEN = 54
+MORE_FRAGMENTS = 0x2000        # in item 2 of a fast key (offset 0 there, so: Packet.frag)
 
 
 def fast_key(frame) -> tuple | None:
@@ -358,14 +368,13 @@ def fast_key(frame) -> tuple | None:
 
     For an untagged Ethernet frame carrying IPv4 without options, not a
     later fragment, with a whole TCP or UDP header (or ICMP), the result
-    decides every field `extract` would put in the key: the tuple (MAC
-    bytes 0-7, MAC bytes 8-11, TOS, flags|fragment offset, protocol,
-    addresses, ports or ICMP type|code). What varies from packet to packet
-    of one flow (length, identification, TTL, checksums) is left out; bit
-    0x2000 of item 3 (more fragments) is `Packet.frag`. A frame received
-    with a tunnel id or an in_phy_port of its own is not decided by its
-    bytes alone: callers handle those. `fast_packet` makes the Packet of a
-    frame from the key of an earlier frame with the same fast key.
+    decides every field `extract` would put in the key (see _FAST). What
+    varies from packet to packet of one flow (length, identification,
+    TTL, checksums) is left out; bit MORE_FRAGMENTS of item 2 is
+    `Packet.frag`. A frame received with a tunnel id or an in_phy_port of
+    its own is not decided by its bytes alone: callers handle those.
+    `fast_packet` makes the Packet of a frame from the key of an earlier
+    frame with the same fast key.
     """
     n = len(frame)
     if n < 42 or frame[12] != 8 or frame[13] != 0 or frame[14] != 0x45:
@@ -377,7 +386,7 @@ def fast_key(frame) -> tuple | None:
         t = _FAST_ICMP.unpack_from(frame)
     else:
         return None
-    if t[3] & 0x1FFF:
+    if t[2] & 0x1FFF:
         return None
     return t
 

@@ -154,6 +154,12 @@ class PortBase:
         """Transmit one frame; count it with count_tx (or count_tx_dropped)."""
         raise NotImplementedError
 
+    def send_many(self, frames: list) -> None:
+        """Transmit frames in order (a batch from the fast path); ports with
+        batched I/O override it."""
+        for frame in frames:
+            self.send(frame)
+
     def send_tunnel(self, frame: bytes, tunnel_id: int) -> None:
         """Transmit with the packet's tunnel id (ports with `tunnel = True`)."""
         self.send(frame)

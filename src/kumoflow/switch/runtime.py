@@ -9,9 +9,13 @@
 
 What it does:
 
-* each port's raw socket is read with ``loop.add_reader``; frames go to
-  ``datapath.receive(port_no, frame)`` (or to the standalone learning bridge,
-  see below);
+* each port's raw socket is read with ``loop.add_reader``; each readiness
+  event is one read cycle: a batch of frames from the port's receive ring
+  (:mod:`kumoflow.switch.linuxport`) goes to ``datapath.receive(port_no,
+  frame)`` (or to the standalone learning bridge, see below), and then every
+  port the batch produced output for sends it with one ``sendmmsg``.
+  Frames sent outside a read cycle (packet-outs, the learning bridge on a
+  timer) are flushed by a callback scheduled with ``loop.call_soon``;
 * ``datapath.tick(time.monotonic())`` every ``tick_interval`` (0.5 s): idle
   and hard timeouts, FLOW_REMOVED;
 * ``datapath.on_async`` messages (packet-in, flow removed, port status) go
@@ -90,6 +94,9 @@ class Switch:
         self._tasks: list[asyncio.Task] = []
         self._netlink: socket.socket | None = None
         self._readers: dict[int, int] = {}      # port number -> fd being read
+        self._pending: list[Any] = []            # ports with frames queued for sending
+        self._in_cycle = False
+        self._flush_scheduled = False
 
     def __repr__(self) -> str:
         return f"<Switch dpid={self.dpid:#x}>"
@@ -154,14 +161,37 @@ class Switch:
     # --- frames ------------------------------------------------------------------------
 
     def _readable(self, port: Any) -> None:
+        """One read cycle: a batch of frames from the port through the pipeline,
+        then every port that has frames to send sends them."""
         frames = port.read_frames()
         if frames:
-            self.receive(port.port_no, frames)
+            self._in_cycle = True
+            try:
+                self.receive(port.port_no, frames)
+            finally:
+                self._in_cycle = False
+                self._flush()
         if getattr(port, "rearm", False):
             self._rearm(port)
 
+    def _tx_pending(self, port: Any) -> None:
+        """A port queued its first frame: flush it at the end of this read
+        cycle, or soon when the frame came from elsewhere (packet-out, timer)."""
+        self._pending.append(port)
+        if not self._in_cycle and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, []
+        for port in pending:
+            port.flush()
+
     def _watch(self, port: Any) -> None:
         if hasattr(port, "fileno") and port.fileno() >= 0:
+            if hasattr(port, "flush"):
+                port.on_pending = self._tx_pending
             self.loop.add_reader(port.fileno(), self._readable, port)
             self._readers[port.port_no] = port.fileno()
 
@@ -193,12 +223,17 @@ class Switch:
     def receive(self, port_no: int, frames: list[bytes]) -> None:
         """Frames that arrived on a port: to the pipeline, or to the learning
         bridge while fail-standalone is in force."""
-        receive = self.bridge.receive if self.standalone else self.datapath.receive
-        for frame in frames:
-            try:
-                receive(port_no, frame)
-            except Exception:
-                log.exception("port %d: failed to process a %d-byte frame", port_no, len(frame))
+        if self.standalone:
+            for frame in frames:
+                try:
+                    self.bridge.receive(port_no, frame)
+                except Exception:
+                    log.exception("port %d: failed to process a %d-byte frame", port_no, len(frame))
+            return
+        try:
+            self.datapath.receive_batch(port_no, frames)
+        except Exception:
+            log.exception("port %d: failed to process a batch of %d frames", port_no, len(frames))
 
     def _on_async(self, msg: ofp.Message) -> None:
         self.channels.send_async(msg)

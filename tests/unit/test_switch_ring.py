@@ -1,0 +1,115 @@
+"""LinuxPort reading a PACKET_MMAP receive ring (no root: the ring is anonymous
+memory filled the way the kernel fills it): runs of plain frames read column
+by column, the slot-by-slot path for everything else, order kept across the
+end of the ring, every slot handed back."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from kumoflow.switch.linuxport import VNET_HDR, LinuxPort, complete_checksum
+from kumoflow.switch.ring import TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, RxRing
+
+TP_STATUS_LOSING, TP_STATUS_CSUM_VALID = 1 << 2, 1 << 7      # <linux/if_packet.h>
+MAC = 76          # where the kernel puts the frame in a 2048-byte slot with a virtio-net header
+
+
+def frame(i: int, size: int = 60) -> bytes:
+    return bytes.fromhex("020000000002020000000001") + b"\x88\xb5" + bytes([i % 256]) * (size - 14)
+
+
+def udp_partial() -> tuple[bytes, bytes]:
+    """A UDP/IPv4 frame whose checksum field holds only the pseudo-header sum
+    (CHECKSUM_PARTIAL), and its virtio-net header asking for completion."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + 4, 0, 0, 64, 17, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    udp = struct.pack("!HHHH", 1000, 2000, 12, 0x1234) + b"data"
+    f = bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + udp
+    return f, VNET_HDR.pack(1, 0, 0, 0, 34, 6)
+
+
+class Ring:
+    """A port reading an anonymous ring, and a writer playing the kernel."""
+
+    def __init__(self, frames: int = 64) -> None:
+        self.port = LinuxPort(1, "lo")
+        self.port.ring = self.ring = RxRing(None, frames, 2048)
+        self.port.vnet_hdr = True
+        self.port._ignores_outgoing = True
+        self.tail = 0
+
+    def put(self, data: bytes, *, status: int = TP_STATUS_USER, vnet: bytes = bytes(10), length: int | None = None,
+            vlan: tuple[int, int] = (0, 0)) -> None:
+        off = self.tail * 2048
+        m = self.ring.map
+        assert struct.unpack_from("=I", m, off)[0] == 0, "the ring is full"
+        m[off + MAC - 10:off + MAC] = vnet
+        m[off + MAC:off + MAC + len(data)] = data
+        struct.pack_into("=IIHH", m, off + 4, len(data) if length is None else length, len(data), MAC, MAC + 14)
+        struct.pack_into("=HH", m, off + 24, *vlan)
+        struct.pack_into("=I", m, off, status)
+        self.tail = (self.tail + 1) % self.ring.frames
+
+    def read_all(self) -> list[bytes]:
+        out = []
+        for _ in range(1000):
+            got = self.port.read_frames()
+            if not got and not self.pending():
+                return out
+            out += got
+        pytest.fail("the ring was never emptied")
+
+    def pending(self) -> bool:
+        return struct.unpack_from("=I", self.ring.map, self.ring.head * 2048)[0] != 0
+
+
+def test_plain_frames_in_order_across_the_end_of_the_ring():
+    r = Ring(64)
+    sent = [frame(i, 60 + i % 30) for i in range(40)]
+    for f in sent:
+        r.put(f)
+    assert r.read_all() == sent
+    more = [frame(100 + i, 1500) for i in range(60)]          # wraps around slot 63 -> 0
+    for f in more:
+        r.put(f)
+    assert r.read_all() == more
+    assert r.ring.head == 100 % 64
+    assert not any(r.ring.u32[0::512].tolist())               # every slot handed back
+
+
+def test_other_slots_take_the_slow_path_in_order():
+    r = Ring(64)
+    partial, vnet = udp_partial()
+    tagged = frame(7)
+    r.put(frame(1))
+    r.put(tagged, status=TP_STATUS_USER | TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID, vlan=(0x2005, 0x88A8))
+    r.put(partial, vnet=vnet)
+    r.put(frame(2), length=3000)                                # truncated: counted, dropped
+    r.put(frame(3)[:10])                                        # a runt: counted, dropped
+    r.put(frame(4))
+    got = r.read_all()
+    assert got == [frame(1), tagged[:12] + b"\x88\xa8\x20\x05" + tagged[12:],
+                   complete_checksum(partial, 34, 6), frame(4)]
+    assert r.port.counters.rx_errors == 2
+    assert not any(r.ring.u32[0::512].tolist())
+
+
+def test_limit_and_an_empty_ring():
+    r = Ring(64)
+    for i in range(10):
+        r.put(frame(i))
+    assert r.port.read_frames(limit=4) == [frame(i) for i in range(4)]
+    assert r.port.read_frames() == [frame(i) for i in range(4, 10)]
+    assert r.port.read_frames() == []
+
+
+def test_status_bits_that_need_nothing_keep_the_column_path(monkeypatch):
+    """LOSING (the socket dropped frames earlier) and CSUM_VALID ride along
+    with ordinary frames under load: those runs are still read column by column."""
+    r = Ring(64)
+    monkeypatch.setattr(r.port, "_read_slots", lambda n: pytest.fail("slot-by-slot path taken"))
+    sent = [frame(i) for i in range(20)]
+    for i, f in enumerate(sent):
+        r.put(f, status=TP_STATUS_USER | (TP_STATUS_LOSING if i % 3 else TP_STATUS_CSUM_VALID))
+    assert r.read_all() == sent
