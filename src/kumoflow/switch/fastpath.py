@@ -291,10 +291,12 @@ class FastPath:
 
     def _replay_waiting(self, waiting: list, in_port: int) -> None:
         now = self.dp.clock()
-        self.emc_hits += sum(len(d.batch) for d in waiting)
-        for d in waiting:
-            batch, d.batch = d.batch, []
-            self._simple_batch(d.fast, batch, in_port, now)
+        lots = [(d.fast, d.batch) for d in waiting]
+        for d in waiting:               # emptied first: a port that raises leaves none behind
+            d.batch = []
+        for fast, frames in lots:
+            self.emc_hits += len(frames)
+            self._simple_batch(fast, frames, in_port, now)
 
     def flush(self) -> None:
         """Forget every cached decision."""
