@@ -903,15 +903,18 @@ def test_frag_drop_applies_on_the_fast_key_path():
 
 def test_fast_key_decides_the_flow_key():
     """Frames with one fast key have one flow key."""
-    frames = [udp(), udp(ttl=3), udp(id=7), udp(payload=b"q" * 40), tcp(), tcp(ttl=9, id=3)]
+    frames = [udp(), udp(ttl=3), udp(id=7), udp(payload=b"q" * 40), tcp(), tcp(ttl=9, id=3),
+              udp(vlan=5), udp(vlan=5, ttl=2, id=9), udp(vlan=6)]
     seen: dict = {}
     for f in frames:
         k = fk.fast_key(f)
         assert k is not None
         seen.setdefault(k, set()).add(tuple(fk.Packet(f, 1).key))
-    assert len(seen) == 2 and all(len(v) == 1 for v in seen.values())
+    assert len(seen) == 4 and all(len(v) == 1 for v in seen.values())
     assert fk.fast_key(raw(Ether() / IP(options=b"\x01\x01\x01\x00") / UDP())) is None
-    assert fk.fast_key(raw(Ether() / Dot1Q() / IP() / UDP())) is None
+    assert fk.fast_key(raw(Ether() / Dot1Q(type=0x8100) / Dot1Q() / IP() / UDP())) is None      # two tags
+    assert fk.fast_key(raw(Ether(type=0x88A8) / Dot1Q() / IP() / UDP())) is None                 # 802.1ad
+    assert fk.fast_key(raw(Ether() / Dot1Q() / IP() / TCP())[:54]) is None      # tagged, TCP cut short
     assert fk.fast_key(raw(Ether() / IP() / TCP())[:50]) is None          # TCP header cut short
     assert fk.fast_key(raw(Ether() / IP(frag=2) / UDP())) is None
 
@@ -973,3 +976,17 @@ def test_a_port_that_raises_leaves_no_frames_behind():
     rig.dp.receive_batch(1, [to2[2], to3[2]])
     assert rig.out(2) == to2[2:]
     assert rig.out(3) in (to3[2:], to3[1:])                # sent before or after the failure, never later
+
+
+def test_an_l3_hop_on_tagged_and_untagged_frames_of_one_megaflow():
+    """A router's decision (new MACs, TTL - 1) shared by tagged and untagged
+    frames: the byte rewrite at fixed offsets is for untagged frames only;
+    a tagged frame's TTL and checksum sit 4 bytes further on."""
+    hop = ofp.FlowMod(match=ofp.Match(in_port=1, eth_type=0x0800), instructions=[ofp.ApplyActions([
+        ofp.SetField("eth_src", MAC3), ofp.SetField("eth_dst", MAC1), ofp.DecNwTtl(), ofp.Output(2)])])
+    # (ids of 0x4000 and more: in a tagged frame, the id's high byte sits where an untagged one has its TTL)
+    frames = [udp(ttl=9), udp(vlan=7, ttl=9, id=0x4000), tcp(ttl=2), udp(vlan=7, ttl=1, id=0x9000),
+              udp(vlan=8, ttl=30, id=0x7777)]
+    pair = agree([hop], frames)
+    assert pair.sub.dp.tables[0].matched_count == 15
+    assert pair.sub.dp.fastpath.stats()["emc_hits"] == 11          # all but the first of each fast key

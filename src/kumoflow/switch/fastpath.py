@@ -35,14 +35,17 @@ two caches are keyed on exactly those bits:
 
 - the exact-match cache (EMC), per ingress port, keyed by
   flowkey.fast_key: a few fields unpacked straight from the bytes of an
-  untagged Ethernet/IPv4/TCP, UDP or ICMP frame, which decide the whole
-  flow key. (The TTL is not part of it: dec_ttl is replayed, see above.)
-  No parsing on a hit: a decision that only counts, meters and outputs
-  is replayed on the frame's bytes as they are; one that also rewrites
-  the Ethernet addresses or decrements the TTL (an L3 hop) on a copy at
-  the fixed offsets of such a frame; any other gets a Packet built from
-  the remembered flow key (flowkey.fast_packet). Other frames go
-  straight to the megaflows.
+  Ethernet/IPv4/TCP, UDP or ICMP frame, untagged or with one 802.1Q tag,
+  which decide the whole flow key. (The TTL is not part of it: dec_ttl
+  is replayed, see above.) No parsing on a hit: a decision that only
+  counts, meters and outputs is replayed on the frame's bytes as they
+  are; on an untagged frame, one that also rewrites the Ethernet
+  addresses or decrements the TTL (an L3 hop) on a copy at the fixed
+  offsets of such a frame; any other gets a Packet built from the
+  remembered flow key (flowkey.fast_packet). Other frames go straight to
+  the megaflows. A read batch (`receive_batch`) looks up untagged TCP and
+  UDP frames of 54 bytes or more with no checks at all (flowkey.EMC_KEY)
+  and replays the hits of each decision as a lot.
 
 - the megaflow cache, keyed by the flow key under the union of the masks
   of every classifier subtable the lookups examined, in every table the
@@ -129,7 +132,7 @@ class Decision:
     meters without DSCP remarking, write-metadata, output to ports,
     IN_PORT, FLOOD or ALL); then `fast` holds them compiled for
     `FastPath._simple`, for any frame. `rewrite` holds them compiled for
-    the frames that have a fast key (untagged IPv4, fixed offsets) when
+    the untagged frames that have a fast key (fixed offsets) when
     they also change the Ethernet addresses or decrement the IPv4 TTL
     (`ttls` times: a frame whose TTL is not above that takes `ops`).
     """
@@ -209,7 +212,7 @@ class FastPath:
         if not tunnel_id and (in_phy_port is None or in_phy_port == in_port):
             fkey = fk.fast_key(frame)
             if fkey is not None:
-                if fkey[2] & MORE_FRAGMENTS and dp.flags & 3 == FRAG_DROP:
+                if fkey[-4] & MORE_FRAGMENTS and dp.flags & 3 == FRAG_DROP:
                     return
                 emc = self.emc.get(in_port)
                 if emc is not None:
@@ -219,7 +222,7 @@ class FastPath:
                         d = hit[0]
                         if d.fast is not None:
                             self._simple(d.fast, frame, in_port, dp.clock(), frame)
-                        elif d.rewrite is not None and frame[22] > d.ttls:
+                        elif d.rewrite is not None and frame[12] == 8 and frame[22] > d.ttls:   # untagged
                             self._simple(d.rewrite, frame, in_port, dp.clock(), bytearray(frame))
                         else:
                             self._replay(d.ops, fk.fast_packet(frame, in_port, hit[1]), dp.clock())

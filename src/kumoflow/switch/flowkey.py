@@ -348,45 +348,61 @@ def _l4(pkt: Packet, d: bytearray, k: list, o: int, end: int, proto: int, v6: bo
 # ethertype, version/IHL and TOS (as 8 + 8 bytes), flags and fragment
 # offset, protocol, the two addresses (8 bytes) and the first 4 bytes of
 # the transport header (TCP and UDP ports; ICMP type and code, not its
-# checksum); skipped: total length, identification, TTL, checksum.
+# checksum); skipped: total length, identification, TTL, checksum. With
+# one 802.1Q tag the same fields 4 bytes further on, and the tag (TPID and
+# TCI) in the key too: a tuple one item longer, so the two never collide.
 # Everything fast_key checks is inside the key, so a frame whose bytes
 # give a key that is in a cache is such a frame (given its length): see
 # EMC_KEY.
 _FAST = struct.Struct("!QQ4xHxB2xQI")
 _FAST_ICMP = struct.Struct("!QQ4xHxB2xQH")
-#: Unpacks the key of a TCP or UDP frame; any frame of at least
+_FAST_VLAN = struct.Struct("!QQI4xHxB2xQI")
+_FAST_VLAN_ICMP = struct.Struct("!QQI4xHxB2xQH")
+#: Unpacks the key of an untagged TCP or UDP frame; any frame of at least
 #: EMC_MIN_LEN bytes whose EMC_KEY is the fast key of some frame has that
 #: fast key (no other checks needed: ethertype, IHL, protocol and fragment
-#: bits are part of it; ICMP keys have another shape and never collide).
+#: bits are part of it; ICMP and tagged keys have other shapes and never
+#: collide).
 EMC_KEY = _FAST.unpack_from
 EMC_MIN_LEN = 54
-MORE_FRAGMENTS = 0x2000        # in item 2 of a fast key (offset 0 there, so: Packet.frag)
+MORE_FRAGMENTS = 0x2000        # in item -4 of a fast key (offset 0 there, so: Packet.frag)
 
 
 def fast_key(frame) -> tuple | None:
     """A cheap exact key for the common frame, or None for any other.
 
-    For an untagged Ethernet frame carrying IPv4 without options, not a
-    later fragment, with a whole TCP or UDP header (or ICMP), the result
-    decides every field `extract` would put in the key (see _FAST). What
-    varies from packet to packet of one flow (length, identification,
-    TTL, checksums) is left out; bit MORE_FRAGMENTS of item 2 is
-    `Packet.frag`. A frame received with a tunnel id or an in_phy_port of
-    its own is not decided by its bytes alone: callers handle those.
-    `fast_packet` makes the Packet of a frame from the key of an earlier
-    frame with the same fast key.
+    For an Ethernet frame, untagged or with one 802.1Q tag, carrying IPv4
+    without options, not a later fragment, with a whole TCP or UDP header
+    (or ICMP), the result decides every field `extract` would put in the
+    key (see _FAST). What varies from packet to packet of one flow
+    (length, identification, TTL, checksums) is left out; bit
+    MORE_FRAGMENTS of item -4 is `Packet.frag`. A frame received with a
+    tunnel id or an in_phy_port of its own is not decided by its bytes
+    alone: callers handle those. `fast_packet` makes the Packet of a frame
+    from the key of an earlier frame with the same fast key.
     """
     n = len(frame)
-    if n < 42 or frame[12] != 8 or frame[13] != 0 or frame[14] != 0x45:
+    if n < 42:
         return None
-    proto = frame[23]
-    if proto == PROTO_UDP or (proto == PROTO_TCP and n >= 54):
-        t = _FAST.unpack_from(frame)
-    elif proto == PROTO_ICMP:
-        t = _FAST_ICMP.unpack_from(frame)
+    if frame[12] == 8 and frame[13] == 0 and frame[14] == 0x45:
+        proto = frame[23]
+        if proto == PROTO_UDP or (proto == PROTO_TCP and n >= 54):
+            t = _FAST.unpack_from(frame)
+        elif proto == PROTO_ICMP:
+            t = _FAST_ICMP.unpack_from(frame)
+        else:
+            return None
+    elif frame[12] == 0x81 and frame[13] == 0 and frame[16] == 8 and frame[17] == 0 and frame[18] == 0x45:
+        proto = frame[27]
+        if (proto == PROTO_UDP and n >= 46) or (proto == PROTO_TCP and n >= 58):
+            t = _FAST_VLAN.unpack_from(frame)
+        elif proto == PROTO_ICMP and n >= 42:
+            t = _FAST_VLAN_ICMP.unpack_from(frame)
+        else:
+            return None
     else:
         return None
-    if t[2] & 0x1FFF:
+    if t[-4] & 0x1FFF:
         return None
     return t
 
@@ -395,22 +411,28 @@ def fast_packet(frame, in_port: int, key: list) -> Packet:
     """The Packet of a frame that has a fast key, without parsing it: `key`
     is the flow key of a frame with the same fast key received on the same
     port (with no tunnel id or in_phy_port of its own); the offsets are
-    those of an untagged IPv4 header without options."""
+    those of an IPv4 header without options, after one 802.1Q tag or none."""
     p = Packet.__new__(Packet)
     d = p.data = bytearray(frame)
     p.key = list(key)
     p.in_port = in_port
     p.queue_id = None
-    p.vlan_off = p.nd_sll = p.nd_tll = -1
-    p.et_off = 12
-    p.l3 = 14
-    p.l4 = 34
-    p.nh_off = 23
+    p.nd_sll = p.nd_tll = -1
+    if d[12] == 0x81:
+        p.vlan_off = 12
+        o = 4
+    else:
+        p.vlan_off = -1
+        o = 0
+    p.et_off = 12 + o
+    p.l3 = l3 = 14 + o
+    p.l4 = l3 + 20
+    p.nh_off = l3 + 9
     n = len(d)
-    total = d[16] << 8 | d[17]
-    end = 14 + total if total >= 20 else n
+    total = d[l3 + 2] << 8 | d[l3 + 3]
+    end = l3 + total if total >= 20 else n
     p.ip_end = end if end < n else n
-    p.frag = bool(d[20] & 0x3F or d[21])
+    p.frag = bool(d[l3 + 6] & 0x3F or d[l3 + 7])
     return p
 
 
