@@ -53,6 +53,7 @@ from typing import Any, Callable
 from kumoflow import ofp
 from kumoflow.controller.address import Address, parse_address
 
+from .datapath import Datapath
 from .errors import SwitchError
 
 log = logging.getLogger("kumoflow.switch.channel")
@@ -78,6 +79,13 @@ _SLAVE_DENIED = frozenset({
     ofp.OFPT.FLOW_MOD, ofp.OFPT.GROUP_MOD, ofp.OFPT.PORT_MOD, ofp.OFPT.TABLE_MOD,
     ofp.OFPT.METER_MOD, ofp.OFPT.PACKET_OUT, ofp.OFPT.SET_CONFIG,
 })
+
+_OFP_VERSION = ofp.OFP_VERSION
+_DATAPATH_HANDLE = Datapath.handle
+_ROLE_SLAVE = int(ofp.OFPCR.ROLE_SLAVE)
+_BARRIER_REQUEST = int(ofp.OFPT.BARRIER_REQUEST)
+_FLOW_MOD = int(ofp.OFPT.FLOW_MOD)
+_BARRIER_REPLY_HEAD = bytes((ofp.OFP_VERSION, int(ofp.OFPT.BARRIER_REPLY), 0, 8))
 
 #: index into the async masks of each asynchronous message class
 _ASYNC_KIND = {ofp.PacketIn: 0, ofp.PortStatus: 2, ofp.FlowRemoved: 4}
@@ -135,11 +143,28 @@ class Channel(asyncio.Protocol):
         self.last_seen = self.channels.loop.time()
         self._receiving = True
         try:
+            conn = self.conn
+            # FLOW_MOD and BARRIER_REQUEST, most of what a controller sends,
+            # skip the decoding into objects when they can (see _direct_datapath).
+            datapath = self._direct_datapath()
             for raw in self._frames(data):
-                for event in self.conn.receive_data(raw):
+                if datapath is not None and raw[0] == _OFP_VERSION:
+                    t = raw[1]
+                    if t == _FLOW_MOD:
+                        try:
+                            if datapath.flow_mod_raw(raw):
+                                continue
+                        except Exception:
+                            log.exception("%r: flow_mod_raw failed; taking the ordinary path", self)
+                    elif t == _BARRIER_REQUEST and len(raw) == 8 and raw[3] == 8 and not raw[2]:
+                        # Every message before it has been processed: the reply, same xid.
+                        conn.send_raw(_BARRIER_REPLY_HEAD + raw[4:8])
+                        continue
+                for event in conn.receive_data(raw):
                     self._handle(event, raw)
                 if self.is_closed:
                     break
+                datapath = self._direct_datapath()     # the role or the negotiation may have changed
         except Exception:
             log.exception("%r: internal error; closing the channel", self)
             self.close()
@@ -173,6 +198,25 @@ class Channel(asyncio.Protocol):
             o += length
         self._buf = buf[o:]
         return frames
+
+    def _direct_datapath(self) -> "Datapath | None":
+        """The datapath, when FLOW_MODs and BARRIER_REQUESTs may skip the
+        ordinary path (Connection -> _handle -> datapath.handle) because the
+        direct one gives exactly what it would: after negotiation, on a
+        channel that is not a slave, with kumoflow's Datapath (its own
+        `handle`, not one wrapped or replaced to see every message) and no
+        on_handled hook. Else None. A flow-mod that `flow_mod_raw` does not
+        take (anything unusual, anything that fails) goes the ordinary way,
+        which answers errors as always; so does a barrier with a body."""
+        conn = self.conn
+        if (conn.version is None or conn.closed or self.is_closed or self.role == _ROLE_SLAVE
+                or self.channels.on_handled is not None):
+            return None
+        datapath = self.channels.datapath
+        handle = getattr(datapath, "handle", None)
+        if getattr(handle, "__func__", None) is not _DATAPATH_HANDLE or not isinstance(datapath, Datapath):
+            return None
+        return datapath
 
     # --- sending ---------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ and keeps the order until the next change.
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from functools import lru_cache
 from heapq import heapify, heappop, heappush
 from operator import attrgetter, itemgetter
@@ -49,7 +49,7 @@ from typing import Iterator
 
 from . import flowkey as fk
 from .flowmatch import FULL, Compiled
-from .flowtable import FlowEntry
+from .flowtable import SEQ_BITS, FlowEntry
 
 __all__ = ["Classifier", "key_function", "FULL_P"]
 
@@ -57,6 +57,12 @@ P = fk.PRESENT
 #: A field's all-ones mask with the PRESENT bit, as compiled matches carry it.
 FULL_P = {c: m | P for c, m in FULL.items()}
 _SORT_KEY = attrgetter("sort_key")
+
+
+def _index(bucket: list, entry: FlowEntry) -> int:
+    """Where entry is in a bucket (ordered by sort_key, which is unique), or -1."""
+    i = bisect_left(bucket, entry.sort_key, key=_SORT_KEY)
+    return i if i < len(bucket) and bucket[i] is entry else -1
 
 
 def _no_fields(key: list) -> tuple:
@@ -181,19 +187,32 @@ class Classifier:
         # the first i + 1 subtables of the plan, as ((field, mask), ...).
         self._plan: list | None = []
         self._unions: list[tuple] = []
-        self._strict: dict[tuple[int, tuple], FlowEntry] = {}
+        # (fields, shape, rule key) of the last match located (_locate)
+        self._last: tuple = (None, None, None)
         self._sorted: list[FlowEntry] | None = []
         self._n = 0
 
     # -- changes ---------------------------------------------------------------------------
+    def _locate(self, fields: tuple) -> tuple:
+        """(shape, rule key) of a compiled match's fields. The last answer is
+        kept: an ADD looks its match up (find_strict) and then inserts it."""
+        last = self._last
+        if last[0] is fields:
+            return last[1], last[2]
+        shape = tuple([(c, m) for c, _, m in fields])
+        if len(fields) == 1 and fields[0][2] == FULL_P[fields[0][0]]:          # _scalar(shape)
+            key = fields[0][1]
+        else:
+            key = tuple([v for _, v, _ in fields])
+        self._last = (fields, shape, key)
+        return shape, key
+
     def insert(self, entry: FlowEntry) -> None:
         """Add an entry (the caller removed any entry of identical match and priority)."""
-        fields = entry.fields
-        shape = shape_of(fields)
+        shape, key = self._locate(entry.fields)
         st = self._subtables.get(shape)
         if st is None:
             st = self._subtables[shape] = _Subtable(shape)
-        key = rule_key(fields, st.scalar)
         rules = st.rules
         b = rules.get(key)
         if b is None:
@@ -203,26 +222,28 @@ class Classifier:
         else:
             rules[key] = [b, entry] if b.sort_key < entry.sort_key else [entry, b]
         st.n += 1
-        if st.add_priority(entry.priority) or st.n == 1:
+        priority = entry.priority
+        counts = st.counts
+        c = counts.get(priority)
+        if c is not None:
+            counts[priority] = c + 1                               # add_priority, the common case
+        elif st.add_priority(priority) or st.n == 1:
             self._plan = None
-        self._strict[(entry.priority, fields)] = entry
         self._n += 1
         self._sorted = None
         self.generation += 1
 
     def remove(self, entry: FlowEntry) -> None:
-        fields = entry.fields
-        shape = shape_of(fields)
+        shape, key = self._locate(entry.fields)
         st = self._subtables.get(shape)
         if st is None:
             raise ValueError(f"{entry!r} is not in table {self.table_id}")
-        key = rule_key(fields, st.scalar)
         rules = st.rules
         b = rules.get(key)
         if b is entry:
             del rules[key]
-        elif type(b) is list and any(x is entry for x in b):
-            b.remove(entry)                      # FlowEntry compares by identity
+        elif type(b) is list and _index(b, entry) >= 0:
+            del b[_index(b, entry)]
             if len(b) == 1:
                 rules[key] = b[0]
         else:
@@ -233,9 +254,6 @@ class Classifier:
             self._plan = None
         elif st.drop_priority(entry.priority):
             self._plan = None
-        k = (entry.priority, fields)
-        if self._strict.get(k) is entry:
-            del self._strict[k]
         self._n -= 1
         self._sorted = None
         self.generation += 1
@@ -302,7 +320,18 @@ class Classifier:
 
     # -- flow-mod and stats helpers -------------------------------------------------------------
     def find_strict(self, priority: int, compiled: Compiled) -> FlowEntry | None:
-        return self._strict.get((priority, compiled.fields))
+        """The entry of identical match (same shape, same key) and priority."""
+        shape, key = self._locate(compiled.fields)
+        st = self._subtables.get(shape)
+        if st is None:
+            return None
+        b = st.rules.get(key)
+        if type(b) is list:                      # best first: by -priority, then age
+            i = bisect_left(b, -(priority << SEQ_BITS), key=_SORT_KEY)
+            if i < len(b) and b[i].priority == priority:
+                return b[i]
+            return None
+        return b if b is not None and b.priority == priority else None
 
     def covered(self, compiled: Compiled) -> list[FlowEntry]:
         """Entries a non-strict match selects (compiled.covers(entry)), in lookup order.
@@ -329,8 +358,8 @@ class Classifier:
                 if sm is None or sm & m != m:
                     break
             else:
-                covers = compiled.covers
-                out.extend(e for e in st.entries() if covers(e.compiled))
+                covers = compiled.covers_fields
+                out.extend(e for e in st.entries() if covers(e.fields))
         out.sort(key=_SORT_KEY)
         return out
 
@@ -358,7 +387,8 @@ class Classifier:
                 if b is not None:
                     found.extend(e for e in (b if type(b) is list else (b,)) if e.priority == priority)
                 continue
-            found.extend(e for e in st.entries() if e.priority == priority and e.compiled.overlaps(compiled))
+            overlaps = compiled.overlaps_fields
+            found.extend(e for e in st.entries() if e.priority == priority and overlaps(e.fields))
         return min(found, key=_SORT_KEY) if found else None
 
     def __iter__(self) -> Iterator[FlowEntry]:

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, ports: dict[int, str]) -> int:
     from kumoflow.switch.linuxport import PortError
-    from kumoflow.switch.runtime import Switch
+    from kumoflow.switch.runtime import Switch, configure_gc
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -124,6 +124,7 @@ async def _serve(args: argparse.Namespace, ports: dict[int, str]) -> int:
         switch = Switch(args.dpid, ports, controllers=args.controller, listen=args.listen,
                         n_tables=args.tables, n_buffers=args.buffers, fail_mode=args.fail_mode,
                         echo_interval=args.echo_interval, status_file=args.status_file)
+        configure_gc()                  # process-wide: before any port, listener or channel exists
         await switch.start()
     except (PortError, OSError, ValueError) as exc:
         logging.error("cannot start the switch: %s", exc)

@@ -27,6 +27,7 @@ forwarding decision; the cache empties itself when it does.
 
 from __future__ import annotations
 
+import struct
 import time
 
 from kumoflow import __version__, ofp
@@ -34,6 +35,7 @@ from kumoflow.ofp.consts import (OFP_NO_BUFFER, OFPC, OFPC_FRAG, OFPCML, OFPFC, 
                                  OFPM, OFPMC, OFPP, OFPPR, OFPQ_ALL, OFPRR, OFPTT)
 from kumoflow.ofp.errors import (OFPBIC, OFPBRC, OFPET, OFPFMFC, OFPMMFC, OFPPMFC, OFPQOFC, OFPSCFC, OFPTFFC,
                                  OFPTMFC)
+from kumoflow.ofp.instructions import unpack_instructions
 
 from . import actions as act
 from . import flowkey as fk
@@ -42,7 +44,7 @@ from .classifier import Classifier
 from .errors import SwitchError
 from .fastpath import FastPath
 from .features import group_features, meter_features, table_features
-from .flowmatch import Compiled, compile_match
+from .flowmatch import Compiled, compile_match, compile_raw
 from .flowtable import FlowEntry, UINT64_MAX
 from .groups import GroupTable
 from .meters import MeterTable
@@ -61,6 +63,51 @@ CAPABILITIES = int(OFPC.FLOW_STATS | OFPC.TABLE_STATS | OFPC.PORT_STATS | OFPC.G
 # order they are checked in.
 _INSTRUCTION_ORDER = {OFPIT.METER: 0, OFPIT.APPLY_ACTIONS: 1, OFPIT.CLEAR_ACTIONS: 2, OFPIT.WRITE_ACTIONS: 3,
                       OFPIT.WRITE_METADATA: 4, OFPIT.GOTO_TABLE: 5, OFPIT.EXPERIMENTER: 6}
+_INSTRUCTION_ORDER = {int(k): v for k, v in _INSTRUCTION_ORDER.items()}
+
+# Plain ints: IntFlag / IntEnum arithmetic runs Python code (enum.py) on every use.
+IT_GOTO_TABLE, IT_WRITE_METADATA, IT_WRITE_ACTIONS, IT_APPLY_ACTIONS, IT_CLEAR_ACTIONS, IT_METER, IT_EXPERIMENTER = (
+    int(OFPIT.GOTO_TABLE), int(OFPIT.WRITE_METADATA), int(OFPIT.WRITE_ACTIONS), int(OFPIT.APPLY_ACTIONS),
+    int(OFPIT.CLEAR_ACTIONS), int(OFPIT.METER), int(OFPIT.EXPERIMENTER))
+FC_ADD, FC_MODIFY, FC_MODIFY_STRICT, FC_DELETE, FC_DELETE_STRICT = (
+    int(OFPFC.ADD), int(OFPFC.MODIFY), int(OFPFC.MODIFY_STRICT), int(OFPFC.DELETE), int(OFPFC.DELETE_STRICT))
+FF_SEND_FLOW_REM, FF_CHECK_OVERLAP, FF_RESET_COUNTS = (int(OFPFF.SEND_FLOW_REM), int(OFPFF.CHECK_OVERLAP),
+                                                       int(OFPFF.RESET_COUNTS))
+TT_ALL = int(OFPTT.ALL)
+P_ANY, P_MAX, P_LOCAL = int(OFPP.ANY), int(OFPP.MAX), int(OFPP.LOCAL)
+G_ANY = int(OFPG.ANY)
+_NO_BUFFER = int(OFP_NO_BUFFER)
+
+#: the fixed part of a FLOW_MOD after the header (ofp.messages._FLOW_MOD)
+_FLOW_MOD = struct.Struct("!QQBBHHHIIIH2x")
+_FLOW_MOD_TYPE = int(ofp.OFPT.FLOW_MOD)
+_OFP_VERSION = ofp.OFP_VERSION
+#: Actions whose validation depends neither on the match (set-field
+#: prerequisites, pops, TTLs) nor on the switch's groups, meters and
+#: queues: a list of only these, with OFPIT goto / write-metadata /
+#: clear-actions, compiles the same for every flow of one table.
+_CONTEXT_FREE_ACTIONS = frozenset((act.OUTPUT, act.COPY_TTL_OUT, act.COPY_TTL_IN, act.PUSH_VLAN, act.PUSH_MPLS,
+                                   act.PUSH_PBB))
+_CONTEXT_FREE_INSTRUCTIONS = frozenset((IT_GOTO_TABLE, IT_WRITE_METADATA, IT_CLEAR_ACTIONS))
+_ACTION_INSTRUCTIONS = frozenset((IT_APPLY_ACTIONS, IT_WRITE_ACTIONS))
+#: bounds of the per-datapath caches of compiled instructions and programs
+MAX_CACHED_INSTRUCTIONS = 4096
+MAX_SHARED_PROGRAMS = 65536
+
+
+def _context_free(instructions: list) -> bool:
+    """Does this (decoded) instruction list compile the same whatever the
+    match and the switch's groups, meters and queues? (Then its result can
+    be kept for the next flow-mod of the same bytes.)"""
+    for ins in instructions:
+        t = ins.TYPE
+        if t in _ACTION_INSTRUCTIONS:
+            for a in ins.actions:
+                if a.TYPE not in _CONTEXT_FREE_ACTIONS:
+                    return False
+        elif t not in _CONTEXT_FREE_INSTRUCTIONS:
+            return False
+    return True
 
 
 def _fm_error(code: int, detail: str) -> SwitchError:
@@ -83,7 +130,7 @@ def _shared(items: set) -> frozenset:
 
 
 def _valid_port_number(port_no: int) -> bool:
-    return 0 < port_no <= OFPP.MAX or port_no == OFPP.LOCAL
+    return 0 < port_no <= P_MAX or port_no == P_LOCAL
 
 
 class Datapath(act.ActionEnv):
@@ -115,6 +162,11 @@ class Datapath(act.ActionEnv):
         #: The decision cache in front of the pipeline (None: no cache).
         self.fastpath = FastPath(self) if fastpath else None
         self._timed: set[FlowEntry] = set()
+        #: (table id, instruction bytes) -> (program, groups, out ports, the bytes):
+        #: context-free instruction lists compiled once (flow_mod_raw)
+        self._ins_cache: dict[tuple[int, bytes], tuple] = {}
+        #: one Program object for all flow entries of identical compiled instructions
+        self._programs: dict[tuple, Program] = {}
         self._group_flows: dict[int, set[FlowEntry]] = {}
         self._meter_flows: dict[int, set[FlowEntry]] = {}
         self._handlers = {
@@ -320,12 +372,82 @@ class Datapath(act.ActionEnv):
         return []
 
     # -- flow-mod --------------------------------------------------------------------------------
+    def flow_mod_raw(self, raw: bytes) -> bool:
+        """Apply a FLOW_MOD straight from its bytes (an OpenFlow 1.3 message,
+        header included, length checked by the framing), without decoding
+        it into ofp objects: the common case of the channel (an ADD without
+        a buffer id, a match of OpenFlow-basic fields, instructions that
+        are valid). Returns False, having changed nothing, for anything
+        else, and for any flow-mod that would fail: the caller then takes
+        the reference path, ``handle(ofp.parse(raw))``, which applies it or
+        names the error (the codec's or the datapath's, exactly as always).
+
+        When it returns True, the datapath is as ``handle(ofp.parse(raw))``
+        would have left it (the entry keeps the match and instruction bytes
+        instead of their objects; see FlowEntry)."""
+        if type(raw) is not bytes:
+            raw = bytes(raw)
+        end = len(raw)
+        if end < 56 or raw[0] != _OFP_VERSION or raw[1] != _FLOW_MOD_TYPE or (raw[2] << 8 | raw[3]) != end:
+            return False
+        (cookie, _cookie_mask, table_id, command, idle_timeout, hard_timeout, priority, buffer_id, _out_port,
+         _out_group, flags) = _FLOW_MOD.unpack_from(raw, 8)
+        if (command != FC_ADD or table_id >= self.n_tables or flags & ~FLOW_MOD_FLAGS
+                or buffer_id != _NO_BUFFER):
+            return False
+        compiled = compile_raw(raw, 48, end)
+        if compiled is None:
+            return False
+        fields, o = compiled
+        compiled = Compiled(fields)
+        ins_raw = raw[o:]
+        cached = self._ins_cache.get((table_id, ins_raw))
+        if cached is None:
+            cached = self._compile_raw_instructions(ins_raw, table_id, compiled)
+            if cached is None:
+                return False
+        program, groups, out_ports, ins_raw = cached
+        table = self.tables[table_id]
+        if flags & FF_CHECK_OVERLAP and table.overlapping(priority, compiled) is not None:
+            return False
+        old = table.find_strict(priority, compiled)
+        if old is None and len(table) >= table.max_entries:
+            return False
+        entry = FlowEntry(table_id, priority, raw[48:o], fields, cookie, idle_timeout, hard_timeout, flags, ins_raw,
+                          program, self.clock(), program.meter_id, groups, out_ports)
+        if old is not None:
+            if not flags & FF_RESET_COUNTS:
+                entry.packet_count, entry.byte_count = old.packet_count, old.byte_count
+            self._unlink(old)
+        table.insert(entry)
+        self._link(entry)
+        self.generation += 1
+        return True
+
+    def _compile_raw_instructions(self, ins_raw: bytes, table_id: int, compiled: Compiled):
+        """(program, groups, out ports, ins_raw) for instruction bytes, or None
+        when they do not decode or do not validate. Kept for the next
+        flow-mod of the same bytes when the result cannot depend on the
+        match or on the switch's state (_context_free)."""
+        try:
+            instructions = unpack_instructions(ins_raw, 0, len(ins_raw))
+            program, groups, out_ports = self._compile_instructions(instructions, table_id, compiled)
+        except Exception:                   # CodecError, SwitchError, ...: the reference path says which
+            return None
+        result = (program, groups, out_ports, ins_raw)
+        if _context_free(instructions):
+            cache = self._ins_cache
+            if len(cache) >= MAX_CACHED_INSTRUCTIONS:
+                cache.clear()
+            cache[(table_id, ins_raw)] = result
+        return result
+
     def _flow_mod(self, fm: ofp.FlowMod) -> list:
         cmd = fm.command
-        if cmd not in (OFPFC.ADD, OFPFC.MODIFY, OFPFC.MODIFY_STRICT, OFPFC.DELETE, OFPFC.DELETE_STRICT):
+        if cmd not in (FC_ADD, FC_MODIFY, FC_MODIFY_STRICT, FC_DELETE, FC_DELETE_STRICT):
             raise _fm_error(OFPFMFC.BAD_COMMAND, f"flow-mod command {cmd}")
-        deleting = cmd in (OFPFC.DELETE, OFPFC.DELETE_STRICT)
-        if fm.table_id == OFPTT.ALL:
+        deleting = cmd == FC_DELETE or cmd == FC_DELETE_STRICT
+        if fm.table_id == TT_ALL:
             if not deleting:
                 raise _fm_error(OFPFMFC.BAD_TABLE_ID, "table OFPTT_ALL is only valid for deletes")
         elif fm.table_id >= self.n_tables:
@@ -334,14 +456,14 @@ class Datapath(act.ActionEnv):
             raise _fm_error(OFPFMFC.BAD_FLAGS, f"flow-mod flags {fm.flags:#x}")
         compiled = compile_match(fm.match)
         if deleting:
-            self._delete_flows(fm, compiled, cmd == OFPFC.DELETE_STRICT)
+            self._delete_flows(fm, compiled, cmd == FC_DELETE_STRICT)
             return []
         program, groups, out_ports = self._compile_instructions(fm.instructions, fm.table_id, compiled)
-        if cmd == OFPFC.ADD:
+        if cmd == FC_ADD:
             self._add_flow(fm, compiled, program, groups, out_ports)
         else:
-            self._modify_flows(fm, compiled, program, groups, out_ports, cmd == OFPFC.MODIFY_STRICT)
-        if fm.buffer_id != OFP_NO_BUFFER:
+            self._modify_flows(fm, compiled, program, groups, out_ports, cmd == FC_MODIFY_STRICT)
+        if fm.buffer_id != _NO_BUFFER:
             self.generation += 1            # applied even if the buffer turns out unusable
             b = self.buffers.take(fm.buffer_id)
             self.pipeline.run(fk.Packet(b.data, b.in_port, b.in_phy_port, b.tunnel_id))
@@ -359,37 +481,50 @@ class Datapath(act.ActionEnv):
                 raise SwitchError(OFPET.BAD_INSTRUCTION, OFPBIC.UNSUP_INST,
                                   f"instruction type {t} appears twice")
             seen.add(t)
-            if t == OFPIT.GOTO_TABLE:
+            if t == IT_GOTO_TABLE:
                 if ins.table_id <= table_id or ins.table_id >= self.n_tables:
                     raise SwitchError(OFPET.BAD_INSTRUCTION, OFPBIC.BAD_TABLE_ID,
                                       f"goto table {ins.table_id} from table {table_id}")
                 prog.goto = ins.table_id
-            elif t == OFPIT.WRITE_METADATA:
+            elif t == IT_WRITE_METADATA:
                 prog.metadata = ins.metadata & ins.metadata_mask
                 prog.metadata_mask = ins.metadata_mask
-            elif t == OFPIT.APPLY_ACTIONS:
+            elif t == IT_APPLY_ACTIONS:
                 prog.apply = act.validate_actions(ins.actions, self, state, out_ports=out_ports, groups=groups)
-            elif t == OFPIT.WRITE_ACTIONS:
+            elif t == IT_WRITE_ACTIONS:
                 compiled_acts = act.validate_actions(sorted(ins.actions, key=_action_rank), self, dict(state),
                                                      out_ports=out_ports, groups=groups)
                 prog.write = [(act.slot(a), a) for a in compiled_acts]
-            elif t == OFPIT.CLEAR_ACTIONS:
+            elif t == IT_CLEAR_ACTIONS:
                 prog.clear = True
-            elif t == OFPIT.METER:
+            elif t == IT_METER:
                 if ins.meter_id not in self.meters:
                     raise SwitchError(OFPET.METER_MOD_FAILED, OFPMMFC.UNKNOWN_METER,
                                       f"meter {ins.meter_id} does not exist")
                 prog.meter_id = ins.meter_id
-            elif t == OFPIT.EXPERIMENTER:
+            elif t == IT_EXPERIMENTER:
                 raise SwitchError(OFPET.BAD_INSTRUCTION, OFPBIC.BAD_EXPERIMENTER,
                                   f"experimenter instruction {ins.experimenter:#x}")
             else:
                 raise SwitchError(OFPET.BAD_INSTRUCTION, OFPBIC.UNKNOWN_INST, f"instruction type {t}")
-        return prog, _shared(groups), _shared(out_ports)
+        return self._shared_program(prog), _shared(groups), _shared(out_ports)
+
+    def _shared_program(self, prog: Program) -> Program:
+        """One Program object for equal compiled instructions (programs are
+        never changed once made: a modify gives an entry another one)."""
+        key = (prog.meter_id, None if prog.apply is None else tuple(prog.apply), prog.clear,
+               None if prog.write is None else tuple(prog.write), prog.metadata, prog.metadata_mask, prog.goto)
+        programs = self._programs
+        shared = programs.get(key)
+        if shared is None:
+            if len(programs) >= MAX_SHARED_PROGRAMS:
+                programs.clear()
+            shared = programs[key] = prog
+        return shared
 
     def _add_flow(self, fm: ofp.FlowMod, compiled: Compiled, program: Program, groups, out_ports) -> None:
         table = self.tables[fm.table_id]
-        if fm.flags & OFPFF.CHECK_OVERLAP:
+        if fm.flags & FF_CHECK_OVERLAP:
             e = table.overlapping(fm.priority, compiled)
             if e is not None:
                 raise _fm_error(OFPFMFC.OVERLAP, f"overlaps {e!r}")
@@ -401,7 +536,7 @@ class Datapath(act.ActionEnv):
                           fm.hard_timeout, fm.flags, list(fm.instructions), program, now, program.meter_id,
                           groups, out_ports)
         if old is not None:
-            if not fm.flags & OFPFF.RESET_COUNTS:
+            if not fm.flags & FF_RESET_COUNTS:
                 entry.packet_count, entry.byte_count = old.packet_count, old.byte_count
             self._unlink(old)
         table.insert(entry)
@@ -425,7 +560,7 @@ class Datapath(act.ActionEnv):
             e.meter_id = program.meter_id
             e.groups = groups
             e.out_ports = out_ports
-            if fm.flags & OFPFF.RESET_COUNTS:
+            if fm.flags & FF_RESET_COUNTS:
                 e.packet_count = e.byte_count = 0
             self._ref(e)
             table.generation += 1
@@ -439,7 +574,7 @@ class Datapath(act.ActionEnv):
 
     def _select_flows(self, table_id: int, out_port: int, out_group: int, cookie: int, cookie_mask: int,
                       compiled: Compiled, strict_priority: int | None = None) -> list[FlowEntry]:
-        tables = self.tables if table_id == OFPTT.ALL else [self.tables[table_id]]
+        tables = self.tables if table_id == TT_ALL else [self.tables[table_id]]
         out = []
         for t in tables:
             if strict_priority is not None:
@@ -452,9 +587,9 @@ class Datapath(act.ActionEnv):
             for e in candidates:
                 if cookie_mask and (e.cookie ^ cookie) & cookie_mask:
                     continue
-                if out_port != OFPP.ANY and out_port not in e.out_ports:
+                if out_port != P_ANY and out_port not in e.out_ports:
                     continue
-                if out_group != OFPG.ANY and out_group not in e.groups:
+                if out_group != G_ANY and out_group not in e.groups:
                     continue
                 out.append(e)
         return out
@@ -492,7 +627,7 @@ class Datapath(act.ActionEnv):
 
     def _remove_flow(self, e: FlowEntry, reason: int, now: float) -> None:
         self._unlink(e)
-        if e.flags & OFPFF.SEND_FLOW_REM:
+        if e.flags & FF_SEND_FLOW_REM:
             sec, nsec = split_duration(now - e.created)
             self.emit(ofp.FlowRemoved(e.cookie, e.priority, reason, e.table_id, sec, nsec, e.idle_timeout,
                                       e.hard_timeout, e.reported_packets, e.reported_bytes, e.match))

@@ -32,35 +32,119 @@ from itertools import count
 from typing import Iterator
 
 from kumoflow import ofp
+from kumoflow.ofp.instructions import unpack_instructions
+from kumoflow.ofp.oxm import unpack_match
 
 from .flowmatch import Compiled
 
 _seq = count()
+_PRIORITIES: dict[int, int] = {}
+#: instruction bytes -> their decoded instructions (FlowEntry.instructions)
+_DECODED: dict[bytes, list] = {}
+#: FlowEntry.sort_key: the entry's sequence number in the low SEQ_BITS bits, minus
+#: its priority above them (one int: lower sorts first, i.e. higher priority,
+#: then older)
+SEQ_BITS = 48
+SEQ_MASK = (1 << SEQ_BITS) - 1
+_NO_PKT_COUNTS = int(ofp.OFPFF.NO_PKT_COUNTS)
+_NO_BYT_COUNTS = int(ofp.OFPFF.NO_BYT_COUNTS)
 
 UINT64_MAX = (1 << 64) - 1
 
 
-class FlowEntry:
-    """One flow entry: match, priority, instructions, counters, timeouts, cookie."""
+class WireMatch(ofp.Match):
+    """An ofp.Match decoded from the bytes of an ofp_match, which `pack`
+    gives back as they were, but for the padding, zeroed as Match.pack
+    writes it (for OpenFlow-basic fields, encoding the decoded values gives
+    the same bytes). Changing the match drops the bytes: it is then packed
+    from its fields."""
 
-    __slots__ = ("table_id", "priority", "match", "compiled", "cookie", "idle_timeout", "hard_timeout",
-                 "flags", "instructions", "program", "packet_count", "byte_count", "created",
-                 "last_used", "meter_id", "groups", "out_ports", "seq", "sort_key", "is_table_miss",
+    __slots__ = ("wire",)
+
+    def pack(self) -> bytes:
+        raw = getattr(self, "wire", None)
+        if raw is None:
+            return ofp.Match.pack(self)
+        length = raw[2] << 8 | raw[3]
+        if raw.count(0, length) != len(raw) - length:
+            raw = raw[:length] + bytes(len(raw) - length)
+        return raw
+
+    def __setitem__(self, key, value) -> None:
+        self.wire = None
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key) -> None:
+        self.wire = None
+        super().__delitem__(key)
+
+    def __ior__(self, other):
+        self.wire = None
+        return super().__ior__(other)
+
+    def clear(self) -> None:
+        self.wire = None
+        super().clear()
+
+    def pop(self, *args):
+        self.wire = None
+        return super().pop(*args)
+
+    def popitem(self):
+        self.wire = None
+        return super().popitem()
+
+    def setdefault(self, key, default=None):
+        self.wire = None
+        return super().setdefault(key, default)
+
+    def update(self, *args, **kwargs) -> None:
+        self.wire = None
+        super().update(*args, **kwargs)
+
+
+class FlowEntry:
+    """One flow entry: match, priority, instructions, counters, timeouts, cookie.
+
+    The entry keeps what forwarding needs (`fields`, `program`, counters)
+    as plain values and the match and instructions as the controller sent
+    them: either the objects of an in-process ofp.FlowMod, or, for a
+    flow-mod decoded straight from the wire (Datapath.flow_mod_raw), the
+    bytes of its ofp_match and of its instructions, decoded again only
+    when a flow stats reply or FLOW_REMOVED asks for them (`match`,
+    `instructions`). Bytes are not tracked by the garbage collector, nor
+    are the tuples of ints of `fields`, and `program` is shared by the
+    entries of identical instructions: a full collection visits one object
+    per entry. `compiled` is made from `fields` on demand."""
+
+    __slots__ = ("table_id", "priority", "_match", "cookie", "idle_timeout", "hard_timeout",
+                 "flags", "_instructions", "program", "packet_count", "byte_count", "created",
+                 "last_used", "meter_id", "groups", "out_ports", "sort_key", "is_table_miss",
                  "count_packets", "count_bytes", "fields")
 
-    def __init__(self, table_id: int, priority: int, match: ofp.Match, compiled: Compiled, cookie: int,
-                 idle_timeout: int, hard_timeout: int, flags: int, instructions: list, program,
+    def __init__(self, table_id: int, priority: int, match, compiled: Compiled | tuple, cookie: int,
+                 idle_timeout: int, hard_timeout: int, flags: int, instructions, program,
                  now: float, meter_id: int | None, groups: frozenset, out_ports: frozenset) -> None:
+        """`match`: an ofp.Match or the bytes of an ofp_match; `compiled`: its
+        Compiled or that one's fields; `instructions`: a list of ofp
+        instructions or their bytes."""
         self.table_id = table_id
-        self.priority = priority
-        self.match = match
-        self.compiled = compiled
-        self.fields = compiled.fields
+        # One int object per priority value (a 16-bit field): less memory, and
+        # fewer distinct objects for a full garbage collection to look at.
+        p = _PRIORITIES.get(priority)
+        if p is None:
+            p = priority
+            if type(priority) is int and 0 <= priority <= 0xFFFF:
+                _PRIORITIES[priority] = p
+        self.priority = priority = p
+        self._match = match
+        fields = compiled if type(compiled) is tuple else compiled.fields
+        self.fields = fields
         self.cookie = cookie
         self.idle_timeout = idle_timeout
         self.hard_timeout = hard_timeout
         self.flags = flags
-        self.instructions = instructions
+        self._instructions = instructions
         self.program = program
         self.packet_count = 0
         self.byte_count = 0
@@ -69,11 +153,51 @@ class FlowEntry:
         self.meter_id = meter_id
         self.groups = groups
         self.out_ports = out_ports
-        self.seq = next(_seq)
-        self.sort_key = (-priority, self.seq)
-        self.is_table_miss = priority == 0 and not compiled.fields
-        self.count_packets = not flags & ofp.OFPFF.NO_PKT_COUNTS
-        self.count_bytes = not flags & ofp.OFPFF.NO_BYT_COUNTS
+        self.sort_key = next(_seq) - (priority << SEQ_BITS)
+        self.is_table_miss = priority == 0 and not fields
+        self.count_packets = not flags & _NO_PKT_COUNTS
+        self.count_bytes = not flags & _NO_BYT_COUNTS
+
+    @property
+    def match(self) -> ofp.Match:
+        """The match as the controller sent it (a new ofp.Match each time for an
+        entry made from the wire, which packs to those bytes without encoding
+        them again)."""
+        m = self._match
+        if type(m) is bytes:
+            match = WireMatch(unpack_match(m, 0, len(m))[0])
+            match.wire = m
+            return match
+        return m
+
+    @property
+    def instructions(self) -> list:
+        """The instructions as the controller sent them (a new list each time
+        for an entry made from the wire)."""
+        ins = self._instructions
+        if type(ins) is bytes:
+            # Entries of identical instructions share their bytes: decode them once.
+            decoded = _DECODED.get(ins)
+            if decoded is None:
+                decoded = unpack_instructions(ins, 0, len(ins))
+                if len(_DECODED) >= 4096:
+                    _DECODED.clear()
+                _DECODED[ins] = decoded
+            return list(decoded)
+        return ins
+
+    @instructions.setter
+    def instructions(self, value) -> None:
+        self._instructions = value
+
+    @property
+    def compiled(self) -> Compiled:
+        return Compiled(self.fields)
+
+    @property
+    def seq(self) -> int:
+        """Order of creation (unique): among equal priorities the older entry wins."""
+        return self.sort_key & SEQ_MASK
 
     def __lt__(self, other: "FlowEntry") -> bool:
         return self.sort_key < other.sort_key
@@ -108,7 +232,7 @@ class FlowTable:
 
     def insert(self, entry: FlowEntry) -> None:
         insort(self._entries, entry)
-        self._strict[(entry.priority, entry.compiled.fields)] = entry
+        self._strict[(entry.priority, entry.fields)] = entry
         self.generation += 1
 
     def remove(self, entry: FlowEntry) -> None:
@@ -126,7 +250,7 @@ class FlowTable:
             del entries[lo]
         else:
             entries.remove(entry)
-        k = (entry.priority, entry.compiled.fields)
+        k = (entry.priority, entry.fields)
         if self._strict.get(k) is entry:
             del self._strict[k]
         self.generation += 1
@@ -158,11 +282,12 @@ class FlowTable:
         return self._strict.get((priority, compiled.fields))
 
     def covered(self, compiled: Compiled) -> list[FlowEntry]:
-        return [e for e in self._entries if compiled.covers(e.compiled)]
+        covers = compiled.covers_fields
+        return [e for e in self._entries if covers(e.fields)]
 
     def overlapping(self, priority: int, compiled: Compiled) -> FlowEntry | None:
         for e in self._entries:
-            if e.priority == priority and e.compiled.overlaps(compiled):
+            if e.priority == priority and compiled.overlaps_fields(e.fields):
                 return e
         return None
 
