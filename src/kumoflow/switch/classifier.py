@@ -96,15 +96,19 @@ def _scalar(shape: tuple) -> bool:
     return len(shape) == 1 and shape[0][1] == FULL_P[shape[0][0]]
 
 
+_CODE_MASK = itemgetter(0, 2)
+_VALUE = itemgetter(1)
+
+
 def rule_key(fields: tuple, scalar: bool):
     """The masked key of a compiled match in the subtable of its own shape."""
     if scalar:
         return fields[0][1]
-    return tuple([v for _, v, _ in fields])
+    return tuple(map(_VALUE, fields))
 
 
 def shape_of(fields: tuple) -> tuple:
-    return tuple([(c, m) for c, _, m in fields])
+    return tuple(map(_CODE_MASK, fields))
 
 
 class _Subtable:
@@ -199,11 +203,11 @@ class Classifier:
         last = self._last
         if last[0] is fields:
             return last[1], last[2]
-        shape = tuple([(c, m) for c, _, m in fields])
-        if len(fields) == 1 and fields[0][2] == FULL_P[fields[0][0]]:          # _scalar(shape)
+        shape = tuple(map(_CODE_MASK, fields))                            # shape_of
+        if len(fields) == 1 and fields[0][2] == FULL_P[fields[0][0]]:      # _scalar(shape)
             key = fields[0][1]
         else:
-            key = tuple([v for _, v, _ in fields])
+            key = tuple(map(_VALUE, fields))
         self._last = (fields, shape, key)
         return shape, key
 

@@ -281,7 +281,6 @@ for _f in FIELDS_BY_NAME.values():
         _RAW_OXM[_f.header(True)] = (_f.code, _f.size, True, _full, MAX_VALUE.get(_f.code, _full))
 _PREREQ_LIST = [PREREQS.get(c) for c in range(fk.N_FIELDS)]
 _HEADER = struct.Struct("!I").unpack_from
-_MATCH_HEADER = struct.Struct("!HH").unpack_from
 _from_bytes = int.from_bytes
 _INT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
