@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Switch forwarding: the kumoflow switch vs Open vSwitch's userspace datapath.
 
-    sudo .venv/bin/python benchmarks/bench_switch.py            # everything, ~15 minutes
-    sudo .venv/bin/python benchmarks/bench_switch.py --quick    # 1 repeat, 2 s windows, 10,000 rules only
+    sudo .venv/bin/python benchmarks/bench_switch.py            # everything, ~15 minutes on an idle machine
+    sudo .venv/bin/python benchmarks/bench_switch.py --quick    # 1 repeat, 2 s trials, 10,000 rules only, ~4 minutes
     sudo .venv/bin/python benchmarks/bench_switch.py --only pps,tcp --rules 0
 
 Each switch joins two emulated hosts (namespaces) on veth links of their
@@ -11,42 +11,137 @@ leaves them): Open vSwitch as a bridge with ``datapath_type=netdev`` (the
 userspace datapath; no kernel module), kumoflow as ``kumoflow switch`` with
 its default configuration, and, for packet rate, the bare Python copy loop
 (bench_switch_loop.py). All are up at once; measurements of the arms are
-interleaved, repeat by repeat, so background load hits all of them alike,
-and each figure is reported with its ratio kumoflow / Open vSwitch.
+interleaved, trial by trial, so that background load and the host's speed,
+which both drift, hit all of them alike, and each figure is reported with
+its ratio kumoflow / Open vSwitch.
+
+Arrangement (two CPUs: one for the hosts, one for the switch under test):
+
+CPU 0    the generator, iperf3, ping, this script and every command it runs,
+         and the input of the hosts' eth0.
+CPU 1    the switch: every thread of ovs-vswitchd (``taskset -a``; the
+         original affinities are put back at the end, also on failure or
+         ^C, and by ``--sweep`` after a kill), the kumoflow switch and the
+         loop (``taskset -c 1``), and the input of the switch's ports.
+
+"Input" is the kernel's receive processing of a frame that arrives on an
+interface: for a switch port, delivery into the switch's packet socket or
+ring. A veth does it on the *sender's* CPU, inside the sender's transmit
+call, so by default the generator pays for the switch's input (and the
+switch for host b's). Here each switch port's input runs in a NAPI kernel
+thread pinned to CPU 1 (``--ingress napi``): with GRO on, a veth receives
+through NAPI (the sender only puts the frame on the receiver's 256-frame
+ring and wakes the poll), and ``/sys/class/net/IF/threaded`` runs that poll
+in a kernel thread of its own, which the script pins to CPU 1 and makes
+SCHED_FIFO (``--napi-fifo 50``) so that it preempts the switch the way a
+NIC's softirq would: a switch pays for its own input, in batches, as with
+a NIC whose interrupts go to the switch's CPU. The hosts' eth0 get the same
+treatment on CPU 0. GRO merges nothing here (UDP, no UDP GRO forwarding),
+but it would merge TCP segments into 64 kB packets that no userspace switch
+can forward as frames, so for tcp and ping the switch ports run with GRO
+off (their input then on the sender's CPU, CPU 0).
+
+Why not RPS (``--ingress rps``, which writes ``rps_cpus`` of the switch
+ports, mask of CPU 1, and of the hosts' eth0, CPU 0): it does take effect
+on a veth in this kernel (softnet_stat: CPU 1's backlog takes in every
+frame), but it hands frames over one at a time and raises an
+inter-processor interrupt whenever the target's backlog is idle: 254,289
+RPS interrupts for 733,575 frames in one sink run. In this VM (nested
+virtualization) an IPI is expensive for both sides: the paced generator
+used up to 91% of CPU 0 to offer 135,000 frames/s into a switch (35-43%
+at 141,000-185,000 frames/s with NAPI threads), and under overload the
+softirq starves the switch (livelock). Its results on 2026-11-28 (--quick):
+ovs 81,531, kumoflow 110,365, loop 100,841 frames/s, a kumoflow/OVS ratio
+close to the NAPI one (1.35x vs 1.36x). ``--ingress sender`` is no
+steering at all (the generator pays the switch's input, the switch pays
+host b's).
+
+Host b's input (the sink: frames are addressed to a MAC host b does not
+own, counted in rx_packets and dropped at once as PACKET_OTHERHOST, see
+sink_mac) is taken in on CPU 0 too, so that the sink's work is not charged
+to the switch, whose transmit then ends where a NIC's would: at the
+hand-over (a frame on the ring, now and then a wake-up of the host's NAPI
+thread). What it saves the switch is small and depends on the switch's
+batches: a stand-in switch (bench_switch_gen.py on CPU 1 sending into host
+b through the switch's port at 100,000 frames/s, medians of 3) spent 2.4
+µs of CPU per frame with 64-frame bursts (2.9 with host b's input on its
+own CPU), 3.0 with 16-frame bursts (3.0), 6.1 with 4-frame bursts (5.7).
+``--no-steer-hosts`` leaves the hosts' input on the sender's CPU.
 
 Figures (--only picks some: ceiling, pps, tcp, ping, rules, install, profile):
 
-ceiling  the generator's own rate into a sink: a veth with no switch behind
-         it (the root namespace drops the frames).
-pps      64-byte UDP frames forwarded per second. bench_switch_gen.py
-         (sendmmsg on a raw socket, pinned to CPU 0) floods host a -> b
-         through the switch, 16 flows (UDP source ports), addressed to a
-         MAC host b does not own (its kernel counts each frame and drops it
-         at once; see sink_mac); the rate is the growth of rx_packets of
-         host b's eth0 over --window seconds after a 1 s warm-up. "offered"
-         is host a's tx rate in the same window: when it is above the
-         forwarded rate, the switch, not the generator, is the limit.
+ceiling  the generator's own rate, flat out, into a sink pair in the same
+         arrangement (a veth pair with no switch: its input on CPU 1,
+         dropped by the root namespace). Also the upper bound of the search.
+pps      throughput, RFC 2544 style: the highest rate of 64-byte UDP frames
+         (16 flows) that the switch forwards with loss <= --loss (0.1%).
+         A trial: bench_switch_gen.py in host a, pinned to CPU 0, offers
+         --trial (3) seconds of frames paced at a rate (sendmmsg bursts of
+         at most 64 frames every 200 µs or so; one frame per flow first, so
+         the switch's caches are warm); the script waits --drain (0.25) s
+         and counts rx_packets of host b's eth0; loss = 1 - received /
+         offered, where offered counts the frames the kernel refused
+         because the switch port's ring was full (that is the switch's
+         loss too). Rates are what the generator actually sent, which it
+         reports with its own CPU use. The search starts at a quarter of
+         the generator ceiling (later repeats: at the arm's last result),
+         steps by 1.5x (later: 1.05x; squared after each step the same
+         way) until a trial passes and one fails, then bisects until the
+         failing rate is within --precision (2%) of the passing one; the
+         result is the highest passing rate. Trials of the three arms are
+         interleaved; --repeat searches, median and range reported.
+         Before it, "overload": each arm flooded flat out for --window
+         seconds, forwarded rate reported (with the NAPI threads at FIFO
+         priority the input starves the switch, so this is receive
+         livelock, not a capacity; kept for reference).
 tcp      iperf3 -c (host a) to iperf3 -s (host b), -t 5: received bit rate.
 ping     ping -c 50 -i 0.01 a -> b after 3 warm-up pings: mean and median RTT.
-rules    pps and tcp again with 10,000 and 100,000 wildcard rules of ~40
-         shapes installed (bench_switch_rules.py: above the forwarding
+rules    throughput and tcp again with 10,000 and 100,000 wildcard rules of
+         ~40 shapes installed (bench_switch_rules.py: above the forwarding
          rules in priority, matching none of the traffic).
 install  flow installation: the 100,000-rule file through
          ``ovs-ofctl -O OpenFlow13 add-flows`` (wall time of the command;
          Open vSwitch through its bridge's management socket, kumoflow
          through its passive listener), and the same flows from kumoflow's
          controller (bench_switch_ctl.py: flow-mods + barrier, timed to the
-         barrier reply).
+         barrier reply); flow counts checked (dump-aggregate) while the
+         controller still holds the switch.
 profile  (not in the default set) py-spy samples the kumoflow switch while
-         it forwards the UDP flood; the time per frame by where it goes
-         (bench_switch_profile.py).
+         it forwards at 90% of its throughput; the time per frame by where
+         it goes (bench_switch_profile.py).
+
+The generator is not the bottleneck, and the report says by how much: its
+flat-out ceiling against the highest throughput, and the most CPU the
+generator used in any passing trial that gave a figure. A search that ends
+because the generator could not offer more is flagged "generator-bound".
 
 The machine may be shared: before each measurement the script waits (up
 to --idle-wait s) for it to be idle, and a measurement during which other
 processes used more than --foreign (0.1) of a CPU is taken again (up to
---attempts times; the cleanest one counts; "foreign" in the JSON).
-Figures are medians over --repeat (3) interleaved runs. Everything made is removed at the end, also on failure or ^C
-(bench_switch_net.Lab); ``--sweep`` removes leftovers of a killed run.
+--attempts times; the cleanest one counts; "foreign" in the JSON). A
+switch of ours that keeps a CPU busy for 5 s with no traffic is recorded as
+an incident (with a py-spy dump) and restarted with its rules. Everything
+made is removed at the end, also on failure or ^C (bench_switch_net.Lab);
+``--sweep`` removes leftovers of a killed run (do not run it while another
+run is going: it removes every kfb* namespace, link and bridge).
+
+Caveats. The two vCPUs are not independent: with both busy each runs at
+~60-75% of its speed alone, and a busy vCPU stalls for ~8 ms at a time (the
+host time-slices them), so the generator's load slows the switch a little
+and a switch sees an occasional burst; the host's speed also drifts over an
+hour (by up to 2x). Absolute rates are for this machine and moment; the
+ratios, from interleaved trials, are the figures. Open vSwitch runs with
+its defaults, including a 212,992-byte socket buffer per port (about 270
+queued 64-byte frames; kumoflow's ring holds 1,024), which loses frames in
+bursts before its CPU is saturated. Frames taken in through a NAPI poll
+with GRO on arrive with their checksums checked (CHECKSUM_UNNECESSARY, as
+from a NIC with receive checksum offload), which a packet socket reports as
+TP_STATUS_CSUM_VALID and, with a virtio-net header,
+VIRTIO_NET_HDR_F_DATA_VALID; a switch whose fast path expects an all-zero
+header (kumoflow's ring reader, at the time of writing) takes a slower path
+for them. Another run on the same ovs-vswitchd (another bench_switch.py,
+tests) is invisible to the foreign-load check for the Open vSwitch arm; do
+not overlap runs.
 """
 
 from __future__ import annotations
@@ -71,7 +166,8 @@ sys.path.insert(0, str(HERE))
 
 import bench_switch_profile  # noqa: E402
 import bench_switch_rules as rules_mod  # noqa: E402
-from bench_switch_net import HOST_CPU, SWITCH_CPU, Lab, Pair, sh, softnet, sweep, thread_affinity, wait_for  # noqa: E402
+from bench_switch_net import (HOST_CPU, SWITCH_CPU, Lab, Pair, napi_threads, sh, softnet, sweep,  # noqa: E402
+                              thread_affinity, wait_for)
 
 PY = sys.executable
 OVS_PIDFILE = "/var/run/openvswitch/ovs-vswitchd.pid"
@@ -106,14 +202,6 @@ def cpus_busy(before: list[list[int]], after: list[list[int]]) -> list[float]:
         d = [y - x for x, y in zip(b, a)]
         out.append(round(1 - (d[3] + d[4]) / max(1, sum(d)), 3))
     return out
-
-
-def wait_idle(limit: float, timeout: float) -> float:
-    end = time.monotonic() + timeout
-    busy = cpu_busy()
-    while busy > limit and time.monotonic() < end:
-        busy = cpu_busy()
-    return round(busy, 3)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -314,7 +402,7 @@ class Bench:
         self.arms: list[Arm] = []           # watched while idle (see idle())
         self.incidents: list[dict] = []
 
-    def idle(self, interval: float = 1.0) -> float:
+    def idle(self, interval: float = 0.5) -> float:
         """Wait (at most --idle-wait s) until the machine is idle; a switch of ours
         that keeps a CPU busy with no traffic is recorded as an incident and restarted."""
         end = time.monotonic() + self.args.idle_wait
@@ -326,10 +414,16 @@ class Bench:
             for arm in arms:
                 used = (cpu_seconds(arm.pid) - c0[arm.name]) / interval
                 spinning[arm.name] = spinning.get(arm.name, 0) + 1 if used > 0.5 else 0
-                if spinning[arm.name] >= 5:
+                if spinning[arm.name] * interval >= 5:
+                    try:
+                        stack = sh(self.args.py_spy, "dump", "--pid", str(arm.pid), check=False).stdout
+                    except OSError as exc:
+                        stack = f"py-spy: {exc}"
                     self.incidents.append({"arm": arm.name, "cpu_while_idle": round(used, 2),
-                                           "time": time.strftime("%H:%M:%S"), "log_tail": arm.log_tail()})
-                    print(f"  !! {arm.name} kept {used:.2f} CPU busy for 5 s with no traffic; restarting it", flush=True)
+                                           "time": time.strftime("%H:%M:%S"), "py_spy_dump": stack[-3000:],
+                                           "log_tail": arm.log_tail()})
+                    print(f"  !! {arm.name} kept {used:.2f} CPU busy for 5 s with no traffic; restarting it",
+                          flush=True)
                     arm.restart()
                     arm.reinstall()
                     spinning[arm.name] = 0
@@ -391,8 +485,9 @@ class Bench:
     def _trial(self, pair: Pair, pid: int, rate: float) -> dict:
         """Offer `rate` frames/s for --trial seconds; count what host b received, after
         the generator stopped and the switch had --drain seconds to empty its queues."""
-        b0, p0, n0, s0, c0, t0 = (pair.counters(pair.ns_b), pair.root_counters(pair.port_a), softnet(),
-                                  cpu_times(), cpu_seconds(pid), time.monotonic())
+        b0, p0, q0, n0, s0, c0, t0 = (pair.counters(pair.ns_b), pair.root_counters(pair.port_a),
+                                      pair.root_counters(pair.port_b), softnet(), cpu_times(), cpu_seconds(pid),
+                                      time.monotonic())
         f0 = process_cpu({pid})
         gen = self.gen(pair, self.args.trial, rate)
         out, _ = gen.communicate(timeout=self.args.trial + 60)
@@ -400,13 +495,16 @@ class Bench:
         s1, c1, t1 = cpu_times(), cpu_seconds(pid), time.monotonic()
         f1 = process_cpu({pid})
         time.sleep(self.args.drain)
-        b1, p1, n1 = pair.counters(pair.ns_b), pair.root_counters(pair.port_a), softnet()
+        b1, p1, q1, n1 = (pair.counters(pair.ns_b), pair.root_counters(pair.port_a), pair.root_counters(pair.port_b),
+                          softnet())
         g = json.loads(out.strip().splitlines()[-1])
         received = b1["rx_packets"] - b0["rx_packets"]
         offered = g["sent"] + g["refused"]              # a frame the kernel refused: the switch's port was full
         return {"target": round(rate), "offered": g["offered"], "sent": g["sent"], "refused": g["refused"],
                 "received": received, "loss": round(1 - received / max(1, offered), 6),
                 "ingress_dropped": p1["rx_dropped"] - p0["rx_dropped"],
+                "switch_tx": q1["tx_packets"] - q0["tx_packets"],             # frames the switch handed to host b's link
+                "egress_dropped": q1["tx_dropped"] - q0["tx_dropped"] + b1["rx_dropped"] - b0["rx_dropped"],
                 "gen_cpu": g["cpu"], "gen_skipped": g["skipped"], "gen_max_lag": g["max_lag"],
                 "cpu_busy": cpus_busy(s0, s1), "softnet": softnet_delta(n0, n1),
                 "switch_cpu": round((c1 - c0) / (t1 - t0), 2) if pid else None, "foreign": foreign(f0, f1, t1 - t0)}
@@ -584,7 +682,7 @@ def run(args) -> dict:
             arm.forward()
         loop = LoopArm(lab, lab.pair()) if "pps" in only else None
         bench.arms = arms + ([loop] if loop else [])
-        sink = lab.pair() if only & {"ceiling", "pps"} else None
+        sink = lab.pair() if only & {"ceiling", "pps", "rules"} else None
         results["ovs_affinity_before"] = {str(k): v for k, v in lab.pin_ovs(ovs.pid).items()}
         results["arrangement"] = arrangement(lab, ovs, [kf] + ([loop] if loop else []))
         time.sleep(1)
@@ -593,11 +691,14 @@ def run(args) -> dict:
             print(f"generator into a sink: {fmt_rate(median_of(fig['ceiling'], 'offered'))} frames/s sent, "
                   f"steering: {steering(fig['ceiling'][0])}", flush=True)
         ceiling = median_of(fig.get("ceiling", []), "offered") or args.max_rate
+        if not args.start_rate and ceiling == args.max_rate:
+            args.start_rate = 100_000
 
-        def pps_and_tcp(label: str, with_loop: bool, start: dict | None = None) -> None:
+        def pps_and_tcp(label: str, with_loop: bool, start: dict | None = None, pps: bool = True,
+                        tcp: bool = True) -> None:
             these = arms + ([loop] if with_loop and loop else [])
-            if "pps" in only:
-                if args.flat:
+            if pps:
+                if args.flat and not label:                 # overload, for reference: without extra rules only
                     flat = {a.name: [] for a in these}
                     for _ in range(args.repeat):
                         for arm in these:
@@ -606,13 +707,14 @@ def run(args) -> dict:
                     print(f"flat out{label}: " + ", ".join(
                         f"{k} {fmt_rate(median_of(v, 'pps'))} of {fmt_rate(median_of(v, 'offered'))}"
                         for k, v in flat.items()), flush=True)
-                    start = start or {k: median_of(v, "pps") for k, v in flat.items()}
                 bench.args.max_rate = ceiling
+                if not args.start_rate:
+                    bench.args.start_rate = ceiling / 4
                 runs = bench.throughput(these, f"pps{label}", start)
                 fig[f"pps{label}"] = runs
                 print(f"throughput{label} (loss <= {args.loss:.1%}): " + ", ".join(
                     f"{k} {fmt_rate(median_of(v, 'throughput'))}" for k, v in runs.items()), flush=True)
-            if "tcp" in only:
+            if tcp:
                 runs = {a.name: [] for a in arms}
                 for arm in arms:
                     lab.port_input(arm.pair, napi=False)
@@ -625,9 +727,11 @@ def run(args) -> dict:
                 print(f"tcp{label}: " + ", ".join(f"{k} {fmt_bps(median_of(v, 'bps'))}" for k, v in runs.items()),
                       flush=True)
 
-        pps_and_tcp("", with_loop=True)
+        pps_and_tcp("", with_loop=True, pps="pps" in only, tcp="tcp" in only)
         if "profile" in only:
-            fig["profile"] = bench_switch_profile.profile(bench, kf, args.py_spy, tmp)
+            kf_rate = median_of(fig.get("pps", {}).get("kumoflow", []), "throughput")
+            fig["profile"] = bench_switch_profile.profile(bench, kf, args.py_spy, tmp,
+                                                          rate=0.9 * kf_rate if kf_rate else 0)
             print(bench_switch_profile.report(fig["profile"]), flush=True)
         if "ping" in only:
             fig["ping"] = {a.name: [] for a in arms}
@@ -670,23 +774,26 @@ def run(args) -> dict:
             for arm in arms:
                 arm.ofctl("del-flows")
                 port = free_port()
-                ctl = lab.start([PY, str(HERE / "bench_switch_ctl.py"), "--port", str(port), "--rules", str(n)],
-                                stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+                ctl = lab.start([PY, str(HERE / "bench_switch_ctl.py"), "--port", str(port), "--rules", str(n),
+                                 "--hold"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
                 ctl.stdout.readline()                                   # listening
                 bench.idle()
                 arm.connect(port)
                 try:
-                    out, _ = ctl.communicate(timeout=900)
+                    line = ctl.stdout.readline()                        # the result, or "" if it died
+                    res = json.loads(line) if line.strip() else {"error": "the controller exited"}
+                    res["flow_count"] = arm.flow_count()                # while the controller holds the switch
+                    res["expected_flows"] = n + 1                       # + the app's table-miss entry
                 finally:
-                    if ctl in lab.procs:
-                        lab.stop(ctl)
+                    lab.stop(ctl)
                     arm.disconnect()
-                res = json.loads(out.strip().splitlines()[-1])
-                res["flow_count"] = arm.flow_count()
                 fig["controller_install"][arm.name] = res
                 arm.forward()
             print("controller install: " + ", ".join(
-                f"{k} {v.get('seconds')} s ({v.get('flow_count')} flows)" for k, v in fig["controller_install"].items()),
+                f"{k} {v.get('seconds')} s ({v.get('flow_count')} flows)"
+                for k, v in fig["controller_install"].items()),
                 flush=True)
         results["ovs_affinity_during"] = {str(k): v for k, v in thread_affinity(ovs.pid).items()}
         results["incidents"] = bench.incidents
@@ -701,7 +808,17 @@ def arrangement(lab: Lab, ovs: OvsArm, others: list) -> dict:
         prefix = ("ip", "netns", "exec", ns) if ns else ()
         return sh(*prefix, "cat", f"/sys/class/net/{ifname}/queues/rx-0/rps_cpus").stdout.strip()
     pair = ovs.pair
-    return {"host_cpu": HOST_CPU, "switch_cpu": SWITCH_CPU,
+
+    def napi(ifname):
+        out = {}
+        for pid in napi_threads(ifname):
+            policy = os.sched_getscheduler(pid)
+            out[str(pid)] = {"cpus": sorted(os.sched_getaffinity(pid)),
+                             "policy": {os.SCHED_FIFO: "FIFO", os.SCHED_OTHER: "OTHER"}.get(policy, policy),
+                             "priority": os.sched_getparam(pid).sched_priority}
+        return out
+    return {"host_cpu": HOST_CPU, "switch_cpu": SWITCH_CPU, "ingress": lab.ingress,
+            "napi_switch_ports": {p: napi(p) for p in (pair.port_a, pair.port_b)},
             "rps_switch_ports": [rps(pair.port_a), rps(pair.port_b)],
             "rps_hosts": [rps("eth0", pair.ns_a), rps("eth0", pair.ns_b)],
             "ovs_threads": {str(k): v for k, v in thread_affinity(ovs.pid).items()},
@@ -710,8 +827,8 @@ def arrangement(lab: Lab, ovs: OvsArm, others: list) -> dict:
 
 
 def steering(flood: dict) -> str:
-    """What the sink run says about RPS: frames processed per CPU's backlog."""
-    return ", ".join(f"CPU {i} backlog {d['processed']:,} frames ({d['received_rps']:,} RPS interrupts)"
+    """What a sink run says about where frames were taken in (softnet_stat): per CPU."""
+    return ", ".join(f"CPU {i} took in {d['processed']:,} frames ({d['received_rps']:,} RPS interrupts)"
                      for i, d in enumerate(flood["softnet"]))
 
 
@@ -821,13 +938,17 @@ def describe_arrangement(results: dict) -> str:
     arr, a = results.get("arrangement", {}), results["args"]
     host, switch = arr.get("host_cpu", HOST_CPU), arr.get("switch_cpu", SWITCH_CPU)
     n_ovs = len(arr.get("ovs_threads", {}))
-    how = {"napi": f"each switch port's input taken in by a NAPI kernel thread pinned to CPU {switch} "
-                   "(veth with GRO on, `threaded`; for the packet-rate figures; tcp and ping with GRO off, "
-                   "input on the sender's CPU)",
+    fifo = f", SCHED_FIFO {a['napi_fifo']} so that it preempts the switch as a softirq would" if a.get("napi_fifo") \
+        else ""
+    how = {"napi": f"each switch port's input taken in by a NAPI kernel thread pinned to CPU {switch}{fifo} "
+                   "(veth with GRO on and `threaded` NAPI; packet-rate figures only: for tcp and ping GRO is off on "
+                   "the switch ports, whose input is then taken in on the sender's CPU)",
            "rps": f"each switch port's input steered to CPU {switch} with RPS",
            "sender": "no steering: a switch port's input is taken in on the sender's CPU"}[a["ingress"]]
-    hosts = ("the hosts' eth0 input likewise on CPU %d" % host) if not a["no_steer_hosts"] and a["ingress"] != "sender" \
-        else "the hosts' eth0 input on the sender's CPU (a switch pays for its sink)"
+    if not a["no_steer_hosts"] and a["ingress"] != "sender":
+        hosts = f"the hosts' eth0 input likewise on CPU {host}"
+    else:
+        hosts = "the hosts' eth0 input on the sender's CPU (a switch pays for its sink)"
     return (f"generator, iperf3, ping and this script on CPU {host}; each switch alone on CPU {switch} "
             f"(Open vSwitch: all {n_ovs} threads of ovs-vswitchd, `taskset -a`, put back afterwards; kumoflow "
             f"and the loop: `taskset -c {switch}`); {how}; {hosts}")
@@ -846,7 +967,7 @@ def generator_note(results: dict, pps_keys: list[str]) -> str:
         ceil = median_of(fig["ceiling"], "offered")
         where = f"taken in on CPU {SWITCH_CPU}" if results["args"]["ingress"] != "sender" else "taken in on its own CPU"
         text.append(f"Generator ceiling in the same arrangement (flat out into a pair with no switch, the frames "
-                    f"{where} and dropped): {fmt_rate(ceil)} frames/s, "
+                    f"{where} and dropped; {steering(fig['ceiling'][0])}): {fmt_rate(ceil)} frames/s, "
                     f"{ceil / best:.1f}x the highest throughput above." if best else
                     f"Generator ceiling: {fmt_rate(ceil)} frames/s.")
     if gen_cpu is not None:
@@ -860,7 +981,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="ceiling,pps,tcp,ping,rules,install",
                     help="figures to measure (comma list); 'profile' adds a py-spy breakdown of kumoflow")
-    ap.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy", help="py-spy for --only profile")
+    venv_py_spy = Path(sys.executable).parent / "py-spy"
+    ap.add_argument("--py-spy", default=str(venv_py_spy) if venv_py_spy.exists() else shutil.which("py-spy") or "py-spy",
+                    help="py-spy, for --only profile and incident reports")
     ap.add_argument("--rules", default="10000,100000", help="rule counts for the rules figures (comma list)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--window", type=float, default=3.0, help="flat-out measuring window, seconds")
@@ -869,15 +992,16 @@ def main() -> int:
     ap.add_argument("--loss", type=float, default=0.001, help="throughput: loss tolerated (default 0.001 = 0.1%%)")
     ap.add_argument("--precision", type=float, default=0.02,
                     help="throughput: stop when the lowest failing rate is within this of the highest passing one")
-    ap.add_argument("--start-rate", type=float, default=50_000, help="throughput: first rate tried, without a hint")
+    ap.add_argument("--start-rate", type=float, default=0,
+                    help="throughput: first rate tried, without a hint (default: a quarter of the generator ceiling)")
     ap.add_argument("--max-rate", type=float, default=1_000_000,
                     help="throughput: highest rate tried (the generator's ceiling when measured)")
     ap.add_argument("--no-flat", dest="flat", action="store_false",
                     help="skip the flat-out (overload) runs before each throughput search")
     ap.add_argument("--ingress", choices=("rps", "sender", "napi"), default="napi",
                     help="where a switch port's input is taken in (see bench_switch_net.py)")
-    ap.add_argument("--napi-fifo", type=int, default=0, metavar="PRIO",
-                    help="run the NAPI threads SCHED_FIFO at this priority (0: SCHED_OTHER)")
+    ap.add_argument("--napi-fifo", type=int, default=50, metavar="PRIO",
+                    help="NAPI threads SCHED_FIFO at this priority, as a softirq preempts a process (0: SCHED_OTHER)")
     ap.add_argument("--no-steer-hosts", action="store_true",
                     help="leave the hosts' eth0 unsteered (frames the switch sends are taken in on its CPU)")
     ap.add_argument("--tcp-seconds", type=int, default=5)

@@ -12,7 +12,10 @@ them all (``App.add_flow``: the controller encodes each one), sends a
 barrier, and stops the clock when the barrier reply arrives: by then the
 switch has processed every flow-mod (OpenFlow 1.3, section 6.2). Any
 ERROR the switch sends back is counted. Prints one JSON line per switch and
-exits after the first (or after --timeout seconds).
+exits after the first (or after --timeout seconds); with --hold it stays
+connected after printing it, until stdin closes or it is killed, so that the
+flows can be counted while the controller still holds the switch (a
+restarted switch has none).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ async def main() -> int:
     ap.add_argument("--rules", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--hold", action="store_true", help="stay connected after the result, until stdin closes")
     args = ap.parse_args()
     done = asyncio.get_running_loop().create_future()
     app = FlowInstall(args.rules, args.seed, done)
@@ -79,6 +83,8 @@ async def main() -> int:
     except asyncio.TimeoutError:
         result = {"error": "timeout"}
     print(json.dumps(result), flush=True)
+    if args.hold:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await ctl.stop()
     return 0 if "error" not in result else 1
 

@@ -188,7 +188,8 @@ def main() -> None:
     elapsed = now - start
     cpu = cpu_time() - c0
     print(json.dumps({"sent": sent + primed, "refused": refused, "seconds": round(elapsed, 4),
-                      "pps": round(sent / elapsed), "offered": round((sent + refused) / elapsed), "target": args.rate or None, "cpu": round(cpu / elapsed, 3),
+                      "pps": round(sent / elapsed), "offered": round((sent + refused) / elapsed),
+                      "target": args.rate or None, "cpu": round(cpu / elapsed, 3),
                       "max_lag": max_lag, "skipped": skipped, "primed": primed}), flush=True)
 
 

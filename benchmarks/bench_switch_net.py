@@ -6,21 +6,28 @@ links to the root-namespace ends ``<tag>pa`` and ``<tag>pb``: the ports of
 whichever switch joins them (Open vSwitch, kumoflow, the bare copy loop),
 or nothing at all (the generator's sink). Offloads are off on all four
 ends, as the emulator leaves them by default (``ethtool -K IF tx off rx off
-sg off tso off gso off gro off lro off``), unless asked otherwise. The
+sg off tso off gso off gro off lro off``), unless asked otherwise (and
+GRO back on where "napi" input needs it, see below). The
 hosts know each other's MAC address (static neighbour entries), so no ARP
 crosses the switch during a measurement.
 
-CPUs (:data:`HOST_CPU`, :data:`SWITCH_CPU`): a veth takes each frame in
-on the *sender's* CPU, inside its transmit call, unless Receive Packet
-Steering says otherwise. :meth:`Lab.pair` steers (RPS, ``rps_cpus``) the
-receive side of every link end to the CPU of whoever owns that end: the
-two root-namespace ends, the switch's ports, to SWITCH_CPU; the hosts'
-``eth0`` to HOST_CPU. So a switch pays for its own ingress (delivery into
-its packet socket), as a NIC's interrupt affinity would make it, and the
-generator and the receiving host pay for theirs. :meth:`Lab.pin_ovs` pins
-every thread of ovs-vswitchd to SWITCH_CPU and puts the original affinities
-back in ``close()``; it also writes them to :data:`OVS_AFFINITY_FILE` first,
-so that :func:`sweep` can restore them after a run that was killed.
+CPUs (:data:`HOST_CPU`, :data:`SWITCH_CPU`): a veth takes each frame in on
+the *sender's* CPU, inside its transmit call. :class:`Lab` moves that work
+to the CPU of whoever owns the receiving end, in one of three ways
+(``ingress``): "napi" (the default) turns GRO on, so that the veth receives
+through NAPI, and ``threaded`` NAPI, whose kernel thread it pins (and, with
+``napi_fifo``, makes SCHED_FIFO): the switch's ports to SWITCH_CPU, the
+hosts' eth0 to HOST_CPU (:func:`threaded_napi`); "rps" writes ``rps_cpus``
+the same way (:func:`steer_receive`); "sender" leaves it where it is. In
+"napi", :meth:`Lab.port_input` turns the switch ports' GRO off and on again
+around TCP runs (a userspace switch cannot forward GRO-merged segments).
+So a switch pays for its own input (delivery into its packet socket), as a
+NIC's interrupt affinity would make it, and the hosts pay for theirs.
+:meth:`Lab.pin_ovs` pins every thread of ovs-vswitchd to SWITCH_CPU and
+puts the original affinities back in ``close()``; it writes them to
+:data:`OVS_AFFINITY_FILE` first (under a lock, shared by overlapping runs:
+the last one to finish restores them), so that :func:`sweep` can restore
+them after a run that was killed.
 
 Every name starts with :data:`PREFIX`; :class:`Lab` remembers what it made
 and removes it in ``close()`` (namespaces, links, Open vSwitch bridges,
@@ -30,6 +37,7 @@ that was killed.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -44,6 +52,8 @@ HOST_CPU = 0
 SWITCH_CPU = 1
 #: where pin_ovs() saves ovs-vswitchd's thread affinities until close() (or sweep()) restores them
 OVS_AFFINITY_FILE = "/run/kfbench-ovs-affinity.json"
+#: where each run lists the processes it started (pid and start time), for sweep() after a kill
+PROCS_FILE = "/run/kfbench-procs-{pid}.json"
 OFFLOADS_OFF = ("tx", "off", "rx", "off", "sg", "off", "tso", "off", "gso", "off", "gro", "off", "lro", "off")
 
 
@@ -109,8 +119,8 @@ def threaded_napi(ifname: str, cpu: int | None, ns: str | None = None, fifo: int
     ``threaded`` runs the NAPI poll in a thread of its own. cpu None: GRO off,
     so no NAPI (input on the sender's CPU). The new threads' pids."""
     prefix = ("ip", "netns", "exec", ns) if ns else ()
+    sh(*prefix, "ethtool", "-K", ifname, "gro", "off")          # no NAPI (and no NAPI thread) left
     if cpu is None:
-        sh(*prefix, "ethtool", "-K", ifname, "gro", "off")
         return set()
     before = napi_threads(ifname)
     sh(*prefix, "ethtool", "-K", ifname, "gro", "on")
@@ -307,7 +317,19 @@ class Lab:
     def start(self, argv: list[str], **kwargs) -> subprocess.Popen:
         proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
         self.procs.append(proc)
+        self._save_procs()
         return proc
+
+    def _save_procs(self) -> None:
+        path = PROCS_FILE.format(pid=os.getpid())
+        try:
+            if self.procs:
+                with open(path, "w") as f:
+                    json.dump([[p.pid, _start_time(p.pid)] for p in self.procs], f)
+            elif os.path.exists(path):
+                os.unlink(path)
+        except OSError:
+            pass
 
     def stop(self, proc: subprocess.Popen, timeout: float = 5.0) -> None:
         if proc.poll() is None:
@@ -325,6 +347,7 @@ class Lab:
                 proc.wait(timeout=timeout)
         if proc in self.procs:
             self.procs.remove(proc)
+            self._save_procs()
 
     def del_bridge(self, br: str) -> None:
         sh("ovs-vsctl", "--timeout=10", "--if-exists", "del-br", br, check=False)
@@ -351,10 +374,35 @@ class Lab:
         self.namespaces.clear()
 
 
+def _start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def sweep() -> list[str]:
     """Remove namespaces, links and bridges named PREFIX* (a killed run's leftovers)
     and give ovs-vswitchd back the CPU affinity a killed run took from it."""
     removed = []
+    for path in glob.glob(PROCS_FILE.format(pid="*")):
+        run = int(path.rsplit("-", 1)[1].split(".")[0])
+        if os.path.exists(f"/proc/{run}"):
+            continue                                        # that run is still going
+        try:
+            with open(path) as f:
+                procs = json.load(f)
+        except (OSError, ValueError):
+            procs = []
+        for pid, started in procs:
+            if started is not None and _start_time(pid) == started:     # the very process, not a reused pid
+                try:
+                    os.killpg(pid, signal.SIGTERM)
+                    removed.append(f"process {pid}")
+                except OSError:
+                    pass
+        os.unlink(path)
     with _AffinityRecord() as rec:
         pid = rec.pid
         if rec.release_if_unheld():

@@ -1,8 +1,9 @@
 """Where the kumoflow switch's time goes per forwarded packet (bench_switch.py --only profile).
 
-While the generator floods the switch (as for the packet-rate figure),
-py-spy samples the switch process (``py-spy record --format raw
---nonblocking``: it reads the process's memory without stopping it, and
+While the generator sends to the switch (paced at 90% of the throughput
+bench_switch.py measured for kumoflow in the same run, or flat out when it
+measured none), py-spy samples the switch process (``py-spy record --format
+raw --nonblocking``: it reads the process's memory without stopping it, and
 leaves out samples where the process is idle in epoll). Each sample is put
 in the first category, going from the innermost frame outwards, that one of
 its frames belongs to (:data:`CATEGORIES`); the share of samples times the
@@ -63,15 +64,13 @@ def categorize(raw: str) -> tuple[collections.Counter, collections.Counter, int]
     return per_cat, per_leaf, total
 
 
-def profile(bench, arm, py_spy: str, tmp: Path) -> dict:
-    """Flood `arm` (the kumoflow switch) and sample it; the breakdown per packet."""
-    from bench_switch import HERE, PY, cpu_seconds, sink_mac
+def profile(bench, arm, py_spy: str, tmp: Path, rate: float = 0) -> dict:
+    """Send to `arm` (the kumoflow switch) at `rate` (0: flat out) and sample it; the breakdown per packet."""
+    from bench_switch import cpu_seconds
 
     pair, lab, window = arm.pair, bench.lab, bench.args.window
     bench.idle()
-    gen = lab.start(["ip", "netns", "exec", pair.ns_a, "taskset", "-c", "0", PY, str(HERE / "bench_switch_gen.py"),
-                     "--src-mac", pair.mac_a, "--dst-mac", sink_mac(pair), "--src-ip", pair.ip_a,
-                     "--dst-ip", pair.ip_b, "--seconds", str(window + 4)], stdout=subprocess.PIPE, text=True)
+    gen = bench.gen(pair, window + 4, rate)
     time.sleep(1.0)
     out = tmp / "py-spy.txt"
     b0, c0, t0 = pair.counters(pair.ns_b), cpu_seconds(arm.pid), time.monotonic()
@@ -84,7 +83,8 @@ def profile(bench, arm, py_spy: str, tmp: Path) -> dict:
     packets = b1["rx_packets"] - b0["rx_packets"]
     per_packet_us = (c1 - c0) / max(packets, 1) * 1e6
     per_cat, per_leaf, total = categorize(out.read_text())
-    return {"pps": round(packets / (t1 - t0)), "switch_cpu": round((c1 - c0) / (t1 - t0), 2),
+    return {"rate": round(rate) or "flat out", "pps": round(packets / (t1 - t0)),
+            "switch_cpu": round((c1 - c0) / (t1 - t0), 2),
             "us_per_packet": round(per_packet_us, 2), "samples": total,
             "categories": {c: {"share": round(n / total, 3), "us": round(n / total * per_packet_us, 2)}
                            for c, n in per_cat.most_common()},
@@ -92,7 +92,8 @@ def profile(bench, arm, py_spy: str, tmp: Path) -> dict:
 
 
 def report(prof: dict) -> str:
-    lines = [f"kumoflow switch at {prof['pps']:,} frames/s, {prof['switch_cpu']} CPU: "
+    lines = [f"kumoflow switch at {prof['pps']:,} frames/s (offered: {prof.get('rate', 'flat out')}), "
+             f"{prof['switch_cpu']} CPU: "
              f"{prof['us_per_packet']} µs of CPU per forwarded frame ({prof['samples']} py-spy samples)", "",
              "| where | share | µs per frame |", "|---|--:|--:|"]
     for cat, v in prof["categories"].items():
