@@ -421,12 +421,14 @@ class LinuxPort(PortBase):
         snaps = u32[a + 2:b:w].tolist()
         mac = u16[2 * a + 6]                                # tp_mac of the first slot
         # status bits beyond USER (LOSING after drops, CSUM_VALID, ...) do not
-        # matter here; COPY and VLAN_VALID do (a handful of distinct values per run)
+        # matter here; COPY and VLAN_VALID do (a handful of distinct values per
+        # run); nor does DATA_VALID in the virtio-net header (GRO sets it)
         if (not any(s & TP_STATUS_SLOW for s in set(status[:n]))
                 and u32[a + 1:b:w].tolist() == snaps and min(snaps) >= 14
                 and u16[2 * a + 6:2 * b:2 * w].tolist().count(mac) == n and not mac & 1
                 and self._ignores_outgoing
-                and not (self.vnet_hdr and any(u16[2 * a + (mac - VNET_HDR_LEN) // 2:2 * b:2 * w].tolist()))):
+                and not (self.vnet_hdr and any(v & _VNET_WORK for v in
+                                               set(u16[2 * a + (mac - VNET_HDR_LEN) // 2:2 * b:2 * w].tolist())))):
             mm, size = ring.map, ring.frame_size
             start = 4 * a + mac
             frames = [mm[o:o + s] for o, s in zip(range(start, start + n * size, size), snaps)]
