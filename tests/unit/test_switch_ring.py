@@ -135,3 +135,19 @@ def test_a_virtio_net_header_that_needs_nothing_keeps_the_column_path(monkeypatc
     r.put(partial, vnet=vnet)
     got = r.read_all()
     assert slots and got[0] == frame(1) and got[1] == complete_checksum(partial, 34, 6)
+
+
+def test_lone_frames_one_read_each_across_the_end_of_the_ring():
+    """One frame per readiness event (ping, a lone ACK) takes the per-slot
+    read; order, tags and the slots handed back as for a run."""
+    r = Ring(32)
+    tagged = frame(7)
+    for i in range(70):                                    # round the 32-slot ring twice
+        if i % 10 == 9:
+            r.put(tagged, status=TP_STATUS_USER | TP_STATUS_VLAN_VALID, vlan=(0x0005, 0))
+            assert r.port.read_frames() == [tagged[:12] + b"\x81\x00\x00\x05" + tagged[12:]]
+        else:
+            r.put(frame(i))
+            assert r.port.read_frames() == [frame(i)]
+        assert r.port.read_frames() == []
+    assert not any(r.ring.u32[0::512].tolist())

@@ -409,14 +409,17 @@ class LinuxPort(PortBase):
         # takes the slot-by-slot loop.
         u32, u16, w, head = ring.u32, ring.u16, ring.slot_words, ring.head
         a = head * w
-        status = u32[a:a + min(limit, ring.frames - head) * w:w].tolist()
+        if u32[a] == TP_STATUS_KERNEL:
+            self._check_error()
+            return []
+        end = min(limit, ring.frames - head)
+        if end == 1 or u32[a + w] == TP_STATUS_KERNEL:
+            return self._read_slots(1)              # a lone frame: cheaper than building the columns
+        status = u32[a:a + end * w:w].tolist()
         try:
             n = status.index(TP_STATUS_KERNEL)
         except ValueError:
-            n = len(status)
-        if not n:
-            self._check_error()
-            return []
+            n = end
         b = a + n * w
         snaps = u32[a + 2:b:w].tolist()
         mac = u16[2 * a + 6]                                # tp_mac of the first slot
