@@ -29,6 +29,12 @@ What is measured (all in one process, sans-IO, no sockets):
    (802.1Q-tagged frames have no fast key), and on a miss (the pipeline
    recording its decision). Ports are in-memory ports whose send only
    counts; "port.send alone" is the floor.
+5. per packet under flow changes: 1,000 UDP flows cycling, each with its
+   own exact rule (a reactive controller's), while one rule for a new flow
+   is added every 100 (or 10) packets through `Datapath.flow_mod_raw`:
+   the fast path emptying its caches on every flow change (the old
+   behaviour, `FastPath.selective = False`) against selective
+   invalidation, and with no flow changes at all.
 
 Timing: perf_counter around a loop, garbage collector off during a repeat,
 best of --repeat. The output is Markdown, with the date, machine, Python and
@@ -412,7 +418,7 @@ def bench_packets(sizes, repeat: int, quick: bool) -> list[str]:
 
         def miss_loop():
             for f in frames:
-                fp.generation = -1                 # stale: flushed, and the frame goes through the pipeline
+                fp.flush()                         # emptied: the frame goes through the pipeline
                 dp.receive(1, f)
         res["miss"] = best(miss_loop, repeat) / len(frames)
         assert dp.ports[2].counters.tx_packets > 0
@@ -428,6 +434,95 @@ def bench_packets(sizes, repeat: int, quick: bool) -> list[str]:
         print(f"  packets n={n}: " + ", ".join(f"{k} {v * 1e6:.2f} us" for k, v in res.items()), file=sys.stderr)
     rows.append("")
     rows.append(f"`port.send` alone (the floor: an in-memory port that only counts): {fmt_us(t_floor)} µs per frame.")
+    return rows
+
+
+# --- 5. flow changes under traffic -----------------------------------------------------------------------
+
+CHURN_ACTS = [ofp.ApplyActions([ofp.Output(2)])]
+
+
+def churn_flow(sport: int) -> ofp.FlowMod:
+    """What a reactive controller installs for a new UDP flow: its own exact rule."""
+    return ofp.FlowMod(priority=10, match=ofp.Match(in_port=1, eth_type=0x0800, ip_proto=17, udp_src=sport),
+                       instructions=CHURN_ACTS)
+
+
+def churn_datapath(n: int, selective: bool) -> Datapath:
+    """n active flows with a rule each, a table-miss entry to the controller."""
+    dp = Datapath(1, n_tables=1)
+    dp.fastpath.selective = selective
+    for i in (1, 2):
+        dp.add_port(NullPort(i, hw_addr=f"02:00:00:00:01:0{i}"))
+    dp.handle(ofp.FlowMod(priority=0, match=ofp.Match(),
+                          instructions=[ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER)])]))
+    for i in range(n):
+        dp.handle(churn_flow(1000 + i))
+    return dp
+
+
+def bench_churn(n: int, every: tuple, repeat: int, quick: bool) -> list[str]:
+    """Per-packet cost of n active flows (cycling) while one new,
+    non-overlapping flow is added every K packets through the direct
+    FLOW_MOD path (its cost included), caches flushed on every flow change
+    (the old behaviour) or revalidated."""
+    rounds = 5 if quick else 20
+    frames = [udp_frame(1000 + i) for i in range(n)] * rounds
+    rows = ["| active flows | one ADD every | no flow changes | flush on every flow change | selective "
+            "invalidation | flush / selective | of which the ADDs themselves | misses per 1,000 packets "
+            "(flush; selective) |",
+            "|--:|--:|--:|--:|--:|--:|--:|--:|"]
+
+    def timed(k: int | None, selective: bool) -> tuple[float, int]:
+        """Best µs per packet over `repeat` fresh datapaths, and the misses of the last."""
+        adds = [churn_flow(1000 + n + j).pack() for j in range(len(frames) // (k or len(frames)) + 1)]
+        chunks = [frames[i:i + k] for i in range(0, len(frames), k)] if k else [frames]
+        times, misses = [], 0
+        for _ in range(repeat):
+            dp = churn_datapath(n, selective)
+            for f in frames[:n]:
+                dp.receive(1, f)                               # every flow cached
+            before = dp.fastpath.stats()["misses"]
+            rx, mod = dp.receive, dp.flow_mod_raw
+            gc.collect()
+            gc.disable()
+            try:
+                t = time.perf_counter()
+                for chunk, fm in zip(chunks, adds):
+                    if k:
+                        mod(fm)
+                    for f in chunk:
+                        rx(1, f)
+                times.append(time.perf_counter() - t)
+            finally:
+                gc.enable()
+            assert len(dp.tables[0]) == n + 1 + (len(chunks) if k else 0)
+            assert dp.ports[2].counters.tx_packets == len(frames) + n
+            misses = dp.fastpath.stats()["misses"] - before
+        return min(times) / len(frames), misses
+
+    def adds_alone(k: int) -> float:
+        """The same ADDs on the same table with no traffic, per packet of the run above."""
+        adds = [churn_flow(1000 + n + j).pack() for j in range(-(-len(frames) // k))]
+        times = []
+        for _ in range(repeat):
+            mod = churn_datapath(n, True).flow_mod_raw
+            t = time.perf_counter()
+            for fm in adds:
+                mod(fm)
+            times.append(time.perf_counter() - t)
+        return min(times) / len(frames)
+
+    base, _ = timed(None, True)
+    for k in every:
+        t_flush, m_flush = timed(k, False)
+        t_sel, m_sel = timed(k, True)
+        t_adds = adds_alone(k)
+        per_k = 1000 / len(frames)
+        rows.append(f"| {n:,} | {k} packets | {fmt_us(base)} | {fmt_us(t_flush)} | {fmt_us(t_sel)} | "
+                    f"{t_flush / t_sel:,.1f}x | {fmt_us(t_adds)} | {m_flush * per_k:,.0f}; {m_sel * per_k:,.0f} |")
+        print(f"  churn n={n} k={k}: none {base * 1e6:.2f} us, flush {t_flush * 1e6:.2f} us, "
+              f"selective {t_sel * 1e6:.2f} us", file=sys.stderr)
     return rows
 
 
@@ -478,7 +573,12 @@ def main(argv: list[str] | None = None) -> int:
     out += [f"Insert and delete ({mem_n:,} rules, {len(SHAPES)} shapes):", ""] + rate_rows + [""]
     out += ["Per packet, µs (`Datapath.receive`, 64 UDP flows cycling, the traffic's rule at the lowest "
             f"priority; best of {repeat}):", ""]
-    out += bench_packets(packet_sizes, repeat, args.quick)
+    out += bench_packets(packet_sizes, repeat, args.quick) + [""]
+    churn_n = 200 if args.quick else 1_000
+    out += [f"Per packet under flow changes, µs (`Datapath.receive`, {churn_n:,} UDP flows cycling, each with "
+            "its own rule; a new rule for another flow added with `Datapath.flow_mod_raw` every K packets, "
+            f"its cost included; best of {repeat}):", ""]
+    out += bench_churn(churn_n, (100,) if args.quick else (100, 10), repeat, args.quick)
     print("\n".join(out))
     return 0
 

@@ -261,3 +261,54 @@ def test_two_apps_get_separate_tables_and_cookies():
     assert rec.table_miss(0) == [ofp.GotoTable(1)]
     assert rec.cookie != l2.cookie
     assert controller._packet_in[1] is l2 and controller._packet_in[0] is None
+
+
+class _Transport:
+    def __init__(self):
+        self.writes = []
+
+    def write(self, data):
+        self.writes.append(data)
+
+    def is_closing(self):
+        return False
+
+
+def test_send_many_writes_as_it_encodes_in_order():
+    from kumoflow.controller.datapath import SEND_MANY_BATCH, Datapath
+
+    dp = Datapath(None)
+    dp.transport = _Transport()
+    dp.conn.data_to_send()                                  # our HELLO
+    mods = [ofp.FlowMod(priority=i, match=ofp.Match(in_port=i + 1)) for i in range(2 * SEND_MANY_BATCH + 3)]
+    dp.send_many(mods, origin=App())
+    # the switch gets the first ones while the rest are encoded
+    assert [len(w) for w in dp.transport.writes] == [sum(len(m.pack()) for m in part) for part in
+                                                       (mods[:SEND_MANY_BATCH], mods[SEND_MANY_BATCH:-3], mods[-3:])]
+    assert b"".join(dp.transport.writes) == b"".join(m.pack() for m in mods)
+    assert [m.xid for m in mods] == list(range(mods[0].xid, mods[0].xid + len(mods)))
+    # inside a data_received callback everything waits for its end, as a single send does
+    dp.transport.writes.clear()
+    dp._receiving = True
+    dp.send_many([ofp.FlowMod(priority=i) for i in range(SEND_MANY_BATCH + 1)])
+    assert dp.transport.writes == []
+    dp._receiving = False
+    dp._flush()
+    assert len(dp.transport.writes) == 1
+
+
+def test_send_many_remembers_what_send_would_for_errors():
+    from kumoflow.controller.datapath import SENT_MEMORY, Datapath
+
+    app = App()
+    many, one = Datapath(None), Datapath(None)
+    msgs = [[ofp.FlowMod(priority=i) for i in range(SENT_MEMORY + 10)] for _ in range(2)]
+    many.send_many(msgs[0], origin=app)
+    for m in msgs[1]:
+        one.send(m, origin=app)
+    assert list(many._sent) == list(one._sent) == [m.xid for m in msgs[0][10:]]
+    assert all(many._sent[m.xid] == (app, m) for m in msgs[0][10:])
+    few = Datapath(None)
+    few.send_many(msgs[0][:3], origin=app)
+    few.send_many(msgs[0][3:5])                             # no origin: not remembered
+    assert list(few._sent) == [m.xid for m in msgs[0][:3]]

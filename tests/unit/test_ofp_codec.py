@@ -207,6 +207,33 @@ def test_cidr_free_masks_round_trip():
     assert ofp.parse(ofp.FlowMod(match=m).pack()).match == m
 
 
+def _outcome(pack):
+    try:
+        return pack()
+    except Exception as exc:                      # the same exception, with the same text
+        return type(exc), str(exc)
+
+
+@pytest.mark.parametrize("field", ofp.oxm.FIELDS, ids=lambda f: f.name)
+def test_match_pack_encodes_as_encode_oxm_does(field):
+    """Match.pack's fast encoders give encode_oxm's bytes, or let it name the error."""
+    values = [0, 1, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1, 2**64, -1, True, 1.5, "x", None, b"ab",
+              "10.0.0.1", "02:00:00:00:00:01", "fe80::1", (5, None), (5, 255), (5, -1), (True, 1), (1, "b"),
+              ("a", 1), (1,), (1, 2, 3), [1, 2], ("10.0.0.0", "255.0.0.0"), ("02:00:00:00:00:00", None)]
+
+    def slow(m):
+        body = b"".join(ofp.oxm.encode_oxm(k, v) for k, v in m.items())
+        return struct.pack("!HH", 1, 4 + len(body)) + body + bytes(-(4 + len(body)) & 7)
+
+    for value in values:
+        m = ofp.Match()
+        m[field.name] = value
+        m[(0x8001, 3)] = b"\x00\x01\x06\x04\x00\x00\x00\x09"      # and an opaque OXM after it
+        assert _outcome(m.pack) == _outcome(lambda: slow(m)), (field.name, value)
+        del m[(0x8001, 3)]
+        assert _outcome(m.pack) == _outcome(lambda: slow(m)), (field.name, value)
+
+
 def test_unencodable_values_are_clear_value_errors():
     with pytest.raises(ValueError, match="in_port"):
         ofp.FlowMod(match=ofp.Match(in_port=1 << 40)).pack()

@@ -108,6 +108,30 @@ def test_subtable_maximum_follows_deletes():
         assert hit is (es[top - 1] if top >= 100 else other)      # a tie goes to the older rule
 
 
+def test_subtable_counts_priorities_only_once_a_rule_leaves():
+    t = Classifier(0)
+    es = [entry({"in_port": i}, p) for i, p in ((1, 5), (2, 9), (3, 5), (4, 7))]
+    for e in es:
+        t.insert(e)
+    [st] = t._subtables.values()
+    assert st.counts is None and st.heap is None and st.max_priority == 9      # growing: the maximum only
+    assert t.overlapping(5, compile_match(ofp.Match(in_port=3))) is es[2]      # counted for the check
+    assert st.counts == {5: 2, 9: 1, 7: 1}
+    t = Classifier(0)
+    for e in es:
+        t.insert(e)
+    [st] = t._subtables.values()
+    t.remove(es[1])                     # the maximum leaves: counted from the rules, then the next one
+    assert st.counts == {5: 2, 7: 1} and st.max_priority == 7
+    new = [entry({"in_port": 5}, 8), entry({"in_port": 6}, 7)]
+    for e in new:
+        t.insert(e)
+    assert st.counts == {5: 2, 7: 2, 8: 1} and st.max_priority == 8
+    for e in (new[0], es[3], new[1]):
+        t.remove(e)
+    assert st.counts == {5: 2} and st.max_priority == 5 and t.shapes()[0][2] == 5
+
+
 def test_key_function_masks_partially_masked_fields():
     shape = ((fk.ETH_TYPE, P | 0xFFFF), (fk.IPV4_DST, P | 0xFFFFFF00))
     f = key_function(shape)
@@ -205,7 +229,14 @@ def test_classifier_answers_as_the_reference(specs, probe_keys, probe_specs, dat
         e = entry(match, prio)
         old = ref.find_strict(prio, e.compiled)
         assert cls_table.find_strict(prio, e.compiled) is old
-        if old is not None and data.draw(st.booleans()):
+        how = data.draw(st.sampled_from(["insert", "replace", "skip"]))
+        if how == "replace":                        # in old's place, if there is one
+            assert cls_table.replace(e) is old and ref.replace(e) is old
+            if old is not None:
+                live.remove(old)
+            live.append(e)
+            continue
+        if old is not None and how == "insert":
             cls_table.remove(old)
             ref.remove(old)
             live.remove(old)

@@ -6,14 +6,18 @@ packets and the same random changes in between; every frame sent, every
 message to the controller and every counter must be the same.
 
 Then targeted cases: the cache is really used (and for which decisions),
-megaflows are as wide as they may be and no wider, and it is emptied on
-every change that can alter a decision.
+megaflows are as wide as they may be and no wider, it is emptied on every
+change that can alter a decision but flow-table changes, and those remove
+only the decisions they can affect (selective invalidation).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import os
 
+import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from scapy.compat import raw
@@ -23,7 +27,7 @@ from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from kumoflow import ofp
-from kumoflow.ofp.consts import OFPFC, OFPGC, OFPGT, OFPMC, OFPMF, OFPP
+from kumoflow.ofp.consts import OFPFC, OFPGC, OFPGT, OFPIT, OFPMC, OFPMF, OFPP
 from kumoflow.switch import actions as act
 from kumoflow.switch import flowkey as fk
 from kumoflow.switch.datapath import SwitchError
@@ -32,7 +36,7 @@ from kumoflow.switch.flowmatch import FIELD_NAMES, PREREQS, VLAN_PRESENT, compil
 from kumoflow.switch.flowtable import FlowTable
 from kumoflow.switch.port import PS_BLOCKED, MemoryPort, wire
 
-from test_switch_helpers import MAC1, MAC2, MAC3, Rig, tcp, udp
+from test_switch_helpers import MAC1, MAC2, MAC3, Rig, ip_match, tcp, udp
 
 # KUMOFLOW_SWITCH_EXAMPLES=5000 for a longer hunt; KUMOFLOW_NO_SHRINK=1 to report a failure without
 # minimising it (fast, e.g. to check that a deliberately broken cache is caught).
@@ -41,6 +45,7 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=
                     phases=[p for p in Phase if p != Phase.shrink or not os.environ.get("KUMOFLOW_NO_SHRINK")])
 
 N_TABLES = 4
+OFPIT_APPLY = int(OFPIT.APPLY_ACTIONS)
 PORTS = (1, 2, 3, 4)
 NO_BUFFER = ofp.OFPCML.NO_BUFFER
 
@@ -65,6 +70,23 @@ class Pair:
             except SwitchError as exc:
                 results.append(("error", exc.type, exc.code))
         assert results[0] == results[1], msg
+        self.check()
+
+    def flow_mod_raw(self, fm: ofp.FlowMod) -> None:
+        """A flow-mod as the channel applies it: the subject takes the direct
+        path (Datapath.flow_mod_raw) when it can, the ordinary one with the
+        decoded message otherwise; the reference always the ordinary one."""
+        data = fm.pack()
+        results = []
+        for rig in (self.ref, self.sub):
+            try:
+                if rig is self.sub and rig.dp.flow_mod_raw(data):
+                    results.append(("ok", []))
+                    continue
+                results.append(("ok", rig.handle(ofp.parse(data))))
+            except (SwitchError, ofp.CodecError) as exc:
+                results.append(("error", exc.type, exc.code))
+        assert results[0] == results[1], fm
         self.check()
 
     def receive(self, port: int, frame: bytes, tunnel_id: int = 0) -> None:
@@ -209,6 +231,9 @@ def vary(frame: bytes, ttl: int | None, ip_id: int, extra: int) -> bytes:
 # --- flow tables ----------------------------------------------------------------------------------------
 
 MASKABLE = {f.code for f in ofp.FIELDS_BY_NAME.values() if f.maskable}
+#: fields whose value a match may change freely (kind 6 of `matches`)
+PERTURBABLE = {fk.ETH_SRC, fk.ETH_DST, fk.VLAN_PCP, fk.IP_DSCP, fk.IPV4_SRC, fk.IPV4_DST, fk.TCP_SRC, fk.TCP_DST,
+               fk.UDP_SRC, fk.UDP_DST, fk.IPV6_SRC, fk.IPV6_DST, fk.MPLS_LABEL, fk.ARP_SPA, fk.ARP_TPA}
 
 
 def _close(chosen: list[int]) -> list[int]:
@@ -246,8 +271,8 @@ def matches(draw, pool: list[bytes]):
     """A match made of some fields of a pool frame (masked at random), or of
     values the set-fields write; sometimes in_port, metadata or tunnel_id too."""
     m: dict = {}
-    kind = draw(st.integers(0, 5))
-    if kind <= 2 and pool:
+    kind = draw(st.integers(0, 6))
+    if (kind <= 2 or kind == 6) and pool:
         pkt = fk.Packet(draw(st.sampled_from(pool)), 1)
         present = [c for c in range(fk.N_FIELDS) if pkt.key[c] & fk.PRESENT and c not in fk.PIPELINE_FIELDS]
         if present:
@@ -262,6 +287,11 @@ def matches(draw, pool: list[bytes]):
                         m[FIELD_NAMES[c]] = (from_int(c, v & mask), from_int(c, mask))
                         continue
                 m[FIELD_NAMES[c]] = from_int(c, v)
+            # kind 6: one value changed, so the match is beside a flow of the pool (not overlapping it)
+            others = [c for c in chosen if c in PERTURBABLE and type(m[FIELD_NAMES[c]]) is not tuple]
+            if kind == 6 and others:
+                c = draw(st.sampled_from(others))
+                m[FIELD_NAMES[c]] = from_int(c, pkt.field(c) ^ draw(st.sampled_from([1, 2])))
     elif kind <= 4:
         m.update(draw(st.sampled_from(REWRITTEN)))
     if draw(st.integers(0, 3)) == 0:
@@ -444,6 +474,37 @@ def tables(draw, pool: list[bytes]) -> list:
 
 
 @st.composite
+def retargeted(draw, pool: list[bytes], flows: list):
+    """A flow-mod aimed at an existing entry (same table, match and priority):
+    modify or delete it (strict or not), or replace it with an ADD."""
+    fm = draw(st.sampled_from(flows))
+    new = draw(flow_mods(pool, table_id=fm.table_id, match=fm.match, priority=fm.priority))
+    command = draw(st.sampled_from([OFPFC.ADD, OFPFC.MODIFY, OFPFC.MODIFY_STRICT, OFPFC.MODIFY_STRICT,
+                                    OFPFC.DELETE, OFPFC.DELETE_STRICT, OFPFC.DELETE_STRICT]))
+    return dataclasses.replace(new, command=command, cookie_mask=0, out_port=OFPP.ANY,
+                               out_group=ofp.OFPG.ANY)
+
+
+@st.composite
+def flow_changes(draw, pool: list[bytes], setup: list):
+    """A burst of flow changes with no packet in between (the fast path
+    applies them together): new flow-mods, flow-mods aimed at entries of the
+    setup, each through the ordinary or the direct path, now and then
+    another change in the middle."""
+    flows = [m for m in setup if isinstance(m, ofp.FlowMod)]
+    one = st.one_of(
+        flow_mods(pool).map(lambda m: ("msg", m)),
+        flow_mods(pool, adding=True).map(lambda m: ("msg", m)),
+        flow_mods(pool, adding=True).map(lambda m: ("raw", m)),
+        flow_mods(pool, adding=True).map(lambda m: ("raw", m)),
+        retargeted(pool, flows).map(lambda m: ("msg", m)),
+        retargeted(pool, flows).map(lambda m: ("raw", m)),
+        st.one_of(group_mods(), meter_mods()).map(lambda m: ("msg", m)),
+    )
+    return ("flows", draw(st.lists(one, min_size=1, max_size=5)))
+
+
+@st.composite
 def scripts(draw):
     pool = draw(st.lists(base_frames(), min_size=2, max_size=8))
     setup = draw(tables(pool))
@@ -454,6 +515,8 @@ def scripts(draw):
     change = st.one_of(
         st.none(),
         flow_mods(pool).map(lambda m: ("msg", m)),
+        flow_changes(pool, setup),
+        flow_changes(pool, setup),
         st.one_of(group_mods(), meter_mods()).map(lambda m: ("msg", m)),
         port_changes(),
         st.tuples(st.just("config"), st.sampled_from([0, 4, 1, 5]), st.sampled_from([64, 128, NO_BUFFER])),
@@ -461,7 +524,7 @@ def scripts(draw):
         st.tuples(st.just("packet_out"), st.integers(0, len(pool) - 1), st.sampled_from(PORTS)),
     )
     # A change, then a burst of frames from the pool (so the caches fill and hit).
-    steps = draw(st.lists(st.tuples(change, st.lists(frame, min_size=1, max_size=12)), min_size=1, max_size=8))
+    steps = draw(st.lists(st.tuples(change, st.lists(frame, min_size=1, max_size=12)), min_size=1, max_size=10))
     return Shown((pool, setup, steps))
 
 
@@ -488,6 +551,12 @@ def run_script(script, batched: bool) -> None:
         kind = step[0] if step is not None else None
         if kind == "msg":
             pair.handle(step[1])
+        elif kind == "flows":
+            for how, msg in step[1]:
+                if how == "raw":
+                    pair.flow_mod_raw(msg)
+                else:
+                    pair.handle(msg)
         elif kind == "link":
             pair.link(step[1], step[2])
         elif kind == "blocked":
@@ -516,7 +585,7 @@ def run_script(script, batched: bool) -> None:
             pair.receive(port, vary(pool[i], ttl, ip_id, extra), tunnel_id)
     pair.check_counters()
     s = pair.sub.dp.fastpath.stats()
-    for name in ("emc_hits", "megaflow_hits", "uncacheable"):
+    for name in ("emc_hits", "megaflow_hits", "uncacheable", "revalidations", "invalidated"):
         if s[name]:
             event(f"fast path: some {name}")
 
@@ -540,7 +609,8 @@ def test_fast_path_on_a_fixed_table_hits_and_agrees(pool, data):
 T0_MATCHES = [{}, {"vlan_vid": (0x1000, 0x1000)}, {"vlan_vid": (0x1000, 0x1000)}, {"vlan_vid": (0x1000, 0x1000)},
               {"eth_type": 0x0800},
               {"eth_type": 0x8847}, {"eth_type": 0x88E7}, {"eth_type": 0x86DD}, {"eth_type": 0x0800, "ip_proto": 17},
-              {"vlan_vid": 0}, {"vlan_vid": 0x1000 | 10}]
+              {"vlan_vid": 0}, {"vlan_vid": 0x1000 | 10}, {"eth_dst": MAC2},
+              {"eth_type": 0x0800, "ipv4_dst": "10.0.0.1"}]
 REWRITES = ([ofp.PushVlan(), ofp.PopVlan(), ofp.PopVlan(), ofp.PopVlan(), ofp.PushMpls(), ofp.PopMpls(), ofp.PushPbb(),
              ofp.PopPbb(), ofp.SetField("eth_type", 0x0800), ofp.SetField("ip_proto", 6), ofp.SetField("vlan_vid", 30),
              ofp.SetField("vlan_vid", 10), ofp.SetField("vlan_pcp", 5), ofp.SetField("ipv6_nd_sll", MAC2),
@@ -556,6 +626,11 @@ LOOKUPS = ([{"vlan_vid": 0x1000 | v} for v in (10, 20, 30, 40)] + [{"vlan_vid": 
               {"eth_type": 0x86DD, "ip_proto": 58, "icmpv6_type": 135, "ipv6_nd_sll": MAC1},
               {"eth_type": 0x0800, "ip_dscp": 12}, {"eth_type": 0x0800, "ipv4_dst": "10.0.0.2"},
               {"eth_type": 0x0800, "ip_proto": 17, "udp_dst": 53}, {"eth_dst": MAC3}, {"tunnel_id": 5}])
+#: matches on values REWRITES writes (a rule a rewritten key meets in table 1)
+WRITTEN = [{"vlan_vid": 0x1000 | 30}, {"vlan_vid": 0x1000 | 10}, {"vlan_vid": (0x1000, 0x1000)}, {"eth_dst": MAC3},
+           {"eth_type": 0x0800, "ipv4_dst": "10.0.0.2"}, {"eth_type": 0x8847, "mpls_label": 99},
+           {"eth_type": 0x0800, "ip_dscp": 12}, {"eth_type": 0x0800, "ip_proto": 17, "udp_dst": 53},
+           {"tunnel_id": 5}, {"vlan_vid": (0x1000, 0x1000), "vlan_pcp": 5}]
 FAMILY = ["udp", "tcp", "udp_vlan", "udp_vlan", "qinq", "qinq", "qinq", "qinq", "mpls", "mpls", "pbb", "ns", "udp6",
           "arp", "short"]
 
@@ -582,12 +657,148 @@ def rewrite_then_lookup(draw, pool: list[bytes]) -> list:
 @settings(SETTINGS, max_examples=2 * EXAMPLES)
 @given(st.lists(base_frames(FAMILY), min_size=2, max_size=10), st.data())
 def test_rewrites_then_lookups_agree(pool, data):
+    """(With rules added, changed and removed in table 1 between frames: the
+    decisions reach it with a rewritten key, which their megaflows do not hold.)"""
     pair = Pair()
     for msg in data.draw(rewrite_then_lookup(pool).map(Shown)).value:
         pair.handle(msg)
     order = data.draw(st.lists(st.integers(0, len(pool) - 1), min_size=len(pool), max_size=4 * len(pool)))
-    for i in order:
+    changes = data.draw(st.lists(st.tuples(st.integers(0, len(order)), table1_changes().map(Shown)), max_size=4))
+    for n, i in enumerate(order):
+        for at, fm in changes:
+            if at == n:
+                pair.handle(fm.value)
         pair.receive(1, pool[i])
+    pair.check_counters()
+
+
+@st.composite
+def table1_changes(draw) -> ofp.FlowMod:
+    command = draw(st.sampled_from([OFPFC.ADD] * 4 + [OFPFC.MODIFY_STRICT, OFPFC.DELETE_STRICT, OFPFC.DELETE]))
+    out = draw(st.sampled_from([ofp.Output(2), ofp.Output(3), ofp.Output(4), ofp.Output(OFPP.CONTROLLER)]))
+    match = draw(st.sampled_from(LOOKUPS if draw(st.booleans()) else WRITTEN))
+    return ofp.FlowMod(table_id=1, command=command, match=ofp.Match(match),
+                       priority=draw(st.integers(0, 3)), instructions=[ofp.ApplyActions([out])])
+
+
+#: (table 0 match, its rewrite, a table 1 match the rewritten key meets and the received one does not)
+REWRITE_PAIRS = [
+    ({"eth_dst": MAC2}, [ofp.SetField("eth_dst", MAC3)], {"eth_dst": MAC3}),
+    ({"vlan_vid": 0x1000 | 10}, [ofp.SetField("vlan_vid", 30)], {"vlan_vid": 0x1000 | 30}),
+    ({"vlan_vid": 0}, [ofp.PushVlan(), ofp.SetField("vlan_vid", 30)], {"vlan_vid": 0x1000 | 30}),
+    ({"vlan_vid": 0}, [ofp.PushVlan()], {"vlan_vid": (0x1000, 0x1000)}),
+    ({"eth_type": 0x0800, "ipv4_dst": "10.0.0.1"}, [ofp.SetField("ipv4_dst", "10.0.0.2")],
+     {"eth_type": 0x0800, "ipv4_dst": "10.0.0.2"}),
+    ({"eth_type": 0x0800, "ip_dscp": 0}, [ofp.SetField("ip_dscp", 12)], {"eth_type": 0x0800, "ip_dscp": 12}),
+    ({"eth_type": 0x0800}, [ofp.PushMpls(), ofp.SetField("mpls_label", 99)], {"eth_type": 0x8847, "mpls_label": 99}),
+]
+
+
+@settings(SETTINGS, max_examples=EXAMPLES)
+@given(st.lists(base_frames(["udp", "tcp", "udp_vlan", "udp_vlan"]), min_size=2, max_size=8), st.data())
+def test_rules_for_a_rewritten_key_agree(pool, data):
+    """Table 0 matches a field and rewrites it; rules added to (and changed,
+    removed from) table 1 between frames match the new value, which the
+    megaflows, keyed on the received bits, do not hold."""
+    pair = Pair()
+    pairs = data.draw(st.lists(st.sampled_from(REWRITE_PAIRS), min_size=1, max_size=3))
+    for t0, acts, _ in pairs:
+        pair.handle(ofp.FlowMod(match=ofp.Match(t0), priority=data.draw(st.integers(1, 3)),
+                                instructions=[ofp.ApplyActions(acts), ofp.GotoTable(1)]))
+    pair.handle(in1({}, 2, 0))
+    t1 = [t1 for _, _, t1 in pairs]
+    order = data.draw(st.lists(st.integers(0, len(pool) - 1), min_size=len(pool), max_size=3 * len(pool)))
+    for i in order:
+        if data.draw(st.integers(0, 3)) == 0:
+            command = data.draw(st.sampled_from([OFPFC.ADD, OFPFC.ADD, OFPFC.MODIFY_STRICT, OFPFC.DELETE_STRICT]))
+            pair.handle(ofp.FlowMod(table_id=1, command=command, match=ofp.Match(data.draw(st.sampled_from(t1))),
+                                    priority=data.draw(st.integers(0, 2)),
+                                    instructions=[ofp.ApplyActions([ofp.Output(data.draw(st.integers(3, 4)))])]))
+        pair.receive(1, pool[i])
+    pair.check_counters()
+
+
+#: A small space of UDP flows (so rules and frames meet often), and masks that cut across it.
+FLOW_IPS = ["10.0.0.1", "10.0.0.2", "10.0.1.2", "10.1.0.2"]
+FLOW_PORTS = [53, 54, 80]
+IP_MASKS = ["255.255.255.255", "255.255.255.0", "255.255.0.0", "255.0.0.0", "255.255.255.254", "0.0.255.255"]
+
+
+@st.composite
+def flow_frames(draw) -> bytes:
+    return udp(src=draw(st.sampled_from([MAC1, MAC3])), ip_src=draw(st.sampled_from(FLOW_IPS)),
+               ip_dst=draw(st.sampled_from(FLOW_IPS)), sport=draw(st.sampled_from(FLOW_PORTS)),
+               dport=draw(st.sampled_from(FLOW_PORTS)))
+
+
+@st.composite
+def flow_space_matches(draw) -> dict:
+    """1 to 3 of eth_src, ipv4_src/dst (masked or not), udp_src/dst, sometimes in_port."""
+    m: dict = {}
+    for name in draw(st.lists(st.sampled_from(["eth_src", "ipv4_src", "ipv4_dst", "udp_src", "udp_dst", "in_port"]),
+                              unique=True, min_size=1, max_size=3)):
+        if name == "eth_src":
+            m[name] = draw(st.sampled_from([MAC1, MAC3]))
+        elif name == "in_port":
+            m[name] = draw(st.sampled_from([1, 2]))
+        elif name.startswith("ipv4"):
+            ip, mask = draw(st.sampled_from(FLOW_IPS)), draw(st.sampled_from(IP_MASKS))
+            masked = str(ipaddress.IPv4Address(int(ipaddress.IPv4Address(ip)) & int(ipaddress.IPv4Address(mask))))
+            m[name] = ip if mask == IP_MASKS[0] else (masked, mask)
+        else:
+            m[name] = draw(st.sampled_from(FLOW_PORTS))
+    if any(k.startswith(("ipv4", "udp")) for k in m):
+        m["eth_type"] = 0x0800
+    if any(k.startswith("udp") for k in m):
+        m["ip_proto"] = 17
+    return m
+
+
+@st.composite
+def flow_space_mods(draw, table_id: int | None = None) -> ofp.FlowMod:
+    """A flow-mod of table 0 or 1: output, or (table 0) a rewrite of ipv4_dst and goto 1."""
+    if table_id is None:
+        table_id = draw(st.integers(0, 1))
+    acts = [ofp.Output(draw(st.integers(2, 4)))]
+    instructions = [ofp.ApplyActions(acts)]
+    if table_id == 0 and draw(st.integers(0, 2)) == 0:
+        if draw(st.booleans()):
+            acts.insert(0, ofp.SetField("ipv4_dst", draw(st.sampled_from(FLOW_IPS))))
+        instructions = [ofp.ApplyActions(acts[:-1]), ofp.GotoTable(1)]
+    match = draw(flow_space_matches())
+    if any(i.TYPE == OFPIT_APPLY and any(isinstance(a, ofp.SetField) for a in i.actions) for i in instructions):
+        match.update(eth_type=0x0800)
+    command = draw(st.sampled_from([OFPFC.ADD] * 5 + [OFPFC.MODIFY_STRICT, OFPFC.DELETE_STRICT, OFPFC.DELETE,
+                                                      OFPFC.MODIFY]))
+    return ofp.FlowMod(table_id=table_id, command=command, match=ofp.Match(match),
+                       priority=draw(st.sampled_from([1, 5, 5, 10, 20])),
+                       hard_timeout=draw(st.sampled_from([0, 0, 0, 1])), instructions=instructions)
+
+
+@settings(SETTINGS, max_examples=EXAMPLES)
+@given(st.lists(flow_frames(), min_size=2, max_size=8), st.lists(flow_space_mods(), min_size=1, max_size=8),
+       st.data())
+def test_flow_changes_on_cached_flows_agree(pool, rules, data):
+    """Rules of two tables over a small space of UDP flows (overlapping,
+    beside one another, masked across one another, at every priority),
+    changed between frames while the frames' decisions are cached: the
+    checks of selective invalidation, densely."""
+    pair = Pair()
+    pair.handle(ofp.FlowMod(table_id=0, priority=0, instructions=[ofp.ApplyActions([ofp.Output(OFPP.CONTROLLER)])]))
+    pair.handle(ofp.FlowMod(table_id=1, priority=0, instructions=[ofp.ApplyActions([ofp.Output(2)])]))
+    for fm in rules:
+        pair.handle(dataclasses.replace(fm, command=OFPFC.ADD))
+    for _ in range(data.draw(st.integers(2, 8))):
+        for i in data.draw(st.lists(st.integers(0, len(pool) - 1), min_size=1, max_size=2 * len(pool))):
+            pair.receive(data.draw(st.sampled_from([1, 1, 2])), pool[i])
+        for fm in data.draw(st.lists(st.one_of(flow_space_mods(), flow_space_mods(),
+                                               st.sampled_from(rules)).map(Shown), max_size=4)):
+            if data.draw(st.booleans()):
+                pair.flow_mod_raw(fm.value)
+            else:
+                pair.handle(fm.value)
+        if data.draw(st.integers(0, 4)) == 0:
+            pair.advance(1.0)
     pair.check_counters()
 
 
@@ -828,7 +1039,7 @@ def test_idle_timeout_sees_cache_hits():
     assert rig.out(2) == [udp()] * 5                       # the removed flow no longer forwards
 
 
-def test_every_change_empties_the_cache():
+def test_every_change_reaches_the_cache():
     rig = Rig()
     rig.handle(ofp.GroupMod(OFPGC.ADD, OFPGT.FF, 1, [ofp.Bucket([ofp.Output(2)], watch_port=2),
                                                      ofp.Bucket([ofp.Output(3)], watch_port=3)]))
@@ -855,7 +1066,8 @@ def test_every_change_empties_the_cache():
     rig.clock.advance(1.0)
     rig.dp.tick()                                          # the timeout removes it
     assert route() == [4]
-    assert fp(rig).stats()["flushes"] >= 8
+    s = fp(rig).stats()
+    assert s["flushes"] >= 4 and s["revalidations"] >= 4  # ports and groups flush; flow changes revalidate
 
 
 def test_packet_out_does_not_empty_the_cache():
@@ -871,12 +1083,17 @@ def test_packet_out_does_not_empty_the_cache():
 
 def test_flow_mod_with_a_bad_buffer_still_moves_the_generation():
     rig = Rig()
+    rig.flow({}, [ofp.Output(3)], priority=1)
+    rig.send(1, udp())
+    rig.send(1, udp())
     g = rig.dp.generation
     try:
-        rig.flow({}, [ofp.Output(2)], buffer_id=1234)
+        rig.flow({}, [ofp.Output(2)], buffer_id=1234, priority=7)
     except SwitchError:
         pass
-    assert rig.dp.generation > g and len(rig.dp.flows()) == 1
+    assert rig.dp.generation > g and len(rig.dp.flows()) == 2
+    rig.send(1, udp())                                     # the cached decision is gone
+    assert rig.out(3) == [udp()] * 2 and rig.out(2) == [udp()]
 
 
 def test_normal_is_never_cached():
@@ -990,3 +1207,290 @@ def test_an_l3_hop_on_tagged_and_untagged_frames_of_one_megaflow():
     pair = agree([hop], frames)
     assert pair.sub.dp.tables[0].matched_count == 15
     assert pair.sub.dp.fastpath.stats()["emc_hits"] == 11          # all but the first of each fast key
+
+
+# --- selective invalidation: flow changes remove exactly what they can affect ------------------------
+
+N_FLOWS = 100
+
+
+def many_flows(batched: bool = False) -> tuple[Rig, list[bytes]]:
+    """N_FLOWS UDP flows, each with its own rule (table 0, priority 10, to
+    port 2), a table-miss entry to the controller; every flow cached."""
+    rig = Rig()
+    rig.flow({}, [ofp.Output(OFPP.CONTROLLER)], priority=0)
+    for i in range(N_FLOWS):
+        rig.flow(flow_match(1000 + i), [ofp.Output(2)], priority=10)
+    frames = [udp(sport=1000 + i) for i in range(N_FLOWS)]
+    send(rig, frames, batched)
+    assert rig.out(2) == frames
+    assert fp(rig).stats()["misses"] == N_FLOWS
+    return rig, frames
+
+
+def flow_match(sport: int) -> dict:
+    return {"eth_type": 0x0800, "ip_proto": 17, "udp_src": sport}
+
+
+def send(rig: Rig, frames: list[bytes], batched: bool) -> None:
+    if batched:
+        rig.dp.receive_batch(1, frames)
+    else:
+        for f in frames:
+            rig.send(1, f)
+
+
+def cache_moves(rig: Rig, before: dict) -> dict:
+    """How the fast path's counters moved since `before`."""
+    after = fp(rig).stats()
+    return {k: after[k] - before[k] for k in ("misses", "emc_hits", "megaflow_hits", "flushes", "revalidations",
+                                                "invalidated")}
+
+
+def entry_of(rig: Rig, sport: int, priority: int = 10):
+    [e] = [e for e in rig.dp.flows(0) if e.priority == priority
+           and (fk.UDP_SRC, fk.PRESENT | sport, fk.PRESENT | 0xFFFF) in e.fields]
+    return e
+
+
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize("raw_path", [False, True])
+def test_a_non_overlapping_add_keeps_every_cached_decision(batched, raw_path):
+    rig, frames = many_flows(batched)
+    before = fp(rig).stats()
+    fm = ofp.FlowMod(priority=10, match=ofp.Match(flow_match(5000)), instructions=[ofp.ApplyActions([ofp.Output(3)])])
+    if raw_path:
+        assert rig.dp.flow_mod_raw(fm.pack())
+    else:
+        rig.dp.handle(fm)
+    send(rig, frames, batched)
+    assert rig.out(2) == frames and rig.out(3) == []
+    moved = cache_moves(rig, before)
+    assert moved == {"misses": 0, "emc_hits": N_FLOWS, "megaflow_hits": 0, "flushes": 0, "revalidations": 1,
+                     "invalidated": 0}
+    assert fp(rig).stats()["megaflows"] == N_FLOWS
+    assert all(e.packet_count == 2 for e in rig.dp.flows(0) if e.priority == 10 and e.packet_count)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize("raw_path", [False, True])
+def test_an_overlapping_higher_priority_add_changes_that_flow_at_once(batched, raw_path):
+    rig, frames = many_flows(batched)
+    before = fp(rig).stats()
+    fm = ofp.FlowMod(priority=20, match=ofp.Match(flow_match(1042)), instructions=[ofp.ApplyActions([ofp.Output(3)])])
+    if raw_path:
+        assert rig.dp.flow_mod_raw(fm.pack())
+    else:
+        rig.dp.handle(fm)
+    old = entry_of(rig, 1042)
+    send(rig, frames, batched)
+    assert rig.out(3) == [frames[42]]                      # its very next packet (an EMC hit before)
+    assert rig.out(2) == frames[:42] + frames[43:]
+    moved = cache_moves(rig, before)
+    assert moved["invalidated"] == 1 and moved["misses"] == 1 and moved["flushes"] == 0
+    assert moved["emc_hits"] == N_FLOWS - 1
+    assert old.packet_count == 1
+
+
+@pytest.mark.parametrize("priority", [5, 10])
+def test_an_overlapping_add_that_loses_changes_nothing(priority):
+    """Lower priority: the decision stands and is kept. Equal priority (and
+    another match: an identical one would replace the entry): the older
+    entry wins the tie (kept or not, forwarding must not change)."""
+    rig, frames = many_flows()
+    before = fp(rig).stats()
+    rig.flow({**flow_match(1042), "ipv4_src": "10.0.0.1"}, [ofp.Output(3)], priority=priority)
+    send(rig, frames, False)
+    assert rig.out(2) == frames and rig.out(3) == []
+    moved = cache_moves(rig, before)
+    assert moved["flushes"] == 0
+    assert moved["invalidated"] == (0 if priority < 10 else 1)
+    assert moved["misses"] == moved["invalidated"]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize("command", [OFPFC.DELETE_STRICT, OFPFC.DELETE])
+def test_a_deleted_entry_stops_forwarding_and_counting_at_once(batched, command):
+    rig, frames = many_flows(batched)
+    victim = entry_of(rig, 1042)
+    rig.take_events()
+    before = fp(rig).stats()
+    rig.flow(flow_match(1042), [], priority=10, command=command)
+    assert victim not in rig.dp.flows()
+    counted = (victim.packet_count, victim.byte_count, victim.last_used)
+    for _ in range(2):
+        send(rig, frames, batched)
+    assert rig.out(2) == (frames[:42] + frames[43:]) * 2
+    assert [e.data for e in rig.take_events(ofp.PacketIn)] == [frames[42]] * 2     # the table-miss entry now
+    assert (victim.packet_count, victim.byte_count, victim.last_used) == counted
+    moved = cache_moves(rig, before)
+    assert moved["invalidated"] == 1 and moved["misses"] == 1 and moved["flushes"] == 0
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_modified_entry_changes_only_its_flows(batched):
+    rig, frames = many_flows(batched)
+    before = fp(rig).stats()
+    rig.flow(flow_match(1042), [ofp.Output(4)], priority=10, command=OFPFC.MODIFY_STRICT)
+    send(rig, frames, batched)
+    assert rig.out(4) == [frames[42]] and rig.out(2) == frames[:42] + frames[43:]
+    moved = cache_moves(rig, before)
+    assert moved["invalidated"] == 1 and moved["misses"] == 1 and moved["flushes"] == 0
+    assert entry_of(rig, 1042).packet_count == 2
+
+
+@pytest.mark.parametrize("raw_path", [False, True])
+def test_replacing_an_entry_changes_only_its_flows(raw_path):
+    """An ADD of identical match and priority replaces the entry: a modify."""
+    rig, frames = many_flows()
+    old = entry_of(rig, 1042)
+    before = fp(rig).stats()
+    fm = ofp.FlowMod(priority=10, match=ofp.Match(flow_match(1042)), instructions=[ofp.ApplyActions([ofp.Output(4)])],
+                     flags=ofp.OFPFF.RESET_COUNTS)
+    if raw_path:
+        assert rig.dp.flow_mod_raw(fm.pack())
+    else:
+        rig.dp.handle(fm)
+    send(rig, frames, False)
+    assert rig.out(4) == [frames[42]] and rig.out(2) == frames[:42] + frames[43:]
+    assert old.packet_count == 1 and entry_of(rig, 1042).packet_count == 1
+    assert cache_moves(rig, before)["invalidated"] == 1
+
+
+def test_a_timeout_invalidates_only_the_expired_flow():
+    rig, frames = many_flows()
+    rig.flow(flow_match(1042), [ofp.Output(3)], priority=30, hard_timeout=5)
+    rig.flow(flow_match(1043), [ofp.Output(3)], priority=30, idle_timeout=5)
+    send(rig, frames, False)
+    assert rig.out(3) == frames[42:44]
+    rig.clock.advance(3)
+    send(rig, frames[43:44], False)                        # keeps the idle one alive
+    rig.clock.advance(3)
+    rig.dp.tick()
+    assert entry_of(rig, 1043, 30) and [e.priority for e in rig.dp.flows(0)].count(30) == 1
+    rig.outputs()
+    before = fp(rig).stats()
+    send(rig, frames, False)
+    assert rig.out(3) == [frames[43]] and rig.out(2) == frames[:43] + frames[44:]
+    moved = cache_moves(rig, before)
+    assert moved["invalidated"] == 1 and moved["misses"] == 1 and moved["flushes"] == 0
+
+
+def test_an_add_in_a_table_reached_after_a_set_field():
+    """The key at table 1 is not the received one: table 0 matched eth_dst
+    MAC2 and rewrote it to MAC3. A rule for MAC3 in table 1 overlaps no
+    megaflow on the original bits, and still changes the decision."""
+    rig = Rig()
+    rig.flow({"eth_dst": MAC2}, instructions=[ofp.ApplyActions([ofp.SetField("eth_dst", MAC3)]), ofp.GotoTable(1)])
+    rig.flow({}, [ofp.Output(2)], table_id=1, priority=0)
+    rig.flow({"eth_dst": MAC1}, [ofp.Output(4)], table_id=1, priority=5)
+    frames = [udp(sport=i) for i in range(3)]
+    for _ in range(2):
+        send(rig, frames, False)
+    assert len(rig.out(2)) == 6
+    [(mask, _, _)] = fp(rig).megaflows()
+    assert dict(mask)[fk.ETH_DST] == fk.PRESENT | 0xFFFFFFFFFFFF
+    rig.flow({"eth_dst": MAC3}, [ofp.Output(3)], table_id=1, priority=5)
+    send(rig, frames, False)
+    assert len(rig.out(3)) == 3 and rig.out(2) == []
+
+
+def test_an_add_in_a_table_the_flow_never_reaches_changes_nothing():
+    rig, frames = many_flows()
+    before = fp(rig).stats()
+    rig.flow({}, [ofp.Output(3)], table_id=1, priority=100)
+    send(rig, frames, False)
+    assert rig.out(2) == frames
+    assert cache_moves(rig, before)["invalidated"] == 0
+
+
+def test_a_burst_of_flow_mods_is_checked_once_or_flushed():
+    rig, frames = many_flows()
+    before = fp(rig).stats()
+    for i in range(50):                                    # within the budget: one pass at the next packet
+        rig.flow(flow_match(6000 + i), [ofp.Output(3)], priority=10)
+    send(rig, frames, False)
+    assert cache_moves(rig, before) == {"misses": 0, "emc_hits": N_FLOWS, "megaflow_hits": 0, "flushes": 0,
+                                        "revalidations": 1, "invalidated": 0}
+    before = fp(rig).stats()
+    for i in range(5000):                                  # past it: flushing is cheaper
+        rig.flow(flow_match(7000 + i), [ofp.Output(3)], priority=10)
+    assert fp(rig)._added == []                            # (no longer written down)
+    send(rig, frames, False)
+    moved = cache_moves(rig, before)
+    assert moved["flushes"] == 1 and moved["revalidations"] == 0 and moved["misses"] == N_FLOWS
+    assert rig.out(2) == frames * 2
+
+
+@pytest.mark.parametrize("order", ["flow first", "group first"])
+def test_a_flow_change_next_to_another_change_flushes(order):
+    rig, frames = many_flows()
+    changes = [lambda: rig.flow(flow_match(5000), [ofp.Output(3)], priority=10),
+               lambda: rig.handle(ofp.GroupMod(OFPGC.ADD, OFPGT.ALL, 1, [ofp.Bucket([ofp.Output(3)])]))]
+    for change in (changes if order == "flow first" else changes[::-1]):
+        change()
+    before = fp(rig).stats()
+    send(rig, frames, False)
+    assert rig.out(2) == frames
+    moved = cache_moves(rig, before)
+    assert moved["flushes"] == 1 and moved["revalidations"] == 0
+
+
+def test_flushing_on_flow_changes_can_be_asked_for():
+    """FastPath.selective = False: the old behaviour (for comparisons)."""
+    rig, frames = many_flows()
+    fp(rig).selective = False
+    before = fp(rig).stats()
+    rig.flow(flow_match(5000), [ofp.Output(3)], priority=10)
+    send(rig, frames, False)
+    assert rig.out(2) == frames
+    moved = cache_moves(rig, before)
+    assert moved["flushes"] == 1 and moved["misses"] == N_FLOWS
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_dead_exact_match_entry_is_never_replayed(batched):
+    """An EMC entry whose decision was removed (its megaflow is gone) on
+    every EMC path: simple, rewritten in place, parsed."""
+    rig = Rig()
+    rig.flow({"udp_src": 1, "eth_type": 0x0800, "ip_proto": 17}, [ofp.Output(2)])
+    rig.flow({"udp_src": 2, "eth_type": 0x0800, "ip_proto": 17}, [ofp.SetField("eth_dst", MAC3), ofp.Output(2)])
+    rig.flow({"udp_src": 3, "eth_type": 0x0800, "ip_proto": 17}, [ofp.SetField("ipv4_dst", "10.9.9.9"),
+                                                                  ofp.Output(2)])
+    frames = [udp(sport=i) for i in (1, 2, 3)]
+    send(rig, frames, False)
+    decisions = [d for _, _, d in fp(rig).megaflows()]
+    assert sum(1 for d in decisions if d.fast) == 1 and sum(1 for d in decisions if d.rewrite) == 1
+    rig.outputs()
+    victims = rig.dp.flows()
+    for sport in (1, 2, 3):
+        rig.flow({"udp_src": sport, "eth_type": 0x0800, "ip_proto": 17}, [], command=OFPFC.DELETE_STRICT)
+    send(rig, frames, batched)
+    assert rig.outputs() == {} and all(d.dead for d in decisions)
+    assert [e.packet_count for e in victims] == [1, 1, 1] and fp(rig).stats()["emc_hits"] == 0
+
+
+def test_an_add_masked_across_a_megaflow():
+    """The megaflow holds all of ipv4_dst, the new rule a /24 of it: they
+    overlap when the /24 has the address, and only then."""
+    rig = Rig()
+    rig.flow(ip_match(ipv4_dst="10.0.0.1"), [ofp.Output(2)], priority=5)
+    rig.flow(ip_match(ipv4_dst="10.0.1.1"), [ofp.Output(2)], priority=5)
+    frames = [udp(ip_dst="10.0.0.1"), udp(ip_dst="10.0.1.1")]
+    send(rig, frames, False)
+    assert rig.out(2) == frames
+    before = fp(rig).stats()
+    rig.flow(ip_match(ipv4_dst=("10.0.0.0", "255.255.255.0")), [ofp.Output(3)], priority=10)
+    send(rig, frames, False)
+    assert rig.out(3) == frames[:1] and rig.out(2) == frames[1:]
+    assert cache_moves(rig, before)["invalidated"] == 1
+
+
+def test_an_add_on_fields_no_megaflow_holds_reaches_every_flow():
+    """The megaflows say nothing of eth_dst: a rule on it overlaps them all."""
+    rig, frames = many_flows()
+    before = fp(rig).stats()
+    rig.flow({"eth_dst": MAC2}, [ofp.Output(3)], priority=20)
+    send(rig, frames, False)
+    assert rig.out(3) == frames and rig.out(2) == []
+    assert cache_moves(rig, before)["invalidated"] == N_FLOWS

@@ -5,8 +5,9 @@ The raw path must either decline (return False, nothing changed) or leave
 the datapath exactly as the reference path does; errors always come from
 the reference path. These tests feed both the same flow-mods -- valid ones,
 invalid ones, and the bytes of valid ones mangled -- and compare outcomes
-and the whole flow state, then check the channel takes the raw path and
-answers errors as before.
+and the whole flow state, then check the channel takes the raw path,
+answers errors as before, and never applies a flow-mod twice when the
+direct path fails.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from kumoflow.ofp.consts import OFPFC, OFPFF, OFPGT, OFPMC, OFPMF, OFPTT
 from kumoflow.switch import flowmatch as fmatch
 from kumoflow.switch.channel import Channels
 from kumoflow.switch.datapath import Datapath, SwitchError
-from kumoflow.switch.flowmatch import compile_match, compile_raw
+from kumoflow.switch.flowmatch import compile_match, compile_raw, compile_raw_key
 from kumoflow.switch.port import MemoryPort
 
 from ofp_strategies import instruction_lists, matches, uint
@@ -221,9 +222,11 @@ def _reference(dp: Datapath, raw: bytes):
 
 def _raw_path(dp: Datapath, raw: bytes):
     before = _state(dp)
-    if dp.flow_mod_raw(raw):
+    staged = dp.stage_flow_mod_raw(raw)
+    assert _state(dp) == before, "stage_flow_mod_raw changed the datapath"
+    if staged is not None:
+        dp.commit_flow_mod_raw(staged)
         return None
-    assert _state(dp) == before, "flow_mod_raw declined but changed the datapath"
     return _reference(dp, raw)
 
 
@@ -361,13 +364,21 @@ def _check_compile(m: ofp.Match) -> None:
     if raw is None:
         return
     got = compile_raw(raw, 0, len(raw))
+    located = compile_raw_key(raw, 0, len(raw))
+    assert (got is None) == (located is None)
     try:
         decoded, end = ofp.oxm.unpack_match(raw, 0, len(raw))
-        want = compile_match(decoded).fields
+        compiled = compile_match(decoded)
+        want = compiled.fields
     except (ofp.CodecError, SwitchError):
         want = None
     if got is not None:
         assert want is not None and got == (want, end), m
+        # as the classifier files it, and as a flow entry keeps it: the one shape object
+        assert located == (compiled.shape, compiled.key), m
+        assert located[0] is compiled.shape
+        assert fmatch.shape_key(want) == located
+        assert fmatch.fields_of_key(*located) == want
     elif want is not None:
         # everything compile_match takes is taken, except non-basic OXMs
         assert any(type(k) is not str for k in m), m
@@ -433,6 +444,72 @@ def test_channel_applies_flow_mods_directly_and_answers_errors_as_before():
         await channels.close()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+class _FailingDatapath(Datapath):
+    """A datapath whose direct FLOW_MOD path raises in one of its halves
+    (`fail`: "stage" or "commit", after the commit has changed the table),
+    counting the flow-mods the ordinary path takes."""
+
+    def __init__(self, fail: str) -> None:
+        super().__init__(1, clock=Clock())
+        self.fail = fail
+        self.ordinary = 0
+
+    def _flow_mod(self, fm):
+        self.ordinary += 1
+        return super()._flow_mod(fm)
+
+    def stage_flow_mod_raw(self, raw):
+        staged = super().stage_flow_mod_raw(raw)
+        if self.fail == "stage":
+            raise RuntimeError("stage failed")
+        return staged
+
+    def commit_flow_mod_raw(self, staged):
+        super().commit_flow_mod_raw(staged)
+        if self.fail == "commit":
+            raise RuntimeError("commit failed after changing the table")
+
+
+def _through_channel(dp: Datapath, stream: bytes, until_xid: int) -> list:
+    """Send `stream` to a channel of dp; the messages answered, up to the one of xid until_xid."""
+    async def main():
+        channels = Channels(dp)
+        [bound] = await channels.listen("ptcp:0:127.0.0.1")
+        reader, writer = await asyncio.open_connection("127.0.0.1", bound.port)
+        conn = ofp.Connection()
+        writer.write(conn.data_to_send() + stream)
+        msgs: list = []
+        while not any(getattr(m, "xid", None) == until_xid for m in msgs):
+            data = await asyncio.wait_for(reader.read(65536), 5)
+            assert data
+            msgs.extend(m for m in conn.receive_data(data)
+                        if isinstance(m, ofp.Message) and not isinstance(m, ofp.Hello))
+        writer.close()
+        await channels.close()
+        return msgs
+
+    return asyncio.run(asyncio.wait_for(main(), 30))
+
+
+@pytest.mark.parametrize("fail", ["stage", "commit"])
+def test_a_failing_direct_path_never_applies_a_flow_mod_twice(fail):
+    dp = _FailingDatapath(fail)
+    generation = dp.generation
+    fms = [ofp.FlowMod(priority=5, match=ofp.Match(in_port=port), instructions=[ofp.ApplyActions([ofp.Output(2)])],
+                       xid=200 + port) for port in (1, 2)]
+    msgs = _through_channel(dp, b"".join(fm.pack() for fm in fms) + ofp.BarrierRequest(xid=210).pack(), 210)
+    errors = [(m.xid, m.type, m.code) for m in msgs if isinstance(m, ofp.ErrorMsg)]
+    assert len(dp.flows()) == 2 and dp.generation == generation + 2
+    if fail == "stage":         # nothing had changed: the ordinary path applied them
+        assert dp.ordinary == 2 and errors == []
+        assert all(type(e._match) is not bytes for e in dp.flows())
+    else:                       # applied once each, the failures reported, not applied again
+        assert dp.ordinary == 0
+        assert errors == [(201, ofp.OFPET.BAD_REQUEST, ofp.OFPBRC.EPERM), (202, ofp.OFPET.BAD_REQUEST,
+                                                                            ofp.OFPBRC.EPERM)]
+    assert [m.xid for m in msgs if isinstance(m, ofp.BarrierReply)] == [210]
 
 
 def test_a_wire_match_packs_as_its_fields_would():

@@ -27,6 +27,9 @@ log = logging.getLogger("kumoflow.controller")
 
 # How many recently sent app messages are remembered for routing ERRORs.
 SENT_MEMORY = 256
+#: send_many writes to the transport after this many messages (tens of KB for
+#: flow-mods: a few system calls per thousand messages)
+SEND_MANY_BATCH = 256
 
 
 class OpenFlowError(Exception):
@@ -107,18 +110,34 @@ class Datapath(asyncio.Protocol):
         """Send a message (a fresh xid is assigned when msg.xid is 0). Returns the xid."""
         xid = self.conn.send(msg)
         if origin is not None:
-            self._sent[xid] = (origin, msg)
-            if len(self._sent) > SENT_MEMORY:
-                self._sent.popitem(last=False)
+            self._remember(xid, origin, msg)
         if not self._receiving:
             self._flush()
         return xid
 
+    def _remember(self, xid: int, origin: "App", msg: ofp.Message) -> None:
+        """Keep the last SENT_MEMORY messages an app sent, for routing ERRORs."""
+        self._sent[xid] = (origin, msg)
+        if len(self._sent) > SENT_MEMORY:
+            self._sent.popitem(last=False)
+
     def send_many(self, msgs: list[ofp.Message], origin: "App | None" = None) -> None:
+        """send() each message in turn. The encoded bytes go out every
+        SEND_MANY_BATCH messages rather than all at the end, so the switch
+        works on the first ones while the later ones are being encoded
+        (inside a data_received callback, at its end as always). Only the
+        last SENT_MEMORY messages are remembered for routing ERRORs, as
+        send() would leave it: nothing can arrive in between."""
         receiving, self._receiving = self._receiving, True
         try:
-            for msg in msgs:
-                self.send(msg, origin)
+            send = self.conn.send
+            remember_from = len(msgs) - SENT_MEMORY if origin is not None else len(msgs)
+            for i, msg in enumerate(msgs, 1):
+                xid = send(msg)
+                if i > remember_from:
+                    self._remember(xid, origin, msg)
+                if not i % SEND_MANY_BATCH and not receiving:
+                    self._flush()
         finally:
             self._receiving = receiving
         if not receiving:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 from .base import UINT32
@@ -137,6 +138,9 @@ def _writer(f: OxmField) -> Callable[[Any], bytes]:
 _DECODERS: dict[int, tuple[str, Callable[[bytes, int], Any], int]] = {}
 # name -> encoder returning the whole TLV
 _ENCODERS: dict[str, Callable[[Any], bytes]] = {}
+# name -> an encoder giving the same TLV sooner, which may raise where the
+# encoder above does not (then Match.pack takes that one)
+_FAST_ENCODERS: dict[str, Callable[[Any], bytes]] = {}
 
 
 def _install(f: OxmField) -> None:
@@ -160,6 +164,60 @@ def _install(f: OxmField) -> None:
         return plain + write(value)
 
     _ENCODERS[f.name] = encode
+    _FAST_ENCODERS[f.name] = _int_encoder(f) or _text_encoder(f, plain, masked) or encode
+
+
+def _int_encoder(f: OxmField) -> Callable[[Any], bytes] | None:
+    """For an integer field of 1, 2, 4 or 8 bytes, `encode` in one struct
+    call for int values and (int, int or None) tuples. Anything else
+    raises (Match.pack then lets encode_oxm take it), so this never
+    accepts what `encode` refuses."""
+    code = {1: "B", 2: "H", 4: "I", 8: "Q"}.get(f.size)
+    if f.kind is not None or code is None:
+        return None
+    plain, header = struct.Struct("!I" + code).pack, f.header(False)
+    masked = struct.Struct("!I" + code + code).pack if f.maskable else None
+    masked_header = f.header(True)
+
+    def encode_int(value: Any) -> bytes:
+        if type(value) is int:
+            return plain(header, value)
+        v, m = value if type(value) is tuple else (None, None)
+        if type(v) is not int:
+            raise TypeError(value)
+        if m is None:
+            return plain(header, v)
+        if type(m) is not int or masked is None:
+            raise TypeError(value)
+        return masked(masked_header, v, m)
+
+    return encode_int
+
+
+def _text_encoder(f: OxmField, plain: bytes, masked: bytes | None) -> Callable[[Any], bytes] | None:
+    """For an address field, `encode` for text values and (text, text or
+    None) tuples, with one call to what makes the bytes. Anything else
+    raises (Match.pack then lets encode_oxm take it)."""
+    if f.kind == MAC:
+        to_bytes = mac_to_bytes
+    elif f.kind in (IPV4, IPV6):
+        to_bytes = partial(socket.inet_pton, socket.AF_INET if f.kind == IPV4 else socket.AF_INET6)
+    else:
+        return None
+
+    def encode_text(value: Any) -> bytes:
+        if type(value) is str:
+            return plain + to_bytes(value)
+        v, m = value if type(value) is tuple else (None, None)
+        if type(v) is not str:
+            raise TypeError(value)
+        if m is None:
+            return plain + to_bytes(v)
+        if type(m) is not str or masked is None:
+            raise TypeError(value)
+        return masked + to_bytes(v) + to_bytes(m)
+
+    return encode_text
 
 
 for _f in FIELDS:
@@ -222,7 +280,11 @@ class Match(dict):
     __slots__ = ()
 
     def pack(self) -> bytes:
-        body = b"".join([encode_oxm(k, v) for k, v in self.items()])
+        try:
+            body = b"".join([_FAST_ENCODERS[k](v) for k, v in self.items()])
+        except Exception:
+            # not only basic fields with plain values: encode_oxm encodes them or names the error
+            body = b"".join([encode_oxm(k, v) for k, v in self.items()])
         length = 4 + len(body)
         return MATCH_HEADER.pack(_OXM, length) + body + bytes(-length & 7)
 

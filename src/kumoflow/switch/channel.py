@@ -147,24 +147,28 @@ class Channel(asyncio.Protocol):
             # FLOW_MOD and BARRIER_REQUEST, most of what a controller sends,
             # skip the decoding into objects when they can (see _direct_datapath).
             datapath = self._direct_datapath()
-            for raw in self._frames(data):
+            frames = self._frames(data)
+            i, n = 0, len(frames)
+            while i < n:
+                raw = frames[i]
                 if datapath is not None and raw[0] == _OFP_VERSION:
                     t = raw[1]
                     if t == _FLOW_MOD:
-                        try:
-                            if datapath.flow_mod_raw(raw):
-                                continue
-                        except Exception:
-                            log.exception("%r: flow_mod_raw failed; taking the ordinary path", self)
+                        j = self._flow_mods_direct(datapath, frames, i)
+                        if j > i:
+                            i = j
+                            continue
                     elif t == _BARRIER_REQUEST and len(raw) == 8 and raw[3] == 8 and not raw[2]:
                         # Every message before it has been processed: the reply, same xid.
                         conn.send_raw(_BARRIER_REPLY_HEAD + raw[4:8])
+                        i += 1
                         continue
                 for event in conn.receive_data(raw):
                     self._handle(event, raw)
                 if self.is_closed:
                     break
                 datapath = self._direct_datapath()     # the role or the negotiation may have changed
+                i += 1
         except Exception:
             log.exception("%r: internal error; closing the channel", self)
             self.close()
@@ -198,6 +202,36 @@ class Channel(asyncio.Protocol):
             o += length
         self._buf = buf[o:]
         return frames
+
+    def _flow_mods_direct(self, datapath: Datapath, frames: list[bytes], i: int) -> int:
+        """Apply FLOW_MODs frames[i], frames[i + 1], ... the direct way
+        (Datapath.flow_mod_raw in its two halves) up to the first frame that
+        is not a FLOW_MOD or that the direct way does not take; returns the
+        index of that frame (i when frames[i] is one), which the ordinary
+        path then takes. Only the checking half, which changes nothing, may
+        fall back: once the change has begun the flow-mod must not be
+        applied a second time, so a failure there is answered as the
+        ordinary path answers an internal failure (BAD_REQUEST/EPERM)."""
+        stage, commit = datapath.stage_flow_mod_raw, datapath.commit_flow_mod_raw
+        n = len(frames)
+        while i < n:
+            raw = frames[i]
+            if raw[1] != _FLOW_MOD or raw[0] != _OFP_VERSION:
+                break
+            try:
+                staged = stage(raw)
+            except Exception:
+                log.exception("%r: stage_flow_mod_raw failed; taking the ordinary path", self)
+                break
+            if staged is None:
+                break
+            try:
+                commit(staged)
+            except Exception:
+                log.exception("%r: datapath failed applying a FLOW_MOD; answering BAD_REQUEST/EPERM", self)
+                self._error(ofp.OFPET.BAD_REQUEST, ofp.OFPBRC.EPERM, raw)
+            i += 1
+        return i
 
     def _direct_datapath(self) -> "Datapath | None":
         """The datapath, when FLOW_MODs and BARRIER_REQUESTs may skip the

@@ -25,6 +25,8 @@ does not know which one it has:
 
     insert(entry) / remove(entry) (delete)     O(1) amortized, plus O(log n)
                                                when the subtable's top priority moves
+    replace(entry)                             insert, in place of the entry of
+                                               identical match and priority
     lookup(key) / lookup_wc(key, wc)           highest priority; among equal
                                                priorities the rule added first
     find_strict(priority, compiled)            identical match and priority
@@ -32,9 +34,10 @@ does not know which one it has:
     overlapping(priority, compiled)            CHECK_OVERLAP
     iter(table), len(table)                    lookup order (sorted lazily, cached)
 
-Nothing re-sorts all rules on insert or delete: a subtable keeps a count
-per priority and a heap of its priorities (lazily pruned) for its
-maximum, and only the short list of subtables is re-ordered, at the next
+Nothing re-sorts all rules on insert or delete: a subtable keeps its
+maximum priority, and once a rule has been removed from it also a count
+per priority and a heap of its priorities (lazily pruned) to find the
+next maximum; only the short list of subtables is re-ordered, at the next
 lookup after a maximum changed. Iteration (flow stats, dumps) sorts once
 and keeps the order until the next change.
 """
@@ -48,14 +51,12 @@ from operator import attrgetter, itemgetter
 from typing import Iterator
 
 from . import flowkey as fk
-from .flowmatch import FULL, Compiled
+from .flowmatch import FULL_P, Compiled
 from .flowtable import SEQ_BITS, FlowEntry
 
 __all__ = ["Classifier", "key_function", "FULL_P"]
 
 P = fk.PRESENT
-#: A field's all-ones mask with the PRESENT bit, as compiled matches carry it.
-FULL_P = {c: m | P for c, m in FULL.items()}
 _SORT_KEY = attrgetter("sort_key")
 
 
@@ -80,7 +81,7 @@ def key_function(shape: tuple):
     one C call (operator.itemgetter); a shape with partial masks gets a
     small generated function with the masks as constants. The key of a
     rule is the tuple of its compiled values (a scalar for a shape of one
-    exact field, as itemgetter returns), see `rule_key`. Functions are kept
+    exact field, as itemgetter returns), see flowmatch.shape_key. Functions are kept
     by shape: a megaflow cache refilled after a flush asks for them again.
     """
     if not shape:
@@ -96,21 +97,6 @@ def _scalar(shape: tuple) -> bool:
     return len(shape) == 1 and shape[0][1] == FULL_P[shape[0][0]]
 
 
-_CODE_MASK = itemgetter(0, 2)
-_VALUE = itemgetter(1)
-
-
-def rule_key(fields: tuple, scalar: bool):
-    """The masked key of a compiled match in the subtable of its own shape."""
-    if scalar:
-        return fields[0][1]
-    return tuple(map(_VALUE, fields))
-
-
-def shape_of(fields: tuple) -> tuple:
-    return tuple(map(_CODE_MASK, fields))
-
-
 class _Subtable:
     """The rules of one shape."""
 
@@ -122,8 +108,12 @@ class _Subtable:
         self.scalar = _scalar(shape)
         #: masked key -> FlowEntry, or a list of FlowEntry (2+) best first
         self.rules: dict = {}
-        self.counts: dict[int, int] = {}     # priority -> rules of that priority
-        self.heap: list[int] = []            # -priority, stale entries pruned lazily
+        #: priority -> rules of that priority, made (counted()) when a rule is
+        #: first removed or an overlap check asks: a subtable that only grows
+        #: needs only its maximum
+        self.counts: dict[int, int] | None = None
+        #: -priority, stale entries pruned lazily; made when the maximum is first removed
+        self.heap: list[int] | None = None
         self.max_priority = -1
         self.n = 0
 
@@ -134,32 +124,48 @@ class _Subtable:
             else:
                 yield b
 
+    def counted(self) -> dict[int, int]:
+        """`counts`, counted from the rules the first time."""
+        counts = self.counts
+        if counts is None:
+            counts = self.counts = {}
+            for e in self.entries():
+                counts[e.priority] = counts.get(e.priority, 0) + 1
+        return counts
+
     def add_priority(self, p: int) -> bool:
-        """Count a rule of priority p; True when the maximum changed."""
-        c = self.counts.get(p)
-        if c is None:
-            self.counts[p] = 1
-            heappush(self.heap, -p)
-            if p > self.max_priority:
-                self.max_priority = p
-                return True
-            return False
-        self.counts[p] = c + 1
+        """Count a rule of priority p (already in `rules`); True when the maximum changed."""
+        counts = self.counts
+        if counts is not None:
+            c = counts.get(p)
+            if c is not None:
+                counts[p] = c + 1
+                return False
+            counts[p] = 1
+            if self.heap is not None:
+                heappush(self.heap, -p)
+        if p > self.max_priority:
+            self.max_priority = p
+            return True
         return False
 
     def drop_priority(self, p: int) -> bool:
-        """Uncount a rule of priority p; True when the maximum changed."""
-        c = self.counts[p] - 1
+        """Uncount a rule of priority p (counted() before it left `rules`);
+        True when the maximum changed."""
+        counts = self.counts
+        c = counts[p] - 1
         if c:
-            self.counts[p] = c
+            counts[p] = c
             return False
-        del self.counts[p]
-        counts, heap = self.counts, self.heap
-        if len(heap) > 2 * len(counts) + 16:           # too many stale entries: rebuild
-            heap[:] = [-q for q in counts]
-            heapify(heap)
+        del counts[p]
+        heap = self.heap
+        if heap is not None and len(heap) > 2 * len(counts) + 16:     # too many stale entries
+            heap = self.heap = None
         if p != self.max_priority:
             return False
+        if heap is None:
+            heap = self.heap = [-q for q in counts]
+            heapify(heap)
         while heap and -heap[0] not in counts:
             heappop(heap)
         self.max_priority = -heap[0] if heap else -1
@@ -172,6 +178,21 @@ def _pseudo_key(fields: tuple) -> list:
     for c, v, _ in fields:
         k[c] = v
     return k
+
+
+def _entries_where(st: _Subtable, tests: list) -> Iterator[FlowEntry]:
+    """The entries of a subtable whose values pass every test (position
+    in the shape, mask, value): ``values[position] & mask == value``."""
+    for key, b in st.rules.items():
+        values = key if type(key) is tuple else (key,)
+        for i, m, v in tests:
+            if values[i] & m != v:
+                break
+        else:
+            if type(b) is list:
+                yield from b
+            else:
+                yield b
 
 
 class Classifier:
@@ -191,57 +212,88 @@ class Classifier:
         # the first i + 1 subtables of the plan, as ((field, mask), ...).
         self._plan: list | None = []
         self._unions: list[tuple] = []
-        # (fields, shape, rule key) of the last match located (_locate)
-        self._last: tuple = (None, None, None)
         self._sorted: list[FlowEntry] | None = []
         self._n = 0
 
     # -- changes ---------------------------------------------------------------------------
-    def _locate(self, fields: tuple) -> tuple:
-        """(shape, rule key) of a compiled match's fields. The last answer is
-        kept: an ADD looks its match up (find_strict) and then inserts it."""
-        last = self._last
-        if last[0] is fields:
-            return last[1], last[2]
-        shape = tuple(map(_CODE_MASK, fields))                            # shape_of
-        if len(fields) == 1 and fields[0][2] == FULL_P[fields[0][0]]:      # _scalar(shape)
-            key = fields[0][1]
-        else:
-            key = tuple(map(_VALUE, fields))
-        self._last = (fields, shape, key)
-        return shape, key
-
     def insert(self, entry: FlowEntry) -> None:
-        """Add an entry (the caller removed any entry of identical match and priority)."""
-        shape, key = self._locate(entry.fields)
+        """Add an entry (the caller removed any entry of identical match and
+        priority; if not, both are kept, the older first, as FlowTable does)."""
+        st = self._subtable(entry.shape)
+        rules = st.rules
+        key = entry.key
+        b = rules.setdefault(key, entry)                # one probe when the key is new
+        if b is not entry:
+            if type(b) is list:
+                insort(b, entry)
+            else:
+                rules[key] = [b, entry] if b.sort_key < entry.sort_key else [entry, b]
+        self._added(st, entry.priority)
+
+    def replace(self, entry: FlowEntry) -> FlowEntry | None:
+        """insert(entry), or, when an entry of identical match and priority is
+        there, put entry in its place and return it. (In a bucket no other
+        entry has that priority: the place is the same in lookup order.)
+        Every flow-mod ADD comes here: what _subtable and _added do is
+        written out."""
+        shape = entry.shape
         st = self._subtables.get(shape)
         if st is None:
             st = self._subtables[shape] = _Subtable(shape)
         rules = st.rules
-        b = rules.get(key)
-        if b is None:
-            rules[key] = entry
-        elif type(b) is list:
-            insort(b, entry)
-        else:
-            rules[key] = [b, entry] if b.sort_key < entry.sort_key else [entry, b]
+        key, priority = entry.key, entry.priority
+        b = rules.setdefault(key, entry)                # one probe when the key is new
+        if b is not entry:
+            if type(b) is list:
+                # the first entry of this priority or lower (by -priority, then age)
+                i = bisect_left(b, -(priority << SEQ_BITS), key=_SORT_KEY)
+                if i < len(b) and b[i].priority == priority:
+                    old, b[i] = b[i], entry
+                    self._changed()
+                    return old
+                b.insert(i, entry)
+            elif b.priority == priority:
+                rules[key] = entry
+                self._changed()
+                return b
+            else:
+                rules[key] = [b, entry] if b.sort_key < entry.sort_key else [entry, b]
         st.n += 1
-        priority = entry.priority
-        counts = st.counts
-        c = counts.get(priority)
-        if c is not None:
-            counts[priority] = c + 1                               # add_priority, the common case
-        elif st.add_priority(priority) or st.n == 1:
+        if st.counts is not None:
+            if st.add_priority(priority) or st.n == 1:
+                self._plan = None
+        elif priority > st.max_priority:                # (add_priority, for a subtable not counted)
+            st.max_priority = priority
             self._plan = None
         self._n += 1
         self._sorted = None
         self.generation += 1
+        return None
+
+    def _subtable(self, shape: tuple) -> _Subtable:
+        st = self._subtables.get(shape)
+        if st is None:
+            st = self._subtables[shape] = _Subtable(shape)
+        return st
+
+    def _added(self, st: _Subtable, priority: int) -> None:
+        """Count a rule just put in st."""
+        st.n += 1
+        if st.add_priority(priority) or st.n == 1:
+            self._plan = None
+        self._n += 1
+        self._changed()
+
+    def _changed(self) -> None:
+        self._sorted = None
+        self.generation += 1
 
     def remove(self, entry: FlowEntry) -> None:
-        shape, key = self._locate(entry.fields)
+        shape, key = entry.shape, entry.key
         st = self._subtables.get(shape)
         if st is None:
             raise ValueError(f"{entry!r} is not in table {self.table_id}")
+        st.counted()                                    # (before the entry leaves `rules`)
         rules = st.rules
         b = rules.get(key)
         if b is entry:
@@ -325,11 +377,10 @@ class Classifier:
     # -- flow-mod and stats helpers -------------------------------------------------------------
     def find_strict(self, priority: int, compiled: Compiled) -> FlowEntry | None:
         """The entry of identical match (same shape, same key) and priority."""
-        shape, key = self._locate(compiled.fields)
-        st = self._subtables.get(shape)
+        st = self._subtables.get(compiled.shape)
         if st is None:
             return None
-        b = st.rules.get(key)
+        b = st.rules.get(compiled.key)
         if type(b) is list:                      # best first: by -priority, then age
             i = bisect_left(b, -(priority << SEQ_BITS), key=_SORT_KEY)
             if i < len(b) and b[i].priority == priority:
@@ -342,28 +393,30 @@ class Classifier:
 
         Only subtables whose shape has every field of the match with at least
         its mask can hold one; in the subtable of exactly the match's shape
-        they are the ones under its key."""
+        they are the ones under its key, in the others those whose values
+        agree with the match's under its masks."""
         fields = compiled.fields
         if not fields:
             return list(self)
-        cshape = shape_of(fields)
+        cshape = compiled.shape
         out: list[FlowEntry] = []
         for shape, st in self._subtables.items():
             if shape == cshape:
-                b = st.rules.get(rule_key(fields, st.scalar))
+                b = st.rules.get(compiled.key)
                 if type(b) is list:
                     out.extend(b)
                 elif b is not None:
                     out.append(b)
                 continue
-            smap = dict(shape)
-            for c, m in cshape:
-                sm = smap.get(c)
-                if sm is None or sm & m != m:
+            position = {c: (i, m) for i, (c, m) in enumerate(shape)}
+            tests = []
+            for c, v, m in fields:
+                sm = position.get(c)
+                if sm is None or sm[1] & m != m:
                     break
+                tests.append((sm[0], m, v))
             else:
-                covers = compiled.covers_fields
-                out.extend(e for e in st.entries() if covers(e.fields))
+                out.extend(_entries_where(st, tests))
         out.sort(key=_SORT_KEY)
         return out
 
@@ -373,12 +426,14 @@ class Classifier:
 
         When the match pins every field of a subtable's shape at least as
         specifically as the shape, the overlapping rules of that subtable
-        are exactly those under the match's masked key: one probe."""
+        are exactly those under the match's masked key: one probe. Else
+        they are those whose values agree with the match's on the bits both
+        look at."""
         cmap = compiled.fmap
         pseudo = None
         found: list[FlowEntry] = []
         for shape, st in self._subtables.items():
-            if priority not in st.counts:
+            if priority not in st.counted():
                 continue
             for c, m in shape:
                 e = cmap.get(c)
@@ -391,8 +446,13 @@ class Classifier:
                 if b is not None:
                     found.extend(e for e in (b if type(b) is list else (b,)) if e.priority == priority)
                 continue
-            overlaps = compiled.overlaps_fields
-            found.extend(e for e in st.entries() if e.priority == priority and overlaps(e.fields))
+            tests = []
+            for i, (c, m) in enumerate(shape):
+                e = cmap.get(c)
+                if e is not None:
+                    common = m & e[1]
+                    tests.append((i, common, e[0] & common))
+            found.extend(e for e in _entries_where(st, tests) if e.priority == priority)
         return min(found, key=_SORT_KEY) if found else None
 
     def __iter__(self) -> Iterator[FlowEntry]:

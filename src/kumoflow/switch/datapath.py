@@ -22,7 +22,9 @@ Flow tables are `classifier.Classifier` (tuple space search) unless
 cache of fastpath.py in front of the pipeline (`fastpath=False` runs
 every frame through the pipeline itself, the reference the cache is
 tested against). `generation` moves on every change that can alter a
-forwarding decision; the cache empties itself when it does.
+forwarding decision; the cache empties itself when it does, but for
+flow-table changes, which it is told of entry by entry and revalidates
+(fastpath.py, "Invalidation").
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from .classifier import Classifier
 from .errors import SwitchError
 from .fastpath import FastPath
 from .features import group_features, meter_features, table_features
-from .flowmatch import Compiled, compile_match, compile_raw
+from .flowmatch import Compiled, compile_match, compile_raw_key
 from .flowtable import FlowEntry, UINT64_MAX
 from .groups import GroupTable
 from .meters import MeterTable
@@ -78,8 +80,9 @@ P_ANY, P_MAX, P_LOCAL = int(OFPP.ANY), int(OFPP.MAX), int(OFPP.LOCAL)
 G_ANY = int(OFPG.ANY)
 _NO_BUFFER = int(OFP_NO_BUFFER)
 
-#: the fixed part of a FLOW_MOD after the header (ofp.messages._FLOW_MOD)
-_FLOW_MOD = struct.Struct("!QQBBHHHIIIH2x")
+#: the fixed part of a FLOW_MOD after the header (ofp.messages._FLOW_MOD), less what an
+#: ADD does not use (cookie mask, out port, out group)
+_FLOW_MOD_ADD = struct.Struct("!Q8xBBHHHI8xH2x").unpack_from
 _FLOW_MOD_TYPE = int(ofp.OFPT.FLOW_MOD)
 _OFP_VERSION = ofp.OFP_VERSION
 #: Actions whose validation depends neither on the match (set-field
@@ -157,14 +160,16 @@ class Datapath(act.ActionEnv):
         self.dp_desc = dp_desc or f"kumoflow datapath {dpid:#018x}"
         self.serial_num = serial_num
         #: Bumped by every change that can alter forwarding (flows, groups,
-        #: meters, ports, config, timeouts): a decision cache keyed on it is never stale.
+        #: meters, ports, config, timeouts): a decision cache keyed on it is never
+        #: stale. Flow changes also say which entries changed (_flow_added,
+        #: _flows_changed), so the cache can forget only what they affect.
         self.generation = 0
         #: The decision cache in front of the pipeline (None: no cache).
         self.fastpath = FastPath(self) if fastpath else None
         self._timed: set[FlowEntry] = set()
-        #: (table id, instruction bytes) -> (program, groups, out ports, the bytes):
+        #: per table, instruction bytes -> (program, groups, out ports, the bytes):
         #: context-free instruction lists compiled once (flow_mod_raw)
-        self._ins_cache: dict[tuple[int, bytes], tuple] = {}
+        self._ins_cache: list[dict[bytes, tuple]] = [{} for _ in range(n_tables)]
         #: one Program object for all flow entries of identical compiled instructions
         self._programs: dict[tuple, Program] = {}
         self._group_flows: dict[int, set[FlowEntry]] = {}
@@ -212,8 +217,10 @@ class Datapath(act.ActionEnv):
             raise SwitchError(OFPET.BAD_REQUEST, OFPBRC.BAD_TYPE, f"{type(msg).__name__} is not a request the "
                               "datapath handles")
         replies = handler(msg)
-        if not replies and type(msg) is not ofp.PacketOut:
-            self.generation += 1            # a mod (a packet-out changes no forwarding state)
+        if not replies and type(msg) is not ofp.PacketOut and type(msg) is not ofp.FlowMod:
+            # a mod (a packet-out changes no forwarding state; flow-mods move the
+            # generation change by change, in _flow_added / _flows_changed)
+            self.generation += 1
         out = []
         for r in replies:
             r.xid = msg.xid
@@ -303,7 +310,7 @@ class Datapath(act.ActionEnv):
         for e, reason in expired:
             self._remove_flow(e, reason, now)
         if expired:
-            self.generation += 1
+            self._flows_changed([e for e, _ in expired])
         self.buffers.expire(now)
         self.pipeline.age(now)
 
@@ -384,45 +391,64 @@ class Datapath(act.ActionEnv):
 
         When it returns True, the datapath is as ``handle(ofp.parse(raw))``
         would have left it (the entry keeps the match and instruction bytes
-        instead of their objects; see FlowEntry)."""
+        instead of their objects; see FlowEntry).
+
+        It is stage_flow_mod_raw (all the checks, no change) and then
+        commit_flow_mod_raw (the change): a caller that falls back to the
+        reference path when something raises must catch only the first."""
+        staged = self.stage_flow_mod_raw(raw)
+        if staged is None:
+            return False
+        self.commit_flow_mod_raw(staged)
+        return True
+
+    def stage_flow_mod_raw(self, raw: bytes):
+        """The first half of flow_mod_raw: decode and check the flow-mod and
+        build its entry, changing nothing in the datapath (it may fill the
+        caches of compiled matches and instructions, which depend only on
+        their keys). Returns the entry for commit_flow_mod_raw, or None when
+        flow_mod_raw would return False."""
         if type(raw) is not bytes:
             raw = bytes(raw)
         end = len(raw)
         if end < 56 or raw[0] != _OFP_VERSION or raw[1] != _FLOW_MOD_TYPE or (raw[2] << 8 | raw[3]) != end:
-            return False
-        (cookie, _cookie_mask, table_id, command, idle_timeout, hard_timeout, priority, buffer_id, _out_port,
-         _out_group, flags) = _FLOW_MOD.unpack_from(raw, 8)
+            return None
+        cookie, table_id, command, idle_timeout, hard_timeout, priority, buffer_id, flags = _FLOW_MOD_ADD(raw, 8)
         if (command != FC_ADD or table_id >= self.n_tables or flags & ~FLOW_MOD_FLAGS
                 or buffer_id != _NO_BUFFER):
-            return False
-        compiled = compile_raw(raw, 48, end)
-        if compiled is None:
-            return False
-        fields, o = compiled
-        compiled = Compiled(fields)
+            return None
+        located = compile_raw_key(raw, 48, end)         # (shape, key): see FlowEntry
+        if located is None:
+            return None
+        length = raw[50] << 8 | raw[51]
+        o = 48 + length + (-length & 7)              # the instructions follow the padded match
         ins_raw = raw[o:]
-        cached = self._ins_cache.get((table_id, ins_raw))
+        cached = self._ins_cache[table_id].get(ins_raw)
         if cached is None:
-            cached = self._compile_raw_instructions(ins_raw, table_id, compiled)
+            cached = self._compile_raw_instructions(ins_raw, table_id, Compiled.of_key(*located))
             if cached is None:
-                return False
+                return None
         program, groups, out_ports, ins_raw = cached
         table = self.tables[table_id]
-        if flags & FF_CHECK_OVERLAP and table.overlapping(priority, compiled) is not None:
-            return False
-        old = table.find_strict(priority, compiled)
-        if old is None and len(table) >= table.max_entries:
-            return False
-        entry = FlowEntry(table_id, priority, raw[48:o], fields, cookie, idle_timeout, hard_timeout, flags, ins_raw,
-                          program, self.clock(), program.meter_id, groups, out_ports)
+        if flags & FF_CHECK_OVERLAP and table.overlapping(priority, Compiled.of_key(*located)) is not None:
+            return None
+        # A full table takes only a replacement (else TABLE_FULL, which the reference path names).
+        if len(table) >= table.max_entries and table.find_strict(priority, Compiled.of_key(*located)) is None:
+            return None
+        return FlowEntry(table_id, priority, raw[48:o], located, cookie, idle_timeout, hard_timeout, flags, ins_raw,
+                         program, self.clock(), program.meter_id, groups, out_ports)
+
+    def commit_flow_mod_raw(self, entry: FlowEntry) -> None:
+        """The second half of flow_mod_raw: add the entry stage_flow_mod_raw
+        returned (nothing may have changed the datapath in between), in
+        place of the one of identical match and priority if there is one."""
+        old = self.tables[entry.table_id].replace(entry)
         if old is not None:
-            if not flags & FF_RESET_COUNTS:
+            if not entry.flags & FF_RESET_COUNTS:
                 entry.packet_count, entry.byte_count = old.packet_count, old.byte_count
-            self._unlink(old)
-        table.insert(entry)
+            self._forget(old)
         self._link(entry)
-        self.generation += 1
-        return True
+        self._flow_added(entry, old)
 
     def _compile_raw_instructions(self, ins_raw: bytes, table_id: int, compiled: Compiled):
         """(program, groups, out ports, ins_raw) for instruction bytes, or None
@@ -436,10 +462,10 @@ class Datapath(act.ActionEnv):
             return None
         result = (program, groups, out_ports, ins_raw)
         if _context_free(instructions):
-            cache = self._ins_cache
+            cache = self._ins_cache[table_id]
             if len(cache) >= MAX_CACHED_INSTRUCTIONS:
                 cache.clear()
-            cache[(table_id, ins_raw)] = result
+            cache[ins_raw] = result
         return result
 
     def _flow_mod(self, fm: ofp.FlowMod) -> list:
@@ -464,7 +490,7 @@ class Datapath(act.ActionEnv):
         else:
             self._modify_flows(fm, compiled, program, groups, out_ports, cmd == FC_MODIFY_STRICT)
         if fm.buffer_id != _NO_BUFFER:
-            self.generation += 1            # applied even if the buffer turns out unusable
+            # (applied, and the generation moved, even if the buffer turns out unusable)
             b = self.buffers.take(fm.buffer_id)
             self.pipeline.run(fk.Packet(b.data, b.in_port, b.in_phy_port, b.tunnel_id))
         return []
@@ -541,6 +567,7 @@ class Datapath(act.ActionEnv):
             self._unlink(old)
         table.insert(entry)
         self._link(entry)
+        self._flow_added(entry, old)
 
     def _modify_flows(self, fm: ofp.FlowMod, compiled: Compiled, program: Program, groups, out_ports,
                       strict: bool) -> None:
@@ -564,6 +591,7 @@ class Datapath(act.ActionEnv):
                 e.packet_count = e.byte_count = 0
             self._ref(e)
             table.generation += 1
+        self._flows_changed(targets)        # (those the cookie left alone too: harmless)
 
     def _delete_flows(self, fm: ofp.FlowMod, compiled: Compiled, strict: bool) -> None:
         victims = self._select_flows(fm.table_id, fm.out_port, fm.out_group, fm.cookie, fm.cookie_mask,
@@ -571,6 +599,7 @@ class Datapath(act.ActionEnv):
         now = self.clock()
         for e in victims:
             self._remove_flow(e, OFPRR.DELETE, now)
+        self._flows_changed(victims)
 
     def _select_flows(self, table_id: int, out_port: int, out_group: int, cookie: int, cookie_mask: int,
                       compiled: Compiled, strict_priority: int | None = None) -> list[FlowEntry]:
@@ -593,6 +622,19 @@ class Datapath(act.ActionEnv):
                     continue
                 out.append(e)
         return out
+
+    # flow changes: the generation, and what the decision cache is told
+    def _flow_added(self, entry: FlowEntry, old: FlowEntry | None) -> None:
+        """entry was added, replacing old (same match and priority) unless None."""
+        self.generation += 1
+        if self.fastpath is not None:
+            self.fastpath.flow_added(entry, old, self.generation)
+
+    def _flows_changed(self, entries) -> None:
+        """entries were modified in place or removed (not by a group or meter delete)."""
+        self.generation += 1
+        if self.fastpath is not None:
+            self.fastpath.flows_changed(entries, self.generation)
 
     # flow bookkeeping: timeouts, group and meter references
     def _ref(self, e: FlowEntry) -> None:
@@ -618,10 +660,15 @@ class Datapath(act.ActionEnv):
     def _link(self, e: FlowEntry) -> None:
         if e.idle_timeout or e.hard_timeout:
             self._timed.add(e)
-        self._ref(e)
+        if e.groups or e.meter_id is not None:
+            self._ref(e)
 
     def _unlink(self, e: FlowEntry) -> None:
         self.tables[e.table_id].remove(e)
+        self._forget(e)
+
+    def _forget(self, e: FlowEntry) -> None:
+        """The bookkeeping of an entry no longer in its table (timeouts, references)."""
         self._timed.discard(e)
         self._unref(e)
 

@@ -5,7 +5,7 @@ NSDI 2015: the exact-match cache and the megaflow cache).
     fp = FastPath(dp)                 # the datapath makes one (Datapath(fastpath=True))
     fp.receive(in_port, frame)        # from Datapath.receive, after the port's rx counters
     fp.receive_batch(in_port, frames) # from Datapath.receive_batch (a port's read batch)
-    fp.stats()                        # hits and misses
+    fp.stats()                        # hits, misses, flushes, revalidations
 
 A *decision* is what the pipeline did with a packet, as a list of
 operations replayed on the next packets of the flow:
@@ -66,11 +66,52 @@ OFPP_NORMAL (it learns MACs), and a packet whose path was cut short (a
 meter drop or an invalid TTL): the next packet of the flow is recorded
 instead.
 
-Invalidation: both caches are emptied when `Datapath.generation` moves,
-which every flow, group, meter, port and config change and every
-timeout does; a cached decision therefore never outlives anything it
-references. Packet-outs and flow-mods with a buffer id run the pipeline
-directly and never touch the cache.
+Invalidation: `Datapath.generation` moves on every change that can alter
+a decision. Group, meter, port, table and switch config changes (and
+anything else) empty both caches at the next packet. Flow-table changes
+(flow-mods, the direct FLOW_MOD path, timeouts) also tell the fast path
+which entries changed (`flow_added`, `flows_changed`); it writes them
+down, and the next packet (`receive` or `receive_batch`, before any
+replay) removes only the decisions they can affect:
+
+- an entry modified or removed (MODIFY, DELETE, strict or not, a
+  timeout, an ADD replacing an entry of identical match and priority):
+  the decisions that hit it. A decision is valid for every packet of
+  its megaflow: each table it looked up gave the entry it hit (or a
+  miss) for all of them. Taking away or changing an entry none of them
+  got leaves that entry, the best match among fewer, the answer; and a
+  replacement has the same match and priority as the entry it replaces
+  and is younger, so where the old one lost (to a higher priority or an
+  older entry of equal priority) the new one loses too. No decision
+  that is kept references the entry, so its counters stop exactly there.
+- an entry E added to table T at priority p: the decisions that looked
+  T up and missed there or hit priority <= p (equal: E would lose the
+  tie, but the check stays on the safe side), and either (a) reached T
+  with the key unchanged and have a megaflow E's match overlaps (some
+  packet agrees with both: on every field both constrain, the values
+  agree on the bits both masks have), or (b) reached T after anything
+  that may have changed the key (set-field, any header action,
+  write-metadata, a group, a DSCP-remarking meter), whose megaflow,
+  keyed on the original bits, says nothing about E. A decision outside
+  these keeps its path: E matches none of its packets at T, or they
+  found better there; tables it never reached do not matter.
+
+Removed decisions leave the megaflows and are marked `dead` for the
+exact-match cache, which costs nothing on its hit path: a dead
+decision has no `fast`, `rewrite` or `batchable`, and the only other
+path checks `dead` and drops the entry. Removed and modified entries
+cost a dict probe each (decisions are indexed by the entries they hit).
+An ADD costs one probe per mask group when its match constrains every
+bit of the group's mask (then only the megaflow of its own values can
+overlap), else a look at each megaflow of the group, plus a look at each
+decision that reached its table with a changed key. Changes are collected
+between packets, so a burst of flow-mods costs one pass; when that work
+would pass `_budget()` (about what re-recording the cached flows costs),
+the next packet flushes instead. `selective = False` brings back the
+flush on every flow change (for comparisons). A cached decision
+therefore never outlives an entry, group, meter or port it references.
+Packet-outs and flow-mods with a buffer id run the pipeline directly and
+never touch the cache.
 
 Re-entrancy: `on_async` must not change the datapath synchronously (the
 runtime queues messages); a decision recorded while the generation moved
@@ -84,6 +125,8 @@ recording, a few times the pipeline alone).
 """
 
 from __future__ import annotations
+
+from operator import itemgetter
 
 from kumoflow.ofp.consts import OFPGT
 
@@ -123,6 +166,14 @@ TAINT = None
 _SAME = object()
 _NOTHING: tuple = ()
 _NO_EMC: dict = {}
+_FIELD_MASK = itemgetter(0, 2)      # (field, value, mask) -> (field, mask)
+
+#: FastPath._budget: revalidation work allowed per megaflow cached, and in any case.
+#: A unit is about a megaflow scanned (0.2-1 µs); a mask group probed for an ADD
+#: counts PROBE_WORK. A miss (pipeline and recording) costs some 40 µs.
+REVALIDATE_WORK_PER_MEGAFLOW = 32
+REVALIDATE_WORK_MIN = 1024
+PROBE_WORK = 4
 
 
 class Decision:
@@ -135,13 +186,24 @@ class Decision:
     the untagged frames that have a fast key (fixed offsets) when
     they also change the Ethernet addresses or decrement the IPv4 TTL
     (`ttls` times: a frame whose TTL is not above that takes `ops`).
+
+    `visits`: (table id, priority of the entry hit or -1 for a miss, whether
+    the key had been changed on the way there) for each table the packet
+    went through; `where`: (mask, masked key) of its megaflow. Both
+    serve selective invalidation (`FastPath._revalidate`). A decision it
+    removes is `dead`: its `fast`, `rewrite` and `batchable` are cleared, so
+    an exact-match entry still pointing to it falls through to the check
+    of `dead` on the one path that replays `ops`.
     """
 
-    __slots__ = ("ops", "simple", "fast", "rewrite", "ttls", "batchable", "batch")
+    __slots__ = ("ops", "simple", "fast", "rewrite", "ttls", "batchable", "batch", "visits", "where", "dead")
 
-    def __init__(self, ops: tuple, simple: bool) -> None:
+    def __init__(self, ops: tuple, simple: bool, visits: tuple = ()) -> None:
         self.ops = ops
         self.simple = simple
+        self.visits = visits
+        self.where: tuple | None = None
+        self.dead = False
         self.fast: tuple | None = None
         self.rewrite: tuple | None = None
         self.ttls = 0
@@ -171,15 +233,81 @@ def describe(ops) -> str:
     return ", ".join(parts)
 
 
+PINNED, ALL, SCAN = range(3)
+
+
+def _overlap_plan(mask: tuple, shape: tuple) -> tuple:
+    """How to find the megaflows of `mask` that a match of `shape` ((field,
+    mask), ...) can overlap, whatever its values: (PINNED,) when it
+    constrains every bit of the mask (one probe finds the only one); (ALL,)
+    when the two constrain no field in common (all of them); else (SCAN,
+    covered, [(position in the megaflow key, field, bits both look at)]),
+    `covered` when the match's masks hold all of the megaflows' on those
+    fields (keys then compare without masking)."""
+    smap = dict(shape)
+    common = []
+    pinned = covered = True
+    for i, (c, gm) in enumerate(mask):
+        m = smap.get(c)
+        if m is None:
+            pinned = False
+            continue
+        both = m & gm
+        if both != gm:
+            pinned = covered = False
+        if both:
+            common.append((i, c, both))
+    if pinned:
+        return (PINNED,)
+    if not common:
+        return (ALL,)
+    return (SCAN, covered, common)
+
+
+def _overlapping(g: "_MaskGroup", shape: tuple, key: list):
+    """The decisions of the megaflows of g that a match overlaps (some packet
+    agrees with both: on every field both constrain, the bits both masks
+    have agree; a field only one side constrains rules nothing out). The
+    match is given by its shape and by `key`, a flow key holding its values.
+    A tuple when one probe answered, else a list or a view (a scan)."""
+    plan = g.plans.get(shape)
+    if plan is None:
+        if len(g.plans) >= 256:
+            g.plans.clear()
+        plan = g.plans[shape] = _overlap_plan(g.mask, shape)
+    kind = plan[0]
+    flows = g.flows
+    if kind == PINNED:              # the match's own values under the mask
+        d = flows.get(g.keyfn(key))
+        return () if d is None else (d,)
+    if kind == ALL:
+        return flows.values()
+    _, covered, common = plan
+    if g.scalar:                    # (one exact field, which the match masks)
+        _, c, both = common[0]
+        want = key[c] & both
+        return [d for k, d in flows.items() if k & both == want]
+    if covered:                     # the keys hold exactly the bits to compare
+        get = itemgetter(*[i for i, _, _ in common])
+        want = tuple(key[c] & both for _, c, both in common) if len(common) > 1 else key[common[0][1]]
+        return [d for k, d in flows.items() if get(k) == want]
+    want = [(i, both, key[c] & both) for i, c, both in common]
+    return [d for k, d in flows.items() if all(k[i] & both == w for i, both, w in want)]
+
+
 class _MaskGroup:
     """The megaflows of one mask: masked key -> Decision."""
 
-    __slots__ = ("mask", "keyfn", "flows")
+    __slots__ = ("mask", "keyfn", "flows", "scalar", "plans")
 
     def __init__(self, mask: tuple) -> None:
         self.mask = mask
         self.keyfn = key_function(mask)
         self.flows: dict = {}
+        #: keys are the field's value, not a tuple (key_function: one exact field)
+        self.scalar = len(mask) == 1 and mask[0][1] == FULL_P[mask[0][0]]
+        #: the shape of an added match -> _overlap_plan (FastPath._affected_by_add)
+        self.plans: dict = {}
 
 
 class FastPath:
@@ -199,13 +327,24 @@ class FastPath:
         self._by_mask: dict[tuple, _MaskGroup] = {}
         self.megaflow_count = 0
         self.emc_hits = self.megaflow_hits = self.misses = self.uncacheable = self.flushes = 0
+        # Selective invalidation (see "Invalidation" in the module docstring).
+        #: False: every flow change empties both caches, as any other change does
+        self.selective = True
+        #: the datapath generation up to which every move was a flow change noted
+        #: below (None: something else changed too; the next packet flushes)
+        self._noted = dp.generation
+        self._added: list = []             # flow entries added since the last packet
+        self._dead: set = set()            # entries modified or removed since, that some decision hit
+        self._by_entry: dict = {}          # flow entry -> the decisions that hit it
+        self._rewritten: dict = {}         # table id -> the decisions that reach it with a changed key
+        self.revalidations = self.invalidated = 0
 
     # -- the contract ------------------------------------------------------------------------
     def receive(self, in_port: int, frame, tunnel_id: int = 0, in_phy_port: int | None = None) -> None:
         """Process one received frame (Datapath.receive did the port checks and rx counters)."""
         dp = self.dp
         if dp.generation != self.generation:
-            self.flush()
+            self._catch_up()
         if type(frame) is not bytes:
             frame = bytes(frame)
         fkey = None
@@ -218,15 +357,21 @@ class FastPath:
                 if emc is not None:
                     hit = emc.get(fkey)
                     if hit is not None:
-                        self.emc_hits += 1
                         d = hit[0]
                         if d.fast is not None:
+                            self.emc_hits += 1
                             self._simple(d.fast, frame, in_port, dp.clock(), frame)
-                        elif d.rewrite is not None and frame[12] == 8 and frame[22] > d.ttls:   # untagged
+                            return
+                        if d.rewrite is not None and frame[12] == 8 and frame[22] > d.ttls:   # untagged
+                            self.emc_hits += 1
                             self._simple(d.rewrite, frame, in_port, dp.clock(), bytearray(frame))
-                        else:
+                            return
+                        if not d.dead:
+                            self.emc_hits += 1
                             self._replay(d.ops, fk.fast_packet(frame, in_port, hit[1]), dp.clock())
-                        return
+                            return
+                        del emc[fkey]                   # a flow change invalidated it (_forget)
+                        self.emc_count -= 1
         pkt = fk.Packet(frame, in_port, in_phy_port, tunnel_id)
         if pkt.frag and dp.flags & 3 == FRAG_DROP:
             return
@@ -267,7 +412,7 @@ class FastPath:
         frames keep their order."""
         dp = self.dp
         if dp.generation != self.generation:
-            self.flush()
+            self._catch_up()
         if dp.flags & 3 == FRAG_DROP:                 # fragments need a look at each frame
             for frame in frames:
                 self.receive(in_port, frame)
@@ -308,17 +453,185 @@ class FastPath:
         self.masks = []
         self._by_mask.clear()
         self.megaflow_count = 0
-        self.generation = self.dp.generation
+        self._by_entry.clear()
+        self._rewritten.clear()
+        self._added = []
+        self._dead = set()
+        self.generation = self._noted = self.dp.generation
         self.flushes += 1
 
     def stats(self) -> dict:
+        """Counters: cache hits and misses; `flushes` (both caches emptied),
+        `revalidations` (flow changes applied selectively) and `invalidated`
+        (decisions those removed); the caches' sizes."""
         return {"emc_hits": self.emc_hits, "megaflow_hits": self.megaflow_hits, "misses": self.misses,
-                "uncacheable": self.uncacheable, "flushes": self.flushes, "emc_entries": self.emc_count,
+                "uncacheable": self.uncacheable, "flushes": self.flushes, "revalidations": self.revalidations,
+                "invalidated": self.invalidated, "emc_entries": self.emc_count,
                 "megaflows": self.megaflow_count, "masks": len(self.masks)}
 
     def megaflows(self) -> list[tuple[tuple, object, Decision]]:
         """(mask, masked key, decision) of every megaflow (for tests and tools)."""
         return [(g.mask, k, d) for g in self.masks for k, d in g.flows.items()]
+
+    # -- flow changes: selective invalidation ----------------------------------------------------
+    def flow_added(self, entry, old, generation: int) -> None:
+        """Datapath: `entry` was added (replacing `old`, of identical match and
+        priority, or None), which moved the datapath to `generation`."""
+        if not self._note(generation):
+            return
+        if old is not None:
+            # A replacement: only decisions that hit `old` can change (module docstring).
+            if old in self._by_entry:
+                self._dead.add(old)
+            return
+        added = self._added
+        added.append(entry)
+        if len(added) * len(self.masks) * PROBE_WORK > self._budget():
+            self._give_up()                 # a burst: flushing costs less than checking it all
+
+    def flows_changed(self, entries, generation: int) -> None:
+        """Datapath: `entries` were modified in place or removed (flow-mod,
+        timeout), which moved the datapath to `generation`."""
+        if not self._note(generation):
+            return
+        by_entry = self._by_entry
+        dead = self._dead
+        for e in entries:
+            if e in by_entry:               # no cached decision hit it: none can change
+                dead.add(e)
+
+    def _note(self, generation: int) -> bool:
+        """Is the flow change that moved the datapath to `generation` to be
+        written down? Not when the next packet flushes anyway, nor when
+        nothing is cached."""
+        if self._noted != generation - 1 or not self.selective:
+            self._give_up()                 # another change came first (or in between)
+            return False
+        self._noted = generation
+        if not self.megaflow_count and self.generation == generation - 1:
+            self.generation = generation    # nothing cached, nothing pending: still exact
+            return False
+        return True
+
+    def _give_up(self) -> None:
+        """Let the next packet flush instead of revalidating."""
+        self._noted = None
+        self._added = []
+        self._dead = set()
+
+    def _budget(self) -> int:
+        """Work worth spending on flow changes before a flush is cheaper (a
+        megaflow looked at is one unit, well under a µs; a mask group probed
+        PROBE_WORK): a flush costs a recording (tens of µs) per megaflow
+        still in use."""
+        return REVALIDATE_WORK_PER_MEGAFLOW * self.megaflow_count + REVALIDATE_WORK_MIN
+
+    def _catch_up(self) -> None:
+        """The datapath changed since the caches were exact: revalidate when
+        only noted flow changes happened, else flush."""
+        if self._noted == self.dp.generation:
+            self._revalidate()
+        else:
+            self.flush()
+
+    def _revalidate(self) -> None:
+        """Remove the decisions the noted flow changes can affect (every one
+        of them, and a few more: see "Invalidation" in the module docstring)."""
+        added, dead = self._added, self._dead
+        self._added, self._dead = [], set()
+        doomed: set = set()
+        by_entry = self._by_entry
+        for e in dead:
+            doomed.update(by_entry.get(e, ()))
+        budget = self._budget()
+        for e in added:
+            budget -= self._affected_by_add(e, doomed)
+            if budget < 0:
+                self.flush()
+                return
+        for d in doomed:
+            self._forget(d)
+        if doomed and any(not g.flows for g in self.masks):
+            self.masks = [g for g in self.masks if g.flows]
+            self._by_mask = {g.mask: g for g in self.masks}
+        self.generation = self._noted
+        self.revalidations += 1
+        self.invalidated += len(doomed)
+
+    def _affected_by_add(self, e, out: set) -> int:
+        """Add to `out` the cached decisions a new entry e can change: those
+        that looked table e.table_id up and missed or hit priority <=
+        e.priority, and either reached it with the original key and have a
+        megaflow e's match overlaps, or reached it with a changed key.
+        Returns the work done (for the budget)."""
+        table_id, priority, fields = e.table_id, e.priority, e.fields
+        shape = tuple(map(_FIELD_MASK, fields))
+        key = [0] * fk.N_FIELDS             # e's values, where a flow key has them
+        for c, v, _ in fields:
+            key[c] = v
+        work = 0
+        for g in self.masks:
+            candidates = _overlapping(g, shape, key)
+            work += PROBE_WORK if type(candidates) is tuple else PROBE_WORK + len(g.flows)
+            for d in candidates:
+                for t, q, _ in d.visits:
+                    if t == table_id:
+                        if q <= priority:   # equal priority: e would lose the tie, but be safe
+                            out.add(d)
+                        break
+        # The key those reached the table with is not the original one: the megaflow says nothing.
+        rewritten = self._rewritten.get(table_id, ())
+        work += len(rewritten)
+        for d in rewritten:
+            for t, q, changed in d.visits:
+                if t == table_id:
+                    if changed and q <= priority:
+                        out.add(d)
+                    break
+        return work
+
+    def _index(self, d: Decision) -> None:
+        """File an installed decision under the entries it hit and the tables it reached with a changed key."""
+        by_entry = self._by_entry
+        for op in d.ops:
+            if op[0] == HIT:
+                s = by_entry.get(op[2])
+                if s is None:
+                    s = by_entry[op[2]] = set()
+                s.add(d)
+        for t, _, changed in d.visits:
+            if changed:
+                s = self._rewritten.get(t)
+                if s is None:
+                    s = self._rewritten[t] = set()
+                s.add(d)
+
+    def _forget(self, d: Decision) -> None:
+        """Remove a decision from the megaflows and the indexes, and mark it
+        dead for the exact-match entries that may still point to it."""
+        mask, k = d.where
+        flows = self._by_mask[mask].flows
+        if flows.get(k) is d:
+            del flows[k]
+            self.megaflow_count -= 1
+        by_entry = self._by_entry
+        for op in d.ops:
+            if op[0] == HIT:
+                s = by_entry.get(op[2])
+                if s is not None:
+                    s.discard(d)
+                    if not s:
+                        del by_entry[op[2]]
+        for t, _, changed in d.visits:
+            if changed:
+                s = self._rewritten.get(t)
+                if s is not None:
+                    s.discard(d)
+                    if not s:
+                        del self._rewritten[t]
+        d.dead = True
+        d.fast = d.rewrite = None
+        d.batchable = False
 
     # -- installing ------------------------------------------------------------------------------
     def _install(self, orig_key: list, wc: dict, d: Decision) -> None:
@@ -340,9 +653,13 @@ class FastPath:
             g = self._by_mask[mask] = _MaskGroup(mask)
             self.masks.append(g)
         k = g.keyfn(orig_key)
-        if k not in g.flows:
-            self.megaflow_count += 1
+        old = g.flows.get(k)
+        if old is not None:
+            self._forget(old)               # (not expected: the lookup would have found it)
         g.flows[k] = d
+        self.megaflow_count += 1
+        d.where = (mask, k)                 # (not the group itself: no reference cycle to collect)
+        self._index(d)
 
     def _emc_put(self, in_port: int, fkey: tuple, d: Decision, key: list) -> None:
         """Remember d for fkey; `key` (the frame's flow key as parsed, before
@@ -586,7 +903,10 @@ class _Recorder(Pipeline):
     keep the structure of Pipeline's and call into it for the work) and
     collects: `ops`, the decision; `wc`, the mask over the *original* flow
     key the path depends on; `mod`, for each field an action changed, what
-    its value now depends on: a tuple of (original field, mask), or TAINT.
+    its value now depends on: a tuple of (original field, mask), or TAINT;
+    `visits`, the tables looked up (Decision.visits), with `changed`: has
+    anything run yet that may have changed the key (set-field, any header
+    action, write-metadata, a group, a DSCP-remarking meter)?
     """
 
     def __init__(self, dp) -> None:
@@ -598,23 +918,27 @@ class _Recorder(Pipeline):
         self.cacheable = True
         self.simple = True
         self.busy = False
+        self.visits: list = []
+        self.changed = False
 
     def record(self, pkt: fk.Packet) -> tuple[Decision | None, dict]:
         self.ops = []
         self.wc = {}
         self.mod = {}
+        self.visits = []
         self.cacheable = True
         self.simple = True
+        self.changed = False
         self.busy = True
         try:
             self.run(pkt)
         finally:
             self.busy = False
-        ops, wc = self.ops, self.wc
-        self.ops, self.wc, self.mod = [], {}, {}
+        ops, wc, visits = self.ops, self.wc, self.visits
+        self.ops, self.wc, self.mod, self.visits = [], {}, {}, []
         if not self.cacheable:
             return None, wc
-        return Decision(tuple(ops), self.simple), wc
+        return Decision(tuple(ops), self.simple, tuple(visits)), wc
 
     # -- what the path depends on ------------------------------------------------------------
     def _examine(self, c: int, m: int) -> None:
@@ -696,7 +1020,9 @@ class _Recorder(Pipeline):
                 examine(c, m)
             if entry is None:
                 ops.append((MISS, table))
+                self.visits.append((table_id, -1, self.changed))
                 return
+            self.visits.append((table_id, entry.priority, self.changed))
             table.matched_count += 1
             if entry.count_packets:
                 entry.packet_count += 1
@@ -719,6 +1045,7 @@ class _Recorder(Pipeline):
                 key[METADATA] = P | (key[METADATA] & ~m | prog.metadata & m) & 0xFFFFFFFFFFFFFFFF
                 ops.append((META, key[METADATA]))
                 self.mod[METADATA] = _NOTHING       # receive() starts every packet at metadata 0
+                self.changed = True
             if prog.goto is None:
                 break
             table_id = prog.goto
@@ -729,6 +1056,7 @@ class _Recorder(Pipeline):
         m = self.dp.meters.get(meter_id)
         if m is not None and any(b.type == MBT_DSCP_REMARK for b in m.bands):
             self.simple = False
+            self.changed = True
             self.mod[IP_DSCP] = TAINT               # remarked or not depends on the token buckets
         self.ops.append((METER, meter_id))
         if super().meter(pkt, meter_id, now):
@@ -751,12 +1079,14 @@ class _Recorder(Pipeline):
 
     def _set_field(self, pkt: fk.Packet, a: tuple) -> None:
         self.simple = False
+        self.changed = True
         self._effect(a)
         self.ops.append((SETF, a[1], a[2]))
         act.set_field(pkt, a[1], a[2])
 
     def header_action(self, pkt: fk.Packet, a: tuple, entry) -> bool:
         self.simple = False
+        self.changed = True
         self._effect(a)
         self.ops.append((HDR, a, entry))
         if super().header_action(pkt, a, entry):
@@ -789,6 +1119,7 @@ class _Recorder(Pipeline):
         if g is None or depth > MAX_DEPTH:
             return
         self.simple = False
+        self.changed = True                         # (buckets act on copies; counted as a change all the same)
         if g.type == GT_SELECT and len(g.buckets) > 1:
             for f in fk.HASH_FIELDS:                # the bucket is chosen by a hash of these
                 self._examine(f, FULL_P[f])

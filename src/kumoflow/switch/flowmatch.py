@@ -15,6 +15,10 @@ The result is a `Compiled`: the fields sorted by number, with
 flowkey.PRESENT in value and mask (see flowkey), fields with an all-zero
 mask dropped (they match anything), and `state`: what the match pins down
 exactly, used to check set-field prerequisites (MATCH_INCONSISTENT).
+
+The same match as the classifier files it: its `shape` (the fields'
+(number, mask) pairs, one shared object per distinct shape) and its `key`
+(the values; see `shape_key`). A flow entry keeps only these two.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from .errors import SwitchError
 
 P = fk.PRESENT
 FULL = {code: (1 << w) - 1 for code, w in fk.WIDTHS.items()}
+#: A field's all-ones mask with the PRESENT bit, as compiled matches carry it.
+FULL_P = {c: m | P for c, m in FULL.items()}
 # Largest valid value where narrower than the wire size (section 7.2.3.7).
 MAX_VALUE = {fk.VLAN_VID: 0x1FFF, fk.VLAN_PCP: 7, fk.IP_DSCP: 63, fk.IP_ECN: 3, fk.IPV6_FLABEL: 0xFFFFF,
              fk.MPLS_LABEL: 0xFFFFF, fk.MPLS_TC: 7, fk.MPLS_BOS: 1, fk.IPV6_EXTHDR: 0x1FF}
@@ -117,18 +123,37 @@ _BY_CODE = {f.code: f for f in FIELDS_BY_NAME.values()}
 
 class Compiled:
     """A validated match: `fields` ((code, value|P, mask|P), ...) sorted by
-    code, `fmap` code -> (value|P, mask|P), and `state` (exact values).
+    code, `fmap` code -> (value|P, mask|P), `state` (exact values), and
+    `shape` and `key`, the match as the classifier files it.
 
-    `fmap` and `state` are worked out from `fields` when first asked for:
-    a flow entry keeps only its fields (see flowtable.FlowEntry), and
-    `Compiled(entry.fields)` is then one small object."""
+    A Compiled is made from fields (and then has its shape and key at
+    once) or from a shape and a key (`Compiled.of_key`; its fields are
+    then made when first asked for): a flow entry keeps only its shape and
+    key (see flowtable.FlowEntry), and `entry.compiled` is one small object."""
 
-    __slots__ = ("fields", "_fmap", "_state")
+    __slots__ = ("_fields", "shape", "key", "_fmap", "_state")
 
     def __init__(self, fields: tuple, state: dict | None = None) -> None:
-        self.fields = fields
+        self._fields = fields
+        self.shape, self.key = shape_key(fields)
         self._fmap = None
         self._state = state
+
+    @classmethod
+    def of_key(cls, shape: tuple, key) -> "Compiled":
+        """The match of a shape and a key (see shape_key)."""
+        c = cls.__new__(cls)
+        c._fields = c._fmap = c._state = None
+        c.shape = shape
+        c.key = key
+        return c
+
+    @property
+    def fields(self) -> tuple:
+        f = self._fields
+        if f is None:
+            f = self._fields = fields_of_key(self.shape, self.key)
+        return f
 
     @property
     def fmap(self) -> dict:
@@ -200,6 +225,38 @@ class Compiled:
             m &= ~P
             parts.append(f"{FIELD_NAMES[c]}={v:#x}" + ("" if m == FULL[c] else f"/{m:#x}"))
         return "Compiled(" + ", ".join(parts) + ")"
+
+
+#: interned shapes: one object for all matches (and flow entries) of a shape
+_SHAPES: dict[tuple, tuple] = {}
+MAX_SHAPES = 65536
+
+
+def intern_shape(shape: tuple) -> tuple:
+    """The shared object for a shape (beyond MAX_SHAPES distinct ones, the shape itself)."""
+    s = _SHAPES.get(shape)
+    if s is None:
+        if len(_SHAPES) >= MAX_SHAPES:
+            return shape
+        s = _SHAPES[shape] = shape
+    return s
+
+
+def shape_key(fields: tuple) -> tuple:
+    """(shape, key) of a compiled match's fields: shape ((code, mask|P), ...),
+    interned; key the values (value|P), as a tuple, or the value alone when
+    the shape is one field matched exactly (as the classifier's
+    key_function computes it from a packet)."""
+    shape = intern_shape(tuple([(c, m) for c, _, m in fields]))
+    if len(fields) == 1 and fields[0][2] == FULL_P[fields[0][0]]:
+        return shape, fields[0][1]
+    return shape, tuple([v for _, v, _ in fields])
+
+
+def fields_of_key(shape: tuple, key) -> tuple:
+    """The fields of a match given by its shape and key (shape_key, reversed)."""
+    values = key if type(key) is tuple else (key,)
+    return tuple([(c, v, m) for (c, m), v in zip(shape, values)])
 
 
 EMPTY = Compiled((), {})
@@ -292,6 +349,8 @@ _QUICK: dict[bytes, tuple] = {}
 MAX_PLANS = 1024
 #: what a plan returns for a match of another layout
 _OTHER = object()
+#: (shape, key) of the empty match
+_NO_MATCH = (intern_shape(()), ())
 
 
 def compile_raw(buf: bytes, o: int, end: int):
@@ -302,7 +361,18 @@ def compile_raw(buf: bytes, o: int, end: int):
     which names the error).
 
     When this returns fields, ``compile_match(unpack_match(buf, o, end)[0])``
-    succeeds, with these fields.
+    succeeds, with these fields. See compile_raw_key, which does the work."""
+    r = compile_raw_key(buf, o, end)
+    if r is None:
+        return None
+    length = buf[o + 2] << 8 | buf[o + 3]
+    return fields_of_key(*r), o + length + (-length & 7)
+
+
+def compile_raw_key(buf: bytes, o: int, end: int):
+    """compile_raw giving the match as the classifier files it: (shape,
+    key) as shape_key(fields) gives them, or None. (The match, padded,
+    ends at o + its length rounded up to a multiple of 8.)
 
     Matches come in few layouts (the sequence of OXM headers: which fields,
     which masked, in which order); each layout gets a small function made
@@ -314,19 +384,30 @@ def compile_raw(buf: bytes, o: int, end: int):
     if o + 8 > end:                                 # a match with its padding is 8 bytes at least
         return None
     length = buf[o + 2] << 8 | buf[o + 3]
-    stop = o + length
-    padded = stop + (-length & 7)
-    if buf[o] or buf[o + 1] != 1 or length < 4 or padded > end:     # OFPMT_OXM
+    if o + length + (-length & 7) > end:
+        return None
+    head = buf[o:o + 8]
+    plans = _QUICK.get(head)                        # (then the type is OXM and the length valid)
+    if plans is not None:
+        r = plans[0](buf, o)                        # most heads have one layout
+        if r is not _OTHER:
+            return r
+        for plan in plans[1:]:
+            r = plan(buf, o)
+            if r is not _OTHER:
+                return r
+    return _compile_raw_layout(buf, o, length, head, plans)
+
+
+def _compile_raw_layout(buf: bytes, o: int, length: int, head: bytes, plans: tuple | None):
+    """compile_raw_key for a match of a layout not tried yet: its headers
+    walked, the plan of the layout made (or found) and remembered for the
+    match's first 8 bytes (`head`, whose plans so far are `plans`)."""
+    if buf[o] or buf[o + 1] != 1 or length < 4:     # OFPMT_OXM
         return None
     if length == 4:
-        return (), padded
-    head = buf[o:o + 8]
-    plans = _QUICK.get(head)
-    if plans is not None:
-        for plan in plans:
-            fields = plan(buf, o)
-            if fields is not _OTHER:
-                return None if fields is None else (fields, padded)
+        return _NO_MATCH
+    stop = o + length
     p = o + 4
     heads = []
     while p < stop:
@@ -342,7 +423,7 @@ def compile_raw(buf: bytes, o: int, end: int):
     except KeyError:
         if len(_PLANS) >= MAX_PLANS:
             fields = _compile_raw_generic(buf, o + 4, stop)
-            return None if fields is None else (fields, padded)
+            return None if fields is None else shape_key(fields)
         plan = _PLANS[layout] = _make_plan(layout)
     if plan is None:
         return None
@@ -351,8 +432,7 @@ def compile_raw(buf: bytes, o: int, end: int):
             _QUICK[head] = (plan,)
     elif len(plans) < 8:
         _QUICK[head] = plans + (plan,)
-    fields = plan(buf, o)
-    return None if fields is None else (fields, padded)
+    return plan(buf, o)
 
 
 def _compile_raw_generic(buf: bytes, p: int, stop: int):
@@ -402,17 +482,17 @@ def _compile_raw_generic(buf: bytes, p: int, stop: int):
 
 
 def _make_plan(layout: bytes):
-    """A function (buf, offset of the ofp_match) -> fields, None (invalid)
-    or _OTHER (the match has another layout) for the matches of one layout
-    (the OXM header words, joined), or None when no match of that layout
-    is valid. The caller has checked the match's type, length (that of
-    the layout) and first header. It does what _compile_raw_generic does,
-    with what the layout fixes worked out once: the struct reading every
-    header, value and mask, which values can be out of range, the
-    prerequisites (the fields they need present, exactly, are in the
-    layout or the layout is refused; their values are checked per match),
-    the order of the fields by code. Only ints and field numbers go into
-    the source."""
+    """A function (buf, offset of the ofp_match) -> (shape, key) (see
+    shape_key), None (invalid) or _OTHER (the match has another layout)
+    for the matches of one layout (the OXM header words, joined), or None
+    when no match of that layout is valid. The caller has checked the
+    match's type, length (that of the layout) and first header. It does
+    what _compile_raw_generic does, with what the layout fixes worked out
+    once: the struct reading every header, value and mask, which values
+    can be out of range, the prerequisites (the fields they need present,
+    exactly, are in the layout or the layout is refused; their values are
+    checked per match), the order of the fields by code, the shape. Only
+    ints and field numbers go into the source."""
     specs = []
     for i in range(0, len(layout), 4):
         spec = _RAW_OXM.get(_HEADER(layout, i)[0])
@@ -423,33 +503,56 @@ def _make_plan(layout: bytes):
     if len(set(codes)) != len(codes):
         return None                                   # a duplicate field: DUP_FIELD
     fmt = "!4x"
-    names: dict[int, tuple[str, str | None]] = {}     # code -> (value expr, mask expr or None)
+    targets = []                                      # the names struct.unpack_from fills, in order
+    names: dict[int, tuple[str, str | None]] = {}     # code -> (value name, mask name or None)
+    checks = []                                       # the other headers: else another layout
     lines = []
-    checks = []
-    k = 0
     for i, (code, size, masked, full, max_value) in enumerate(specs):
         f = _INT_FORMATS.get(size)
         if i == 0:
-            fmt += "4x"
+            fmt += "4x"                               # the caller has seen the first header
         else:
             fmt += "I"
-            checks.append(f"r[{k}] != {_HEADER(layout, 4 * i)[0]:#x}")
-            k += 1
+            targets.append(f"h{i}")
+            checks.append(f"h{i} != {_HEADER(layout, 4 * i)[0]:#x}")
         fmt += (f or f"{size}s") * (2 if masked else 1)
-        v = f"v{code}"
-        lines.append(f"{v} = r[{k}]" if f else f"{v} = fb(r[{k}], 'big')")
-        k += 1
+        v, m = f"v{code}", f"m{code}" if masked else None
+        for name in (v, m) if masked else (v,):
+            targets.append(name if f else f"b_{name}")
+            if not f:
+                lines.append(f"{name} = fb(b_{name}, 'big')")
         if max_value < (1 << 8 * size) - 1:
             lines.append(f"if {v} > {max_value:#x}: return None")
         if masked:
-            m = f"m{code}"
-            lines.append((f"{m} = r[{k}] & {full:#x}" if f else f"{m} = fb(r[{k}], 'big') & {full:#x}"))
-            k += 1
+            if full < (1 << 8 * size) - 1:
+                lines.append(f"{m} &= {full:#x}")
             lines.append(f"if {v} & ~{m}: return None")
-            names[code] = (v, m)
-        else:
-            names[code] = (v, None)
+        names[code] = (v, m)
     consts: dict[str, object] = {"fb": _from_bytes, "P": P, "mp": _mask_p}
+    prereqs = _plan_prereqs(codes, names, consts)
+    if prereqs is None:
+        return None
+    lines += prereqs
+    lines += _plan_result(sorted(codes), names, consts)
+    consts["unpack"] = struct.Struct(fmt).unpack_from
+    consts["OTHER"] = _OTHER
+    if checks:
+        lines.insert(0, f"if {' or '.join(checks)}: return OTHER")
+    src = ("def plan(buf, o):\n"
+           f"    {''.join(t + ', ' for t in targets)}= unpack(buf, o)\n" + "".join(f"    {line}\n" for line in lines))
+    exec(src, consts)      # noqa: S102
+    plan = consts["plan"]
+    plan.source = src
+    return plan
+
+
+def _plan_prereqs(codes: list[int], names: dict, consts: dict) -> list[str] | None:
+    """The lines of a plan that check the prerequisites (Table 12) of the
+    fields of a layout, or None when the layout lacks a field one needs.
+    A field several others need (eth_type for ip_proto and ipv4_dst) is
+    checked once, against the values all of them allow."""
+    lines = []
+    allowed_by: dict[int, frozenset | None] = {}
     for code in codes:
         req = PREREQS.get(code)
         if req is None:
@@ -463,45 +566,64 @@ def _make_plan(layout: bytes):
             continue
         if on not in names:
             return None
+        if on not in allowed_by:
+            allowed_by[on] = allowed
+        elif allowed is not None:
+            before = allowed_by[on]
+            allowed_by[on] = allowed if before is None else before & allowed
+    for on, allowed in allowed_by.items():
         v, m = names[on]
         if m is not None:
-            lines.append(f"if {m} != {FULL[on]:#x}: return None")
+            lines.append(f"if {m} != {FULL[on]:#x}: return None")     # needed exactly
         if allowed is not None:
-            name = f"A{code}"
-            consts[name] = allowed
-            lines.append(f"if {v} not in {name}: return None")
-    parts = []
-    masks = []
-    for code in sorted(codes):
-        v, m = names[code]
-        if m is None:
-            name = f"M{code}"
-            consts[name] = _mask_p(FULL[code])
-            parts.append((f"({code}, {v} | P, {name})", None))
-        else:
-            masks.append(m)
-            # the shared mask object (mp), looked up inline when already known
-            parts.append((f"({code}, {v} | P, mk({m}) or mp({m}))", m))
-    everything = "return (" + "".join(e + ", " for e, _ in parts) + ")"
+            consts[f"A{on}"] = allowed
+            lines.append(f"if {v} not in A{on}: return None")
+    return lines
+
+
+def _plan_result(order: list[int], names: dict, consts: dict) -> list[str]:
+    """The lines of a plan that return (shape, key) from the values (and
+    masks) read, fields in code order: the shape is a constant for a
+    layout without masks, else looked up by the masks' values."""
+    values = [f"{names[c][0]} | P" for c in order]
+    masks = [names[c][1] for c in order if names[c][1] is not None]
+    key = values[0] if len(order) == 1 else "(" + "".join(v + ", " for v in values) + ")"
     if not masks:
-        lines.append(everything)
-    else:
-        # A field with an all-zero mask matches anything and is left out.
-        lines.append(f"if {' and '.join(masks)}: {everything}")
-        lines.append("f = []")
-        for e, m in parts:
-            lines.append(f"f.append({e})" if m is None else f"if {m}: f.append({e})")
-        lines.append("return tuple(f)")
-    consts["mk"] = _MASKS.get
-    consts["unpack"] = struct.Struct(fmt).unpack_from
-    consts["OTHER"] = _OTHER
-    if checks:
-        lines.insert(0, f"if {' or '.join(checks)}: return OTHER")
-    src = "def plan(buf, o):\n    r = unpack(buf, o)\n" + "".join(f"    {line}\n" for line in lines)
-    exec(src, consts)      # noqa: S102
-    plan = consts["plan"]
-    plan.source = src
-    return plan
+        consts["SH"] = intern_shape(tuple([(c, FULL_P[c]) for c in order]))
+        return [f"return SH, {key}"]
+    consts["sget"], consts["smake"] = _shape_maker(order, [c for c in order if names[c][1] is not None])
+    mkey = masks[0] if len(masks) == 1 else "(" + "".join(m + ", " for m in masks) + ")"
+    if len(order) == 1:             # one field, masked: the key is a scalar when the mask is full
+        code = order[0]
+        key = f"{values[0]} if {masks[0]} == {FULL[code]:#x} else ({values[0]},)"
+    lines = [f"if {' and '.join(masks)}: return sget({mkey}) or smake({mkey}), {key}"]
+    # A field with an all-zero mask matches anything and is left out.
+    consts["sk"] = shape_key
+    lines.append("f = []")
+    for c in order:
+        v, m = names[c]
+        if m is None:
+            consts[f"M{c}"] = FULL_P[c]
+            lines.append(f"f.append(({c}, {v} | P, M{c}))")
+        else:
+            lines.append(f"if {m}: f.append(({c}, {v} | P, mp({m})))")
+    lines.append("return sk(tuple(f))")
+    return lines
+
+
+def _shape_maker(order: list[int], masked: list[int]):
+    """(get, make) for the shapes of one layout by the values of its masks
+    (one int, or a tuple for several masked fields; none zero)."""
+    cache: dict = {}
+
+    def make(masks):
+        by_code = dict(zip(masked, masks if type(masks) is tuple else (masks,)))
+        shape = intern_shape(tuple([(c, _mask_p(by_code[c]) if c in by_code else FULL_P[c]) for c in order]))
+        if len(cache) < 4096:
+            cache[masks] = shape
+        return shape
+
+    return cache.get, make
 
 
 def state_of(items: dict[int, tuple[int, int]]) -> dict:

@@ -3,6 +3,8 @@
 `FlowTable` is what the pipeline and the flow-mod code use:
 
     table.insert(entry)         add (the caller removed any identical entry)
+    table.replace(entry)        add, in place of the entry of identical match and
+                                priority if there is one (returned, else None)
     table.remove(entry)         (alias: delete)
     table.lookup(key)           the highest-priority entry matching a flow key, or None
     table.lookup_wc(key, wc)    the same, OR-ing into wc (field -> mask) the bits
@@ -27,7 +29,7 @@ specification) the one added first wins.
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left
 from itertools import count
 from typing import Iterator
 
@@ -35,10 +37,11 @@ from kumoflow import ofp
 from kumoflow.ofp.instructions import unpack_instructions
 from kumoflow.ofp.oxm import unpack_match
 
-from .flowmatch import Compiled
+from .flowmatch import Compiled, fields_of_key
 
 _seq = count()
-_PRIORITIES: dict[int, int] = {}
+#: priority -> the one int object entries of that priority share (filled as they come)
+_PRIORITIES: list[int | None] = [None] * 0x10000
 #: instruction bytes -> their decoded instructions (FlowEntry.instructions)
 _DECODED: dict[bytes, list] = {}
 #: FlowEntry.sort_key: the entry's sequence number in the low SEQ_BITS bits, minus
@@ -112,34 +115,38 @@ class FlowEntry:
     flow-mod decoded straight from the wire (Datapath.flow_mod_raw), the
     bytes of its ofp_match and of its instructions, decoded again only
     when a flow stats reply or FLOW_REMOVED asks for them (`match`,
-    `instructions`). Bytes are not tracked by the garbage collector, nor
-    are the tuples of ints of `fields`, and `program` is shared by the
-    entries of identical instructions: a full collection visits one object
-    per entry. `compiled` is made from `fields` on demand."""
+    `instructions`). The match is kept as the classifier files it:
+    `shape` (shared by all entries of that shape) and `key` (its values,
+    an int or a tuple of ints; see flowmatch.shape_key); `fields` and
+    `compiled` are made from them on demand. Bytes are not tracked by the
+    garbage collector, nor are tuples of ints once a collection has seen
+    them, and `program` is shared by the entries of identical
+    instructions: a full collection visits one object per entry."""
 
     __slots__ = ("table_id", "priority", "_match", "cookie", "idle_timeout", "hard_timeout",
                  "flags", "_instructions", "program", "packet_count", "byte_count", "created",
                  "last_used", "meter_id", "groups", "out_ports", "sort_key", "is_table_miss",
-                 "count_packets", "count_bytes", "fields")
+                 "count_packets", "count_bytes", "shape", "key")
 
     def __init__(self, table_id: int, priority: int, match, compiled: Compiled | tuple, cookie: int,
                  idle_timeout: int, hard_timeout: int, flags: int, instructions, program,
                  now: float, meter_id: int | None, groups: frozenset, out_ports: frozenset) -> None:
         """`match`: an ofp.Match or the bytes of an ofp_match; `compiled`: its
-        Compiled or that one's fields; `instructions`: a list of ofp
+        Compiled or that one's (shape, key); `instructions`: a list of ofp
         instructions or their bytes."""
         self.table_id = table_id
         # One int object per priority value (a 16-bit field): less memory, and
         # fewer distinct objects for a full garbage collection to look at.
-        p = _PRIORITIES.get(priority)
-        if p is None:
-            p = priority
-            if type(priority) is int and 0 <= priority <= 0xFFFF:
-                _PRIORITIES[priority] = p
-        self.priority = priority = p
+        if type(priority) is int and 0 <= priority <= 0xFFFF:
+            p = _PRIORITIES[priority]
+            if p is None:
+                p = _PRIORITIES[priority] = priority
+            priority = p
+        self.priority = priority
         self._match = match
-        fields = compiled if type(compiled) is tuple else compiled.fields
-        self.fields = fields
+        shape, key = compiled if type(compiled) is tuple else (compiled.shape, compiled.key)
+        self.shape = shape
+        self.key = key
         self.cookie = cookie
         self.idle_timeout = idle_timeout
         self.hard_timeout = hard_timeout
@@ -154,7 +161,7 @@ class FlowEntry:
         self.groups = groups
         self.out_ports = out_ports
         self.sort_key = next(_seq) - (priority << SEQ_BITS)
-        self.is_table_miss = priority == 0 and not fields
+        self.is_table_miss = priority == 0 and not shape
         self.count_packets = not flags & _NO_PKT_COUNTS
         self.count_bytes = not flags & _NO_BYT_COUNTS
 
@@ -192,7 +199,12 @@ class FlowEntry:
 
     @property
     def compiled(self) -> Compiled:
-        return Compiled(self.fields)
+        return Compiled.of_key(self.shape, self.key)
+
+    @property
+    def fields(self) -> tuple:
+        """The compiled match's fields ((code, value|P, mask|P), ...), made anew."""
+        return fields_of_key(self.shape, self.key)
 
     @property
     def seq(self) -> int:
@@ -227,39 +239,40 @@ class FlowTable:
         self.lookup_count = 0
         self.matched_count = 0
         self.generation = 0
-        self._entries: list[FlowEntry] = []
+        # (entry, its fields) in lookup order: an entry makes its fields anew when asked
+        self._rows: list[tuple[FlowEntry, tuple]] = []
         self._strict: dict[tuple[int, tuple], FlowEntry] = {}
 
     def insert(self, entry: FlowEntry) -> None:
-        insort(self._entries, entry)
-        self._strict[(entry.priority, entry.fields)] = entry
+        fields = entry.fields
+        self._rows.insert(bisect_left(self._rows, entry.sort_key, key=_row_order), (entry, fields))
+        self._strict[(entry.priority, fields)] = entry
         self.generation += 1
 
     def remove(self, entry: FlowEntry) -> None:
-        entries = self._entries
-        # Entries are ordered by sort_key: find this one by bisection.
-        lo, hi = 0, len(entries)
-        key = entry.sort_key
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if entries[mid].sort_key < key:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo < len(entries) and entries[lo] is entry:
-            del entries[lo]
-        else:
-            entries.remove(entry)
-        k = (entry.priority, entry.fields)
+        rows = self._rows
+        # Rows are ordered by sort_key (unique): find this one by bisection.
+        i = bisect_left(rows, entry.sort_key, key=_row_order)
+        if not (i < len(rows) and rows[i][0] is entry):
+            i = [e for e, _ in rows].index(entry)          # ValueError when it is not there
+        _, fields = rows.pop(i)
+        k = (entry.priority, fields)
         if self._strict.get(k) is entry:
             del self._strict[k]
         self.generation += 1
 
     delete = remove
 
+    def replace(self, entry: FlowEntry) -> FlowEntry | None:
+        old = self._strict.get((entry.priority, entry.fields))
+        if old is not None:
+            self.remove(old)
+        self.insert(entry)
+        return old
+
     def lookup(self, key: list) -> FlowEntry | None:
-        for entry in self._entries:
-            for c, v, m in entry.fields:
+        for entry, fields in self._rows:
+            for c, v, m in fields:
                 if key[c] & m != v:
                     break
             else:
@@ -267,8 +280,7 @@ class FlowTable:
         return None
 
     def lookup_wc(self, key: list, wc: dict) -> FlowEntry | None:
-        for entry in self._entries:
-            fields = entry.fields
+        for entry, fields in self._rows:
             for c, v, m in fields:
                 wc[c] = wc.get(c, 0) | m
             for c, v, m in fields:
@@ -283,19 +295,24 @@ class FlowTable:
 
     def covered(self, compiled: Compiled) -> list[FlowEntry]:
         covers = compiled.covers_fields
-        return [e for e in self._entries if covers(e.fields)]
+        return [e for e, fields in self._rows if covers(fields)]
 
     def overlapping(self, priority: int, compiled: Compiled) -> FlowEntry | None:
-        for e in self._entries:
-            if e.priority == priority and compiled.overlaps_fields(e.fields):
+        for e, fields in self._rows:
+            if e.priority == priority and compiled.overlaps_fields(fields):
                 return e
         return None
 
     def __iter__(self) -> Iterator[FlowEntry]:
-        return iter(list(self._entries))
+        return iter([e for e, _ in self._rows])
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._rows)
 
     def __bool__(self) -> bool:
         return True
+
+
+def _row_order(row: tuple) -> int:
+    return row[0].sort_key
+
