@@ -151,3 +151,20 @@ def test_lone_frames_one_read_each_across_the_end_of_the_ring():
             assert r.port.read_frames() == [frame(i)]
         assert r.port.read_frames() == []
     assert not any(r.ring.u32[0::512].tolist())
+
+
+def test_a_slot_the_kernel_left_empty_is_skipped_after_a_grace(monkeypatch):
+    """The kernel moves its ring head before it fills a slot and may then
+    drop the frame (a hole): frames after a hole must not wait forever."""
+    r = Ring(32)
+    r.tail = 1                                   # slot 0 stays the kernel's: a hole
+    r.put(frame(1))
+    r.put(frame(2))
+    assert r.port.read_frames() == []            # could be a slot still being filled
+    assert r.ring.head == 0
+    monkeypatch.setattr(r.port, "HOLE_GRACE", 0.0)
+    assert r.port.read_frames() == []            # the hole is skipped...
+    assert r.ring.head == 1 and r.port.counters.rx_dropped == 1
+    assert r.port.read_frames() == [frame(1), frame(2)]     # ...and what follows it is read
+    assert r.port.read_frames() == []
+    assert r.port.counters.rx_dropped == 1       # an empty ring is no hole

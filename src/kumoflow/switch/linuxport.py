@@ -84,6 +84,7 @@ import os
 import socket
 import struct
 import sys
+import time
 
 from kumoflow import ofp
 from kumoflow.packet.checksum import csum_finish, csum_part, internet_checksum
@@ -309,6 +310,7 @@ class LinuxPort(PortBase):
         self.ifindex = int(_sysfs(ifname, "ifindex") or 0)
         self.sock: socket.socket | None = None
         self.vnet_hdr = False
+        self._hole: tuple[int, float] | None = None     # (slot, since when) of a suspected hole
         self.ring: RxRing | None = None
         self._tx: SendBatch | None = None
         self._buf = bytearray(RECV_BUFFER)
@@ -410,7 +412,7 @@ class LinuxPort(PortBase):
         u32, u16, w, head = ring.u32, ring.u16, ring.slot_words, ring.head
         a = head * w
         if u32[a] == TP_STATUS_KERNEL:
-            self._check_error()
+            self._nothing_at_head()
             return []
         end = min(limit, ring.frames - head)
         if end == 1 or u32[a + w] == TP_STATUS_KERNEL:
@@ -494,6 +496,34 @@ class LinuxPort(PortBase):
             self.counters.rx_errors += 1
             log.debug("%s: dropped an offloaded frame: %s", self.ifname, exc)
             return []
+
+    #: how long a ring slot may stay the kernel's while later ones are ours
+    #: before it is taken for a hole (a frame copy takes microseconds)
+    HOLE_GRACE = 0.002
+
+    def _nothing_at_head(self) -> None:
+        """Woken with the head slot still the kernel's. The kernel moves its
+        head before it fills a slot, and when filling fails (for example a
+        frame it cannot describe in a virtio-net header) it drops the frame
+        and leaves the slot empty: a hole, with the frames after it ours.
+        Waiting on a hole would stall the port for good (the ring fills up
+        behind it), so a hole that outlasts HOLE_GRACE is skipped."""
+        ring = self.ring
+        w, head = ring.slot_words, ring.head
+        status = ring.u32[0::w].tolist()
+        later = next((i for i in range(1, ring.frames) if status[(head + i) % ring.frames]), 0)
+        if not later:
+            self._hole = None
+            self._check_error()
+            return
+        now = time.monotonic()
+        if self._hole is None or self._hole[0] != head:
+            self._hole = (head, now)
+        elif now - self._hole[1] >= self.HOLE_GRACE:
+            ring.head = (head + later) % ring.frames
+            self.counters.rx_dropped += later
+            self._hole = None
+            log.warning("%s: skipped %d empty receive-ring slot(s) the kernel left behind", self.ifname, later)
 
     def _check_error(self) -> None:
         """Woken with nothing to read: a pending socket error (ENETDOWN when the
