@@ -38,6 +38,7 @@ class Ring:
         self.port.vnet_hdr = True
         self.port._ignores_outgoing = True
         self.tail = 0
+        self.clock = 0                  # the kernel's timestamp of the next frame put
 
     def put(self, data: bytes, *, status: int = TP_STATUS_USER, vnet: bytes = bytes(10), length: int | None = None,
             vlan: tuple[int, int] = (0, 0)) -> None:
@@ -48,6 +49,8 @@ class Ring:
         m[off + MAC:off + MAC + len(data)] = data
         struct.pack_into("=IIHH", m, off + 4, len(data) if length is None else length, len(data), MAC, MAC + 14)
         struct.pack_into("=HH", m, off + 24, *vlan)
+        self.clock += 1
+        struct.pack_into("=II", m, off + 16, 1_000_000 + self.clock // 1000, self.clock % 1000 * 1000)
         struct.pack_into("=I", m, off, status)
         self.tail = (self.tail + 1) % self.ring.frames
 
@@ -153,18 +156,25 @@ def test_lone_frames_one_read_each_across_the_end_of_the_ring():
     assert not any(r.ring.u32[0::512].tolist())
 
 
-def test_a_slot_the_kernel_left_empty_is_skipped_after_a_grace(monkeypatch):
-    """The kernel moves its ring head before it fills a slot and may then
-    drop the frame (a hole): frames after a hole must not wait forever."""
+def test_a_ring_out_of_step_with_the_kernel_resumes_at_its_oldest_frame(monkeypatch):
+    """The head slot stays empty with frames after it (the reader out of step
+    with the kernel): after a grace, reading goes on from the oldest frame, in
+    the order the kernel wrote them, and nothing is lost."""
     r = Ring(32)
-    r.tail = 1                                   # slot 0 stays the kernel's: a hole
-    r.put(frame(1))
-    r.put(frame(2))
-    assert r.port.read_frames() == []            # could be a slot still being filled
+    r.tail = 5
+    for i in (5, 6, 7):
+        r.put(frame(i))                          # the oldest frames, in slots 5-7
+    r.tail = 1
+    for i in (1, 2, 3):
+        r.put(frame(i + 100))                    # newer ones in slots 1-3; slot 0, the head, stays empty
+    assert r.port.read_frames() == []            # at first: could be a slot still being filled
     assert r.ring.head == 0
-    monkeypatch.setattr(r.port, "HOLE_GRACE", 0.0)
-    assert r.port.read_frames() == []            # the hole is skipped...
-    assert r.ring.head == 1 and r.port.counters.rx_dropped == 1
-    assert r.port.read_frames() == [frame(1), frame(2)]     # ...and what follows it is read
-    assert r.port.read_frames() == []
-    assert r.port.counters.rx_dropped == 1       # an empty ring is no hole
+    monkeypatch.setattr(r.ring, "STUCK_AFTER", 0.0)
+    assert r.port.read_frames() == []            # now out of step: the head moves to slot 5
+    assert r.ring.head == 5
+    assert r.port.read_frames() == [frame(5), frame(6), frame(7)]
+    assert r.port.read_frames() == []            # slot 8 is empty too...
+    assert r.port.read_frames() == [] and r.ring.head == 1     # ...on to the oldest frame left
+    assert r.port.read_frames() == [frame(101), frame(102), frame(103)]
+    assert r.port.read_frames() == [] and r.ring.head == 4     # an empty ring stays where it is
+    assert r.port.counters.rx_dropped == 0

@@ -310,7 +310,6 @@ class LinuxPort(PortBase):
         self.ifindex = int(_sysfs(ifname, "ifindex") or 0)
         self.sock: socket.socket | None = None
         self.vnet_hdr = False
-        self._hole: tuple[int, float] | None = None     # (slot, since when) of a suspected hole
         self.ring: RxRing | None = None
         self._tx: SendBatch | None = None
         self._buf = bytearray(RECV_BUFFER)
@@ -437,7 +436,8 @@ class LinuxPort(PortBase):
             mm, size = ring.map, ring.frame_size
             start = 4 * a + mac
             frames = [mm[o:o + s] for o, s in zip(range(start, start + n * size, size), snaps)]
-            u32[a:b:w] = ring.zeros[:n]                      # the slots go back to the kernel
+            for i in range(a, b, w):                        # the slots go back to the kernel, in
+                u32[i] = TP_STATUS_KERNEL                   # order, one by one (see ring.py)
             ring.head = head + n if head + n < ring.frames else 0
             return frames
         return self._read_slots(n)
@@ -497,33 +497,14 @@ class LinuxPort(PortBase):
             log.debug("%s: dropped an offloaded frame: %s", self.ifname, exc)
             return []
 
-    #: how long a ring slot may stay the kernel's while later ones are ours
-    #: before it is taken for a hole (a frame copy takes microseconds)
-    HOLE_GRACE = 0.002
-
     def _nothing_at_head(self) -> None:
-        """Woken with the head slot still the kernel's. The kernel moves its
-        head before it fills a slot, and when filling fails (for example a
-        frame it cannot describe in a virtio-net header) it drops the frame
-        and leaves the slot empty: a hole, with the frames after it ours.
-        Waiting on a hole would stall the port for good (the ring fills up
-        behind it), so a hole that outlasts HOLE_GRACE is skipped."""
-        ring = self.ring
-        w, head = ring.slot_words, ring.head
-        status = ring.u32[0::w].tolist()
-        later = next((i for i in range(1, ring.frames) if status[(head + i) % ring.frames]), 0)
-        if not later:
-            self._hole = None
-            self._check_error()
-            return
-        now = time.monotonic()
-        if self._hole is None or self._hole[0] != head:
-            self._hole = (head, now)
-        elif now - self._hole[1] >= self.HOLE_GRACE:
-            ring.head = (head + later) % ring.frames
-            self.counters.rx_dropped += later
-            self._hole = None
-            log.warning("%s: skipped %d empty receive-ring slot(s) the kernel left behind", self.ifname, later)
+        """Woken with the head slot still the kernel's: a socket error to
+        collect, a slot still being filled, or a reader out of step with the
+        kernel (see RxRing.realign)."""
+        self._check_error()
+        if self.ring.realign(time.monotonic()):
+            log.warning("%s: receive ring out of step with the kernel; reading on from its oldest frame",
+                        self.ifname)
 
     def _check_error(self) -> None:
         """Woken with nothing to read: a pending socket error (ENETDOWN when the

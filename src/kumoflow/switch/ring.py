@@ -27,6 +27,14 @@ socket's ordinary receive queue and flags the (truncated) slot
 :meth:`RxRing.take`). A frame it could not queue either (receive buffer
 full) arrives truncated (``tp_len > tp_snaplen``) and is the caller's to drop.
 
+Slots go back to the kernel one by one, in ring order. Handing a run of
+them back with one strided memoryview store looked equivalent and was
+faster, but under overload with the port's input in a SCHED_FIFO NAPI
+thread on the reader's CPU it left the reader out of step with the kernel
+(slots that stayed empty with frames after them, in most 6 s floods; see
+docs/benchmarks.md). We did not find why; stores one slot at a time never
+did. :meth:`RxRing.realign` recovers should it happen anyway.
+
 Only the receive side is a ring. A PACKET_TX_RING would hand the kernel
 our slots *by reference* (the skb points into the ring), and on a veth a
 slot stays taken until whoever receives the frame frees it, for example a
@@ -36,7 +44,6 @@ and measured just as fast here.
 
 from __future__ import annotations
 
-import array
 import mmap
 import struct
 
@@ -91,14 +98,39 @@ class RxRing:
         self.u32 = memoryview(self.map).cast("I")
         self.u16 = memoryview(self.map).cast("H")
         self.slot_words = frame_size // 4
-        #: zeros to hand slots back to the kernel (TP_STATUS_KERNEL) with one strided store
-        self.zeros = memoryview(array.array("I", bytes(4 * frames)))
         self.head = 0                   # the next slot to read
+        self._stuck: tuple[int, float] | None = None    # (head, since when) while later slots wait
+
+    #: how long the head slot may stay the kernel's while later slots are ours
+    #: before the ring is taken to be out of step with the kernel (a slot is
+    #: filled in microseconds; a producer descheduled by the host takes ms)
+    STUCK_AFTER = 0.1
+
+    def realign(self, now: float) -> bool:
+        """Called when the socket said frames were waiting but the head slot is
+        the kernel's. Normally a slot still being filled. If later slots have
+        been ours for longer than STUCK_AFTER, the reader is out of step with
+        the kernel (the slot at the head will never be filled): move the head to
+        the oldest frame in the ring, by the kernel's timestamps, so that frames
+        are read in order again, and return True."""
+        w = self.slot_words
+        status = self.u32[0::w].tolist()
+        if not any(status):
+            self._stuck = None
+            return False
+        if self._stuck is None or self._stuck[0] != self.head:
+            self._stuck = (self.head, now)
+            return False
+        if now - self._stuck[1] < self.STUCK_AFTER:
+            return False
+        sec, nsec, head, n = self.u32[4::w].tolist(), self.u32[5::w].tolist(), self.head, self.frames
+        self.head = min((i for i, s in enumerate(status) if s), key=lambda i: (sec[i], nsec[i], (i - head) % n))
+        self._stuck = None
+        return True
 
     def close(self) -> None:
         self.u32.release()
         self.u16.release()
-        self.zeros.release()
         self.map.close()
 
 
