@@ -271,18 +271,39 @@ def test_own_transmissions_are_not_received_and_link_state_is_read(two_hosts):
         port.close()
 
 
-# A sender of numbered frames, 64 per sendmmsg (a LinuxPort): argv interface, seconds.
+# A sender of numbered 60-byte UDP frames (UDP so that the port's GRO looks at
+# each one, as in a switch), flat out, 256 per sendmmsg from batches built
+# beforehand: argv interface, seconds. A frame's number is 24 bits: 16 at
+# offset 44 set when its batch was built, 8 at offset 46 counting the rounds
+# through all the batches. Prints how many frames it sent.
 FLOOD = """
-import struct, sys, time
-from kumoflow.switch.linuxport import LinuxPort
-port = LinuxPort(2, sys.argv[1])
-port.open()
-head = bytes.fromhex("020000000002020000000001") + b"\\x88\\xb5"
-end, seq = time.monotonic() + float(sys.argv[2]), 0
-while time.monotonic() < end:
-    port.send_many([head + struct.pack("!I", i) + bytes(42) for i in range(seq, seq + 64)])
-    seq += 64
-print(port.counters.tx_packets)
+import socket, struct, sys, time
+from kumoflow.switch.mmsg import SendBatch
+
+def frame(n):
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 46, 0, 0x4000, 64, 17, 0,
+                               bytes([10, 9, 9, 1]), bytes([10, 9, 9, 2])))
+    total = sum(struct.unpack("!10H", ip))
+    total = (total & 0xFFFF) + (total >> 16)
+    struct.pack_into("!H", ip, 10, ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF)
+    udp = struct.pack("!HHHHHH", 4000 + n % 16, 5000, 26, 0, 0, n) + bytes(14)
+    return bytes.fromhex("020000000002020000000001") + b"\\x08\\x00" + bytes(ip) + udp
+
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+sock.setsockopt(263, 20, 1)                 # SOL_PACKET, PACKET_QDISC_BYPASS
+sock.bind((sys.argv[1], 0))
+batches = []
+for first in range(0, 1 << 16, 256):
+    batches.append(SendBatch(sock.fileno(), 256, 64))
+    batches[-1].add_many([frame(n) for n in range(first, first + 256)])
+end, sent, rounds = time.monotonic() + float(sys.argv[2]), 0, 0
+while time.monotonic() < end and rounds < 256:
+    for batch in batches:
+        memoryview(batch.buf)[46::64] = bytes([rounds]) * 256
+        batch.count = 256
+        sent += batch.flush()[0]
+    rounds += 1
+print(sent)
 """
 
 
@@ -299,13 +320,12 @@ def napi_threads(ifname: str) -> set[int]:
 
 
 @pytest.mark.root
-def test_a_flooded_ring_stays_in_step_with_the_kernel(unique_name):
+def test_a_flooded_ring_stays_in_step_with_the_kernel(unique_name, caplog):
     """Overload, with the port's input in a SCHED_FIFO NAPI thread on the
     reader's CPU (how benchmarks/bench_switch.py runs it): every frame read
     comes in the order it was sent, and none is left behind in the ring.
-    The reader out of step with the kernel (see ring.py) showed in floods
-    from a faster sender (sendmmsg from C, 600-850k frames/s); this Python
-    sender did not bring it out, but the test guards the same properties."""
+    Handing the slots back other than by item stores (see ring.py) fails
+    this in every run on the 2-CPU test machine."""
     rx, tx = unique_name("rx"), unique_name("tx")
     cpu, affinity = max(os.sched_getaffinity(0)), os.sched_getaffinity(0)
     port = sender = None
@@ -314,6 +334,8 @@ def test_a_flooded_ring_stays_in_step_with_the_kernel(unique_name):
         for ifname in (rx, tx):
             sh("sysctl", "-qw", f"net.ipv6.conf.{ifname}.disable_ipv6=1", check=False)
             sh("ip", "link", "set", ifname, "up")
+        for ifname in (rx, tx):                      # offloads off, as the emulator and the benchmark leave them
+            sh("ethtool", "-K", ifname, "tx", "off", "rx", "off", "sg", "off", "tso", "off", "gso", "off", check=False)
         sh("ethtool", "-K", rx, "gro", "on")            # a veth takes its input through NAPI while GRO is on
         with open(f"/sys/class/net/{rx}/threaded", "w") as f:
             f.write("1")
@@ -328,19 +350,22 @@ def test_a_flooded_ring_stays_in_step_with_the_kernel(unique_name):
         port = LinuxPort(1, rx)
         port.open()
         sender = subprocess.Popen([sys.executable, "-c", FLOOD, tx, "4"], stdout=subprocess.PIPE, text=True)
+        os.sched_setaffinity(sender.pid, affinity - {cpu} or affinity)   # not on the reader's CPU
         seqs: list[int] = []
         poll = select.poll()
         poll.register(port.fileno(), select.POLLIN)
         idle = 0
         while idle < 5:                              # until the sender is done and the ring drained
             frames = port.read_frames() if poll.poll(100) else []
-            seqs += [struct.unpack_from("!I", f, 14)[0] for f in frames if f[12:14] == b"\x88\xb5"]
+            seqs += [f[46] << 16 | f[44] << 8 | f[45] for f in frames if len(f) == 60 and f[23] == 17]
             idle = idle + 1 if not frames and sender.poll() is not None else 0
         sent = int(sender.communicate()[0])
-        assert sender.returncode == 0 and 10_000 < len(seqs) < sent      # overloaded: some frames were lost
-        assert all(a < b for a, b in zip(seqs, seqs[1:])), "frames read out of order"
+        assert sender.returncode == 0 and len(seqs) > 10_000
+        assert len(seqs) < sent, "the flood did not overload the reader: this test needs a faster sender"
+        late = [(i, seqs[i - 2:i + 3]) for i in range(1, len(seqs)) if seqs[i] <= seqs[i - 1]]
+        assert not late, f"frames read out of order: {len(late)} of {len(seqs)} ({sent} sent): {late[:5]}"
         assert not any(port.ring.u32[0::port.ring.slot_words]), "frames left behind in the ring"
-        assert seqs[-1] == max(seqs)
+        assert "out of step" not in caplog.text
     finally:
         os.sched_setaffinity(0, affinity)
         if sender is not None and sender.poll() is None:

@@ -27,13 +27,17 @@ socket's ordinary receive queue and flags the (truncated) slot
 :meth:`RxRing.take`). A frame it could not queue either (receive buffer
 full) arrives truncated (``tp_len > tp_snaplen``) and is the caller's to drop.
 
-Slots go back to the kernel one by one, in ring order. Handing a run of
-them back with one strided memoryview store looked equivalent and was
-faster, but under overload with the port's input in a SCHED_FIFO NAPI
-thread on the reader's CPU it left the reader out of step with the kernel
-(slots that stayed empty with frames after them, in most 6 s floods; see
-docs/benchmarks.md). We did not find why; stores one slot at a time never
-did. :meth:`RxRing.realign` recovers should it happen anyway.
+Slots go back to the kernel one by one, in ring order, each with an item
+store through the ``u32`` view (``u32[i] = TP_STATUS_KERNEL``). Under
+overload, with the port's input in a SCHED_FIFO NAPI thread on the
+reader's CPU (how bench_switch.py runs), every other way of writing the
+same zeros that we tried left the reader out of step with the kernel within
+seconds, frames then read out of order and slots left empty with frames
+after them: one strided memoryview store for a run of slots, memoryview
+slice stores, ``struct.pack_into`` on the map, ``ctypes.memmove``. We have
+not found why. tests/integration/test_switch_linuxport.py (the flooded
+ring) fails with any of them; :meth:`RxRing.realign` recovers should it
+happen anyway.
 
 Only the receive side is a ring. A PACKET_TX_RING would hand the kernel
 our slots *by reference* (the skb points into the ring), and on a veth a
