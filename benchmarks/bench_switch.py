@@ -108,8 +108,9 @@ install  flow installation: the 100,000-rule file through
          Open vSwitch through its bridge's management socket, kumoflow
          through its passive listener), and the same flows from kumoflow's
          controller (bench_switch_ctl.py: flow-mods + barrier, timed to the
-         barrier reply); flow counts checked (dump-aggregate) while the
-         controller still holds the switch.
+         barrier reply; median of --repeat runs, the arms interleaved, as
+         single runs varied by 1.7x); flow counts checked (dump-aggregate)
+         while the controller still holds the switch.
 profile  (not in the default set) py-spy samples the kumoflow switch while
          it forwards at 90% of its throughput; the time per frame by where
          it goes (bench_switch_profile.py).
@@ -583,6 +584,29 @@ class Bench:
                 "max_ms": round(max(times), 3), "replies": len(times), "foreign": fgn}
 
 
+def controller_install(bench: Bench, lab: Lab, arm: Arm, n: int) -> dict:
+    """One controller installation of n flows into arm's switch (bench_switch_ctl.py),
+    its flows counted while the controller still holds the switch."""
+    arm.ofctl("del-flows")
+    port = free_port()
+    ctl = lab.start([PY, str(HERE / "bench_switch_ctl.py"), "--port", str(port), "--rules", str(n), "--hold"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                    env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+    ctl.stdout.readline()                                   # listening
+    bench.idle()
+    arm.connect(port)
+    try:
+        line = ctl.stdout.readline()                        # the result, or "" if it died
+        res = json.loads(line) if line.strip() else {"error": "the controller exited"}
+        res["flow_count"] = arm.flow_count()                # while the controller holds the switch
+        res["expected_flows"] = n + 1                       # + the app's table-miss entry
+    finally:
+        lab.stop(ctl)
+        arm.disconnect()
+    arm.forward()
+    return res
+
+
 class RateSearch:
     """The highest offered rate with loss <= `loss`: from `start`, steps up (or
     down) by `factor`, squared after each step the same way (at most 2x), until
@@ -778,27 +802,16 @@ def run(args) -> dict:
                     arm.forward()
         if "install" in only:
             n = max(counts) if counts else 100_000
+            runs: dict[str, list[dict]] = {arm.name: [] for arm in arms}
+            for _ in range(args.repeat):                        # interleaved, like the trials
+                for arm in arms:
+                    runs[arm.name].append(controller_install(bench, lab, arm, n))
             fig["controller_install"] = {}
-            for arm in arms:
-                arm.ofctl("del-flows")
-                port = free_port()
-                ctl = lab.start([PY, str(HERE / "bench_switch_ctl.py"), "--port", str(port), "--rules", str(n),
-                                 "--hold"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
-                ctl.stdout.readline()                                   # listening
-                bench.idle()
-                arm.connect(port)
-                try:
-                    line = ctl.stdout.readline()                        # the result, or "" if it died
-                    res = json.loads(line) if line.strip() else {"error": "the controller exited"}
-                    res["flow_count"] = arm.flow_count()                # while the controller holds the switch
-                    res["expected_flows"] = n + 1                       # + the app's table-miss entry
-                finally:
-                    lab.stop(ctl)
-                    arm.disconnect()
-                fig["controller_install"][arm.name] = res
-                arm.forward()
+            for name, rs in runs.items():
+                seconds = median_of(rs, "seconds")
+                fig["controller_install"][name] = dict(
+                    rs[-1], seconds=seconds, flows_per_s=round(n / seconds) if seconds else None,
+                    flow_count=min(r.get("flow_count", -1) for r in rs), runs=rs)
             print("controller install: " + ", ".join(
                 f"{k} {v.get('seconds')} s ({v.get('flow_count')} flows)"
                 for k, v in fig["controller_install"].items()),
@@ -923,9 +936,9 @@ def report(results: dict) -> str:
     if "controller_install" in fig:
         c = fig["controller_install"]
         o, k = c["ovs"].get("flows_per_s"), c["kumoflow"].get("flows_per_s")
-        n = c["ovs"].get("flows", 0)
-        lines.append(f"| kumoflow controller, {n:,} flow-mods + barrier, flows/s | {fmt_rate(o)} | {fmt_rate(k)} | "
-                     f"{ratio(k, o)} | - | - |")
+        n, runs = c["ovs"].get("flows", 0), len(c["ovs"].get("runs", [0]))
+        lines.append(f"| kumoflow controller, {n:,} flow-mods + barrier, flows/s (median of {runs}) | "
+                     f"{fmt_rate(o)} | {fmt_rate(k)} | {ratio(k, o)} | - | - |")
     if lines[-1] == other[-1]:
         del lines[-len(other):]
     wrong = [f"{key} {arm}: {v.get('flow_count')} flows, expected {v.get('expected_flows', v.get('flows'))}"
