@@ -324,8 +324,8 @@ def test_a_flooded_ring_stays_in_step_with_the_kernel(unique_name, caplog):
     """Overload, with the port's input in a SCHED_FIFO NAPI thread on the
     reader's CPU (how benchmarks/bench_switch.py runs it): every frame read
     comes in the order it was sent, and none is left behind in the ring.
-    Handing the slots back other than by item stores (see ring.py) fails
-    this in every run on the 2-CPU test machine."""
+    Handing slots back with a write that stores to the status word twice
+    (see ring.py) failed this in every run on the 2-CPU test machine."""
     rx, tx = unique_name("rx"), unique_name("tx")
     cpu, affinity = max(os.sched_getaffinity(0)), os.sched_getaffinity(0)
     port = sender = None

@@ -436,8 +436,8 @@ class LinuxPort(PortBase):
             mm, size = ring.map, ring.frame_size
             start = 4 * a + mac
             frames = [mm[o:o + s] for o, s in zip(range(start, start + n * size, size), snaps)]
-            for i in range(a, b, w):                        # the slots go back to the kernel, in
-                u32[i] = TP_STATUS_KERNEL                   # order, one by one (see ring.py)
+            for i in range(a, b, w):                        # the slots go back to the kernel, each
+                u32[i] = TP_STATUS_KERNEL                   # with exactly one store (see ring.py)
             ring.head = head + n if head + n < ring.frames else 0
             return frames
         return self._read_slots(n)

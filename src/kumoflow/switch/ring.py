@@ -27,17 +27,23 @@ socket's ordinary receive queue and flags the (truncated) slot
 :meth:`RxRing.take`). A frame it could not queue either (receive buffer
 full) arrives truncated (``tp_len > tp_snaplen``) and is the caller's to drop.
 
-Slots go back to the kernel one by one, in ring order, each with an item
-store through the ``u32`` view (``u32[i] = TP_STATUS_KERNEL``). Under
-overload, with the port's input in a SCHED_FIFO NAPI thread on the
-reader's CPU (how bench_switch.py runs), every other way of writing the
-same zeros that we tried left the reader out of step with the kernel within
-seconds, frames then read out of order and slots left empty with frames
-after them: one strided memoryview store for a run of slots, memoryview
-slice stores, ``struct.pack_into`` on the map, ``ctypes.memmove``. We have
-not found why. tests/integration/test_switch_linuxport.py (the flooded
-ring) fails with any of them; :meth:`RxRing.realign` recovers should it
-happen anyway.
+A slot goes back to the kernel with exactly one store to its status word,
+``u32[i] = TP_STATUS_KERNEL`` (a memoryview item store: one 4-byte move).
+A write that stores to the word twice, even the same zero, loses frames:
+if the kernel takes the slot between the two stores (the port's input runs
+in softirq or a NAPI thread that may preempt the reader at any
+instruction), it fills the slot, marks it ours and moves on, and the
+second store marks it the kernel's again: that frame is lost and the slot
+stays empty behind the kernel's head, a hole the reader waits on while the
+ring fills up. Copies of a runtime size go through libc's memcpy, which
+moves 4 bytes as two overlapping 4-byte stores, so memoryview slice stores
+(strided or not) and ``ctypes.memmove`` do this; so does
+``struct.pack_into``, which zeroes the field before packing it (and two
+item stores in a row, of course). Under
+overload with the input in a SCHED_FIFO NAPI thread on the reader's CPU
+(how bench_switch.py runs) that happened within seconds
+(tests/integration/test_switch_linuxport.py, the flooded ring).
+:meth:`RxRing.realign` recovers should a ring get out of step anyway.
 
 Only the receive side is a ring. A PACKET_TX_RING would hand the kernel
 our slots *by reference* (the skb points into the ring), and on a veth a
