@@ -1247,6 +1247,14 @@ def cache_moves(rig: Rig, before: dict) -> dict:
                                                 "invalidated")}
 
 
+def apply(rig: Rig, fm: ofp.FlowMod, raw_path: bool) -> None:
+    """A flow-mod through the direct path (flow_mod_raw) or the ordinary one."""
+    if raw_path:
+        assert rig.dp.flow_mod_raw(fm.pack())
+    else:
+        rig.dp.handle(fm)
+
+
 def entry_of(rig: Rig, sport: int, priority: int = 10):
     [e] = [e for e in rig.dp.flows(0) if e.priority == priority
            and (fk.UDP_SRC, fk.PRESENT | sport, fk.PRESENT | 0xFFFF) in e.fields]
@@ -1259,10 +1267,7 @@ def test_a_non_overlapping_add_keeps_every_cached_decision(batched, raw_path):
     rig, frames = many_flows(batched)
     before = fp(rig).stats()
     fm = ofp.FlowMod(priority=10, match=ofp.Match(flow_match(5000)), instructions=[ofp.ApplyActions([ofp.Output(3)])])
-    if raw_path:
-        assert rig.dp.flow_mod_raw(fm.pack())
-    else:
-        rig.dp.handle(fm)
+    apply(rig, fm, raw_path)
     send(rig, frames, batched)
     assert rig.out(2) == frames and rig.out(3) == []
     moved = cache_moves(rig, before)
@@ -1278,10 +1283,7 @@ def test_an_overlapping_higher_priority_add_changes_that_flow_at_once(batched, r
     rig, frames = many_flows(batched)
     before = fp(rig).stats()
     fm = ofp.FlowMod(priority=20, match=ofp.Match(flow_match(1042)), instructions=[ofp.ApplyActions([ofp.Output(3)])])
-    if raw_path:
-        assert rig.dp.flow_mod_raw(fm.pack())
-    else:
-        rig.dp.handle(fm)
+    apply(rig, fm, raw_path)
     old = entry_of(rig, 1042)
     send(rig, frames, batched)
     assert rig.out(3) == [frames[42]]                      # its very next packet (an EMC hit before)
@@ -1347,10 +1349,7 @@ def test_replacing_an_entry_changes_only_its_flows(raw_path):
     before = fp(rig).stats()
     fm = ofp.FlowMod(priority=10, match=ofp.Match(flow_match(1042)), instructions=[ofp.ApplyActions([ofp.Output(4)])],
                      flags=ofp.OFPFF.RESET_COUNTS)
-    if raw_path:
-        assert rig.dp.flow_mod_raw(fm.pack())
-    else:
-        rig.dp.handle(fm)
+    apply(rig, fm, raw_path)
     send(rig, frames, False)
     assert rig.out(4) == [frames[42]] and rig.out(2) == frames[:42] + frames[43:]
     assert old.packet_count == 1 and entry_of(rig, 1042).packet_count == 1
