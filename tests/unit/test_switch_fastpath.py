@@ -1247,8 +1247,10 @@ def cache_moves(rig: Rig, before: dict) -> dict:
                                                 "invalidated")}
 
 
-def apply(rig: Rig, fm: ofp.FlowMod, raw_path: bool) -> None:
-    """A flow-mod through the direct path (flow_mod_raw) or the ordinary one."""
+def add_flow(rig: Rig, priority: int, sport: int, port: int, raw_path: bool, **kw) -> None:
+    """An ADD of flow `sport` to `port`, through the direct path (flow_mod_raw) or the ordinary one."""
+    fm = ofp.FlowMod(priority=priority, match=ofp.Match(flow_match(sport)),
+                     instructions=[ofp.ApplyActions([ofp.Output(port)])], **kw)
     if raw_path:
         assert rig.dp.flow_mod_raw(fm.pack())
     else:
@@ -1266,8 +1268,7 @@ def entry_of(rig: Rig, sport: int, priority: int = 10):
 def test_a_non_overlapping_add_keeps_every_cached_decision(batched, raw_path):
     rig, frames = many_flows(batched)
     before = fp(rig).stats()
-    fm = ofp.FlowMod(priority=10, match=ofp.Match(flow_match(5000)), instructions=[ofp.ApplyActions([ofp.Output(3)])])
-    apply(rig, fm, raw_path)
+    add_flow(rig, 10, 5000, 3, raw_path)
     send(rig, frames, batched)
     assert rig.out(2) == frames and rig.out(3) == []
     moved = cache_moves(rig, before)
@@ -1282,8 +1283,7 @@ def test_a_non_overlapping_add_keeps_every_cached_decision(batched, raw_path):
 def test_an_overlapping_higher_priority_add_changes_that_flow_at_once(batched, raw_path):
     rig, frames = many_flows(batched)
     before = fp(rig).stats()
-    fm = ofp.FlowMod(priority=20, match=ofp.Match(flow_match(1042)), instructions=[ofp.ApplyActions([ofp.Output(3)])])
-    apply(rig, fm, raw_path)
+    add_flow(rig, 20, 1042, 3, raw_path)
     old = entry_of(rig, 1042)
     send(rig, frames, batched)
     assert rig.out(3) == [frames[42]]                      # its very next packet (an EMC hit before)
@@ -1347,9 +1347,7 @@ def test_replacing_an_entry_changes_only_its_flows(raw_path):
     rig, frames = many_flows()
     old = entry_of(rig, 1042)
     before = fp(rig).stats()
-    fm = ofp.FlowMod(priority=10, match=ofp.Match(flow_match(1042)), instructions=[ofp.ApplyActions([ofp.Output(4)])],
-                     flags=ofp.OFPFF.RESET_COUNTS)
-    apply(rig, fm, raw_path)
+    add_flow(rig, 10, 1042, 4, raw_path, flags=ofp.OFPFF.RESET_COUNTS)
     send(rig, frames, False)
     assert rig.out(4) == [frames[42]] and rig.out(2) == frames[:42] + frames[43:]
     assert old.packet_count == 1 and entry_of(rig, 1042).packet_count == 1

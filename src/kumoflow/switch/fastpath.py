@@ -166,7 +166,6 @@ TAINT = None
 _SAME = object()
 _NOTHING: tuple = ()
 _NO_EMC: dict = {}
-_FIELD_MASK = itemgetter(0, 2)      # (field, value, mask) -> (field, mask)
 
 #: FastPath._budget: revalidation work allowed per megaflow cached, and in any case.
 #: A unit is about a megaflow scanned (0.2-1 µs); a mask group probed for an ADD
@@ -564,10 +563,9 @@ class FastPath:
         e.priority, and either reached it with the original key and have a
         megaflow e's match overlaps, or reached it with a changed key.
         Returns the work done (for the budget)."""
-        table_id, priority, fields = e.table_id, e.priority, e.fields
-        shape = tuple(map(_FIELD_MASK, fields))
+        table_id, priority, shape = e.table_id, e.priority, e.shape
         key = [0] * fk.N_FIELDS             # e's values, where a flow key has them
-        for c, v, _ in fields:
+        for (c, _), v in zip(shape, e.key if type(e.key) is tuple else (e.key,)):
             key[c] = v
         work = 0
         for g in self.masks:
