@@ -68,6 +68,82 @@ def test_examples_are_valid():
     assert uplinks == [("s1", "s2"), ("s1", "s3")]
 
 
+
+def _switch_links(topo):
+    """{(switch, port): (switch, port)} for every switch-to-switch link, both ways."""
+    ends = {}
+    for link in topo.links:
+        if not topo.is_host(link.src.node) and not topo.is_host(link.dst.node):
+            a, b = (link.src.node, link.src.port), (link.dst.node, link.dst.port)
+            ends[a], ends[b] = b, a
+    return ends
+
+
+def _host_ports(topo):
+    """{host: (switch, port)}"""
+    out = {}
+    for link in topo.links:
+        host, sw = (link.src, link.dst) if topo.is_host(link.src.node) else (link.dst, link.src)
+        if topo.is_host(host.node):
+            out[host.node] = (sw.node, sw.port)
+    return out
+
+
+def test_fattree_example_is_a_k4_fat_tree():
+    topo = load_topology(EXAMPLES / "fattree.yaml")
+    assert len(topo.switches) == 20 and len(topo.hosts) == 16
+    assert {s.fail_mode for s in topo.switches} == {"secure"}
+    layer = {"c": 1, "a": 2, "e": 3}
+    for s in topo.switches:
+        assert s.dpid == 0x100 * layer[s.name[0]] + int(s.name[1:]), s.name
+    for i in range(1, 17):
+        h = topo.host(f"h{i}")
+        assert (h.mac, str(h.ip)) == (f"00:00:00:00:00:{i:02x}", f"10.0.0.{i}/24")
+    assert _host_ports(topo) == {f"h{h}": (f"e{(h + 1) // 2}", (h - 1) % 2 + 1) for h in range(1, 17)}
+    wired = _switch_links(topo)
+    expected = {}
+    for pod in range(1, 5):
+        for j in (1, 2):                      # aggregation switch j of the pod
+            agg = f"a{2 * pod - 2 + j}"
+            for i in (1, 2):                  # edge switch i of the pod
+                expected[(agg, i)] = (f"e{2 * pod - 2 + i}", 2 + j)
+            for up in (3, 4):                 # to core 2j-1 (port 3) and 2j (port 4)
+                expected[(agg, up)] = (f"c{2 * j - 4 + up}", pod)
+    expected.update({v: k for k, v in expected.items()})
+    assert wired == expected
+    ports = {}
+    for (sw, port) in list(wired) + list(_host_ports(topo).values()):
+        ports.setdefault(sw, set()).add(port)
+    assert all(p == {1, 2, 3, 4} for p in ports.values()) and len(ports) == 20
+
+
+def test_ring_example_is_a_ring():
+    topo = load_topology(EXAMPLES / "ring.yaml")
+    assert [s.dpid for s in topo.switches] == [1, 2, 3, 4, 5, 6]
+    assert {s.fail_mode for s in topo.switches} == {"secure"}
+    wired = _switch_links(topo)
+    for i in range(1, 7):
+        assert wired[(f"s{i}", 1)] == (f"s{i % 6 + 1}", 2)
+    assert len(wired) == 12
+    hosts = _host_ports(topo)
+    assert hosts == {**{f"h{i}": (f"s{i}", 3) for i in range(1, 7)}, "h7": ("s1", 4), "h8": ("s4", 4)}
+
+
+def test_mesh_example_mixes_kinds_with_redundant_links():
+    topo = load_topology(EXAMPLES / "mesh.yaml")
+    kinds = {s.name: s.kind for s in topo.switches}
+    assert kinds == {"s1": "kumoflow", "s2": "kumoflow", "s3": "ovs", "s4": "ovs", "s5": "kumoflow"}
+    assert {s.fail_mode for s in topo.switches} == {"secure"}
+    assert [s.dpid for s in topo.switches] == [1, 2, 3, 4, 5]
+    wired = _switch_links(topo)
+    # port N goes to sN; a second parallel link uses 10 + N
+    for (sw, port), (peer, _) in wired.items():
+        assert int(peer[1:]) == port % 10, (sw, port, peer)
+    assert wired[("s2", 13)] == ("s3", 12)
+    assert len(wired) == 18
+    # host ports are 100 + the host's number
+    assert all(port == 100 + int(h[1:]) for h, (_, port) in _host_ports(topo).items())
+
 def test_good_file_model():
     topo = parse_topology(GOOD, "lab.yaml")
     assert topo.source == "lab.yaml"
