@@ -38,6 +38,8 @@ from kumoflow.controller import App, Controller  # noqa: E402
 
 class FlowInstall(App):
     name = "flow-install"
+    tables = ("forward",)
+    reactive = True   # installs its own flows; the reconciler leaves them alone
 
     def __init__(self, n: int, seed: int, done: asyncio.Future) -> None:
         super().__init__()
@@ -49,7 +51,7 @@ class FlowInstall(App):
         mods = []
         for priority, match, port in rules:
             instructions = [] if port is None else [ofp.ApplyActions([ofp.Output(port)])]
-            mods.append(ofp.FlowMod(cookie=self.cookie, table_id=self.table, priority=priority,
+            mods.append(ofp.FlowMod(cookie=self.cookie(), table_id=self.table("forward"), priority=priority,
                                     match=ofp.Match(match), instructions=instructions))
         start = time.perf_counter()
         dp.send_many(mods, origin=self)
@@ -75,7 +77,8 @@ async def main() -> int:
     args = ap.parse_args()
     done = asyncio.get_running_loop().create_future()
     app = FlowInstall(args.rules, args.seed, done)
-    ctl = Controller([app], echo_interval=60, echo_timeout=600, request_timeout=args.timeout)
+    ctl = Controller([app], echo_interval=60, echo_timeout=600, request_timeout=args.timeout,
+                     audit_interval=0)
     await ctl.start([f"tcp:127.0.0.1:{args.port}"])
     print(json.dumps({"listening": args.port}), flush=True)
     try:

@@ -16,6 +16,7 @@ class FakeSwitch:
         self.answer_echo = answer_echo
         self.conn = ofp.Connection(auto_echo=answer_echo)
         self.received: list[ofp.Message] = []
+        self.flows: list[ofp.FlowStats] = []
         self.arrived = asyncio.Condition()
         self.reader = self.writer = None
         self._task = None
@@ -76,6 +77,13 @@ class FakeSwitch:
             self.conn.send(ofp.PortDescReply(body=self.ports[half:], xid=msg.xid))
         elif isinstance(msg, ofp.BarrierRequest):
             self.conn.send(ofp.BarrierReply(xid=msg.xid))
+        elif isinstance(msg, (ofp.FlowStatsRequest, ofp.GroupDescRequest, ofp.MeterConfigRequest)):
+            # what the switch holds: nothing (plus any flows a test put in self.flows)
+            self.received.append(msg)
+            reply = {ofp.FlowStatsRequest: ofp.FlowStatsReply, ofp.GroupDescRequest: ofp.GroupDescReply,
+                     ofp.MeterConfigRequest: ofp.MeterConfigReply}[type(msg)]
+            body = list(self.flows) if reply is ofp.FlowStatsReply else []
+            self.conn.send(reply(body=body, xid=msg.xid))
         elif isinstance(msg, ofp.Hello):
             pass
         else:

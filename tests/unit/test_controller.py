@@ -7,12 +7,13 @@ import pytest
 
 from kumoflow import ofp
 from kumoflow.apps.l2 import LearningSwitch
-from kumoflow.controller import App, Controller
+from kumoflow.controller import App, Controller, pipeline
 
 from fake_switch import FakeSwitch
 
 H1, H2, H3 = "00:00:00:00:00:01", "00:00:00:00:00:02", "00:00:00:00:00:03"
 BROADCAST = "ff:ff:ff:ff:ff:ff"
+FORWARD = pipeline.table_id("forward")
 
 
 def frame(dst: str, src: str, ethertype: int = 0x0800, size: int = 60) -> bytes:
@@ -21,7 +22,9 @@ def frame(dst: str, src: str, ethertype: int = 0x0800, size: int = 60) -> bytes:
 
 
 def packet_in(in_port: int, data: bytes, buffer_id: int = ofp.OFP_NO_BUFFER) -> ofp.PacketIn:
-    return ofp.PacketIn(buffer_id=buffer_id, total_len=len(data), match=ofp.Match(in_port=in_port), data=data)
+    """A miss of l2's table (packet-ins reach the app that fills their table)."""
+    return ofp.PacketIn(buffer_id=buffer_id, total_len=len(data), table_id=FORWARD, match=ofp.Match(in_port=in_port),
+                        data=data)
 
 
 class Recorder(App):
@@ -64,17 +67,25 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 30))
 
 
-def test_handshake_resets_tables_and_reports_switch_up():
+def test_handshake_reads_the_switch_then_installs_only_what_is_missing():
     async def main():
         rec = Recorder()
         controller, port = await started(rec)
         sw = await FakeSwitch(0xA, ports=[1, 2, 3, 4]).connect(port)
+        # the classify table's miss entry is already there: it must not be sent again
+        cookie = pipeline.cookie(pipeline.FUNCTIONS["pipeline"], 0)
+        sw.flows = [ofp.FlowStats(table_id=0, priority=0, cookie=cookie,
+                                  instructions=[ofp.GotoTable(pipeline.table_id("forward"))])]
         await asyncio.wait_for(rec.up.wait(), 5)
         assert rec.events == [("up", 0xA, [1, 2, 3, 4])]      # both multipart parts merged
         assert controller.datapaths[0xA].features.n_tables == 254
+        reads = [type(m) for m in sw.received if isinstance(m, ofp.MultipartRequest)]
+        assert reads == [ofp.FlowStatsRequest, ofp.GroupDescRequest, ofp.MeterConfigRequest]
+        await until(lambda: any(isinstance(m, ofp.FlowMod) for m in sw.received))
         mods = [m for m in sw.received if isinstance(m, ofp.FlowMod)]
-        assert mods[0].command == ofp.OFPFC.DELETE and mods[0].table_id == 0
-        assert mods[1].priority == 0 and mods[1].instructions == []   # last app's miss: drop
+        # no flush: just the forward table's miss entry (nothing fills it: drop)
+        assert [(m.command, m.table_id, m.priority, m.instructions) for m in mods] == [
+            (ofp.OFPFC.ADD, pipeline.table_id("forward"), 0, [])]
         await sw.close()
         await until(lambda: ("down", 0xA) in rec.events)
         assert 0xA not in controller.datapaths
@@ -88,8 +99,9 @@ def test_l2_floods_unknown_then_installs_flow_and_packet_out():
         controller, port = await started(l2)
         sw = await FakeSwitch(1).connect(port)
         await until(lambda: 1 in controller.datapaths and controller.datapaths[1].is_up)
-        miss = [m for m in sw.received if isinstance(m, ofp.FlowMod) and m.priority == 0][0]
-        assert miss.instructions == [ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, 128)])]
+        await until(lambda: any(isinstance(m, ofp.FlowMod) and m.table_id == FORWARD for m in sw.received))
+        miss = [m for m in sw.received if isinstance(m, ofp.FlowMod) and m.table_id == FORWARD][0]
+        assert miss.priority == 0 and miss.instructions == [ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, 128)])]
         sw.received.clear()
 
         sw.send(packet_in(1, frame(H2, H1)))                    # h1 -> h2: h2 unknown
@@ -102,7 +114,7 @@ def test_l2_floods_unknown_then_installs_flow_and_packet_out():
         [mod] = [m for m in sw.received if isinstance(m, ofp.FlowMod)]
         assert mod.match == ofp.Match(in_port=2, eth_dst=H1, eth_src=H2)
         assert mod.instructions == [ofp.ApplyActions([ofp.Output(1)])]
-        assert (mod.idle_timeout, mod.cookie >> 48) == (30, 1)
+        assert (mod.idle_timeout, mod.table_id, mod.cookie >> 56) == (30, FORWARD, pipeline.FUNCTIONS["l2"])
         [out] = [m for m in sw.received if isinstance(m, ofp.PacketOut)]
         assert out.actions == [ofp.Output(1)] and out.data == frame(H1, H2)
         assert l2.mac_table(1) == {H1: 1, H2: 2}
@@ -145,7 +157,7 @@ def test_l2_broadcast_floods_and_mac_move_deletes_old_flows():
         await sw.wait_type(ofp.PacketOut)
         [delete] = [m for m in sw.received if isinstance(m, ofp.FlowMod)]
         assert delete.command == ofp.OFPFC.DELETE and delete.match == ofp.Match(eth_dst=H1)
-        assert delete.cookie == l2.cookie and delete.cookie_mask == 0xFFFF << 48
+        assert delete.cookie == l2.cookie() and delete.cookie_mask == 0xFF << 56
         assert l2.mac_table(1) == {H1: 3}
         await sw.close()
         await controller.stop()
@@ -254,61 +266,68 @@ def test_reconnecting_switch_replaces_its_old_session():
     run(main())
 
 
-def test_two_apps_get_separate_tables_and_cookies():
-    l2, rec = LearningSwitch(), Recorder()
-    controller = Controller([rec, l2])
-    assert (rec.table, rec.next_table, l2.table, l2.next_table) == (0, 1, 1, None)
-    assert rec.table_miss(0) == [ofp.GotoTable(1)]
-    assert rec.cookie != l2.cookie
-    assert controller._packet_in[1] is l2 and controller._packet_in[0] is None
+def test_apps_fill_named_tables_and_get_their_own_cookies():
+    class Other(App):
+        name = "other"
+        tables = ("classify",)
+
+    l2, other = LearningSwitch(), Other()
+    controller = Controller([other, l2])
+    assert controller.core._table_app == {0: other, FORWARD: l2}
+    assert other.cookie() >> 56 == pipeline.CUSTOM_FUNCTIONS and l2.cookie() >> 56 == pipeline.FUNCTIONS["l2"]
+    assert list(other.ids) != list(l2.ids) and not set(other.ids) & set(l2.ids)
+
+    class Rival(App):
+        name = "rival"
+        tables = ("forward",)
+
+    with pytest.raises(ValueError, match="both fill table forward"):
+        Controller([l2, Rival()])
 
 
-class _Transport:
+class Wire:
+    """Where a sans-IO Datapath's bytes go."""
+
     def __init__(self):
         self.writes = []
 
-    def write(self, data):
+    def __call__(self, data):
         self.writes.append(data)
-
-    def is_closing(self):
-        return False
 
 
 def test_send_many_writes_as_it_encodes_in_order():
-    from kumoflow.controller.datapath import SEND_MANY_BATCH, Datapath
+    from kumoflow.controller import Core
+    from kumoflow.controller.datapath import SEND_MANY_BATCH
 
-    dp = Datapath(None)
-    dp.transport = _Transport()
-    dp.conn.data_to_send()                                  # our HELLO
+    core = Core([])
+    dp = core.connect()
+    dp.write = wire = Wire()
+    dp.flush()                                               # our HELLO
+    wire.writes.clear()
     mods = [ofp.FlowMod(priority=i, match=ofp.Match(in_port=i + 1)) for i in range(2 * SEND_MANY_BATCH + 3)]
     dp.send_many(mods, origin=App())
     # the switch gets the first ones while the rest are encoded
-    assert [len(w) for w in dp.transport.writes] == [sum(len(m.pack()) for m in part) for part in
-                                                       (mods[:SEND_MANY_BATCH], mods[SEND_MANY_BATCH:-3], mods[-3:])]
-    assert b"".join(dp.transport.writes) == b"".join(m.pack() for m in mods)
+    assert [len(w) for w in wire.writes] == [sum(len(m.pack()) for m in part) for part in
+                                            (mods[:SEND_MANY_BATCH], mods[SEND_MANY_BATCH:-3], mods[-3:])]
+    assert b"".join(wire.writes) == b"".join(m.pack() for m in mods)
     assert [m.xid for m in mods] == list(range(mods[0].xid, mods[0].xid + len(mods)))
-    # inside a data_received callback everything waits for its end, as a single send does
-    dp.transport.writes.clear()
-    dp._receiving = True
-    dp.send_many([ofp.FlowMod(priority=i) for i in range(SEND_MANY_BATCH + 1)])
-    assert dp.transport.writes == []
-    dp._receiving = False
-    dp._flush()
-    assert len(dp.transport.writes) == 1
+    # inside an event (a batch) single sends wait for its end
+    wire.writes.clear()
+    with core.batch():
+        for i in range(3):
+            dp.send(ofp.FlowMod(priority=i))
+        assert wire.writes == []
+    assert len(wire.writes) == 1
 
 
-def test_send_many_remembers_what_send_would_for_errors():
-    from kumoflow.controller.datapath import SENT_MEMORY, Datapath
+def test_errors_are_routed_for_the_last_messages_sent():
+    from kumoflow.controller import Core
+    from kumoflow.controller.datapath import SENT_MEMORY
 
     app = App()
-    many, one = Datapath(None), Datapath(None)
-    msgs = [[ofp.FlowMod(priority=i) for i in range(SENT_MEMORY + 10)] for _ in range(2)]
-    many.send_many(msgs[0], origin=app)
-    for m in msgs[1]:
-        one.send(m, origin=app)
-    assert list(many._sent) == list(one._sent) == [m.xid for m in msgs[0][10:]]
-    assert all(many._sent[m.xid] == (app, m) for m in msgs[0][10:])
-    few = Datapath(None)
-    few.send_many(msgs[0][:3], origin=app)
-    few.send_many(msgs[0][3:5])                             # no origin: not remembered
-    assert list(few._sent) == [m.xid for m in msgs[0][:3]]
+    dp = Core([]).connect()
+    msgs = [ofp.FlowMod(priority=i) for i in range(SENT_MEMORY + 10)]
+    dp.send_many(msgs[:5])                                  # no origin: not remembered
+    dp.send_many(msgs[5:], origin=app)
+    assert list(dp._sent) == [m.xid for m in msgs[10:]]
+    assert all(dp._sent[m.xid] == (app, m) for m in msgs[10:])

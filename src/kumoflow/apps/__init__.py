@@ -11,6 +11,7 @@ import importlib
 from kumoflow.controller.app import App
 
 BUNDLED = {
+    "fabric": "kumoflow.apps.fabric:Fabric",
     "l2": "kumoflow.apps.l2:LearningSwitch",
 }
 

@@ -12,8 +12,6 @@ was learned behind it, and learned entries age out after `mac_age` seconds.
 
 from __future__ import annotations
 
-import time
-
 from kumoflow import ofp
 from kumoflow.controller import App
 
@@ -22,6 +20,8 @@ LLDP = b"\x88\xcc"
 
 class LearningSwitch(App):
     name = "l2"
+    tables = ("forward",)
+    reactive = True   # it adds its own flows as it learns
 
     def __init__(self, idle_timeout: int = 60, hard_timeout: int = 0, priority: int = 10,
                  mac_age: float = 300.0, **options) -> None:
@@ -33,13 +33,13 @@ class LearningSwitch(App):
         # dpid -> mac -> (port, last seen)
         self.macs: dict[int, dict[str, tuple[int, float]]] = {}
 
-    def table_miss(self, table_id: int) -> list[ofp.Instruction]:
+    def table_miss(self, table: str) -> list[ofp.Instruction]:
         # 128 bytes lets a switch with buffers keep the packet and send its head.
         return [ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFP_DEFAULT_MISS_SEND_LEN)])]
 
     def mac_table(self, dpid: int) -> dict[str, int]:
         """The learned MAC -> port table of a switch (entries not yet aged out)."""
-        now = time.monotonic()
+        now = self.core.now()
         return {mac: port for mac, (port, seen) in self.macs.get(dpid, {}).items() if now - seen < self.mac_age}
 
     def switch_up(self, dp) -> None:
@@ -55,7 +55,7 @@ class LearningSwitch(App):
             return
         dst, src = data[0:6].hex(":"), data[6:12].hex(":")
         table = self.macs.setdefault(dp.id, {})
-        now = time.monotonic()
+        now = self.core.now()
         if not data[6] & 1:   # never learn a group address as a source
             self._learn(dp, table, src, in_port, now)
         out_port = None

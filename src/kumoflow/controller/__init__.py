@@ -1,8 +1,13 @@
-"""The kumoflow controller: an asyncio runtime hosting network applications."""
+"""The kumoflow controller: a sans-IO core (core.py) compiling apps' desired
+state into flows and reconciling switches, under a thin asyncio runtime."""
 
-from .address import Address, parse_address
+from kumoflow.ofp.address import Address, parse_address
+
 from .app import App
+from .core import Core
 from .datapath import Datapath, OpenFlowError
+from .flows import Flow, Group, Meter
 from .runtime import Controller
 
-__all__ = ["Address", "App", "Controller", "Datapath", "OpenFlowError", "parse_address"]
+__all__ = ["Address", "App", "Controller", "Core", "Datapath", "Flow", "Group", "Meter", "OpenFlowError",
+           "parse_address"]

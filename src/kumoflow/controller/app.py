@@ -1,106 +1,148 @@
 """The base class of controller applications.
 
-An application is a class with handler methods; the controller calls the
-ones a subclass overrides:
+An app is one network function. Most of what it does is compile: it names
+the objects it is responsible for and turns each into flows, groups and
+meters for one switch at a time (core.py explains how that stays
+incremental). Its handlers only update what the controller observes (the
+topology, the host table, its own state), tell the core what changed, and
+answer packets with packet-outs.
 
-    switch_up(dp)              the switch finished its handshake (features and
-                               ports known, the app's tables reset)
+    class Hub(App):
+        name = "hub"
+        tables = ("forward",)               # pipeline tables it fills (pipeline.py)
+
+        def owners(self):                   # the objects it compiles
+            return ["flood"]
+
+        def compile(self, key, dp):         # -> [Flow | Group | Meter] for that switch
+            return [Flow(self.table("forward"), 1, ofp.Match(),
+                         [ofp.ApplyActions([ofp.Output(ofp.OFPP.FLOOD)])], self.cookie(0))]
+
+Handlers (override what the app needs; plain functions run inline,
+``async def`` ones run as tasks and may ``await dp.request(...)``):
+
+    switch_up(dp)              the switch finished its handshake and was read
     switch_down(dp)            the channel to the switch closed
     packet_in(dp, msg)         ofp.PacketIn from one of the app's tables
     port_status(dp, msg)       ofp.PortStatus (dp.ports is already updated)
     flow_removed(dp, msg)      ofp.FlowRemoved of a flow with the app's cookie
     error(dp, msg, request)    ofp.ErrorMsg answering a message this app sent
-                               (request is that message, or None if unknown)
+    link_up(link) / link_down(link)          topology.py
+    host_found(host) / host_moved(host, old) / host_lost(host)   hosts.py
+    recover(dp, flows)         the flow stats read from a switch as it comes up,
+                               before anything is sent to it: knowledge that
+                               outlives a controller restart in the switch
+                               itself (fabric recovers its hosts this way)
 
-A handler may be a plain function (run inline: the fast path) or a
-coroutine function (run as a task).
+Cookies: `self.cookie(object_id)` puts the app's function number in the top
+byte (pipeline.py). Group and meter ids come from `self.ids` (the app's block).
 
-Sharing one switch among several apps: apps form a pipeline in the order
-they are given. Each app owns `tables` consecutive flow tables starting at
-`self.table` (assigned by the controller), so apps never overwrite each
-other's flows and each chooses its priorities freely. Each app's flows carry
-its own cookie (`self.cookie`, the app's index in the top 16 bits), which
-routes FLOW_REMOVED and PACKET_IN (by table) to the right app. The
-controller installs each table's miss entry on switch up: by default a
-miss goes on to the next app's first table (`self.next_table`), and the
-last app's tables drop; an app changes that by overriding `table_miss`.
+A reactive app (``reactive = True``, the classic `l2`) adds its own flows
+with `add_flow` from its handlers; the reconciler then leaves the flows in
+its tables alone but for the miss entry.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Hashable, Iterable
 
 from kumoflow import ofp
 
-if TYPE_CHECKING:
-    from .datapath import Datapath
+from . import pipeline
 
-COOKIE_SHIFT = 48
-COOKIE_MASK = 0xFFFF << COOKIE_SHIFT
+if TYPE_CHECKING:
+    from .core import Core
+    from .datapath import Datapath
+    from .flows import Entry
+
+#: every handler the core dispatches to apps
+EVENTS = frozenset(("switch_up", "switch_down", "packet_in", "port_status", "flow_removed", "error",
+                    "link_up", "link_down", "host_found", "host_moved", "host_lost"))
 
 
 class App:
-    """Subclass and override handlers. `name` is how the app is logged."""
-
     name = "app"
-    tables = 1
+    tables: tuple[str, ...] = ()     # pipeline tables this app fills
+    requires: tuple[str, ...] = ()   # apps it builds on, loaded before it
+    reactive = False
 
     def __init__(self, **options: Any) -> None:
         self.options = options
         self.log = logging.getLogger(f"kumoflow.app.{self.name}")
-        self.controller = None
-        self.index = 0
-        self.table = 0
-        self.next_table: int | None = None
+        self.core: "Core" = None  # type: ignore[assignment]
+        self.function = 0
+        self.peers: dict[str, App] = {}
 
-    # --- identity within the pipeline (set by the controller) -----------------
+    def attach(self, core: "Core", function: int, apps: dict[str, "App"]) -> None:
+        self.core = core
+        self.function = function
+        self.peers = apps
 
-    def attach(self, controller, index: int, table: int, next_table: int | None) -> None:
-        self.controller = controller
-        self.index = index
-        self.table = table
-        self.next_table = next_table
+    def handles(self, handler: str) -> bool:
+        return getattr(type(self), handler) is not getattr(App, handler)
+
+    # --- identity ------------------------------------------------------------------
+
+    def cookie(self, object_id: int = 0) -> int:
+        return pipeline.cookie(self.function, object_id)
 
     @property
-    def cookie(self) -> int:
-        return (self.index + 1) << COOKIE_SHIFT
+    def ids(self) -> range:
+        """The group ids (and meter ids) this app may use."""
+        return pipeline.id_block(self.function)
 
-    def owns_table(self, table_id: int) -> bool:
-        return self.table <= table_id < self.table + self.tables
+    @staticmethod
+    def table(name: str) -> int:
+        return pipeline.table_id(name)
 
-    def table_miss(self, table_id: int) -> list[ofp.Instruction]:
-        """Instructions of the miss entry of one of this app's tables."""
-        if self.next_table is not None:
-            return [ofp.GotoTable(self.next_table)]
-        return []   # drop
+    # --- compiling -----------------------------------------------------------------
 
-    # --- sending (tags the message with this app, for error routing) ----------
+    def owners(self) -> Iterable[Hashable]:
+        """Every object the app compiles now."""
+        return ()
+
+    def compile(self, key: Hashable, dp: "Datapath") -> list["Entry"]:
+        """The flows, groups and meters of object `key` on switch `dp`. Pure:
+        a function of the observed state only."""
+        return []
+
+    def changed(self, key: Hashable, dpid: int | None = None) -> None:
+        """Object `key` changed (or appeared or went): recompile it, on every
+        switch or on `dpid` only."""
+        self.core.changed(self, key, dpid)
+
+    def table_miss(self, table: str) -> list[ofp.Instruction] | None:
+        """The miss entry of one of the app's tables; None: the pipeline's default."""
+        return None
+
+    # --- sending (tags the message with this app, for error routing) ----------------
 
     def send(self, dp: "Datapath", msg: ofp.Message) -> int:
         return dp.send(msg, origin=self)
 
     def add_flow(self, dp: "Datapath", match: ofp.Match, instructions: list[ofp.Instruction],
-                 priority: int = 1, table: int = 0, **fields: Any) -> int:
-        """Add a flow to this app's table `table` (0 = its first), with its cookie."""
-        return self.send(dp, ofp.FlowMod(cookie=self.cookie, table_id=self.table + table, priority=priority,
-                                         match=match, instructions=instructions, **fields))
+                 priority: int = 1, table: str | None = None, **fields: Any) -> int:
+        """Add a flow to one of this app's tables (the first by default), with its cookie."""
+        return self.send(dp, ofp.FlowMod(cookie=self.cookie(), table_id=self.table(table or self.tables[0]),
+                                         priority=priority, match=match, instructions=instructions, **fields))
 
-    def delete_flows(self, dp: "Datapath", match: ofp.Match | None = None, table: int | None = None,
-                     out_port: int = ofp.OFPP.ANY) -> int:
-        """Delete this app's flows (by cookie) matching `match`, in one table or all of its tables."""
+    def delete_flows(self, dp: "Datapath", match: ofp.Match | None = None, out_port: int = ofp.OFPP.ANY) -> int:
+        """Delete this app's flows (by cookie) matching `match`, in all of its tables."""
         return self.send(dp, ofp.FlowMod(
-            command=ofp.OFPFC.DELETE, cookie=self.cookie, cookie_mask=COOKIE_MASK,
-            table_id=ofp.OFPTT.ALL if table is None else self.table + table,
-            out_port=out_port, match=match if match is not None else ofp.Match()))
+            command=ofp.OFPFC.DELETE, cookie=self.cookie(), cookie_mask=pipeline.FUNCTION_MASK,
+            table_id=ofp.OFPTT.ALL, out_port=out_port, match=match if match is not None else ofp.Match()))
 
-    # --- handlers: override what the app needs --------------------------------
+    # --- handlers: override what the app needs --------------------------------------
 
     def start(self) -> None:
         """Called once when the controller starts."""
 
     def stop(self) -> None:
         """Called once when the controller stops."""
+
+    def recover(self, dp: "Datapath", flows: list[ofp.FlowStats]) -> Any:
+        pass
 
     def switch_up(self, dp: "Datapath") -> Any:
         pass
@@ -120,9 +162,17 @@ class App:
     def error(self, dp: "Datapath", msg: ofp.ErrorMsg, request: ofp.Message | None) -> Any:
         pass
 
+    def link_up(self, link: Any) -> Any:
+        pass
 
-HANDLERS = ("switch_up", "switch_down", "packet_in", "port_status", "flow_removed", "error")
+    def link_down(self, link: Any) -> Any:
+        pass
 
+    def host_found(self, host: Any) -> Any:
+        pass
 
-def overridden(app: App, handler: str) -> bool:
-    return getattr(type(app), handler) is not getattr(App, handler)
+    def host_moved(self, host: Any, old: Any) -> Any:
+        pass
+
+    def host_lost(self, host: Any) -> Any:
+        pass

@@ -7,6 +7,8 @@ import asyncio
 import logging
 import signal
 
+from kumoflow.eventloop import run as run_loop
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("controller", help="run the OpenFlow controller",
@@ -16,6 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--app", action="append", metavar="NAME",
                    help="app to run, in pipeline order (repeatable; default l2)")
     p.add_argument("--echo-interval", type=float, default=5.0, help="seconds between keepalive echoes")
+    p.add_argument("--settle", type=float, default=3.0, metavar="SECONDS",
+                   help="after a switch comes up, only add missing flows for this long, while links and "
+                        "hosts are discovered; then reconcile it in full (default 3)")
+    p.add_argument("--audit-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="read every switch again this often and repair drift (0: never; default 30)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -27,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         apps = [load_app(name) for name in (args.app or ["l2"])]
-        controller = Controller(apps, echo_interval=args.echo_interval, echo_timeout=3 * args.echo_interval)
+        controller = Controller(apps, echo_interval=args.echo_interval, echo_timeout=3 * args.echo_interval,
+                                settle=args.settle, audit_interval=args.audit_interval)
     except ValueError as exc:
         logging.error("%s", exc)
         return 2
@@ -48,12 +56,3 @@ async def _serve(controller, listen: list[str]) -> int:
     logging.info("shutting down")
     await controller.stop()
     return 0
-
-
-def run_loop(main) -> int:
-    """Run a coroutine on uvloop when it is installed."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)

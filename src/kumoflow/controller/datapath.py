@@ -1,12 +1,16 @@
-"""One switch's session with the controller: an asyncio protocol around the
-sans-IO `ofp.Connection`.
+"""One switch's session with the controller, sans-IO: bytes in, bytes out.
 
 It performs the handshake (hello, features, port description), matches
-replies to requests by xid (reassembling multipart replies), tracks ports,
-routes errors to the app whose message caused them, and hands everything
-else to the controller's dispatch. Nothing a switch sends can raise out of
-here: undecodable messages are answered with an ERROR, and an internal
-failure closes only this switch's channel.
+replies to requests by xid (reassembling multipart replies), expires
+requests that get no answer, tracks ports, routes errors to whoever sent
+the message that caused them, and hands everything else to the core.
+Nothing a switch sends can raise out of here: undecodable messages are
+answered with an ERROR, and an internal failure closes only this
+switch's channel.
+
+The I/O layer (runtime.py, or a test joining the core to a switch in
+memory) sets ``write`` (called with bytes to send) and ``on_close``,
+feeds what it reads to `receive_data`, and calls `connection_lost`.
 """
 
 from __future__ import annotations
@@ -15,21 +19,21 @@ import asyncio
 import dataclasses
 import logging
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from kumoflow import ofp
 
 if TYPE_CHECKING:
-    from .app import App
-    from .runtime import Controller
+    from .core import Core
 
 log = logging.getLogger("kumoflow.controller")
 
-# How many recently sent app messages are remembered for routing ERRORs.
-SENT_MEMORY = 256
-#: send_many writes to the transport after this many messages (tens of KB for
-#: flow-mods: a few system calls per thousand messages)
+#: how many recently sent messages are remembered for routing ERRORs
+SENT_MEMORY = 4096
+#: send_many hands bytes to the transport after this many messages
 SEND_MANY_BATCH = 256
+
+Reply = Callable[[Any], None]    # called with the reply message or an exception
 
 
 class OpenFlowError(Exception):
@@ -42,29 +46,33 @@ class OpenFlowError(Exception):
 
 
 class _Pending:
-    __slots__ = ("future", "request", "parts")
+    __slots__ = ("on_reply", "request", "parts", "deadline")
 
-    def __init__(self, future: asyncio.Future, request: ofp.Message) -> None:
-        self.future = future
+    def __init__(self, on_reply: Reply, request: ofp.Message, deadline: float) -> None:
+        self.on_reply = on_reply
         self.request = request
         self.parts: list[ofp.Message] = []
+        self.deadline = deadline
 
 
-class Datapath(asyncio.Protocol):
-    def __init__(self, controller: "Controller") -> None:
-        self.controller = controller
+class Datapath:
+    def __init__(self, core: "Core", peer: str = "?") -> None:
+        self.core = core
         self.conn = ofp.Connection()
-        self.transport: asyncio.Transport | None = None
-        self.peer = "?"
+        self.peer = peer
         self.id: int | None = None
         self.features: ofp.FeaturesReply | None = None
         self.ports: dict[int, ofp.Port] = {}
         self.is_up = False
+        self.up_since = 0.0
+        self.settled = False      # past the settle time: reconciled in full
         self.closed = False
-        self.last_seen = 0.0
+        self.last_seen = core.now()
+        self.write: Callable[[bytes], None] | None = None
+        self.on_close: Callable[[], None] | None = None
         self._pending: dict[int, _Pending] = {}
-        self._sent: OrderedDict[int, tuple["App", ofp.Message]] = OrderedDict()
-        self._receiving = False
+        self._sent: OrderedDict[int, tuple[Any, ofp.Message]] = OrderedDict()
+        self._lost = False
 
     def __repr__(self) -> str:
         return f"<Datapath {self.name} {self.peer}>"
@@ -73,145 +81,148 @@ class Datapath(asyncio.Protocol):
     def name(self) -> str:
         return f"dpid={self.id:#x}" if self.id is not None else "dpid=?"
 
-    # --- asyncio.Protocol --------------------------------------------------------
+    # --- bytes in ------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.last_seen = asyncio.get_running_loop().time()
-        self.controller.connection_opened(self)
-        self._flush()
+    def receive_data(self, data: bytes) -> None:
+        self.last_seen = self.core.now()
+        with self.core.batch():
+            try:
+                for event in self.conn.receive_data(data):
+                    self._dispatch(event)
+            except Exception:
+                log.exception("%s: internal error handling switch data; closing its channel", self)
+                self.close()
 
-    def data_received(self, data: bytes) -> None:
-        self.last_seen = self.controller.loop.time()
-        self._receiving = True
-        try:
-            for event in self.conn.receive_data(data):
-                self._dispatch(event)
-        except Exception:
-            log.exception("%s: internal error handling switch data; closing its channel", self)
-            self.close()
-        finally:
-            self._receiving = False
-            self._flush()
+    def connection_lost(self, exc: Exception | None = None) -> None:
+        if self._lost:
+            return
+        self._lost = self.closed = True
+        with self.core.batch():
+            pending, self._pending = self._pending, {}
+            for p in pending.values():
+                self._answer(p, ConnectionError(f"{self.name}: channel closed"))
+            self.core.connection_closed(self, exc)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(ConnectionError(f"{self.name}: channel closed"))
-        self._pending.clear()
-        self.controller.connection_closed(self, exc)
+    # --- bytes out -----------------------------------------------------------------
 
-    # --- sending -------------------------------------------------------------------
-
-    def send(self, msg: ofp.Message, origin: "App | None" = None) -> int:
-        """Send a message (a fresh xid is assigned when msg.xid is 0). Returns the xid."""
+    def send(self, msg: ofp.Message, origin: Any = None) -> int:
+        """Queue a message (a fresh xid when msg.xid is 0). Returns the xid.
+        `origin` (an app, or a callable taking the ERROR) hears an ERROR it causes."""
         xid = self.conn.send(msg)
         if origin is not None:
-            self._remember(xid, origin, msg)
-        if not self._receiving:
-            self._flush()
+            self._sent[xid] = (origin, msg)
+            if len(self._sent) > SENT_MEMORY:
+                self._sent.popitem(last=False)
+        self.core.wrote(self)
         return xid
 
-    def _remember(self, xid: int, origin: "App", msg: ofp.Message) -> None:
-        """Keep the last SENT_MEMORY messages an app sent, for routing ERRORs."""
-        self._sent[xid] = (origin, msg)
-        if len(self._sent) > SENT_MEMORY:
-            self._sent.popitem(last=False)
-
-    def send_many(self, msgs: list[ofp.Message], origin: "App | None" = None) -> None:
-        """send() each message in turn. The encoded bytes go out every
-        SEND_MANY_BATCH messages rather than all at the end, so the switch
-        works on the first ones while the later ones are being encoded
-        (inside a data_received callback, at its end as always). Only the
-        last SENT_MEMORY messages are remembered for routing ERRORs, as
-        send() would leave it: nothing can arrive in between."""
-        receiving, self._receiving = self._receiving, True
-        try:
-            send = self.conn.send
-            remember_from = len(msgs) - SENT_MEMORY if origin is not None else len(msgs)
+    def send_many(self, msgs: list[ofp.Message], origin: Any = None) -> None:
+        """send() each message; the bytes go out every SEND_MANY_BATCH messages,
+        so the switch works on the first ones while the rest are encoded."""
+        with self.core.batch():
             for i, msg in enumerate(msgs, 1):
-                xid = send(msg)
-                if i > remember_from:
-                    self._remember(xid, origin, msg)
-                if not i % SEND_MANY_BATCH and not receiving:
-                    self._flush()
-        finally:
-            self._receiving = receiving
-        if not receiving:
-            self._flush()
+                self.send(msg, origin)
+                if not i % SEND_MANY_BATCH:
+                    self.flush()
+
+    def flush(self) -> None:
+        if self.write is None or self.closed:
+            return     # not wired yet (bytes stay queued), or gone
+        data = self.conn.data_to_send()
+        if data:
+            self.write(data)
+
+    def expect(self, msg: ofp.Message, on_reply: Reply, timeout: float | None = None) -> int:
+        """Send a request; `on_reply` gets the reply (multipart parts merged),
+        an OpenFlowError, a TimeoutError or a ConnectionError."""
+        if self.closed:
+            on_reply(ConnectionError(f"{self.name}: channel closed"))
+            return 0
+        msg.xid = self.conn.next_xid()
+        deadline = self.core.now() + (timeout or self.core.request_timeout)
+        self._pending[msg.xid] = _Pending(on_reply, msg, deadline)
+        return self.send(msg)
 
     async def request(self, msg: ofp.Message, timeout: float | None = None) -> Any:
-        """Send a request and wait for its reply (multipart parts merged into one).
+        """`expect` for coroutines: returns the reply or raises OpenFlowError,
+        asyncio.TimeoutError or ConnectionError."""
+        future = asyncio.get_running_loop().create_future()
 
-        Raises OpenFlowError if the switch answers with an ERROR,
-        asyncio.TimeoutError if nothing comes back in time.
-        """
-        future = self.controller.loop.create_future()
-        xid = self.conn.next_xid()
-        msg.xid = xid
-        self._pending[xid] = _Pending(future, msg)
-        self.send(msg)
-        try:
-            return await asyncio.wait_for(future, timeout or self.controller.request_timeout)
-        finally:
-            self._pending.pop(xid, None)
+        def settle(reply: Any) -> None:
+            if not future.done():
+                if isinstance(reply, TimeoutError):
+                    future.set_exception(asyncio.TimeoutError(str(reply)))
+                elif isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+
+        self.expect(msg, settle, timeout)
+        self.flush()
+        return await future
 
     async def barrier(self) -> None:
         await self.request(ofp.BarrierRequest())
 
-    def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.closed = True
-            self._flush()
-            self.transport.close()
+    def expire(self, now: float) -> None:
+        """Fail requests whose deadline has passed."""
+        late = [xid for xid, p in self._pending.items() if p.deadline <= now]
+        for xid in late:
+            p = self._pending.pop(xid)
+            self._answer(p, TimeoutError(f"{self.name}: no reply to {type(p.request).__name__}"))
 
-    def _flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+    def close(self) -> None:
+        if not self.closed:
+            self.flush()
+            self.closed = True
+            if self.on_close is not None:
+                self.on_close()
 
     # --- receiving -----------------------------------------------------------------
 
     def _dispatch(self, event: Any) -> None:
         pending = self._pending.get(event.xid) if isinstance(event, ofp.Message) else None
         if pending is not None and not isinstance(event, ofp.Hello):
-            self._reply(pending, event)
+            self._reply(event.xid, pending, event)
             return
         kind = type(event)
         if kind is ofp.PacketIn:
-            self.controller.dispatch_packet_in(self, event)
+            if self.is_up:
+                self.core.packet_in(self, event)
         elif kind is ofp.PortStatus:
             self._port_status(event)
         elif kind is ofp.FlowRemoved:
-            self.controller.dispatch_flow_removed(self, event)
+            if self.is_up:
+                self.core.flow_removed(self, event)
         elif kind is ofp.ErrorMsg:
             self._unsolicited_error(event)
         elif kind is ofp.Hello:
-            self.controller.spawn(self._handshake(), self)
+            self._handshake()
         elif kind is ofp.BadMessage:
             log.warning("%s: undecodable message from switch: %s", self, event.error)
             self.conn.reject(event)
+            self.core.wrote(self)
         elif kind is ofp.ChannelClosed:
             log.warning("%s: closing channel: %s", self, event.reason)
             self.close()
         elif kind is not ofp.EchoReply:
             log.debug("%s: unsolicited %s", self, kind.__name__)
 
-    def _reply(self, pending: _Pending, msg: ofp.Message) -> None:
-        if pending.future.done():
-            return
+    def _reply(self, xid: int, pending: _Pending, msg: ofp.Message) -> None:
         if isinstance(msg, ofp.ErrorMsg):
-            pending.future.set_exception(OpenFlowError(msg, pending.request))
-            return
-        if isinstance(msg, ofp.MultipartReply) and msg.flags & ofp.OFPMPF.REPLY_MORE:
+            del self._pending[xid]
+            self._answer(pending, OpenFlowError(msg, pending.request))
+        elif isinstance(msg, ofp.MultipartReply) and msg.flags & ofp.OFPMPF.REPLY_MORE:
             pending.parts.append(msg)
-            return
-        if pending.parts:
-            msg = _merge_multipart(pending.parts + [msg])
-        pending.future.set_result(msg)
+        else:
+            del self._pending[xid]
+            self._answer(pending, _merge_multipart(pending.parts + [msg]) if pending.parts else msg)
+
+    def _answer(self, pending: _Pending, reply: Any) -> None:
+        try:
+            pending.on_reply(reply)
+        except Exception:
+            log.exception("%s: failure handling the reply to %s", self, type(pending.request).__name__)
 
     def _port_status(self, msg: ofp.PortStatus) -> None:
         if msg.reason == ofp.OFPPR.DELETE:
@@ -219,7 +230,7 @@ class Datapath(asyncio.Protocol):
         else:
             self.ports[msg.desc.port_no] = msg.desc
         if self.is_up:
-            self.controller.dispatch(self, "port_status", msg)
+            self.core.port_status(self, msg)
 
     def _unsolicited_error(self, msg: ofp.ErrorMsg) -> None:
         origin, request = self._sent.pop(msg.xid, (None, None))
@@ -228,19 +239,27 @@ class Datapath(asyncio.Protocol):
         log.warning("%s: switch reported %s for %s", self, ofp.error_name(msg.type, msg.code),
                     str(request) if request is not None else f"xid {msg.xid} ({msg.data[:64].hex()})")
         if origin is not None:
-            self.controller.call(origin, "error", self, msg, request)
+            self.core.error(self, origin, msg, request)
 
-    async def _handshake(self) -> None:
-        try:
-            self.features = await self.request(ofp.FeaturesRequest())
-            self.id = self.features.datapath_id
-            ports = await self.request(ofp.PortDescRequest())
-            self.ports = {p.port_no: p for p in ports.body}
-        except (asyncio.TimeoutError, OpenFlowError, ConnectionError) as exc:
-            log.warning("%s: handshake failed: %s", self, exc or "timeout")
-            self.close()
-            return
-        await self.controller.switch_up(self)
+    def _handshake(self) -> None:
+        def ports(reply: Any) -> None:
+            if isinstance(reply, Exception):
+                return self._handshake_failed(reply)
+            self.ports = {p.port_no: p for p in reply.body}
+            self.core.switch_connected(self)
+
+        def features(reply: Any) -> None:
+            if isinstance(reply, Exception):
+                return self._handshake_failed(reply)
+            self.features = reply
+            self.id = reply.datapath_id
+            self.expect(ofp.PortDescRequest(), ports)
+
+        self.expect(ofp.FeaturesRequest(), features)
+
+    def _handshake_failed(self, exc: Exception) -> None:
+        log.warning("%s: handshake failed: %s", self, exc)
+        self.close()
 
 
 def _merge_multipart(parts: list[ofp.Message]) -> ofp.Message:

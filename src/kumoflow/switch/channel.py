@@ -51,7 +51,7 @@ import logging
 from typing import Any, Callable
 
 from kumoflow import ofp
-from kumoflow.controller.address import Address, parse_address
+from kumoflow.ofp.address import Address, parse_address
 
 from .datapath import Datapath
 from .errors import SwitchError

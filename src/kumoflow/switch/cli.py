@@ -90,7 +90,7 @@ def parse_ports(specs: list[str]) -> dict[int, str]:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from kumoflow.controller.address import parse_address
+    from kumoflow.ofp.address import parse_address
 
     try:
         ports = parse_ports(args.port)
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         logging.error("%s", exc)
         return 2
-    from kumoflow.controller.cli import run_loop
+    from kumoflow.eventloop import run as run_loop
 
     return run_loop(_serve(args, ports))
 

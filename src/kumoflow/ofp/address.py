@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kumoflow.ofp import OFP_TCP_PORT
+from .consts import OFP_TCP_PORT
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,152 @@
+"""The pipeline: every flow table a packet can cross, in packet order, and
+the shared resources that keep network functions apart.
+
+Read ``TABLES`` top to bottom and you have the whole packet path. Each
+table says what it is for, what its flows match on, which function fills
+it, and where a packet that matches nothing goes (its miss entry). The
+controller installs that miss entry itself, so an empty stage passes
+packets on and a function slots in without anyone else changing.
+
+Table ids leave gaps on purpose: a stage added later (an ACL, a router)
+takes an id in between, and no existing flow has to move.
+
+The shared resources are handed out here, from fixed tables, so that
+what a function gets does not depend on which other functions run or in
+what order (a controller restarted with the same functions compiles the
+same flows, byte for byte):
+
+* the **cookie** of every flow: the top byte names the function (``FUNCTIONS``),
+  the low 56 bits are the function's own object id. A flow's cookie names
+  the object that owns it, so a reader of ``ovs-ofctl dump-flows`` knows
+  why a flow is there, FLOW_REMOVED reaches its owner, and flows left by a
+  previous run are recognised.
+* **group ids** and **meter ids**: each function owns a block of
+  ``1 << BLOCK_BITS`` ids starting at its function number times the block size.
+* **metadata bits** (``METADATA``): named bit fields that must never overlap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kumoflow import ofp
+
+#: The network functions, by the number that leads their cookies and
+#: numbers their blocks of group and meter ids. Apps not listed here get
+#: numbers from CUSTOM_FUNCTIONS on in load order.
+FUNCTIONS = {
+    "pipeline": 1,   # the miss entries the controller installs in every table
+    "fabric": 2,
+    "l2": 3,
+}
+CUSTOM_FUNCTIONS = 0x80
+COOKIE_SHIFT = 56
+OBJECT_MASK = (1 << COOKIE_SHIFT) - 1
+FUNCTION_MASK = 0xFF << COOKIE_SHIFT
+
+#: group and meter ids per function: 2**24 each (OpenFlow allows up to 0xffffff00)
+BLOCK_BITS = 24
+
+
+@dataclass(frozen=True)
+class Table:
+    id: int
+    name: str
+    purpose: str
+    match: tuple[str, ...]    # the fields its flows match on
+    filled_by: str            # the function that compiles its flows
+    miss: str                 # where a packet matching nothing goes: a table name, "controller" or "drop"
+
+
+TABLES: tuple[Table, ...] = (
+    Table(0, "classify",
+          "where a packet enters: LLDP to the controller; frames from fabric links and from known hosts "
+          "on their own ports go on; a frame from an unknown source goes to the controller, which learns it",
+          ("eth_type", "in_port", "eth_src"), "fabric", "forward"),
+    # ids 10-39 are kept for stages between admission and forwarding (ACLs, load balancer, routing)
+    Table(40, "forward",
+          "where a packet goes: unicast towards the switch of its destination host (a group per destination "
+          "switch), broadcast and unknown unicast along the loop-free tree, per in_port",
+          ("eth_dst", "in_port"), "fabric", "drop"),
+)
+
+TABLE = {t.name: t for t in TABLES}
+BY_ID = {t.id: t for t in TABLES}
+
+
+def table_id(name: str) -> int:
+    return TABLE[name].id
+
+
+def next_table(name: str) -> Table | None:
+    """The table after `name` in packet order, or None for the last."""
+    for before, after in zip(TABLES, TABLES[1:]):
+        if before.name == name:
+            return after
+    return None
+
+
+def miss_instructions(table: Table) -> list[ofp.Instruction]:
+    """The default miss entry of a table (an app may override it)."""
+    if table.miss == "drop":
+        return []
+    if table.miss == "controller":
+        return [ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)])]
+    return [ofp.GotoTable(TABLE[table.miss].id)]
+
+
+# --- cookies, groups, meters -------------------------------------------------------
+
+def function_number(name: str, custom_index: int = 0) -> int:
+    return FUNCTIONS.get(name, CUSTOM_FUNCTIONS + custom_index)
+
+
+def cookie(function: int, object_id: int) -> int:
+    if not 0 <= object_id <= OBJECT_MASK:
+        raise ValueError(f"object id {object_id:#x} does not fit in {COOKIE_SHIFT} bits")
+    return function << COOKIE_SHIFT | object_id
+
+
+def cookie_function(value: int) -> int:
+    return value >> COOKIE_SHIFT
+
+
+def id_block(function: int) -> range:
+    """The group ids (and meter ids) that belong to a function."""
+    start = function << BLOCK_BITS
+    return range(start, start + (1 << BLOCK_BITS))
+
+
+# --- metadata ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bits:
+    name: str
+    offset: int
+    width: int
+
+    @property
+    def mask(self) -> int:
+        return ((1 << self.width) - 1) << self.offset
+
+    def value(self, n: int) -> int:
+        if not 0 <= n < 1 << self.width:
+            raise ValueError(f"{self.name} {n} does not fit in {self.width} bits")
+        return n << self.offset
+
+
+def check_layout(fields: tuple[Bits, ...]) -> dict[str, Bits]:
+    """The fields by name, after checking that none overlaps another or leaves 64 bits."""
+    taken = 0
+    for f in fields:
+        if f.offset < 0 or f.width <= 0 or f.offset + f.width > 64:
+            raise ValueError(f"metadata field {f.name} lies outside 64 bits")
+        if taken & f.mask:
+            raise ValueError(f"metadata field {f.name} overlaps another field")
+        taken |= f.mask
+    return {f.name: f for f in fields}
+
+
+#: Named bit fields of the 64-bit OpenFlow metadata. None are in use yet;
+#: tenant networks (a 24-bit id, as wide as a VNI) will be the first.
+METADATA = check_layout(())

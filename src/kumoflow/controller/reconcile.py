@@ -1,0 +1,147 @@
+"""Reconciliation: what one switch holds made equal to what it should hold,
+with the fewest messages and no moment where a packet has nowhere to go.
+
+A `Reconciler` keeps two views of one switch, both keyed by `Entry.key`:
+``desired`` (what compilation says; the controller core keeps it current)
+and ``installed`` (what the switch holds). ``installed`` is first read
+from the switch itself (flow, group and meter stats on connect), then
+kept by recording what is sent, and read again by the periodic audit, so
+a flow someone deleted by hand is noticed and put back.
+
+`sync` compares the two for some keys (or all) and returns the messages
+that make them equal, in this order:
+
+1. groups and meters added or changed (flows about to point at them must
+   find them);
+2. flows added or changed, the last table first (a goto never lands in a
+   table whose flows are not there yet); a changed flow is modified in
+   place, so its counters and duration keep counting;
+3. a barrier, then the flows no longer wanted, the first table first;
+4. a barrier, then groups and meters no longer wanted.
+
+The barriers are sent without waiting: a switch finishes everything before
+a barrier before it starts on what follows (6.2 of the specification), so
+packets always find either the old entries or the new ones. An entry the
+switch refuses (an ERROR answering its message) is forgotten, so the next
+audit tries again.
+
+A restart of the controller, or a switch reconnecting, reads the switch
+first: when what it holds is already right, `sync` sends nothing at all.
+Only entries the reconciler owns (`owned`) are ever deleted; flows in
+tables of apps that manage their own (the reactive `l2`) are left alone.
+
+While a read is in flight, what is sent is journaled and replayed over the
+read's result: the switch answers the read before it sees those messages.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from kumoflow import ofp
+
+from .flows import Entry, Flow, Group, Meter
+
+Key = tuple
+
+
+class Reconciler:
+    def __init__(self, desired: dict[Key, Entry], owned: Callable[[Entry], bool]) -> None:
+        self.desired = desired
+        self.owned = owned
+        self.installed: dict[Key, Entry] | None = None   # None until first read
+        self._journal: dict[Key, Entry | None] | None = None
+        self.sent = 0          # messages sent by sync, for tests and benchmarks
+
+    # --- reading what the switch holds ----------------------------------------------
+
+    @staticmethod
+    def read_requests() -> list[ofp.Message]:
+        return [ofp.FlowStatsRequest(table_id=ofp.OFPTT.ALL), ofp.GroupDescRequest(), ofp.MeterConfigRequest()]
+
+    def reading(self) -> None:
+        """A read was just sent: journal what goes out until its result comes back."""
+        self._journal = {}
+
+    def read(self, flows: Iterable[ofp.FlowStats], groups: Iterable[ofp.GroupDesc],
+             meters: Iterable[ofp.MeterConfig]) -> None:
+        installed: dict[Key, Entry] = {}
+        for entry in [*map(Flow.from_stats, flows), *map(Group.from_desc, groups), *map(Meter.from_config, meters)]:
+            installed[entry.key] = entry
+        for key, entry in (self._journal or {}).items():
+            if entry is None:
+                installed.pop(key, None)
+            else:
+                installed[key] = entry
+        self.installed = installed
+        self._journal = None
+
+    @property
+    def ready(self) -> bool:
+        return self.installed is not None
+
+    def forget(self, key: Key) -> None:
+        """The switch refused an entry: it may hold anything there now."""
+        if self.installed is not None:
+            self.installed.pop(key, None)
+
+    # --- making it right ------------------------------------------------------------
+
+    def diff(self, keys: Iterable[Key] | None = None) -> tuple[list[Entry], list[tuple[Entry, Entry]], list[Entry]]:
+        """(to add, (wanted, installed) to change, to delete) for `keys` (None: every key)."""
+        installed = self.installed or {}
+        if keys is None:
+            keys = self.desired.keys() | {k for k, e in installed.items() if self.owned(e)}
+        adds, changes, deletes = [], [], []
+        for key in keys:
+            want, have = self.desired.get(key), installed.get(key)
+            if want is None:
+                if have is not None and self.owned(have):
+                    deletes.append(have)
+            elif have is None:
+                adds.append(want)
+            elif have.value != want.value:
+                changes.append((want, have))
+        return adds, changes, deletes
+
+    def sync(self, keys: Iterable[Key] | None = None, adds_only: bool = False) -> list[tuple[ofp.Message, Key | None]]:
+        """The messages (each with the key it is about) that make `keys` right.
+        `adds_only`: add what is missing, change and delete nothing yet."""
+        if self.installed is None:
+            return []
+        adds, changes, deletes = self.diff(keys)
+        if adds_only:
+            changes, deletes = [], []
+        out: list[tuple[ofp.Message, Key | None]] = []
+        for want in adds:
+            if not isinstance(want, Flow):
+                out.append((want.add(), want.key))
+        for want, have in changes:
+            if not isinstance(want, Flow):
+                out.append((want.change(have), want.key))
+        flow_mods = [(want.table, want.add(), want) for want in adds if isinstance(want, Flow)]
+        flow_mods += [(want.table, want.change(have), want) for want, have in changes if isinstance(want, Flow)]
+        for _, msg, want in sorted(flow_mods, key=lambda t: -t[0]):
+            out.append((msg, want.key))
+        flow_deletes = sorted((e for e in deletes if isinstance(e, Flow)), key=lambda e: e.table)
+        other_deletes = [e for e in deletes if not isinstance(e, Flow)]
+        for batch in (flow_deletes, other_deletes):
+            if batch:
+                if out:
+                    out.append((ofp.BarrierRequest(), None))
+                out.extend((e.delete(), e.key) for e in batch)
+        self._record(adds, changes, deletes)
+        self.sent += sum(1 for _, key in out if key is not None)
+        return out
+
+    def _record(self, adds: list[Entry], changes: list[tuple[Entry, Entry]], deletes: list[Entry]) -> None:
+        installed = self.installed
+        assert installed is not None
+        for entry in [*adds, *(want for want, _ in changes)]:
+            installed[entry.key] = entry
+            if self._journal is not None:
+                self._journal[entry.key] = entry
+        for entry in deletes:
+            installed.pop(entry.key, None)
+            if self._journal is not None:
+                self._journal[entry.key] = None
