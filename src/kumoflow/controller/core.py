@@ -405,7 +405,14 @@ class Core:
         reconciler = self.reconcilers.get(dpid)
         if dp is None or reconciler is None or not reconciler.ready or not dp.is_up:
             return
-        for msg, key in reconciler.sync(keys, adds_only=not dp.settled):
+        msgs = reconciler.sync(keys, adds_only=not dp.settled)
+        if keys is None or len(msgs) > 100:
+            log.log(logging.INFO if msgs else logging.DEBUG, "%s: reconciled%s: %d added, %d changed, %d deleted",
+                    dp.name, "" if dp.settled else " (settling: adds only)", *reconciler.last)
+        if log.isEnabledFor(logging.DEBUG):
+            for msg, _ in msgs:
+                log.debug("%s: reconcile: %s", dp.name, msg)
+        for msg, key in msgs:
             if key is None:
                 dp.send(msg)
             else:

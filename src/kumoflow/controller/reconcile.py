@@ -51,7 +51,8 @@ class Reconciler:
         self.owned = owned
         self.installed: dict[Key, Entry] | None = None   # None until first read
         self._journal: dict[Key, Entry | None] | None = None
-        self.sent = 0          # messages sent by sync, for tests and benchmarks
+        self.sent = 0          # entries sent by sync (adds, changes, deletes), for tests and benchmarks
+        self.last = (0, 0, 0)  # (added, changed, deleted) by the last sync
 
     # --- reading what the switch holds ----------------------------------------------
 
@@ -131,7 +132,8 @@ class Reconciler:
                     out.append((ofp.BarrierRequest(), None))
                 out.extend((e.delete(), e.key) for e in batch)
         self._record(adds, changes, deletes)
-        self.sent += sum(1 for _, key in out if key is not None)
+        self.last = (len(adds), len(changes), len(deletes))
+        self.sent += sum(self.last)
         return out
 
     def _record(self, adds: list[Entry], changes: list[tuple[Entry, Entry]], deletes: list[Entry]) -> None:
