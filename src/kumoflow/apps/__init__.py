@@ -28,4 +28,7 @@ def load_app(spec: str, **options) -> App:
         raise ValueError(f"cannot load app {spec!r}: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, App)):
         raise ValueError(f"{target} is not a kumoflow App")
-    return cls(**options)
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ValueError(f"app {spec!r}: {exc}") from None

@@ -94,8 +94,10 @@ class Fabric(App):
     name = "fabric"
     tables = ("classify", "forward")
 
-    def __init__(self, lldp_interval: float = 1.0, link_timeout: float | None = None, **options: Any) -> None:
+    def __init__(self, lldp_interval: float = 1.0, link_timeout: float | None = None, fast_failover: bool = True,
+                 **options: Any) -> None:
         super().__init__(**options)
+        self.fast_failover = fast_failover
         self.lldp_interval = lldp_interval
         self.link_timeout = link_timeout if link_timeout is not None else 3.5 * lldp_interval
         self._group_ids: dict[int, int] = {}    # dpid -> group id
@@ -176,6 +178,10 @@ class Fabric(App):
     def _compile_dest(self, dest: int, dp) -> list:
         gid = self.group_id(dest)
         hops = self.graph.next_hops(dp.id, dest)
+        if not self.fast_failover:    # the controller alone reroutes (for comparison)
+            if len(hops) > 1:
+                return [Group(gid, ofp.OFPGT.SELECT, [ofp.Bucket([ofp.Output(p)], weight=1) for p in hops])]
+            return [Group(gid, ofp.OFPGT.ALL, [ofp.Bucket([ofp.Output(p)]) for p in hops])]
         if len(hops) > 1:
             return [Group(gid, ofp.OFPGT.SELECT,
                           [ofp.Bucket([ofp.Output(p)], weight=1, watch_port=p) for p in hops])]

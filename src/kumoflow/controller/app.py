@@ -68,7 +68,8 @@ class App:
     reactive = False
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        if options:
+            raise TypeError(f"unknown option(s) {', '.join(sorted(options))}")
         self.log = logging.getLogger(f"kumoflow.app.{self.name}")
         self.core: "Core" = None  # type: ignore[assignment]
         self.function = 0

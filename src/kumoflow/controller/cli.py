@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="address to listen on (repeatable; default tcp:0.0.0.0:6653)")
     p.add_argument("--app", action="append", metavar="NAME",
                    help="app to run, in pipeline order (repeatable; default l2)")
+    p.add_argument("--set", action="append", default=[], metavar="APP.OPTION=VALUE", dest="options",
+                   help="an app option, e.g. fabric.lldp_interval=0.5 or fabric.fast_failover=false (repeatable)")
     p.add_argument("--echo-interval", type=float, default=5.0, help="seconds between keepalive echoes")
     p.add_argument("--settle", type=float, default=3.0, metavar="SECONDS",
                    help="after a switch comes up, only add missing flows for this long, while links and "
@@ -33,13 +35,40 @@ def run(args: argparse.Namespace) -> int:
     from kumoflow.controller import Controller
 
     try:
-        apps = [load_app(name) for name in (args.app or ["l2"])]
+        options = parse_options(args.options)
+        apps = [load_app(name, **options.pop(name, {})) for name in (args.app or ["l2"])]
+        if options:
+            raise ValueError(f"--set for apps not given with --app: {', '.join(sorted(options))}")
         controller = Controller(apps, echo_interval=args.echo_interval, echo_timeout=3 * args.echo_interval,
                                 settle=args.settle, audit_interval=args.audit_interval)
     except ValueError as exc:
         logging.error("%s", exc)
         return 2
     return run_loop(_serve(controller, args.listen or ["tcp:0.0.0.0:6653"]))
+
+
+def parse_options(items: list[str]) -> dict[str, dict[str, object]]:
+    """["fabric.lldp_interval=0.5"] -> {"fabric": {"lldp_interval": 0.5}}; numbers and
+    true/false are converted, anything else stays text."""
+    options: dict[str, dict[str, object]] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        app, dot, option = name.partition(".")
+        if not (eq and dot and app and option.isidentifier()):
+            raise ValueError(f"--set {item!r}: expected APP.OPTION=VALUE")
+        options.setdefault(app, {})[option] = _value(value)
+    return options
+
+
+def _value(text: str) -> object:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 async def _serve(controller, listen: list[str]) -> int:
