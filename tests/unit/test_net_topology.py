@@ -203,6 +203,17 @@ def test_controller_forms_in_file():
     assert topo.controllers_of(s2) == ()
 
 
+def test_max_backoff_default_file_and_switch():
+    topo = parse_topology(GOOD)
+    assert topo.max_backoff == 1
+    assert [topo.max_backoff_of(s) for s in topo.switches] == [1, 1]
+    text = GOOD.replace("controller: tcp:127.0.0.1:6653\n", "controller: tcp:127.0.0.1:6653\nmax_backoff: 8\n")
+    text = text.replace("  - {name: s1}", "  - {name: s1, max_backoff: 2}")
+    topo = parse_topology(text)
+    assert topo.max_backoff == 8
+    assert [topo.max_backoff_of(s) for s in topo.switches] == [2, 8]
+
+
 def test_overrides():
     topo = parse_topology(GOOD).with_overrides(name="other", fail_mode="standalone", controllers=[])
     assert topo.name == "other"
@@ -497,6 +508,19 @@ CASES = {
         offloads: sometimes   #!
         """,
         "offloads: expected true or false, got 'sometimes'",
+    ),
+    "max_backoff out of range": (
+        """\
+        max_backoff: 0   #!
+        """,
+        "max_backoff: 0 is out of range 1..3600",
+    ),
+    "max_backoff not whole seconds": (
+        """\
+        switches:
+          - {name: s1, max_backoff: 0.5}   #!
+        """,
+        "switches[0].max_backoff: expected an integer, got '0.5'",
     ),
     "top level not a mapping": (
         """\

@@ -7,6 +7,8 @@ topology up, with
 
 * every planned port as ``--port N=IFNAME`` (the root-namespace veth ends),
 * the switch's datapath id, fail mode and controllers (``tcp:`` only),
+  and its ``max_backoff`` as ``--max-backoff`` (reconnection attempts at
+  most that many seconds apart),
 * a passive listener on a free loopback port, ``ptcp:PORT:127.0.0.1``, for
   ``ovs-ofctl -O OpenFlow13 dump-flows tcp:127.0.0.1:PORT`` and the like
   (the address is in the state record and in the status file),
@@ -184,6 +186,7 @@ class KumoflowSwitch(SwitchKind):
             argv += ["--port", f"{port.number}={port.ifname}"]
         for target in switch.controllers:
             argv += ["--controller", target]
+        argv += ["--max-backoff", str(switch.max_backoff)]
         level = os.environ.get("KUMOFLOW_SWITCH_LOG_LEVEL")
         if level:
             argv += ["--log-level", level]

@@ -69,6 +69,8 @@ class Network:
         self._started: list[subprocess.Popen] = []
         self._is_up = False
         self._created = ""
+        #: switches wait_connected() has seen connected (and handed to on_connected)
+        self._seen_connected: set[str] = set()
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> Network:
@@ -165,7 +167,12 @@ class Network:
     def wait_connected(self, timeout: float = 10.0) -> None:
         """Wait until every switch that has controllers is connected to one
         of them; raise :class:`~kumoflow.net.errors.NetError` naming the
-        switches that are not, after ``timeout`` seconds."""
+        switches that are not, after ``timeout`` seconds.
+
+        Call it once the controller is up: a switch seen connected for the
+        first time is handed to its kind's ``on_connected``, which for Open
+        vSwitch is what puts the short ``max_backoff`` into effect (see
+        :mod:`kumoflow.net.ovs`)."""
         by_kind: dict[str, list] = {}
         for switch in self.plan.switches:
             if switch.controllers:
@@ -176,6 +183,10 @@ class Network:
             for kind, switches in by_kind.items():
                 status = get_kind(kind).connected(switches)
                 waiting += [name for name, ok in status.items() if not ok]
+                new = [s for s in switches if status.get(s.name) and s.name not in self._seen_connected]
+                if new:
+                    get_kind(kind).on_connected(new)
+                    self._seen_connected.update(s.name for s in new)
             if not waiting:
                 return
             if time.monotonic() > deadline:

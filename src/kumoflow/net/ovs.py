@@ -4,10 +4,25 @@ Each switch is one bridge, made in a single ``ovs-vsctl`` transaction:
 ``datapath_type=netdev`` (the userspace datapath; no openvswitch kernel
 module needed), the planned OpenFlow versions, fail mode and datapath id,
 in-band control off, every port with ``ofport_request`` set to its planned
-number, and the controllers. The bridge carries
+number, and the controllers: one Controller row per target, with
+``max_backoff`` set from the switch's ``max_backoff`` (seconds; OVS's own
+default is 8 s), so the bridge retries a lost controller at least that
+often (after 1 s, then doubling up to it). The bridge carries
 ``external_ids:kumoflow-topology=<topology>`` so a sweep finds it after a
 crash. ``ovs-vsctl`` waits until ovs-vswitchd has applied the change, and
 the ports' ``ofport``/``error`` columns are checked afterwards.
+
+Open vSwitch before 3.1.3 (Debian 12 ships 3.1.0) creates a controller
+connection with a maximum backoff of 8 s and an inactivity probe of 5 s
+whatever the Controller row says, and applies the row's values only when
+the bridge is reconfigured while the connection is up (fixed upstream by
+"connmgr: Fix ofconn configuration on vswitchd startup", in 3.1.3 and
+3.3.0). So :meth:`OvsSwitch.on_connected`, which
+``Network.wait_connected`` calls once a bridge is connected, writes
+``external_ids:kumoflow-connected`` on the bridge: ovs-vswitchd
+reconfigures it, and the connection keeps the short backoff across later
+disconnections for as long as the bridge keeps that controller. Until a
+bridge has been connected once (and seen so), it backs off up to 8 s.
 
 Open vSwitch itself (ovsdb-server and ovs-vswitchd) must be running; on a
 machine without the kernel module it starts with
@@ -20,6 +35,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from typing import Any
 
 from kumoflow.net.errors import SwitchError
@@ -104,8 +120,13 @@ class OvsSwitch(SwitchKind):
         for port in switch.ports:
             args += ["--", "add-port", br, port.ifname,
                      "--", "set", "Interface", port.ifname, f"ofport_request={port.number}"]
-        if switch.controllers:
-            args += ["--", "set-controller", br, *switch.controllers]
+        refs = []
+        for i, target in enumerate(switch.controllers):
+            refs.append(f"@c{i}")
+            args += ["--", f"--id=@c{i}", "create", "Controller", f"target={_atom(target)}",
+                     f"max_backoff={switch.max_backoff * 1000}"]
+        if refs:
+            args += ["--", "set", "Bridge", br, f"controller={','.join(refs)}"]
         vsctl(*args)
         self._check_ports(switch)
         return {"bridge": br}
@@ -136,6 +157,17 @@ class OvsSwitch(SwitchKind):
         up = {uuid[1] for uuid, is_connected in controllers if is_connected is True}
         by_bridge = {name: {u[1] for u in _set(ref)} for name, ref in bridges}
         return {s.name: bool(by_bridge.get(s.bridge, set()) & up) for s in switches}
+
+    def on_connected(self, switches: list[SwitchPlan]) -> None:
+        """Make ovs-vswitchd reconfigure these (connected) bridges, so their
+        live controller connections take the Controller rows' max_backoff
+        (see the module docstring); ovs-vsctl returns once it has."""
+        args: list[str] = []
+        stamp = f"{time.time():.6f}"
+        for switch in switches:
+            args += ["--", "set", "Bridge", switch.bridge, f"external_ids:kumoflow-connected={_atom(stamp)}"]
+        if args:
+            vsctl(*args[1:], check=False)
 
     def down(self, record: dict[str, Any]) -> list[str]:
         bridge = record.get("bridge")

@@ -152,6 +152,8 @@ class SwitchPlan:
     protocols: tuple[str, ...]
     controllers: tuple[str, ...]
     ports: tuple[PortPlan, ...] = ()
+    #: seconds between attempts to reach a controller, at most
+    max_backoff: int = 1
 
     def record(self) -> dict:
         return {
@@ -227,6 +229,7 @@ def make_plan(topology: Topology) -> Plan:
             protocols=s.protocols,
             controllers=topology.controllers_of(s),
             ports=tuple(sorted(ports[s.name], key=lambda p: p.number)),
+            max_backoff=topology.max_backoff_of(s),
         )
         for s in topology.switches
     )

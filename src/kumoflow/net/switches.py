@@ -74,6 +74,12 @@ class SwitchKind(ABC):
         controllers? A kind that cannot tell answers True."""
         return {s.name: True for s in switches}
 
+    def on_connected(self, switches: list[SwitchPlan]) -> None:
+        """Called by ``Network.wait_connected`` with switches it has just
+        seen connected for the first time, for settings that only take
+        effect on a live connection (see :mod:`kumoflow.net.ovs`). The
+        default does nothing."""
+
 
 def kind_names() -> list[str]:
     return sorted(SWITCH_KINDS)

@@ -4,6 +4,7 @@ A topology file is YAML::
 
     name: single                 # optional; default: the file name without .yaml
     controller: tcp:127.0.0.1:6653   # optional; one target or a list
+    max_backoff: 1               # optional, seconds, default 1 (see below)
     offloads: false              # optional, default false (see below)
     hosts:
       - {name: h1, mac: "00:00:00:00:00:01", ip: 10.0.0.1/24, gateway: 10.0.0.254}
@@ -23,7 +24,8 @@ unused. ``fail_mode`` is ``secure`` (default: no forwarding without a
 controller) or ``standalone`` (the switch acts as a learning switch while no
 controller is connected). ``protocols`` defaults to ``[OpenFlow13]``.
 ``controller`` overrides the topology's controller for this switch (an
-empty list or ``none`` means no controller).
+empty list or ``none`` means no controller). ``max_backoff`` overrides the
+topology's for this switch.
 
 ``links``: veth pairs; ``src`` and ``dst`` name nodes, at least one of them a
 switch. ``src_port``/``dst_port`` set the OpenFlow port number of a switch
@@ -34,6 +36,24 @@ are turned off on every veth. A userspace switch reads frames whose
 checksums the kernel has not computed yet; forwarded as they are, TCP
 segments arrive with bad checksums and TCP stalls, while ping still works.
 Set true only if every switch is in the kernel.
+
+``max_backoff``: the longest wait, in whole seconds (1..3600), between a
+switch's attempts to reach a controller it lost or could not reach. Both
+kinds back off exponentially up to it: Open vSwitch retries after 1 s, then
+2, 4 ... seconds (the Controller row's ``max_backoff``, in ms; its own
+default is 8 s), the kumoflow switch after 0.5 s, then 1, 2 ... seconds
+(``kumoflow switch --max-backoff``; 8 s by default). With the emulator's
+default of 1 s a switch is back within about a second of its controller
+returning, e.g. after a controller restart; a switch whose controller stays
+away retries once a second. Open vSwitch counts whole seconds, hence
+integers. Open vSwitch 3.1.0 (Debian 12) applies the setting only to a
+connection that is up when its bridge is reconfigured, which
+``Network.wait_connected()`` does (see :mod:`kumoflow.net.ovs`); before its
+first connection an Open vSwitch bridge backs off up to 8 s. The inactivity
+probe is left at its default (Open vSwitch probes an idle channel after
+5 s and drops it 5 s later; the kumoflow switch echoes after 5 s and drops
+after 15 s); a controller that dies closes its connections at once, so it
+does not matter for a restart.
 
 Controller targets: ``tcp:IP[:PORT]``, ``ssl:IP[:PORT]`` (IPv6 as
 ``tcp:[::1]:6653``), or ``unix:PATH``; the default port is 6653.
@@ -67,6 +87,9 @@ DEFAULT_CONTROLLER_PORT = 6653
 #: OVS accepts ofport_request 1..65279; OpenFlow reserves the ports above.
 MAX_PORT = 65279
 MAX_DPID = (1 << 64) - 1
+#: seconds; see ``max_backoff`` in the module docstring
+DEFAULT_MAX_BACKOFF = 1
+MAX_BACKOFF_LIMIT = 3600
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -90,6 +113,8 @@ class Switch:
     protocols: tuple[str, ...] = DEFAULT_PROTOCOLS
     #: None: use the topology's controllers
     controllers: tuple[str, ...] | None = None
+    #: None: use the topology's max_backoff
+    max_backoff: int | None = None
     line: int = 0
 
 
@@ -114,6 +139,8 @@ class Topology:
     switches: tuple[Switch, ...] = ()
     links: tuple[Link, ...] = ()
     controllers: tuple[str, ...] = ()
+    #: seconds between reconnection attempts, at most (see the module docstring)
+    max_backoff: int = DEFAULT_MAX_BACKOFF
     offloads: bool = False
     source: str = "<string>"
 
@@ -134,6 +161,9 @@ class Topology:
 
     def controllers_of(self, switch: Switch) -> tuple[str, ...]:
         return self.controllers if switch.controllers is None else switch.controllers
+
+    def max_backoff_of(self, switch: Switch) -> int:
+        return self.max_backoff if switch.max_backoff is None else switch.max_backoff
 
     def with_overrides(
         self,
@@ -240,7 +270,7 @@ class _Builder:
     def build(self, root: Node, default: str) -> Topology | None:
         r = self.r
         top = r.mapping(
-            root, "", optional=("name", "controller", "offloads", "hosts", "switches", "links")
+            root, "", optional=("name", "controller", "max_backoff", "offloads", "hosts", "switches", "links")
         )
         if top is None:
             return None
@@ -252,6 +282,9 @@ class _Builder:
         controllers: tuple[str, ...] = ()
         if "controller" in top:
             controllers = self.controllers(top["controller"], "controller")
+        max_backoff = DEFAULT_MAX_BACKOFF
+        if "max_backoff" in top:
+            max_backoff = r.integer(top["max_backoff"], "max_backoff", 1, MAX_BACKOFF_LIMIT) or max_backoff
         offloads = False
         if "offloads" in top:
             offloads = bool(r.boolean(top["offloads"], "offloads"))
@@ -270,6 +303,7 @@ class _Builder:
             switches=tuple(switches),
             links=tuple(links),
             controllers=controllers,
+            max_backoff=max_backoff,
             offloads=offloads,
         )
 
@@ -386,7 +420,7 @@ class _Builder:
                 item,
                 where,
                 required=("name",),
-                optional=("kind", "dpid", "fail_mode", "protocols", "controller"),
+                optional=("kind", "dpid", "fail_mode", "protocols", "controller", "max_backoff"),
             )
             if keys is None:
                 continue
@@ -412,6 +446,10 @@ class _Builder:
             if "controller" in keys:
                 controllers = self.controllers(keys["controller"], field_key(where, "controller"))
                 switch = replace(switch, controllers=controllers)
+            if "max_backoff" in keys:
+                backoff = r.integer(keys["max_backoff"], field_key(where, "max_backoff"), 1, MAX_BACKOFF_LIMIT)
+                if backoff is not None:
+                    switch = replace(switch, max_backoff=backoff)
             dpid_node = keys.get("dpid")
             if dpid_node is not None:
                 dpid = self.dpid(dpid_node, field_key(where, "dpid"))

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "or act as a learning switch (standalone)")
     p.add_argument("--echo-interval", type=float, default=5.0, metavar="SECONDS",
                    help="echo an idle controller after this long; give up after 3 times it (default 5)")
+    p.add_argument("--max-backoff", type=float, default=8.0, metavar="SECONDS",
+                   help="retry a lost or unreachable controller after 0.5 s, then doubling the wait "
+                        "up to this (at least 0.5; default 8)")
     p.add_argument("--status-file", metavar="PATH",
                    help="keep a JSON status (pid, connected, listen addresses) in PATH while running")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -104,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--tables {args.tables}: must be 1..254")
         if args.buffers < 0:
             raise ValueError("--buffers must be 0 or more")
+        if not args.max_backoff >= 0.5:
+            raise ValueError(f"--max-backoff {args.max_backoff}: must be at least 0.5")
     except ValueError as exc:
         logging.error("%s", exc)
         return 2
@@ -123,7 +128,8 @@ async def _serve(args: argparse.Namespace, ports: dict[int, str]) -> int:
     try:
         switch = Switch(args.dpid, ports, controllers=args.controller, listen=args.listen,
                         n_tables=args.tables, n_buffers=args.buffers, fail_mode=args.fail_mode,
-                        echo_interval=args.echo_interval, status_file=args.status_file)
+                        echo_interval=args.echo_interval, max_backoff=args.max_backoff,
+                        status_file=args.status_file)
         configure_gc()                  # process-wide: before any port, listener or channel exists
         await switch.start()
     except (PortError, OSError, ValueError) as exc:

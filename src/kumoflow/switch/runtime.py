@@ -103,7 +103,7 @@ def configure_gc() -> None:
 class Switch:
     def __init__(self, dpid: int, ports: dict[int, Any], *, controllers: list[str] = (),
                  listen: list[str] = (), n_tables: int = 64, n_buffers: int = 256,
-                 fail_mode: str = "secure", echo_interval: float = 5.0,
+                 fail_mode: str = "secure", echo_interval: float = 5.0, max_backoff: float = 8.0,
                  tick_interval: float = 0.5, poll_interval: float = 2.0,
                  status_file: str | None = None, datapath: Any = None) -> None:
         """`ports`: OpenFlow port number -> interface name (a LinuxPort is made)
@@ -124,7 +124,8 @@ class Switch:
         self.datapath = datapath
         self._port_specs = dict(ports)
         self.ports: dict[int, Any] = {}
-        self.channels = Channels(self.datapath, echo_interval=echo_interval, on_change=self._mode_changed)
+        self.channels = Channels(self.datapath, echo_interval=echo_interval, max_backoff=max_backoff,
+                                 on_change=self._mode_changed)
         self.bridge = LearningBridge(self.ports)
         self.standalone = False
         self.listening: list[str] = []
