@@ -93,9 +93,17 @@ class MemSwitch:
             self.net.queue.append((lambda d: session.receive_data(d) if session is self.session else None, data))
 
     def flows(self, table: int | None = None):
-        """(table, priority, match, instructions) of every flow entry."""
+        """The flow stats (ofp.FlowStats) of every flow entry, or of one table's."""
         reply = self.dp.handle(ofp.FlowStatsRequest(table_id=ofp.OFPTT.ALL if table is None else table))
         return [f for part in reply for f in part.body]
+
+    def groups(self) -> dict:
+        """group id -> ofp.GroupDesc of every group the switch holds."""
+        return {g.group_id: g for part in self.dp.handle(ofp.GroupDescRequest()) for g in part.body}
+
+    def mods(self) -> list:
+        """The FLOW_MOD, GROUP_MOD and METER_MOD messages received from the controller."""
+        return [m for m in self.received if isinstance(m, (ofp.FlowMod, ofp.GroupMod, ofp.MeterMod))]
 
 
 class MemHost:
@@ -115,6 +123,7 @@ class MemNet:
         self.clock = Clock()
         options.setdefault("settle", 2.0)
         options.setdefault("audit_interval", 30.0)
+        self.options = dict(options)
         self.core = Core(apps, clock=self.clock, **options)
         self.switches: dict[int, MemSwitch] = {}
         self.hosts: dict[str, MemHost] = {}
@@ -141,6 +150,10 @@ class MemNet:
         host.switch, host.port_no = switch, port
         switch.ports[port].deliver = host.received.append
 
+    def unlink(self, a: MemSwitch, a_port: int, b: MemSwitch, b_port: int) -> None:
+        """The cable stops carrying frames, both ways, with no carrier change."""
+        a.ports[a_port].deliver = b.ports[b_port].deliver = None
+
     def set_link(self, switch: MemSwitch, port: int, up: bool) -> None:
         """Carrier up/down on a port (and on its peer, as with a veth pair)."""
         switch.ports[port].set_link(up)
@@ -151,6 +164,21 @@ class MemNet:
         for s in self.switches.values():
             s.connect()
         self.run()
+
+    def restart_controller(self, apps, **options) -> Core:
+        """The controller dies without a word and a new one (a fresh Core with
+        `apps`) takes over the same switches, which keep their flows. Each
+        switch's `received` starts empty again."""
+        self.run()
+        for s in self.switches.values():
+            s.session, s.conn = None, None
+        self.core = Core(apps, clock=self.clock, **{**self.options, **options})
+        self.core.start()
+        for s in self.switches.values():
+            s.received.clear()
+            s.connect()
+        self.run()
+        return self.core
 
     def run(self, limit: int = 1_000_000) -> int:
         """Deliver everything queued (and what that causes) until quiet."""
