@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+REPO = HERE.parents[1]
 KINDS = ("kumoflow", "osken", "osken-eventlet", "null")
 UP_LINE = re.compile(rb"switch \S+ up\b")
 DOWN_LINE = re.compile(rb"switch \S+ down\b")
@@ -88,7 +88,7 @@ def listen_overflows() -> int:
 def osken_manager(python: str) -> list[str]:
     """`osken-manager` beside the Python if os-ken installed one, else our equivalent launcher."""
     beside = Path(python).parent / "osken-manager"
-    return [str(beside)] if beside.exists() else [python, str(HERE / "cbench_osken.py")]
+    return [str(beside)] if beside.exists() else [python, str(HERE / "_cbench_osken.py")]
 
 
 class Controller:
@@ -113,7 +113,7 @@ class Controller:
                 self.argv += ["--echo-interval", str(echo_interval)]
         elif kind.startswith("osken"):
             self.env["OSKEN_HUB_TYPE"] = "eventlet" if kind == "osken-eventlet" else "native"
-            self.argv = [*osken_manager(python), str(HERE / "osken_simple_switch_13.py"),
+            self.argv = [*osken_manager(python), str(HERE / "_osken_simple_switch_13.py"),
                          "--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port", str(self.port)]
             if echo_interval:   # config-file options, not command-line ones
                 fd, self.conf_path = tempfile.mkstemp(prefix="cbench-osken-", suffix=".conf", dir=log_dir)
@@ -122,7 +122,7 @@ class Controller:
                 os.close(fd)
                 self.argv += ["--config-file", self.conf_path]
         else:
-            self.argv = [python, str(HERE / "cbench_null.py"), "--listen", listen]
+            self.argv = [python, str(HERE / "_cbench_null.py"), "--listen", listen]
         fd, self.log_path = tempfile.mkstemp(prefix=f"cbench-{kind}-", suffix=".log", dir=log_dir)
         os.close(fd)
         self.proc: subprocess.Popen | None = None

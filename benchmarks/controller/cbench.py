@@ -45,10 +45,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import cbench_ctl  # noqa: E402
-import cbench_profile  # noqa: E402
-from cbench_ctl import Controller  # noqa: E402
-from cbench_switch import worker_main  # noqa: E402
+import _cbench_ctl as cbench_ctl  # noqa: E402
+import _cbench_profile as cbench_profile  # noqa: E402
+from _cbench_ctl import Controller  # noqa: E402
+from _cbench_switch import worker_main  # noqa: E402
 
 LABEL = {"kumoflow": "kumoflow l2", "osken": "os-ken simple_switch_13 (native threads, default hub)",
          "osken-eventlet": "os-ken simple_switch_13 (eventlet hub)", "null": "null responder"}

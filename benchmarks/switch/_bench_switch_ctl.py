@@ -29,9 +29,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE.parents[1] / "src"))
 
-import bench_switch_rules  # noqa: E402
+import _bench_switch_rules as bench_switch_rules  # noqa: E402
 from kumoflow import ofp  # noqa: E402
 from kumoflow.controller import App, Controller  # noqa: E402
 

@@ -28,7 +28,7 @@ import struct
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from kumoflow.switch.mmsg import SendBatch, _IOVec, _MMsgHdr, _addr  # noqa: E402
 from kumoflow.switch.ring import TP_STATUS_USER, RxRing  # noqa: E402

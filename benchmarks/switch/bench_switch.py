@@ -166,12 +166,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-import bench_switch_profile  # noqa: E402
-import bench_switch_rules as rules_mod  # noqa: E402
-from bench_switch_net import (HOST_CPU, SWITCH_CPU, Lab, Pair, napi_threads, sh, softnet, sweep,  # noqa: E402
+import _bench_switch_profile as bench_switch_profile  # noqa: E402
+import _bench_switch_rules as rules_mod  # noqa: E402
+from _bench_switch_net import (HOST_CPU, SWITCH_CPU, Lab, Pair, napi_threads, sh, softnet, sweep,  # noqa: E402
                               thread_affinity, wait_for)
 
 PY = sys.executable
@@ -385,7 +385,7 @@ class LoopArm(Arm):
         self.start()
 
     def start(self) -> None:
-        self.proc = self.lab.start(ON_SWITCH_CPU + [PY, str(HERE / "bench_switch_loop.py"), self.pair.port_a,
+        self.proc = self.lab.start(ON_SWITCH_CPU + [PY, str(HERE / "_bench_switch_loop.py"), self.pair.port_a,
                                                     self.pair.port_b], stdout=subprocess.DEVNULL)
         self.pid = self.proc.pid
         time.sleep(0.3)
@@ -450,7 +450,7 @@ class Bench:
 
     def gen(self, pair: Pair, seconds: float, rate: float = 0) -> subprocess.Popen:
         """bench_switch_gen.py in host a, on the host CPU: flat out, or paced at `rate`."""
-        argv = ["ip", "netns", "exec", pair.ns_a, "taskset", "-c", GEN_CPU, PY, str(HERE / "bench_switch_gen.py"),
+        argv = ["ip", "netns", "exec", pair.ns_a, "taskset", "-c", GEN_CPU, PY, str(HERE / "_bench_switch_gen.py"),
                 "--src-mac", pair.mac_a, "--dst-mac", sink_mac(pair), "--src-ip", pair.ip_a, "--dst-ip", pair.ip_b,
                 "--seconds", str(seconds)]
         if rate:
@@ -589,7 +589,7 @@ def controller_install(bench: Bench, lab: Lab, arm: Arm, n: int) -> dict:
     its flows counted while the controller still holds the switch."""
     arm.ofctl("del-flows")
     port = free_port()
-    ctl = lab.start([PY, str(HERE / "bench_switch_ctl.py"), "--port", str(port), "--rules", str(n), "--hold"],
+    ctl = lab.start([PY, str(HERE / "_bench_switch_ctl.py"), "--port", str(port), "--rules", str(n), "--hold"],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                     env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
     ctl.stdout.readline()                                   # listening
