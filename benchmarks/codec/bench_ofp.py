@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """OpenFlow 1.3 codec throughput: kumoflow side by side with os-ken.
 
-    .venv/bin/python benchmarks/bench_ofp.py            # full run (about a minute)
-    .venv/bin/python benchmarks/bench_ofp.py --quick    # short run
-    .venv/bin/python benchmarks/bench_ofp.py --profile  # + cProfile of kumoflow's side
+    .venv/bin/python benchmarks/codec/bench_ofp.py            # full run (about a minute)
+    .venv/bin/python benchmarks/codec/bench_ofp.py --quick    # a few seconds: a smoke test
+    .venv/bin/python benchmarks/codec/bench_ofp.py --profile  # + cProfile of kumoflow's side
 
 Workloads (the same bytes for both libraries, in one process, one run):
 
@@ -34,9 +34,10 @@ Before timing, every workload is checked: both encoders produce identical
 bytes, both decoders decode those bytes to the same values, and each
 library re-encodes its own decoded objects to the same bytes.
 
-Timing: time.perf_counter around a loop of N calls (N calibrated so one
-repeat lasts --min-time), the garbage collector off during a repeat (as
-timeit does), kumoflow and os-ken repeats interleaved, best of --repeat.
+Timing (benchlib.interleaved): time.perf_counter around a loop of N calls
+(N calibrated so one repeat lasts --min-time), the garbage collector off
+during a repeat (as timeit does), kumoflow and os-ken repeats interleaved,
+best of --repeat.
 Many short interleaved repeats make the best-of figures steadier on a
 machine that is doing other work.
 """
@@ -45,24 +46,20 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime
-import gc
-import hashlib
-import os
-import platform
 import pstats
 import struct
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from kumoflow import ofp
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))     # benchmarks/: benchlib
+import benchlib  # noqa: E402
 
-from os_ken.lib.pack_utils import msg_pack_into
-from os_ken.ofproto import ofproto_parser, ofproto_v1_3 as osp, ofproto_v1_3_parser as osk
+from kumoflow import ofp  # noqa: E402
+
+from os_ken.lib.pack_utils import msg_pack_into  # noqa: E402
+from os_ken.ofproto import ofproto_parser, ofproto_v1_3 as osp, ofproto_v1_3_parser as osk  # noqa: E402
 
 GOAL = 3.0
 
@@ -82,24 +79,15 @@ def osken_decode(data: bytes) -> Any:
     return ofproto_parser.msg(DP, version, msg_type, msg_len, xid, data)
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def udp_frame(size: int = 100) -> bytes:
     """An Ethernet/IPv4/UDP frame of `size` bytes with valid checksums."""
     src, dst = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
     payload = bytes(i & 0xFF for i in range(size - 42))
     udp = struct.pack("!HHHH", 40001, 40002, 8 + len(payload), 0) + payload
-    csum = _checksum(src + dst + struct.pack("!BBH", 0, 17, len(udp)) + udp) or 0xFFFF
+    csum = benchlib.inet_checksum(src + dst + struct.pack("!BBH", 0, 17, len(udp)) + udp) or 0xFFFF
     udp = udp[:6] + struct.pack("!H", csum) + udp[8:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, src, dst)
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", benchlib.inet_checksum(ip)) + ip[12:]
     return bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + udp
 
 
@@ -336,89 +324,25 @@ def build_workloads() -> list[Workload]:
     ]
 
 
-KEEP_GC = False
-
-
-def _time(fn: Callable[[], Any], n: int) -> float:
-    gc_was = gc.isenabled()
-    if not KEEP_GC:
-        gc.disable()
-    try:
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        return time.perf_counter() - start
-    finally:
-        if gc_was:
-            gc.enable()
-
-
-def _calibrate(fn: Callable[[], Any], min_time: float) -> int:
-    n = 1
-    while True:
-        t = _time(fn, n)
-        if t >= min_time / 4:
-            return max(1, round(n * min_time / t))
-        n *= 4 if t < min_time / 40 else 2
-
-
-def rates(kf: Callable[[], Any], ok: Callable[[], Any], min_time: float, repeat: int) -> tuple[float, float]:
+def rates(kf: Callable[[], Any], ok: Callable[[], Any], min_time: float, repeat: int,
+          keep_gc: bool) -> tuple[float, float]:
     """Best-of-`repeat` calls per second of each, repeats interleaved."""
-    n_kf, n_ok = _calibrate(kf, min_time), _calibrate(ok, min_time)
-    best_kf = best_ok = float("inf")
-    for _ in range(repeat):
-        best_kf = min(best_kf, _time(kf, n_kf) / n_kf)
-        best_ok = min(best_ok, _time(ok, n_ok) / n_ok)
-    return 1 / best_kf, 1 / best_ok
+    t = benchlib.interleaved({"kumoflow": kf, "os-ken": ok}, min_time, repeat, keep_gc=keep_gc)
+    return t["kumoflow"].rate, t["os-ken"].rate
 
 
-def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def machine() -> dict[str, Any]:
     ofp_dir = Path(ofp.__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=ofp_dir, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], capture_output=True, text=True,
-                               cwd=ofp_dir, timeout=10).stdout.strip()
-        if commit and dirty:
-            commit += " + uncommitted changes in src/kumoflow/ofp"
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    m = benchlib.machine(packages=("os-ken",), code=("src/kumoflow/ofp",))
     # The codec's source as measured, so a figure can be tied to the code.
-    digest = hashlib.sha256()
-    for path in sorted(ofp_dir.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    try:
-        from importlib.metadata import version
-        osken_version = version("os-ken")
-    except Exception:  # noqa: BLE001 - informational only
-        osken_version = "?"
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "cpu": f"{cpu}, nproc {os.cpu_count()}",
-        "os": f"{platform.system()} {platform.release()}",
-        "os-ken": osken_version,
-        "kumoflow commit": commit or "?",
-        "kumoflow.ofp source sha256": digest.hexdigest()[:16],
-    }
-
-
-def fmt_rate(r: float) -> str:
-    return f"{r:,.0f}" if r >= 100 else f"{r:,.1f}"
+    m["kumoflow.ofp source sha256"] = benchlib.source_digest(ofp_dir)
+    return m
 
 
 def profile(workloads: list[Workload], seconds: float, top: int) -> None:
     for w in workloads:
         for op, fn in (("decode", w.kf_decode), ("encode", w.kf_encode)):
-            n = _calibrate(fn, seconds)
+            n = benchlib.calibrate(fn, seconds)
             prof = cProfile.Profile()
             prof.enable()
             for _ in range(n):
@@ -432,7 +356,7 @@ def profile(workloads: list[Workload], seconds: float, top: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="short run: 0.05 s per repeat, 3 repeats")
+    benchlib.add_output_args(ap, "a few seconds (0.05 s per repeat, 3 repeats): a smoke test, not a figure")
     ap.add_argument("--min-time", type=float, default=None, help="seconds per timed repeat (default 0.1)")
     ap.add_argument("--repeat", type=int, default=None, help="repeats, best kept (default 15)")
     ap.add_argument("--goal", type=float, default=GOAL, help=f"target kumoflow/os-ken ratio (default {GOAL})")
@@ -442,35 +366,34 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     min_time = args.min_time or (0.05 if args.quick else 0.1)
     repeat = args.repeat or (3 if args.quick else 15)
-    global KEEP_GC
-    KEEP_GC = args.gc
 
     workloads = build_workloads()  # raises if the two sides disagree
+    m = machine()
     print("# OpenFlow 1.3 codec: kumoflow vs os-ken\n")
-    for key, value in machine().items():
-        print(f"- {key}: {value}")
-    print(f"- timing: best of {repeat} x {min_time} s, gc {'on' if KEEP_GC else 'off'} while timing, "
+    print("\n".join(benchlib.machine_lines(m)))
+    print(f"- command: `{benchlib.command_line(argv)}`")
+    print(f"- timing: best of {repeat} x {min_time} s, gc {'on' if args.gc else 'off'} while timing, "
           "encode includes object construction")
     print("- checked first: identical bytes from both encoders; equal values from both decoders\n")
 
     header = ("workload", "op", "kumoflow /s", "os-ken /s", "kumoflow / os-ken", f"goal {args.goal:g}x")
-    rows = []
+    rows, results = [], []
     below = False
     for w in workloads:
         for op, kf, ok in (("decode", w.kf_decode, w.ok_decode), ("encode", w.kf_encode, w.ok_encode)):
-            r_kf, r_ok = rates(kf, ok, min_time, repeat)
+            r_kf, r_ok = rates(kf, ok, min_time, repeat, args.gc)
             ratio = r_kf / r_ok
             below |= ratio < args.goal
-            rows.append((w.name, f"{op} ({w.unit})", fmt_rate(r_kf), fmt_rate(r_ok), f"{ratio:.2f}x",
-                         "met" if ratio >= args.goal else "BELOW"))
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w)  # noqa: E731
-                                       for i, (c, w) in enumerate(zip(r, widths))) + " |"
-    print(line(header))
-    print("|" + "|".join("-" * (w + 2) if i < 2 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|")
-    for r in rows:
-        print(line(r))
+            rows.append((w.name, f"{op} ({w.unit})", benchlib.fmt_rate(r_kf), benchlib.fmt_rate(r_ok),
+                         f"{ratio:.2f}x", "met" if ratio >= args.goal else "BELOW"))
+            results.append({"workload": w.name, "op": op, "unit": w.unit, "kumoflow_per_s": r_kf,
+                            "osken_per_s": r_ok, "ratio": ratio})
+    print(benchlib.md_table(header, rows, align="llrrrr"))
     print(f"\n(one reply = {N_FLOWS} entries in 2 messages; entries/s = replies/s x {N_FLOWS})")
+    if args.json:
+        benchlib.write_json(args.json, {"machine": m, "command": benchlib.command_line(argv),
+                                        "min_time": min_time, "repeat": repeat, "gc": args.gc,
+                                        "results": results})
 
     if args.profile:
         profile(workloads, max(min_time, 0.5), 20)

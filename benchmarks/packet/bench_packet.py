@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Packet header parse/build throughput: kumoflow.packet next to os-ken and scapy.
 
-    .venv/bin/python benchmarks/bench_packet.py            # full run
-    .venv/bin/python benchmarks/bench_packet.py --quick    # short run
-    .venv/bin/python benchmarks/bench_packet.py --no-scapy # skip the slow peer
+    .venv/bin/python benchmarks/packet/bench_packet.py            # full run
+    .venv/bin/python benchmarks/packet/bench_packet.py --quick    # a few seconds: a smoke test
+    .venv/bin/python benchmarks/packet/bench_packet.py --no-scapy # skip the slow peer
 
 Workloads (the same bytes for every library, in one process):
 
@@ -18,26 +18,29 @@ Workloads (the same bytes for every library, in one process):
   computed by each library.
 
 Before timing, every workload is checked: the libraries agree on the
-decoded field values / produce identical bytes.  Timing: perf_counter around
-N calls (N calibrated to --min-time), gc off during a repeat, libraries
-interleaved, best of --repeat; reported as microseconds per operation and
-as the peer's time divided by kumoflow's.
+decoded field values / produce identical bytes.  Timing
+(benchlib.interleaved): perf_counter around N calls (N calibrated so that
+a repeat lasts --min-time), gc off during a repeat, libraries interleaved,
+best of --repeat; reported as microseconds per operation and as the peer's
+time divided by kumoflow's.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
-import time
+from pathlib import Path
 from typing import Any, Callable
 
-from os_ken.lib.packet import ethernet as ok_eth
-from os_ken.lib.packet import packet as ok_packet
-from os_ken.lib.packet import ipv4 as ok_ipv4
-from os_ken.lib.packet import udp as ok_udp
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))     # benchmarks/: benchlib
+import benchlib  # noqa: E402
 
-from kumoflow.packet import (
+from os_ken.lib.packet import ethernet as ok_eth  # noqa: E402
+from os_ken.lib.packet import packet as ok_packet  # noqa: E402
+from os_ken.lib.packet import ipv4 as ok_ipv4  # noqa: E402
+from os_ken.lib.packet import udp as ok_udp  # noqa: E402
+
+from kumoflow.packet import (  # noqa: E402
     ICMPv6, IPv4, IPv6, NDNeighborSolicit, NDOptSourceLinkAddr, TCP, UDP, VLAN, VXLAN, Ethernet,
     Packet, parse, parse_ethernet,
 )
@@ -132,45 +135,17 @@ def check(with_scapy: bool) -> None:
         assert ether(UDP4).src == M1
 
 
-# -- timing ------------------------------------------------------------------------------
+# -- main --------------------------------------------------------------------------------
 
-def _loop(fn: Callable, arg, n: int) -> float:
-    gc.disable()
-    try:
-        if arg is None:
-            t0 = time.perf_counter()
-            for _ in range(n):
-                fn()
-        else:
-            t0 = time.perf_counter()
-            for _ in range(n):
-                fn(arg)
-        return time.perf_counter() - t0
-    finally:
-        gc.enable()
-
-
-def bench(fns: dict[str, Callable], arg, min_time: float, repeat: int) -> dict[str, float]:
-    counts = {}
-    for name, fn in fns.items():
-        n = 1
-        while _loop(fn, arg, n) < min_time / 4:
-            n *= 2
-        counts[name] = n * 4
-    best = {name: float("inf") for name in fns}
-    for _ in range(repeat):  # interleave the libraries
-        for name, fn in fns.items():
-            best[name] = min(best[name], _loop(fn, arg, counts[name]) / counts[name])
-    return best
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="short run")
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    benchlib.add_output_args(ap, "a few seconds (0.05 s per repeat, 3 repeats): a smoke test, not a figure")
     ap.add_argument("--no-scapy", action="store_true", help="leave scapy out")
-    ap.add_argument("--min-time", type=float, default=None)
-    ap.add_argument("--repeat", type=int, default=None)
-    args = ap.parse_args()
+    ap.add_argument("--min-time", type=float, default=None, help="seconds per timed repeat (default 0.3)")
+    ap.add_argument("--repeat", type=int, default=None, help="repeats, best kept (default 7)")
+    args = ap.parse_args(argv)
     min_time = args.min_time or (0.05 if args.quick else 0.3)
     repeat = args.repeat or (3 if args.quick else 7)
     with_scapy = not args.no_scapy
@@ -189,16 +164,30 @@ def main() -> int:
         for name, arg, fns in workloads:
             fns["scapy"] = scapy_build if arg is None else ether
 
-    print(f"python {sys.version.split()[0]}, min-time {min_time}s, best of {repeat}")
-    print(f"{'workload':<12} {'kumoflow us':>12} {'os-ken us':>10} {'x':>6}"
-          + (f" {'scapy us':>10} {'x':>6}" if with_scapy else ""))
+    m = benchlib.machine(packages=("os-ken", "scapy") if with_scapy else ("os-ken",),
+                         code=("src/kumoflow/packet",))
+    print("# Packet headers: kumoflow vs os-ken" + (" and scapy" if with_scapy else "") + "\n")
+    print("\n".join(benchlib.machine_lines(m)))
+    print(f"- command: `{benchlib.command_line(argv)}`")
+    print(f"- timing: best of {repeat} x {min_time} s, gc off while timing; µs per operation, "
+          "and the peer's time / kumoflow's\n")
+    header = ["workload", "kumoflow µs", "os-ken µs", "os-ken / kumoflow"]
+    if with_scapy:
+        header += ["scapy µs", "scapy / kumoflow"]
+    rows, results = [], []
     for name, arg, fns in workloads:
-        t = bench(fns, arg, min_time, repeat)
-        kf = t["kumoflow"]
-        line = f"{name:<12} {kf * 1e6:>12.2f} {t['os-ken'] * 1e6:>10.2f} {t['os-ken'] / kf:>6.1f}"
+        t = benchlib.interleaved(fns, min_time, repeat, arg=arg) if arg is not None else \
+            benchlib.interleaved(fns, min_time, repeat)
+        kf = t["kumoflow"].best
+        row = [name, f"{kf * 1e6:.2f}", f"{t['os-ken'].best * 1e6:.2f}", f"{t['os-ken'].best / kf:.1f}x"]
         if with_scapy:
-            line += f" {t['scapy'] * 1e6:>10.2f} {t['scapy'] / kf:>6.1f}"
-        print(line)
+            row += [f"{t['scapy'].best * 1e6:.2f}", f"{t['scapy'].best / kf:.1f}x"]
+        rows.append(row)
+        results.append({"workload": name, **{f"{lib}_us": v.best * 1e6 for lib, v in t.items()}})
+    print(benchlib.md_table(header, rows))
+    if args.json:
+        benchlib.write_json(args.json, {"machine": m, "command": benchlib.command_line(argv),
+                                        "min_time": min_time, "repeat": repeat, "results": results})
     return 0
 
 

@@ -3,8 +3,8 @@
 memory per 100,000 rules, insert and delete rates, and the per-packet cost
 of the datapath with and without its decision cache.
 
-    .venv/bin/python benchmarks/bench_classifier.py            # full run, a few minutes
-    .venv/bin/python benchmarks/bench_classifier.py --quick    # a smoke test (fewer rules, short timing)
+    .venv/bin/python benchmarks/switch/bench_classifier.py            # full run, a few minutes
+    .venv/bin/python benchmarks/switch/bench_classifier.py --quick    # seconds: a smoke test (fewer rules)
 
 What is measured (all in one process, sans-IO, no sockets):
 
@@ -36,8 +36,8 @@ What is measured (all in one process, sans-IO, no sockets):
    behaviour, `FastPath.selective = False`) against selective
    invalidation, and with no flow changes at all.
 
-Timing: perf_counter around a loop, garbage collector off during a repeat,
-best of --repeat. The output is Markdown, with the date, machine, Python and
+Timing (benchlib.repeat_time): perf_counter around a loop, garbage collected
+before and collector off during a repeat, best of --repeat. The output is Markdown, with the date, machine, Python and
 git commit, for docs/benchmarks.md.
 """
 
@@ -45,23 +45,24 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
 import random
-import subprocess
 import sys
 import time
 import tracemalloc
-from datetime import datetime, timezone
+from pathlib import Path
 
-from kumoflow import ofp
-from kumoflow.switch import flowkey as fk
-from kumoflow.switch.classifier import Classifier
-from kumoflow.switch.datapath import Datapath
-from kumoflow.switch.flowmatch import compile_match
-from kumoflow.switch.flowtable import FlowEntry, FlowTable
-from kumoflow.switch.pipeline import Program
-from kumoflow.switch.port import PortBase
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))     # benchmarks/: benchlib
+import benchlib  # noqa: E402
+from benchlib import fmt_rate, fmt_us  # noqa: E402
+
+from kumoflow import ofp  # noqa: E402
+from kumoflow.switch import flowkey as fk  # noqa: E402
+from kumoflow.switch.classifier import Classifier  # noqa: E402
+from kumoflow.switch.datapath import Datapath  # noqa: E402
+from kumoflow.switch.flowmatch import compile_match  # noqa: E402
+from kumoflow.switch.flowtable import FlowEntry, FlowTable  # noqa: E402
+from kumoflow.switch.pipeline import Program  # noqa: E402
+from kumoflow.switch.port import PortBase  # noqa: E402
 
 P = fk.PRESENT
 
@@ -177,30 +178,9 @@ def keys_for(entries: list[FlowEntry], count: int, seed: int = 2) -> list[list]:
     return keys
 
 
-# --- timing ----------------------------------------------------------------------------------------------
-
 def best(fn, repeat: int) -> float:
-    """Best wall time of fn() over `repeat` runs, gc off."""
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        gc.disable()
-        try:
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        finally:
-            gc.enable()
-    return min(times)
-
-
-def fmt_us(s: float) -> str:
-    us = s * 1e6
-    return f"{us:,.2f}" if us < 100 else f"{us:,.0f}"
-
-
-def fmt_rate(x: float) -> str:
-    return f"{x:,.0f}"
+    """Best wall time of fn() over `repeat` runs (gc off)."""
+    return benchlib.repeat_time(fn, repeat).best
 
 
 # --- 1. lookup -------------------------------------------------------------------------------------------
@@ -223,9 +203,9 @@ def examined(table: Classifier, key: list) -> int:
 
 
 def bench_lookup(sizes, repeat: int, quick: bool) -> list[str]:
-    rows = ["| rules | shapes (subtables) | subtables probed per lookup (mean) | Classifier µs/lookup | "
-            "FlowTable µs/lookup | FlowTable / Classifier |",
-            "|--:|--:|--:|--:|--:|--:|"]
+    header = ["rules", "shapes (subtables)", "subtables probed per lookup (mean)", "Classifier µs/lookup",
+              "FlowTable µs/lookup", "FlowTable / Classifier"]
+    rows = []
     for n in sizes:
         entries = entries_of(rule_set(n))
         cls_t, ref = Classifier(0), FlowTable(0)
@@ -241,10 +221,10 @@ def bench_lookup(sizes, repeat: int, quick: bool) -> list[str]:
         lr = ref.lookup
         t_ref = best(lambda: [lr(k) for k in few], max(1, repeat // 3)) / len(few)
         probed = sum(examined(cls_t, k) for k in keys) / len(keys)
-        rows.append(f"| {n:,} | {cls_t.n_subtables} | {probed:.1f} | {fmt_us(t_cls)} | {fmt_us(t_ref)} | "
-                    f"{t_ref / t_cls:,.0f}x |")
+        rows.append([f"{n:,}", cls_t.n_subtables, f"{probed:.1f}", fmt_us(t_cls), fmt_us(t_ref),
+                     f"{t_ref / t_cls:,.0f}x"])
         print(f"  lookup n={n}: classifier {t_cls * 1e6:.2f} us, flowtable {t_ref * 1e6:.1f} us", file=sys.stderr)
-    return rows
+    return [benchlib.md_table(header, rows, align="rrrrrr")]
 
 
 # --- 2. memory and 3. rates ------------------------------------------------------------------------------
@@ -255,11 +235,11 @@ def flow_mod(m: ofp.Match, p: int, command=ofp.OFPFC.ADD) -> ofp.FlowMod:
 
 def bench_memory_and_rates(n: int) -> tuple[list[str], list[str]]:
     rules = rule_set(n, seed=3)
-    mem_rows = ["| what | bytes per rule | MB per 100,000 rules |", "|---|--:|--:|"]
-    rate_rows = ["| operation | Classifier /s | FlowTable /s |", "|---|--:|--:|"]
+    mem_rows: list[list] = []
+    rate_rows: list[list] = []
 
-    def per_rule(nbytes: int) -> str:
-        return f"| {nbytes / n:,.0f} | {nbytes / n * 100_000 / 1e6:,.1f} |"
+    def per_rule(nbytes: int) -> list[str]:
+        return [f"{nbytes / n:,.0f}", f"{nbytes / n * 100_000 / 1e6:,.1f}"]
 
     # classifier structures only, entries prebuilt (memory traced in a run of its own: tracing slows Python)
     results = {}
@@ -292,12 +272,12 @@ def bench_memory_and_rates(n: int) -> tuple[list[str], list[str]]:
         t_del = time.perf_counter() - t0
         gc.enable()
         results[cls] = (size, n / t_ins, n / t_del)
-    mem_rows.append(f"| Classifier structures (prebuilt entries inserted) {per_rule(results[Classifier][0])}")
-    mem_rows.append(f"| FlowTable structures, for comparison {per_rule(results[FlowTable][0])}")
-    rate_rows.append(f"| insert (prebuilt entries, {n:,}) | {fmt_rate(results[Classifier][1])} | "
-                     f"{fmt_rate(results[FlowTable][1])} |")
-    rate_rows.append(f"| remove (random order, {n:,}) | {fmt_rate(results[Classifier][2])} | "
-                     f"{fmt_rate(results[FlowTable][2])} |")
+    mem_rows.append(["Classifier structures (prebuilt entries inserted)", *per_rule(results[Classifier][0])])
+    mem_rows.append(["FlowTable structures, for comparison", *per_rule(results[FlowTable][0])])
+    rate_rows.append([f"insert (prebuilt entries, {n:,})", fmt_rate(results[Classifier][1]),
+                      fmt_rate(results[FlowTable][1])])
+    rate_rows.append([f"remove (random order, {n:,})", fmt_rate(results[Classifier][2]),
+                      fmt_rate(results[FlowTable][2])])
 
     # whole flow entries through the datapath
     adds = [flow_mod(m, p) for m, p in rules]
@@ -331,14 +311,15 @@ def bench_memory_and_rates(n: int) -> tuple[list[str], list[str]]:
         t_del = time.perf_counter() - t0
         assert len(dp.tables[0]) == 0
         dp_rates[cls] = (size, n / t_add, n / t_del)
-    mem_rows.append(f"| whole flow entries via flow-mods (match, compiled match, instructions, entry, "
-                    f"classifier) {per_rule(dp_rates[Classifier][0])}")
-    rate_rows.append(f"| flow-mod ADD through Datapath.handle ({n:,}) | {fmt_rate(dp_rates[Classifier][1])} | "
-                     f"{fmt_rate(dp_rates[FlowTable][1])} |")
-    rate_rows.append(f"| flow-mod DELETE_STRICT through Datapath.handle ({n:,}) | "
-                     f"{fmt_rate(dp_rates[Classifier][2])} | {fmt_rate(dp_rates[FlowTable][2])} |")
+    mem_rows.append(["whole flow entries via flow-mods (match, compiled match, instructions, entry, classifier)",
+                     *per_rule(dp_rates[Classifier][0])])
+    rate_rows.append([f"flow-mod ADD through Datapath.handle ({n:,})", fmt_rate(dp_rates[Classifier][1]),
+                      fmt_rate(dp_rates[FlowTable][1])])
+    rate_rows.append([f"flow-mod DELETE_STRICT through Datapath.handle ({n:,})", fmt_rate(dp_rates[Classifier][2]),
+                      fmt_rate(dp_rates[FlowTable][2])])
     print(f"  memory/rates n={n} done", file=sys.stderr)
-    return mem_rows, rate_rows
+    return ([benchlib.md_table(["what", "bytes per rule", "MB per 100,000 rules"], mem_rows)],
+            [benchlib.md_table(["operation", "Classifier /s", "FlowTable /s"], rate_rows)])
 
 
 # --- 4. per packet ---------------------------------------------------------------------------------------
@@ -384,9 +365,9 @@ def bench_packets(sizes, repeat: int, quick: bool) -> list[str]:
     frames = [udp_frame(1000 + i) for i in range(64)]
     tagged = [udp_frame(1000 + i, vlan=7) for i in range(64)]
     rounds = 4 if quick else 40
-    rows = ["| rules | reference pipeline, FlowTable | reference pipeline, Classifier | fast path: EMC hit | "
-            "EMC hit, L3 hop | megaflow hit | miss (pipeline + recording) | reference (Classifier) / EMC hit |",
-            "|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    header = ["rules", "reference pipeline, FlowTable", "reference pipeline, Classifier", "fast path: EMC hit",
+              "EMC hit, L3 hop", "megaflow hit", "miss (pipeline + recording)", "reference (Classifier) / EMC hit"]
+    rows = []
     floor = NullPort(9)
     t_floor = best(lambda: [floor.send(f) for _ in range(rounds) for f in frames], repeat) / (rounds * 64)
     for n in sizes:
@@ -428,11 +409,11 @@ def bench_packets(sizes, repeat: int, quick: bool) -> list[str]:
             dp.receive(1, f)
         res["routed"] = run(dp, frames, rounds)
         del dp
-        rows.append(f"| {n:,} | {fmt_us(res['ref_ft'])} | {fmt_us(res['ref_cls'])} | {fmt_us(res['emc'])} | "
-                    f"{fmt_us(res['routed'])} | {fmt_us(res['mega'])} | {fmt_us(res['miss'])} | "
-                    f"{res['ref_cls'] / res['emc']:,.1f}x |")
+        rows.append([f"{n:,}", fmt_us(res['ref_ft']), fmt_us(res['ref_cls']), fmt_us(res['emc']),
+                     fmt_us(res['routed']), fmt_us(res['mega']), fmt_us(res['miss']),
+                     f"{res['ref_cls'] / res['emc']:,.1f}x"])
         print(f"  packets n={n}: " + ", ".join(f"{k} {v * 1e6:.2f} us" for k, v in res.items()), file=sys.stderr)
-    rows.append("")
+    rows = [benchlib.md_table(header, rows, align="r" * len(header)), ""]
     rows.append(f"`port.send` alone (the floor: an in-memory port that only counts): {fmt_us(t_floor)} µs per frame.")
     return rows
 
@@ -468,10 +449,10 @@ def bench_churn(n: int, every: tuple, repeat: int, quick: bool) -> list[str]:
     (the old behaviour) or revalidated."""
     rounds = 5 if quick else 20
     frames = [udp_frame(1000 + i) for i in range(n)] * rounds
-    rows = ["| active flows | one ADD every | no flow changes | flush on every flow change | selective "
-            "invalidation | flush / selective | of which the ADDs themselves | misses per 1,000 packets "
-            "(flush; selective) |",
-            "|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    header = ["active flows", "one ADD every", "no flow changes", "flush on every flow change",
+              "selective invalidation", "flush / selective", "of which the ADDs themselves",
+              "misses per 1,000 packets (flush; selective)"]
+    rows = []
 
     def timed(k: int | None, selective: bool) -> tuple[float, int]:
         """Best µs per packet over `repeat` fresh datapaths, and the misses of the last."""
@@ -519,53 +500,31 @@ def bench_churn(n: int, every: tuple, repeat: int, quick: bool) -> list[str]:
         t_sel, m_sel = timed(k, True)
         t_adds = adds_alone(k)
         per_k = 1000 / len(frames)
-        rows.append(f"| {n:,} | {k} packets | {fmt_us(base)} | {fmt_us(t_flush)} | {fmt_us(t_sel)} | "
-                    f"{t_flush / t_sel:,.1f}x | {fmt_us(t_adds)} | {m_flush * per_k:,.0f}; {m_sel * per_k:,.0f} |")
+        rows.append([f"{n:,}", f"{k} packets", fmt_us(base), fmt_us(t_flush), fmt_us(t_sel),
+                     f"{t_flush / t_sel:,.1f}x", fmt_us(t_adds), f"{m_flush * per_k:,.0f}; {m_sel * per_k:,.0f}"])
         print(f"  churn n={n} k={k}: none {base * 1e6:.2f} us, flush {t_flush * 1e6:.2f} us, "
               f"selective {t_sel * 1e6:.2f} us", file=sys.stderr)
-    return rows
+    return [benchlib.md_table(header, rows, align="r" * len(header))]
 
 
 # --- report ------------------------------------------------------------------------------------------------
 
-def machine() -> list[str]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src/kumoflow/switch"], capture_output=True,
-                               text=True, check=False).stdout.strip()
-    except OSError:
-        commit, dirty = "?", ""
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return [f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-            f"- CPU: {cpu}, `nproc` {os.cpu_count()}, load average {load:.1f} at the start",
-            f"- OS: {platform.system()} {platform.release()}",
-            f"- Python: {platform.python_implementation()} {platform.python_version()}",
-            f"- kumoflow: commit {commit}{' + uncommitted changes in src/kumoflow/switch' if dirty else ''}"]
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer rules and repeats (a smoke test)")
+    benchlib.add_output_args(ap, "seconds: fewer rules (1,000 at most), 2 repeats, 200 flows under changes; "
+                                 "a smoke test, not a figure")
     ap.add_argument("--repeat", type=int, default=None, help="timing repeats (best of; default 5, quick 2)")
-    ap.add_argument("--memory-rules", type=int, default=None, help="rules for memory and rates (default 100000)")
+    ap.add_argument("--memory-rules", type=int, default=None,
+                    help="rules for memory and rates (default 100000, quick 10000)")
     args = ap.parse_args(argv)
     repeat = args.repeat or (2 if args.quick else 5)
     lookup_sizes = (100, 1_000) if args.quick else (100, 10_000, 100_000)
     packet_sizes = (10, 1_000) if args.quick else (10, 10_000, 100_000)
     mem_n = args.memory_rules or (10_000 if args.quick else 100_000)
 
-    out = ["Machine and code:", ""] + machine() + [""]
+    m = benchlib.machine(code=("src/kumoflow/switch",))
+    out = ["Machine and code:", ""] + benchlib.machine_lines(m) + [f"- command: `{benchlib.command_line(argv)}`", ""]
     out += [f"Lookup ({len(SHAPES)} match shapes, random priorities; best of {repeat}):", ""]
     out += bench_lookup(lookup_sizes, repeat, args.quick) + [""]
     mem_rows, rate_rows = bench_memory_and_rates(mem_n)
@@ -579,7 +538,11 @@ def main(argv: list[str] | None = None) -> int:
             "its own rule; a new rule for another flow added with `Datapath.flow_mod_raw` every K packets, "
             f"its cost included; best of {repeat}):", ""]
     out += bench_churn(churn_n, (100,) if args.quick else (100, 10), repeat, args.quick)
-    print("\n".join(out))
+    report = "\n".join(out)
+    print(report)
+    if args.json:
+        benchlib.write_json(args.json, {"machine": m, "command": benchlib.command_line(argv), "repeat": repeat,
+                                        "report": report})
     return 0
 
 
