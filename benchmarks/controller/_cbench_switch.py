@@ -2,7 +2,9 @@
 
 A worker process owns a slice of the switches. Each switch is a non-blocking
 TCP socket to the controller. The handshake (hello, features, port
-description, barrier, get-config, role, echo) is answered with messages
+description, barrier, get-config, role, echo; flow, group-description and
+meter-configuration requests get empty replies: the emulated switch keeps
+no flows, groups or meters) is answered with messages
 built by kumoflow's codec; the hot path (packet-in out, flow-mod and
 packet-out in) works on raw bytes: packet-ins are one struct.pack each, and
 responses are recognised from the header (type, and the flow-mod command
@@ -64,6 +66,11 @@ def _frame(src_hi: int, src_lo: int, dst: bytes) -> bytes:
     return (dst + src + b"\x08\x00" + ip + udp).ljust(60, b"\x00")
 
 
+#: the table the misses come from: kumoflow's l2 fills the pipeline's forward
+#: table (kumoflow dispatches packet-ins by table); os-ken's app ignores it
+MISS_TABLE = 40
+
+
 class Template:
     """A pre-encoded PACKET_IN; `pack(xid, buffer_id, in_port, dst, src_hi, src_lo)` fills it.
 
@@ -74,7 +81,7 @@ class Template:
     def __init__(self, buffered: bool = True) -> None:
         frame = _frame(0, 0, bytes(6))
         raw = ofp.PacketIn(buffer_id=0 if buffered else NO_BUFFER, total_len=len(frame),
-                           reason=ofp.OFPR.NO_MATCH, table_id=0, match=ofp.Match(in_port=0x11223344),
+                           reason=ofp.OFPR.NO_MATCH, table_id=MISS_TABLE, match=ofp.Match(in_port=0x11223344),
                            data=frame, xid=0).pack()
         port_at = raw.index(b"\x11\x22\x33\x44")
         data_at = len(raw) - len(frame)
@@ -299,6 +306,16 @@ class Worker:
             reply = ofp.GetConfigReply(miss_send_len=128, xid=xid)
         elif isinstance(msg, ofp.RoleRequest):
             reply = ofp.RoleReply(role=msg.role, generation_id=msg.generation_id, xid=xid)
+        elif isinstance(msg, ofp.FlowStatsRequest):         # it keeps no flows: a controller reading
+            reply = ofp.FlowStatsReply(body=[], xid=xid)      # what a switch holds on connect finds none
+        elif isinstance(msg, ofp.GroupDescRequest):
+            reply = ofp.GroupDescReply(body=[], xid=xid)
+        elif isinstance(msg, ofp.MeterConfigRequest):
+            reply = ofp.MeterConfigReply(body=[], xid=xid)
+        elif isinstance(msg, (ofp.FlowStatsRequest, ofp.GroupDescRequest, ofp.MeterConfigRequest)):
+            # what the switch holds: nothing yet (a controller reads it before reconciling)
+            reply = {ofp.FlowStatsRequest: ofp.FlowStatsReply, ofp.GroupDescRequest: ofp.GroupDescReply,
+                     ofp.MeterConfigRequest: ofp.MeterConfigReply}[type(msg)](body=[], xid=xid)
         elif isinstance(msg, ofp.MultipartRequest):
             reply = ofp.ErrorMsg.for_request(ofp.OFPET.BAD_REQUEST, ofp.OFPBRC.BAD_MULTIPART, raw)
         if reply is not None:

@@ -247,14 +247,18 @@ class Core:
         def got(i: int, reply: Any) -> None:
             if dp.closed:
                 return
-            if isinstance(reply, (TimeoutError, ConnectionError)) or (
-                    isinstance(reply, OpenFlowError) and i == 0):
+            if isinstance(reply, (TimeoutError, ConnectionError)):
                 log.warning("%s: cannot read what the switch holds: %s", dp, reply)
                 if first:
                     dp.close()
                     dp.connection_lost(reply)
                 return
-            replies[i] = reply.body if not isinstance(reply, Exception) else []   # no meters: none
+            if isinstance(reply, OpenFlowError):   # e.g. no meter support: it holds none
+                if i == 0:
+                    log.warning("%s: refuses flow stats (%s); assuming it holds no flows", dp, reply)
+                replies[i] = []
+            else:
+                replies[i] = reply.body
             if len(replies) == len(requests):
                 self._read_done(dp, replies, first)
 
