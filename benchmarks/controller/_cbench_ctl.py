@@ -4,11 +4,11 @@ Three kinds, each run as its own process so it owns its core and its RSS
 can be read from /proc:
 
     kumoflow   python -m kumoflow.cli controller --app l2 (uvloop)
-    osken      osken-manager benchmarks/osken_simple_switch_13.py with os-ken's default hub
-               (OSKEN_HUB_TYPE=native: OS threads); cbench_osken.py stands in for
-               osken-manager, which os-ken 4.x no longer installs
+    osken      osken-manager benchmarks/controller/_osken_simple_switch_13.py with os-ken's
+               default hub (OSKEN_HUB_TYPE=native: OS threads); _cbench_osken.py stands
+               in for osken-manager, which os-ken 4.x no longer installs
     osken-eventlet  the same with OSKEN_HUB_TYPE=eventlet (green threads, os-ken's old default)
-    null       python benchmarks/cbench_null.py (the generator's ceiling)
+    null       python benchmarks/controller/_cbench_null.py (the generator's ceiling)
 """
 
 from __future__ import annotations
@@ -16,24 +16,19 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import benchlib
+from benchlib import REPO, free_port
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 KINDS = ("kumoflow", "osken", "osken-eventlet", "null")
 UP_LINE = re.compile(rb"switch \S+ up\b")
 DOWN_LINE = re.compile(rb"switch \S+ down\b")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def listening(port: int) -> bool:
@@ -49,29 +44,6 @@ def listening(port: int) -> bool:
     except OSError:
         pass
     return False
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy() -> float:
-    """CPU-seconds all CPUs have spent busy since boot (from /proc/stat)."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]          # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def listen_overflows() -> int:
@@ -191,10 +163,10 @@ class Controller:
         return len(DOWN_LINE.findall(self.log_bytes()))
 
     def rss_kib(self) -> int:
-        return rss_kib(self.pid)
+        return benchlib.rss_kib(self.pid)
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
+        return benchlib.cpu_seconds(self.pid)
 
     def cleanup(self, keep_log: bool = False) -> None:
         if self.conf_path:

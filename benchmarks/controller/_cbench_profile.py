@@ -5,28 +5,25 @@
 the functions where the time goes: self time (the function itself) and
 inclusive time (it and what it calls), as % of samples.
 
-    python benchmarks/cbench_profile.py FILE.collapsed [TOP]
+    python benchmarks/controller/_cbench_profile.py FILE.collapsed [TOP]
 """
 
 from __future__ import annotations
 
 import collections
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))     # benchmarks/: benchlib
+import benchlib  # noqa: E402
+
 _FRAME = re.compile(r" \((?:.*/)?([^/]+?\.py|<[^>]+>)(?::\d+)?\)$")
 
 
-def py_spy() -> str | None:
-    beside = Path(sys.executable).parent / "py-spy"
-    return str(beside) if beside.exists() else shutil.which("py-spy")
-
-
 def record(pid: int, seconds: float, path: str, rate: int = 250) -> subprocess.Popen | None:
-    exe = py_spy()
+    exe = benchlib.py_spy()
     if exe is None:
         print("py-spy not found (pip install py-spy): no profile", file=sys.stderr)
         return None
@@ -44,12 +41,8 @@ def summarize(path: str, top: int = 20) -> str:
     self_time: collections.Counter = collections.Counter()
     inclusive: collections.Counter = collections.Counter()
     total = 0
-    for line in Path(path).read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        frames = [_name(f) for f in stack.split(";") if not f.startswith("process ")]
+    for stack, n in benchlib.collapsed(Path(path).read_text()):
+        frames = [_name(f) for f in stack if not f.startswith("process ")]
         if not frames:
             continue
         total += n

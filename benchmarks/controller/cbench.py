@@ -13,7 +13,7 @@ response, as in cbench.
   run (default)   load one controller:
                     cbench.py --controller tcp:127.0.0.1:6653 --mode throughput|latency|latency1
                     cbench.py --null                   # against the null responder
-  compare         start kumoflow (l2), os-ken (osken_simple_switch_13.py, with its
+  compare         start kumoflow (l2), os-ken (_osken_simple_switch_13.py, with its
                   default native-thread hub and with eventlet) and the null
                   responder one after another on free loopback ports, run the
                   same loads against each, print a table with ratios
@@ -24,17 +24,22 @@ Modes: throughput keeps --window packet-ins outstanding per switch; latency
 keeps one per switch (cbench's latency mode); latency1 is latency mode with
 one switch. The switches live in --procs worker processes (one epoll loop
 each). Run it with the Python that has kumoflow's dependencies and os-ken:
-  .venv/bin/python benchmarks/cbench.py compare
+  .venv/bin/python benchmarks/controller/cbench.py compare
+  .venv/bin/python benchmarks/controller/cbench.py compare --quick   # seconds: a smoke test
+  .venv/bin/python benchmarks/controller/cbench.py scale --quick
+
+--quick (every subcommand): 2 switches (scale: 50), 0.2 s warm-up and 0.5 s
+measured, a pool of 1,000 MACs, 8 learned, no waiting for a quiet machine;
+compare then runs kumoflow, os-ken (native threads) and the null responder
+in throughput and latency1 modes, scale holds kumoflow and os-ken for 2 s
+with a 1 s echo interval. Options given explicitly win.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import multiprocessing
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -44,7 +49,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))                             # benchmarks/: benchlib
 
+import benchlib  # noqa: E402
 import _cbench_ctl as cbench_ctl  # noqa: E402
 import _cbench_profile as cbench_profile  # noqa: E402
 from _cbench_ctl import Controller  # noqa: E402
@@ -123,9 +130,9 @@ def wait_quiet(limit: float, threshold: float = 0.25) -> float:
     """Wait (up to `limit` s) for a second in which the machine is < `threshold` CPUs busy; return that load."""
     deadline = time.monotonic() + limit
     while True:
-        b0, t0 = cbench_ctl.machine_busy(), time.monotonic()
+        b0, t0 = benchlib.busy_seconds(), time.monotonic()
         time.sleep(1.0)
-        load = (cbench_ctl.machine_busy() - b0) / (time.monotonic() - t0)
+        load = (benchlib.busy_seconds() - b0) / (time.monotonic() - t0)
         if load < threshold or time.monotonic() >= deadline:
             return load
 
@@ -158,11 +165,11 @@ def run_load(address: str, args: argparse.Namespace, mode: str, ctl: Controller 
         workers.send(("go", start_at, args.warmup, args.duration))
         ctl_cpu = None
         time.sleep(max(0.0, start_at + args.warmup - time.monotonic()))
-        c0, b0, t0 = ctl.cpu_seconds() if ctl else 0.0, cbench_ctl.machine_busy(), time.monotonic()
+        c0, b0, t0 = ctl.cpu_seconds() if ctl else 0.0, benchlib.busy_seconds(), time.monotonic()
         spying = cbench_profile.record(ctl.pid, args.duration, spy) if (spy and ctl) else None
         time.sleep(max(0.0, start_at + args.warmup + args.duration - time.monotonic()))
         t1 = time.monotonic()
-        busy = (cbench_ctl.machine_busy() - b0) / (t1 - t0)
+        busy = (benchlib.busy_seconds() - b0) / (t1 - t0)
         if ctl is not None:
             ctl_cpu = (ctl.cpu_seconds() - c0) / (t1 - t0)
         results = workers.gather("result", args.warmup + args.duration + 60)
@@ -243,7 +250,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             ctl.cleanup()
     print(describe(r, "null responder" if args.null else address))
     if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=1))
+        benchlib.write_json(args.json, {"machine": machine_info(), "command": benchlib.command_line(),
+                                        "result": r})
     return 0
 
 
@@ -293,9 +301,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print()
     print(compare_table(runs, kinds, modes))
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "machine": machine_info(), "args": {k: v for k, v in vars(args).items() if k != "func"},
-            "commands": commands, "runs": {f"{k}/{m}": rs for (k, m), rs in runs.items()}}, indent=1, default=str))
+        benchlib.write_json(args.json, {
+            "machine": machine_info(), "command": benchlib.command_line(),
+            "args": {k: v for k, v in vars(args).items() if k != "func"},
+            "commands": commands, "runs": {f"{k}/{m}": rs for (k, m), rs in runs.items()}})
     return 1 if failed else 0
 
 
@@ -335,7 +344,7 @@ def compare_table(runs: dict, kinds: list[str], modes: list[str]) -> str:
     if "latency1" in modes:
         head += ["latency, 1 switch: mean", "p50", "p99"]
     head.append("other processes' CPU during " + " / ".join(modes))
-    rows = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    rows = []
     for kind in kinds:
         cells = [LABEL[kind]]
         if "throughput" in modes:
@@ -347,9 +356,9 @@ def compare_table(runs: dict, kinds: list[str], modes: list[str]) -> str:
         if "latency1" in modes:
             cells += [get(kind, "latency1", k, "{:,.0f} µs") for k in ("lat_mean_us", "lat_p50_us", "lat_p99_us")]
         cells.append(" / ".join(other(kind, m) for m in modes))
-        rows.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
     k, kl, k1 = (results.get(("kumoflow", m)) for m in ("throughput", "latency", "latency1"))
-    lines = ["\n".join(rows), ""]
+    lines = [benchlib.md_table(head, rows), ""]
     for peer in ("osken", "osken-eventlet"):
         o, ol, o1 = (results.get((peer, m)) for m in ("throughput", "latency", "latency1"))
         if k and o and o["rate"]:
@@ -372,10 +381,11 @@ def compare_table(runs: dict, kinds: list[str], modes: list[str]) -> str:
 def cmd_scale(args: argparse.Namespace) -> int:
     ctl_cpu, gen_cpus = placement(args)
     kinds = args.controllers.split(",")
-    rows = ["| controller | switches up (log) | went down | echo requests answered (min per switch) "
-            "| time to all up (SYNs dropped) "
-            "| RSS idle, 0 switches | RSS idle, N switches | per switch |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    head = ["controller", "switches up (log)", "went down", "echo requests answered (min per switch)",
+            "time to all up (SYNs dropped)", f"RSS idle, 0 switches", f"RSS idle, {args.switches:,} switches",
+            "per switch"]
+    rows = []
+    results = []
     ok = True
     for kind in kinds:
         ctl = Controller(kind, cpu=ctl_cpu, echo_interval=args.echo_interval)
@@ -413,9 +423,12 @@ def cmd_scale(args: argparse.Namespace) -> int:
                   f"the controller, {echoes} echo requests answered (at least {min_echoes} per switch); RSS {rss0 / 1024:.1f} MiB "
                   f"-> {rss1 / 1024:.1f} MiB ({per:.1f} KiB/switch); {overflows} SYNs dropped on a full accept queue",
                   flush=True)
-            rows.append(f"| {LABEL[kind]} | {up}/{args.switches} | {down} | {echoes:,} (≥ {min_echoes}) "
-                        f"| {up_time:.1f} s ({overflows}) "
-                        f"| {rss0 / 1024:.1f} MiB | {rss1 / 1024:.1f} MiB | {per:.1f} KiB |")
+            rows.append([LABEL[kind], f"{up}/{args.switches}", down, f"{echoes:,} (≥ {min_echoes})",
+                         f"{up_time:.1f} s ({overflows})", f"{rss0 / 1024:.1f} MiB", f"{rss1 / 1024:.1f} MiB",
+                         f"{per:.1f} KiB"])
+            results.append({"controller": kind, "command": ctl.command(), "up": up, "down": down,
+                            "closed": closed, "echoes": echoes, "min_echoes": min_echoes, "up_s": up_time,
+                            "syns_dropped": overflows, "rss0_kib": rss0, "rss1_kib": rss1})
         except RuntimeError as exc:
             ok = False
             print(f"{kind}: FAILED: {exc}\n--- log tail ---\n{ctl.log_tail()}", file=sys.stderr)
@@ -429,39 +442,26 @@ def cmd_scale(args: argparse.Namespace) -> int:
     print(f"{args.switches} switches connected {args.connect_batch} at a time, then held {args.hold:g}s idle; "
           f"controller keepalive echo interval {args.echo_interval:g}s")
     print()
-    print("\n".join(rows))
+    print(benchlib.md_table(head, rows))
+    if args.json:
+        benchlib.write_json(args.json, {"machine": machine_info(), "command": benchlib.command_line(),
+                                        "args": {k: v for k, v in vars(args).items() if k != "func"},
+                                        "results": results})
     return 0 if ok else 1
 
 
 # --- machine ---------------------------------------------------------------------------------
 
 def machine_info() -> dict:
-    cpu = "?"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import uvloop
-        uv = uvloop.__version__
-    except ImportError:
-        uv = None
-    try:
-        from importlib.metadata import version
-        osken = version("os-ken")
-    except Exception:
-        osken = None
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "kernel": platform.release(),
-            "uvloop": uv, "os_ken": osken, "date": datetime.datetime.now().astimezone().isoformat(timespec="minutes")}
+    return benchlib.machine(packages=("uvloop", "os-ken", "eventlet"),
+                            code=("src/kumoflow/controller", "src/kumoflow/apps", "src/kumoflow/ofp"))
 
 
 def machine_line() -> str:
     m = machine_info()
-    return (f"machine: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}, "
-            f"uvloop {m['uvloop']}, os-ken {m['os_ken']}; {m['date']}")
+    return (f"machine: {m['nproc']} CPUs ({m['cpu']}), {m['kernel']}, Python {m['python']}, uvloop {m['uvloop']}, "
+            f"os-ken {m['os-ken']}, eventlet {m['eventlet']}; kumoflow {m['commit']}; {m['date']}; "
+            f"command: {benchlib.command_line()}")
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -490,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
         common.add_argument("--connect-batch", type=int, default=32,
                             help="switches connecting at once (default 32; os-ken's accept backlog is 50)")
         common.add_argument("--keep-logs", action="store_true", help="keep the controllers' log files")
-        common.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+        benchlib.add_output_args(common, "seconds: a smoke test, not a figure (see the description)")
         return common
 
     p = argparse.ArgumentParser(prog="cbench.py", description=__doc__.split("\n\n")[0],
@@ -527,6 +527,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: what --quick changes, unless the option is given: for every subcommand, then per subcommand
+QUICK = {"switches": 2, "duration": 0.5, "warmup": 0.2, "pool": 1000, "learn": 8, "wait_quiet": 0.0,
+         "connect_timeout": 20.0}
+QUICK_BY_COMMAND = {"compare": {"controllers": "kumoflow,osken,null", "modes": "throughput,latency1"},
+                    "scale": {"switches": 50, "controllers": "kumoflow,osken", "hold": 2.0, "echo_interval": 1.0,
+                              "settle": 0.3}}
+
+
+def apply_quick(args: argparse.Namespace, argv: list[str]) -> None:
+    def given(dest: str) -> bool:
+        opt = "--" + dest.replace("_", "-")
+        return any(a == opt or a.startswith(opt + "=") for a in argv)
+    for dest, value in (QUICK | QUICK_BY_COMMAND.get(args.command, {})).items():
+        if not given(dest):
+            setattr(args, dest, value)
+
+
 def main(argv: list[str] | None = None) -> int:
     # Ctrl-C / SIGINT must reach the cleanup (stopping controllers) even when started as a background job,
     # which inherits SIGINT ignored.
@@ -536,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in ("run", "compare", "scale", "-h", "--help"):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
+    if args.quick:
+        apply_quick(args, argv)
     if getattr(args, "unbuffered", False) and args.mode != "throughput":
         raise SystemExit("--unbuffered is for throughput mode (two answers per packet-in)")
     try:
