@@ -306,12 +306,6 @@ class Worker:
             reply = ofp.GetConfigReply(miss_send_len=128, xid=xid)
         elif isinstance(msg, ofp.RoleRequest):
             reply = ofp.RoleReply(role=msg.role, generation_id=msg.generation_id, xid=xid)
-        elif isinstance(msg, ofp.FlowStatsRequest):         # it keeps no flows: a controller reading
-            reply = ofp.FlowStatsReply(body=[], xid=xid)      # what a switch holds on connect finds none
-        elif isinstance(msg, ofp.GroupDescRequest):
-            reply = ofp.GroupDescReply(body=[], xid=xid)
-        elif isinstance(msg, ofp.MeterConfigRequest):
-            reply = ofp.MeterConfigReply(body=[], xid=xid)
         elif isinstance(msg, (ofp.FlowStatsRequest, ofp.GroupDescRequest, ofp.MeterConfigRequest)):
             # what the switch holds: nothing yet (a controller reads it before reconciling)
             reply = {ofp.FlowStatsRequest: ofp.FlowStatsReply, ofp.GroupDescRequest: ofp.GroupDescReply,
