@@ -30,13 +30,12 @@ through `spawn`. Tests do the same in memory (tests/unit/memnet.py).
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import inspect
 import itertools
 import logging
 import time
-from typing import Any, Callable, Coroutine, Hashable, Iterator
+from typing import Any, Callable, Coroutine, Hashable
 
 from kumoflow import ofp
 
@@ -78,6 +77,7 @@ class Core:
         self._dirty_keys: dict[int, set[tuple] | None] = {}      # None: every key
         self._written: set[Datapath] = set()
         self._depth = 0
+        self._batch = _Batch(self)
         self._timers: list[tuple[float, int, Callable[[], Any]]] = []
         self._seq = itertools.count()
         self.apps = self._load(apps)
@@ -179,22 +179,21 @@ class Core:
 
     # --- batching: every event ends by compiling, reconciling and flushing -----------------
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            if self._depth == 0:
-                self._depth += 1
-                try:
-                    self._settle_changes()
-                finally:
-                    self._depth -= 1
-                written, self._written = self._written, set()
-                for dp in written:
-                    dp.flush()
+    def batch(self) -> "_Batch":
+        """`with core.batch():` an event; at the end of the outermost one, what
+        changed is compiled and reconciled and every session written to flushes."""
+        return self._batch
+
+    def _end_batch(self) -> None:
+        if self._dirty_owners or self._dirty_keys:
+            self._depth += 1
+            try:
+                self._settle_changes()
+            finally:
+                self._depth -= 1
+        written, self._written = self._written, set()
+        for dp in written:
+            dp.flush()
 
     def wrote(self, dp: Datapath) -> None:
         if self._depth:
@@ -464,6 +463,22 @@ class Core:
                 method(*args)
         except Exception:
             log.exception("app %s failed in %s", app.name, handler)
+
+
+class _Batch:
+    __slots__ = ("core",)
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def __enter__(self) -> None:
+        self.core._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        core = self.core
+        core._depth -= 1
+        if not core._depth:
+            core._end_batch()
 
 
 async def _guard(app: App, handler: str, coro: Coroutine) -> None:
