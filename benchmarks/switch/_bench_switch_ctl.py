@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Flow installation through kumoflow's controller, for bench_switch.py.
 
-    python bench_switch_ctl.py --port 6699 --rules 100000 [--seed 1]
+    python benchmarks/switch/_bench_switch_ctl.py --port 6699 --rules 100000 [--seed 1]
 
 Runs kumoflow's controller (kumoflow.controller.Controller) on
 tcp:127.0.0.1:PORT with one app, ``FlowInstall``. When a switch is up
 (handshake done, the controller's table reset acknowledged), the app builds
-the --rules flow-mods of bench_switch_rules.py (the same flows ``ovs-ofctl
-add-flows`` installs from the generated file), then starts the clock, sends
+the --rules flow-mods of _bench_switch_rules.py (the same flows ``ovs-ofctl
+add-flows`` installs from the generated file, here in the pipeline's forward
+table, behind the miss entries the controller puts in every table of its
+pipeline: ``pipeline_flows`` in the result), then starts the clock, sends
 them all (``App.add_flow``: the controller encodes each one), sends a
 barrier, and stops the clock when the barrier reply arrives: by then the
 switch has processed every flow-mod (OpenFlow 1.3, section 6.2). Any
@@ -34,6 +36,7 @@ sys.path.insert(0, str(HERE.parents[1] / "src"))
 import _bench_switch_rules as bench_switch_rules  # noqa: E402
 from kumoflow import ofp  # noqa: E402
 from kumoflow.controller import App, Controller  # noqa: E402
+from kumoflow.controller.pipeline import TABLES  # noqa: E402
 
 
 class FlowInstall(App):
@@ -61,7 +64,8 @@ class FlowInstall(App):
         if not self.done.done():
             self.done.set_result({"dpid": dp.id, "flows": self.n, "seconds": round(end - start, 3),
                                   "flows_per_s": round(self.n / (end - start)),
-                                  "encode_and_queue_s": round(sent - start, 3), "errors": self.errors})
+                                  "encode_and_queue_s": round(sent - start, 3), "errors": self.errors,
+                                  "pipeline_flows": len(TABLES)})     # the miss entry of every table
 
     def error(self, dp, msg, request) -> None:
         self.errors += 1

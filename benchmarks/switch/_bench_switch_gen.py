@@ -5,7 +5,7 @@ one call per batch and the kernel does the rest.
 
 Run it inside the sender's namespace, pinned to a CPU, e.g.
 
-    ip netns exec NS taskset -c 0 python bench_switch_gen.py --iface eth0 \\
+    ip netns exec NS taskset -c 0 python _bench_switch_gen.py --iface eth0 \\
         --src-mac .. --dst-mac .. --src-ip 10.77.0.1 --dst-ip 10.77.0.2 --seconds 3 [--rate 100000]
 
 Frames are 60 bytes (Ethernet 14 + IPv4 20 + UDP 8 + 18 bytes of payload),
@@ -43,7 +43,12 @@ import json
 import resource
 import socket
 import struct
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))     # benchmarks/: benchlib
+from benchlib import inet_checksum as checksum  # noqa: E402
 
 SOL_PACKET = 263
 PACKET_QDISC_BYPASS = 20
@@ -72,13 +77,6 @@ class MMsgHdr(ctypes.Structure):
 # with any other stride makes the kernel read garbage from the second message on, and
 # sendmmsg then sends one frame a call
 assert ctypes.sizeof(MMsgHdr) == 64
-
-
-def checksum(data: bytes) -> int:
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def udp_frame(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, sport: int, dport: int = 9) -> bytes:

@@ -3,7 +3,7 @@
 sockets and nothing else (no parsing, no table), the floor a Python switch is
 measured against in bench_switch.py.
 
-    python bench_switch_loop.py IFACE_A IFACE_B [--io plain|mmsg|ring]
+    python benchmarks/switch/_bench_switch_loop.py IFACE_A IFACE_B [--io plain|mmsg|ring]
 
 --io plain (the baseline): nonblocking sockets and epoll; on each readiness
 event, up to 64 frames are read one ``recv_into`` at a time and each is sent

@@ -22,6 +22,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import benchlib
+
 #: (category, function-name markers), first match from the innermost frame wins
 CATEGORIES = [
     ("kernel: sendmmsg (transmit, and the receiver's softirq)", ("SendBatch.flush ",)),
@@ -45,13 +47,8 @@ def categorize(raw: str) -> tuple[collections.Counter, collections.Counter, int]
     per_cat: collections.Counter = collections.Counter()
     per_leaf: collections.Counter = collections.Counter()
     total = 0
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for frames, n in benchlib.collapsed(raw):
         total += n
-        frames = stack.split(";")
         per_leaf[frames[-1].split(" (")[0]] += n
         for frame in reversed(frames):
             name = frame + " "
@@ -66,8 +63,7 @@ def categorize(raw: str) -> tuple[collections.Counter, collections.Counter, int]
 
 def profile(bench, arm, py_spy: str, tmp: Path, rate: float = 0) -> dict:
     """Send to `arm` (the kumoflow switch) at `rate` (0: flat out) and sample it; the breakdown per packet."""
-    from bench_switch import cpu_seconds
-
+    cpu_seconds = benchlib.cpu_seconds
     pair, lab, window = arm.pair, bench.lab, bench.args.window
     bench.idle()
     gen = bench.gen(pair, window + 4, rate)

@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """Switch forwarding: the kumoflow switch vs Open vSwitch's userspace datapath.
 
-    sudo .venv/bin/python benchmarks/bench_switch.py            # everything, ~15 minutes on an idle machine
-    sudo .venv/bin/python benchmarks/bench_switch.py --quick    # 1 repeat, 2 s trials, 10,000 rules only, ~4 minutes
-    sudo .venv/bin/python benchmarks/bench_switch.py --only pps,tcp --rules 0
+    sudo .venv/bin/python benchmarks/switch/bench_switch.py            # everything, ~15 minutes on an idle machine
+    sudo .venv/bin/python benchmarks/switch/bench_switch.py --quick    # under a minute: a smoke test, not a figure
+    sudo .venv/bin/python benchmarks/switch/bench_switch.py --repeat 1 --window 2 --trial 2 --tcp-seconds 2 \
+        --rules 10000                                                  # one search of each, ~4 minutes
+    sudo .venv/bin/python benchmarks/switch/bench_switch.py --only pps,tcp --rules 0
 
 Each switch joins two emulated hosts (namespaces) on veth links of their
-own, made the same way (bench_switch_net.py: offloads off, as the emulator
+own, made the same way (_bench_switch_net.py: offloads off, as the emulator
 leaves them): Open vSwitch as a bridge with ``datapath_type=netdev`` (the
 userspace datapath; no kernel module), kumoflow as ``kumoflow switch`` with
 its default configuration, and, for packet rate, the bare Python copy loop
-(bench_switch_loop.py). All are up at once; measurements of the arms are
+(_bench_switch_loop.py). All are up at once; measurements of the arms are
 interleaved, trial by trial, so that background load and the host's speed,
 which both drift, hit all of them alike, and each figure is reported with
 its ratio kumoflow / Open vSwitch.
@@ -62,7 +64,7 @@ sink_mac) is taken in on CPU 0 too, so that the sink's work is not charged
 to the switch, whose transmit then ends where a NIC's would: at the
 hand-over (a frame on the ring, now and then a wake-up of the host's NAPI
 thread). What it saves the switch is small and depends on the switch's
-batches: a stand-in switch (bench_switch_gen.py on CPU 1 sending into host
+batches: a stand-in switch (_bench_switch_gen.py on CPU 1 sending into host
 b through the switch's port at 100,000 frames/s, medians of 3) spent 2.4
 µs of CPU per frame with 64-frame bursts (2.9 with host b's input on its
 own CPU), 3.0 with 16-frame bursts (3.0), 6.1 with 4-frame bursts (5.7).
@@ -75,7 +77,7 @@ ceiling  the generator's own rate, flat out, into a sink pair in the same
          dropped by the root namespace). Also the upper bound of the search.
 pps      throughput, RFC 2544 style: the highest rate of 64-byte UDP frames
          (16 flows) that the switch forwards with loss <= --loss (0.1%).
-         A trial: bench_switch_gen.py in host a, pinned to CPU 0, offers
+         A trial: _bench_switch_gen.py in host a, pinned to CPU 0, offers
          --trial (3) seconds of frames paced at a rate (sendmmsg bursts of
          at most 64 frames every 200 µs or so; one frame per flow first, so
          the switch's caches are warm); the script waits --drain (0.25) s
@@ -101,19 +103,19 @@ ping     ping -c 50 -i 0.01 a -> b after 3 warm-up pings: mean and median RTT;
          than the forwarding; 1 ms apart shows more of the forwarding itself.
          The bare loop is pinged too (the floor).
 rules    throughput and tcp again with 10,000 and 100,000 wildcard rules of
-         ~40 shapes installed (bench_switch_rules.py: above the forwarding
+         ~40 shapes installed (_bench_switch_rules.py: above the forwarding
          rules in priority, matching none of the traffic).
 install  flow installation: the 100,000-rule file through
          ``ovs-ofctl -O OpenFlow13 add-flows`` (wall time of the command;
          Open vSwitch through its bridge's management socket, kumoflow
          through its passive listener), and the same flows from kumoflow's
-         controller (bench_switch_ctl.py: flow-mods + barrier, timed to the
+         controller (_bench_switch_ctl.py: flow-mods + barrier, timed to the
          barrier reply; median of --repeat runs, the arms interleaved, as
          single runs varied by 1.7x); flow counts checked (dump-aggregate)
          while the controller still holds the switch.
 profile  (not in the default set) py-spy samples the kumoflow switch while
          it forwards at 90% of its throughput; the time per frame by where
-         it goes (bench_switch_profile.py).
+         it goes (_bench_switch_profile.py).
 
 The generator is not the bottleneck, and the report says by how much: its
 flat-out ceiling against the highest throughput, and the most CPU the
@@ -126,7 +128,7 @@ processes used more than --foreign (0.1) of a CPU is taken again (up to
 --attempts times; the cleanest one counts; "foreign" in the JSON). A
 switch of ours that keeps a CPU busy for 5 s with no traffic is recorded as
 an incident (with a py-spy dump) and restarted with its rules. Everything
-made is removed at the end, also on failure or ^C (bench_switch_net.Lab);
+made is removed at the end, also on failure or ^C (_bench_switch_net.Lab);
 ``--sweep`` removes leftovers of a killed run (do not run it while another
 run is going: it removes every kfb* namespace, link and bridge).
 
@@ -152,10 +154,8 @@ not overlap runs.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -166,9 +166,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))                             # benchmarks/: benchlib
 
+import benchlib  # noqa: E402
+from benchlib import (REPO, cpu_busy, cpu_seconds, cpu_times, cpus_busy, fmt_rate, free_port,  # noqa: E402
+                      median_of, ratio, rss_kib)
 import _bench_switch_profile as bench_switch_profile  # noqa: E402
 import _bench_switch_rules as rules_mod  # noqa: E402
 from _bench_switch_net import (HOST_CPU, SWITCH_CPU, Lab, Pair, napi_threads, sh, softnet, sweep,  # noqa: E402
@@ -182,40 +185,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --- machine ------------------------------------------------------------------------------
-
-
-def cpu_busy(interval: float = 1.0) -> float:
-    def snap():
-        v = list(map(int, open("/proc/stat").readline().split()[1:]))
-        return sum(v), v[3] + v[4]
-    t0, i0 = snap()
-    time.sleep(interval)
-    t1, i1 = snap()
-    return 1 - (i1 - i0) / max(1, t1 - t0)
-
-
-def cpu_times() -> list[list[int]]:
-    """Per CPU: the fields of its /proc/stat line (user, nice, system, idle, iowait, irq, softirq, steal)."""
-    return [list(map(int, line.split()[1:9])) for line in open("/proc/stat")
-            if line.startswith("cpu") and line[3].isdigit()]
-
-
-def cpus_busy(before: list[list[int]], after: list[list[int]]) -> list[float]:
-    """Busy fraction of each CPU between two cpu_times() snapshots."""
-    out = []
-    for b, a in zip(before, after):
-        d = [y - x for x, y in zip(b, a)]
-        out.append(round(1 - (d[3] + d[4]) / max(1, sum(d)), 3))
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its threads, in seconds."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def process_cpu(ours: set[int]) -> dict[int, float]:
@@ -245,26 +214,8 @@ def foreign(before: dict[int, float], after: dict[int, float], seconds: float) -
     return round(used / seconds, 3)
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    commit = sh("git", "-C", str(REPO), "rev-parse", "--short", "HEAD", check=False).stdout.strip()
-    dirty = sh("git", "-C", str(REPO), "status", "--porcelain", "--", "src", check=False).stdout.strip()
-    ovs = sh("ovs-vswitchd", "--version", check=False).stdout.splitlines()
-    iperf = sh("iperf3", "--version", check=False).stdout.splitlines()
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu, "nproc": os.cpu_count(), "kernel": platform.release(),
-        "python": platform.python_version(), "ovs": ovs[0] if ovs else "?",
-        "iperf3": iperf[0] if iperf else "?",
-        "commit": commit + (" + uncommitted changes in src/" if dirty else ""),
-    }
+    return benchlib.machine(tools=(("ovs-vswitchd", "--version"), ("iperf3", "--version")))
 
 
 # --- the switches ------------------------------------------------------------------------
@@ -404,12 +355,14 @@ class LoopArm(Arm):
 class Bench:
     def __init__(self, args, lab: Lab) -> None:
         self.args, self.lab = args, lab
+        self.idle_interval = 0.1 if args.quick else 0.5     # how long idle() watches the machine at a time
         self.arms: list[Arm] = []           # watched while idle (see idle())
         self.incidents: list[dict] = []
 
-    def idle(self, interval: float = 0.5) -> float:
+    def idle(self) -> float:
         """Wait (at most --idle-wait s) until the machine is idle; a switch of ours
         that keeps a CPU busy with no traffic is recorded as an incident and restarted."""
+        interval = self.idle_interval
         end = time.monotonic() + self.args.idle_wait
         spinning: dict[str, int] = {}
         while True:
@@ -599,7 +552,7 @@ def controller_install(bench: Bench, lab: Lab, arm: Arm, n: int) -> dict:
         line = ctl.stdout.readline()                        # the result, or "" if it died
         res = json.loads(line) if line.strip() else {"error": "the controller exited"}
         res["flow_count"] = arm.flow_count()                # while the controller holds the switch
-        res["expected_flows"] = n + 1                       # + the app's table-miss entry
+        res["expected_flows"] = n + res.get("pipeline_flows", 1)   # + the controller's miss entries
     finally:
         lab.stop(ctl)
         arm.disconnect()
@@ -673,19 +626,6 @@ def sink_mac(pair: Pair) -> str:
     (PACKET_OTHERHOST), instead of running UDP and ICMP port-unreachable for
     it, which would be charged to the CPU of whichever switch sent the frame."""
     return pair.mac_b[:-2] + "99"
-
-
-def median_of(runs: list[dict], key: str):
-    values = [r[key] for r in runs if r.get(key) is not None]
-    return statistics.median(values) if values else None
-
-
-def ratio(a, b) -> str:
-    return f"{a / b:.2f}x" if a and b else "-"
-
-
-def fmt_rate(v) -> str:
-    return f"{v:,.0f}" if v is not None else "-"
 
 
 def fmt_bps(v) -> str:
@@ -853,22 +793,13 @@ def steering(flood: dict) -> str:
                      for i, d in enumerate(flood["softnet"]))
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # --- the report ----------------------------------------------------------------------------------
 
 
 def report(results: dict) -> str:
     fig, m, a = results["figures"], results["machine"], results["args"]
     arr = results.get("arrangement", {})
-    lines = [f"- date: {m['date']}", f"- CPU: {m['cpu']}, `nproc` {m['nproc']}", f"- kernel: {m['kernel']}",
-             f"- Python: {m['python']}; {m['ovs']}; {m['iperf3']}", f"- kumoflow: commit {m['commit']}",
-             f"- command: `{results.get('command', 'bench_switch.py')}`"]
+    lines = benchlib.machine_lines(m) + [f"- command: `{results.get('command', 'bench_switch.py')}`"]
     lines.append(f"- arrangement: {describe_arrangement(results)}")
     if results.get("incidents"):
         lines.append(f"- incidents: {len(results['incidents'])} (a switch kept a CPU busy with no traffic and was "
@@ -881,26 +812,25 @@ def report(results: dict) -> str:
                       f"{a['trial']:g} s that each switch forwarded with at most {a['loss']:.1%} loss, found by a "
                       f"search to within {a['precision']:.0%}; " + (f"median of {a['repeat']} searches (lowest-highest), "
                       f"the arms' trials interleaved." if a['repeat'] > 1 else "one search per arm, the arms' trials "
-                      "interleaved."), "",
-                  "| throughput, frames/s | Open vSwitch (netdev) | kumoflow | kumoflow / OVS | bare Python loop | "
-                  "loop / OVS |", "|---|--:|--:|--:|--:|--:|"]
+                      "interleaved."), ""]
+        rows = []
         for key in pps_keys:
             runs = fig[key]
             label = "forwarding rules only" if key == "pps" else f"{int(key.split('_')[1]):,} extra rules"
             o, k = median_of(runs["ovs"], "throughput"), median_of(runs["kumoflow"], "throughput")
             lo = median_of(runs["loop"], "throughput") if "loop" in runs else None
-            lines.append(f"| {label} | {spread(runs['ovs'])} | {spread(runs['kumoflow'])} | {ratio(k, o)} | "
-                         f"{spread(runs['loop']) if lo else '-'} | {ratio(lo, o) if lo else '-'} |")
-        lines += ["", generator_note(results, pps_keys)]
+            rows.append([label, spread(runs['ovs']), spread(runs['kumoflow']), ratio(k, o),
+                         spread(runs['loop']) if lo else '-', ratio(lo, o) if lo else '-'])
+        lines += [benchlib.md_table(["throughput, frames/s", "Open vSwitch (netdev)", "kumoflow", "kumoflow / OVS",
+                                     "bare Python loop", "loop / OVS"], rows),
+                  "", generator_note(results, pps_keys)]
         bound = [f"{k} {arm}" for k in pps_keys for arm, runs in fig[k].items()
                  if any(r.get("generator_bound") for r in runs)]
         if bound:
             lines.append(f"**Generator-bound** (the generator could not offer more; the figure is a lower bound): "
                          f"{', '.join(bound)}.")
 
-    other = ["", "| other figures | Open vSwitch (netdev) | kumoflow | kumoflow / OVS | bare Python loop | loop / OVS |",
-             "|---|--:|--:|--:|--:|--:|"]
-    lines += other
+    other: list[list] = []
 
     def row(label, key, unit_fmt, field, with_loop=False):
         runs = fig.get(key)
@@ -908,8 +838,8 @@ def report(results: dict) -> str:
             return
         o, k = median_of(runs["ovs"], field), median_of(runs["kumoflow"], field)
         lo = median_of(runs["loop"], field) if with_loop and "loop" in runs else None
-        lines.append(f"| {label} | {unit_fmt(o)} | {unit_fmt(k)} | {ratio(k, o)} | "
-                     f"{unit_fmt(lo) if lo else '-'} | {ratio(lo, o) if lo else '-'} |")
+        other.append([label, unit_fmt(o), unit_fmt(k), ratio(k, o), unit_fmt(lo) if lo else '-',
+                      ratio(lo, o) if lo else '-'])
 
     for key in ["flat"] + sorted((k for k in fig if k.startswith("flat_")), key=lambda k: int(k.split("_")[1])):
         if key in fig:
@@ -923,24 +853,25 @@ def report(results: dict) -> str:
             runs = fig.get(key, {})
             o, k, lp = (median_of(runs.get(name, []), f) for name in ("ovs", "kumoflow", "loop"))
             if o is not None and k is not None:
-                loop_cells = f"{lp:.3f} | {ratio(lp, o)}" if lp is not None else "- | -"
-                lines.append(f"| ping RTT {what}, one every {every} (ms; lower is better) | {o:.3f} | {k:.3f} | "
-                             f"{ratio(k, o)} | {loop_cells} |")
+                loop_cells = [f"{lp:.3f}", ratio(lp, o)] if lp is not None else ["-", "-"]
+                other.append([f"ping RTT {what}, one every {every} (ms; lower is better)", f"{o:.3f}", f"{k:.3f}",
+                              ratio(k, o), *loop_cells])
     for key in sorted((k for k in fig if k.startswith("tcp_")), key=lambda k: int(k.split("_")[1])):
         row(f"iperf3 TCP, {int(key.split('_')[1]):,} extra rules", key, fmt_bps, "bps")
     for key in sorted((k for k in fig if k.startswith("add_flows_")), key=lambda k: int(k.split("_")[2])):
         n = int(key.split("_")[2])
         o, k = fig[key]["ovs"], fig[key]["kumoflow"]
-        lines.append(f"| `ovs-ofctl add-flows`, {n:,} flows, flows/s | {o['flows_per_s']:,} | {k['flows_per_s']:,} | "
-                     f"{ratio(k['flows_per_s'], o['flows_per_s'])} | - | - |")
+        other.append([f"`ovs-ofctl add-flows`, {n:,} flows, flows/s", f"{o['flows_per_s']:,}",
+                      f"{k['flows_per_s']:,}", ratio(k['flows_per_s'], o['flows_per_s']), "-", "-"])
     if "controller_install" in fig:
         c = fig["controller_install"]
         o, k = c["ovs"].get("flows_per_s"), c["kumoflow"].get("flows_per_s")
         n, runs = c["ovs"].get("flows", 0), len(c["ovs"].get("runs", [0]))
-        lines.append(f"| kumoflow controller, {n:,} flow-mods + barrier, flows/s (median of {runs}) | "
-                     f"{fmt_rate(o)} | {fmt_rate(k)} | {ratio(k, o)} | - | - |")
-    if lines[-1] == other[-1]:
-        del lines[-len(other):]
+        other.append([f"kumoflow controller, {n:,} flow-mods + barrier, flows/s (median of {runs})", fmt_rate(o),
+                      fmt_rate(k), ratio(k, o), "-", "-"])
+    if other:
+        lines += ["", benchlib.md_table(["other figures", "Open vSwitch (netdev)", "kumoflow", "kumoflow / OVS",
+                                         "bare Python loop", "loop / OVS"], other)]
     wrong = [f"{key} {arm}: {v.get('flow_count')} flows, expected {v.get('expected_flows', v.get('flows'))}"
              for key in fig if key.startswith("add_flows_") or key == "controller_install"
              for arm, v in fig[key].items()
@@ -1005,8 +936,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="ceiling,pps,tcp,ping,rules,install",
                     help="figures to measure (comma list); 'profile' adds a py-spy breakdown of kumoflow")
-    venv_py_spy = Path(sys.executable).parent / "py-spy"
-    ap.add_argument("--py-spy", default=str(venv_py_spy) if venv_py_spy.exists() else shutil.which("py-spy") or "py-spy",
+    ap.add_argument("--py-spy", default=benchlib.py_spy() or "py-spy",
                     help="py-spy, for --only profile and incident reports")
     ap.add_argument("--rules", default="10000,100000", help="rule counts for the rules figures (comma list)")
     ap.add_argument("--repeat", type=int, default=3)
@@ -1033,9 +963,10 @@ def main() -> int:
     ap.add_argument("--foreign", type=float, default=0.10,
                     help="a measurement counts as clean when other processes used at most this much CPU")
     ap.add_argument("--attempts", type=int, default=4, help="tries per measurement to get a clean one")
-    ap.add_argument("--quick", action="store_true",
-                    help="--repeat 1 --window 2 --trial 2 --tcp-seconds 2 --rules 10000")
-    ap.add_argument("--json", metavar="PATH", help="write all results here")
+    benchlib.add_output_args(ap, "under a minute, a smoke test, not a figure: --repeat 1 --window 1 --trial 0.5 "
+                                 "--drain 0.1 --precision 0.5 --tcp-seconds 1 --rules 1000 --idle-wait 0 "
+                                 "--attempts 1 (what it measures is noise; for one search of each as before, "
+                                 "~4 minutes: --repeat 1 --window 2 --trial 2 --tcp-seconds 2 --rules 10000)")
     ap.add_argument("--sweep", action="store_true", help="remove leftovers of a killed run and exit")
     args = ap.parse_args()
     if args.sweep:
@@ -1045,12 +976,13 @@ def main() -> int:
         print("needs root (namespaces, raw sockets, Open vSwitch)", file=sys.stderr)
         return 2
     if args.quick:
-        args.repeat, args.window, args.trial, args.tcp_seconds, args.rules = 1, 2.0, 2.0, 2, "10000"
+        args.repeat, args.window, args.trial, args.drain, args.precision = 1, 1.0, 0.5, 0.1, 0.5
+        args.tcp_seconds, args.rules, args.idle_wait, args.attempts = 1, "1000", 0.0, 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # so Lab cleans up
     results = run(args)
-    results["command"] = "sudo .venv/bin/python benchmarks/bench_switch.py " + " ".join(sys.argv[1:])
+    results["command"] = "sudo " + benchlib.command_line()
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        benchlib.write_json(args.json, results)
     print()
     print(report(results))
     return 0
