@@ -7,7 +7,7 @@ import pytest
 
 from kumoflow import ofp
 from kumoflow.apps.l2 import LearningSwitch
-from kumoflow.controller import App, Controller, pipeline
+from kumoflow.controller import App, Controller, OpenFlowError, pipeline
 
 from fake_switch import FakeSwitch
 
@@ -331,3 +331,24 @@ def test_errors_are_routed_for_the_last_messages_sent():
     dp.send_many(msgs[5:], origin=app)
     assert list(dp._sent) == [m.xid for m in msgs[10:]]
     assert all(dp._sent[m.xid] == (app, m) for m in msgs[10:])
+
+
+def test_request_raises_on_error_and_on_timeout():
+    async def main():
+        rec = Recorder()
+        controller, port = await started(rec)
+        sw = await FakeSwitch(1).connect(port)
+        await asyncio.wait_for(rec.up.wait(), 5)
+        dp = controller.datapaths[1]
+        asking = asyncio.ensure_future(dp.request(ofp.DescRequest()))
+        [desc] = await sw.wait_type(ofp.DescRequest)            # the fake switch records it, answers nothing
+        sw.send(ofp.ErrorMsg.for_request(ofp.OFPET.BAD_REQUEST, ofp.OFPBRC.BAD_MULTIPART, desc.pack()))
+        with pytest.raises(OpenFlowError) as caught:
+            await asking
+        assert (caught.value.error.code, type(caught.value.request)) == (ofp.OFPBRC.BAD_MULTIPART, ofp.DescRequest)
+        with pytest.raises(asyncio.TimeoutError):
+            await dp.request(ofp.DescRequest(), timeout=0.2)     # unanswered
+        assert dp.is_up                                          # a failed request leaves the switch alone
+        await sw.close()
+        await controller.stop()
+    run(main())

@@ -64,6 +64,7 @@ class Core:
         self.settle, self.audit_interval = settle, audit_interval
         self.miss_send_len = miss_send_len
         self.spawn: Callable[[Coroutine], Any] = _no_loop
+        self.on_timers_changed: Callable[[], Any] = lambda: None   # the runtime re-arms its timer
         self.topology = Topology(self)
         self.hosts = HostTable(self)
         self.connections: set[Datapath] = set()
@@ -141,7 +142,11 @@ class Core:
     # --- time --------------------------------------------------------------------------
 
     def call_later(self, delay: float, fn: Callable[[], Any]) -> None:
-        heapq.heappush(self._timers, (self.now() + delay, next(self._seq), fn))
+        when = self.now() + delay
+        sooner = not self._timers or when < self._timers[0][0]
+        heapq.heappush(self._timers, (when, next(self._seq), fn))
+        if sooner:
+            self.on_timers_changed()
 
     def call_every(self, interval: float, fn: Callable[[], Any]) -> None:
         def again() -> None:
@@ -153,7 +158,7 @@ class Core:
         return self._timers[0][0] if self._timers else None
 
     def tick(self) -> None:
-        """Run the timers that are due and expire requests that went unanswered."""
+        """Run the timers that are due (requests' deadlines among them)."""
         now = self.now()
         with self.batch():
             while self._timers and self._timers[0][0] <= now:
@@ -162,8 +167,6 @@ class Core:
                     fn()
                 except Exception:
                     log.exception("timer %r failed", fn)
-            for dp in list(self.connections):
-                dp.expire(now)
 
     def _keepalive(self) -> None:
         """Echo idle switches; close those silent for echo_timeout (dead peers)."""

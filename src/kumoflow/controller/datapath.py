@@ -46,13 +46,12 @@ class OpenFlowError(Exception):
 
 
 class _Pending:
-    __slots__ = ("on_reply", "request", "parts", "deadline")
+    __slots__ = ("on_reply", "request", "parts")
 
-    def __init__(self, on_reply: Reply, request: ofp.Message, deadline: float) -> None:
+    def __init__(self, on_reply: Reply, request: ofp.Message) -> None:
         self.on_reply = on_reply
         self.request = request
         self.parts: list[ofp.Message] = []
-        self.deadline = deadline
 
 
 class Datapath:
@@ -138,10 +137,15 @@ class Datapath:
         if self.closed:
             on_reply(ConnectionError(f"{self.name}: channel closed"))
             return 0
-        msg.xid = self.conn.next_xid()
-        deadline = self.core.now() + (timeout or self.core.request_timeout)
-        self._pending[msg.xid] = _Pending(on_reply, msg, deadline)
+        xid = msg.xid = self.conn.next_xid()
+        self._pending[xid] = _Pending(on_reply, msg)
+        self.core.call_later(timeout or self.core.request_timeout, lambda: self._expire(xid))
         return self.send(msg)
+
+    def _expire(self, xid: int) -> None:
+        pending = self._pending.pop(xid, None)
+        if pending is not None:
+            self._answer(pending, TimeoutError(f"{self.name}: no reply to {type(pending.request).__name__}"))
 
     async def request(self, msg: ofp.Message, timeout: float | None = None) -> Any:
         """`expect` for coroutines: returns the reply or raises OpenFlowError,
@@ -163,13 +167,6 @@ class Datapath:
 
     async def barrier(self) -> None:
         await self.request(ofp.BarrierRequest())
-
-    def expire(self, now: float) -> None:
-        """Fail requests whose deadline has passed."""
-        late = [xid for xid, p in self._pending.items() if p.deadline <= now]
-        for xid in late:
-            p = self._pending.pop(xid)
-            self._answer(p, TimeoutError(f"{self.name}: no reply to {type(p.request).__name__}"))
 
     def close(self) -> None:
         if not self.closed:

@@ -2,7 +2,8 @@
 
 Everything that decides lives in the sans-IO core (core.py); this module
 only moves bytes between TCP connections and the core's `Datapath`
-sessions, calls `Core.tick` when the next timer is due, and runs
+sessions, calls `Core.tick` when the next timer is due (the core says when that
+changes), and runs
 coroutine handlers as tasks.
 """
 
@@ -35,17 +36,14 @@ class _Channel(asyncio.Protocol):
         dp.on_close = transport.close
         self.dp = dp
         dp.flush()
-        self.controller.rearm()
 
     def data_received(self, data: bytes) -> None:
         assert self.dp is not None
         self.dp.receive_data(data)
-        self.controller.rearm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.dp is not None:
             self.dp.connection_lost(exc)
-            self.controller.rearm()
 
 
 class Controller:
@@ -54,6 +52,7 @@ class Controller:
     def __init__(self, apps: list[App], **options: Any) -> None:
         self.core = Core(apps, **options)
         self.core.spawn = self.spawn
+        self.core.on_timers_changed = self.rearm
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task] = set()
@@ -106,7 +105,7 @@ class Controller:
     def rearm(self) -> None:
         """Schedule the next tick at the core's next deadline."""
         when = self.core.next_deadline()
-        if when is None or when == self._timer_at:
+        if when is None or when == self._timer_at or self.loop is None:
             return
         if self._timer is not None:
             self._timer.cancel()
@@ -119,16 +118,10 @@ class Controller:
         self.rearm()
 
     def spawn(self, coro: Coroutine) -> asyncio.Task:
-        task = self.loop.create_task(self._run(coro))
+        task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    async def _run(self, coro: Coroutine) -> None:
-        try:
-            await coro
-        finally:
-            self.rearm()   # the coroutine may have sent requests with deadlines
 
 
 __all__ = ["Controller"]
