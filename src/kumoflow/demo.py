@@ -1,11 +1,13 @@
 """`kumoflow demo`: what kumoflow does end to end, today.
 
-The default demo brings up an emulated network (real namespaces joined by
-Open vSwitch bridges) driven by kumoflow's controller running the l2
-learning-switch app, pings between every pair of hosts, shows the results,
-each switch's learned MAC table and the flows the controller installed (as
-read back from the switches with OpenFlow flow-stats requests), and removes
-everything.
+The default demo brings up an emulated network with loops (examples/mesh.yaml:
+real namespaces joined by kumoflow and Open vSwitch switches) driven by
+kumoflow's controller running the fabric app; it shows the links and hosts
+the controller discovered, pings between every pair of hosts, shows the
+flows and groups it compiled (read back from a switch with OpenFlow stats
+requests), cuts a link and pings every pair again, and removes everything.
+`--app l2` runs the classic learning switch on a tree (examples/mixed.yaml)
+and shows each switch's learned MAC table instead.
 
 `kumoflow demo --codec` shows the wire protocol instead: a controller end
 and a switch end of the sans-IO channel joined through memory run the
@@ -25,7 +27,9 @@ from kumoflow import ofp
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="run the kumoflow demo")
-    parser.add_argument("--topology", type=Path, help="topology YAML (default: examples/mixed.yaml)")
+    parser.add_argument("--topology", type=Path,
+                        help="topology YAML (default: examples/mesh.yaml; with --app l2 examples/mixed.yaml)")
+    parser.add_argument("--app", choices=("fabric", "l2"), default="fabric", help="the controller app (default fabric)")
     parser.add_argument("--codec", action="store_true", help="show the OpenFlow exchange through memory instead")
     parser.add_argument("--hex", action="store_true", help="with --codec: also print each message's bytes")
     parser.set_defaults(func=run)
@@ -36,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         return run_codec(args)
     from kumoflow.demo_network import run_network
 
-    return run_network(args.topology or _examples() / "mixed.yaml")
+    default = "mesh.yaml" if args.app == "fabric" else "mixed.yaml"
+    return run_network(args.topology or _examples() / default, args.app)
 
 
 def _examples() -> Path:
