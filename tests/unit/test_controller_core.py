@@ -132,3 +132,29 @@ def test_a_switch_that_cannot_be_read_is_not_brought_up(caplog):
     assert app.events == [] and 1 not in net.core.datapaths
     assert "cannot read what the switch holds" in caplog.text
     assert not [m for m in switch.received if isinstance(m, ofp.FlowMod)]   # nothing sent blind
+
+
+def test_an_undecodable_flow_stats_reply_fails_fast_and_the_switch_still_comes_up(caplog):
+    """Open vSwitch reports some flows with OpenFlow 1.5 fields (packet_type, OXM basic 44)."""
+    app = Recorder("a")
+    net = MemNet([app], settle=0)
+    switch = net.switch(1, ports=2)
+    answer = switch.dp.handle
+
+    def handle(msg):
+        if not isinstance(msg, ofp.FlowStatsRequest):
+            return answer(msg)
+        flow = ofp.FlowStats(table_id=0, priority=5, match=ofp.Match(in_port=1))
+        raw = bytearray(ofp.FlowStatsReply(body=[flow], xid=msg.xid).pack())
+        at = raw.index((0x80000004).to_bytes(4, "big"))          # in_port's OXM header...
+        raw[at:at + 4] = ((0x8000 << 16) | (44 << 9) | 4).to_bytes(4, "big")   # ...becomes packet_type
+        switch.conn.send_raw(bytes(raw))
+        return []
+
+    switch.dp.handle = handle
+    with caplog.at_level(logging.WARNING, logger="kumoflow.controller"):
+        net.start()                                             # no clock advance: no timeout involved
+    assert app.events == [("up", 1)]
+    assert "cannot read its flows" in caplog.text
+    errors = [m for m in switch.received if isinstance(m, ofp.ErrorMsg)]
+    assert [(e.type, e.code) for e in errors] == [(ofp.OFPET.BAD_MATCH, ofp.OFPBMC.BAD_FIELD)]

@@ -41,7 +41,7 @@ from kumoflow import ofp
 
 from . import pipeline
 from .app import EVENTS, App
-from .datapath import Datapath, OpenFlowError
+from .datapath import Datapath
 from .flows import Entry, Flow
 from .hosts import HostTable
 from .reconcile import Reconciler
@@ -255,9 +255,9 @@ class Core:
                     dp.close()
                     dp.connection_lost(reply)
                 return
-            if isinstance(reply, OpenFlowError):   # e.g. no meter support: it holds none
+            if isinstance(reply, Exception):   # an ERROR (no meter support: it holds none) or bad bytes
                 if i == 0:
-                    log.warning("%s: refuses flow stats (%s); assuming it holds no flows", dp, reply)
+                    log.warning("%s: cannot read its flows (%s); assuming it holds none", dp, reply)
                 replies[i] = []
             else:
                 replies[i] = reply.body

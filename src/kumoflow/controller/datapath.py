@@ -45,6 +45,14 @@ class OpenFlowError(Exception):
         super().__init__(f"{ofp.error_name(error.type, error.code)} in reply to {type(request).__name__}")
 
 
+class UndecodableReply(Exception):
+    """The switch answered a request with bytes that do not decode."""
+
+    def __init__(self, error: Exception, request: ofp.Message) -> None:
+        self.request = request
+        super().__init__(f"undecodable reply to {type(request).__name__}: {error}")
+
+
 class _Pending:
     __slots__ = ("on_reply", "request", "parts")
 
@@ -199,6 +207,10 @@ class Datapath:
             log.warning("%s: undecodable message from switch: %s", self, event.error)
             self.conn.reject(event)
             self.core.wrote(self)
+            xid = int.from_bytes(event.data[4:8], "big") if len(event.data) >= 8 else None
+            pending = self._pending.pop(xid, None)
+            if pending is not None:    # a reply we cannot read: fail the request now, not at its timeout
+                self._answer(pending, UndecodableReply(event.error, pending.request))
         elif kind is ofp.ChannelClosed:
             log.warning("%s: closing channel: %s", self, event.reason)
             self.close()
