@@ -369,9 +369,10 @@ class Core:
             per_switch.pop(dpid, None)
             if not per_switch:
                 del self._owned[owner]
-        dirty = self._dirty_keys.get(dpid, set())
-        if dirty is not None:
-            self._dirty_keys[dpid] = dirty | old | new
+        dirty = self._dirty_keys.setdefault(dpid, set())
+        if dirty is not None:   # in place: a batch compiling many owners on one switch stays linear
+            dirty |= old
+            dirty |= new
 
     def _forget_switch(self, dpid: int) -> None:
         self.desired.pop(dpid, None)
