@@ -165,17 +165,17 @@ class MemNet:
             s.connect()
         self.run()
 
-    def restart_controller(self, apps, **options) -> Core:
+    def restart_controller(self, apps, reconnect=None, **options) -> Core:
         """The controller dies without a word and a new one (a fresh Core with
-        `apps`) takes over the same switches, which keep their flows. Each
-        switch's `received` starts empty again."""
+        `apps`) takes over the same switches (or those in `reconnect`), which
+        keep their flows. Each switch's `received` starts empty again."""
         self.run()
         for s in self.switches.values():
             s.session, s.conn = None, None
+            s.received.clear()
         self.core = Core(apps, clock=self.clock, **{**self.options, **options})
         self.core.start()
-        for s in self.switches.values():
-            s.received.clear()
+        for s in (self.switches.values() if reconnect is None else reconnect):
             s.connect()
         self.run()
         return self.core

@@ -22,7 +22,11 @@ What it compiles (three kinds of object, so a change recompiles little):
                    the fabric plus its edge ports, so a broadcast reaches
                    every host exactly once and rings never storm. A port is
                    an edge port once a host was seen there, or once S has
-                   settled (core.py) without LLDP finding a link on it.
+                   settled (core.py) without LLDP finding a link on it. A
+                   port that was ever the end of a link is no edge port (no
+                   flooding, no learning) until its carrier drops: the
+                   switch at the other end may have lost its channel to the
+                   controller and still forward with the flows it holds.
 ``("dest", D)``    on every other switch S: group D, the way from S to D.
                    Equal-cost next hops make a select group (the switch
                    hashes each flow onto one; buckets watch their port, so
@@ -103,6 +107,7 @@ class Fabric(App):
         self._group_ids: dict[int, int] = {}    # dpid -> group id
         self._group_owner: dict[int, int] = {}  # group id -> dpid
         self._tree: tuple[int, dict[int, set[int]]] = (-1, {})
+        self._switch_facing: set[tuple[int, int]] = set()   # (dpid, port) ever a link's end, carrier not lost since
 
     # --- shared views --------------------------------------------------------------
 
@@ -137,6 +142,7 @@ class Fabric(App):
         topology, hosts = self.core.topology, self.core.hosts
         return {p.port_no for p in dp.ports.values()
                 if port_up(p) and not topology.is_fabric_port(dp.id, p.port_no)
+                and (dp.id, p.port_no) not in self._switch_facing
                 and (dp.settled or hosts.at(dp.id, p.port_no))}
 
     def flood_ports(self, dp) -> set[int]:
@@ -212,12 +218,17 @@ class Fabric(App):
     # --- observing ---------------------------------------------------------------------
 
     def recover(self, dp, flows: list[ofp.FlowStats]) -> None:
-        """Hosts from their admission flows, left by a previous run."""
+        """Hosts from their admission flows, left by a previous run; and the
+        ports that were links' ends then (their admission flows match in_port alone)."""
         classify = self.table("classify")
         for f in flows:
-            if (f.table_id == classify and f.cookie >> 56 == self.function and (f.cookie >> 48) & 0xFF == KIND_HOST
-                    and "in_port" in f.match and "eth_src" in f.match):
+            if f.table_id != classify or f.cookie >> 56 != self.function or "in_port" not in f.match:
+                continue
+            kind = (f.cookie >> 48) & 0xFF
+            if kind == KIND_HOST and "eth_src" in f.match:
                 self.core.hosts.seen(str(f.match["eth_src"]).lower(), dp.id, f.match["in_port"])
+            elif kind == KIND_SWITCH and len(f.match) == 1:
+                self._switch_facing.add((dp.id, f.match["in_port"]))
 
     def switch_up(self, dp) -> None:
         self.core.topology.add_switch(dp.id)
@@ -232,6 +243,7 @@ class Fabric(App):
     def link_up(self, link: Link) -> None:
         self.log.info("link up: %#x port %d <-> %#x port %d", link.a, link.a_port, link.b, link.b_port)
         for end in ((link.a, link.a_port), (link.b, link.b_port)):
+            self._switch_facing.add(end)
             self.core.hosts.lose_port(*end)    # learned there before the link was known
         self._topology_changed()
 
@@ -259,6 +271,7 @@ class Fabric(App):
     def port_status(self, dp, msg: ofp.PortStatus) -> None:
         port = msg.desc
         if msg.reason == ofp.OFPPR.DELETE or not port_up(port):
+            self._switch_facing.discard((dp.id, port.port_no))
             self.core.topology.lose_port(dp.id, port.port_no)
             self.core.hosts.lose_port(dp.id, port.port_no)
         elif dp.is_up:
@@ -273,7 +286,8 @@ class Fabric(App):
             self._lldp_in(dp, in_port, data)
             return
         port = dp.ports.get(in_port)
-        if port is None or not port_up(port) or self.core.topology.is_fabric_port(dp.id, in_port) or data[6] & 1:
+        if (port is None or not port_up(port) or self.core.topology.is_fabric_port(dp.id, in_port)
+                or (dp.id, in_port) in self._switch_facing or data[6] & 1):
             return   # not from a host: a frame in flight while the fabric's flows change
         self.core.hosts.seen(mac_text(data[6:12]), dp.id, in_port, source_ips(data))
         self._deliver(dp, in_port, data)
@@ -314,6 +328,7 @@ class Fabric(App):
             peer, peer_port = int(lldp.chassis_id[len(CHASSIS_PREFIX):], 16), int(lldp.port_id)
         except (PacketError, KeyError, ValueError):
             return
-        if peer not in self.core.datapaths or (peer, peer_port) == (dp.id, in_port):
-            return
+        sender = self.core.datapaths.get(peer)
+        if sender is None or peer_port not in sender.ports or (peer, peer_port) == (dp.id, in_port):
+            return    # no such switch port: a forged or stale frame, not a link
         self.core.topology.seen(Link.between(peer, peer_port, dp.id, in_port))
