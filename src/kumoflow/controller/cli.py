@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import signal
+from pathlib import Path
 
 from kumoflow.eventloop import run as run_loop
 
@@ -25,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "hosts are discovered; then reconcile it in full (default 3)")
     p.add_argument("--audit-interval", type=float, default=30.0, metavar="SECONDS",
                    help="read every switch again this often and repair drift (0: never; default 30)")
+    p.add_argument("--status-file", metavar="PATH",
+                   help="once listening, write a JSON status (pid, listen addresses with the ports "
+                        "bound, so that port 0 can be used) to PATH; removed on exit")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -44,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         logging.error("%s", exc)
         return 2
-    return run_loop(_serve(controller, args.listen or ["tcp:0.0.0.0:6653"]))
+    return run_loop(_serve(controller, args.listen or ["tcp:0.0.0.0:6653"], args.status_file))
 
 
 def parse_options(items: list[str]) -> dict[str, dict[str, object]]:
@@ -71,17 +77,35 @@ def _value(text: str) -> object:
     return text
 
 
-async def _serve(controller, listen: list[str]) -> int:
+def _write_status(path: Path, bound) -> None:
+    """Atomically: a reader sees the whole file or none."""
+    status = {"pid": os.getpid(), "listen": [f"tcp:{a.host}:{a.port}" for a in bound]}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(status, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+async def _serve(controller, listen: list[str], status_file: str | None = None) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await controller.start(listen)
+        bound = await controller.start(listen)
     except (OSError, ValueError) as exc:
         logging.error("cannot listen: %s", exc)
         return 1
+    status = Path(status_file) if status_file else None
+    if status is not None:
+        try:
+            _write_status(status, bound)
+        except OSError as exc:
+            logging.error("cannot write the status file: %s", exc)
+            await controller.stop()
+            return 1
     await stop.wait()
     logging.info("shutting down")
+    if status is not None:
+        status.unlink(missing_ok=True)
     await controller.stop()
     return 0
