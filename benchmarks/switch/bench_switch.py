@@ -52,7 +52,8 @@ RPS interrupts for 733,575 frames in one sink run. In this VM (nested
 virtualization) an IPI is expensive for both sides: the paced generator
 used up to 91% of CPU 0 to offer 135,000 frames/s into a switch (35-43%
 at 141,000-185,000 frames/s with NAPI threads), and under overload the
-softirq starves the switch (livelock). Its results on 2026-11-28 (--quick):
+softirq starves the switch (livelock). Its results on 2026-11-28 (one
+search of each, 2 s trials, 10,000 rules: what --quick was then):
 ovs 81,531, kumoflow 110,365, loop 100,841 frames/s, a kumoflow/OVS ratio
 close to the NAPI one (1.35x vs 1.36x). ``--ingress sender`` is no
 steering at all (the generator pays the switch's input, the switch pays
@@ -475,7 +476,8 @@ class Bench:
         for rep in range(self.args.repeat):
             searches = {a.name: RateSearch(guess.get(a.name) or self.args.start_rate, self.args.max_rate,
                                            self.args.loss, self.args.precision,
-                                           factor=1.5 if a.name not in guess else 1.05)
+                                           factor=1.5 if a.name not in guess else 1.05,
+                                           max_trials=4 if self.args.quick else RateSearch.MAX_TRIALS)
                         for a in arms}
             while not all(sr.done for sr in searches.values()):
                 for arm in arms:
@@ -569,8 +571,10 @@ class RateSearch:
 
     MAX_TRIALS = 14
 
-    def __init__(self, start: float, ceiling: float, loss: float, precision: float, factor: float) -> None:
+    def __init__(self, start: float, ceiling: float, loss: float, precision: float, factor: float,
+                 max_trials: int = MAX_TRIALS) -> None:
         self.next, self.ceiling, self.loss, self.precision, self.factor = start, ceiling, loss, precision, factor
+        self.max_trials = max_trials
         self.best: dict | None = None           # highest passing trial
         self.fail: float | None = None          # lowest failing offered rate above it
         self.trials: list[dict] = []
@@ -592,7 +596,7 @@ class RateSearch:
         elif self.fail is None or rate < self.fail:
             self.fail = rate
         lo = self.best["offered"] if self.best else None
-        if len(self.trials) >= self.MAX_TRIALS:
+        if len(self.trials) >= self.max_trials:
             self.done = True
         elif lo is not None and self.fail is not None:
             self.done = self.fail <= lo * (1 + self.precision)
@@ -963,10 +967,11 @@ def main() -> int:
     ap.add_argument("--foreign", type=float, default=0.10,
                     help="a measurement counts as clean when other processes used at most this much CPU")
     ap.add_argument("--attempts", type=int, default=4, help="tries per measurement to get a clean one")
-    benchlib.add_output_args(ap, "under a minute, a smoke test, not a figure: --repeat 1 --window 1 --trial 0.5 "
-                                 "--drain 0.1 --precision 0.5 --tcp-seconds 1 --rules 1000 --idle-wait 0 "
-                                 "--attempts 1 (what it measures is noise; for one search of each as before, "
-                                 "~4 minutes: --repeat 1 --window 2 --trial 2 --tcp-seconds 2 --rules 10000)")
+    benchlib.add_output_args(ap, "under a minute, a smoke test, not a figure: --repeat 1 --window 0.5 "
+                                 "--trial 0.5 --drain 0.1 --precision 0.5 --tcp-seconds 1 --rules 1000 "
+                                 "--idle-wait 0 --attempts 1 --no-flat, searches of at most 4 trials (for one "
+                                 "search of each, ~4 minutes: --repeat 1 --window 2 --trial 2 --tcp-seconds 2 "
+                                 "--rules 10000)")
     ap.add_argument("--sweep", action="store_true", help="remove leftovers of a killed run and exit")
     args = ap.parse_args()
     if args.sweep:
@@ -976,8 +981,8 @@ def main() -> int:
         print("needs root (namespaces, raw sockets, Open vSwitch)", file=sys.stderr)
         return 2
     if args.quick:
-        args.repeat, args.window, args.trial, args.drain, args.precision = 1, 1.0, 0.5, 0.1, 0.5
-        args.tcp_seconds, args.rules, args.idle_wait, args.attempts = 1, "1000", 0.0, 1
+        args.repeat, args.window, args.trial, args.drain, args.precision = 1, 0.5, 0.5, 0.1, 0.5
+        args.tcp_seconds, args.rules, args.idle_wait, args.attempts, args.flat = 1, "1000", 0.0, 1, False
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # so Lab cleans up
     results = run(args)
     results["command"] = "sudo " + benchlib.command_line()
