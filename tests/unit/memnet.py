@@ -24,6 +24,14 @@ from kumoflow.switch.errors import SwitchError
 from kumoflow.switch.port import MemoryPort
 
 
+def _mac(first: int, dpid: int, port: int) -> str:
+    """first:00:00:00:dpid:port for small numbers; else the low 24 bits of
+    the dpid and 16 of the port."""
+    if dpid <= 0xFF and port <= 0xFF:
+        return f"{first:02x}:00:00:00:{dpid:02x}:{port:02x}"
+    return ":".join(f"{b:02x}" for b in (first << 40 | (dpid & 0xFFFFFF) << 16 | port & 0xFFFF).to_bytes(6, "big"))
+
+
 class Clock:
     def __init__(self) -> None:
         self.t = 1000.0
@@ -44,7 +52,7 @@ class MemSwitch:
         self.dp.on_async = self._async
         self.ports: dict[int, MemoryPort] = {}
         for n in range(1, ports + 1):
-            port = MemoryPort(n, f"s{dpid}-eth{n}", f"0a:00:00:00:{dpid:02x}:{n:02x}")
+            port = MemoryPort(n, f"s{dpid}-eth{n}", _mac(0x0A, dpid, n))
             self.dp.add_port(port)
             self.ports[n] = port
         self.received: list[ofp.Message] = []   # what the controller sent, decoded
@@ -139,7 +147,7 @@ class MemNet:
         pb.deliver = lambda f: self.queue.append((lambda f: a.dp.receive(a_port, f), f))
 
     def host(self, name: str, switch: MemSwitch, port: int, mac: str | None = None) -> MemHost:
-        h = MemHost(self, name, mac or f"00:00:00:00:{switch.dpid:02x}:{port:02x}")
+        h = MemHost(self, name, mac or _mac(0x00, switch.dpid, port))
         self.attach(h, switch, port)
         self.hosts[name] = h
         return h

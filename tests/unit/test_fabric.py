@@ -91,15 +91,16 @@ def frames(host):
     return [f for f in host.received if f[12:14] != b"\x88\xcc"]
 
 
-def ring(n, ports=4):
-    """Switches 1..n in a ring (port 1 to the next, port 2 to the previous),
-    a host on port 3 of each; port 4 is spare."""
+def ring(n, ports=4, dpids=None):
+    """Switches 1..n (or `dpids`) in a ring (port 1 to the next, port 2 to the
+    previous), a host on port 3 of each; port 4 is spare."""
+    dpids = list(dpids or range(1, n + 1))
     net = Net()
-    for d in range(1, n + 1):
+    for d in dpids:
         net.switch(d, ports)
-    for d in range(1, n + 1):
-        net.link(d, 1, d % n + 1, 2)
-    for d in range(1, n + 1):
+    for i, d in enumerate(dpids):
+        net.link(d, 1, dpids[(i + 1) % n], 2)
+    for d in dpids:
         net.host(d, 3)
     return net
 
@@ -242,6 +243,25 @@ def test_first_frames_of_new_hosts_are_not_lost():
     assert [(d, p) for d, p, _ in net.packet_ins] == [(3, 3)]
     only(send(net, h3, reply), "h1", reply)       # then by flows alone
     assert net.packet_ins == []
+
+
+def test_switches_with_large_datapath_ids():
+    """Open vSwitch derives 48-bit dpids from a MAC; others use all 64 bits.
+    Group ids then come from a hash; cookies keep the low 48 bits."""
+    dpids = [0x0000_5254_00AB_CD01, 0x0000_5254_00AB_CD02, 0xFFFF_0000_0000_0001, 0x8000_0000_0000_0000]
+    net = ring(4, dpids=dpids).start()
+    learn(net)
+    fabric = net.core.app("fabric")
+    gids = [fabric.group_id(d) for d in dpids]
+    assert len(set(gids)) == 4 and all(g in fabric.ids for g in gids)
+    for a, b in itertools.permutations(net.hosts, 2):
+        ping = echo(a, b)
+        only(send(net, a, ping), b.name, ping)
+    where = {h.mac: (h.dpid, h.port) for h in net.core.hosts}
+    core = net.restart()
+    net.advance(core.settle + 1.5)
+    assert {h.mac: (h.dpid, h.port) for h in core.hosts} == where
+    assert [len(s.mods()) for s in net.sw.values()] == [0, 0, 0, 0]
 
 
 def fat_tree_started():

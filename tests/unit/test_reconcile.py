@@ -421,6 +421,40 @@ def test_the_audit_removes_a_flow_added_behind_its_back_and_leaves_unknown_table
     assert len(got["h3"]) == 1 and not got["h2"] and not s1.ports[4].take()
 
 
+def _in_flight(net):
+    """The controller's messages queued towards the switches, decoded."""
+    msgs = []
+    for fn, data in net.queue:
+        if getattr(fn, "__name__", "") == "_from_controller":
+            while data:
+                length = int.from_bytes(data[2:4], "big")
+                msgs.append(ofp.parse(data[:length]))
+                data = data[length:]
+    return msgs
+
+
+def test_what_is_sent_while_an_audit_reads_is_not_sent_again():
+    """The audit's reads go out; a host shows up before the switches answer,
+    and its flows go out behind the reads. The read results lack them; the
+    journal keeps them from being sent a second time."""
+    net, switches, hosts = started_triangle()
+    for s in switches:
+        s.received.clear()
+    net.core.audit()
+    assert any(isinstance(m, ofp.FlowStatsRequest) for m in _in_flight(net))     # the reads are on their way
+    newcomer = "02:00:00:00:00:99"
+    with net.core.batch():
+        net.core.hosts.seen(newcomer, 1, 4)
+    net.run()
+    net.advance(1)
+
+    def about_newcomer(s):
+        return [m for m in s.mods() if newcomer in (m.match.get("eth_src"), m.match.get("eth_dst"))]
+    assert [len(about_newcomer(s)) for s in switches] == [2, 1, 1]     # admit and deliver on s1; to s1 elsewhere
+    assert all(m.command == ofp.OFPFC.ADD for s in switches for m in about_newcomer(s))
+    assert [len(s.mods()) for s in switches] == [2, 1, 1]                    # and nothing else
+
+
 def test_while_settling_only_missing_entries_are_added():
     """A switch that comes up holding a stale flow keeps it until the settle
     time is over (the controller's view is still filling in), then loses it."""
