@@ -455,6 +455,34 @@ def test_what_is_sent_while_an_audit_reads_is_not_sent_again():
     assert [len(s.mods()) for s in switches] == [2, 1, 1]                    # and nothing else
 
 
+def test_a_flow_changed_by_the_topology_is_modified_in_place_and_keeps_counting():
+    net, (s1, s2, s3), hosts = started_triangle()
+    h1 = hosts[0]
+
+    def flood_from_h1():
+        [f] = [f for f in s1.flows(FORWARD) if f.priority == 10 and f.match.get("in_port") == 3]
+        return f
+
+    for _ in range(3):
+        h1.send(bytes(Ethernet(src=h1.mac) / ARP(1, h1.mac, "10.0.0.1", "00:00:00:00:00:00", "10.0.0.9")))
+        net.run()
+    before = flood_from_h1()
+    assert before.packet_count >= 3
+    for s in (s1, s2, s3):
+        s.received.clear()
+    net.advance(5)
+    net.set_link(s1, 2, False)           # s1 - s3: the flood tree changes, so does h1's flood flow
+    net.set_link(s3, 1, False)
+    net.advance(0.5)
+    after = flood_from_h1()
+    assert after.instructions != before.instructions
+    [mod] = [m for m in s1.mods() if isinstance(m, ofp.FlowMod) and m.table_id == FORWARD and m.priority == 10
+             and m.match.get("in_port") == 3]
+    assert mod.command == ofp.OFPFC.MODIFY_STRICT
+    assert after.cookie == before.cookie and after.packet_count == before.packet_count
+    assert after.duration_sec >= before.duration_sec + 5
+
+
 def test_while_settling_only_missing_entries_are_added():
     """A switch that comes up holding a stale flow keeps it until the settle
     time is over (the controller's view is still filling in), then loses it."""
