@@ -19,7 +19,6 @@ from memnet import MemNet
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 ZERO_MAC = "00:00:00:00:00:00"
 CLASSIFY, FORWARD = pipeline.table_id("classify"), pipeline.table_id("forward")
-FLOW_MODS = (ofp.FlowMod, ofp.GroupMod, ofp.MeterMod)
 
 
 # --- networks ----------------------------------------------------------------------------------
@@ -183,10 +182,6 @@ def learn(net):
     assert len(net.core.hosts) == len(net.hosts)
 
 
-def groups_of(switch, gtype=None):
-    return {gid: g for gid, g in switch.groups().items() if gtype is None or g.type == gtype}
-
-
 def ports_in(group):
     return {a.port for b in group.buckets for a in b.actions if isinstance(a, ofp.Output)} | {
         b.watch_port for b in group.buckets if b.watch_port != ofp.OFPP.ANY}
@@ -309,8 +304,7 @@ def test_a_switch_that_joins_a_running_fabric():
     net.advance(net.core.settle + 1.5)
     assert len(net.core.topology.graph.links) == 2
     h1, h2, h3, h4 = net.hosts
-    learn_some = [h1, h2, h3]
-    for h in learn_some:
+    for h in (h1, h2, h3):
         send(net, h, arp_request(h, "10.0.0.254"))
     ping = echo(h1, h3)
     only(send(net, h1, ping), "h3", ping)
@@ -608,6 +602,26 @@ def test_a_host_whose_port_goes_down_is_forgotten_everywhere_and_found_again():
     ping = echo(h2, h1)
     only(send(net, h2, ping), "h1", ping)
     assert net.packet_ins == []
+
+
+def test_a_port_recabled_from_a_switch_to_a_host_becomes_a_host_port():
+    net = ring(4).start()
+    learn(net)
+    s1, s2 = net.sw[1], net.sw[2]
+    net.mem.set_link(s1, 1, False)          # the cable to s2 is pulled...
+    net.mem.set_link(s2, 2, False)
+    s2.ports[2].deliver = None
+    h5 = net.mem.host("h5", s1, 1)          # ...and a host plugged in instead
+    h5.ip = "10.0.0.5"
+    net.hosts.append(h5)
+    net.mem.set_link(s1, 1, True)
+    net.advance(0.5)
+    request = arp_request(h5, net.hosts[2].ip)
+    everyone_once(send(net, h5, request), request)
+    assert (net.core.hosts.get(h5.mac).dpid, net.core.hosts.get(h5.mac).port) == (1, 1)
+    for a, b in itertools.permutations(net.hosts, 2):
+        ping = echo(a, b)
+        only(send(net, a, ping), b.name, ping)
 
 
 def test_a_restarted_controller_recovers_hosts_from_the_switches_and_resends_nothing():

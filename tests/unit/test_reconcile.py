@@ -9,7 +9,7 @@ from kumoflow import ofp
 from kumoflow.apps.fabric import Fabric
 from kumoflow.controller import App, Flow, Group, Meter, pipeline
 from kumoflow.controller.reconcile import Reconciler
-from kumoflow.packet import ARP, ICMP, Ethernet, IPv4, parse
+from kumoflow.packet import ARP, ICMP, Ethernet, IPv4
 from kumoflow.switch.datapath import Datapath as SwitchDatapath
 from kumoflow.switch.port import MemoryPort
 
