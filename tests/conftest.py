@@ -13,6 +13,21 @@ that CI can never pass by skipping what it was meant to test.
 
 Fixture ``unique_name``: a function returning short names, unique across runs,
 for namespaces, links and bridges; see its docstring.
+
+Hypothesis runs under one of two profiles, loaded here before any test module
+is imported (a test's own ``@settings`` only overrides what it names):
+
+``dev``  (off CI) random examples; a failure prints its example and the
+         ``@reproduce_failure(...)`` blob that replays it exactly.
+``ci``   (CI or KUMOFLOW_STRICT) the same, plus ``derandomize``: the examples
+         are a function of the test alone, so a red CI run is red again on any
+         machine with the same code, and never red because a new random
+         example turned up beside an unrelated change. Searching wider is the
+         job of a local run (or ``HYPOTHESIS_PROFILE=dev``).
+
+Both have no deadline: a test's speed on a loaded machine is not its result
+(timing goals live in benchmarks/). ``HYPOTHESIS_PROFILE`` picks a profile by
+name; ``pytest --hypothesis-seed=N`` fixes the seed of a random run.
 """
 
 from __future__ import annotations
@@ -25,6 +40,7 @@ import shutil
 import subprocess
 
 import pytest
+from hypothesis import settings
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -34,6 +50,11 @@ def _strict() -> bool:
         os.environ.get("CI", "").strip().lower() in _TRUE
         or os.environ.get("KUMOFLOW_STRICT", "").strip().lower() in _TRUE
     )
+
+
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.register_profile("ci", deadline=None, print_blob=True, derandomize=True, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if _strict() else "dev"))
 
 
 def _is_root() -> bool:

@@ -4,7 +4,7 @@ that carry the type and code the specification names."""
 import struct
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kumoflow import ofp
@@ -12,7 +12,7 @@ from kumoflow.ofp import OFPBAC, OFPBIC, OFPBMC, OFPBRC, OFPET
 
 from ofp_strategies import matches, messages
 
-FUZZ = settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+FUZZ = settings(max_examples=300, deadline=None)
 
 
 @FUZZ

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from kumoflow.packet import (
@@ -216,9 +216,8 @@ def assert_same_fields(orig, parsed) -> None:
         assert got == want, f"{type(orig).__name__}.{f.name}: built {want!r}, parsed {got!r}"
 
 
-_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=_SLOW_OK)
-FEWER = settings(max_examples=100, deadline=None, suppress_health_check=_SLOW_OK)
+SETTINGS = settings(max_examples=200, deadline=None)
+FEWER = settings(max_examples=100, deadline=None)
 
 
 @SETTINGS

@@ -16,7 +16,7 @@ import asyncio
 import struct
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kumoflow import ofp
@@ -261,7 +261,7 @@ def _compare(raws: list[bytes]) -> None:
     assert [m.pack() for m in removed[0]] == [m.pack() for m in removed[1]]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_raw_path_is_the_reference_path(data):
     clean = st.sampled_from([[], [ofp.ApplyActions([ofp.Output(1)])], [ofp.ApplyActions([ofp.Output(2)]),
@@ -282,7 +282,7 @@ def test_raw_path_is_the_reference_path(data):
     _compare(raws + raws[:2])          # adds of identical flows: replacement
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_mangled_flow_mods_get_the_reference_errors(data):
     raws = []

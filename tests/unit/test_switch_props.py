@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.compat import raw
 from scapy.contrib.mpls import MPLS
@@ -27,8 +27,7 @@ from test_switch_actions import recomputed
 from test_switch_helpers import MAC1, MAC2, Rig
 
 # KUMOFLOW_SWITCH_EXAMPLES=5000 for a longer hunt.
-SETTINGS = settings(max_examples=int(os.environ.get("KUMOFLOW_SWITCH_EXAMPLES", "150")), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=int(os.environ.get("KUMOFLOW_SWITCH_EXAMPLES", "150")), deadline=None)
 
 u8, u16, u32 = st.integers(0, 0xFF), st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF)
 macs = st.binary(min_size=6, max_size=6).map(lambda b: b.hex(":"))
