@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -17,15 +21,24 @@ SRC = str(Path(kumoflow.__file__).resolve().parents[1])
 
 
 def free_port() -> int:
+    """A port that was free a moment ago. It races with every other process
+    that binds ports: prefer port 0 (ControllerProcess's default) and read
+    back what was bound."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 class ControllerProcess:
-    """`kumoflow controller` on 127.0.0.1:port, stopped by PID."""
+    """`kumoflow controller` on 127.0.0.1, stopped by PID.
 
-    def __init__(self, port: int, apps: tuple[str, ...] = ("l2",), log: Path | None = None,
+    With port 0 (the default) the controller binds a port of the kernel's
+    choosing and reports it in its status file (``--status-file``), which is
+    also how `start` knows it is listening; `port` and `target` are then that
+    port. A restart (`stop`, then `start`) binds the same port again, so
+    switches configured with `target` find it."""
+
+    def __init__(self, port: int = 0, apps: tuple[str, ...] = ("l2",), log: Path | None = None,
                  echo_interval: float = 1.0) -> None:
         self.port = port
         self.apps = apps
@@ -35,26 +48,31 @@ class ControllerProcess:
 
     @property
     def target(self) -> str:
+        assert self.port, "the controller has not been started: its port is not known yet"
         return f"tcp:127.0.0.1:{self.port}"
 
-    def start(self) -> "ControllerProcess":
-        argv = [sys.executable, "-m", "kumoflow.cli", "controller", "--listen", self.target,
-                "--echo-interval", str(self.echo_interval), "--log-level", "info"]
-        for app in self.apps:
-            argv += ["--app", app]
-        out = open(self.log, "ab") if self.log else subprocess.DEVNULL
-        self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONPATH": SRC})
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"controller exited with {self.proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
+    def start(self, timeout: float = 15.0) -> "ControllerProcess":
+        with tempfile.TemporaryDirectory(prefix="kf-ctl-") as tmp:
+            status = Path(tmp) / "status.json"
+            argv = [sys.executable, "-m", "kumoflow.cli", "controller", "--listen", f"tcp:127.0.0.1:{self.port}",
+                    "--status-file", str(status), "--echo-interval", str(self.echo_interval),
+                    "--log-level", "info"]
+            for app in self.apps:
+                argv += ["--app", app]
+            with open(self.log, "ab") if self.log else open(os.devnull, "wb") as out:
+                self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                             env={**os.environ, "PYTHONPATH": SRC})
+            deadline = time.monotonic() + timeout
+            while not status.exists():
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"controller exited with {self.proc.returncode}")
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"controller wrote no status file within {timeout}s")
                 time.sleep(0.05)
-        raise RuntimeError("controller did not start listening")
+            [listen] = json.loads(status.read_text())["listen"]
+        self.port = int(listen.rsplit(":", 1)[1])
+        return self
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -75,58 +93,68 @@ class ControllerProcess:
 
 class Cable:
     """A TCP relay between switches and a controller that a test can cut and
-    mend, to disconnect switches without touching their configuration."""
+    mend, to disconnect switches without touching their configuration.
+
+    The relay listens from the start to the end on a port of the kernel's
+    choosing; while cut, it drops every connection it had and resets every
+    new one at once, so a switch sees its controller gone, and the port is
+    never released for another process to take."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
-        self.port = free_port()
-        self._listener: socket.socket | None = None
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.port = self._listener.getsockname()[1]
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._open = False
+        threading.Thread(target=self._accept, daemon=True).start()
 
     @property
     def target(self) -> str:
         return f"tcp:127.0.0.1:{self.port}"
 
     def mend(self) -> "Cable":
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(16)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        with self._lock:
+            self._open = True
         return self
 
     def cut(self) -> None:
-        """Drop every relayed connection and refuse new ones until mended."""
+        """Drop every relayed connection and reset new ones until mended."""
         with self._lock:
-            if self._listener is not None:
-                try:
-                    self._listener.shutdown(socket.SHUT_RDWR)   # wakes the blocked accept()
-                except OSError:
-                    pass
-                self._listener.close()
-                self._listener = None
+            self._open = False
             for s in self._sockets:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+                _drop(s)
             self._sockets.clear()
 
-    def _accept(self, listener: socket.socket) -> None:
+    def close(self) -> None:
+        """Cut, and stop listening for good."""
+        self.cut()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)      # wakes the blocked accept()
+        self._listener.close()
+
+    def _accept(self) -> None:
         while True:
             try:
-                down, _ = listener.accept()
+                down, _ = self._listener.accept()
             except OSError:
-                return
+                return                                      # closed
+            with self._lock:
+                if not self._open:
+                    _reset(down)
+                    continue
             try:
                 up = socket.create_connection(("127.0.0.1", self.upstream_port))
             except OSError:
-                down.close()
+                _reset(down)
                 continue
             with self._lock:
+                if not self._open:                          # cut meanwhile
+                    _reset(down)
+                    _reset(up)
+                    continue
                 self._sockets += [down, up]
             for a, b in ((down, up), (up, down)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
@@ -140,7 +168,18 @@ class Cable:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+
+
+def _drop(s: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        s.shutdown(socket.SHUT_RDWR)
+    s.close()
+
+
+def _reset(s: socket.socket) -> None:
+    """Close with a TCP reset (SO_LINGER 0), as a refused peer would see it."""
+    with contextlib.suppress(OSError):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
