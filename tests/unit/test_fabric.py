@@ -712,10 +712,11 @@ def lldp(chassis, port, src="02:00:00:00:66:66"):
     lldp(b"dpid:0000000000000002", b"one"),
     lldp(b"dpid:0000000000000001", b"3"),            # itself, on the port it came in by
     lldp(b"dpid:0000000000000002", b"9" * 400),
+    lldp(b"dpid:0000000000000002", b"99"),           # a port s2 does not have
     bytes(Ethernet(dst="01:80:c2:00:00:0e", src="02:00:00:00:66:66", type=0x88CC)) + b"\x02\x07\x07dpid",  # cut short
     bytes(Ethernet(dst="01:80:c2:00:00:0e", src="02:00:00:00:66:66", type=0x88CC)),
 ], ids=["foreign", "not-hex", "empty-id", "huge-id", "unknown-switch", "bad-port", "itself", "huge-port",
-        "truncated", "empty"])
+        "no-such-port", "truncated", "empty"])
 def test_a_hostile_lldp_from_a_host_changes_nothing(frame):
     net = ring(4).start()
     learn(net)
