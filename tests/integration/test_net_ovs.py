@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
-import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,16 @@ def kumoflow_cli(*argv: str, check: bool = True, **kwargs) -> subprocess.Complet
     return proc
 
 
+def wait_listening(host, port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Wait until a TCP socket listens on `port` in the host's namespace
+    (asked of the kernel with ss), failing at once if `proc` exits."""
+    deadline = time.monotonic() + timeout
+    while not host.run(["ss", "-Hltn", f"sport = :{port}"]).stdout.strip():
+        assert proc.poll() is None, f"the server exited with {proc.returncode}"
+        assert time.monotonic() < deadline, f"nothing listens on port {port} in {host.netns} after {timeout}s"
+        time.sleep(0.05)
+
+
 def ovs_get(table: str, record: str, column: str) -> str:
     return subprocess.run(
         ["ovs-vsctl", "get", table, record, column], capture_output=True, text=True, check=True
@@ -118,14 +129,8 @@ def test_single_all_pairs_ping_and_down_removes_everything(topo_name, tmp_path):
             [sys.executable, "-m", "http.server", "8000", "--bind", "10.0.0.2", "--directory", str(tmp_path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        fetch = textwrap.dedent("""\
-            import time, urllib.request
-            for attempt in range(50):
-                try:
-                    print(len(urllib.request.urlopen("http://10.0.0.2:8000/blob", timeout=10).read())); break
-                except OSError:
-                    time.sleep(0.1)
-            """)
+        wait_listening(net.host("h2"), 8000, server)
+        fetch = 'import urllib.request; print(len(urllib.request.urlopen("http://10.0.0.2:8000/blob", timeout=30).read()))'
         got = net.host("h1").run([sys.executable, "-c", fetch], timeout=60)
         assert got.stdout.strip() == str(1 << 21), got.stderr
         assert server.poll() is None
@@ -244,23 +249,21 @@ def test_down_without_record_sweeps_by_name(topo_name):
 # -- with the kumoflow controller ---------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_tree_secure_with_kumoflow_controller(topo_name):
-    pytest.importorskip("kumoflow.controller.cli", reason="the controller is not in this checkout")
-    port = free_port()
+def test_tree_secure_with_kumoflow_controller(topo_name, tmp_path):
+    status = tmp_path / "controller.json"
     controller = subprocess.Popen(
-        [sys.executable, "-m", "kumoflow.cli", "controller", "--listen", f"tcp:127.0.0.1:{port}"],
+        [sys.executable, "-m", "kumoflow.cli", "controller", "--listen", "tcp:127.0.0.1:0",
+         "--status-file", str(status)],
         env={**os.environ, "PYTHONPATH": SRC}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        net = Network.from_file(TREE, name=topo_name, controllers=[f"tcp:127.0.0.1:{port}"])  # secure
+        deadline = time.monotonic() + 20
+        while not status.exists():                  # written once it listens, with the port it got
+            assert controller.poll() is None, controller.communicate()[0]
+            assert time.monotonic() < deadline, "the controller wrote no status file"
+            time.sleep(0.05)
+        [target] = json.loads(status.read_text())["listen"]
+        net = Network.from_file(TREE, name=topo_name, controllers=[target])  # secure
         with net:
             net.wait_connected(timeout=20)
             matrix = net.ping_all(retries=2)
@@ -273,12 +276,18 @@ def test_tree_secure_with_kumoflow_controller(topo_name):
         except subprocess.TimeoutExpired:
             controller.kill()
             output, _ = controller.communicate()
-    assert controller.returncode is not None, output
+    assert controller.returncode == 0, output       # SIGTERM: a clean shutdown
+    assert "Traceback" not in output, output
+    assert not status.exists()                      # removed on the way out
 
 
 def test_wait_connected_names_unconnected_switches(topo_name):
-    port = free_port()  # nothing listens there
-    with Network.from_file(SINGLE, name=topo_name, controllers=[f"tcp:127.0.0.1:{port}"]) as net:
-        with pytest.raises(NetError, match="not connected to a controller after 0.5s: s1"):
-            net.wait_connected(timeout=0.5)
+    # A port bound here and never listened on: connecting to it is refused,
+    # and no other process can take it while the test runs.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        with Network.from_file(SINGLE, name=topo_name, controllers=[f"tcp:127.0.0.1:{port}"]) as net:
+            with pytest.raises(NetError, match="not connected to a controller after 0.5s: s1"):
+                net.wait_connected(timeout=0.5)
     assert kernel_leftovers(topo_name) == []
