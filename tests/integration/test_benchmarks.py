@@ -1,0 +1,111 @@
+"""Every benchmark's entry point runs: ``--help``, and ``--quick`` with ``--json``.
+
+A quick run takes seconds and goes through the whole path of its benchmark
+(peers started, checks before timing, every table printed), so a change
+that breaks a benchmark shows up here rather than when someone next wants
+a figure. Nothing here looks at the figures: quick runs are noise, and
+tests assert behaviour, not speed (docs/benchmarks.md has the figures).
+
+All runs start together (module fixture) and the tests read their results,
+which keeps the time this adds to the suite near that of the longest run
+(bench_switch.py, which needs root and Open vSwitch and is marked so: it
+starts only when its test is selected and not skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "benchmarks"
+
+#: entry points: the scripts in a subject folder whose names do not start with "_"; each runs
+#: once with --quick, or once per argument list here
+QUICK_ARGS: dict[str, list[list[str]]] = {
+    "controller/cbench.py": [["compare"], ["scale"]],
+}
+#: entry points that need root and Open vSwitch
+NEEDS_ROOT_OVS = {"switch/bench_switch.py"}
+TIMEOUT = 300
+
+
+def entry_points() -> list[str]:
+    return sorted(str(p.relative_to(BENCH)) for p in BENCH.glob("*/*.py") if not p.name.startswith("_"))
+
+
+def quick_runs() -> list:
+    return [pytest.param(script, args, id=run_id(script, args),
+                         marks=[pytest.mark.root, pytest.mark.ovs] if script in NEEDS_ROOT_OVS else [])
+            for script in entry_points() for args in QUICK_ARGS.get(script, [[]])]
+
+
+def start(script: str, args: list[str], json_path: Path | None) -> subprocess.Popen:
+    argv = [sys.executable, str(BENCH / script), *args]
+    if json_path is not None:
+        argv += ["--quick", "--json", str(json_path)]
+    return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    try:
+        out, _ = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        return -1, out + f"\n(killed after {TIMEOUT} s)"
+    return proc.returncode, out
+
+
+def run_id(script: str, args: list[str]) -> str:
+    return " ".join([script, *args])
+
+
+@pytest.fixture(scope="module")
+def runs(request, tmp_path_factory) -> dict[str, tuple[int, str, Path | None]]:
+    """The --help and quick runs of the tests that will run (selected, not skipped), all started at once."""
+    tmp = tmp_path_factory.mktemp("bench")
+    will_run = {(item.originalname, item.callspec.id) for item in request.session.items
+                if hasattr(item, "callspec") and not item.get_closest_marker("skip")}
+    procs = {}
+    for script in entry_points():
+        if ("test_help", script) in will_run:
+            procs[run_id(script, ["--help"])] = (start(script, ["--help"], None), None)
+    for script in entry_points():
+        for args in QUICK_ARGS.get(script, [[]]):
+            if ("test_quick", run_id(script, args)) not in will_run:
+                continue
+            path = tmp / (run_id(script, args).replace("/", "_").replace(" ", "_") + ".json")
+            procs[run_id(script, args)] = (start(script, args, path), path)
+    return {key: (*finish(proc), path) for key, (proc, path) in procs.items()}
+
+
+def check_quick(rc: int, out: str, path: Path) -> None:
+    """Exit 0, a Markdown table printed, the JSON written with the machine in it."""
+    assert rc == 0, out[-4000:]
+    assert "| " in out and "|--" in out, f"no Markdown table in the output:\n{out[-4000:]}"
+    assert "Flow counts differ" not in out, out[-4000:]     # bench_switch.py: flows installed and counted
+    data = json.loads(path.read_text())
+    assert data["machine"]["nproc"] and data["machine"]["commit"]
+
+
+def test_every_entry_point_is_in_the_benchmarks_readme():
+    readme = (BENCH / "README.md").read_text()
+    missing = [s for s in entry_points() if f"benchmarks/{s}" not in readme]
+    assert not missing, f"benchmarks/README.md does not say how to run {missing}"
+
+
+@pytest.mark.parametrize("script", entry_points())
+def test_help(runs, script):
+    rc, out, _ = runs[run_id(script, ["--help"])]
+    assert rc == 0, out
+    assert "--quick" in out or "compare" in out       # cbench.py: --quick is on its subcommands
+
+
+@pytest.mark.parametrize("script,args", quick_runs())
+def test_quick(runs, script, args):
+    check_quick(*runs[run_id(script, args)])
