@@ -549,8 +549,6 @@ def test_a_switch_that_loses_its_channel_is_neither_a_loop_nor_a_host_port():
         only(send(net, a, ping), b.name, ping)
 
 
-@pytest.mark.xfail(strict=True, reason="a link is kept while LLDP crosses it either way: one that dies in one "
-                                       "direction only stays up, and traffic that way is lost for good")
 def test_a_link_that_dies_in_one_direction_times_out_and_traffic_reroutes():
     net = ring(4).start()
     learn(net)
@@ -726,8 +724,6 @@ def test_a_hostile_lldp_from_a_host_changes_nothing(frame):
     assert state(net) == before
 
 
-@pytest.mark.xfail(strict=True, reason="LLDP is not authenticated: a host that names a real switch and "
-                                       "port in its LLDP creates a link and takes that port off the fabric")
 def test_a_forged_lldp_naming_a_real_switch_port_changes_nothing():
     net = ring(4).start()
     learn(net)

@@ -4,7 +4,9 @@ LLDP and forwarded hop by hop.
 What it observes (its handlers):
 
 * links between switches, by LLDP frames it sends out of every port every
-  ``lldp_interval`` seconds and receives back as packet-ins; a link goes
+  ``lldp_interval`` seconds and receives back as packet-ins (signed with a
+  secret of this run, so hosts cannot fake them; a link is up once seen
+  both ways, and answered at once when seen one way); a link goes
   when a PORT_STATUS says its port is down, or when no LLDP crossed it for
   ``link_timeout`` seconds (a link that dies without losing carrier);
 * hosts, by the first frame a new source sends from a port that is not a
@@ -46,7 +48,9 @@ flows would use), so no frame is lost while flows are installed.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
+import os
 import zlib
 from typing import Any, Hashable, Iterable
 
@@ -59,6 +63,10 @@ from kumoflow.packet.lldp import LLDP
 LLDP_TYPE = 0x88CC
 LLDP_DST = "01:80:c2:00:00:0e"
 CHASSIS_PREFIX = b"dpid:"
+#: LLDP frames carry an organisationally specific TLV (type 127): an OUI-like
+#: tag, then a keyed hash of chassis and port under this run's secret, so a
+#: host cannot fake a link by sending LLDP of its own
+LLDP_ORG_TLV, SIGNATURE_OUI, SIGNATURE_SIZE = 127, b"kfl\x01", 16
 #: cookie object ids: the kind in the top byte of the function's 56 bits
 KIND_SWITCH, KIND_HOST = 1, 2
 MAC48 = (1 << 48) - 1
@@ -107,6 +115,7 @@ class Fabric(App):
         self._group_ids: dict[int, int] = {}    # dpid -> group id
         self._group_owner: dict[int, int] = {}  # group id -> dpid
         self._tree: tuple[int, dict[int, set[int]]] = (-1, {})
+        self._secret = os.urandom(32)
         self._switch_facing: set[tuple[int, int]] = set()   # (dpid, port) ever a link's end, carrier not lost since
 
     # --- shared views --------------------------------------------------------------
@@ -315,20 +324,32 @@ class Fabric(App):
     def _probe(self, dp, ports: Iterable[ofp.Port] | None = None) -> None:
         for port in (dp.ports.values() if ports is None else ports):
             if port_up(port):
+                chassis, port_id = CHASSIS_PREFIX + b"%016x" % dp.id, b"%d" % port.port_no
                 frame = bytes(Ethernet(dst=LLDP_DST, src=port.hw_addr) / LLDP(
-                    chassis_id=CHASSIS_PREFIX + b"%016x" % dp.id, port_id=b"%d" % port.port_no,
-                    ttl=max(1, round(self.link_timeout))))
+                    chassis_id=chassis, port_id=port_id, ttl=max(1, round(self.link_timeout)),
+                    tlvs=[(LLDP_ORG_TLV, SIGNATURE_OUI + self._sign(chassis, port_id))]))
                 dp.send(ofp.PacketOut(actions=[ofp.Output(port.port_no)], data=frame))
+
+    def _sign(self, chassis: bytes, port_id: bytes) -> bytes:
+        return hmac.new(self._secret, chassis + b"/" + port_id, "sha256").digest()[:SIGNATURE_SIZE]
 
     def _lldp_in(self, dp, in_port: int, data: bytes) -> None:
         try:
             lldp = parse(data)[LLDP]
             if not lldp.chassis_id.startswith(CHASSIS_PREFIX):
                 return    # another system's LLDP
+            signature = self._sign(lldp.chassis_id, lldp.port_id)
+            if not any(t == LLDP_ORG_TLV and hmac.compare_digest(v, SIGNATURE_OUI + signature) for t, v in lldp.tlvs):
+                return    # not sent by this controller: forged, or left from a previous run
             peer, peer_port = int(lldp.chassis_id[len(CHASSIS_PREFIX):], 16), int(lldp.port_id)
         except (PacketError, KeyError, ValueError):
             return
         sender = self.core.datapaths.get(peer)
         if sender is None or peer_port not in sender.ports or (peer, peer_port) == (dp.id, in_port):
-            return    # no such switch port: a forged or stale frame, not a link
-        self.core.topology.seen(Link.between(peer, peer_port, dp.id, in_port))
+            return    # no such switch port: a stale frame, not a link
+        link = Link.between(peer, peer_port, dp.id, in_port)
+        if not self.core.topology.seen(link, (peer, peer_port)) and link not in self.graph.links:
+            port = dp.ports.get(in_port)
+            if port is not None:
+                self._probe(dp, [port])   # answer at once: the link needs LLDP both ways
+

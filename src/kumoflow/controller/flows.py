@@ -69,7 +69,7 @@ class Flow:
         self.instructions, self.cookie = instructions, cookie
         self.idle_timeout, self.hard_timeout, self.flags = idle_timeout, hard_timeout, flags
         self.key = ("flow", table, priority, match_bytes(match))
-        self.value = (cookie, instructions_bytes(instructions), idle_timeout, hard_timeout)
+        self.value = (cookie, instructions_bytes(instructions), idle_timeout, hard_timeout, int(flags))
 
     @classmethod
     def from_stats(cls, s: ofp.FlowStats) -> "Flow":
@@ -92,7 +92,7 @@ class Flow:
 
     def change(self, installed: "Flow") -> ofp.FlowMod:
         """What turns `installed` (same key) into this flow. A MODIFY cannot
-        change the cookie or timeouts (7.3.4.1), so those take an ADD."""
+        change the cookie, timeouts or flags (7.3.4.1), so those take an ADD."""
         if installed.value[0] != self.value[0] or installed.value[2:] != self.value[2:]:
             return self.add()
         return self.modify()
