@@ -158,3 +158,18 @@ def test_an_undecodable_flow_stats_reply_fails_fast_and_the_switch_still_comes_u
     assert "cannot read its flows" in caplog.text
     errors = [m for m in switch.received if isinstance(m, ofp.ErrorMsg)]
     assert [(e.type, e.code) for e in errors] == [(ofp.OFPET.BAD_MATCH, ofp.OFPBMC.BAD_FIELD)]
+
+
+def test_an_app_loads_what_it_requires_once_and_before_itself():
+    from kumoflow.apps.fabric import Fabric
+
+    class OnTop(App):
+        name = "on-top"
+        requires = ("fabric",)
+
+    net = MemNet([OnTop()])
+    assert [a.name for a in net.core.apps] == ["fabric", "on-top"]
+    mine = Fabric(lldp_interval=0.5)
+    net = MemNet([OnTop(), mine])                      # given explicitly: that instance, loaded first
+    assert [a.name for a in net.core.apps] == ["fabric", "on-top"] and net.core.apps[0] is mine
+    assert net.core.apps[1].peers["fabric"] is mine

@@ -94,13 +94,16 @@ class Core:
         from kumoflow.apps import load_app
         ordered: list[App] = []
         names: dict[str, App] = {}
+        given: dict[str, App] = {}
+        for app in apps:
+            if given.setdefault(app.name, app) is not app:
+                raise ValueError(f"app {app.name} given twice")
 
         def add(app: App) -> None:
+            if names.get(app.name) is app:
+                return
             for need in app.requires:
-                if need not in names:
-                    add(load_app(need))
-            if app.name in names:
-                raise ValueError(f"app {app.name} given twice")
+                add(names.get(need) or given.get(need) or load_app(need))
             names[app.name] = app
             ordered.append(app)
 
