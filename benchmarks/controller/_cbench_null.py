@@ -6,7 +6,7 @@ xid, buffer id and in_port are patched in. No app, no decoding, one epoll
 loop. cbench.py runs its load against it to show the load generator's own
 ceiling, well above what the real controllers reach.
 
-    python benchmarks/cbench_null.py --listen tcp:127.0.0.1:6653
+    python benchmarks/controller/_cbench_null.py --listen tcp:127.0.0.1:6653
 """
 
 from __future__ import annotations

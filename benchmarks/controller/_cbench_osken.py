@@ -1,6 +1,6 @@
 """Run os-ken apps the way the classic `osken-manager` command does (os-ken 4.x ships no such script).
 
-    python benchmarks/cbench_osken.py benchmarks/osken_simple_switch_13.py \\
+    python benchmarks/controller/_cbench_osken.py benchmarks/controller/_osken_simple_switch_13.py \\
         --ofp-listen-host 127.0.0.1 --ofp-tcp-listen-port 6653
 
 It patches the standard library for eventlet, parses os-ken's command-line

@@ -16,10 +16,10 @@ MACs are read from the frame's first 12 bytes, as kumoflow's l2 does. Set
 OSKEN_SS13_PACKET_LIB=1 to parse frames with os_ken.lib.packet instead (the
 style of os-ken's tutorials; slower).
 
-    osken-manager benchmarks/osken_simple_switch_13.py --ofp-tcp-listen-port 6653
-    python benchmarks/cbench_osken.py benchmarks/osken_simple_switch_13.py --ofp-tcp-listen-port 6653
+    osken-manager benchmarks/controller/_osken_simple_switch_13.py --ofp-tcp-listen-port 6653
+    python benchmarks/controller/_cbench_osken.py benchmarks/controller/_osken_simple_switch_13.py --ofp-tcp-listen-port 6653
 
-(os-ken 4.x installs no osken-manager; cbench_osken.py does the same job.
+(os-ken 4.x installs no osken-manager; _cbench_osken.py does the same job.
 OSKEN_HUB_TYPE=eventlet selects the eventlet hub instead of native threads.)
 """
 

@@ -403,7 +403,7 @@ class Bench:
         return best
 
     def gen(self, pair: Pair, seconds: float, rate: float = 0) -> subprocess.Popen:
-        """bench_switch_gen.py in host a, on the host CPU: flat out, or paced at `rate`."""
+        """_bench_switch_gen.py in host a, on the host CPU: flat out, or paced at `rate`."""
         argv = ["ip", "netns", "exec", pair.ns_a, "taskset", "-c", GEN_CPU, PY, str(HERE / "_bench_switch_gen.py"),
                 "--src-mac", pair.mac_a, "--dst-mac", sink_mac(pair), "--src-ip", pair.ip_a, "--dst-ip", pair.ip_b,
                 "--seconds", str(seconds)]
@@ -540,7 +540,7 @@ class Bench:
 
 
 def controller_install(bench: Bench, lab: Lab, arm: Arm, n: int) -> dict:
-    """One controller installation of n flows into arm's switch (bench_switch_ctl.py),
+    """One controller installation of n flows into arm's switch (_bench_switch_ctl.py),
     its flows counted while the controller still holds the switch."""
     arm.ofctl("del-flows")
     port = free_port()
@@ -957,7 +957,7 @@ def main() -> int:
     ap.add_argument("--no-flat", dest="flat", action="store_false",
                     help="skip the flat-out (overload) runs before each throughput search")
     ap.add_argument("--ingress", choices=("rps", "sender", "napi"), default="napi",
-                    help="where a switch port's input is taken in (see bench_switch_net.py)")
+                    help="where a switch port's input is taken in (see _bench_switch_net.py)")
     ap.add_argument("--napi-fifo", type=int, default=50, metavar="PRIO",
                     help="NAPI threads SCHED_FIFO at this priority, as a softirq preempts a process (0: SCHED_OTHER)")
     ap.add_argument("--no-steer-hosts", action="store_true",

@@ -322,7 +322,7 @@ def napi_threads(ifname: str) -> set[int]:
 @pytest.mark.root
 def test_a_flooded_ring_stays_in_step_with_the_kernel(unique_name, caplog):
     """Overload, with the port's input in a SCHED_FIFO NAPI thread on the
-    reader's CPU (how benchmarks/bench_switch.py runs it): every frame read
+    reader's CPU (how benchmarks/switch/bench_switch.py runs it): every frame read
     comes in the order it was sent, and none is left behind in the ring.
     Handing slots back with a write that stores to the status word twice
     (see ring.py) failed this in every run on the 2-CPU test machine."""
