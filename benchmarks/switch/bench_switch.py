@@ -178,6 +178,8 @@ import _bench_switch_rules as rules_mod  # noqa: E402
 from _bench_switch_net import (HOST_CPU, SWITCH_CPU, Lab, Pair, napi_threads, sh, softnet, sweep,  # noqa: E402
                               thread_affinity, wait_for)
 
+#: what the smoke test (tests/integration/test_benchmarks.py) marks this benchmark's quick run with
+REQUIRES = ("root", "ovs")
 PY = sys.executable
 OVS_PIDFILE = "/var/run/openvswitch/ovs-vswitchd.pid"
 GEN_CPU = str(HOST_CPU)
