@@ -70,6 +70,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))         # _fabnet, _pro
 import benchlib  # noqa: E402
 from _fabnet import Lab  # noqa: E402
 
+#: what the smoke test (tests/integration/test_benchmarks.py) marks this benchmark's quick run with
+REQUIRES = ("root", "ovs")
 PROBE = str(Path(__file__).resolve().parent / "_probe.py")
 ARMS = {"fast failover": (), "recompute": ("--set", "fabric.fast_failover=false")}
 
