@@ -12,6 +12,11 @@ depends on, run them)::
 
     python osken_l2_app.py --ofp-tcp-listen-port 6653 --ofp-listen-host 127.0.0.1
 
+The entry point also takes ``--status-file PATH`` (before os-ken's own
+options): once listening, it writes ``{"pid": .., "listen": ["tcp:HOST:PORT"]}``
+there, so that ``--ofp-tcp-listen-port 0`` (a port of the kernel's choosing)
+can be used.
+
 What it does with each switch, all through os-ken's own message classes:
 
 * on SwitchFeatures: a table-miss entry sending whole packets to the
@@ -109,6 +114,7 @@ class LearningSwitch13(app_manager.OSKenApp):
 
 def main(argv: list[str] | None = None) -> None:
     """What osken-manager did: os-ken's options, this app, run until killed."""
+    import json
     import os
     import sys
 
@@ -118,11 +124,36 @@ def main(argv: list[str] | None = None) -> None:
     from os_ken import cfg
     from os_ken.base.app_manager import AppManager
 
-    import os_ken.controller.controller  # noqa: F401  (registers the --ofp-* options)
+    import os_ken.controller.controller as osken_controller  # registers the --ofp-* options
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)
-    cfg.CONF(args=sys.argv[1:] if argv is None else argv, project="os_ken")
+    args = list(sys.argv[1:] if argv is None else argv)
+    status_file = None
+    if args[:1] == ["--status-file"]:
+        status_file, args = args[1], args[2:]
+    cfg.CONF(args=args, project="os_ken")
+    if cfg.CONF.ofp_tcp_listen_port == 0 and not cfg.CONF.ofp_ssl_listen_port:
+        # os-ken reads a TCP port of 0 as none given, and then listens on
+        # 6653 and 6633. Naming an SSL port keeps it to the one TCP port; that
+        # port is not opened without a certificate (--ctl-privkey, --ctl-cert).
+        cfg.CONF.set_override("ofp_ssl_listen_port", 6653)
+    if status_file is not None:
+        real = osken_controller.StreamServer
+
+        class ReportingStreamServer(real):
+            """os-ken's listener, which writes the address it bound to the status file."""
+
+            def __init__(self, listen_info, *rest, **kwargs):
+                super().__init__(listen_info, *rest, **kwargs)
+                host, port = self.server.getsockname()[:2]
+                LOG.info("OSKEN-LISTENING tcp:%s:%d", host, port)
+                tmp = status_file + ".tmp"
+                with open(tmp, "w") as f:
+                    json.dump({"pid": os.getpid(), "listen": [f"tcp:{host}:{port}"]}, f)
+                os.replace(tmp, status_file)
+
+        osken_controller.StreamServer = ReportingStreamServer
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     AppManager.run_apps(["osken_l2_app"])
 

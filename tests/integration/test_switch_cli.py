@@ -4,10 +4,10 @@ controller -- with real processes."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -69,7 +69,8 @@ def test_two_controllers_and_reconnect_after_restart(unique_name, tmp_path):
                        what="both controllers see the switch")
             assert ping(hosts[0][0], hosts[1][2], count=2)
             a.stop()
-            time.sleep(0.5)
+            wait_until(lambda: re.search(rf"<controller 127\.0\.0\.1:{a.port} \w+>: disconnected", switch.log()),
+                       15, what="the switch noticed a is gone")
             assert switch.status()["connected"]                  # b is still there
             assert ping(hosts[1][0], hosts[0][2], count=2)
             a.start()                                            # a comes back on the same port

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,12 +28,6 @@ SRC = str(Path(kumoflow.__file__).resolve().parents[1])
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parents[1] / "examples"
 ENV = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sh(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -55,6 +48,66 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1, what: st
         time.sleep(interval)
 
 
+def wait_listening(ns: str, port: int, proc: subprocess.Popen | None = None, timeout: float = 20) -> None:
+    """Wait until a TCP socket listens on `port` in network namespace `ns`
+    (asked of the kernel with ss); fail at once if `proc` exits."""
+    def listening():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the server exited with {proc.returncode}: {proc.communicate()}")
+        return sh("ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}").stdout.strip()
+    wait_until(listening, timeout, interval=0.05, what=f"a listener on port {port} in {ns}")
+
+
+_TCP_SERVER = """
+import hashlib, socket, sys
+s = socket.socket()
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+s.settimeout(60)
+c, _ = s.accept()
+c.settimeout(60)
+h, n = hashlib.sha256(), 0
+while data := c.recv(1 << 16):
+    h.update(data)
+    n += len(data)
+c.close()
+print(n, h.hexdigest())
+"""
+
+_TCP_CLIENT = """
+import hashlib, os, socket, sys
+data = os.urandom(int(sys.argv[3]))
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+c.sendall(data)
+c.shutdown(socket.SHUT_WR)
+assert c.recv(1) == b""             # the server closes once it has read everything
+print(len(data), hashlib.sha256(data).hexdigest())
+"""
+
+TCP_BYTES = 4 << 20
+
+
+def tcp_transfer(client_ns: str, server_ns: str, server_ip: str, size: int = TCP_BYTES, port: int = 5001) -> None:
+    """`size` random bytes over one TCP connection from namespace `client_ns`
+    to a server at `server_ip`:`port` in `server_ns` (a fixed port: the
+    namespace is the test's own), once it listens; the server must get every
+    byte, intact (same length and sha256). How fast does not matter."""
+    server = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", _TCP_SERVER, server_ip,
+                               str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_listening(server_ns, port, server)
+        client = sh("ip", "netns", "exec", client_ns, sys.executable, "-c", _TCP_CLIENT, server_ip, str(port),
+                    str(size), timeout=120)
+        out, err = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0, err
+    sent = client.stdout.split()
+    assert sent[0] == str(size) and out.split() == sent, f"sent {sent}, received {out.split()}"
+
+
 def _stop_pid(proc: subprocess.Popen, grace: float = 5.0) -> None:
     if proc.poll() is not None:
         return
@@ -67,14 +120,16 @@ def _stop_pid(proc: subprocess.Popen, grace: float = 5.0) -> None:
 
 
 class SwitchProcess:
-    """``kumoflow switch`` as a child process, with a status file and a log."""
+    """``kumoflow switch`` as a child process, with a status file and a log.
+    Its passive listener (``listen``) binds port 0: the port the kernel gave
+    it comes from the status file once the switch is up (`target`)."""
 
     def __init__(self, workdir: Path, ports: dict[int, str], *, dpid: int = 1, controllers=(), listen: bool = True,
                  fail_mode: str = "secure", extra=()):
         self.workdir = Path(workdir)
         self.status_file = self.workdir / f"switch-{dpid}.json"
         self.log_file = self.workdir / f"switch-{dpid}.log"
-        self.listen_port = free_port() if listen else None
+        self.listen_port: int | None = None
         argv = [sys.executable, "-m", "kumoflow.cli", "switch", "--dpid", hex(dpid), "--fail-mode", fail_mode,
                 "--status-file", str(self.status_file), "--log-level", "debug", *extra]
         for n, ifname in ports.items():
@@ -82,12 +137,14 @@ class SwitchProcess:
         for c in controllers:
             argv += ["--controller", c]
         if listen:
-            argv += ["--listen", f"ptcp:{self.listen_port}:127.0.0.1"]
+            argv += ["--listen", "ptcp:0:127.0.0.1"]
+        self.listen = listen
         self.argv = argv
         self.proc: subprocess.Popen | None = None
 
     @property
     def target(self) -> str:
+        assert self.listen_port, "no listener: not started, or started without one"
         return f"tcp:127.0.0.1:{self.listen_port}"
 
     def start(self) -> "SwitchProcess":
@@ -98,7 +155,10 @@ class SwitchProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"switch exited with {self.proc.returncode}:\n{self.log()}")
             return self.status()
-        wait_until(ready, 15, what="switch start")
+        status = wait_until(ready, 15, what="switch start")
+        if self.listen:
+            [listening] = status["listen"]                          # ptcp:PORT:127.0.0.1
+            self.listen_port = int(listening.split(":")[1])
         return self
 
     def status(self) -> dict | None:
@@ -125,33 +185,49 @@ class SwitchProcess:
 
 
 class ControllerProcess:
-    """A controller in a child process: kumoflow's (``--app``) or the os-ken app."""
+    """A controller in a child process: kumoflow's (``--app``) or the os-ken app.
 
-    def __init__(self, workdir: Path, kind: str = "kumoflow", app: str = "l2", port: int | None = None):
-        self.port = port or free_port()
-        self.log_file = Path(workdir) / f"controller-{kind}-{self.port}.log"
-        if kind == "kumoflow":
-            self.argv = [sys.executable, "-m", "kumoflow.cli", "controller", "--app", app,
-                         "--listen", f"tcp:127.0.0.1:{self.port}", "--log-level", "debug"]
-        else:
-            self.argv = [sys.executable, str(HERE / "osken_l2_app.py"), "--ofp-tcp-listen-port", str(self.port),
-                         "--ofp-listen-host", "127.0.0.1"]
+    It binds port 0 and writes the port it got to a status file, which is
+    also how `start` knows it listens; a restart (`stop`, then `start`)
+    binds that port again, so switches configured with `target` find it."""
+
+    _count = 0
+
+    def __init__(self, workdir: Path, kind: str = "kumoflow", app: str = "l2"):
+        ControllerProcess._count += 1
+        name = f"controller-{kind}-{ControllerProcess._count}"
+        self.kind, self.app, self.port = kind, app, 0
+        self.log_file = Path(workdir) / f"{name}.log"
+        self.status_file = Path(workdir) / f"{name}.json"
         self.proc: subprocess.Popen | None = None
 
     @property
     def target(self) -> str:
+        assert self.port, "the controller has not been started: its port is not known yet"
         return f"tcp:127.0.0.1:{self.port}"
 
+    def _argv(self) -> list[str]:
+        if self.kind == "kumoflow":
+            return [sys.executable, "-m", "kumoflow.cli", "controller", "--app", self.app,
+                    "--listen", f"tcp:127.0.0.1:{self.port}", "--status-file", str(self.status_file),
+                    "--log-level", "debug"]
+        return [sys.executable, str(HERE / "osken_l2_app.py"), "--status-file", str(self.status_file),
+                "--ofp-tcp-listen-port", str(self.port), "--ofp-listen-host", "127.0.0.1"]
+
     def start(self) -> "ControllerProcess":
+        self.status_file.unlink(missing_ok=True)
         with open(self.log_file, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=ENV)
+            self.proc = subprocess.Popen(self._argv(), stdout=log, stderr=subprocess.STDOUT, env=ENV)
 
         def listening():
             if self.proc.poll() is not None:
                 raise AssertionError(f"controller exited with {self.proc.returncode}:\n{self.log()}")
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", self.port)) == 0
-        wait_until(listening, 20, what="controller listening")
+            try:
+                return json.loads(self.status_file.read_text())["listen"]
+            except (OSError, ValueError):
+                return None
+        [address] = wait_until(listening, 20, what="controller listening")
+        self.port = int(address.rsplit(":", 1)[1])
         return self
 
     def log(self) -> str:
@@ -172,10 +248,12 @@ class ControllerProcess:
 
 
 @contextlib.contextmanager
-def hosts_on_veths(unique_name, count: int, offloads: bool = False, subnet: str = "10.77.0"):
+def hosts_on_veths(unique_name, count: int, offloads: bool = False, subnet: str = "10.77.0", quiet: bool = False):
     """`count` hosts: namespace h_i with eth0 at {subnet}.{i}/24 and MAC
     02:00:00:00:00:0i, wired to root-namespace interface p_i. Yields
-    [(namespace, port ifname, ip, mac)]. Removed whatever happens."""
+    [(namespace, port ifname, ip, mac)]. Removed whatever happens.
+    `quiet`: IPv6 off on both ends, so the kernel sends nothing of its own
+    (no router solicitations, no MLD): only what a test sends reaches the switch."""
     made = []
     try:
         for i in range(1, count + 1):
@@ -183,7 +261,12 @@ def hosts_on_veths(unique_name, count: int, offloads: bool = False, subnet: str 
             ip, mac = f"{subnet}.{i}", f"02:00:00:00:00:{i:02x}"
             made.append((ns, port, ip, mac))
             sh("ip", "netns", "add", ns)
+            if quiet:
+                sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                   "net.ipv6.conf.default.disable_ipv6=1")
             sh("ip", "link", "add", port, "type", "veth", "peer", "name", port + "x")
+            if quiet:
+                sh("sysctl", "-qw", f"net.ipv6.conf.{port}.disable_ipv6=1")
             if not offloads:
                 for dev in (port, port + "x"):
                     sh("ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off",
