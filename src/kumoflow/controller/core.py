@@ -19,9 +19,11 @@ Two safeguards make a restart invisible to traffic:
   that are already right are never touched, and apps may rebuild what
   they knew from what the switch holds (`App.recover`);
 * for ``settle`` seconds after a switch comes up, only what is missing is
-  added: nothing is changed or deleted while the controller's view of the
-  network (links discovered by LLDP, hosts) is still filling in. Then the
-  switch is reconciled in full, and again by every audit.
+  added: nothing the switch held when it connected is changed or deleted
+  while the controller's view of the network (links discovered by LLDP,
+  hosts) is still filling in; what the controller itself installed since
+  follows what it learns. Then the switch is reconciled in full, and again
+  by every audit.
 
 The I/O layer (runtime.py) moves bytes between sockets and `Datapath`s,
 calls `tick()` when `next_deadline()` comes, and runs coroutine handlers

@@ -51,6 +51,7 @@ class Reconciler:
         self.owned = owned
         self.installed: dict[Key, Entry] | None = None   # None until first read
         self._journal: dict[Key, Entry | None] | None = None
+        self._ours: set[Key] = set()   # keys sync has sent since the switch was first read
         self.sent = 0          # entries sent by sync (adds, changes, deletes), for tests and benchmarks
         self.last = (0, 0, 0)  # (added, changed, deleted) by the last sync
 
@@ -83,6 +84,7 @@ class Reconciler:
 
     def forget(self, key: Key) -> None:
         """The switch refused an entry: it may hold anything there now."""
+        self._ours.discard(key)
         if self.installed is not None:
             self.installed.pop(key, None)
 
@@ -107,12 +109,16 @@ class Reconciler:
 
     def sync(self, keys: Iterable[Key] | None = None, adds_only: bool = False) -> list[tuple[ofp.Message, Key | None]]:
         """The messages (each with the key it is about) that make `keys` right.
-        `adds_only`: add what is missing, change and delete nothing yet."""
+        `adds_only`: add what is missing; change and delete nothing the switch
+        held when it was read, only what sync itself sent since (that was
+        compiled from what the controller knew then, and it knows more now)."""
         if self.installed is None:
             return []
         adds, changes, deletes = self.diff(keys)
         if adds_only:
-            changes, deletes = [], []
+            ours = self._ours
+            changes = [(want, have) for want, have in changes if want.key in ours]
+            deletes = [have for have in deletes if have.key in ours]
         out: list[tuple[ofp.Message, Key | None]] = []
         for want in adds:
             if not isinstance(want, Flow):
@@ -141,9 +147,11 @@ class Reconciler:
         assert installed is not None
         for entry in [*adds, *(want for want, _ in changes)]:
             installed[entry.key] = entry
+            self._ours.add(entry.key)
             if self._journal is not None:
                 self._journal[entry.key] = entry
         for entry in deletes:
             installed.pop(entry.key, None)
+            self._ours.discard(entry.key)
             if self._journal is not None:
                 self._journal[entry.key] = None
