@@ -23,12 +23,6 @@ def frame(dst: str, src: str, size: int = 60) -> bytes:
     return head + bytes(size - len(head))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def memory_ports(n: int = 3) -> dict[int, MemoryPort]:
     return {i: MemoryPort(i, f"m{i}") for i in range(1, n + 1)}
 
@@ -47,7 +41,9 @@ async def started(ports, **kwargs) -> Switch:
 
 def test_fail_standalone_learns_without_controller_and_yields_to_one():
     async def main():
-        port = free_port()
+        held = socket.socket()                             # the controller's port, bound and not listening:
+        held.bind(("127.0.0.1", 0))                        # refused until it listens, and no one else's
+        port = held.getsockname()[1]
         ports = memory_ports()
         switch = await started(ports, controllers=[f"tcp:127.0.0.1:{port}"], fail_mode="standalone")
         assert switch.standalone
@@ -58,7 +54,7 @@ def test_fail_standalone_learns_without_controller_and_yields_to_one():
         switch.receive(1, [frame(H2, H1)])
         assert taken(ports) == {1: 0, 2: 1, 3: 0}
 
-        ctl = await FakeController().start(port)           # the controller comes up
+        ctl = await FakeController().start(sock=held)      # the controller comes up
         peer = await ctl.peer()
         await until(lambda: not switch.standalone)
         switch.receive(1, [frame(H2, H1)])                 # pipeline: no flows, dropped
@@ -115,7 +111,7 @@ def test_timeouts_port_status_and_status_file(tmp_path):
         peer.send(ofp.FlowMod(priority=5, hard_timeout=1, flags=ofp.OFPFF.SEND_FLOW_REM, cookie=0x77,
                               match=ofp.Match(in_port=1), instructions=[ofp.ApplyActions([ofp.Output(2)])]))
         await peer.reply(ofp.BarrierRequest())
-        removed = await peer.wait(lambda m: isinstance(m, ofp.FlowRemoved), timeout=4)
+        removed = await peer.wait(lambda m: isinstance(m, ofp.FlowRemoved), timeout=15)
         assert removed.cookie == 0x77 and removed.reason == ofp.OFPRR.HARD_TIMEOUT
 
         ports[2].set_link(False)
