@@ -108,27 +108,28 @@ class Tap:
         self.sock = host.raw_socket(ETH_TEST)
         self.sock.setblocking(False)
 
-    def collect(self, count: int, timeout: float = 10.0, linger: float = 0.3) -> list[bytes]:
-        """The frames received (in order) until `count` arrived or `timeout`
-        passed, plus any that arrive within `linger` seconds after that (so a
-        duplicate or an extra frame is seen, not cut off)."""
+    def collect_until(self, *marks: bytes, timeout: float = 10.0) -> list[bytes]:
+        """The frames received (in order) before every one of `marks` came:
+        end marks that the test sends behind all else, so that a duplicate or
+        an extra frame is among those returned, never cut off by a timeout."""
         frames: list[bytes] = []
+        waiting = set(marks)
         end = time.monotonic() + timeout
-        settled = None
-        while True:
-            now = time.monotonic()
-            if settled is None and (len(frames) >= count or now >= end):
-                settled = now + linger
-            if settled is not None and now >= settled:
-                return frames
-            select.select([self.sock], [], [], min(0.05, (settled or end) - now))
+        while waiting:
+            assert time.monotonic() < end, f"end marks missing after {timeout} s; got {len(frames)} frames"
+            select.select([self.sock], [], [], 0.05)
             while True:
                 try:
                     data, addr = self.sock.recvfrom(65536)
                 except BlockingIOError:
                     break
-                if addr[2] != PACKET_OUTGOING:
+                if addr[2] == PACKET_OUTGOING:
+                    continue
+                if data in waiting:
+                    waiting.remove(data)
+                else:
                     frames.append(data)
+        return frames
 
     def close(self) -> None:
         self.sock.close()
@@ -207,6 +208,19 @@ def tframe(seq: int, size: int = 60, *, src: bytes = b"\x02\0\0\0\0\x01", dst: b
     return head + (pattern * (fill // len(pattern) + 1))[:fill]
 
 
+END = 0xFFFFFF00          # sequence numbers of end marks: END, END + 1, ...
+
+
+def send_mark(ifname: str, seq: int = END) -> bytes:
+    """Send an end mark out of root-namespace interface `ifname` (behind all
+    that was sent on it before); returns the frame."""
+    mark = tframe(seq)
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as s:
+        s.bind((ifname, 0))
+        s.send(mark)
+    return mark
+
+
 def seq_of(frame: bytes) -> int:
     o = 12
     while frame[o:o + 2] in (b"\x81\x00", b"\x88\xa8", b"\x91\x00"):
@@ -228,6 +242,22 @@ def read_port(port: LinuxPort, count: int, rng: random.Random | None = None, tim
         select.select([port.fileno()], [], [], 0.05)
         got += port.read_frames(rng.randint(1, 64)) if rng else port.read_frames()
     return got
+
+
+def read_to_mark(port: LinuxPort, tx: socket.socket, timeout: float = 10.0) -> list[bytes]:
+    """Send an end mark from `tx` behind everything sent so far and read
+    `port` until it comes: the frames before it (a duplicate or a stray would
+    be among them, not cut off by a timeout)."""
+    mark = tframe(END)
+    tx.send(mark)
+    got: list[bytes] = []
+    end = time.monotonic() + timeout
+    while mark not in got:
+        assert time.monotonic() < end, f"the end mark did not come within {timeout} s"
+        select.select([port.fileno()], [], [], 0.05)
+        got += port.read_frames()
+    assert got[-1] == mark
+    return got[:-1]
 
 
 def ring_idle(port: LinuxPort) -> bool:
@@ -267,11 +297,11 @@ def test_small_ring_wraps_many_times_and_keeps_every_frame_in_order(hosts, monke
             sent += burst
             got += read_port(port, len(sent) - len(got), rng)
             assert len(got) == len(sent) and got[-len(burst):] == burst, f"burst ending at frame {len(sent)}"
-        got += read_port(port, 1, timeout=0.3)                   # nothing more may come
+        got += read_to_mark(port, tx)                            # nothing more may come
         assert [seq_of(f) for f in got] == list(range(len(sent)))
         assert got == sent
         assert port.counters.rx_errors == 0
-        assert port.ring.head == len(sent) % 32 and ring_idle(port)
+        assert port.ring.head == (len(sent) + 1) % 32 and ring_idle(port)   # the mark had a slot too
     finally:
         tx.close()
         port.close()
@@ -312,7 +342,7 @@ def test_frames_larger_than_a_slot_come_whole_through_the_copy_path(hosts, monke
             got += read_port(port, want - len(got))
             assert len(got) == want, f"stalled after {len(got)} frames"
         frames += rest
-        got += read_port(port, 1, timeout=0.3)
+        got += read_to_mark(port, tx)
         assert [len(f) for f in got] == [len(f) for f in frames]
         assert got == frames
         untagged = [len(f) - (4 if f[12:14] == b"\x81\x00" else 0) for f in frames]
@@ -351,7 +381,7 @@ def test_vlan_tags_taken_out_by_the_kernel_are_put_back(hosts, monkeypatch, use_
         for f in frames:
             tx.send(f)
         got = read_port(port, len(frames))
-        got += read_port(port, 1, timeout=0.3)
+        got += read_to_mark(port, tx)
         assert [seq_of(f) for f in got] == list(range(len(frames)))
         for want, have in zip(frames, got, strict=True):
             assert have == want, (want[:22].hex(), have[:22].hex())
@@ -422,7 +452,7 @@ def test_batched_send_flushes_on_demand_and_counts_refusals(hosts):
         assert (c.tx_packets, c.tx_errors, c.tx_dropped) == (6 + TX_BATCH, 2, 0)
 
         expected = [direct, marker, s0, s1, s2, *batch, s3, s4]
-        got = tap.collect(len(expected))
+        got = tap.collect_until(send_mark(a.port))
         assert [seq_of(x) for x in got] == [seq_of(x) for x in expected]
         assert got == expected
     finally:
@@ -448,7 +478,7 @@ def test_queued_frames_for_a_vanished_interface_are_counted_dropped(hosts, how, 
         first = tframe(0)
         port.send(first)
         port.flush()
-        assert tap.collect(1) == [first]
+        assert tap.collect_until(send_mark(a.port)) == [first]
         for i in range(5):
             port.send(tframe(1 + i))
         assert port._tx.count == 5
@@ -469,7 +499,7 @@ def test_queued_frames_for_a_vanished_interface_are_counted_dropped(hosts, how, 
             again = tframe(7)
             port.send(again)
             assert c.tx_packets == 2
-            assert tap.collect(1) == [again]                  # and only that one
+            assert tap.collect_until(send_mark(a.port)) == [again]    # and only that one
     finally:
         port.close()
         tap.close()
@@ -515,6 +545,9 @@ def offload_spy(monkeypatch):
     return seen
 
 
+END_MARK = b"end"                                            # shorter than any numbered datagram
+
+
 def udp_payload(seq: int) -> bytes:
     size = 18 + seq * 613 % 1455                              # 18..1472 (a full 1500-byte IP packet)
     return (struct.pack("!I", seq) * (size // 4 + 1))[:size]
@@ -558,10 +591,15 @@ def test_switch_forwards_a_udp_burst_without_loss_or_duplicates(hosts, offload_s
                         bad.append(seq)
                 if len(seqs) < sent:                          # stalled: stop here, the asserts say what is missing
                     break
-            end = time.monotonic() + 0.3                      # duplicates or strays would show up now
-            while time.monotonic() < end:
+            tx.send(END_MARK)                                 # behind all: duplicates or strays come before it
+            end = time.monotonic() + 10
+            while True:
+                assert time.monotonic() < end, "the end mark did not come"
                 with contextlib.suppress(TimeoutError):
-                    seqs.append(struct.unpack_from("!I", rx.recv(2048))[0])
+                    data = rx.recv(2048)
+                    if data == END_MARK:
+                        break
+                    seqs.append(struct.unpack_from("!I", data)[0])
             return seqs, bad, sent
 
         async def body(switch):
@@ -578,12 +616,12 @@ def test_switch_forwards_a_udp_burst_without_loss_or_duplicates(hosts, offload_s
     assert seqs == list(range(n)), "reordered"
     assert not bad
     p1, p2 = switch.ports[1].counters, switch.ports[2].counters
-    assert p1.rx_packets == n and p1.rx_errors == 0
-    assert p2.tx_packets == n and p2.tx_dropped == 0 and p2.tx_errors == 0
-    ip_bytes = sum(28 + len(udp_payload(s)) for s in range(n))
-    assert p1.rx_bytes == p2.tx_bytes == 14 * n + ip_bytes
+    assert p1.rx_packets == n + 1 and p1.rx_errors == 0                       # + the end mark
+    assert p2.tx_packets == n + 1 and p2.tx_dropped == 0 and p2.tx_errors == 0
+    ip_bytes = sum(28 + len(udp_payload(s)) for s in range(n)) + 28 + len(END_MARK)
+    assert p1.rx_bytes == p2.tx_bytes == 14 * (n + 1) + ip_bytes
     # offloads on: the kernel left every UDP checksum to the switch; off: none
-    assert offload_spy == ({"gso": 0, "csum": n} if offloads_on else {"gso": 0, "csum": 0})
+    assert offload_spy == ({"gso": 0, "csum": n + 1} if offloads_on else {"gso": 0, "csum": 0})
 
 
 @pytest.mark.root
@@ -652,14 +690,15 @@ def test_switch_sends_packet_outs_outside_a_read_cycle(hosts):
     taps = {1: Tap(a), 2: Tap(b)}
     try:
         outs = [(tframe(0), [2]), (tframe(1, 600), [2]), (tframe(2, 1514), [1, 2]), (tframe(3), [1])]
+        mark = tframe(END)                                    # to both ports, behind the others
 
         async def body(switch):
-            for data, ports in outs:
+            for data, ports in outs + [(mark, [1, 2])]:
                 switch.datapath.handle(ofp.PacketOut(in_port=ofp.OFPP.CONTROLLER,
                                                      actions=[ofp.Output(p) for p in ports], data=data))
             # collected in a thread: the event loop stays free to run the flush it scheduled
-            return await asyncio.gather(asyncio.to_thread(taps[1].collect, 2),
-                                        asyncio.to_thread(taps[2].collect, 3))
+            return await asyncio.gather(asyncio.to_thread(taps[1].collect_until, mark),
+                                        asyncio.to_thread(taps[2].collect_until, mark))
 
         switch, (got1, got2) = run_switch({1: a.port, 2: b.port}, [], body)
     finally:
@@ -667,7 +706,7 @@ def test_switch_sends_packet_outs_outside_a_read_cycle(hosts):
             t.close()
     assert got1 == [outs[2][0], outs[3][0]]
     assert got2 == [outs[0][0], outs[1][0], outs[2][0]]
-    assert switch.ports[1].counters.tx_packets == 2 and switch.ports[2].counters.tx_packets == 3
+    assert switch.ports[1].counters.tx_packets == 2 + 1 and switch.ports[2].counters.tx_packets == 3 + 1   # + the mark
 
 
 @pytest.mark.root
@@ -683,14 +722,20 @@ def test_switch_floods_each_frame_once_to_every_other_port(hosts, out_port):
     try:
         frames = {i: [tframe(1000 * i + s, 60 + (s * 97) % 1455, src=mac_bytes(h.mac), dst=BROADCAST)
                       for s in range(k)] for i, h in enumerate(hs)}
+        # each host's end mark, behind its frames: a host has all it will get once the others' came
+        marks = [tframe(END + i, src=mac_bytes(h.mac), dst=BROADCAST) for i, h in enumerate(hs)]
 
         def send():
             for s in range(k):
                 for i, sock in enumerate(senders):
                     sock.send(frames[i][s])
+            for i, sock in enumerate(senders):
+                sock.send(marks[i])
 
         async def body(switch):
-            collecting = [asyncio.create_task(asyncio.to_thread(t.collect, 2 * k)) for t in taps]
+            collecting = [asyncio.create_task(asyncio.to_thread(t.collect_until, *(m for j, m in enumerate(marks)
+                                                                                   if j != i)))
+                          for i, t in enumerate(taps)]
             await asyncio.to_thread(send)
             return await asyncio.gather(*collecting)
 
@@ -710,4 +755,4 @@ def test_switch_floods_each_frame_once_to_every_other_port(hosts, out_port):
         assert len(frames_in) == 2 * k
     for i in range(3):
         c = switch.ports[i + 1].counters
-        assert (c.rx_packets, c.tx_packets, c.tx_dropped, c.tx_errors) == (k, 2 * k, 0, 0)
+        assert (c.rx_packets, c.tx_packets, c.tx_dropped, c.tx_errors) == (k + 1, 2 * k + 2, 0, 0)   # + the marks
