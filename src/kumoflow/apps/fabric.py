@@ -29,6 +29,12 @@ What it compiles (three kinds of object, so a change recompiles little):
                    flooding, no learning) until its carrier drops: the
                    switch at the other end may have lost its channel to the
                    controller and still forward with the flows it holds.
+                   Until S has settled, a switch that came up holding flood
+                   flows gets them for those in_ports only: the spanning
+                   tree of a topology still being rediscovered (a controller
+                   restart) has other ports, and their flows would be added
+                   at once (settling adds what is missing) only to be
+                   deleted once S settles.
 ``("dest", D)``    on every other switch S: group D, the way from S to D.
                    Equal-cost next hops make a select group (the switch
                    hashes each flow onto one; buckets watch their port, so
@@ -117,6 +123,7 @@ class Fabric(App):
         self._tree: tuple[int, dict[int, set[int]]] = (-1, {})
         self._secret = os.urandom(32)
         self._switch_facing: set[tuple[int, int]] = set()   # (dpid, port) ever a link's end, carrier not lost since
+        self._held_floods: dict[int, set[int]] = {}   # dpid -> in_ports of the flood flows it held on connect
 
     # --- shared views --------------------------------------------------------------
 
@@ -184,7 +191,8 @@ class Fabric(App):
         for port in sorted(self.graph.fabric_ports(dp.id)):
             flows.append(Flow(classify, ADMIT_PRIORITY, ofp.Match(in_port=port), [ofp.GotoTable(forward)], cookie))
         flood = self.flood_ports(dp)
-        for port in sorted(flood):
+        held = None if dp.settled else self._held_floods.get(dp.id)
+        for port in sorted(flood if held is None else flood & held):
             outputs = [ofp.Output(p) for p in sorted(flood - {port})]
             flows.append(Flow(forward, FLOOD_PRIORITY, ofp.Match(in_port=port),
                               [ofp.ApplyActions(outputs)] if outputs else [], cookie))
@@ -227,9 +235,17 @@ class Fabric(App):
     # --- observing ---------------------------------------------------------------------
 
     def recover(self, dp, flows: list[ofp.FlowStats]) -> None:
-        """Hosts from their admission flows, left by a previous run; and the
-        ports that were links' ends then (their admission flows match in_port alone)."""
-        classify = self.table("classify")
+        """Hosts from their admission flows, left by a previous run; the
+        ports that were links' ends then (their admission flows match in_port
+        alone); and the in_ports the switch floods for (until it settles)."""
+        classify, forward = self.table("classify"), self.table("forward")
+        floods = {f.match["in_port"] for f in flows
+                  if f.table_id == forward and f.cookie >> 56 == self.function and f.priority == FLOOD_PRIORITY
+                  and (f.cookie >> 48) & 0xFF == KIND_SWITCH and "in_port" in f.match}
+        if floods:
+            self._held_floods[dp.id] = floods
+        else:
+            self._held_floods.pop(dp.id, None)
         for f in flows:
             if f.table_id != classify or f.cookie >> 56 != self.function or "in_port" not in f.match:
                 continue
