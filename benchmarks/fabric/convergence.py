@@ -48,6 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))         # _fabnet
 import benchlib  # noqa: E402
 from _fabnet import Lab  # noqa: E402
 
+#: what its quick run needs (tests/integration/test_benchmarks.py marks it so)
+REQUIRES = ("root", "ovs")
 REACH = str(Path(__file__).resolve().parent / "_reach.py")
 RECONCILED = re.compile(r"reconciled.*?: (\d+) added, (\d+) changed, (\d+) deleted")
 SENT = re.compile(r": reconcile: (\w+)\(")
