@@ -75,7 +75,7 @@ def test_action_set_runs_in_spec_order_not_write_order():
 def test_action_set_pop_before_push():
     rig = Rig()
     rig.flow({"vlan_vid": 0x1000 | 5}, instructions=[ofp.WriteActions([
-        ofp.PushVlan(0x88A8), SF("vlan_vid", 7), ofp.PopVlan(), out(2)])])
+        ofp.PushVlan(0x88A8), SF("vlan_vid", 0x1000 | 7), ofp.PopVlan(), out(2)])])
     rig.send(1, udp(vlan=5))
     p = Ether(rig.out(2)[0])
     # pop the old tag, push a new S-tag (no tag left to copy: VID 0), set its VID
@@ -153,8 +153,6 @@ V6 = {"eth_type": 0x86DD}
     ({}, [SF("eth_src", MAC3), SF("eth_dst", MAC1)], udp(), lambda p: (p.src, p.dst) == (MAC3, MAC1)),
     ({"vlan_vid": (0x1000, 0x1000)}, [SF("vlan_vid", 0x1000 | 300), SF("vlan_pcp", 6)], udp(vlan=5),
      lambda p: (p[Dot1Q].vlan, p[Dot1Q].prio) == (300, 6)),
-    ({"vlan_vid": (0x1000, 0x1000)}, [SF("vlan_vid", 301)], udp(vlan=5),     # without OFPVID_PRESENT
-     lambda p: p[Dot1Q].vlan == 301),
     ({"eth_type": 0x8847}, [SF("mpls_label", 0xABCDE), SF("mpls_tc", 5), SF("mpls_bos", 0)],
      raw(E() / MPLS(label=1, s=1, ttl=7) / IP()),
      lambda p: (p[MPLS].label, p[MPLS].cos, p[MPLS].s, p[MPLS].ttl) == (0xABCDE, 5, 0, 7)),
@@ -446,6 +444,8 @@ def test_normal_learns_and_floods():
     (ip_match(), [SF("eth_type", 0x86DD), SF("ipv4_src", "1.2.3.4")], OFPBAC.MATCH_INCONSISTENT),
     ({}, [SF((0x0001, 1), b"\x00\x01\x02\x04\x00\x00\x00\x01")], OFPBAC.BAD_SET_TYPE),
     ({"vlan_vid": (0x1000, 0x1000)}, [SF("vlan_pcp", 8)], OFPBAC.BAD_SET_ARGUMENT),
+    # 7.2.5: "the OFPVID_PRESENT bit must be set in OXM_OF_VLAN_VID set-field actions"
+    ({"vlan_vid": (0x1000, 0x1000)}, [SF("vlan_vid", 301)], OFPBAC.BAD_SET_ARGUMENT),
     ({}, [SF("eth_dst", (MAC1, "ff:ff:ff:00:00:00"))], OFPBAC.BAD_SET_ARGUMENT),
     (ip_match(), [SF("tcp_src", 80)], OFPBAC.MATCH_INCONSISTENT),
     ({}, [SF("ipv4_src", "1.2.3.4")], OFPBAC.MATCH_INCONSISTENT),
@@ -472,7 +472,7 @@ def test_consistent_action_sequences_are_accepted():
     rig.flow(ip_match(ip_proto=6), [SF("tcp_src", 1), out(2)])
     rig.flow({"eth_type": 0x8847}, [ofp.PopMpls(0x0800), SF("ipv4_dst", "1.1.1.1"), out(2)])
     rig.flow({"vlan_vid": 0x1005}, [ofp.PopVlan(), out(2)])
-    rig.flow({}, [SF("vlan_vid", 5), SF("tunnel_id", 9), out(2)], priority=1)   # no prerequisites
+    rig.flow({}, [SF("vlan_vid", 0x1000 | 5), SF("tunnel_id", 9), out(2)], priority=1)   # no prerequisites
     rig.flow(ip_match(), [ofp.DecNwTtl(), out(2)])
     assert len(rig.dp.flows()) == 6
 

@@ -110,7 +110,9 @@ def check_set_field(action: ofp.SetField) -> tuple[int, int]:
     if not 0 <= v <= MAX_VALUE.get(code, FULL[code]):
         raise _bad(OFPBAC.BAD_SET_ARGUMENT, f"set-field {name}: value {v:#x} out of range")
     if code == fk.VLAN_VID:
-        v &= 0xFFF          # with or without OFPVID_PRESENT
+        if not v & 0x1000:      # 7.2.5: "the OFPVID_PRESENT bit must be set in OXM_OF_VLAN_VID set-field actions"
+            raise _bad(OFPBAC.BAD_SET_ARGUMENT, f"set-field vlan_vid {v:#x} without OFPVID_PRESENT (0x1000)")
+        v &= 0xFFF
     return code, v
 
 
