@@ -582,3 +582,14 @@ def test_departure_set_field_into_later_fragment(harness):
     assert out["kumoflow"] == {2: [want]}
     [ovs] = out["ovs"][2]
     assert ovs[:34] == want[:34] and ovs[34:] != want[34:], DEPARTURES["set-field-into-later-fragment"]
+
+
+def test_both_refuse_a_vlan_vid_set_field_without_ofpvid_present(harness):
+    """7.2.5: the OFPVID_PRESENT bit must be set in a vlan_vid set-field
+    (kumoflow accepted it without the bit until this harness compared)."""
+    harness.install([])
+    for side in harness.sides.values():
+        out = side.ofctl("add-flow", "priority=10,dl_vlan=10,actions=set_field:4095->vlan_vid,output:2",
+                         check=False)
+        assert "OFPBAC_BAD_SET_ARGUMENT" in out, (side.name, out)
+        assert harness.flow_counters(side) == {}, side.name
