@@ -39,11 +39,14 @@ class ControllerProcess:
     switches configured with `target` find it."""
 
     def __init__(self, port: int = 0, apps: tuple[str, ...] = ("l2",), log: Path | None = None,
-                 echo_interval: float = 1.0) -> None:
+                 echo_interval: float = 1.0, log_level: str = "info", args: tuple[str, ...] = ()) -> None:
+        """`args`: more command-line arguments (``("--audit-interval", "2")``)."""
         self.port = port
         self.apps = apps
         self.log = log
         self.echo_interval = echo_interval
+        self.log_level = log_level
+        self.args = tuple(args)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -56,9 +59,10 @@ class ControllerProcess:
             status = Path(tmp) / "status.json"
             argv = [sys.executable, "-m", "kumoflow.cli", "controller", "--listen", f"tcp:127.0.0.1:{self.port}",
                     "--status-file", str(status), "--echo-interval", str(self.echo_interval),
-                    "--log-level", "info"]
+                    "--log-level", self.log_level]
             for app in self.apps:
                 argv += ["--app", app]
+            argv += self.args
             with open(self.log, "ab") if self.log else open(os.devnull, "wb") as out:
                 self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                              env={**os.environ, "PYTHONPATH": SRC})
