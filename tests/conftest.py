@@ -54,7 +54,8 @@ def _strict() -> bool:
 
 settings.register_profile("dev", deadline=None, print_blob=True)
 settings.register_profile("ci", deadline=None, print_blob=True, derandomize=True, database=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if _strict() else "dev"))
+_HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if _strict() else "dev")
+settings.load_profile(_HYPOTHESIS_PROFILE)
 
 
 def _is_root() -> bool:
@@ -106,7 +107,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         problem = _requirement_problem(marker)
         have.append(f"{marker}={'yes' if problem is None else 'no'}")
     mode = "fail" if _strict() else "skip"
-    return [f"kumoflow requirements: {' '.join(have)} (unmet -> {mode})"]
+    examples = "derandomized" if settings.default.derandomize else "random"
+    return [f"kumoflow requirements: {' '.join(have)} (unmet -> {mode})",
+            f"hypothesis profile: {_HYPOTHESIS_PROFILE} ({examples} examples; a failure prints its @reproduce_failure)"]
 
 
 def _problems(item: pytest.Item) -> list[str]:
