@@ -217,9 +217,14 @@ def test_a_broadcast_reaches_every_host_once_and_costs_one_packet_in():
     everyone_once(send(net, h1, request), request)
     assert [(d, p) for d, p, _ in net.packet_ins] == [(1, 3)]     # h1 is new: its switch asks, once
     assert net.core.hosts.get(h1.mac).ips == {h1.ip}
+    def packet_outs():
+        return sum(isinstance(m, ofp.PacketOut) and m.data[12:14] != b"\x88\xcc" for m in net.sw[1].received)
+
+    before = packet_outs()
     for _ in range(3):
-        everyone_once(send(net, h1, request), request)
-        assert net.packet_ins == []                                  # known now: flows do it all
+        everyone_once(send(net, h1, request), request)               # known now: flows deliver it...
+        assert [(d, p) for d, p, _ in net.packet_ins] == [(1, 3)]    # ...and copy its ARP (addresses, last seen)
+    assert packet_outs() == before                                   # the controller sends nothing on
     # an unknown destination is flooded the same way, once to each host
     stray = bytes(Ethernet(src=h1.mac, dst="02:00:00:00:99:99") / IPv4(src=h1.ip, dst="10.0.0.99") / ICMP())
     everyone_once(send(net, h1, stray), stray)
@@ -236,7 +241,9 @@ def test_first_frames_of_new_hosts_are_not_lost():
     reply = arp_reply(h3, h1)                     # h3 is unknown: its reply goes by the controller
     only(send(net, h3, reply), "h1", reply)
     assert [(d, p) for d, p, _ in net.packet_ins] == [(3, 3)]
-    only(send(net, h3, reply), "h1", reply)       # then by flows alone
+    only(send(net, h3, reply), "h1", reply)       # then by flows (the controller gets a copy of ARP only)
+    ping = echo(h3, h1)
+    only(send(net, h3, ping), "h1", ping)
     assert net.packet_ins == []
 
 
@@ -582,7 +589,7 @@ def test_a_host_that_moves_is_found_at_its_new_place_and_its_old_flows_go():
     assert not [f for f in s1.flows(CLASSIFY) if f.match.get("eth_src") == h1.mac]
     [to_h1] = [f for f in s1.flows(FORWARD) if f.match.get("eth_dst") == h1.mac]
     assert to_h1.instructions == [ofp.ApplyActions([ofp.Group(fabric.group_id(3))])]
-    assert [f.match["in_port"] for f in net.sw[3].flows(CLASSIFY) if f.match.get("eth_src") == h1.mac] == [4]
+    assert {f.match["in_port"] for f in net.sw[3].flows(CLASSIFY) if f.match.get("eth_src") == h1.mac} == {4}
 
 
 def test_a_host_whose_port_goes_down_is_forgotten_everywhere_and_found_again():
@@ -731,3 +738,16 @@ def test_a_forged_lldp_naming_a_real_switch_port_changes_nothing():
     send(net, net.hosts[0], lldp(b"dpid:0000000000000003", b"1"))     # "I am s3 port 1"
     net.advance(0.5)
     assert state(net) == before
+
+
+def test_a_known_hosts_arp_keeps_its_addresses_and_last_seen_current():
+    net = ring(4).start()
+    h1 = net.hosts[0]
+    send(net, h1, arp_request(h1, "10.0.0.3"))
+    first = net.core.hosts.get(h1.mac).last_seen
+    net.advance(5)
+    second_address = bytes(Ethernet(src=h1.mac) / ARP(op=ARP_REQUEST, src_mac=h1.mac, src_ip="10.0.0.201",
+                                                      dst_ip="10.0.0.3"))
+    send(net, h1, second_address)
+    host = net.core.hosts.get(h1.mac)
+    assert host.ips == {h1.ip, "10.0.0.201"} and host.last_seen == pytest.approx(first + 5)

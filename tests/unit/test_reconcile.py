@@ -466,9 +466,10 @@ def test_what_is_sent_while_an_audit_reads_is_not_sent_again():
 
     def about_newcomer(s):
         return [m for m in s.mods() if newcomer in (m.match.get("eth_src"), m.match.get("eth_dst"))]
-    assert [len(about_newcomer(s)) for s in switches] == [2, 1, 1]     # admit and deliver on s1; to s1 elsewhere
+    # on s1: admit, copy ARP and neighbour discovery (3), deliver; elsewhere: to s1
+    assert [len(about_newcomer(s)) for s in switches] == [5, 1, 1]
     assert all(m.command == ofp.OFPFC.ADD for s in switches for m in about_newcomer(s))
-    assert [len(s.mods()) for s in switches] == [2, 1, 1]                    # and nothing else
+    assert [len(s.mods()) for s in switches] == [5, 1, 1]                    # and nothing else
 
 
 def test_a_flow_changed_by_the_topology_is_modified_in_place_and_keeps_counting():

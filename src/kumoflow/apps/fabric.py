@@ -43,7 +43,9 @@ What it compiles (three kinds of object, so a change recompiles little):
                    alternates (graph.py), so the switch itself reroutes the
                    moment a port goes down, before the controller hears of
                    it. Then the controller recompiles the groups.
-``("host", M)``    on M's switch: admit M on its port; deliver to its port.
+``("host", M)``    on M's switch: admit M on its port (and copy its ARP and
+                   neighbour discovery to the controller, which keeps its
+                   addresses and last-seen time current); deliver to its port.
                    On every other switch: eth_dst=M to group M's switch.
                    Topology changes never touch host flows, only groups.
 
@@ -77,7 +79,12 @@ LLDP_ORG_TLV, SIGNATURE_OUI, SIGNATURE_SIZE = 127, b"kfl\x01", 16
 KIND_SWITCH, KIND_HOST = 1, 2
 MAC48 = (1 << 48) - 1
 #: priorities within the fabric's tables
-LLDP_PRIORITY, ADMIT_PRIORITY, HOST_PRIORITY, FLOOD_PRIORITY = 1000, 100, 100, 10
+LLDP_PRIORITY, WATCH_PRIORITY, ADMIT_PRIORITY, HOST_PRIORITY, FLOOD_PRIORITY = 1000, 110, 100, 100, 10
+#: what a known host sends that the controller wants a copy of (addresses, last seen):
+#: ARP, and IPv6 neighbour solicitations and advertisements
+WATCHED = (ofp.Match(eth_type=0x0806),
+           ofp.Match(eth_type=0x86DD, ip_proto=58, icmpv6_type=135),
+           ofp.Match(eth_type=0x86DD, ip_proto=58, icmpv6_type=136))
 
 _TO_CONTROLLER = [ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)])]
 _LINK_DOWN, _PORT_DOWN, _MAX_PORT = int(ofp.OFPPS.LINK_DOWN), int(ofp.OFPPC.PORT_DOWN), int(ofp.OFPP.MAX)
@@ -222,8 +229,10 @@ class Fabric(App):
         if host.dpid != dp.id:
             return [Flow(forward, HOST_PRIORITY, ofp.Match(eth_dst=mac),
                          [ofp.ApplyActions([ofp.Group(self.group_id(host.dpid))])], cookie)]
-        return [Flow(self.table("classify"), ADMIT_PRIORITY, ofp.Match(in_port=host.port, eth_src=mac),
-                     [ofp.GotoTable(forward)], cookie),
+        classify, admit = self.table("classify"), ofp.Match(in_port=host.port, eth_src=mac)
+        copy = [ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)]), ofp.GotoTable(forward)]
+        return [Flow(classify, ADMIT_PRIORITY, admit, [ofp.GotoTable(forward)], cookie),
+                *(Flow(classify, WATCH_PRIORITY, ofp.Match({**admit, **watched}), copy, cookie) for watched in WATCHED),
                 Flow(forward, HOST_PRIORITY, ofp.Match(eth_dst=mac), [ofp.ApplyActions([ofp.Output(host.port)])],
                      cookie)]
 
@@ -309,6 +318,11 @@ class Fabric(App):
             return
         if data[12:14] == b"\x88\xcc":
             self._lldp_in(dp, in_port, data)
+            return
+        if msg.reason == ofp.OFPR.ACTION and msg.cookie >> 48 == self.cookie(KIND_HOST << 48) >> 48:
+            # a copy of a known host's ARP or neighbour discovery: the flows forward the frame itself
+            if self.core.hosts.get(mac_text(data[6:12])) is not None:
+                self.core.hosts.seen(mac_text(data[6:12]), dp.id, in_port, source_ips(data))
             return
         port = dp.ports.get(in_port)
         if (port is None or not port_up(port) or self.core.topology.is_fabric_port(dp.id, in_port)
