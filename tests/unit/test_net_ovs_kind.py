@@ -166,7 +166,8 @@ def test_max_backoff_reaches_the_plan():
 
 
 class _FakePopen:
-    """Stands in for the switch process: writes its status file at once."""
+    """Stands in for the switch process: writes its status file at once, with
+    the port its listener got (asked for port 0)."""
 
     argv: list[str] = []
 
@@ -174,7 +175,9 @@ class _FakePopen:
         type(self).argv = list(argv)
         self.pid = 4242
         status = argv[argv.index("--status-file") + 1]
-        Path(status).write_text(json.dumps({"pid": self.pid, "connected": False}))
+        assert argv[argv.index("--listen") + 1] == "ptcp:0:127.0.0.1"
+        Path(status).write_text(json.dumps({"pid": self.pid, "connected": False,
+                                            "listen": ["ptcp:34567:127.0.0.1"]}))
 
     def poll(self):
         return None
@@ -188,6 +191,7 @@ def test_kumoflow_switch_gets_max_backoff(tmp_path, monkeypatch):
     record = KumoflowSwitch().up(plan)
     argv = _FakePopen.argv
     assert record["pid"] == 4242
+    assert record["listen"] == "ptcp:34567:127.0.0.1"          # the port it reported, not one guessed before
     assert argv[argv.index("--max-backoff") + 1] == "1"
     assert argv[argv.index("--controller") + 1] == "tcp:127.0.0.1:6653"
     KumoflowSwitch().up(replace(plan, max_backoff=5))

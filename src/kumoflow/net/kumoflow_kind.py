@@ -9,8 +9,9 @@ topology up, with
 * the switch's datapath id, fail mode and controllers (``tcp:`` only),
   and its ``max_backoff`` as ``--max-backoff`` (reconnection attempts at
   most that many seconds apart),
-* a passive listener on a free loopback port, ``ptcp:PORT:127.0.0.1``, for
-  ``ovs-ofctl -O OpenFlow13 dump-flows tcp:127.0.0.1:PORT`` and the like
+* a passive listener on a loopback port of the kernel's choosing (it binds
+  port 0 and reports the port it got in its status file), ``ptcp:PORT:127.0.0.1``,
+  for ``ovs-ofctl -O OpenFlow13 dump-flows tcp:127.0.0.1:PORT`` and the like
   (the address is in the state record and in the status file),
 * ``--status-file``: a JSON file the switch keeps up to date (pid,
   connected to a controller or not, listen address); ``up`` waits for it to
@@ -33,7 +34,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -70,12 +70,6 @@ def read_status(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -178,10 +172,9 @@ class KumoflowSwitch(SwitchKind):
             status.unlink()
         except FileNotFoundError:
             pass
-        listen = f"ptcp:{_free_port()}:127.0.0.1"
         argv = [sys.executable, "-m", "kumoflow.cli", "switch",
                 "--dpid", f"{switch.dpid:#x}", "--fail-mode", switch.fail_mode,
-                "--listen", listen, "--status-file", str(status)]
+                "--listen", "ptcp:0:127.0.0.1", "--status-file", str(status)]
         for port in switch.ports:
             argv += ["--port", f"{port.number}={port.ifname}"]
         for target in switch.controllers:
@@ -209,6 +202,7 @@ class KumoflowSwitch(SwitchKind):
                 raise SwitchError(f"switch {switch.name}: kumoflow switch did not start within "
                                   f"{START_TIMEOUT:g}s: {_tail(logfile)}")
             time.sleep(0.05)
+        [listen] = info["listen"]                       # ptcp:PORT:127.0.0.1, the port it bound
         return {"pid": proc.pid, "listen": listen, "status_file": str(status), "log": str(logfile)}
 
     def connected(self, switches: list[SwitchPlan]) -> dict[str, bool]:
