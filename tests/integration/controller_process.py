@@ -20,15 +20,6 @@ import kumoflow
 SRC = str(Path(kumoflow.__file__).resolve().parents[1])
 
 
-def free_port() -> int:
-    """A port that was free a moment ago. It races with every other process
-    that binds ports: prefer port 0 (ControllerProcess's default) and read
-    back what was bound."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ControllerProcess:
     """`kumoflow controller` on 127.0.0.1, stopped by PID.
 
