@@ -28,6 +28,8 @@ Handlers (override what the app needs; plain functions run inline,
     flow_removed(dp, msg)      ofp.FlowRemoved of a flow with the app's cookie
     error(dp, msg, request)    ofp.ErrorMsg answering a message this app sent
     link_up(link) / link_down(link)          topology.py
+    record_changed(change)     a desired-state record was created, updated or
+                               deleted (state.py; the records: self.core.state)
     host_found(host) / host_moved(host, old) / host_lost(host)   hosts.py
     recover(dp, flows)         the flow stats read from a switch as it comes up,
                                before anything is sent to it: knowledge that
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
 
 #: every handler the core dispatches to apps
 EVENTS = frozenset(("switch_up", "switch_down", "packet_in", "port_status", "flow_removed", "error",
-                    "link_up", "link_down", "host_found", "host_moved", "host_lost"))
+                    "link_up", "link_down", "host_found", "host_moved", "host_lost", "record_changed"))
 
 
 class App:
@@ -176,4 +178,7 @@ class App:
         pass
 
     def host_lost(self, host: Any) -> Any:
+        pass
+
+    def record_changed(self, change: Any) -> Any:
         pass

@@ -47,6 +47,7 @@ from .datapath import Datapath
 from .flows import Entry, Flow
 from .hosts import HostTable
 from .reconcile import Reconciler
+from .state import DesiredState
 from .topology import Topology
 
 log = logging.getLogger("kumoflow.controller")
@@ -69,6 +70,7 @@ class Core:
         self.on_timers_changed: Callable[[], Any] = lambda: None   # the runtime re-arms its timer
         self.topology = Topology(self)
         self.hosts = HostTable(self)
+        self.state = DesiredState(self)
         self.connections: set[Datapath] = set()
         self.datapaths: dict[int, Datapath] = {}          # dpid -> session, switches that are up
         self.reconcilers: dict[int, Reconciler] = {}
