@@ -77,6 +77,8 @@ class Datapath:
         self.last_seen = core.now()
         self.write: Callable[[bytes], None] | None = None
         self.on_close: Callable[[], None] | None = None
+        self.packet_ins = 0       # PACKET_INs received
+        self.sent_by_type: dict[type, int] = {}   # messages sent, by class (FlowMod: the flow-mods)
         self._pending: dict[int, _Pending] = {}
         self._sent: OrderedDict[int, tuple[Any, ofp.Message]] = OrderedDict()
         self._lost = False
@@ -116,6 +118,8 @@ class Datapath:
         """Queue a message (a fresh xid when msg.xid is 0). Returns the xid.
         `origin` (an app, or a callable taking the ERROR) hears an ERROR it causes."""
         xid = self.conn.send(msg)
+        counts, kind = self.sent_by_type, type(msg)
+        counts[kind] = counts.get(kind, 0) + 1
         if origin is not None:
             self._sent[xid] = (origin, msg)
             if len(self._sent) > SENT_MEMORY:
@@ -192,6 +196,7 @@ class Datapath:
             return
         kind = type(event)
         if kind is ofp.PacketIn:
+            self.packet_ins += 1
             if self.is_up:
                 self.core.packet_in(self, event)
         elif kind is ofp.PortStatus:

@@ -54,6 +54,8 @@ class Reconciler:
         self._ours: set[Key] = set()   # keys sync has sent since the switch was first read
         self.sent = 0          # entries sent by sync (adds, changes, deletes), for tests and benchmarks
         self.last = (0, 0, 0)  # (added, changed, deleted) by the last sync
+        self.runs = 0          # syncs done, and (added, changed, deleted) by all of them (metrics)
+        self.totals = (0, 0, 0)
 
     # --- reading what the switch holds ----------------------------------------------
 
@@ -140,6 +142,8 @@ class Reconciler:
         self._record(adds, changes, deletes)
         self.last = (len(adds), len(changes), len(deletes))
         self.sent += sum(self.last)
+        self.runs += 1
+        self.totals = (self.totals[0] + self.last[0], self.totals[1] + self.last[1], self.totals[2] + self.last[2])
         return out
 
     def _record(self, adds: list[Entry], changes: list[tuple[Entry, Entry]], deletes: list[Entry]) -> None:
