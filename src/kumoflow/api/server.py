@@ -1,0 +1,431 @@
+"""The northbound REST API: a FastAPI application served by uvicorn on the
+controller's own event loop (no thread, no second process): handlers read
+the controller core directly and may ``await dp.request(...)`` of a switch.
+
+    app = build_app(controller)                 # a runtime Controller, or a bare Core in tests
+    api = await serve(controller, "127.0.0.1", 9696)
+    api.url                                     # "http://127.0.0.1:9696" (the port bound, for port 0)
+    await api.stop()
+
+Adding routes. Each module named in `ROUTER_MODULES` has a module-level
+``router`` (a `fastapi.APIRouter`) that `build_app` includes, and may have
+``setup(app, ctx)``, called before, to add middleware or state. A new
+module (the Neutron resources, kumoflow.api.neutron) is one more line in
+that list. Routes get what they need through the dependencies here:
+
+    from kumoflow.api.server import AdminCaller, ApiError, Ctx, ProjectCaller
+
+    @router.get("/v2.0/things")
+    async def things(ctx: Ctx, caller: ProjectCaller): ...   # any valid token; caller.project_id
+    @router.get("/sdn/stuff")
+    async def stuff(ctx: Ctx, caller: AdminCaller): ...      # the admin token only (else 403)
+
+and fail with ``raise ApiError(404, "NetworkNotFound", "Network X could not
+be found.")``. Every error the API returns has Neutron's body,
+``{"NeutronError": {"type", "message", "detail"}}``: a missing or unknown
+token is 401, a project token where the admin's is needed 403, a request
+that does not validate 400 (never FastAPI's 422), an unknown path 404, a
+wrong method 405. The OpenAPI document says so for every operation.
+
+Tokens (``X-Auth-Token``): the admin token (given, or generated into a file:
+options.py) and project tokens the admin issues (``POST /v2.0/tokens``,
+tokens.py). Issued tokens live in memory and die with the controller;
+once the desired-state store is wired into the controller they will be
+kept there (as hashes, like here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import importlib
+import ipaddress
+import logging
+import secrets
+import socket
+import time
+import uuid
+import weakref
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("kumoflow.api")
+
+#: modules whose ``router`` build_app includes, in this order (see the module docstring)
+ROUTER_MODULES = [
+    "kumoflow.api.tokens",
+    "kumoflow.api.sdn",
+    "kumoflow.api.metrics",
+]
+
+TITLE = "kumoflow"
+DESCRIPTION = """The northbound API of a kumoflow controller.
+
+Every request but `/metrics` (on a loopback address) carries a token in
+`X-Auth-Token`: the admin token, or a project token the admin issued with
+`POST /v2.0/tokens`. Errors have OpenStack Neutron's shape,
+`{"NeutronError": {"type": ..., "message": ..., "detail": ...}}`.
+
+`/sdn/...` is the read-only view of the network the controller runs
+(admin only): switches and their ports with live counters, links, hosts,
+what each switch holds (flows, groups, meters, also in `ovs-ofctl` syntax)
+and what the controller would change on it.
+"""
+
+#: a status code's Neutron-style error type when a handler names none
+_TYPES = {400: "HTTPBadRequest", 401: "HTTPUnauthorized", 403: "HTTPForbidden", 404: "HTTPNotFound",
+          405: "HTTPMethodNotAllowed", 409: "HTTPConflict", 500: "HTTPInternalServerError",
+          502: "HTTPBadGateway", 504: "HTTPGatewayTimeout"}
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An error answered as {"NeutronError": {"type", "message", "detail"}} with `status`."""
+
+    def __init__(self, status: int, type: str, message: str, detail: str = "",
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.type, self.message, self.detail = status, type, message, detail
+        self.headers = headers
+
+
+class NeutronErrorBody(BaseModel):
+    type: str = Field(description="what went wrong, e.g. SwitchNotFound, HTTPBadRequest")
+    message: str = Field(description="a sentence for a person")
+    detail: str = Field("", description="more, e.g. each invalid field of a request")
+
+
+class NeutronError(BaseModel):
+    NeutronError: NeutronErrorBody
+
+
+def error_response(status: int, type: str, message: str, detail: str = "",
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"NeutronError": {"type": type, "message": message, "detail": detail}},
+                        status_code=status, headers=headers)
+
+
+def _validation_detail(exc: RequestValidationError) -> tuple[str, str]:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        lines.append(f"{where}: {err.get('msg', 'invalid')}")
+    first = lines[0] if lines else "invalid request"
+    return f"Invalid input: {first}", "; ".join(lines)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.type, exc.message, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, detail = _validation_detail(exc)
+        return error_response(400, "HTTPBadRequest", message, detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status = exc.status_code
+        if status == 404 and exc.detail == "Not Found":
+            message = f"The resource could not be found: {request.url.path}"
+        elif status == 405:
+            message = f"Method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return error_response(status, _TYPES.get(status, "HTTPError"), message, "",
+                              getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("API: %s %s failed", request.method, request.url.path)
+        return error_response(500, "HTTPInternalServerError", "The server failed to answer the request.",
+                              type(exc).__name__)
+
+
+# --- tokens and callers ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """Who is calling: the admin, or a project (by the token it showed)."""
+
+    admin: bool
+    project_id: str | None = None
+    token_id: str | None = None
+
+    def sees(self, project_id: str | None) -> bool:
+        """May this caller see a resource of `project_id` (None: shared/the admin's)?"""
+        return self.admin or project_id == self.project_id
+
+
+@dataclasses.dataclass
+class IssuedToken:
+    id: str                 # names the token (listing, revoking); not the secret
+    project_id: str
+    name: str
+    created_at: float       # time.time()
+    digest: str             # sha256 of the secret; the secret itself is not kept
+
+
+class Tokens:
+    """The admin token, and project tokens issued by the admin (in memory)."""
+
+    def __init__(self, admin_token: str) -> None:
+        if not admin_token:
+            raise ValueError("the admin token must not be empty")
+        self.admin_token = admin_token
+        self._by_digest: dict[str, IssuedToken] = {}
+        self._by_id: dict[str, IssuedToken] = {}
+
+    @staticmethod
+    def _digest(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def issue(self, project_id: str, name: str = "") -> tuple[str, IssuedToken]:
+        """(the secret, its record). The secret is shown once, to whoever asked."""
+        secret = secrets.token_urlsafe(32)
+        issued = IssuedToken(uuid.uuid4().hex, project_id, name, time.time(), self._digest(secret))
+        self._by_digest[issued.digest] = issued
+        self._by_id[issued.id] = issued
+        return secret, issued
+
+    def revoke(self, token_id: str) -> IssuedToken | None:
+        issued = self._by_id.pop(token_id, None)
+        if issued is not None:
+            self._by_digest.pop(issued.digest, None)
+        return issued
+
+    def get(self, token_id: str) -> IssuedToken | None:
+        return self._by_id.get(token_id)
+
+    def all(self) -> list[IssuedToken]:
+        return sorted(self._by_id.values(), key=lambda t: t.created_at)
+
+    def caller(self, token: str | None) -> Caller | None:
+        if not token:
+            return None
+        if hmac.compare_digest(token.encode(), self.admin_token.encode()):
+            return Caller(admin=True)
+        issued = self._by_digest.get(self._digest(token))
+        if issued is None:
+            return None
+        return Caller(admin=False, project_id=issued.project_id, token_id=issued.id)
+
+
+# --- the context every route gets --------------------------------------------------------------
+
+
+class ApiContext:
+    """What routes reach through `Ctx`: the controller and its core, the
+    tokens, and per-module state (`extra`, e.g. the metrics registry)."""
+
+    def __init__(self, controller: Any, tokens: Tokens, public: bool = False,
+                 switch_timeout: float = 5.0) -> None:
+        self.controller = controller
+        self.core = getattr(controller, "core", controller)     # a runtime Controller, or a bare Core
+        self.tokens = tokens
+        self.public = public                 # served on a non-loopback address
+        self.switch_timeout = switch_timeout  # seconds a switch has to answer a request of the API
+        self.extra: dict[str, Any] = {}
+        #: per switch session, what the API learned of it (its DESC reply, ...)
+        self.switch_info: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def wall_time(self, core_time: float) -> float:
+        """A time of the core's clock (monotonic) as a time.time() value."""
+        return time.time() - (self.core.now() - core_time)
+
+
+def get_context(request: Request) -> ApiContext:
+    return request.app.state.kumoflow
+
+
+token_header = APIKeyHeader(name="X-Auth-Token", auto_error=False, scheme_name="token",
+                            description="the admin token, or a project token issued by the admin")
+
+
+def get_caller(request: Request, token: Annotated[str | None, Security(token_header)] = None) -> Caller:
+    """The caller named by X-Auth-Token: 401 without one or with an unknown one."""
+    ctx = get_context(request)
+    if not token:
+        raise ApiError(401, "HTTPUnauthorized", "Authentication required: no X-Auth-Token header.")
+    caller = ctx.tokens.caller(token)
+    if caller is None:
+        raise ApiError(401, "HTTPUnauthorized", "Authentication failed: the token is not valid.")
+    return caller
+
+
+def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+    """The admin, or 403 for a project token."""
+    if not caller.admin:
+        raise ApiError(403, "HTTPForbidden", "This needs the admin token; a project token may not do it.")
+    return caller
+
+
+Ctx = Annotated[ApiContext, Depends(get_context)]
+ProjectCaller = Annotated[Caller, Depends(get_caller)]
+AdminCaller = Annotated[Caller, Depends(get_admin)]
+
+
+# --- the application ---------------------------------------------------------------------------
+
+
+def build_app(controller: Any, *, admin_token: str | None = None, tokens: Tokens | None = None,
+              public: bool = False, switch_timeout: float = 5.0,
+              routers: list[str] | None = None) -> FastAPI:
+    """The API of `controller` (a runtime Controller, or a Core for tests).
+    Without `admin_token` (or `tokens`) a random admin token is made: read it
+    from ``app.state.kumoflow.tokens.admin_token``."""
+    from kumoflow import __version__
+
+    tokens = tokens or Tokens(admin_token or secrets.token_urlsafe(32))
+    ctx = ApiContext(controller, tokens, public=public, switch_timeout=switch_timeout)
+    app = FastAPI(title=TITLE, version=__version__, description=DESCRIPTION)
+    app.state.kumoflow = ctx
+    _install_error_handlers(app)
+    for name in ROUTER_MODULES if routers is None else routers:
+        module = importlib.import_module(name)
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            setup(app, ctx)
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi(app)        # type: ignore[method-assign]
+    return app
+
+
+_ERROR_DESCRIPTIONS = {
+    "400": "The request does not validate (each invalid field in `detail`)",
+    "401": "No X-Auth-Token, or one that is not valid",
+    "403": "A project token where the admin token is needed",
+    "404": "Not found",
+}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with Neutron's error body for every error an
+    operation can return and no 422 (validation errors are 400 here)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    schemas["NeutronError"] = NeutronError.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schemas["NeutronError"].pop("$defs", {}))
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/NeutronError"}}}}
+    for path, item in schema.get("paths", {}).items():
+        for method, op in item.items():
+            responses = op.setdefault("responses", {})
+            responses.pop("422", None)
+            codes = []
+            if op.get("parameters") or op.get("requestBody"):
+                codes.append("400")
+            if op.get("security"):
+                codes += ["401", "403"]
+            if "{" in path:
+                codes.append("404")
+            for code in codes:
+                responses.setdefault(code, {"description": _ERROR_DESCRIPTIONS[code], **error})
+            for code, response in responses.items():
+                if code[0] in "45" and "content" not in response:
+                    response.update(error)
+    app.openapi_schema = schema
+    return schema
+
+
+# --- serving -------------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's Server, leaving signals to the controller (which handles
+    SIGINT and SIGTERM on the same loop and stops the API itself)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):   # type: ignore[override]
+        yield
+
+
+class ApiServer:
+    """A running API: its address, the app, and `stop()`."""
+
+    def __init__(self, app: FastAPI, server: Any, task: asyncio.Task, host: str, port: int) -> None:
+        self.app, self.server, self.task = app, server, task
+        self.host, self.port = host, port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def context(self) -> ApiContext:
+        return self.app.state.kumoflow
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), 10)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            self.task.cancel()
+        except Exception:
+            log.exception("API server failed while stopping")
+
+
+async def serve(controller: Any, host: str, port: int, *, app: FastAPI | None = None,
+                **build_options: Any) -> ApiServer:
+    """Serve the API of `controller` on host:port (0: a free port) as a task
+    of the running loop; returns once it listens. `build_options` go to
+    build_app (admin_token, tokens, public...)."""
+    if app is None:
+        app = build_app(controller, **build_options)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    bound_host, bound_port = sock.getsockname()[:2]
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=5, server_header=False)
+    server = _Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name="kumoflow-api")
+    while not server.started:
+        if task.done():
+            sock.close()
+            task.result()        # raises what stopped it
+            raise OSError(f"the API server on {host}:{port} stopped while starting")
+        await asyncio.sleep(0.01)
+    api = ApiServer(app, server, task, bound_host, bound_port)
+    log.info("API on %s (docs at %s/docs)", api.url, api.url)
+    return api
+
+
+__all__ = ["ROUTER_MODULES", "AdminCaller", "ApiContext", "ApiError", "ApiServer", "Caller", "Ctx",
+           "NeutronError", "ProjectCaller", "Tokens", "build_app", "error_response", "get_admin",
+           "get_caller", "get_context", "is_loopback", "serve"]
