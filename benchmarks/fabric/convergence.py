@@ -281,21 +281,28 @@ def main() -> int:
         signal.signal(sig, interrupted)
     m = benchlib.machine(tools=[("ovs-vswitchd", "--version")], code=("src",))
     workdir = Path(tempfile.mkdtemp(prefix="kf-convergence-"))
-    results = []
+    results, errors = [], []
     try:
         for rep in range(args.repeat):
-            results.append(run_once(args.topology, args, workdir, rep))
+            try:
+                results.append(run_once(args.topology, args, workdir, rep))
+            except RuntimeError as exc:      # one bad run: note it, go on with a fresh network
+                print(f"run {rep + 1} FAILED: {exc}", file=sys.stderr)
+                errors.append(f"run {rep + 1}: {exc}")
     finally:
-        if args.keep:
+        if args.keep or errors or sys.exc_info()[0] is not None:
             print(f"controller logs in {workdir}", file=sys.stderr)
         else:
             for p in workdir.iterdir():
                 p.unlink()
             workdir.rmdir()
     m["load average at the end"] = round(os.getloadavg()[0], 2)
-    print(report(results, m, args))
+    if not results:
+        print("every run failed:\n" + "\n".join(errors), file=sys.stderr)
+        return 1
+    print(report(results, m, args) + "".join(f"\nFailed (not in the figures): {e}" for e in errors))
     if args.json:
-        benchlib.write_json(args.json, {"machine": m, "args": vars(args), "results": results})
+        benchlib.write_json(args.json, {"machine": m, "args": vars(args), "results": results, "errors": errors})
     return 0
 
 

@@ -239,9 +239,28 @@ def run_topology(topology: str, args, workdir: Path) -> list[dict]:
         for rep in range(args.repeat):
             arms = order if rep % 2 == 0 else order[::-1]     # ABBA: one controller restart per repeat
             for arm in arms:
-                use_arm(lab, arm, args)
+                for attempt in (1, 2):
+                    try:
+                        use_arm(lab, arm, args)
+                        break
+                    except RuntimeError as exc:    # noted in the results; a second controller start, then give up
+                        print(f"  {arm}: controller start {attempt} failed: {exc}", file=sys.stderr)
+                        results.append(dict(topology=topology, case="(controller start)", arm=arm, repeat=rep,
+                                            error=str(exc)))
+                        lab.controller.stop()
+                        if attempt == 2:
+                            raise
                 for case in CASES[topology]:
-                    r = cut_once(lab, case, args)
+                    try:
+                        r = cut_once(lab, case, args)
+                    except RuntimeError as exc:     # one bad cut: note it, mend, go on
+                        print(f"  {rep + 1}/{args.repeat} {arm:13} {case.label:32} FAILED: {exc}", file=sys.stderr)
+                        results.append(dict(topology=topology, case=case.label, arm=arm, repeat=rep,
+                                            error=str(exc)))
+                        for ifname in list(lab.down_links):
+                            lab.set_link(ifname, True, check=False)
+                        time.sleep(3)
+                        continue
                     r.update(topology=topology, case=case.label, arm=arm, repeat=rep, load=os.getloadavg()[0])
                     results.append(r)
                     print(f"  {rep + 1}/{args.repeat} {arm:13} {case.label:32} round trip "
@@ -276,9 +295,16 @@ def report(results: list[dict], m: dict, args) -> str:
         if key not in seen:
             seen.append(key)
     for topology, case, arm in seen:
-        rs = [r for r in results if (r["topology"], r["case"], r["arm"]) == (topology, case, arm)]
+        failed = [r for r in results if (r["topology"], r["case"], r["arm"]) == (topology, case, arm)
+                  and "error" in r]
+        rs = [r for r in results if (r["topology"], r["case"], r["arm"]) == (topology, case, arm)
+              and "error" not in r]
+        if not rs:
+            rows.append([topology, case, arm, f"0 ({len(failed)} failed)"] + ["-"] * 7)
+            continue
         dirs = [k for k, v in rs[0].items() if isinstance(v, dict)]
-        row = [topology, case, arm, len(rs), stat([r["round_trip_ms"] for r in rs])]
+        row = [topology, case, arm, f"{len(rs)}" + (f" ({len(failed)} failed)" if failed else ""),
+               stat([r["round_trip_ms"] for r in rs])]
         for d in dirs:
             row.append(f"{d}: " + stat([r[d]["gap_ms"] for r in rs]))
         row.append(stat([max(r[d]["outage_ms"] for d in dirs) for r in rs]))
@@ -290,6 +316,10 @@ def report(results: list[dict], m: dict, args) -> str:
         ["topology", "link cut", "arm", "cuts", "round trip gap ms (median / max)", "forward gap ms",
          "reverse gap ms", "outage ms", "ctl ms", "lost before cuts", "not rerouted"], rows, align="lllrrrrrrrr"))
     ecmp = [r for r in results if r.get("return_via_cut") is not None]
+    errors = [r for r in results if "error" in r]
+    if errors:
+        lines += ["", "Failed cuts (not in the figures):"] + [
+            f"- {r['topology']} {r['case']} {r['arm']} #{r['repeat'] + 1}: {r['error']}" for r in errors]
     if ecmp:
         lines += ["", f"ECMP cases: the reverse direction came in over the cut link in "
                       f"{sum(1 for r in ecmp if r['return_via_cut'])} of {len(ecmp)} cuts."]
@@ -344,7 +374,7 @@ def main() -> int:
         for topology in args.topology.split(","):
             results += run_topology(topology, args, workdir)
     finally:
-        if args.keep:
+        if args.keep or any("error" in r for r in results) or sys.exc_info()[0] is not None:
             print(f"controller logs in {workdir}", file=sys.stderr)
         else:
             for p in workdir.iterdir():
