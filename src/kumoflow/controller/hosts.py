@@ -30,6 +30,7 @@ class HostTable:
     def __init__(self, core: "Core") -> None:
         self.core = core
         self.by_mac: dict[str, Host] = {}
+        self._by_port: dict[tuple[int, int], set[str]] = {}   # (dpid, port) -> MACs
 
     def __iter__(self):
         return iter(self.by_mac.values())
@@ -47,7 +48,18 @@ class HostTable:
         return None
 
     def at(self, dpid: int, port: int | None = None) -> list[Host]:
-        return [h for h in self.by_mac.values() if h.dpid == dpid and (port is None or h.port == port)]
+        if port is not None:
+            return [self.by_mac[mac] for mac in self._by_port.get((dpid, port), ())]
+        return [h for h in self.by_mac.values() if h.dpid == dpid]
+
+    def _place(self, host: Host, dpid: int, port: int) -> None:
+        here = self._by_port.get((host.dpid, host.port))
+        if here is not None:
+            here.discard(host.mac)
+            if not here:
+                del self._by_port[(host.dpid, host.port)]
+        host.dpid, host.port = dpid, port
+        self._by_port.setdefault((dpid, port), set()).add(host.mac)
 
     def seen(self, mac: str, dpid: int, port: int, ips: Iterable[str] = ()) -> Host:
         """Record a host seen at (dpid, port): found, moved, or just refreshed."""
@@ -55,10 +67,12 @@ class HostTable:
         host = self.by_mac.get(mac)
         if host is None:
             host = self.by_mac[mac] = Host(mac, dpid, port, set(ips), now)
+            self._by_port.setdefault((dpid, port), set()).add(mac)
             self.core.dispatch("host_found", host)
         elif (host.dpid, host.port) != (dpid, port):
             old = dataclasses.replace(host, ips=set(host.ips))
-            host.dpid, host.port, host.last_seen = dpid, port, now
+            self._place(host, dpid, port)
+            host.last_seen = now
             host.ips.update(ips)
             self.core.dispatch("host_moved", host, old)
         else:
@@ -69,6 +83,10 @@ class HostTable:
     def lose(self, mac: str) -> None:
         host = self.by_mac.pop(mac, None)
         if host is not None:
+            here = self._by_port[(host.dpid, host.port)]
+            here.discard(mac)
+            if not here:
+                del self._by_port[(host.dpid, host.port)]
             self.core.dispatch("host_lost", host)
 
     def lose_port(self, dpid: int, port: int | None = None) -> None:
