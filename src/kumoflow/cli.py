@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "kumoflow.controller.cli",
     "kumoflow.switch.cli",
     "kumoflow.net.cli",
+    "kumoflow.show",
 ]
 
 

@@ -293,9 +293,10 @@ def build_app(controller: Any, *, admin_token: str | None = None, tokens: Tokens
 
     tokens = tokens or Tokens(admin_token or secrets.token_urlsafe(32))
     ctx = ApiContext(controller, tokens, public=public, switch_timeout=switch_timeout)
-    app = FastAPI(title=TITLE, version=__version__, description=DESCRIPTION)
+    app = FastAPI(title=TITLE, version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None)
     app.state.kumoflow = ctx
     _install_error_handlers(app)
+    _install_docs(app)
     for name in ROUTER_MODULES if routers is None else routers:
         module = importlib.import_module(name)
         setup = getattr(module, "setup", None)
@@ -305,6 +306,33 @@ def build_app(controller: Any, *, admin_token: str | None = None, tokens: Tokens
     app.openapi = lambda: _openapi(app)        # type: ignore[method-assign]
     return app
 
+
+def _install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from files installed with fastapi-offline:
+    nothing is fetched from a CDN, so the pages work on a machine offline."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(STATIC, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{TITLE} API",
+                                   swagger_js_url=f"{STATIC}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{STATIC}/swagger-ui.css",
+                                   swagger_favicon_url=f"{STATIC}/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{TITLE} API",
+                              redoc_js_url=f"{STATIC}/redoc.standalone.js", redoc_favicon_url=f"{STATIC}/favicon.png",
+                              with_google_fonts=False)
+
+
+STATIC = "/static/docs"
 
 _ERROR_DESCRIPTIONS = {
     "400": "The request does not validate (each invalid field in `detail`)",

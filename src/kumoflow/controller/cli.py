@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="once listening, write a JSON status (pid, listen addresses with the ports "
                         "bound, so that port 0 can be used) to PATH; removed on exit")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _add_api_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--set for apps not given with --app: {', '.join(sorted(options))}")
         controller = Controller(apps, echo_interval=args.echo_interval, echo_timeout=3 * args.echo_interval,
                                 settle=args.settle, audit_interval=args.audit_interval)
+        controller.api_options = _api_options(args)
     except ValueError as exc:
         logging.error("%s", exc)
         return 2
@@ -77,9 +79,11 @@ def _value(text: str) -> object:
     return text
 
 
-def _write_status(path: Path, bound) -> None:
+def _write_status(path: Path, bound, api=None) -> None:
     """Atomically: a reader sees the whole file or none."""
     status = {"pid": os.getpid(), "listen": [f"tcp:{a.host}:{a.port}" for a in bound]}
+    if api is not None:
+        status["api"] = api.url
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(status, indent=1) + "\n")
     os.replace(tmp, path)
@@ -95,17 +99,52 @@ async def _serve(controller, listen: list[str], status_file: str | None = None) 
     except (OSError, ValueError) as exc:
         logging.error("cannot listen: %s", exc)
         return 1
+    try:
+        api = await _start_api(controller)
+    except OSError as exc:
+        logging.error("cannot serve the API: %s", exc)
+        await controller.stop()
+        return 1
     status = Path(status_file) if status_file else None
     if status is not None:
         try:
-            _write_status(status, bound)
+            _write_status(status, bound, api)
         except OSError as exc:
             logging.error("cannot write the status file: %s", exc)
+            await _stop_api(api)
             await controller.stop()
             return 1
     await stop.wait()
     logging.info("shutting down")
     if status is not None:
         status.unlink(missing_ok=True)
+    await _stop_api(api)
     await controller.stop()
     return 0
+
+
+# --- the northbound API (kumoflow.api, docs/api.md): off unless --api is given ----------------
+
+
+def _add_api_arguments(p: argparse.ArgumentParser) -> None:
+    from kumoflow.api.options import add_arguments
+    add_arguments(p)
+
+
+def _api_options(args: argparse.Namespace):
+    from kumoflow.api.options import parse
+    return parse(args)
+
+
+async def _start_api(controller):
+    """The running API server, or None without --api."""
+    options = getattr(controller, "api_options", None)
+    if options is None:
+        return None
+    from kumoflow.api.options import start
+    return await start(controller, options)
+
+
+async def _stop_api(api) -> None:
+    if api is not None:
+        await api.stop()
