@@ -12,6 +12,8 @@ from pathlib import Path
 
 from kumoflow.eventloop import run as run_loop
 
+DEFAULT_STORE = "sqlite:/var/lib/kumoflow/kumoflow.db"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("controller", help="run the OpenFlow controller",
@@ -28,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "hosts are discovered; then reconcile it in full (default 3)")
     p.add_argument("--audit-interval", type=float, default=30.0, metavar="SECONDS",
                    help="read every switch again this often and repair drift (0: never; default 30)")
+    p.add_argument("--store", default=DEFAULT_STORE, metavar="sqlite:PATH",
+                   help=f"the desired-state store, created if missing (default {DEFAULT_STORE}); "
+                        "none: no store")
     p.add_argument("--status-file", metavar="PATH",
                    help="once listening, write a JSON status (pid, listen addresses with the ports "
                         "bound, so that port 0 can be used) to PATH; removed on exit")
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         logging.error("%s", exc)
         return 2
-    return run_loop(_serve(controller, args.listen or ["tcp:0.0.0.0:6653"], args.status_file))
+    return run_loop(_serve(controller, args.listen or ["tcp:0.0.0.0:6653"], args.status_file, args.store))
 
 
 def parse_options(items: list[str]) -> dict[str, dict[str, object]]:
@@ -89,11 +94,24 @@ def _write_status(path: Path, bound, api=None) -> None:
     os.replace(tmp, path)
 
 
-async def _serve(controller, listen: list[str], status_file: str | None = None) -> int:
+async def _serve(controller, listen: list[str], status_file: str | None = None, store: str = "none") -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if store != "none":
+        from kumoflow.store import StoreCorrupt, StoreError, open_store
+        try:
+            controller.store = await open_store(store)
+        except ValueError as exc:
+            logging.error("--store: %s", exc)
+            return 2
+        except StoreCorrupt as exc:   # the file is left as it is
+            logging.error("%s", exc)
+            return 1
+        except StoreError as exc:
+            logging.error("%s (--store sqlite:PATH names another file; --store none runs without one)", exc)
+            return 1
     try:
         bound = await controller.start(listen)
     except (OSError, ValueError) as exc:

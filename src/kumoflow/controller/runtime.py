@@ -4,20 +4,25 @@ Everything that decides lives in the sans-IO core (core.py); this module
 only moves bytes between TCP connections and the core's `Datapath`
 sessions, calls `Core.tick` when the next timer is due (the core says when that
 changes), and runs
-coroutine handlers as tasks.
+coroutine handlers as tasks. With a desired-state store (kumoflow.store),
+it loads the core's mirror (`core.state`) from a snapshot before listening
+and feeds it the store's commits after that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Coroutine
+from typing import TYPE_CHECKING, Any, Coroutine
 
 from kumoflow.ofp.address import Address, parse_address
 
 from .app import App
 from .core import Core
 from .datapath import Datapath
+
+if TYPE_CHECKING:
+    from kumoflow.store import Store
 
 log = logging.getLogger("kumoflow.controller")
 
@@ -47,10 +52,12 @@ class _Channel(asyncio.Protocol):
 
 
 class Controller:
-    """The core plus listeners: `await start([...])`, `await stop()`."""
+    """The core plus listeners: `await start([...])`, `await stop()`. A `store`
+    given is followed from `start` and closed by `stop`."""
 
-    def __init__(self, apps: list[App], **options: Any) -> None:
+    def __init__(self, apps: list[App], store: "Store | None" = None, **options: Any) -> None:
         self.core = Core(apps, **options)
+        self.store = store
         self.core.spawn = self.spawn
         self.core.on_timers_changed = self.rearm
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -72,6 +79,11 @@ class Controller:
         self.loop = asyncio.get_running_loop()
         self.core.now = self.loop.time
         self.core.start()
+        if self.store is not None:
+            # Nothing can commit between the snapshot and the watch: the SQLite store answers
+            # without suspending (a remote backend must start its watch at the snapshot's revision).
+            self.core.state.load(await self.store.snapshot())
+            self.store.watch(self.core.state.apply)
         bound = []
         for address in addresses:
             addr = parse_address(address) if isinstance(address, str) else address
@@ -101,6 +113,8 @@ class Controller:
             await server.wait_closed()
         self._servers.clear()
         self.core.stop()
+        if self.store is not None:
+            await self.store.close()
 
     def rearm(self) -> None:
         """Schedule the next tick at the core's next deadline."""
