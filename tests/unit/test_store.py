@@ -296,6 +296,35 @@ def test_a_store_killed_without_close_keeps_every_commit(tmp_path):
     run(main())
 
 
+def test_a_file_in_use_can_be_opened_again(tmp_path):
+    """Two openers of one file (two controllers started at once on the default path): the second
+    checks the file without touching the WAL the first is using; writes of each reach the other's
+    snapshot and changes (not its watch)."""
+    path = tmp_path / "kumoflow.db"
+
+    async def main():
+        a = await open_store(f"sqlite:{path}")
+        await a.create("network", {"name": "a"}, project_id="p", id="n1")
+        wal = (tmp_path / "kumoflow.db-wal").read_bytes()
+        b = await open_store(f"sqlite:{path}")
+        assert (tmp_path / "kumoflow.db-wal").read_bytes()[:len(wal)] == wal
+        assert b.revision == 1 and (await b.get("network", "n1")).body == {"name": "a"}
+        heard = []
+        a.watch(heard.append)
+        await b.create("network", {"name": "b"}, project_id="p", id="n2")
+        assert b.revision == 2 and heard == []
+        await a.create("network", {"name": "c"}, project_id="p", id="n3")      # takes 3, not 2
+        assert [c.revision for c in await a.changes(0)] == [1, 2, 3]
+        assert [r.id for r in (await b.snapshot()).records] == ["n1", "n2", "n3"]
+        await b.close()
+        await a.update("network", "n1", {"name": "A"})
+        await a.close()
+        again = await open_store(f"sqlite:{path}")
+        assert again.revision == 4 and len((await again.snapshot()).records) == 3
+        await again.close()
+    run(main())
+
+
 def test_memory_stores_are_separate():
     async def main():
         a, b = await open_store("sqlite::memory:"), await open_store("sqlite::memory:")

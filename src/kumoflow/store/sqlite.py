@@ -469,7 +469,8 @@ def _check(file: Path) -> None:
     (change_counter, pages) = struct.unpack(">II", header[24:32])
     (valid_for,) = struct.unpack(">I", header[92:96])
     wal = Path(f"{file}-wal")
-    if not (wal.exists() and wal.stat().st_size > 0):   # with a WAL, the file alone may lag; quick_check judges
+    in_wal = wal.exists() and wal.stat().st_size > 0
+    if not in_wal:   # with a WAL, the file alone may lag behind: quick_check judges
         if page_size < 512 or page_size & (page_size - 1):
             raise corrupt(f"damaged: its header gives no valid page size ({page_size})")
         if size % page_size:
@@ -477,30 +478,25 @@ def _check(file: Path) -> None:
         if valid_for == change_counter and size < pages * page_size:
             raise corrupt(f"truncated: {size} bytes, its header says {pages} pages of {page_size} bytes")
 
-    sidecars = [Path(f"{file}-wal"), Path(f"{file}-shm")]
-    existed = [p.exists() for p in sidecars]
+    # Read-only. With no WAL content the file alone is the whole store: read it as immutable, so
+    # that SQLite makes no -wal/-shm beside it (and deletes none another process may be using).
+    uri = f"file:{urllib.parse.quote(str(file.resolve()))}?mode=ro" + ("" if in_wal else "&immutable=1")
     try:
-        db = sqlite3.connect(f"file:{urllib.parse.quote(str(file.resolve()))}?mode=ro", uri=True,
-                             isolation_level=None, timeout=5.0)
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=5.0)
     except sqlite3.Error as exc:
         raise corrupt(f"cannot be read: {exc}") from exc
     try:
-        try:
-            problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
-            if problems != ["ok"]:
-                raise corrupt("damaged: " + "; ".join(problems))
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not _TABLES <= tables:
-                raise corrupt(f"no {', '.join(sorted(_TABLES - tables))} table: not a complete kumoflow store")
-            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as exc:
-            raise corrupt(f"damaged: {exc}") from exc
+        problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise corrupt("damaged: " + "; ".join(problems))
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not _TABLES <= tables:
+            raise corrupt(f"no {', '.join(sorted(_TABLES - tables))} table: not a complete kumoflow store")
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.DatabaseError as exc:
+        raise corrupt(f"damaged: {exc}") from exc
     finally:
         db.close()
-        # the read-only connection may have made an empty WAL and its index: leave no trace
-        for path, was in zip(sidecars, existed):
-            if not was and path.exists() and (path.name.endswith("-shm") or path.stat().st_size == 0):
-                path.unlink(missing_ok=True)
     if meta.get("application") != "kumoflow":
         raise corrupt(f"its meta table names the application {meta.get('application')!r}, not 'kumoflow'")
     version = meta.get("schema_version", "")
