@@ -44,9 +44,10 @@ class DesiredState:
         self.apply(changes, snapshot.revision)
 
     def apply(self, changes: Iterable[Change], revision: int | None = None) -> None:
+        seen = self.revision    # one commit's changes share a revision: decide once, before applying any
         with self.core.batch():
             for change in changes:
-                if change.revision <= self.revision and revision is None:
+                if change.revision <= seen and revision is None:
                     continue   # seen already
                 records = self._records.setdefault(change.kind, {})
                 if change.record is None:
