@@ -131,7 +131,16 @@ def list_view(name: str, help: str, path: str, key: str, columns: list[tuple[str
 def _table(title: str, *columns: str) -> Any:
     from rich.table import Table
 
-    return Table(*columns, title=title)
+    table = Table(title=title)
+    for column in columns:
+        if column in _LONG:       # matches, actions...: wrapped within the column, never cut
+            table.add_column(column, overflow="fold", ratio=1)
+        else:
+            table.add_column(column, no_wrap=True)
+    return table
+
+
+_LONG = {"match", "actions", "buckets", "entry", "addresses", "bands", "peer"}
 
 
 def _cell(value: Any) -> str:
@@ -277,7 +286,7 @@ def _render_groups(data: Any, console: Any) -> None:
                                         f"watch {b['watch_port']}" if b.get("watch_port") is not None else "",
                                         b["actions"]]))
                 for b in g["buckets"]) or "-"
-            table.add_row(f"{g['group_id']:#x}", g["type"], g.get("owner") or "-", buckets)
+            table.add_row(str(g["group_id"]), g["type"], g.get("owner") or "-", buckets)
         console.print(table)
 
 
