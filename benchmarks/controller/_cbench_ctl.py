@@ -80,7 +80,8 @@ class Controller:
         self.conf_path: str | None = None
         if kind == "kumoflow":
             prof = ["-m", "cProfile", "-o", profile] if profile else []
-            self.argv = [python, *prof, "-m", "kumoflow.cli", "controller", "--listen", listen, "--app", "l2"]
+            self.argv = [python, *prof, "-m", "kumoflow.cli", "controller", "--listen", listen, "--app", "l2",
+                         "--store", "none"]
             if echo_interval:
                 self.argv += ["--echo-interval", str(echo_interval)]
         elif kind.startswith("osken"):

@@ -39,6 +39,9 @@ class ControllerProcess:
         self.log_level = log_level
         self.args = tuple(args)
         self.proc: subprocess.Popen | None = None
+        # its own desired-state store, kept across restarts, gone with the process object
+        self._store_dir = tempfile.TemporaryDirectory(prefix="kf-store-")
+        self.store = f"sqlite:{self._store_dir.name}/kumoflow.db"
 
     @property
     def target(self) -> str:
@@ -50,7 +53,7 @@ class ControllerProcess:
             status = Path(tmp) / "status.json"
             argv = [sys.executable, "-m", "kumoflow.cli", "controller", "--listen", f"tcp:127.0.0.1:{self.port}",
                     "--status-file", str(status), "--echo-interval", str(self.echo_interval),
-                    "--log-level", self.log_level]
+                    "--log-level", self.log_level, "--store", self.store]
             for app in self.apps:
                 argv += ["--app", app]
             argv += self.args

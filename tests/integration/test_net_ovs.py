@@ -253,7 +253,7 @@ def test_tree_secure_with_kumoflow_controller(topo_name, tmp_path):
     status = tmp_path / "controller.json"
     controller = subprocess.Popen(
         [sys.executable, "-m", "kumoflow.cli", "controller", "--listen", "tcp:127.0.0.1:0",
-         "--status-file", str(status)],
+         "--status-file", str(status), "--store", "none"],
         env={**os.environ, "PYTHONPATH": SRC}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

@@ -210,7 +210,7 @@ class ControllerProcess:
         if self.kind == "kumoflow":
             return [sys.executable, "-m", "kumoflow.cli", "controller", "--app", self.app,
                     "--listen", f"tcp:127.0.0.1:{self.port}", "--status-file", str(self.status_file),
-                    "--log-level", "debug"]
+                    "--log-level", "debug", "--store", "none"]
         return [sys.executable, str(HERE / "osken_l2_app.py"), "--status-file", str(self.status_file),
                 "--ofp-tcp-listen-port", str(self.port), "--ofp-listen-host", "127.0.0.1"]
 
