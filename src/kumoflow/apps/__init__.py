@@ -30,5 +30,5 @@ def load_app(spec: str, **options) -> App:
         raise ValueError(f"{target} is not a kumoflow App")
     try:
         return cls(**options)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:   # an unknown option, a bad value (kumoflow.apps.options)
         raise ValueError(f"app {spec!r}: {exc}") from None

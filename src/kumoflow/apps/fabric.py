@@ -63,6 +63,7 @@ import zlib
 from typing import Any, Hashable, Iterable
 
 from kumoflow import ofp
+from kumoflow.apps import options as check
 from kumoflow.controller import App, Flow, Group
 from kumoflow.controller.graph import Link
 from kumoflow.packet import Ethernet, PacketError, parse
@@ -122,9 +123,10 @@ class Fabric(App):
     def __init__(self, lldp_interval: float = 1.0, link_timeout: float | None = None, fast_failover: bool = True,
                  **options: Any) -> None:
         super().__init__(**options)
-        self.fast_failover = fast_failover
-        self.lldp_interval = lldp_interval
-        self.link_timeout = link_timeout if link_timeout is not None else 3.5 * lldp_interval
+        self.fast_failover = check.boolean("fast_failover", fast_failover)
+        self.lldp_interval = check.seconds("lldp_interval", lldp_interval)
+        self.link_timeout = (check.seconds("link_timeout", link_timeout) if link_timeout is not None
+                             else 3.5 * self.lldp_interval)
         self._group_ids: dict[int, int] = {}    # dpid -> group id
         self._group_owner: dict[int, int] = {}  # group id -> dpid
         self._tree: tuple[int, dict[int, set[int]]] = (-1, {})

@@ -13,6 +13,7 @@ was learned behind it, and learned entries age out after `mac_age` seconds.
 from __future__ import annotations
 
 from kumoflow import ofp
+from kumoflow.apps import options as check
 from kumoflow.controller import App
 
 LLDP = b"\x88\xcc"
@@ -26,10 +27,10 @@ class LearningSwitch(App):
     def __init__(self, idle_timeout: int = 60, hard_timeout: int = 0, priority: int = 10,
                  mac_age: float = 300.0, **options) -> None:
         super().__init__(**options)
-        self.idle_timeout = idle_timeout
-        self.hard_timeout = hard_timeout
-        self.priority = priority
-        self.mac_age = mac_age
+        self.idle_timeout = check.integer("idle_timeout", idle_timeout, 0, 0xFFFF)
+        self.hard_timeout = check.integer("hard_timeout", hard_timeout, 0, 0xFFFF)
+        self.priority = check.integer("priority", priority, 0, 0xFFFF)
+        self.mac_age = check.seconds("mac_age", mac_age)
         # dpid -> mac -> (port, last seen)
         self.macs: dict[int, dict[str, tuple[int, float]]] = {}
 

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="app to run, in pipeline order (repeatable; default l2)")
     p.add_argument("--set", action="append", default=[], metavar="APP.OPTION=VALUE", dest="options",
                    help="an app option, e.g. fabric.lldp_interval=0.5 or fabric.fast_failover=false (repeatable)")
-    p.add_argument("--echo-interval", type=float, default=5.0, help="seconds between keepalive echoes")
+    p.add_argument("--echo-interval", type=float, default=5.0, metavar="SECONDS",
+                   help="echo a switch idle this long (more than 0); drop one silent for 3 times it (default 5)")
     p.add_argument("--settle", type=float, default=3.0, metavar="SECONDS",
                    help="after a switch comes up, only add missing flows for this long, while links and "
                         "hosts are discovered; then reconcile it in full (default 3)")
@@ -43,10 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from kumoflow import cliargs
     from kumoflow.apps import load_app
     from kumoflow.controller import Controller
 
     try:
+        cliargs.positive("--echo-interval", args.echo_interval)
+        cliargs.non_negative("--settle", args.settle)
+        cliargs.non_negative("--audit-interval", args.audit_interval)
         options = parse_options(args.options)
         apps = [load_app(name, **options.pop(name, {})) for name in (args.app or ["l2"])]
         if options:

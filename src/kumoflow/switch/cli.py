@@ -26,12 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="accept OpenFlow clients such as ovs-ofctl here (repeatable)")
     p.add_argument("--tables", type=int, default=64, metavar="N", help="number of flow tables (1-254, default 64)")
     p.add_argument("--buffers", type=int, default=256, metavar="N",
-                   help="packet buffers for packet-in (0 sends whole packets; default 256)")
+                   help="packet buffers for packet-in (0..65536; 0 sends whole packets; default 256)")
     p.add_argument("--fail-mode", choices=["secure", "standalone"], default="secure",
                    help="without a controller: keep the installed flows (secure, default) "
                         "or act as a learning switch (standalone)")
     p.add_argument("--echo-interval", type=float, default=5.0, metavar="SECONDS",
-                   help="echo an idle controller after this long; give up after 3 times it (default 5)")
+                   help="echo an idle controller after this long (more than 0); give up after 3 times it "
+                        "(default 5)")
     p.add_argument("--max-backoff", type=float, default=8.0, metavar="SECONDS",
                    help="retry a lost or unreachable controller after 0.5 s, then doubling the wait "
                         "up to this (at least 0.5; default 8)")
@@ -93,6 +94,7 @@ def parse_ports(specs: list[str]) -> dict[int, str]:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from kumoflow import cliargs
     from kumoflow.ofp.address import parse_address
 
     try:
@@ -105,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--listen {target}: expected ptcp:PORT[:HOST]")
         if not 1 <= args.tables <= 254:
             raise ValueError(f"--tables {args.tables}: must be 1..254")
-        if args.buffers < 0:
-            raise ValueError("--buffers must be 0 or more")
-        if not args.max_backoff >= 0.5:
-            raise ValueError(f"--max-backoff {args.max_backoff}: must be at least 0.5")
+        if not 0 <= args.buffers <= 0x10000:
+            raise ValueError(f"--buffers {args.buffers}: must be 0..65536")
+        cliargs.positive("--echo-interval", args.echo_interval)
+        cliargs.at_least("--max-backoff", args.max_backoff, 0.5)
     except ValueError as exc:
         logging.error("%s", exc)
         return 2
