@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -50,10 +51,21 @@ class BackgroundController:
 
 
 def run_network(topology: Path, app: str = "fabric") -> int:
-    from kumoflow.net import NetError, Network
+    from kumoflow.net import NetError, Network, load_topology
 
     console = Console(highlight=False)
     console.width = max(console.width, 150)   # flows are long lines
+    # the file first (no root needed), with the overrides the demo applies
+    try:
+        topo = load_topology(topology).with_overrides(
+            name=f"demo{os.getpid() % 10000}", controllers=["tcp:127.0.0.1:6653"], fail_mode="secure")
+        Network(topo)                          # the plan (interface names) can be refused too
+    except (NetError, ValueError) as exc:
+        print(f"kumoflow: invalid topology\n{exc}", file=sys.stderr)
+        return 2
+    if not topo.switches or len(topo.hosts) < 2:
+        print(f"kumoflow: {topology}: the demo needs a switch and at least two hosts", file=sys.stderr)
+        return 2
     if os.geteuid() != 0:
         console.print("[red]the network demo needs root (namespaces, links, Open vSwitch)[/]")
         return 1
@@ -61,7 +73,7 @@ def run_network(topology: Path, app: str = "fabric") -> int:
     ctl = BackgroundController([main])
     target = ctl.start()
     console.print(f"[bold]kumoflow controller[/] (app {app}) listening on {target}")
-    net = Network.from_file(topology, name=f"demo{os.getpid() % 10000}", controllers=[target], fail_mode="secure")
+    net = Network(topo, controllers=[target])
     try:
         with console.status(f"bringing up {topology.name} ..."):
             net.up()
@@ -112,7 +124,10 @@ def _show_fabric(console: Console, ctl: BackgroundController, net, names: dict[i
     console.print(_group_table(names.get(first, f"{first:#x}"),
                                ctl.call(dp.request(ofp.GroupDescRequest())).body))
     # cut the first link between two switches and ping again
-    cut = next(link for link in net.plan.links if link.b.netns is None)
+    cut = next((link for link in net.plan.links if link.b.netns is None), None)
+    if cut is None:
+        console.print("no link between two switches to cut in this topology")
+        return True
     console.print(f"[bold]cutting the link {cut.a.node} port {cut.a.port} - {cut.b.node} port {cut.b.port}[/] "
                   f"(ip link set {cut.a.ifname} down)")
     subprocess.run(["ip", "link", "set", cut.a.ifname, "down"], check=True)

@@ -156,14 +156,24 @@ class KumoflowSwitch(SwitchKind):
         if os.geteuid() != 0:
             raise SwitchError("kumoflow switches need root (raw sockets on the veth ends)")
 
+    def protocol_problem(self, protocol: str) -> str | None:
+        if protocol != "OpenFlow13":
+            return "the kumoflow switch speaks OpenFlow13 only"
+        return None
+
+    def controller_problem(self, target: str) -> str | None:
+        if not target.startswith("tcp:"):
+            return "the kumoflow switch connects to controllers over tcp: only"
+        return None
+
     def up(self, switch: SwitchPlan) -> dict[str, Any]:
-        if "OpenFlow13" not in switch.protocols:
-            raise SwitchError(f"switch {switch.name}: the kumoflow switch speaks OpenFlow13 only, "
-                              f"not {', '.join(switch.protocols)}")
+        # topology validation has refused these already; a plan made by hand is checked again
+        for protocol in switch.protocols:
+            if problem := self.protocol_problem(protocol):
+                raise SwitchError(f"switch {switch.name}: protocols: {protocol}: {problem}")
         for target in switch.controllers:
-            if not target.startswith("tcp:"):
-                raise SwitchError(f"switch {switch.name}: controller {target}: the kumoflow switch "
-                                  "connects over tcp: only")
+            if problem := self.controller_problem(target):
+                raise SwitchError(f"switch {switch.name}: controller: {target}: {problem}")
         directory = switch_dir(switch.topology)
         directory.mkdir(parents=True, exist_ok=True)
         status = status_path(switch.topology, switch.name)

@@ -7,10 +7,13 @@ link before it starts the switches, so the port interfaces already exist
 when :meth:`SwitchKind.up` runs, and removes switches before links.
 
 Kinds are listed in :data:`SWITCH_KINDS` by import path and loaded on first
-use, so validating a topology never imports a kind's dependencies. Adding a
-kind (e.g. the kumoflow software switch) is one entry::
+use. Validating a topology loads the kinds it names, to ask each what it
+cannot do (:meth:`SwitchKind.protocol_problem`,
+:meth:`SwitchKind.controller_problem`), so a kind's module imports its heavy
+dependencies inside the methods that need them. Adding a kind is one
+entry::
 
-    SWITCH_KINDS["kumoflow"] = "kumoflow.net.kumoswitch:KumoflowSwitch"
+    SWITCH_KINDS["mykind"] = "mypackage.mymodule:MySwitch"
 
 or ``register_kind("kumoflow", KumoflowSwitch)`` at run time.
 
@@ -68,6 +71,20 @@ class SwitchKind(ABC):
     @abstractmethod
     def leftovers(self, topology: str, prefix: str) -> list[str]:
         """Describe what of ``topology`` still exists (empty when clean)."""
+
+    def protocol_problem(self, protocol: str) -> str | None:
+        """Why a switch of this kind cannot be made to speak ``protocol``
+        (``OpenFlow10`` ... ``OpenFlow15``), or None. Checked when a topology
+        is loaded, so ``kumoflow up --check`` refuses what ``up`` would; the
+        default accepts every version."""
+        return None
+
+    def controller_problem(self, target: str) -> str | None:
+        """Why a switch of this kind cannot use the controller ``target``
+        (normalized: ``tcp:IP:PORT``, ``ssl:IP:PORT`` or ``unix:PATH``), or
+        None. Checked when a topology is loaded and when its controllers
+        are overridden; the default accepts every target."""
+        return None
 
     def connected(self, switches: list[SwitchPlan]) -> dict[str, bool]:
         """For each switch (by name): is it connected to at least one of its

@@ -25,7 +25,10 @@ controller) or ``standalone`` (the switch acts as a learning switch while no
 controller is connected). ``protocols`` defaults to ``[OpenFlow13]``.
 ``controller`` overrides the topology's controller for this switch (an
 empty list or ``none`` means no controller). ``max_backoff`` overrides the
-topology's for this switch.
+topology's for this switch. What a kind cannot do is refused here, where
+the file says it (:meth:`~kumoflow.net.switches.SwitchKind.protocol_problem`,
+``controller_problem``): a ``kumoflow`` switch speaks ``OpenFlow13`` only and
+reaches controllers over ``tcp:`` only.
 
 ``links``: veth pairs; ``src`` and ``dst`` name nodes, at least one of them a
 switch. ``src_port``/``dst_port`` set the OpenFlow port number of a switch
@@ -73,7 +76,7 @@ from pathlib import Path
 from yaml.nodes import Node, ScalarNode
 
 from kumoflow.net.errors import Issue, TopologyError
-from kumoflow.net.switches import kind_names
+from kumoflow.net.switches import get_kind, kind_names
 from kumoflow.net.yamlnodes import Reader, field_index, field_key, line_of
 
 TOPOLOGY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
@@ -188,6 +191,8 @@ class Topology:
                     issues.append(f"controller: {problem}")
                 else:
                     targets.append(normal)
+                    for refusal, names in controller_refusals(self.switches, normal).items():
+                        issues.append(f"controller: {normal}: {refusal} (used by {_switches_named(names)})")
         if issues:
             raise TopologyError([Issue("override", 0, "", i) for i in issues])
         switches = self.switches
@@ -258,6 +263,22 @@ def parse_controller(text: str) -> tuple[str, str | None]:
     return f"{proto}:{shown}:{port}", None
 
 
+def controller_refusals(switches: tuple[Switch, ...] | list[Switch], target: str) -> dict[str, list[str]]:
+    """{why: [switch names]} for the switches whose kind cannot use
+    controller ``target`` (see :meth:`SwitchKind.controller_problem`)."""
+    refusals: dict[str, list[str]] = {}
+    for switch in switches:
+        problem = get_kind(switch.kind).controller_problem(target)
+        if problem:
+            refusals.setdefault(problem, []).append(switch.name)
+    return refusals
+
+
+def _switches_named(names: list[str]) -> str:
+    quoted = ", ".join(repr(n) for n in names)
+    return f"switch {quoted}" if len(names) == 1 else f"switches {quoted}"
+
+
 # -- validation ---------------------------------------------------------------
 
 
@@ -280,8 +301,11 @@ class _Builder:
             if not TOPOLOGY_NAME.fullmatch(name):
                 r.error(top["name"], "name", f"{name!r} is not a valid topology name ({_NAME_RULE})")
         controllers: tuple[str, ...] = ()
+        #: (target, node, field) of each topology-wide controller, for the switches that inherit it
+        shared: list[tuple[str, Node, str]] = []
         if "controller" in top:
-            controllers = self.controllers(top["controller"], "controller")
+            shared = self.controller_items(top["controller"], "controller")
+            controllers = tuple(target for target, _, _ in shared)
         max_backoff = DEFAULT_MAX_BACKOFF
         if "max_backoff" in top:
             max_backoff = r.integer(top["max_backoff"], "max_backoff", 1, MAX_BACKOFF_LIMIT) or max_backoff
@@ -296,6 +320,11 @@ class _Builder:
                 hosts = self.hosts(top.get("hosts"))
             else:
                 switches = self.switches(top.get("switches"))
+        # what each kind cannot use, reported where the controller is written
+        inheriting = [s for s in switches if s.controllers is None]
+        for target, node, where in shared:
+            for refusal, names in controller_refusals(inheriting, target).items():
+                r.error(node, where, f"{target}: {refusal} (used by {_switches_named(names)})")
         links = self.links(top.get("links"), {h.name: h for h in hosts}, switches)
         return Topology(
             name=name,
@@ -441,11 +470,15 @@ class _Builder:
                 elif mode is not None:
                     switch = replace(switch, fail_mode=mode)
             if "protocols" in keys:
-                protocols = self.protocols(keys["protocols"], field_key(where, "protocols"))
+                protocols = self.protocols(keys["protocols"], field_key(where, "protocols"), switch.kind)
                 switch = replace(switch, protocols=protocols)
             if "controller" in keys:
-                controllers = self.controllers(keys["controller"], field_key(where, "controller"))
-                switch = replace(switch, controllers=controllers)
+                items = self.controller_items(keys["controller"], field_key(where, "controller"))
+                for target, item, item_field in items:
+                    problem = get_kind(switch.kind).controller_problem(target)
+                    if problem:
+                        r.error(item, item_field, f"{target}: {problem}")
+                switch = replace(switch, controllers=tuple(target for target, _, _ in items))
             if "max_backoff" in keys:
                 backoff = r.integer(keys["max_backoff"], field_key(where, "max_backoff"), 1, MAX_BACKOFF_LIMIT)
                 if backoff is not None:
@@ -501,7 +534,7 @@ class _Builder:
             return None
         return value
 
-    def protocols(self, node: Node, field: str) -> tuple[str, ...]:
+    def protocols(self, node: Node, field: str, kind: str) -> tuple[str, ...]:
         r = self.r
         if isinstance(node, ScalarNode) and not r.is_null(node):
             items, paths = [node], [field]
@@ -519,22 +552,25 @@ class _Builder:
                 continue
             if text not in PROTOCOLS:
                 r.error(item, where, f"{text!r} is not one of {', '.join(PROTOCOLS)}")
+            elif problem := get_kind(kind).protocol_problem(text):
+                r.error(item, where, f"{text}: {problem}")
             elif text not in result:
                 result.append(text)
         return tuple(result) or DEFAULT_PROTOCOLS
 
-    def controllers(self, node: Node, field: str) -> tuple[str, ...]:
+    def controller_items(self, node: Node, field: str) -> list[tuple[str, Node, str]]:
+        """The valid targets of a ``controller:`` value, each with its node and field."""
         r = self.r
         if r.is_null(node):
-            return ()
+            return []
         if isinstance(node, ScalarNode):
             if node.value == "none":
-                return ()
+                return []
             items, paths = [node], [field]
         else:
             items = r.sequence(node, field) or []
             paths = [field_index(field, i) for i in range(len(items))]
-        result = []
+        result: list[tuple[str, Node, str]] = []
         for item, where in zip(items, paths, strict=True):
             text = r.string(item, where)
             if text is None:
@@ -542,11 +578,11 @@ class _Builder:
             target, problem = parse_controller(text)
             if problem:
                 r.error(item, where, problem)
-            elif target in result:
+            elif any(target == seen for seen, _, _ in result):
                 r.error(item, where, f"controller {target} is listed twice")
             else:
-                result.append(target)
-        return tuple(result)
+                result.append((target, item, where))
+        return result
 
     # -- links ------------------------------------------------------------
 
