@@ -8,7 +8,10 @@
     kumoflow exec h1 -- ping -c1 10.0.0.2         # --topo NAME when several have h1
 
 ``up`` leaves the topology running and returns; ``down`` removes it, also
-after a crash (from the state record in /run/kumoflow and by name).
+after a crash (from the state record in /run/kumoflow and by name). ``up
+--check`` and ``up`` share one path up to creating anything, so they refuse
+the same files with the same messages. The user's reference is
+docs/emulator.md.
 Heavy imports (pyroute2, rich) happen only when a command runs.
 """
 
@@ -32,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--controller", action="append", metavar="TARGET",
                     help="override every switch's controllers (repeatable), e.g. tcp:127.0.0.1:6653")
     up.add_argument("--no-controller", action="store_true", help="switches get no controller")
-    up.add_argument("--check", action="store_true", help="only validate the file and show the plan")
+    up.add_argument("--check", action="store_true",
+                    help="check the file (and the options above) as up does, show the plan, create nothing; "
+                         "needs no root")
     up.set_defaults(func=_up)
 
     down = subparsers.add_parser(

@@ -1,5 +1,7 @@
 """Topology files: the schema, its validation, and the validated model.
 
+(The user's reference, with examples: docs/emulator.md.)
+
 A topology file is YAML::
 
     name: single                 # optional; default: the file name without .yaml

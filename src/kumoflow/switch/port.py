@@ -1,7 +1,8 @@
 """Switch ports: what the datapath needs from a port, and an in-memory port.
 
 `PortBase` is the contract between the datapath and the runtime's ports
-(AF_PACKET interfaces, tunnels). A port has its OpenFlow description
+(AF_PACKET interfaces; tunnel ports are not written yet, the contract
+below leaves room for them). A port has its OpenFlow description
 (number, name, address, config, state, features, speeds), counters, a
 queue table, and `send(frame)`.
 
@@ -14,7 +15,7 @@ Counting is split so nothing is counted twice:
 - a port's `send` counts what it transmits (`count_tx`) or fails to
   transmit (`count_tx_dropped` / `tx_errors`), since only the port knows.
 
-Tunnel ports set `tunnel = True`; the datapath then calls
+A tunnel port sets `tunnel = True`; the datapath then calls
 `send_tunnel(frame, tunnel_id)` instead of `send(frame)`, and passes the
 tunnel id of received frames to `Datapath.receive(..., tunnel_id=...)`.
 """
