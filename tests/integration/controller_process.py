@@ -39,6 +39,7 @@ class ControllerProcess:
         self.log_level = log_level
         self.args = tuple(args)
         self.proc: subprocess.Popen | None = None
+        self.status: dict = {}      # the controller's --status-file, once started
         # its own desired-state store, kept across restarts, gone with the process object
         self._store_dir = tempfile.TemporaryDirectory(prefix="kf-store-")
         self.store = f"sqlite:{self._store_dir.name}/kumoflow.db"
@@ -68,7 +69,8 @@ class ControllerProcess:
                     self.stop()
                     raise RuntimeError(f"controller wrote no status file within {timeout}s")
                 time.sleep(0.05)
-            [listen] = json.loads(status.read_text())["listen"]
+            self.status = json.loads(status.read_text())   # also "api": its URL, with --api
+            [listen] = self.status["listen"]
         self.port = int(listen.rsplit(":", 1)[1])
         return self
 
