@@ -67,6 +67,13 @@ def test_a_controller_process_serves_the_api_on_the_port_it_reports(tmp_path):
         shown = kumoflow("show", "switches", "--api", url, "--token-file", str(token_file), "--json")
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout) == {"switches": []}
+        # a restart keeps the admin token (its file) and the issued tokens (the store)
+        assert controller.stop() == 0
+        controller.start()
+        assert token_file.read_text().strip() == token
+        with httpx.Client(base_url=controller.status["api"], timeout=30) as c:
+            assert c.get("/sdn/hosts", headers={"X-Auth-Token": issued["token"]}).status_code == 403
+            assert c.get("/sdn/hosts", headers={"X-Auth-Token": token}).status_code == 200
     finally:
         assert controller.stop() == 0
 

@@ -17,12 +17,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kumoflow import ofp
-from kumoflow.api.server import build_app
+from kumoflow.api.server import Tokens, build_app
 from kumoflow.apps.fabric import Fabric
-from kumoflow.controller import pipeline
+from kumoflow.controller import Core, pipeline
 from kumoflow.ofp import text
 from kumoflow.packet import ARP, Ethernet
 from kumoflow.packet.consts import ARP_REQUEST
+from kumoflow.store import open_store
 from kumoflow.switch.port import MemoryPort
 
 from memnet import MemNet
@@ -137,6 +138,38 @@ def test_the_admin_issues_project_tokens_which_the_admin_views_refuse_with_403(s
             assert (await c.get("/sdn/links", headers=p)).status_code == 401   # revoked: unknown now
             r = await c.delete(f"/v2.0/tokens/{issued['id']}", headers=A)
             assert r.status_code == 404 and error_of(r)["type"] == "TokenNotFound"
+    run(body())
+
+
+def test_issued_tokens_are_kept_in_the_store_as_hashes_and_outlive_a_restart(tmp_path):
+    url = f"sqlite:{tmp_path / 'kumoflow.db'}"
+
+    async def client(store):
+        tokens = Tokens(ADMIN)
+        await tokens.use_store(store)
+        app = build_app(Core([Fabric()]), tokens=tokens)
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://kumoflow")
+
+    async def body():
+        store = await open_store(url)
+        async with await client(store) as c:
+            r = await c.post("/v2.0/tokens", headers=A, json={"token": {"project_id": "blue", "name": "ci"}})
+            issued = r.json()["token"]
+        [record] = await store.list("token")
+        assert (record.id, record.project_id, record.body["name"]) == (issued["id"], "blue", "ci")
+        assert issued["token"] not in repr(record)            # the secret is not kept, only its hash
+        await store.close()
+
+        store = await open_store(url)                         # the controller restarts
+        async with await client(store) as c:
+            p = {"X-Auth-Token": issued["token"]}
+            assert (await c.get("/sdn/hosts", headers=p)).status_code == 403     # known: a project token
+            listed = (await c.get("/v2.0/tokens", headers=A)).json()["tokens"]
+            assert [(t["id"], t["project_id"], t["name"]) for t in listed] == [(issued["id"], "blue", "ci")]
+            assert (await c.delete(f"/v2.0/tokens/{issued['id']}", headers=A)).status_code == 204
+            assert (await c.get("/sdn/hosts", headers=p)).status_code == 401
+        assert await store.list("token") == []
+        await store.close()
     run(body())
 
 

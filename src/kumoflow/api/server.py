@@ -29,9 +29,9 @@ wrong method 405. The OpenAPI document says so for every operation.
 
 Tokens (``X-Auth-Token``): the admin token (given, or generated into a file:
 options.py) and project tokens the admin issues (``POST /v2.0/tokens``,
-tokens.py). Issued tokens live in memory and die with the controller;
-once the desired-state store is wired into the controller they will be
-kept there (as hashes, like here).
+tokens.py). `serve` keeps issued tokens in the controller's desired-state
+store when it has one (records of kind "token": the secret's sha256, never
+the secret), so they outlive a restart; without a store they live in memory.
 """
 
 from __future__ import annotations
@@ -182,31 +182,58 @@ class IssuedToken:
 
 
 class Tokens:
-    """The admin token, and project tokens issued by the admin (in memory)."""
+    """The admin token, and project tokens issued by the admin: in memory,
+    and in the desired-state store when there is one (`use_store`), as
+    records of kind "token" (the project, a name, the secret's sha256), so
+    they outlive a restart. Lookups are answered from memory."""
+
+    KIND = "token"
 
     def __init__(self, admin_token: str) -> None:
         if not admin_token:
             raise ValueError("the admin token must not be empty")
         self.admin_token = admin_token
+        self.store: Any = None
         self._by_digest: dict[str, IssuedToken] = {}
         self._by_id: dict[str, IssuedToken] = {}
+
+    async def use_store(self, store: Any) -> None:
+        """Keep issued tokens in `store` (kumoflow.store), starting from those it holds."""
+        from datetime import datetime
+
+        self.store = store
+        for record in await store.list(self.KIND):
+            created = datetime.fromisoformat(record.created_at.replace("Z", "+00:00")).timestamp()
+            self._add(IssuedToken(record.id, record.project_id, record.body.get("name", ""), created,
+                                  record.body["sha256"]))
+
+    def _add(self, issued: IssuedToken) -> None:
+        self._by_digest[issued.digest] = issued
+        self._by_id[issued.id] = issued
 
     @staticmethod
     def _digest(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
 
-    def issue(self, project_id: str, name: str = "") -> tuple[str, IssuedToken]:
+    async def issue(self, project_id: str, name: str = "") -> tuple[str, IssuedToken]:
         """(the secret, its record). The secret is shown once, to whoever asked."""
         secret = secrets.token_urlsafe(32)
         issued = IssuedToken(uuid.uuid4().hex, project_id, name, time.time(), self._digest(secret))
-        self._by_digest[issued.digest] = issued
-        self._by_id[issued.id] = issued
+        if self.store is not None:
+            await self.store.create(self.KIND, {"name": name, "sha256": issued.digest}, project_id, id=issued.id)
+        self._add(issued)
         return secret, issued
 
-    def revoke(self, token_id: str) -> IssuedToken | None:
-        issued = self._by_id.pop(token_id, None)
-        if issued is not None:
-            self._by_digest.pop(issued.digest, None)
+    async def revoke(self, token_id: str) -> IssuedToken | None:
+        issued = self._by_id.get(token_id)
+        if issued is None:
+            return None
+        if self.store is not None:
+            from kumoflow.store import NotFound
+            with contextlib.suppress(NotFound):
+                await self.store.delete(self.KIND, token_id)
+        del self._by_id[token_id]
+        self._by_digest.pop(issued.digest, None)
         return issued
 
     def get(self, token_id: str) -> IssuedToken | None:
@@ -427,7 +454,12 @@ async def serve(controller: Any, host: str, port: int, *, app: FastAPI | None = 
     of the running loop; returns once it listens. `build_options` go to
     build_app (admin_token, tokens, public...)."""
     if app is None:
-        app = build_app(controller, **build_options)
+        tokens = build_options.pop("tokens", None) or Tokens(build_options.pop("admin_token", None)
+                                                             or secrets.token_urlsafe(32))
+        store = getattr(controller, "store", None)
+        if store is not None and tokens.store is None:
+            await tokens.use_store(store)
+        app = build_app(controller, tokens=tokens, **build_options)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:

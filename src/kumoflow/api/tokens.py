@@ -7,8 +7,9 @@
 
 A project token sees and changes only its project's resources (and shared
 ones); the SDN view and these endpoints need the admin token. Issued tokens
-are kept in memory (as sha256 hashes) and die with the controller; once the
-desired-state store is wired into the controller they will be kept there.
+are kept in the controller's desired-state store when it has one (kind
+"token", the secret's sha256 only), so they survive a restart; a controller
+with ``--store none`` keeps them in memory.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def _token(t: IssuedToken) -> dict:
 
 @router.post("/v2.0/tokens", status_code=201, response_model=NewTokenResponse, summary="Issue a project token")
 async def issue_token(body: TokenCreateRequest, ctx: Ctx, caller: AdminCaller) -> dict:
-    secret, issued = ctx.tokens.issue(body.token.project_id, body.token.name)
+    secret, issued = await ctx.tokens.issue(body.token.project_id, body.token.name)
     return {"token": {**_token(issued), "token": secret}}
 
 
@@ -83,6 +84,6 @@ async def show_token(token_id: str, ctx: Ctx, caller: AdminCaller) -> dict:
 
 @router.delete("/v2.0/tokens/{token_id}", status_code=204, response_class=Response, summary="Revoke a token")
 async def revoke_token(token_id: str, ctx: Ctx, caller: AdminCaller) -> Response:
-    if ctx.tokens.revoke(token_id) is None:
+    if await ctx.tokens.revoke(token_id) is None:
         raise ApiError(404, "TokenNotFound", f"Token {token_id} could not be found.")
     return Response(status_code=204)
