@@ -242,7 +242,8 @@ def _overlap_plan(mask: tuple, shape: tuple) -> tuple:
     when the two constrain no field in common (all of them); else (SCAN,
     covered, [(position in the megaflow key, field, bits both look at)]),
     `covered` when the match's masks hold all of the megaflows' on those
-    fields (keys then compare without masking)."""
+    fields (the megaflows' keys then need no masking; the match's values,
+    under a wider mask, still do)."""
     smap = dict(shape)
     common = []
     pinned = covered = True
@@ -286,9 +287,13 @@ def _overlapping(g: "_MaskGroup", shape: tuple, key: list):
         _, c, both = common[0]
         want = key[c] & both
         return [d for k, d in flows.items() if k & both == want]
-    if covered:                     # the keys hold exactly the bits to compare
+    if covered:
+        # The megaflow keys hold exactly the bits to compare (both == the group's
+        # mask); the match's values may hold more (a wider mask): mask those.
         get = itemgetter(*[i for i, _, _ in common])
-        want = tuple(key[c] & both for _, c, both in common) if len(common) > 1 else key[common[0][1]]
+        want = tuple(key[c] & both for _, c, both in common)
+        if len(common) == 1:        # (itemgetter of one position gives the value itself)
+            want = want[0]
         return [d for k, d in flows.items() if get(k) == want]
     want = [(i, both, key[c] & both) for i, c, both in common]
     return [d for k, d in flows.items() if all(k[i] & both == w for i, both, w in want)]
