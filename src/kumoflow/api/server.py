@@ -67,6 +67,7 @@ ROUTER_MODULES = [
     "kumoflow.api.tokens",
     "kumoflow.api.sdn",
     "kumoflow.api.metrics",
+    "kumoflow.api.neutron",
 ]
 
 TITLE = "kumoflow"

@@ -1,0 +1,365 @@
+"""/v2.0/qos/policies and their rules: bandwidth_limit_rules,
+dscp_marking_rules, minimum_bandwidth_rules (sub-resources of a policy).
+
+A policy is attached to a network or a port by ``qos_policy_id``; it cannot
+be deleted while attached (409 QosPolicyInUse). A policy holds at most one
+rule of each type per direction (one DSCP marking rule): another is 409.
+"""
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from kumoflow.store import Record
+
+from ..server import ApiError, Caller
+from .common import (BOOL, DB, DESCRIPTION, INT, NAME, PROJECT_PATTERN, STR, TAG, Body, Who, admin_only, answer,
+                     bad, bumped, common, conflict, errors, fields_of, find, find_own, given, list_parameters,
+                     new_id, no_content, one_or_many, pick, project_of, select, show_parameters, shown, visible)
+from .db import NeutronDB
+
+router = APIRouter(tags=["qos"])
+
+#: the DSCP values Neutron accepts (RFC 2474 class selectors, RFC 2597 AF, RFC 3246 EF)
+DSCP_MARKS = (0, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 46, 48, 56)
+Direction = Literal["egress", "ingress"]
+
+
+class PolicyCreate(Body):
+    name: NAME = ""
+    description: DESCRIPTION = ""
+    project_id: str | None = Field(None, pattern=PROJECT_PATTERN)
+    tenant_id: str | None = Field(None, pattern=PROJECT_PATTERN)
+    shared: bool = Field(False, description="usable by every project (admin only)")
+    is_default: bool = False
+    tags: list[TAG] = Field(default_factory=list, max_length=50)
+
+
+class PolicyUpdate(Body):
+    name: NAME | None = None
+    description: DESCRIPTION | None = None
+    shared: bool | None = None
+    is_default: bool | None = None
+    tags: list[TAG] | None = Field(None, max_length=50)
+
+
+class PolicyCreateRequest(Body):
+    policy: PolicyCreate | None = None
+    policies: list[PolicyCreate] | None = Field(None, min_length=1, max_length=1000)
+
+
+class PolicyUpdateRequest(Body):
+    policy: PolicyUpdate
+
+
+class BandwidthLimitCreate(Body):
+    max_kbps: int = Field(ge=0, le=2**31 - 1)
+    max_burst_kbps: int = Field(0, ge=0, le=2**31 - 1)
+    direction: Direction = "egress"
+
+
+class BandwidthLimitUpdate(Body):
+    max_kbps: int | None = Field(None, ge=0, le=2**31 - 1)
+    max_burst_kbps: int | None = Field(None, ge=0, le=2**31 - 1)
+    direction: Direction | None = None
+
+
+class DscpCreate(Body):
+    dscp_mark: int = Field(ge=0, le=63, description=f"one of {', '.join(map(str, DSCP_MARKS))}")
+
+
+class DscpUpdate(Body):
+    dscp_mark: int | None = Field(None, ge=0, le=63)
+
+
+class MinimumCreate(Body):
+    min_kbps: int = Field(ge=0, le=2**31 - 1)
+    direction: Direction = "egress"
+
+
+class MinimumUpdate(Body):
+    min_kbps: int | None = Field(None, ge=0, le=2**31 - 1)
+    direction: Direction | None = None
+
+
+class BandwidthLimitCreateRequest(Body):
+    bandwidth_limit_rule: BandwidthLimitCreate
+
+
+class BandwidthLimitUpdateRequest(Body):
+    bandwidth_limit_rule: BandwidthLimitUpdate
+
+
+class DscpCreateRequest(Body):
+    dscp_marking_rule: DscpCreate
+
+
+class DscpUpdateRequest(Body):
+    dscp_marking_rule: DscpUpdate
+
+
+class MinimumCreateRequest(Body):
+    minimum_bandwidth_rule: MinimumCreate
+
+
+class MinimumUpdateRequest(Body):
+    minimum_bandwidth_rule: MinimumUpdate
+
+
+class RuleOut(BaseModel):
+    id: str = None
+    type: Literal["bandwidth_limit", "dscp_marking", "minimum_bandwidth"] = None
+    qos_policy_id: str = None
+    max_kbps: int = None
+    max_burst_kbps: int = None
+    direction: Direction = None
+    dscp_mark: int = None
+    min_kbps: int = None
+
+
+class Policy(BaseModel):
+    """A QoS policy (every attribute is there unless `fields` asked for others)."""
+    id: str = None
+    name: str = None
+    description: str = None
+    tenant_id: str = None
+    project_id: str = None
+    shared: bool = None
+    is_default: bool = None
+    rules: list[RuleOut] = None
+    tags: list[str] = None
+    created_at: str = None
+    updated_at: str = None
+    revision_number: int = None
+
+
+class PolicyResponse(BaseModel):
+    policy: Policy
+
+
+class PolicyList(BaseModel):
+    policies: list[Policy]
+
+
+ATTRS = {"id": STR, "name": STR, "description": STR, "tenant_id": STR, "project_id": STR, "shared": BOOL,
+         "is_default": BOOL, "revision_number": INT}
+
+
+def rule_view(r: Record) -> dict:
+    body = shown(r.body)
+    return {"id": r.id, **body}
+
+
+def view(db: NeutronDB, r: Record) -> dict:
+    rules = [rule_view(rule) for rule in db.referring("qos_policy", r.id, "qos_rule")]
+    return {**common(r), **shown(r.body), "rules": rules}
+
+
+@router.post("/v2.0/qos/policies", status_code=201, summary="Create a QoS policy (or several: bulk)",
+             response_model=PolicyResponse | PolicyList, responses=errors(403))
+async def create_policies(body: PolicyCreateRequest, db: DB, caller: Who) -> dict:
+    items, bulk = one_or_many(body, "policy", "policies")
+    async with db.lock:
+        ops = []
+        for item in items:
+            admin_only(caller, item, ("shared",), "create_policy")
+            values = given(item)
+            project = project_of(caller, values)
+            ops.append(("create", "qos_policy", {"name": item.name, "description": item.description,
+                                                 "shared": item.shared, "is_default": item.is_default,
+                                                 "tags": list(item.tags)}, project, new_id()))
+        changes = await db.commit(ops)
+    made = [view(db, c.record) for c in changes]
+    return answer({"policies": made} if bulk else {"policy": made[0]}, 201)
+
+
+@router.get("/v2.0/qos/policies", summary="List QoS policies", response_model=PolicyList, responses=errors(),
+            openapi_extra=list_parameters(ATTRS))
+async def list_policies(request: Request, db: DB, caller: Who) -> dict:
+    items = [view(db, r) for r in db.all("qos_policy") if visible(caller, r)]
+    return answer({"policies": select(request, items, ATTRS)})
+
+
+@router.get("/v2.0/qos/policies/{policy_id}", summary="Show a QoS policy", response_model=PolicyResponse,
+            openapi_extra=show_parameters())
+async def show_policy(policy_id: str, request: Request, db: DB, caller: Who) -> dict:
+    item = view(db, find(db, caller, "qos_policy", policy_id))
+    fields = fields_of(request)
+    return answer({"policy": pick(item, fields) if fields else item})
+
+
+@router.put("/v2.0/qos/policies/{policy_id}", summary="Update a QoS policy", response_model=PolicyResponse,
+            responses=errors(403))
+async def update_policy(policy_id: str, body: PolicyUpdateRequest, db: DB, caller: Who) -> dict:
+    async with db.lock:
+        record = find_own(db, caller, "qos_policy", policy_id, "update")
+        admin_only(caller, body.policy, ("shared",), "update_policy")
+        values = given(body.policy)
+        for name, value in values.items():
+            if value is None:
+                raise bad(f"{name} must not be null")
+        [change] = await db.commit([("update", "qos_policy", policy_id, bumped({**record.body, **values}))])
+    return answer({"policy": view(db, change.record)})
+
+
+@router.delete("/v2.0/qos/policies/{policy_id}", status_code=204, summary="Delete a QoS policy",
+               response_class=Response, responses=errors(403, 409))
+async def delete_policy(policy_id: str, db: DB, caller: Who):
+    async with db.lock:
+        find_own(db, caller, "qos_policy", policy_id, "delete")
+        for kind in ("network", "port"):
+            users = db.referring("qos_policy", policy_id, kind)
+            if users:
+                raise conflict("QosPolicyInUse", f"QoS Policy {policy_id} is used by {kind} {users[0].id}.")
+        ops = [("delete", "qos_rule", r.id) for r in db.referring("qos_policy", policy_id, "qos_rule")]
+        ops.append(("delete", "qos_policy", policy_id))
+        await db.commit(ops)
+    return no_content()
+
+
+# --- rules: one set of five routes per rule type ----------------------------------------------------
+
+
+def _rule_routes(type: str, path: str, key: str, create: type, update: type, create_body: type,
+                 update_body: type, unique: tuple[str, ...]) -> None:
+    """GET/POST {path}, GET/PUT/DELETE {path}/{rule_id} under /v2.0/qos/policies/{policy_id}/."""
+    base = f"/v2.0/qos/policies/{{policy_id}}/{path}"
+    tag = f"QoS {type.replace('_', ' ')} rules"
+
+    one_model = type_model(key, False)
+    many_model = type_model(path, True)
+
+    def rules_of(db: NeutronDB, policy_id: str) -> list[Record]:
+        return [r for r in db.referring("qos_policy", policy_id, "qos_rule") if r.body["type"] == type]
+
+    def find_rule(db: NeutronDB, policy_id: str, rule_id: str) -> Record:
+        rule = db.get("qos_rule", rule_id)
+        if rule is None or rule.body["qos_policy_id"] != policy_id or rule.body["type"] == "" or \
+                rule.body["type"] != type:
+            raise ApiError(404, "QosRuleNotFound", f"QoS rule {rule_id} for policy {policy_id} could not be found.")
+        return rule
+
+    def check(db: NeutronDB, policy_id: str, values: dict, rule_id: str | None = None) -> None:
+        if type == "dscp_marking" and values.get("dscp_mark") not in DSCP_MARKS:
+            raise bad(f"dscp_mark {values.get('dscp_mark')} is not one of {list(DSCP_MARKS)}")
+        for other in rules_of(db, policy_id):
+            if other.id != rule_id and all(other.body.get(k) == values.get(k) for k in unique):
+                raise conflict("QoSRulesConflict", f"Rule {type} conflicts with rule {other.id} which already "
+                                                   f"exists in QoS Policy {policy_id}.")
+
+    def out(r: Record) -> dict:
+        return {k: v for k, v in rule_view(r).items() if k not in ("type", "qos_policy_id")}
+
+    async def create_rule(policy_id: str, body: create_body, db: DB, caller: Who):   # type: ignore[valid-type]
+        async with db.lock:
+            find_own(db, caller, "qos_policy", policy_id, "create_policy_rule")
+            values = {"type": type, "qos_policy_id": policy_id, **getattr(body, key).model_dump()}
+            check(db, policy_id, values)
+            [change] = await db.commit([("create", "qos_rule", values, db.get("qos_policy", policy_id).project_id,
+                                         new_id())])
+        return answer({key: out(change.record)}, 201)
+
+    async def list_rules(policy_id: str, db: DB, caller: Who):
+        find(db, caller, "qos_policy", policy_id)
+        return answer({path: [out(r) for r in rules_of(db, policy_id)]})
+
+    async def show_rule(policy_id: str, rule_id: str, db: DB, caller: Who):
+        find(db, caller, "qos_policy", policy_id)
+        return answer({key: out(find_rule(db, policy_id, rule_id))})
+
+    async def update_rule(policy_id: str, rule_id: str, body: update_body, db: DB, caller: Who):  # type: ignore
+        async with db.lock:
+            find_own(db, caller, "qos_policy", policy_id, "update_policy_rule")
+            rule = find_rule(db, policy_id, rule_id)
+            values = given(getattr(body, key))
+            for name, value in values.items():
+                if value is None:
+                    raise bad(f"{name} must not be null")
+            new = {**rule.body, **values}
+            check(db, policy_id, new, rule_id)
+            [change] = await db.commit([("update", "qos_rule", rule_id, new)])
+        return answer({key: out(change.record)})
+
+    async def delete_rule(policy_id: str, rule_id: str, db: DB, caller: Who):
+        async with db.lock:
+            find_own(db, caller, "qos_policy", policy_id, "delete_policy_rule")
+            find_rule(db, policy_id, rule_id)
+            await db.commit([("delete", "qos_rule", rule_id)])
+        return no_content()
+
+    router.add_api_route(base, create_rule, methods=["POST"], status_code=201, tags=[tag],
+                         summary=f"Create a {type} rule", response_model=one_model, responses=errors(403, 409))
+    router.add_api_route(base, list_rules, methods=["GET"], tags=[tag], summary=f"List a policy's {type} rules",
+                         response_model=many_model, responses=errors(404))
+    router.add_api_route(base + "/{rule_id}", show_rule, methods=["GET"], tags=[tag], summary=f"Show a {type} rule",
+                         response_model=one_model)
+    router.add_api_route(base + "/{rule_id}", update_rule, methods=["PUT"], tags=[tag],
+                         summary=f"Update a {type} rule", response_model=one_model, responses=errors(403, 409))
+    router.add_api_route(base + "/{rule_id}", delete_rule, methods=["DELETE"], status_code=204,
+                         response_class=Response, tags=[tag], summary=f"Delete a {type} rule",
+                         responses=errors(403))
+
+
+class BandwidthLimitOut(BaseModel):
+    id: str
+    max_kbps: int
+    max_burst_kbps: int
+    direction: Direction
+
+
+class DscpOut(BaseModel):
+    id: str
+    dscp_mark: int
+
+
+class MinimumOut(BaseModel):
+    id: str
+    min_kbps: int
+    direction: Direction
+
+
+class BandwidthLimitRuleResponse(BaseModel):
+    bandwidth_limit_rule: BandwidthLimitOut
+
+
+class BandwidthLimitRuleList(BaseModel):
+    bandwidth_limit_rules: list[BandwidthLimitOut]
+
+
+class DscpMarkingRuleResponse(BaseModel):
+    dscp_marking_rule: DscpOut
+
+
+class DscpMarkingRuleList(BaseModel):
+    dscp_marking_rules: list[DscpOut]
+
+
+class MinimumBandwidthRuleResponse(BaseModel):
+    minimum_bandwidth_rule: MinimumOut
+
+
+class MinimumBandwidthRuleList(BaseModel):
+    minimum_bandwidth_rules: list[MinimumOut]
+
+
+_MODELS: dict[tuple[str, bool], Any] = {
+    ("bandwidth_limit_rule", False): BandwidthLimitRuleResponse,
+    ("bandwidth_limit_rules", True): BandwidthLimitRuleList,
+    ("dscp_marking_rule", False): DscpMarkingRuleResponse,
+    ("dscp_marking_rules", True): DscpMarkingRuleList,
+    ("minimum_bandwidth_rule", False): MinimumBandwidthRuleResponse,
+    ("minimum_bandwidth_rules", True): MinimumBandwidthRuleList,
+}
+
+
+def type_model(key: str, many: bool) -> Any:
+    return _MODELS[(key, many)]
+
+
+_rule_routes("bandwidth_limit", "bandwidth_limit_rules", "bandwidth_limit_rule", BandwidthLimitCreate,
+             BandwidthLimitUpdate, BandwidthLimitCreateRequest, BandwidthLimitUpdateRequest, ("direction",))
+_rule_routes("dscp_marking", "dscp_marking_rules", "dscp_marking_rule", DscpCreate, DscpUpdate, DscpCreateRequest,
+             DscpUpdateRequest, ())
+_rule_routes("minimum_bandwidth", "minimum_bandwidth_rules", "minimum_bandwidth_rule", MinimumCreate,
+             MinimumUpdate, MinimumCreateRequest, MinimumUpdateRequest, ("direction",))
