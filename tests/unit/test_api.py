@@ -437,3 +437,15 @@ def test_each_controller_has_its_own_registry_and_a_public_api_guards_metrics(se
              frozenset({"method": "GET", "route": "/sdn/hosts", "status": "200"}.items()))
     assert one[hosts] == 1 and hosts not in two
     assert value(two, "kumoflow_api_requests_total", method="GET", route="/metrics", status="401") == 2
+
+
+def test_a_table_the_switch_does_not_have_is_404_and_405_names_every_method_of_the_path(settled):
+    async def body():
+        async with api(settled) as c:
+            r = await c.get("/sdn/switches/1/flows", params={"table": 64}, headers=A)
+            assert r.status_code == 404 and error_of(r)["type"] == "TableNotFound"
+            r = await c.request("OPTIONS", "/v2.0/tokens", headers=A)
+            assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+            r = await c.put("/v2.0/tokens/x", headers=A)
+            assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "DELETE"}
+    run(body())

@@ -430,6 +430,9 @@ async def show_switch(ctx: Ctx, caller: AdminCaller, switch: str = SwitchParam,
 async def switch_flows(ctx: Ctx, caller: AdminCaller, switch: str = SwitchParam,
                        table: int | None = Query(None, ge=0, le=254, description="one table only")) -> dict:
     dp = find_switch(ctx, switch)
+    if table is not None and dp.features is not None and table >= dp.features.n_tables:
+        raise ApiError(404, "TableNotFound", f"Switch {dp.name} has no table {table} "
+                                             f"(it has {dp.features.n_tables}: 0-{dp.features.n_tables - 1}).")
     reply = await ask(ctx, dp, ofp.FlowStatsRequest(table_id=ofp.OFPTT.ALL if table is None else table))
     flows = []
     for f in sorted(reply.body, key=lambda f: (f.table_id, -f.priority)):

@@ -128,6 +128,21 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, str]:
     return f"Invalid input: {first}", "; ".join(lines)
 
 
+def _allowed(request: Request, starlette_says: str | None) -> str | None:
+    """Every method the OpenAPI document lists for the request's path
+    (Starlette's 405 names only those of the first route on the path)."""
+    import re
+
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, request.url.path):
+            methods |= {m.upper() for m in item}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods)) if methods else starlette_says
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -141,14 +156,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         status = exc.status_code
+        headers = getattr(exc, "headers", None)
         if status == 404 and exc.detail == "Not Found":
             message = f"The resource could not be found: {request.url.path}"
         elif status == 405:
             message = f"Method {request.method} is not allowed on {request.url.path}"
+            allow = _allowed(request, (headers or {}).get("Allow"))
+            headers = {**(headers or {}), **({"Allow": allow} if allow else {})}
         else:
             message = str(exc.detail)
-        return error_response(status, _TYPES.get(status, "HTTPError"), message, "",
-                              getattr(exc, "headers", None))
+        return error_response(status, _TYPES.get(status, "HTTPError"), message, "", headers)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
