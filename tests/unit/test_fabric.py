@@ -751,3 +751,19 @@ def test_a_known_hosts_arp_keeps_its_addresses_and_last_seen_current():
     send(net, h1, second_address)
     host = net.core.hosts.get(h1.mac)
     assert host.ips == {h1.ip, "10.0.0.201"} and host.last_seen == pytest.approx(first + 5)
+
+
+def test_a_link_up_one_way_only_never_has_hosts_learned_behind_it():
+    """s2 -> s1 is dead from the start: the link never comes up, but s2 knows a
+    switch is behind its port (signed LLDP came in there), so the frames s1
+    floods into it teach it nothing, and every pair still talks the long way round."""
+    net = ring(4)
+    net.sw[2].ports[2].deliver = None                 # what s2 sends to s1 is lost
+    net.start()
+    learn(net)
+    assert Link.between(1, 1, 2, 2) not in net.core.topology.graph.links
+    assert net.core.hosts.at(2, 2) == [] and net.core.hosts.at(1, 1) == []
+    assert {(h.dpid, h.port) for h in net.core.hosts} == {(d, 3) for d in (1, 2, 3, 4)}
+    for a, b in itertools.permutations(net.hosts, 2):
+        ping = echo(a, b)
+        only(send(net, a, ping), b.name, ping)

@@ -379,6 +379,12 @@ class Fabric(App):
         sender = self.core.datapaths.get(peer)
         if sender is None or peer_port not in sender.ports or (peer, peer_port) == (dp.id, in_port):
             return    # no such switch port: a stale frame, not a link
+        if (dp.id, in_port) not in self._switch_facing:
+            # a switch is behind this port, even while the link is up one way only: no host is learned
+            # or flooded to here (a one-way link would swallow their traffic)
+            self._switch_facing.add((dp.id, in_port))
+            self.core.hosts.lose_port(dp.id, in_port)
+            self.changed(("switch", dp.id), dp.id)
         link = Link.between(peer, peer_port, dp.id, in_port)
         if not self.core.topology.seen(link, (peer, peer_port)) and link not in self.graph.links:
             port = dp.ports.get(in_port)
