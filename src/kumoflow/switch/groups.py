@@ -65,6 +65,16 @@ class Group:
         return ofp.GroupDesc(self.type, self.group_id, [b.desc for b in self.buckets])
 
 
+def _by_weight(buckets: list[tuple[Bucket, int]], point: int) -> Bucket:
+    """Of (bucket, weight) pairs, the bucket whose share of the weights' sum
+    holds point (0 <= point < the sum)."""
+    for b, w in buckets:
+        point -= w
+        if point < 0:
+            return b
+    return buckets[-1][0]
+
+
 def _bad(code: int, detail: str) -> SwitchError:
     return SwitchError(OFPET.GROUP_MOD_FAILED, code, detail)
 
@@ -199,22 +209,27 @@ class GroupTable:
                 if self.bucket_live(b):
                     return [b]
             return []
-        # select: weighted by a stable hash of the flow, among live buckets
-        live = [b for b in g.buckets if b.weight and self.bucket_live(b)]
+        # select: weighted by a stable hash of the flow. The flow is placed
+        # among all the buckets first, live or not, so that a bucket going
+        # down moves only its own flows (5.6.1: restricting the choice to the
+        # remaining buckets "may reduce the disruption"); those flows are then
+        # placed among the live buckets, by weight, with the hash's other bits.
+        # Buckets of weight 0 are never chosen, unless all weights are 0 (a
+        # controller that leaves them unset): then they share equally.
+        h = flow_hash(key)
+        weighted = [(b, b.weight) for b in g.buckets if b.weight] or [(b, 1) for b in g.buckets]
+        total = sum(w for _, w in weighted)
+        if not total:
+            return []
+        b = _by_weight(weighted, h % total)
+        if self.bucket_live(b):
+            return [b]
+        live = [(b, w) for b, w in weighted if self.bucket_live(b)]
         if not live:
-            # Buckets all of weight 0 (e.g. from a controller that leaves
-            # weights unset): share equally among the live ones.
-            live = [b for b in g.buckets if self.bucket_live(b)]
-            if not live:
-                return []
-            return [live[flow_hash(key) % len(live)]]
-        total = sum(b.weight for b in live)
-        point = flow_hash(key) % total
-        for b in live:
-            point -= b.weight
-            if point < 0:
-                return [b]
-        return [live[-1]]
+            # No weighted bucket is live: any live bucket of weight 0, equally.
+            rest = [b for b in g.buckets if self.bucket_live(b)]
+            return [rest[h % len(rest)]] if rest else []
+        return [_by_weight(live, (h // total) % sum(w for _, w in live))]
 
     def stats(self, g: Group, ref_count: int, now: float) -> ofp.GroupStats:
         from .port import split_duration
