@@ -1,0 +1,187 @@
+"""The Neutron resources in process (no root, no sockets): a port's status
+from the switch it is bound to (a controller core joined to switch
+datapaths in memory, memnet.py), the in-memory view following the store,
+address pools, one commit per request. The API as a whole, against a real
+controller process, is tests/integration/test_api_neutron.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+
+import httpx
+import pytest
+
+from kumoflow import ofp
+from kumoflow.api.neutron.db import NeutronDB
+from kumoflow.api.neutron.subnets import default_pools, host_range
+from kumoflow.api.server import build_app
+from kumoflow.apps.l2 import LearningSwitch as L2
+from kumoflow.store.sqlite import SQLiteStore
+from kumoflow.switch.port import MemoryPort
+
+from memnet import MemNet
+
+ADMIN = {"X-Auth-Token": "admin-secret"}
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def client(controller) -> httpx.AsyncClient:
+    app = build_app(controller, admin_token="admin-secret")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://kumoflow")
+
+
+class WithStore:
+    """What build_app reads of a runtime Controller: its core and its store."""
+
+    def __init__(self, core, store) -> None:
+        self.core, self.store = core, store
+
+
+@pytest.fixture
+def net():
+    net = MemNet([L2()])
+    s1 = net.switch(1, 3)
+    s1.dp.add_port(MemoryPort(ofp.OFPP.LOCAL, "topo-s1", "0a:00:00:00:01:fe"))
+    net.switch(2, 3)
+    net.start()
+    return net
+
+
+def test_a_ports_status_follows_the_switch_port_it_is_bound_to(net):
+    async def body():
+        async with client(net.core) as c:
+            network = (await c.post("/v2.0/networks", headers=ADMIN, json={"network": {}})).json()["network"]
+
+            async def port(**binding):
+                r = await c.post("/v2.0/ports", headers=ADMIN, json={"port": {"network_id": network["id"],
+                                                                            **binding}})
+                assert r.status_code == 201, r.text
+                return r.json()["port"]["id"]
+
+            async def status(port_id):
+                return (await c.get(f"/v2.0/ports/{port_id}", headers=ADMIN)).json()["port"]["status"]
+
+            by_dpid = await port(**{"binding:host_id": "0x1", "binding:profile": {"port_no": 2}})
+            by_decimal = await port(**{"binding:host_id": "2", "binding:profile": {"interface": "s2-eth1"}})
+            by_name = await port(**{"binding:host_id": "topo-s1", "binding:profile": {"interface": "s1-eth3"}})
+            by_short_name = await port(**{"binding:host_id": "s1", "binding:profile": {"port_no": 1}})
+            no_such_port = await port(**{"binding:host_id": "0x1", "binding:profile": {"port_no": 99}})
+            no_such_switch = await port(**{"binding:host_id": "0x9", "binding:profile": {"port_no": 1}})
+            unbound = await port()
+            assert [await status(p) for p in (by_dpid, by_decimal, by_name, by_short_name)] == ["ACTIVE"] * 4
+            assert [await status(p) for p in (no_such_port, no_such_switch, unbound)] == ["DOWN"] * 3
+            listed = (await c.get("/v2.0/ports", headers=ADMIN, params={"status": "ACTIVE"})).json()["ports"]
+            assert {p["id"] for p in listed} == {by_dpid, by_decimal, by_name, by_short_name}
+
+            net.set_link(net.switches[1], 2, False)              # the switch reports its port down
+            net.run()
+            assert await status(by_dpid) == "DOWN"
+            net.set_link(net.switches[1], 2, True)
+            net.run()
+            assert await status(by_dpid) == "ACTIVE"
+            r = await c.put(f"/v2.0/ports/{by_dpid}", headers=ADMIN, json={"port": {"admin_state_up": False}})
+            assert r.json()["port"]["status"] == "DOWN"
+            net.switches[2].disconnect()                          # the switch goes away
+            net.run()
+            assert await status(by_decimal) == "DOWN"
+            # a binding moved to another switch port follows at once
+            r = await c.put(f"/v2.0/ports/{by_decimal}", headers=ADMIN, json={"port": {
+                "binding:host_id": "1", "binding:profile": {"port_no": 3}}})
+            assert r.json()["port"]["status"] == "ACTIVE"
+    run(body())
+
+
+def test_the_view_follows_the_store_and_each_request_is_one_commit(tmp_path):
+    async def body():
+        store = await SQLiteStore.open(tmp_path / "kumoflow.db")
+        controller = WithStore(MemNet([L2()]).core, store)
+        async with client(controller) as c:
+            network = (await c.post("/v2.0/networks", headers=ADMIN, json={"network": {"name": "a"}})).json()
+            network_id = network["network"]["id"]
+            await c.post("/v2.0/subnets", headers=ADMIN, json={"subnet": {"network_id": network_id,
+                                                                          "cidr": "10.0.0.0/24"}})
+            before = store.revision
+            r = await c.post("/v2.0/ports", headers=ADMIN, json={"ports": [{"network_id": network_id}] * 3})
+            assert r.status_code == 201
+            assert store.revision == before + 1        # three ports and the default group: one commit
+            kinds = sorted(c.kind for c in await store.changes(before))
+            assert kinds == ["port"] * 3 + ["security_group"] + ["security_group_rule"] * 4
+            # deleting the network takes its subnet in the same commit
+            for p in r.json()["ports"]:
+                await c.delete(f"/v2.0/ports/{p['id']}", headers=ADMIN)
+            before = store.revision
+            assert (await c.delete(f"/v2.0/networks/{network_id}", headers=ADMIN)).status_code == 204
+            assert store.revision == before + 1
+            assert [(c.kind, c.record) for c in await store.changes(before)] == [("subnet", None), ("network", None)]
+        # written by another writer of the same store: the view sees it (the change feed)
+        db = NeutronDB(store)
+        await db.ready()
+        await store.create("network", {"name": "b", "provider:network_type": "vxlan",
+                                       "provider:segmentation_id": 77}, project_id="p1")
+        assert [n.body["name"] for n in db.all("network")] == ["b"]
+        assert db.segments == {("vxlan", 77): db.all("network")[0].id}
+        await store.close()
+        # and a new view of the file finds everything again (a restart)
+        store = await SQLiteStore.open(tmp_path / "kumoflow.db")
+        db = NeutronDB(store)
+        await db.ready()
+        assert [n.body["name"] for n in db.all("network")] == ["b"]
+        assert len(db.default_groups) == 1
+        await store.close()
+    run(body())
+
+
+def test_default_pools_leave_out_the_gateway_and_the_special_addresses():
+    n = ipaddress.ip_network
+    assert host_range(n("10.0.0.0/30")) == (int(ipaddress.ip_address("10.0.0.1")), int(ipaddress.ip_address(
+        "10.0.0.2")))
+    assert host_range(n("10.0.0.0/31")) is None and host_range(n("10.0.0.1/32")) is None
+    gw = ipaddress.ip_address
+    assert default_pools(n("10.0.0.0/24"), gw("10.0.0.1")) == [{"start": "10.0.0.2", "end": "10.0.0.254"}]
+    assert default_pools(n("10.0.0.0/24"), gw("10.0.0.254")) == [{"start": "10.0.0.1", "end": "10.0.0.253"}]
+    assert default_pools(n("10.0.0.0/24"), None) == [{"start": "10.0.0.1", "end": "10.0.0.254"}]
+    assert default_pools(n("10.0.0.0/30"), gw("10.0.0.1")) == [{"start": "10.0.0.2", "end": "10.0.0.2"}]
+    assert default_pools(n("fd00::/126"), gw("fd00::1")) == [{"start": "fd00::2", "end": "fd00::3"}]
+
+
+def test_addresses_run_out_with_409_and_come_back_when_freed():
+    async def body():
+        async with client(MemNet([L2()]).core) as c:
+            network_id = (await c.post("/v2.0/networks", headers=ADMIN, json={"network": {}})).json()["network"]["id"]
+            await c.post("/v2.0/subnets", headers=ADMIN, json={"subnet": {"network_id": network_id,
+                                                                          "cidr": "10.0.0.0/29"}})
+            made = (await c.post("/v2.0/ports", headers=ADMIN, json={"ports": [{"network_id": network_id}] * 5}))
+            addresses = [p["fixed_ips"][0]["ip_address"] for p in made.json()["ports"]]
+            assert addresses == [f"10.0.0.{i}" for i in range(2, 7)]
+            r = await c.post("/v2.0/ports", headers=ADMIN, json={"port": {"network_id": network_id}})
+            assert r.status_code == 409 and r.json()["NeutronError"]["type"] == "IpAddressGenerationFailure"
+            gone = made.json()["ports"][2]
+            await c.delete(f"/v2.0/ports/{gone['id']}", headers=ADMIN)
+            r = await c.post("/v2.0/ports", headers=ADMIN, json={"port": {"network_id": network_id}})
+            assert r.json()["port"]["fixed_ips"][0]["ip_address"] == "10.0.0.4"
+    run(body())
+
+
+def test_segmentation_ids_are_the_lowest_free_per_type():
+    async def body():
+        async with client(MemNet([L2()]).core) as c:
+            async def network(**attrs):
+                r = await c.post("/v2.0/networks", headers=ADMIN, json={"network": attrs})
+                assert r.status_code == 201, r.text
+                return r.json()["network"]
+            a, b = await network(), await network()
+            assert (a["provider:segmentation_id"], b["provider:segmentation_id"]) == (1, 2)
+            g = await network(**{"provider:network_type": "nvgre"})
+            v = await network(**{"provider:network_type": "vlan"})
+            assert (g["provider:segmentation_id"], v["provider:segmentation_id"]) == (1, 1)
+            await c.delete(f"/v2.0/networks/{a['id']}", headers=ADMIN)
+            assert (await network())["provider:segmentation_id"] == 1
+            # one vlan id per physical network
+            p1 = await network(**{"provider:network_type": "vlan", "provider:physical_network": "p1"})
+            assert p1["provider:segmentation_id"] == 1
+    run(body())
