@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "kumoflow.switch.cli",
     "kumoflow.net.cli",
     "kumoflow.show",
+    "kumoflow.apply",
 ]
 
 

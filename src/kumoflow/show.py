@@ -8,6 +8,7 @@ running controller knows, asked of its REST API (`kumoflow controller
     kumoflow show flows [SWITCH]       flow entries as the switches report them
     kumoflow show groups | meters SWITCH
     kumoflow show diff [SWITCH]        what the controller would add, change, delete
+    kumoflow show networks | subnets | ports | routers    Neutron resources
     kumoflow dump-flows SWITCH         ovs-ofctl dump-flows lines
 
 The API is ``--api URL`` (or $KUMOFLOW_API; default http://127.0.0.1:9696).
@@ -327,6 +328,50 @@ add_view(View("meters", "a switch's meters", lambda api, s: _each_switch(api, s,
               switch="required"))
 add_view(View("diff", "what the controller would add, change and delete on switches",
               lambda api, s: _each_switch(api, s, "diff"), _render_diff, switch="optional"))
+
+
+# Neutron resources (kumoflow.api.neutron): what the token's project sees, the admin's all
+
+def _resource_view(name: str, help: str, path: str, columns: list[tuple[str, Callable[[dict], Any]]]) -> View:
+    def render(data: Any, console: Any) -> None:
+        table = _table(name, *(heading for heading, _ in columns))
+        for item in data[name]:
+            table.add_row(*(_cell(get(item)) for _, get in columns))
+        console.print(table)
+
+    return add_view(View(name, help, lambda api, _: api.get(path), render))
+
+
+def _addresses(item: dict) -> list[str]:
+    return [ip["ip_address"] for ip in item.get("fixed_ips", ())]
+
+
+def _binding(item: dict) -> str | None:
+    host, profile = item.get("binding:host_id"), item.get("binding:profile") or {}
+    if not host:
+        return None
+    port = profile.get("interface", profile.get("port_no"))
+    return f"{host} port {port}" if port is not None else host
+
+
+_resource_view("networks", "tenant networks (Neutron)", "/v2.0/networks", [
+    ("id", lambda n: n["id"]), ("name", lambda n: n["name"]), ("project", lambda n: n["project_id"]),
+    ("type", lambda n: n.get("provider:network_type")), ("segment", lambda n: n.get("provider:segmentation_id")),
+    ("shared", lambda n: n.get("shared")), ("subnets", lambda n: len(n.get("subnets", ()))),
+    ("status", lambda n: n.get("status"))])
+_resource_view("subnets", "subnets (Neutron)", "/v2.0/subnets", [
+    ("id", lambda s: s["id"]), ("name", lambda s: s["name"]), ("project", lambda s: s["project_id"]),
+    ("network", lambda s: s["network_id"]), ("cidr", lambda s: s["cidr"]), ("gateway", lambda s: s.get("gateway_ip")),
+    ("pools", lambda s: [f"{p['start']}-{p['end']}" for p in s.get("allocation_pools", ())])])
+_resource_view("ports", "ports (Neutron): addresses, binding to a switch port, status", "/v2.0/ports", [
+    ("id", lambda p: p["id"]), ("name", lambda p: p["name"]), ("project", lambda p: p["project_id"]),
+    ("network", lambda p: p["network_id"]), ("mac", lambda p: p["mac_address"]), ("addresses", _addresses),
+    ("owner", lambda p: p.get("device_owner") or None), ("bound to", _binding), ("status", lambda p: p["status"])])
+_resource_view("routers", "routers (Neutron)", "/v2.0/routers", [
+    ("id", lambda r: r["id"]), ("name", lambda r: r["name"]), ("project", lambda r: r["project_id"]),
+    ("gateway", lambda r: (r.get("external_gateway_info") or {}).get("network_id")),
+    ("routes", lambda r: [f"{x['destination']} via {x['nexthop']}" for x in r.get("routes", ())]),
+    ("status", lambda r: r.get("status"))])
 
 
 # --- the commands -----------------------------------------------------------------------------

@@ -1,0 +1,729 @@
+"""`kumoflow apply FILE.yaml`: Neutron resources declared in YAML, made so
+through a running controller's API (docs/api.md has the reference).
+
+    name: demo                      # optional: the set's name (default: the file name)
+    project: blue                   # optional: the project (admin token only; default: the token's)
+    qos_policies:
+      - name: gold
+        rules:
+          - {type: bandwidth_limit, max_kbps: 10000}
+          - {type: dscp_marking, dscp_mark: 46}
+    security_groups:
+      - name: web
+        rules:
+          - {direction: egress}
+          - {direction: ingress, protocol: tcp, port_range_min: 80, port_range_max: 80}
+          - {direction: ingress, remote_group: web}
+    networks:
+      - {name: blue, provider:network_type: vxlan, qos_policy: gold}
+    subnets:
+      - {name: blue-v4, network: blue, cidr: 10.0.0.0/24, dns_nameservers: [10.0.0.53]}
+    routers:
+      - {name: r1, interfaces: [blue-v4]}
+    ports:
+      - name: vm1
+        network: blue
+        fixed_ips: [{subnet: blue-v4, ip_address: 10.0.0.10}]
+        security_groups: [web]
+        binding:host_id: s1
+        binding:profile: {port_no: 3}
+
+Resources are known by name; references name other resources (``network``,
+``subnet``, ``qos_policy``, ``security_groups``, ``remote_group``,
+``interfaces``, ``external_gateway``): one declared in the file, or else one
+the token can see (e.g. the admin's shared ``public`` network).
+
+Idempotent: each run creates what is missing, updates what differs (only
+the attributes the file gives), and deletes what it created before and the
+file no longer declares. What it created carries the tag
+``kumoflow-apply:NAME``; nothing else is ever deleted or changed, except
+through a reference. A security group's or QoS policy's ``rules``, when
+given, are exactly its rules (Neutron's automatic egress rules included:
+list ``{direction: egress}`` and ``{direction: egress, ethertype: IPv6}`` to
+keep them); a router's ``interfaces`` are exactly its interfaces.
+Attributes fixed at creation (a network's type and segmentation id, a
+subnet's network and CIDR, a port's network) cannot change: the message says
+to rename the resource (a new one is made, the old one deleted).
+
+The file is checked before anything is sent: errors are ``file:line:
+field: message``, every one of them; what the API refuses is reported at
+the line of the resource that asked for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kumoflow.api.options import DEFAULT_TOKEN_FILE, DEFAULT_URL
+from kumoflow.net.errors import Issue, TopologyError
+from kumoflow.net.yamlnodes import Reader, field_index, field_key, line_of
+
+SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TAG_PREFIX = "kumoflow-apply:"
+
+
+class ApplyError(Exception):
+    """Something to tell the user (no traceback), with the exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --- the file's schema ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference by name, resolved to an id when applying."""
+    kind: str
+    name: str
+    line: int
+    field: str
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item: Any
+
+
+@dataclass(frozen=True)
+class Obj:
+    required: tuple[str, ...]
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RefTo:
+    kind: str
+
+
+STR, INT, BOOL, IP, CIDR, MAC, ANY_IP = "str", "int", "bool", "ip", "cidr", "mac", "ip-or-cidr"
+
+POOL = Obj(("start", "end"), {"start": IP, "end": IP})
+ROUTE = Obj(("destination", "nexthop"), {"destination": CIDR, "nexthop": IP})
+FIXED_IP = Obj((), {"subnet": RefTo("subnets"), "ip_address": IP})
+PAIR = Obj(("ip_address",), {"ip_address": ANY_IP, "mac_address": MAC})
+PROFILE = Obj((), {"interface": STR, "port_no": INT})
+SG_RULE = Obj(("direction",), {"direction": STR, "ethertype": STR, "protocol": STR, "port_range_min": INT,
+                               "port_range_max": INT, "remote_ip_prefix": CIDR, "remote_group": RefTo("security_groups"),
+                               "description": STR})
+QOS_RULE = Obj(("type",), {"type": STR, "max_kbps": INT, "max_burst_kbps": INT, "direction": STR, "dscp_mark": INT,
+                           "min_kbps": INT})
+COMMON = {"name": STR, "description": STR, "tags": ListOf(STR)}
+
+#: per kind (in creation order): its attributes in the file
+SCHEMA: dict[str, dict[str, Any]] = {
+    "qos_policies": {**COMMON, "shared": BOOL, "is_default": BOOL, "rules": ListOf(QOS_RULE)},
+    "security_groups": {**COMMON, "stateful": BOOL, "rules": ListOf(SG_RULE)},
+    "networks": {**COMMON, "admin_state_up": BOOL, "shared": BOOL, "mtu": INT, "router:external": BOOL,
+                 "provider:network_type": STR, "provider:segmentation_id": INT, "provider:physical_network": STR,
+                 "port_security_enabled": BOOL, "qos_policy": RefTo("qos_policies")},
+    "subnets": {**COMMON, "network": RefTo("networks"), "cidr": CIDR, "ip_version": INT, "gateway_ip": IP,
+                "allocation_pools": ListOf(POOL), "enable_dhcp": BOOL, "dns_nameservers": ListOf(IP),
+                "host_routes": ListOf(ROUTE), "ipv6_ra_mode": STR, "ipv6_address_mode": STR},
+    "routers": {**COMMON, "admin_state_up": BOOL, "external_gateway": RefTo("networks"), "enable_snat": BOOL,
+                "routes": ListOf(ROUTE), "interfaces": ListOf(RefTo("subnets"))},
+    "ports": {**COMMON, "network": RefTo("networks"), "admin_state_up": BOOL, "mac_address": MAC,
+              "fixed_ips": ListOf(FIXED_IP), "device_id": STR, "device_owner": STR,
+              "security_groups": ListOf(RefTo("security_groups")), "port_security_enabled": BOOL,
+              "allowed_address_pairs": ListOf(PAIR), "binding:host_id": STR, "binding:profile": PROFILE,
+              "binding:vnic_type": STR, "qos_policy": RefTo("qos_policies")},
+}
+REQUIRED = {"subnets": ("network", "cidr"), "ports": ("network",)}
+#: the API's collection path and its singular and plural keys, per kind
+API = {"qos_policies": ("/v2.0/qos/policies", "policy", "policies"),
+       "security_groups": ("/v2.0/security-groups", "security_group", "security_groups"),
+       "networks": ("/v2.0/networks", "network", "networks"),
+       "subnets": ("/v2.0/subnets", "subnet", "subnets"),
+       "routers": ("/v2.0/routers", "router", "routers"),
+       "ports": ("/v2.0/ports", "port", "ports")}
+#: attributes set at creation only
+FIXED = {"networks": ("provider:network_type", "provider:segmentation_id", "provider:physical_network"),
+         "subnets": ("network", "cidr", "ip_version", "ipv6_ra_mode", "ipv6_address_mode"),
+         "ports": ("network",)}
+SINGULAR = {"qos_policies": "QoS policy", "security_groups": "security group", "networks": "network",
+            "subnets": "subnet", "routers": "router", "ports": "port"}
+
+
+@dataclass
+class Decl:
+    kind: str
+    name: str
+    line: int
+    where: str                                   # its field path, e.g. networks[2]
+    attrs: dict[str, Any]
+    lines: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    name: str
+    project: str | None
+    decls: dict[str, list[Decl]]
+    file: str
+
+    @property
+    def tag(self) -> str:
+        return TAG_PREFIX + self.name
+
+
+def load(path: str | Path) -> Plan:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TopologyError([Issue(str(path), 0, "", f"cannot read: {exc}")]) from exc
+    return parse(text, str(path), _default_name(path))
+
+
+def _default_name(path: Path) -> str:
+    stem = path.name
+    for suffix in (".yaml", ".yml"):
+        stem = stem.removesuffix(suffix)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-_.")[:64] or "apply"
+
+
+def parse(text: str, filename: str = "<string>", default_name: str = "apply") -> Plan:
+    r = Reader(filename)
+    root = r.parse(text)
+    plan = None
+    if root is not None:
+        top = r.mapping(root, "", optional=("name", "project", *SCHEMA))
+        if top is not None:
+            name = r.string(top["name"], "name") if "name" in top else default_name
+            if name is not None and not SET_NAME.match(name):
+                r.error(top["name"], "name", "letters, digits, '_', '.', '-' (up to 64), starting with a letter "
+                                             "or digit")
+            project = r.string(top["project"], "project") if "project" in top else None
+            if project is not None and not SET_NAME.match(project):
+                r.error(top["project"], "project", "not a project id")
+            decls = {kind: _read_kind(r, top.get(kind), kind) for kind in SCHEMA}
+            _check_refs(r, decls)
+            plan = Plan(name or default_name, project, decls, filename)
+    if r.issues or plan is None:
+        raise TopologyError(r.issues)
+    return plan
+
+
+def _read_kind(r: Reader, node: Any, kind: str) -> list[Decl]:
+    if node is None:
+        return []
+    items = r.sequence(node, kind)
+    out: list[Decl] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items or []):
+        where = field_index(kind, i)
+        keys = r.mapping(item, where, required=("name", *REQUIRED.get(kind, ())),
+                         optional=[k for k in SCHEMA[kind] if k != "name" and k not in REQUIRED.get(kind, ())])
+        if keys is None or "name" not in keys:
+            continue
+        name = r.string(keys["name"], field_key(where, "name"))
+        if name is None:
+            continue
+        if not name:
+            r.error(keys["name"], field_key(where, "name"), "must not be empty")
+            continue
+        if name in seen:
+            r.error(keys["name"], field_key(where, "name"), f"{SINGULAR[kind]} {name!r} is declared twice "
+                                                            f"(first on line {seen[name]})")
+            continue
+        seen[name] = line_of(item)
+        attrs, lines = {}, {}
+        for key, value_node in keys.items():
+            if key == "name":
+                continue
+            value = _value(r, value_node, field_key(where, key), SCHEMA[kind][key])
+            if value is not _BAD:
+                attrs[key] = value
+                lines[key] = line_of(value_node)
+        _check_decl(r, kind, attrs, keys, where)
+        out.append(Decl(kind, name, line_of(item), where, attrs, lines))
+    return out
+
+
+_BAD = object()
+
+
+def _value(r: Reader, node: Any, where: str, t: Any) -> Any:
+    if isinstance(t, ListOf):
+        items = r.sequence(node, where)
+        if items is None:
+            return _BAD
+        values = [_value(r, item, field_index(where, i), t.item) for i, item in enumerate(items)]
+        return _BAD if any(v is _BAD for v in values) else values
+    if isinstance(t, Obj):
+        keys = r.mapping(node, where, required=t.required, optional=[k for k in t.fields if k not in t.required])
+        if keys is None:
+            return _BAD
+        out = {}
+        for key, value_node in keys.items():
+            value = _value(r, value_node, field_key(where, key), t.fields[key])
+            if value is _BAD:
+                return _BAD
+            out[key] = value
+        return out
+    if isinstance(t, RefTo):
+        name = r.string(node, where)
+        return _BAD if name is None else Ref(t.kind, name, line_of(node), where)
+    if t == INT:
+        value = r.integer(node, where)
+    elif t == BOOL:
+        value = r.boolean(node, where)
+    elif t == IP and r.is_null(node):
+        return None                               # gateway_ip: null
+    else:
+        value = r.string(node, where)
+    if value is None:
+        return _BAD
+    try:
+        if t == IP:
+            return str(ipaddress.ip_address(value))
+        if t == CIDR:
+            return str(ipaddress.ip_network(value, strict=where.endswith("remote_ip_prefix") is False))
+        if t == ANY_IP:
+            return str(ipaddress.ip_network(value, strict=False)) if "/" in value else str(
+                ipaddress.ip_address(value))
+        if t == MAC:
+            if not re.match(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$", value):
+                raise ValueError(f"{value!r} is not a MAC address")
+            return value.lower().replace("-", ":")
+    except ValueError as exc:
+        r.error(node, where, str(exc))
+        return _BAD
+    return value
+
+
+def _check_decl(r: Reader, kind: str, attrs: dict, keys: dict, where: str) -> None:
+    if kind == "networks" and attrs.get("provider:network_type") not in (None, "vxlan", "nvgre", "vlan", "flat"):
+        r.error(keys["provider:network_type"], field_key(where, "provider:network_type"),
+                "one of vxlan, nvgre, vlan, flat")
+    if kind == "routers" and "enable_snat" in attrs and "external_gateway" not in attrs:
+        r.error(keys["enable_snat"], field_key(where, "enable_snat"), "needs external_gateway")
+    if kind == "qos_policies":
+        for i, rule in enumerate(attrs.get("rules", [])):
+            if rule["type"] not in ("bandwidth_limit", "dscp_marking", "minimum_bandwidth"):
+                r.error(keys["rules"], field_key(field_index(field_key(where, "rules"), i), "type"),
+                        "one of bandwidth_limit, dscp_marking, minimum_bandwidth")
+
+
+def _check_refs(r: Reader, decls: dict[str, list[Decl]]) -> None:
+    """A reference to a kind the file declares nothing of may name an existing resource: checked
+    when applying. Here: a subnet named in fixed_ips must be on the port's network, when both are
+    declared in the file."""
+    subnets = {d.name: d for d in decls["subnets"]}
+    for port in decls["ports"]:
+        network = port.attrs.get("network")
+        for ip in port.attrs.get("fixed_ips", []):
+            ref = ip.get("subnet")
+            if ref is not None and ref.name in subnets and network is not None and \
+                    subnets[ref.name].attrs["network"].name != network.name:
+                r.error(ref.line, ref.field, f"subnet {ref.name!r} is on network "
+                                             f"{subnets[ref.name].attrs['network'].name!r}, not on {network.name!r}")
+
+
+# --- talking to the API ---------------------------------------------------------------------------
+
+
+class Client:
+    def __init__(self, url: str, token: str, client: Any = None) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        self.http = client or httpx.Client(base_url=self.url, timeout=60.0)
+        self.headers = {"X-Auth-Token": token}
+
+    def call(self, method: str, path: str, body: Any = None, params: Any = None) -> Any:
+        import httpx
+
+        try:
+            response = self.http.request(method, path, json=body, params=params, headers=self.headers)
+        except httpx.HTTPError as exc:
+            raise ApplyError(f"cannot reach the kumoflow API at {self.url}: {exc} (is `kumoflow controller "
+                             f"--api ...` running? --api URL says where)") from None
+        if response.status_code >= 400:
+            try:
+                error = response.json()["NeutronError"]
+                message = f"{error['type']}: {error['message']}"
+            except (ValueError, KeyError, TypeError):
+                message = response.text.strip()[:200] or response.reason_phrase
+            raise ApiRefused(response.status_code, message)
+        return response.json() if response.content else None
+
+
+class ApiRefused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --- applying -------------------------------------------------------------------------------------
+
+
+class Applier:
+    def __init__(self, plan: Plan, api: Client) -> None:
+        self.plan = plan
+        self.api = api
+        self.ids: dict[tuple[str, str], str] = {}           # (kind, name) -> id, of this run
+        self.current: dict[str, dict[str, dict]] = {}        # kind -> name -> resource (ours, tagged)
+        self.actions: list[str] = []
+        self.project: str | None = plan.project
+
+    def at(self, decl: Decl, what: str = "") -> str:
+        line = decl.lines.get(what, decl.line)
+        return f"{self.plan.file}:{line}: {decl.where}" + (f".{what}" if what else "")
+
+    def fail(self, where: str, message: str) -> ApplyError:
+        return ApplyError(f"{where}: {message}")
+
+    def call(self, decl: Decl, method: str, path: str, body: Any = None, what: str = "") -> Any:
+        try:
+            return self.api.call(method, path, body)
+        except ApiRefused as exc:
+            raise self.fail(self.at(decl, what), f"the API refused {method} {path}: {exc}") from None
+
+    # reading what there is
+
+    def load_current(self) -> None:
+        for kind, (path, _, plural) in API.items():
+            params = {"tags": self.plan.tag}
+            if self.project:
+                params["project_id"] = self.project
+            try:
+                found = self.api.call("GET", path, params=params)[plural]
+            except ApiRefused as exc:
+                raise ApplyError(f"{self.plan.file}: listing {kind}: {exc}") from None
+            if self.project is None and found:
+                self.project = found[0]["project_id"]
+            self.current[kind] = {}
+            for item in found:
+                self.current[kind].setdefault(item["name"], item)
+
+    def resolve(self, ref: Ref, decl: Decl) -> str:
+        key = (ref.kind, ref.name)
+        if key in self.ids:
+            return self.ids[key]
+        if ref.name in self.current.get(ref.kind, {}):
+            return self.current[ref.kind][ref.name]["id"]
+        if any(d.name == ref.name for d in self.plan.decls[ref.kind]):
+            raise self.fail(f"{self.plan.file}:{ref.line}: {ref.field}", f"{SINGULAR[ref.kind]} {ref.name!r} is "
+                                                                          f"declared but was not made")
+        path, _, plural = API[ref.kind]
+        found = self.api.call("GET", path, params={"name": ref.name})[plural]
+        if self.project is not None and len(found) > 1:
+            found = [f for f in found if f["project_id"] == self.project] or found
+        if not found:
+            raise self.fail(f"{self.plan.file}:{ref.line}: {ref.field}",
+                            f"no {SINGULAR[ref.kind]} named {ref.name!r} (in the file or visible to the token)")
+        if len(found) > 1:
+            raise self.fail(f"{self.plan.file}:{ref.line}: {ref.field}",
+                            f"{len(found)} {ref.kind} are named {ref.name!r}; rename one")
+        self.ids[key] = found[0]["id"]
+        return found[0]["id"]
+
+    # the body the API takes, from the file's attributes
+
+    def body(self, decl: Decl, creating: bool) -> dict:
+        out: dict[str, Any] = {}
+        a = decl.attrs
+        for key, value in a.items():
+            if key in ("rules", "interfaces", "external_gateway", "enable_snat", "tags"):
+                continue
+            if key == "network":
+                out["network_id"] = self.resolve(value, decl)
+            elif key == "qos_policy":
+                out["qos_policy_id"] = self.resolve(value, decl)
+            elif key == "security_groups":
+                out["security_groups"] = [self.resolve(ref, decl) for ref in value]
+            elif key == "fixed_ips":
+                out["fixed_ips"] = [{**({"subnet_id": self.resolve(ip["subnet"], decl)} if "subnet" in ip else {}),
+                                     **({"ip_address": ip["ip_address"]} if "ip_address" in ip else {})}
+                                    for ip in value]
+            else:
+                out[key] = value
+        if "external_gateway" in a:
+            out["external_gateway_info"] = {"network_id": self.resolve(a["external_gateway"], decl),
+                                            **({"enable_snat": a["enable_snat"]} if "enable_snat" in a else {})}
+        if creating or "tags" in a:
+            out["tags"] = sorted(set(a.get("tags", [])) | {self.plan.tag})
+        if creating and self.plan.project:
+            out["project_id"] = self.plan.project
+        if decl.kind == "routers" and creating:
+            out.pop("routes", None)                  # set once the interfaces are there
+        return out
+
+    def differences(self, decl: Decl, have: dict, want: dict) -> dict:
+        """The attributes of `want` whose value differs from `have` (compared as the API shows them)."""
+        changed = {}
+        for key, value in want.items():
+            if key == "project_id":
+                continue
+            current = have.get(key)
+            if key == "fixed_ips":
+                if _fixed_ips_differ(current or [], value):
+                    changed[key] = value
+            elif key == "external_gateway_info":
+                current = current or {}
+                if current.get("network_id") != value["network_id"] or (
+                        "enable_snat" in value and current.get("enable_snat") != value["enable_snat"]):
+                    changed[key] = value
+            elif key in ("security_groups", "tags"):
+                if sorted(current or []) != sorted(value):
+                    changed[key] = value
+            elif key == "binding:profile":
+                if (current or {}) != value:
+                    changed[key] = value
+            elif current != value:
+                changed[key] = value
+        return changed
+
+    # the run
+
+    def run(self) -> list[str]:
+        self.load_current()
+        self.delete_gone(("ports", "routers", "subnets", "networks"))
+        for kind in SCHEMA:
+            for decl in self.plan.decls[kind]:
+                self.apply_one(decl)
+        for decl in self.plan.decls["security_groups"]:
+            self.apply_group_rules(decl)
+        for decl in self.plan.decls["routers"]:
+            self.apply_router_extras(decl)
+        self.delete_gone(("security_groups", "qos_policies"))
+        return self.actions
+
+    def apply_one(self, decl: Decl) -> None:
+        path, single, _ = API[decl.kind]
+        have = self.current[decl.kind].get(decl.name)
+        label = f"{SINGULAR[decl.kind]} {decl.name}"
+        if have is None:
+            body = {"name": decl.name, **self.body(decl, creating=True)}
+            made = self.call(decl, "POST", path, {single: body})[single]
+            self.ids[(decl.kind, decl.name)] = made["id"]
+            self.current[decl.kind][decl.name] = made
+            self.actions.append(f"created {label}")
+            have = made
+            if decl.kind == "qos_policies":
+                self.apply_qos_rules(decl, have, created=True)
+            return
+        self.ids[(decl.kind, decl.name)] = have["id"]
+        want = self.body(decl, creating=False)
+        for key in FIXED.get(decl.kind, ()):
+            api_key = {"network": "network_id"}.get(key, key)
+            if api_key in want and want[api_key] != have.get(api_key):
+                raise self.fail(self.at(decl, key), f"cannot change once the {SINGULAR[decl.kind]} exists "
+                                                    f"({have.get(api_key)!r} -> {want[api_key]!r}); give it "
+                                                    f"another name to have a new one made and this one deleted")
+            want.pop(api_key, None)
+        if decl.kind == "routers":
+            want.pop("routes", None)                 # after the interfaces
+        changed = self.differences(decl, have, want)
+        if changed:
+            updated = self.call(decl, "PUT", f"{path}/{have['id']}", {single: changed})[single]
+            self.current[decl.kind][decl.name] = updated
+            self.actions.append(f"updated {label}: {', '.join(sorted(changed))}")
+        if decl.kind == "qos_policies":
+            self.apply_qos_rules(decl, self.current[decl.kind][decl.name], created=False)
+
+    def apply_qos_rules(self, decl: Decl, policy: dict, created: bool) -> None:
+        if "rules" not in decl.attrs:
+            return
+        base = f"/v2.0/qos/policies/{policy['id']}"
+        have = {(r["type"], r.get("direction")): r for r in (policy.get("rules") or [])}
+        want = {}
+        for rule in decl.attrs["rules"]:
+            values = {k: v for k, v in rule.items() if k != "type"}
+            if rule["type"] != "dscp_marking":
+                values.setdefault("direction", "egress")
+            want[(rule["type"], values.get("direction"))] = values
+        label = f"QoS policy {decl.name}"
+        for key, rule in have.items():
+            if key not in want:
+                self.call(decl, "DELETE", f"{base}/{key[0]}_rules/{rule['id']}", what="rules")
+                self.actions.append(f"updated {label}: deleted its {key[0]} rule")
+        for key, values in want.items():
+            type = key[0]
+            if key not in have:
+                self.call(decl, "POST", f"{base}/{type}_rules", {f"{type}_rule": values}, what="rules")
+                self.actions.append(f"updated {label}: added a {type} rule")
+                continue
+            current = have[key]
+            changed = {k: v for k, v in values.items() if current.get(k) != v}
+            if changed:
+                self.call(decl, "PUT", f"{base}/{type}_rules/{current['id']}", {f"{type}_rule": changed},
+                          what="rules")
+                self.actions.append(f"updated {label}: its {type} rule ({', '.join(sorted(changed))})")
+
+    def apply_group_rules(self, decl: Decl) -> None:
+        if "rules" not in decl.attrs:
+            return
+        group = self.current["security_groups"][decl.name]
+        fresh = self.api.call("GET", f"/v2.0/security-groups/{group['id']}")["security_group"]
+        keys = ("direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix",
+                "remote_group_id")
+        have = {tuple(r.get(k) for k in keys): r for r in fresh["security_group_rules"]}
+        want = {}
+        for rule in decl.attrs["rules"]:
+            body = {k: v for k, v in rule.items() if k not in ("remote_group",)}
+            body.setdefault("ethertype", "IPv4")
+            if "remote_group" in rule:
+                body["remote_group_id"] = self.resolve(rule["remote_group"], decl)
+            protocol = body.get("protocol")
+            body["protocol"] = None if protocol in (None, "any") else str(protocol).lower()
+            want[tuple(body.get(k) for k in keys)] = body
+        label = f"security group {decl.name}"
+        for key, rule in have.items():
+            if key not in want:
+                self.call(decl, "DELETE", f"/v2.0/security-group-rules/{rule['id']}", what="rules")
+                self.actions.append(f"updated {label}: deleted rule {_rule_text(rule)}")
+        for key, body in want.items():
+            if key in have:
+                if "description" in body and have[key].get("description") != body["description"]:
+                    self.call(decl, "PUT", f"/v2.0/security-group-rules/{have[key]['id']}",
+                              {"security_group_rule": {"description": body["description"]}}, what="rules")
+                    self.actions.append(f"updated {label}: rule {_rule_text(body)} description")
+                continue
+            made = {k: v for k, v in body.items() if v is not None}
+            self.call(decl, "POST", "/v2.0/security-group-rules",
+                      {"security_group_rule": {"security_group_id": group["id"], **made}}, what="rules")
+            self.actions.append(f"updated {label}: added rule {_rule_text(body)}")
+
+    def apply_router_extras(self, decl: Decl) -> None:
+        router = self.current["routers"][decl.name]
+        base = f"/v2.0/routers/{router['id']}"
+        label = f"router {decl.name}"
+        if "interfaces" in decl.attrs:
+            want = {self.resolve(ref, decl): ref.name for ref in decl.attrs["interfaces"]}
+            ports = self.api.call("GET", "/v2.0/ports", params={"device_id": router["id"],
+                                                               "device_owner": "network:router_interface"})["ports"]
+            have = {ip["subnet_id"]: p for p in ports for ip in p["fixed_ips"]}
+            for subnet_id in have:
+                if subnet_id not in want:
+                    self.call(decl, "PUT", f"{base}/remove_router_interface", {"subnet_id": subnet_id},
+                              what="interfaces")
+                    self.actions.append(f"updated {label}: removed the interface on subnet {subnet_id}")
+            for subnet_id, name in want.items():
+                if subnet_id not in have:
+                    self.call(decl, "PUT", f"{base}/add_router_interface", {"subnet_id": subnet_id},
+                              what="interfaces")
+                    self.actions.append(f"updated {label}: added an interface on subnet {name}")
+        if "routes" in decl.attrs:
+            current = self.api.call("GET", base)["router"]
+            if current.get("routes") != decl.attrs["routes"]:
+                self.call(decl, "PUT", base, {"router": {"routes": decl.attrs["routes"]}}, what="routes")
+                self.actions.append(f"updated {label}: routes")
+
+    def delete_gone(self, kinds: tuple[str, ...]) -> None:
+        for kind in kinds:
+            declared = {d.name for d in self.plan.decls[kind]}
+            path, _, _ = API[kind]
+            for name, item in list(self.current[kind].items()):
+                if name in declared:
+                    continue
+                if kind in ("routers", "subnets"):     # their router interfaces go first
+                    params = ({"device_id": item["id"]} if kind == "routers"
+                              else {"fixed_ips": f"subnet_id={item['id']}"})
+                    ports = self.api.call("GET", "/v2.0/ports", params={
+                        **params, "device_owner": "network:router_interface"})["ports"]
+                    for port in ports:
+                        self._api_or_fail(kind, name, "PUT", f"/v2.0/routers/{port['device_id']}/"
+                                          f"remove_router_interface", {"port_id": port["id"]})
+                self._api_or_fail(kind, name, "DELETE", f"{path}/{item['id']}")
+                del self.current[kind][name]
+                self.actions.append(f"deleted {SINGULAR[kind]} {name}")
+
+    def _api_or_fail(self, kind: str, name: str, method: str, path: str, body: Any = None) -> Any:
+        try:
+            return self.api.call(method, path, body)
+        except ApiRefused as exc:
+            raise ApplyError(f"{self.plan.file}: {SINGULAR[kind]} {name} (no longer in the file): "
+                             f"{method} {path}: {exc}") from None
+
+
+def _fixed_ips_differ(have: list[dict], want: list[dict]) -> bool:
+    """Whether the port's addresses differ from the file's (an entry without an address is
+    satisfied by any address of its subnet)."""
+    if len(have) != len(want):
+        return True
+    remaining = list(have)
+    for entry in want:
+        for i, ip in enumerate(remaining):
+            if all(ip.get(k) == v for k, v in entry.items()):
+                del remaining[i]
+                break
+        else:
+            return True
+    return False
+
+
+def _rule_text(rule: dict) -> str:
+    parts = [rule.get("direction", ""), rule.get("ethertype") or "IPv4"]
+    if rule.get("protocol"):
+        parts.append(str(rule["protocol"]))
+    if rule.get("port_range_min") is not None:
+        parts.append(f"{rule['port_range_min']}-{rule.get('port_range_max')}")
+    if rule.get("remote_ip_prefix"):
+        parts.append(f"from {rule['remote_ip_prefix']}")
+    if rule.get("remote_group_id"):
+        parts.append(f"group {rule['remote_group_id']}")
+    return " ".join(parts)
+
+
+def apply(plan: Plan, api: Client) -> list[str]:
+    """Make the API hold what `plan` declares; the actions taken (empty: nothing changed)."""
+    return Applier(plan, api).run()
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("apply", help="make a running controller hold the networks, subnets, ports, "
+                                            "routers, security groups and QoS policies a YAML file declares",
+                              description="Create, update and delete Neutron resources through the API so that "
+                                          "they are what FILE.yaml declares (docs/api.md).")
+    p.add_argument("file", metavar="FILE.yaml")
+    p.add_argument("--check", action="store_true", help="check the file only (nothing is sent)")
+    p.add_argument("--api", metavar="URL", default=None,
+                   help=f"the controller's API ($KUMOFLOW_API; default {DEFAULT_URL})")
+    p.add_argument("--token", metavar="TOKEN", help="X-Auth-Token ($KUMOFLOW_TOKEN; else the admin token file)")
+    p.add_argument("--token-file", metavar="PATH",
+                   help=f"read the token from here ($KUMOFLOW_TOKEN_FILE; default {DEFAULT_TOKEN_FILE})")
+    p.set_defaults(func=run_apply)
+
+
+def run_apply(args: argparse.Namespace, client: Any = None) -> int:
+    from kumoflow.show import ShowError, resolve_token
+
+    try:
+        plan = load(args.file)
+    except TopologyError as exc:
+        print(f"kumoflow apply: invalid file\n{exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        counts = ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in plan.decls.items() if v)
+        print(f"{args.file}: valid ({counts or 'nothing declared'}; set {plan.name!r})")
+        return 0
+    try:
+        token = resolve_token(args.token, args.token_file)
+    except ShowError as exc:
+        print(f"kumoflow apply: {exc}", file=sys.stderr)
+        return exc.status
+    url = args.api or os.environ.get("KUMOFLOW_API") or DEFAULT_URL
+    try:
+        actions = apply(plan, Client(url, token, client))
+    except ApplyError as exc:
+        print(f"kumoflow apply: {exc}", file=sys.stderr)
+        return exc.status
+    for action in actions:
+        print(action)
+    print(f"{args.file}: {len(actions)} change{'s' if len(actions) != 1 else ''}" if actions
+          else f"{args.file}: nothing to change")
+    return 0
