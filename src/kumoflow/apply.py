@@ -488,6 +488,7 @@ class Applier:
 
     def run(self) -> list[str]:
         self.load_current()
+        self.routes_first()
         self.delete_gone(("ports", "routers", "subnets", "networks"))
         for kind in SCHEMA:
             for decl in self.plan.decls[kind]:
@@ -619,6 +620,25 @@ class Applier:
             if current.get("routes") != decl.attrs["routes"]:
                 self.call(decl, "PUT", base, {"router": {"routes": decl.attrs["routes"]}}, what="routes")
                 self.actions.append(f"updated {label}: routes")
+
+    def routes_first(self) -> None:
+        """Routes the file drops go before anything is deleted (an interface a route needs cannot go);
+        a router that will be deleted loses its routes. Routes the file adds come after its interfaces."""
+        declared = {d.name: d for d in self.plan.decls["routers"]}
+        for name, router in self.current["routers"].items():
+            decl = declared.get(name)
+            want = decl.attrs.get("routes") if decl is not None else []
+            if want is None or not router.get("routes") or router["routes"] == want:
+                continue
+            keep = [r for r in router["routes"] if r in want]
+            if keep != router["routes"]:
+                try:
+                    self.api.call("PUT", f"/v2.0/routers/{router['id']}", {"router": {"routes": keep}})
+                except ApiRefused:
+                    continue                          # apply_router_extras reports it
+                router["routes"] = keep
+                if decl is not None:
+                    self.actions.append(f"updated router {name}: routes")
 
     def delete_gone(self, kinds: tuple[str, ...]) -> None:
         for kind in kinds:

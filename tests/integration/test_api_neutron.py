@@ -600,3 +600,117 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(api, tmp_pat
     tail = "\n".join(proc.stdout.splitlines()[-60:])
     assert proc.returncode == 0, f"schemathesis found failures:\n{tail}\n{proc.stderr[-2000:]}"
     assert " passed" in proc.stdout or "No issues found" in proc.stdout or "passed" in tail, tail
+
+
+# --- kumoflow apply and kumoflow show ----------------------------------------------------------------
+
+APPLY = """\
+name: shop
+project: green
+qos_policies:
+  - name: gold
+    rules:
+      - {type: bandwidth_limit, max_kbps: 10000}
+      - {type: dscp_marking, dscp_mark: 46}
+security_groups:
+  - name: web
+    rules:
+      - {direction: egress}
+      - {direction: ingress, protocol: tcp, port_range_min: 80, port_range_max: 80}
+      - {direction: ingress, remote_group: web}
+networks:
+  - {name: front, qos_policy: gold}
+  - {name: back, provider:network_type: nvgre}
+subnets:
+  - {name: front-v4, network: front, cidr: 10.50.0.0/24, dns_nameservers: [10.50.0.53]}
+  - {name: back-v4, network: back, cidr: 10.51.0.0/24}
+routers:
+  - name: edge
+    interfaces: [front-v4, back-v4]
+    routes: [{destination: 172.16.0.0/16, nexthop: 10.50.0.9}]
+ports:
+  - name: www1
+    network: front
+    fixed_ips: [{subnet: front-v4, ip_address: 10.50.0.10}]
+    security_groups: [web]
+  - {name: db1, network: back}
+"""
+
+
+def kumoflow(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kumoflow.cli", *argv], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": SRC, "COLUMNS": "250"})
+
+
+def test_kumoflow_apply_is_idempotent_and_changes_only_what_the_file_changes(api, tmp_path):
+    controller, admin, _ = api
+    url = controller.status["api"]
+    file = tmp_path / "shop.yaml"
+    file.write_text(APPLY)
+    apply = lambda: kumoflow("apply", str(file), "--api", url, "--token", ADMIN)
+
+    first = apply()
+    assert first.returncode == 0, first.stderr
+    assert "created network front" in first.stdout and "created port db1" in first.stdout
+    state = lambda: {path: admin.ok("GET", path, project_id="green")
+                     for path in ("/v2.0/networks", "/v2.0/subnets", "/v2.0/ports", "/v2.0/routers",
+                                  "/v2.0/security-groups", "/v2.0/qos/policies")}
+    made = state()
+    assert {n["name"] for n in made["/v2.0/networks"]["networks"]} == {"front", "back"}
+    ports = {p["name"]: p for p in made["/v2.0/ports"]["ports"]}
+    assert ports["www1"]["fixed_ips"][0]["ip_address"] == "10.50.0.10"
+    assert sum(p["device_owner"] == "network:router_interface" for p in made["/v2.0/ports"]["ports"]) == 2
+    [router] = made["/v2.0/routers"]["routers"]
+    assert router["routes"] == [{"destination": "172.16.0.0/16", "nexthop": "10.50.0.9"}]
+    web = next(g for g in made["/v2.0/security-groups"]["security_groups"] if g["name"] == "web")
+    assert len(web["security_group_rules"]) == 3
+
+    second = apply()                                          # nothing to do: nothing written
+    assert second.returncode == 0 and second.stdout.strip().endswith("nothing to change"), second.stdout
+    assert state() == made
+
+    # an edit changes that, and only that
+    file.write_text(APPLY.replace("10.50.0.53", "10.50.0.54").replace("  - {name: db1, network: back}\n", "")
+                    .replace("max_kbps: 10000", "max_kbps: 20000"))
+    third = apply()
+    assert third.returncode == 0, third.stderr
+    assert sorted(third.stdout.splitlines()[:-1]) == ["deleted port db1",
+                                                      "updated QoS policy gold: its bandwidth_limit rule (max_kbps)",
+                                                      "updated subnet front-v4: dns_nameservers"]
+    after = state()
+    front = next(s for s in after["/v2.0/subnets"]["subnets"] if s["name"] == "front-v4")
+    assert front["dns_nameservers"] == ["10.50.0.54"]
+    assert {p["name"] for p in after["/v2.0/ports"]["ports"]} == {"www1", ""}
+    assert after["/v2.0/networks"] == made["/v2.0/networks"]  # untouched: same ids, same revisions
+    assert apply().stdout.strip().endswith("nothing to change")
+
+    # the views
+    shown = kumoflow("show", "networks", "--api", url, "--token", ADMIN, "--json")
+    assert shown.returncode == 0 and {"front", "back"} <= {n["name"] for n in json.loads(shown.stdout)["networks"]}
+    for view in ("networks", "subnets", "ports", "routers"):
+        table = kumoflow("show", view, "--api", url, "--token", ADMIN)
+        assert table.returncode == 0 and view in table.stdout, table.stderr
+    assert "www1" in kumoflow("show", "ports", "--api", url, "--token", ADMIN).stdout
+
+    # an empty file of the same set deletes everything it made, in an order the API accepts
+    file.write_text("name: shop\nproject: green\n")
+    last = apply()
+    assert last.returncode == 0, last.stderr
+    assert all(not items for data in state().values() for key, items in data.items()
+               if key != "security_groups") and [g["name"] for g in state()["/v2.0/security-groups"][
+                   "security_groups"]] == ["default"]
+
+
+def test_kumoflow_apply_reports_errors_as_file_line_field(api, tmp_path):
+    controller, _, _ = api
+    file = tmp_path / "bad.yaml"
+    file.write_text("networks:\n  - {name: n, colour: red}\nsubnets:\n  - {name: s, network: n, cidr: 10.0.0.1/24}\n"
+                    "ports:\n  - {name: p}\n")
+    proc = kumoflow("apply", str(file), "--api", controller.status["api"], "--token", ADMIN)
+    assert proc.returncode == 2
+    assert f"{file}:2: networks[0].colour: unknown field" in proc.stderr
+    assert f"{file}:4: subnets[0].cidr: 10.0.0.1/24 has host bits set" in proc.stderr
+    assert f"{file}:6: ports[0].network: missing required field" in proc.stderr
+    file.write_text("ports:\n  - {name: p, network: nowhere}\n")
+    proc = kumoflow("apply", str(file), "--api", controller.status["api"], "--token", ADMIN)
+    assert proc.returncode == 1 and f"{file}:2: ports[0].network: no network named 'nowhere'" in proc.stderr
