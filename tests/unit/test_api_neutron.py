@@ -185,3 +185,55 @@ def test_segmentation_ids_are_the_lowest_free_per_type():
             p1 = await network(**{"provider:network_type": "vlan", "provider:physical_network": "p1"})
             assert p1["provider:segmentation_id"] == 1
     run(body())
+
+
+# --- the emulator binds its hosts' ports -----------------------------------------------------------------
+
+TOPOLOGY = """\
+name: bindtest
+hosts:
+  - {name: h1, mac: "fa:16:3e:00:00:01", ip: 10.0.0.5/24, port: vm1}
+  - {name: h2, mac: "00:00:00:00:00:02", ip: 10.0.0.6/24}
+switches:
+  - {name: s1, kind: kumoflow}
+links:
+  - {src: h1, dst: s1, dst_port: 2}
+  - {src: h2, dst: s1, dst_port: 3}
+"""
+
+
+def test_the_emulator_binds_a_hosts_api_port_to_its_switch_port(net):
+    from fastapi.testclient import TestClient
+
+    from kumoflow.net.binding import BindingError, bind_ports, bindings
+    from kumoflow.net.plan import make_plan
+    from kumoflow.net.topology import parse_topology
+
+    plan = make_plan(parse_topology(TOPOLOGY, "topo.yaml"))
+    assert bindings(plan) == [("h1", "vm1", "0x1", 2)]
+    with TestClient(build_app(net.core, admin_token="admin-secret")) as c:
+        network = c.post("/v2.0/networks", headers=ADMIN, json={"network": {}}).json()["network"]["id"]
+        c.post("/v2.0/subnets", headers=ADMIN, json={"subnet": {"network_id": network, "cidr": "10.0.0.0/24"}})
+        port = c.post("/v2.0/ports", headers=ADMIN, json={"port": {
+            "network_id": network, "name": "vm1", "mac_address": "fa:16:3e:00:00:01",
+            "fixed_ips": [{"ip_address": "10.0.0.5"}]}}).json()["port"]
+        assert port["status"] == "DOWN"
+        [line] = bind_ports(plan, "http://testserver", "admin-secret", client=c)
+        assert line == "host h1: port vm1 bound to switch 0x1 port 2 (ACTIVE)"
+        shown = c.get(f"/v2.0/ports/{port['id']}", headers=ADMIN).json()["port"]
+        assert (shown["binding:host_id"], shown["binding:profile"], shown["status"]) == ("0x1", {"port_no": 2},
+                                                                                          "ACTIVE")
+        # a port the API does not have: an error naming the host
+        c.delete(f"/v2.0/ports/{port['id']}", headers=ADMIN)
+        with pytest.raises(BindingError, match="host h1: port: no API ports are named 'vm1'"):
+            bind_ports(plan, "http://testserver", "admin-secret", client=c)
+
+
+def test_a_hosts_port_in_the_topology_is_checked_like_the_rest():
+    from kumoflow.net.errors import TopologyError
+    from kumoflow.net.topology import parse_topology
+
+    with pytest.raises(TopologyError, match=r"topo.yaml:3: hosts\[0\].port: an API port's name or id"):
+        parse_topology(TOPOLOGY.replace("port: vm1", "port: ' '"), "topo.yaml")
+    with pytest.raises(TopologyError, match=r"topo.yaml:3: hosts\[0\].port: expected a string"):
+        parse_topology(TOPOLOGY.replace("port: vm1", "port: [1]"), "topo.yaml")

@@ -4,6 +4,7 @@
 
     kumoflow up examples/single.yaml [--name N] [--fail-mode standalone] [--no-controller]
     kumoflow up examples/single.yaml --check      # validate only, no root needed
+    kumoflow up topo.yaml --api http://127.0.0.1:9696   # and bind hosts' API ports (port: on a host)
     kumoflow down examples/single.yaml            # or: kumoflow down single / --all
     kumoflow exec h1 -- ping -c1 10.0.0.2         # --topo NAME when several have h1
 
@@ -38,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--check", action="store_true",
                     help="check the file (and the options above) as up does, show the plan, create nothing; "
                          "needs no root")
+    up.add_argument("--api", metavar="URL",
+                    help="after up, bind each host that names an API port (port: in the file) to its switch port "
+                         "through the controller's API at URL (docs/emulator.md)")
+    up.add_argument("--token", metavar="TOKEN",
+                    help="X-Auth-Token for --api ($KUMOFLOW_TOKEN; else the admin token file)")
+    up.add_argument("--token-file", metavar="PATH", help="read the token for --api from here")
     up.set_defaults(func=_up)
 
     down = subparsers.add_parser(
@@ -92,6 +99,25 @@ def _up(args: argparse.Namespace) -> int:
     except NetError as exc:
         return _fail(str(exc))
     print_plan(net.plan, title=f"topology {net.name!r} is up")
+    if args.api:
+        return _bind(net.plan, args)
+    return 0
+
+
+def _bind(plan, args: argparse.Namespace) -> int:
+    """Bind the hosts' API ports (kumoflow.net.binding); the network stays up whatever happens."""
+    from kumoflow.net.binding import BindingError, bind_ports
+    from kumoflow.show import ShowError, resolve_token
+
+    try:
+        token = resolve_token(args.token, args.token_file)
+        lines = bind_ports(plan, args.api, token)
+    except (ShowError, BindingError) as exc:
+        return _fail(f"topology {plan.name!r} is up, but its ports could not be bound: {exc}")
+    for line in lines:
+        print(line)
+    if not lines:
+        print("no host names an API port (port: in the topology): nothing to bind")
     return 0
 
 

@@ -18,6 +18,9 @@ A topology file is YAML::
 ``hosts``: each host is a network namespace with one interface, ``eth0``,
 on its one link. ``mac`` (unicast) and ``ip`` (with prefix length, IPv4 or
 IPv6) are required; ``gateway`` (in the host's subnet) adds a default route.
+``port`` names the controller API's port (Neutron) the host is, by name or
+id: ``kumoflow up --api URL`` binds it to the host's switch port
+(:mod:`kumoflow.net.binding`).
 
 ``switches``: ``kind`` is one of :func:`kumoflow.net.switches.kind_names`
 (default ``ovs``). ``dpid`` is an integer or 16 hex digits (colons allowed);
@@ -107,6 +110,8 @@ class Host:
     ip: IPInterface
     gateway: IPAddress | None = None
     line: int = 0
+    #: the API port (name or id) this host is: bound to its switch port by ``up --api`` (net/binding.py)
+    port: str | None = None
 
 
 @dataclass(frozen=True)
@@ -362,7 +367,7 @@ class _Builder:
         ips: dict[object, str] = {}
         for i, item in enumerate(items or ()):
             where = field_index("hosts", i)
-            keys = r.mapping(item, where, required=("name", "mac", "ip"), optional=("gateway",))
+            keys = r.mapping(item, where, required=("name", "mac", "ip"), optional=("gateway", "port"))
             if keys is None:
                 continue
             name = self.node_name(keys["name"], field_key(where, "name")) if "name" in keys else None
@@ -371,8 +376,14 @@ class _Builder:
             gateway = None
             if "gateway" in keys and ip is not None:
                 gateway = self.gateway(keys["gateway"], field_key(where, "gateway"), ip)
+            port = None
+            if "port" in keys:
+                port = r.string(keys["port"], field_key(where, "port"))
+                if port is not None and not port.strip():
+                    r.error(keys["port"], field_key(where, "port"), "an API port's name or id, not empty")
+                    port = None
             if name and mac and ip:
-                hosts.append(Host(name, mac, ip, gateway, line_of(item)))
+                hosts.append(Host(name, mac, ip, gateway, line_of(item), port))
         return hosts
 
     def mac(self, node: Node, field: str, seen: dict[str, str]) -> str | None:
