@@ -61,8 +61,13 @@ Link state, hardware address and speed come from ``/sys/class/net/IFACE``
 (``flags``, ``carrier``, ``operstate``, ``address``, ``speed``, ``duplex``);
 :meth:`LinuxPort.refresh` re-reads them (the runtime calls it on netlink
 RTM_NEWLINK events and on a slow poll) and says whether anything changed.
-A PORT_MOD that sets ``OFPPC_PORT_DOWN`` takes the interface
-administratively down (as Open vSwitch does), clearing it brings it up.
+When the interface goes down the kernel leaves ENETDOWN pending on the
+socket, and uvloop stops polling a socket with an error pending: the
+runtime collects it (:meth:`LinuxPort.take_error`) on every link event and
+poll and re-adds the port's reader, so the port receives again once the
+link is back, however many times it flaps. A PORT_MOD that sets
+``OFPPC_PORT_DOWN`` takes the interface administratively down (as Open
+vSwitch does), clearing it brings it up.
 An interface deleted and made again under the same name is noticed
 (:attr:`LinuxPort.replaced`) and the runtime re-opens the socket on it.
 
@@ -501,21 +506,35 @@ class LinuxPort(PortBase):
         """Woken with the head slot still the kernel's: a socket error to
         collect, a slot still being filled, or a reader out of step with the
         kernel (see RxRing.realign)."""
-        self._check_error()
+        self.take_error()
         if self.ring.realign(time.monotonic()):
             log.warning("%s: receive ring out of step with the kernel; reading on from its oldest frame",
                         self.ifname)
 
-    def _check_error(self) -> None:
-        """Woken with nothing to read: a pending socket error (ENETDOWN when the
-        interface went down) is collected, or the socket stays readable forever."""
+    def take_error(self) -> bool:
+        """Collect the socket's pending error; True, and :attr:`rearm` set, if
+        there was one.
+
+        When the interface goes down the kernel sets ENETDOWN on the socket
+        and leaves it there until a system call collects it: SO_ERROR, a
+        ``recvmsg``, or the next send (which then fails with it, though the
+        link may be back up by then). The ring is read without system calls,
+        so nothing here collects it but this. While it is pending epoll
+        reports EPOLLERR for the socket, and uvloop (libuv) stops polling a
+        socket the first time it sees that, after one more call of its
+        reader at most: the reader must be re-added, and only once the error
+        is collected (re-added before, it is stopped again at once). Called
+        when woken with nothing to read, and by the runtime on every link
+        event and poll, which then re-arms the reader (see ``Switch._rearm``)."""
         if self.sock is None:
-            return
+            return False
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err in (errno.ENETDOWN, errno.ENXIO):
-            self.rearm = True
-        elif err:
+        if not err:
+            return False
+        if err not in (errno.ENETDOWN, errno.ENXIO):
             log.debug("%s: socket error: %s", self.ifname, os.strerror(err))
+        self.rearm = True
+        return True
 
     def _recv_frames(self, limit: int) -> list[bytes]:
         """Frames read from the socket's receive queue with recvmsg (at most `limit` reads)."""

@@ -23,7 +23,9 @@ What it does:
 * link changes: a netlink socket subscribed to RTM_NEWLINK/RTM_DELLINK
   events, plus a poll every ``poll_interval`` (2 s) as a safety net, makes
   each port re-read its state; a change calls ``datapath.port_changed``,
-  which sends PORT_STATUS;
+  which sends PORT_STATUS. Each time, a socket error the interface going
+  down left pending is collected and the port's reader re-added (uvloop
+  stops polling a socket with an error pending: see ``_rearm``);
 * a PORT_MOD that sets or clears OFPPC_PORT_DOWN takes the interface
   administratively down or up (``LinuxPort.set_config``), which the link
   watcher then reports as LINK_DOWN / link up;
@@ -241,7 +243,14 @@ class Switch:
 
     def _rearm(self, port: Any) -> None:
         """Re-add a port's reader: uvloop stops polling a socket after an
-        error (ENETDOWN when the interface goes down), even once it is back up."""
+        error (ENETDOWN when the interface goes down), even once it is back up.
+        The error is collected first: a reader re-added while it is still
+        pending is stopped again after at most one read, and with frames
+        arriving that read never finds the ring empty, the only time the
+        port itself collects it (LinuxPort.take_error)."""
+        take_error = getattr(port, "take_error", None)
+        if take_error is not None:
+            take_error()
         port.rearm = False
         if port.port_no in self._readers:
             self._unwatch(port)
@@ -334,16 +343,21 @@ class Switch:
             self._port_maybe_changed(port)
 
     def _port_maybe_changed(self, port: Any) -> None:
+        # an error left on the socket by the interface going down (and up
+        # again, maybe, before this event was read): the reader was stopped on it
+        take_error = getattr(port, "take_error", None)
+        errored = take_error is not None and take_error()
         reattached = getattr(port, "replaced", False) and self._reattach(port)
         refresh = getattr(port, "refresh", None)
-        if refresh is None or not (refresh() or reattached):
+        changed = refresh is not None and (refresh() or reattached)
+        if errored or changed and hasattr(port, "rearm"):
+            self._rearm(port)
+        if not changed:
             return
         down = bool(port.state & ofp.OFPPS.LINK_DOWN or port.config & ofp.OFPPC.PORT_DOWN)
         log.info("port %d (%s): link %s", port.port_no, getattr(port, "name", "?"), "down" if down else "up")
         if down:
             self.bridge.forget_port(port.port_no)
-        elif hasattr(port, "rearm"):
-            self._rearm(port)
         try:
             self.datapath.port_changed(port.port_no)
         except Exception:
