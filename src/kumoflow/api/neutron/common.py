@@ -160,9 +160,14 @@ def query_items(request: Request) -> list[tuple[str, str]]:
     return list(request.query_params.multi_items())
 
 
-def select(request: Request, items: list[dict], attrs: dict[str, str],
-           special: dict[str, Callable[[dict, list[str]], bool]] | None = None) -> list[dict]:
-    """`items` (rendered resources) that pass the query string's filters, with only its `fields`.
+def select(request: Request, items: list, attrs: dict[str, str],
+           special: dict[str, Callable[[dict, list[str]], bool]] | None = None,
+           render: Callable[[Record], dict] | None = None, computed: frozenset[str] = frozenset()) -> list[dict]:
+    """`items` that pass the query string's filters, rendered, with only its `fields`.
+
+    `items` are rendered resources, or records with `render` (then filters on attributes not in
+    `computed`, nor `special`, are tested on the record before it is rendered: a filtered list of
+    many costs the matches, not the whole).
 
     ``?name=a&name=b`` keeps either (repeated keys are OR), different keys must all match (AND);
     a list attribute matches when one of its members is the value; ``tags=a,b`` needs all the
@@ -172,41 +177,66 @@ def select(request: Request, items: list[dict], attrs: dict[str, str],
     for name, value in query_items(request):
         wanted.setdefault(name, []).append(value)
     fields = [f for value in wanted.pop("fields", []) for f in value.split(",") if f]
-    tag_tests = {k: [t for v in wanted.pop(k) for t in v.split(",") if t] for k in list(wanted)
-                 if k in _RESERVED}
-    tests: list[Callable[[dict], bool]] = []
+    early: list[tuple[str, Callable[[Any], bool]]] = []     # tested on the record, when given records
+    late: list[Callable[[dict], bool]] = []                 # tested on the rendered resource
     for name, values in wanted.items():
-        if special and name in special:
-            test = special[name]
-            tests.append(lambda item, test=test, values=values: test(item, values))
+        if name in _RESERVED:
+            tags = {t for v in values for t in v.split(",") if t}
+            if name == "tags":
+                test = lambda have, t=tags: t <= set(have or ())
+            elif name == "tags-any":
+                test = lambda have, t=tags: bool(t & set(have or ()))
+            elif name == "not-tags":
+                test = lambda have, t=tags: not t <= set(have or ())
+            else:
+                test = lambda have, t=tags: not t & set(have or ())
+            early.append(("tags", test))
+            continue
+        if special and name in special:     # tested on the record's body, or the rendered resource
+            test = lambda item, test=special[name], values=values: test(item, values)
+            if render is not None:
+                early.append(("", test))
+            else:
+                late.append(test)
             continue
         kind = attrs.get(name)
         if kind is None:
             raise ApiError(400, "HTTPBadRequest", f"['{name}'] is invalid attribute for filtering.")
         if kind == BOOL:
             options = {_parse_bool(name, v) for v in values}
-            tests.append(lambda item, n=name, o=options: item.get(n) in o)
+            test = lambda have, o=options: have in o and isinstance(have, bool)
         elif kind == INT:
             options = {_parse_int(name, v) for v in values}
-            tests.append(lambda item, n=name, o=options: item.get(n) in o)
+            test = lambda have, o=options: have in o and not isinstance(have, bool)
         elif kind == LIST:
             options = set(values)
-            tests.append(lambda item, n=name, o=options: bool(o.intersection(map(str, item.get(n) or ()))))
+            test = lambda have, o=options: bool(o.intersection(map(str, have or ())))
         else:
             options = set(values)
-            tests.append(lambda item, n=name, o=options: ("" if item.get(n) is None else str(item.get(n))) in o)
-    for name, tags in tag_tests.items():
-        tag_set = set(tags)
-        if name == "tags":
-            tests.append(lambda item, t=tag_set: t <= set(item.get("tags", ())))
-        elif name == "tags-any":
-            tests.append(lambda item, t=tag_set: bool(t & set(item.get("tags", ()))))
-        elif name == "not-tags":
-            tests.append(lambda item, t=tag_set: not t <= set(item.get("tags", ())))
+            test = lambda have, o=options: ("" if have is None else str(have)) in o
+        if render is not None and name not in computed:
+            early.append((name, test))
         else:
-            tests.append(lambda item, t=tag_set: not t & set(item.get("tags", ())))
-    found = [item for item in items if all(test(item) for test in tests)]
+            late.append(lambda item, n=name, test=test: test(item.get(n)))
+    if render is not None:
+        records = [r for r in items if all(test(_value(r, name)) for name, test in early)]
+        found = [item for item in map(render, records) if all(test(item) for test in late)]
+    else:
+        found = [item for item in items if all(test(item.get(name)) for name, test in early)
+                 and all(test(item) for test in late)]
     return [pick(item, fields) for item in found] if fields else found
+
+
+def _value(record: Record, name: str) -> Any:
+    if name == "":
+        return record.body
+    if name == "id":
+        return record.id
+    if name in ("tenant_id", "project_id"):
+        return record.project_id
+    if name == "revision_number":
+        return record.body.get("_revision", 0)
+    return record.body.get(name)
 
 
 def pick(item: dict, fields: list[str]) -> dict:

@@ -89,12 +89,14 @@ class NeutronDB:
         self._ready = False
         self._starting: asyncio.Lock | None = None
         self.records: dict[str, dict[str, Record]] = {kind: {} for kind in KINDS}
-        self.referrers: dict[Key, dict[Key, None]] = {}
+        #: (kind, id) -> the kinds of what refers to it -> their ids (in the order they came)
+        self.referrers: dict[Key, dict[str, dict[str, None]]] = {}
         self.ips: dict[str, dict[str, str]] = {}          # subnet id -> address -> port id
         self.macs: dict[str, set[str]] = {}               # mac -> ids of ports that have it
         self.segments: dict[tuple, str] = {}              # segment_key -> network id
         self.default_groups: dict[str, str] = {}          # project -> its default security group
         self.alloc_hints: dict[str, int] = {}             # subnet id -> where to look for a free address next
+        self.alloc_spans: dict[str, tuple[int, list]] = {}  # subnet id -> (its revision, its pools as ints)
 
     # --- following the store ----------------------------------------------------------------
 
@@ -131,9 +133,8 @@ class NeutronDB:
                 self._index(change.record)
 
     def _index(self, r: Record) -> None:
-        key = (r.kind, r.id)
         for ref in references(r):
-            self.referrers.setdefault(ref, {})[key] = None
+            self.referrers.setdefault(ref, {}).setdefault(r.kind, {})[r.id] = None
         if r.kind == "port":
             for ip in r.body.get("fixed_ips", ()):
                 self.ips.setdefault(ip["subnet_id"], {})[ip["ip_address"]] = r.id
@@ -146,11 +147,12 @@ class NeutronDB:
             self.default_groups[r.project_id] = r.id
 
     def _unindex(self, r: Record) -> None:
-        key = (r.kind, r.id)
         for ref in references(r):
             found = self.referrers.get(ref)
-            if found is not None:
-                found.pop(key, None)
+            if found is not None and r.kind in found:
+                found[r.kind].pop(r.id, None)
+                if not found[r.kind]:
+                    del found[r.kind]
                 if not found:
                     del self.referrers[ref]
         if r.kind == "port":
@@ -180,12 +182,11 @@ class NeutronDB:
 
     def referring(self, kind: str, id: str, of_kind: str | None = None) -> list[Record]:
         """The records that refer to (kind, id), optionally of one kind, in the order they came."""
+        by_kind = self.referrers.get((kind, id), {})
         found = []
-        for ref_kind, ref_id in self.referrers.get((kind, id), {}):
-            if of_kind is None or ref_kind == of_kind:
-                record = self.records[ref_kind].get(ref_id)
-                if record is not None:
-                    found.append(record)
+        for ref_kind in ([of_kind] if of_kind is not None else list(by_kind)):
+            records = self.records[ref_kind]
+            found += [records[i] for i in by_kind.get(ref_kind, ()) if i in records]
         return found
 
     async def commit(self, ops: list[tuple]) -> list[Change]:

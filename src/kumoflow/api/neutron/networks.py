@@ -198,8 +198,9 @@ async def create_networks(body: NetworkCreateRequest, db: DB, caller: Who) -> di
 @router.get("/v2.0/networks", summary="List networks", response_model=NetworkList, responses=errors(),
             openapi_extra=list_parameters(ATTRS))
 async def list_networks(request: Request, db: DB, caller: Who) -> dict:
-    items = [view(db, r) for r in db.all("network") if visible(caller, r)]
-    return answer({"networks": select(request, items, ATTRS)})
+    records = [r for r in db.all("network") if visible(caller, r)]
+    return answer({"networks": select(request, records, ATTRS, render=lambda r: view(db, r),
+                                      computed=frozenset({"status", "subnets"}))})
 
 
 @router.get("/v2.0/networks/{network_id}", summary="Show a network", response_model=NetworkResponse,

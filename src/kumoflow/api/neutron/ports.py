@@ -174,6 +174,9 @@ ATTRS = {"id": STR, "name": STR, "description": STR, "tenant_id": STR, "project_
          "binding:vif_type": STR, "qos_policy_id": STR, "revision_number": INT}
 
 
+COMPUTED = frozenset({"status", "binding:vif_type"})
+
+
 def check_mac(text: str) -> str:
     if not MAC.match(text):
         raise ValueError(f"'{text}' is not a valid MAC address")
@@ -482,8 +485,9 @@ async def create_ports(body: PortCreateRequest, ctx: Ctx, db: DB, caller: Who) -
             openapi_extra={"parameters": list_parameters(ATTRS)["parameters"] + FILTER_PARAMS["parameters"]})
 async def list_ports(request: Request, ctx: Ctx, db: DB, caller: Who) -> dict:
     switches = Switches(ctx.core)
-    items = [view(switches, r) for r in db.all("port") if owns(caller, r)]
-    return answer({"ports": select(request, items, ATTRS, {"fixed_ips": _fixed_ips_filter})})
+    records = [r for r in db.all("port") if owns(caller, r)]
+    return answer({"ports": select(request, records, ATTRS, {"fixed_ips": _fixed_ips_filter},
+                                   render=lambda r: view(switches, r), computed=COMPUTED)})
 
 
 @router.get("/v2.0/ports/{port_id}", summary="Show a port", response_model=PortResponse,

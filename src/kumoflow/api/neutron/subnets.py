@@ -246,7 +246,11 @@ def allocate(db: NeutronDB, subnet: Record, taken: set[str]) -> str | None:
     gateway = subnet.body.get("gateway_ip")
     make = ipaddress.ip_address
     hints = db.alloc_hints
-    spans = sorted((int(make(p["start"])), int(make(p["end"]))) for p in subnet.body["allocation_pools"])
+    cached = db.alloc_spans.get(subnet.id)
+    if cached is None or cached[0] != subnet.revision:
+        cached = db.alloc_spans[subnet.id] = (subnet.revision, sorted(
+            (int(make(p["start"])), int(make(p["end"]))) for p in subnet.body["allocation_pools"]))
+    spans = cached[1]
     if not spans:
         return None
     total = sum(b - a + 1 for a, b in spans)
@@ -330,8 +334,8 @@ async def create_subnets(body: SubnetCreateRequest, db: DB, caller: Who) -> dict
 @router.get("/v2.0/subnets", summary="List subnets", response_model=SubnetList, responses=errors(),
             openapi_extra=list_parameters(ATTRS))
 async def list_subnets(request: Request, db: DB, caller: Who) -> dict:
-    items = [view(r) for r in db.all("subnet") if can_see(db, caller, r)]
-    return answer({"subnets": select(request, items, ATTRS)})
+    records = [r for r in db.all("subnet") if can_see(db, caller, r)]
+    return answer({"subnets": select(request, records, ATTRS, render=view)})
 
 
 @router.get("/v2.0/subnets/{subnet_id}", summary="Show a subnet", response_model=SubnetResponse,
