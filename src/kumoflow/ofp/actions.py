@@ -12,10 +12,10 @@ import struct
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from .base import TLV_HEADER, UINT32
+from .base import _MAKE, TLV_HEADER, UINT32
 from .consts import OFPAT, OFPCML
 from .errors import OFPBAC, OFPBMC, OFPET, CodecError
-from .oxm import decode_oxm, encode_oxm
+from .oxm import _FAST_ENCODERS, decode_oxm, encode_oxm
 
 ACTION_TYPES: dict[int, type["Action"]] = {}
 
@@ -32,6 +32,7 @@ class Action:
             cls.TYPE = int(cls.TYPE)   # a plain int: enum lookups are slow on the hot path
             ACTION_TYPES[cls.TYPE] = cls
             cls._struct = struct.Struct("!HH" + cls._FMT)
+        _specialize(cls)
 
     def pack(self) -> bytes:
         st = self._struct
@@ -55,6 +56,76 @@ class Action:
             raise CodecError(OFPET.BAD_ACTION, OFPBAC.BAD_LEN,
                              f"{cls.__name__} length {length}, expected {st.size}", o)
         return cls(*st.unpack_from(buf, o)[2:])
+
+
+# The generic pack and unpack above serve any action with a _FMT; _specialize
+# gives each fixed-layout action class of its own the same two written out
+# for its fields (no per-field getattr, no slicing, a constant for those
+# without fields). Marked so that a subclass can tell them from a pack or
+# unpack a class writes itself.
+Action.pack._auto = True                      # type: ignore[attr-defined]
+Action.unpack.__func__._auto = True           # type: ignore[attr-defined]
+_GENERIC_UNPACK = Action.__dict__["unpack"]
+
+
+def _own(cls: type, name: str) -> bool:
+    """Does `cls` itself define `name` (not one set by _specialize)?"""
+    attr = cls.__dict__.get(name)
+    if attr is None:
+        return False
+    return not getattr(getattr(attr, "__func__", attr), "_auto", False)
+
+
+def _specialize(cls: type) -> None:
+    own_pack, own_unpack = _own(cls, "pack"), _own(cls, "unpack")
+    if own_pack and own_unpack:
+        return
+    # Fields are known in the class that @dataclass(slots=True) builds (its
+    # __dict__ holds __dataclass_fields__ when this runs); a class without
+    # them gets the generic methods back rather than its parent's.
+    st = cls.__dict__.get("_struct") or getattr(cls, "_struct", None)
+    known = "__dataclass_fields__" in cls.__dict__ and "TYPE" in cls.__dict__ and st is not None
+    names = tuple(f.name for f in fields(cls)) if known else ()
+    if known and len(st.unpack(bytes(st.size))) != 2 + len(names):
+        known = False                         # a _FMT that does not follow the fields: stay generic
+    if not own_pack:
+        cls.pack = _make_pack(cls, st, names) if known else Action.pack
+    if not own_unpack:
+        cls.unpack = _make_unpack(cls, st, names) if known else _GENERIC_UNPACK
+
+
+def _make_pack(cls: type, st: struct.Struct, names: tuple[str, ...]) -> Any:
+    if not names:
+        raw = st.pack(cls.TYPE, st.size)
+
+        def pack(self: Action) -> bytes:
+            return raw
+    else:
+        env = {"_pack": st.pack, "_TYPE": cls.TYPE, "_SIZE": st.size}
+        args = ", ".join(f"self.{n}" for n in names)
+        exec(f"def pack(self):\n    return _pack(_TYPE, _SIZE, {args})\n", env)
+        pack = env["pack"]
+    pack._auto = True
+    pack.__qualname__ = f"{cls.__qualname__}.pack"
+    return pack
+
+
+def _make_unpack(cls: type, st: struct.Struct, names: tuple[str, ...]) -> Any:
+    env = {"_unpack": st.unpack_from, "_SIZE": st.size, "_make": _MAKE[cls], "_bad": _bad_action_len}
+    values = ", ".join(f"v{i}" for i in range(len(names)))
+    exec("def unpack(cls, buf, o, length):\n"
+         "    if length != _SIZE:\n"
+         "        raise _bad(cls, o, length, _SIZE)\n"
+         + (f"    _t, _l, {values} = _unpack(buf, o)\n" if names else "")
+         + f"    return _make({values})\n", env)
+    unpack = env["unpack"]
+    unpack._auto = True
+    unpack.__qualname__ = f"{cls.__qualname__}.unpack"
+    return classmethod(unpack)
+
+
+def _bad_action_len(cls: type, o: int, length: int, size: int) -> CodecError:
+    return CodecError(OFPET.BAD_ACTION, OFPBAC.BAD_LEN, f"{cls.__name__} length {length}, expected {size}", o)
 
 
 @dataclass(slots=True)
@@ -176,7 +247,11 @@ class SetField(Action):
     TYPE: ClassVar[int] = OFPAT.SET_FIELD
 
     def pack(self) -> bytes:
-        oxm = encode_oxm(self.field, self.value)
+        try:
+            oxm = _FAST_ENCODERS[self.field](self.value)
+        except Exception:
+            # not a basic field with a plain value: encode_oxm encodes it or names the error
+            oxm = encode_oxm(self.field, self.value)
         length = 4 + len(oxm)
         padded = length + (-length & 7)
         return TLV_HEADER.pack(self.TYPE, padded) + oxm + bytes(padded - length)
@@ -191,7 +266,7 @@ class SetField(Action):
         if after + (-(after - o) & 7) != o + length:
             raise CodecError(OFPET.BAD_ACTION, OFPBAC.BAD_SET_LEN,
                              f"set-field length {length} does not fit its OXM", o)
-        return cls(key, value)
+        return _MAKE[cls](key, value)
 
 
 @dataclass(slots=True)
@@ -207,7 +282,7 @@ class ExperimenterAction(Action):
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "ExperimenterAction":
-        return cls(UINT32.unpack_from(buf, o + 4)[0], buf[o + 8:o + length])
+        return _MAKE[cls](UINT32.unpack_from(buf, o + 4)[0], buf[o + 8:o + length])
 
 
 def pack_actions(actions: list[Action]) -> bytes:

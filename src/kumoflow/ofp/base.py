@@ -7,9 +7,10 @@ every error can name the byte where it happened.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 from .consts import OFP_VERSION, OFPT
 from .errors import OFPBRC, OFPET, CodecError
@@ -21,16 +22,73 @@ UINT64 = struct.Struct("!Q")
 TLV_HEADER = struct.Struct("!HH")
 MAX_BODY = 0xFFFF - 8
 _HELLO = int(OFPT.HELLO)   # plain int: enum lookups are slow on the hot path
+_VERSION = OFP_VERSION
+_unpack_header = HEADER.unpack_from
+_pack_header = HEADER.pack
 
 # OFPT -> message class, for every type but multipart (see MULTIPART_*).
 MESSAGE_TYPES: dict[int, type["Message"]] = {}
 # OFPMP -> request / reply class.
 MULTIPART_REQUESTS: dict[int, type["Message"]] = {}
 MULTIPART_REPLIES: dict[int, type["Message"]] = {}
+# The classes whose unpack_body hands a message over to the class its
+# multipart type names, in one of the registries above (multipart.py fills
+# it in); parse does that hand-over itself, one call sooner.
+_MULTIPART_DISPATCH: dict[type["Message"], dict[int, type["Message"]]] = {}
+_MP_REQUEST = int(OFPT.MULTIPART_REQUEST)
+_MP_REPLY = int(OFPT.MULTIPART_REPLY)
+_unpack_uint16 = UINT16.unpack_from
 
 # Low-level failures inside a decoder mean the bytes ran out or a length
 # field lied; `parse` turns them into BAD_LEN so nothing else escapes.
 _LOW_LEVEL = (struct.error, IndexError, ValueError, KeyError, OverflowError, UnicodeError)
+
+
+def _maker(cls: type) -> Callable[..., Any]:
+    """A function that builds `cls` as calling it would: the same parameters
+    (positional, defaults, default factories, keyword-only), the same
+    instance, without the cost of calling a class (type.__call__ and
+    __init__ with keywords). For a dataclass that is not frozen and has no
+    __post_init__ and no init=False field; any other class is its own maker.
+    """
+    params = getattr(cls, "__dataclass_params__", None)
+    if params is None or params.frozen or hasattr(cls, "__post_init__"):
+        return cls
+    fields = dataclasses.fields(cls)
+    if any(not f.init for f in fields):
+        return cls
+    env: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_FACTORY": _FACTORY}
+    args, kwargs, body = [], [], []
+    for i, f in enumerate(fields):
+        if f.default is not dataclasses.MISSING:
+            env[f"_d{i}"] = f.default
+            param = f"{f.name}=_d{i}"
+        elif f.default_factory is not dataclasses.MISSING:
+            env[f"_f{i}"] = f.default_factory
+            param = f"{f.name}=_FACTORY"
+        else:
+            param = f.name
+        (kwargs if f.kw_only else args).append(param)
+        value = f"_f{i}() if {f.name} is _FACTORY else {f.name}" if f"_f{i}" in env else f.name
+        body.append(f"    self.{f.name} = {value}\n")
+    signature = ", ".join(args + (["*"] + kwargs if kwargs else []))
+    exec(f"def make({signature}):\n    self = _new(_cls)\n{''.join(body)}    return self\n", env)
+    make = env["make"]
+    make.__qualname__ = f"{cls.__qualname__}.<maker>"
+    return make
+
+
+_FACTORY = object()   # "the default factory's value", as dataclasses' own __init__ marks it
+
+
+class _Makers(dict):
+    def __missing__(self, cls: type) -> Callable[..., Any]:
+        make = self[cls] = _maker(cls)
+        return make
+
+
+#: _MAKE[cls](...) is cls(...), faster (see _maker): the decoders build their objects with it.
+_MAKE: dict[type, Callable[..., Any]] = _Makers()
 
 
 def pad8(n: int) -> int:
@@ -64,12 +122,19 @@ class Message:
     def pack(self) -> bytes:
         body = self.pack_body()
         if len(body) > MAX_BODY:
-            raise ValueError(f"{type(self).__name__} of {8 + len(body)} bytes exceeds OpenFlow's 65535-byte "
-                             "limit (split multipart replies into parts with the MORE flag)")
+            raise _too_long(self, 8 + len(body))
         return HEADER.pack(OFP_VERSION, self.msg_type, 8 + len(body), self.xid) + body
 
     def pack_body(self) -> bytes:
         return b""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # A class that writes its own body never keeps a pack that a parent
+        # wrote for its body (a @_whole_message pack, or the header-only one
+        # `register` gives a bodiless class): it gets the generic one back.
+        if ("pack_body" in cls.__dict__ and "pack" not in cls.__dict__
+                and getattr(cls.pack, "_whole_message", False)):
+            cls.pack = Message.pack
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "Message":
@@ -77,7 +142,7 @@ class Message:
         if len(buf) != 8:
             raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_LEN,
                              f"{cls.__name__} has no body, got {len(buf) - 8} bytes", 8)
-        return cls(xid=xid)
+        return _MAKE[cls](xid=xid)
 
     def __str__(self) -> str:
         from .text import format_message
@@ -85,10 +150,32 @@ class Message:
         return format_message(self)
 
 
+def _too_long(msg: Message, length: int) -> ValueError:
+    return ValueError(f"{type(msg).__name__} of {length} bytes exceeds OpenFlow's 65535-byte "
+                      "limit (split multipart replies into parts with the MORE flag)")
+
+
+def _whole_message(pack: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """Mark a class's `pack` that writes the header and its body at once,
+    for speed: it must give what Message.pack gives from the class's
+    pack_body (and raise the same ValueError past 65,535 bytes). A subclass
+    that writes its own pack_body gets Message.pack back."""
+    pack._whole_message = True      # type: ignore[attr-defined]
+    return pack
+
+
+@_whole_message
+def _pack_header_only(self: Message) -> bytes:
+    """Message.pack for a class without a body: the header alone, in one struct call."""
+    return _pack_header(OFP_VERSION, self.msg_type, 8, self.xid)
+
+
 def register(msg_type: int) -> Callable[[type], type]:
     def decorate(cls: type) -> type:
         cls.msg_type = msg_type
         MESSAGE_TYPES[msg_type] = cls
+        if cls.pack is Message.pack and cls.pack_body is Message.pack_body:
+            cls.pack = _pack_header_only
         return cls
 
     return decorate
@@ -105,22 +192,40 @@ def parse(data: bytes) -> Message:
     if len(data) < 8:
         raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_LEN,
                          f"message of {len(data)} bytes is shorter than the header", 0)
-    version, msg_type, length, xid = HEADER.unpack_from(data)
+    version, msg_type, length, xid = _unpack_header(data)
     if length != len(data):
         raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_LEN,
                          f"header length {length} but {len(data)} bytes given", 2)
-    if msg_type == _HELLO:
-        # Hello of any version is decodable: version negotiation needs it.
-        from .messages import Hello
-
-        return _decode(Hello, data, xid)
-    if version != OFP_VERSION:
+    if version != _VERSION or msg_type == _HELLO:
+        if msg_type == _HELLO:
+            # Hello of any version is decodable: version negotiation needs it.
+            hello = _HELLO_CLASS
+            if hello is None:
+                from .messages import Hello as hello
+            return _decode(hello, data, xid)
         raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_VERSION,
                          f"version {version:#x}, only OpenFlow 1.3 (0x04) is supported", 0)
     cls = MESSAGE_TYPES.get(msg_type)
     if cls is None:
         raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_TYPE, f"unknown message type {msg_type}", 1)
-    return _decode(cls, data, xid)
+    # _decode inlined: one call less on every message
+    try:
+        if (msg_type == _MP_REPLY or msg_type == _MP_REQUEST) and len(data) >= 16:
+            # what MultipartReply/Request.unpack_body would do: hand over to the concrete class
+            registry = _MULTIPART_DISPATCH.get(cls)
+            if registry is not None:
+                concrete = registry.get(_unpack_uint16(data, 8)[0])
+                if concrete is not None:
+                    return concrete.unpack_body(data, xid)
+        return cls.unpack_body(data, xid)
+    except CodecError:
+        raise
+    except _LOW_LEVEL as exc:
+        raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_LEN,
+                         f"{cls.__name__}: truncated or inconsistent body ({exc})") from None
+
+
+_HELLO_CLASS: type[Message] | None = None     # messages.Hello, once messages.py has been imported
 
 
 def _decode(cls: type[Message], data: bytes, xid: int) -> Message:

@@ -6,8 +6,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .actions import Action, pack_actions, unpack_actions
-from .base import TLV_HEADER, UINT32
+from .actions import Action, unpack_actions
+from .base import _MAKE, TLV_HEADER, UINT32
 from .consts import OFPIT
 from .errors import OFPBIC, OFPET, CodecError
 
@@ -45,8 +45,9 @@ class GotoTable(Instruction):
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "GotoTable":
-        _expect(cls, o, length, 8)
-        return cls(buf[o + 4])
+        if length != 8:
+            _expect(cls, o, length, 8)
+        return _MAKE[cls](buf[o + 4])
 
 
 @dataclass(slots=True)
@@ -60,8 +61,10 @@ class WriteMetadata(Instruction):
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "WriteMetadata":
-        _expect(cls, o, length, 24)
-        return cls(*_WRITE_METADATA.unpack_from(buf, o)[2:])
+        if length != 24:
+            _expect(cls, o, length, 24)
+        _, _, metadata, mask = _WRITE_METADATA.unpack_from(buf, o)
+        return _MAKE[cls](metadata, mask)
 
 
 @dataclass(slots=True)
@@ -69,12 +72,18 @@ class _ActionsInstruction(Instruction):
     actions: list[Action] = field(default_factory=list)
 
     def pack(self) -> bytes:
-        body = pack_actions(self.actions)
+        items = self.actions
+        if type(items) is list and len(items) <= 16:   # a short list: quicker than a comprehension
+            body = b""
+            for a in items:
+                body += a.pack()
+        else:
+            body = b"".join([a.pack() for a in items])
         return _ACTIONS_HEADER.pack(self.TYPE, 8 + len(body)) + body
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "_ActionsInstruction":
-        return cls(unpack_actions(buf, o + 8, o + length))
+        return _MAKE[cls](unpack_actions(buf, o + 8, o + length))
 
 
 @dataclass(slots=True)
@@ -96,8 +105,9 @@ class ClearActions(Instruction):
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "ClearActions":
-        _expect(cls, o, length, 8)
-        return cls()
+        if length != 8:
+            _expect(cls, o, length, 8)
+        return _MAKE[cls]()
 
 
 @dataclass(slots=True)
@@ -110,8 +120,9 @@ class Meter(Instruction):
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "Meter":
-        _expect(cls, o, length, 8)
-        return cls(UINT32.unpack_from(buf, o + 4)[0])
+        if length != 8:
+            _expect(cls, o, length, 8)
+        return _MAKE[cls](UINT32.unpack_from(buf, o + 4)[0])
 
 
 @dataclass(slots=True)
@@ -127,7 +138,7 @@ class ExperimenterInstruction(Instruction):
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "ExperimenterInstruction":
-        return cls(UINT32.unpack_from(buf, o + 4)[0], buf[o + 8:o + length])
+        return _MAKE[cls](UINT32.unpack_from(buf, o + 4)[0], buf[o + 8:o + length])
 
 
 def pack_instructions(instructions: list[Instruction]) -> bytes:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from . import base
 from .actions import Action, pack_actions, unpack_actions
-from .base import HEADER, TLV_HEADER, UINT32, Message, check_length, pad8, register
+from .base import (_MAKE, HEADER, TLV_HEADER, UINT32, Message, _whole_message, check_length, pad8,
+                   register)
 from .consts import (OFP_DEFAULT_MISS_SEND_LEN, OFP_DEFAULT_PRIORITY, OFP_NO_BUFFER, OFP_VERSION, OFPCR,
                      OFPFC, OFPG, OFPGT, OFPHET, OFPP, OFPT, OFPTT)
 from .errors import OFPBRC, OFPET, CodecError
@@ -43,35 +45,82 @@ class Hello(Message):
 
     def pack(self) -> bytes:
         body = self.pack_body()
-        return HEADER.pack(self.version, OFPT.HELLO, 8 + len(body), self.xid) + body
+        return HEADER.pack(self.version, _HELLO, 8 + len(body), self.xid) + body
 
     def pack_body(self) -> bytes:
         parts = []
-        if self.versions is not None:
-            words = [0] * (max(self.versions, default=0) // 32 + 1)
-            for v in self.versions:
-                words[v // 32] |= 1 << (v % 32)
-            length = 4 + 4 * len(words)
-            parts.append(TLV_HEADER.pack(OFPHET.VERSIONBITMAP, length)
-                         + struct.pack(f"!{len(words)}I", *words) + bytes(pad8(length)))
+        versions = self.versions
+        if versions is not None:
+            try:
+                element = _VERSION_ELEMENTS.get(versions)
+                cache = True
+            except TypeError:                 # not hashable (a set): not kept
+                element, cache = None, False
+            if element is None:
+                element = _version_element(versions)
+                if cache:
+                    if len(_VERSION_ELEMENTS) >= _CACHE_SIZE:
+                        _VERSION_ELEMENTS.clear()
+                    _VERSION_ELEMENTS[versions] = element
+            parts.append(element)
         parts.extend(self.elements)
         return b"".join(parts)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "Hello":
-        versions, elements, o = None, [], 8
-        while o + 4 <= len(buf):
-            etype, length = TLV_HEADER.unpack_from(buf, o)
-            if length < 4 or o + length > len(buf):
+        versions, elements, o, end = None, [], 8, len(buf)
+        while o + 4 <= end:
+            etype, length = _unpack_tlv(buf, o)
+            if length < 4 or o + length > end:
                 raise CodecError(OFPET.HELLO_FAILED, 0, f"hello element length {length} invalid", o)
-            stop = o + length + pad8(length)
-            if etype == OFPHET.VERSIONBITMAP:
-                words = struct.unpack_from(f"!{(length - 4) // 4}I", buf, o + 4)
-                versions = frozenset(32 * i + b for i, w in enumerate(words) for b in range(32) if w >> b & 1)
+            stop = o + length + (-length & 7)
+            if etype == _VERSIONBITMAP:
+                bitmap = buf[o + 4:o + 4 + (length - 4) // 4 * 4]
+                versions = _VERSION_SETS.get(bitmap)
+                if versions is None:
+                    versions = _versions(bitmap)
             else:
-                elements.append(buf[o:min(stop, len(buf))])
+                elements.append(buf[o:min(stop, end)])
             o = stop
-        return cls(versions, buf[0], elements, xid=xid)
+        return _MAKE[cls](versions, buf[0], elements, xid=xid)
+
+
+base._HELLO_CLASS = Hello                 # what parse decodes a HELLO of any version with
+_HELLO = int(OFPT.HELLO)                  # plain ints: enum lookups are slow on the hot path
+_VERSIONBITMAP = int(OFPHET.VERSIONBITMAP)
+_unpack_tlv = TLV_HEADER.unpack_from
+# Both ends send the same version bitmap over and over: its element, and the
+# versions it decodes to, are immutable, so they are kept (a few at most).
+_CACHE_SIZE = 64
+_VERSION_ELEMENTS: dict[frozenset[int], bytes] = {}
+_VERSION_SETS: dict[bytes, frozenset[int]] = {}
+
+
+def _version_element(versions: frozenset[int]) -> bytes:
+    """The OFPHET_VERSIONBITMAP element (padded to 8 bytes) for `versions`."""
+    words = [0] * (max(versions, default=0) // 32 + 1)
+    for v in versions:
+        words[v // 32] |= 1 << (v % 32)
+    length = 4 + 4 * len(words)
+    return (TLV_HEADER.pack(_VERSIONBITMAP, length) + struct.pack(f"!{len(words)}I", *words)
+            + bytes(pad8(length)))
+
+
+def _versions(bitmap: bytes) -> frozenset[int]:
+    """The versions in a bitmap of 32-bit words (bit b of word i: version 32 * i + b)."""
+    words = struct.unpack(f"!{len(bitmap) // 4}I", bitmap)
+    versions = frozenset(32 * i + b for i, w in enumerate(words) for b in range(32) if w >> b & 1)
+    if len(_VERSION_SETS) >= _CACHE_SIZE:
+        _VERSION_SETS.clear()
+    _VERSION_SETS[bitmap] = versions
+    return versions
+
+
+_ERROR = struct.Struct("!HH")
+_ERROR_EXP = struct.Struct("!HHI")
+_ERROR_MSG = struct.Struct("!BBHIHH")
+_ERROR_EXP_MSG = struct.Struct("!BBHIHHI")
+_OFPET_EXPERIMENTER = int(OFPET.EXPERIMENTER)
 
 
 @register(OFPT.ERROR)
@@ -88,17 +137,30 @@ class ErrorMsg(Message):
     data: bytes = b""
     experimenter: int | None = None
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            data = self.data
+            if self.type == _OFPET_EXPERIMENTER:
+                length = 16 + len(data)
+                return _ERROR_EXP_MSG.pack(OFP_VERSION, self.msg_type, length, self.xid, self.type, self.code,
+                                           self.experimenter or 0) + data
+            length = 12 + len(data)
+            return _ERROR_MSG.pack(OFP_VERSION, self.msg_type, length, self.xid, self.type, self.code) + data
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
-        if self.type == OFPET.EXPERIMENTER:
-            return struct.pack("!HHI", self.type, self.code, self.experimenter or 0) + self.data
-        return struct.pack("!HH", self.type, self.code) + self.data
+        if self.type == _OFPET_EXPERIMENTER:
+            return _ERROR_EXP.pack(self.type, self.code, self.experimenter or 0) + self.data
+        return _ERROR.pack(self.type, self.code) + self.data
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "ErrorMsg":
-        err_type, code = struct.unpack_from("!HH", buf, 8)
-        if err_type == OFPET.EXPERIMENTER:
-            return cls(err_type, code, buf[16:], UINT32.unpack_from(buf, 12)[0], xid=xid)
-        return cls(err_type, code, buf[12:], xid=xid)
+        err_type, code = _ERROR.unpack_from(buf, 8)
+        if err_type == _OFPET_EXPERIMENTER:
+            return _MAKE[cls](err_type, code, buf[16:], UINT32.unpack_from(buf, 12)[0], xid=xid)
+        return _MAKE[cls](err_type, code, buf[12:], xid=xid)
 
     @classmethod
     def for_request(cls, err_type: int, code: int, request: bytes, xid: int | None = None) -> "ErrorMsg":
@@ -116,12 +178,21 @@ class ErrorMsg(Message):
 class _DataMessage(Message):
     data: bytes = b""
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            data = self.data
+            length = 8 + len(data)
+            return _pack_header(OFP_VERSION, self.msg_type, length, self.xid) + data
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return self.data
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "_DataMessage":
-        return cls(buf[8:], xid=xid)
+        return _MAKE[cls](buf[8:], xid=xid)
 
 
 @register(OFPT.ECHO_REQUEST)
@@ -137,6 +208,8 @@ class EchoReply(_DataMessage):
 
 
 _EXPERIMENTER = struct.Struct("!II")
+_EXPERIMENTER_MSG = struct.Struct("!BBHIII")
+_pack_header = HEADER.pack
 
 
 @register(OFPT.EXPERIMENTER)
@@ -146,6 +219,16 @@ class Experimenter(Message):
     exp_type: int = 0
     data: bytes = b""
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            data = self.data
+            length = 16 + len(data)
+            return _EXPERIMENTER_MSG.pack(OFP_VERSION, self.msg_type, length, self.xid, self.experimenter,
+                                          self.exp_type) + data
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return _EXPERIMENTER.pack(self.experimenter, self.exp_type) + self.data
 
@@ -154,7 +237,7 @@ class Experimenter(Message):
         if len(buf) < 16:
             raise _bad_len(cls, "shorter than 16 bytes", 8)
         experimenter, exp_type = _EXPERIMENTER.unpack_from(buf, 8)
-        return cls(experimenter, exp_type, buf[16:], xid=xid)
+        return _MAKE[cls](experimenter, exp_type, buf[16:], xid=xid)
 
 
 @register(OFPT.FEATURES_REQUEST)
@@ -164,6 +247,7 @@ class FeaturesRequest(Message):
 
 
 _FEATURES = struct.Struct("!QIBB2xII")
+_FEATURES_MSG = struct.Struct("!BBHIQIBB2xII")
 
 
 @register(OFPT.FEATURES_REPLY)
@@ -176,14 +260,24 @@ class FeaturesReply(Message):
     capabilities: int = 0
     reserved: int = 0
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            return _FEATURES_MSG.pack(OFP_VERSION, self.msg_type, 32, self.xid, self.datapath_id, self.n_buffers,
+                                      self.n_tables, self.auxiliary_id, self.capabilities, self.reserved)
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return _FEATURES.pack(self.datapath_id, self.n_buffers, self.n_tables, self.auxiliary_id,
                               self.capabilities, self.reserved)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "FeaturesReply":
-        _expect_size(cls, buf, 32)
-        return cls(*_FEATURES.unpack_from(buf, 8), xid=xid)
+        if len(buf) != 32:
+            _expect_size(cls, buf, 32)
+        datapath_id, n_buffers, n_tables, auxiliary_id, capabilities, reserved = _FEATURES.unpack_from(buf, 8)
+        return _MAKE[cls](datapath_id, n_buffers, n_tables, auxiliary_id, capabilities, reserved, xid=xid)
 
 
 @register(OFPT.GET_CONFIG_REQUEST)
@@ -193,6 +287,7 @@ class GetConfigRequest(Message):
 
 
 _CONFIG = struct.Struct("!HH")
+_CONFIG_MSG = struct.Struct("!BBHIHH")
 
 
 @dataclass(slots=True)
@@ -200,13 +295,22 @@ class _Config(Message):
     flags: int = 0
     miss_send_len: int = OFP_DEFAULT_MISS_SEND_LEN
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            return _CONFIG_MSG.pack(OFP_VERSION, self.msg_type, 12, self.xid, self.flags, self.miss_send_len)
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return _CONFIG.pack(self.flags, self.miss_send_len)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "_Config":
-        _expect_size(cls, buf, 12)
-        return cls(*_CONFIG.unpack_from(buf, 8), xid=xid)
+        if len(buf) != 12:
+            _expect_size(cls, buf, 12)
+        flags, miss_send_len = _CONFIG.unpack_from(buf, 8)
+        return _MAKE[cls](flags, miss_send_len, xid=xid)
 
 
 @register(OFPT.GET_CONFIG_REPLY)
@@ -224,6 +328,7 @@ class SetConfig(_Config):
 # --- asynchronous messages from the switch ------------------------------------
 
 _PACKET_IN = struct.Struct("!IHBBQ")
+_PACKET_IN_MSG = struct.Struct("!BBHIIHBBQ")
 
 
 @register(OFPT.PACKET_IN)
@@ -237,6 +342,17 @@ class PacketIn(Message):
     match: Match = field(default_factory=Match)
     data: bytes = b""
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            match, data = self.match.pack(), self.data
+            length = 26 + len(match) + len(data)
+            return b"".join((_PACKET_IN_MSG.pack(OFP_VERSION, self.msg_type, length, self.xid, self.buffer_id,
+                                                 self.total_len, self.reason, self.table_id, self.cookie),
+                             match, b"\0\0", data))
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return (_PACKET_IN.pack(self.buffer_id, self.total_len, self.reason, self.table_id, self.cookie)
                 + self.match.pack() + b"\0\0" + self.data)
@@ -247,10 +363,11 @@ class PacketIn(Message):
         match, o = unpack_match(buf, 24, len(buf))
         if o + 2 > len(buf):
             raise _bad_len(cls, "truncated after the match", o)
-        return cls(buffer_id, total_len, reason, table_id, cookie, match, buf[o + 2:], xid=xid)
+        return _MAKE[cls](buffer_id, total_len, reason, table_id, cookie, match, buf[o + 2:], xid=xid)
 
 
 _FLOW_REMOVED = struct.Struct("!QHBBIIHHQQ")
+_FLOW_REMOVED_MSG = struct.Struct("!BBHIQHBBIIHHQQ")
 
 
 @register(OFPT.FLOW_REMOVED)
@@ -268,6 +385,18 @@ class FlowRemoved(Message):
     byte_count: int = 0
     match: Match = field(default_factory=Match)
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            match = self.match.pack()
+            length = 48 + len(match)
+            return _FLOW_REMOVED_MSG.pack(OFP_VERSION, self.msg_type, length, self.xid, self.cookie, self.priority,
+                                          self.reason, self.table_id, self.duration_sec, self.duration_nsec,
+                                          self.idle_timeout, self.hard_timeout, self.packet_count,
+                                          self.byte_count) + match
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return _FLOW_REMOVED.pack(self.cookie, self.priority, self.reason, self.table_id, self.duration_sec,
                                   self.duration_nsec, self.idle_timeout, self.hard_timeout,
@@ -275,11 +404,13 @@ class FlowRemoved(Message):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "FlowRemoved":
-        fixed = _FLOW_REMOVED.unpack_from(buf, 8)
+        (cookie, priority, reason, table_id, duration_sec, duration_nsec, idle_timeout, hard_timeout,
+         packet_count, byte_count) = _FLOW_REMOVED.unpack_from(buf, 8)
         match, o = unpack_match(buf, 48, len(buf))
         if o != len(buf):
             raise _bad_len(cls, "bytes after the match", o)
-        return cls(*fixed, match, xid=xid)
+        return _MAKE[cls](cookie, priority, reason, table_id, duration_sec, duration_nsec, idle_timeout,
+                          hard_timeout, packet_count, byte_count, match, xid=xid)
 
 
 @register(OFPT.PORT_STATUS)
@@ -293,13 +424,15 @@ class PortStatus(Message):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "PortStatus":
-        _expect_size(cls, buf, 16 + PORT_SIZE)
-        return cls(buf[8], Port.unpack(buf, 16), xid=xid)
+        if len(buf) != 16 + PORT_SIZE:
+            _expect_size(cls, buf, 16 + PORT_SIZE)
+        return _MAKE[cls](buf[8], Port.unpack(buf, 16), xid=xid)
 
 
 # --- controller-to-switch messages --------------------------------------------
 
 _PACKET_OUT = struct.Struct("!IIH6x")
+_PACKET_OUT_MSG = struct.Struct("!BBHIIIH6x")
 
 
 @register(OFPT.PACKET_OUT)
@@ -309,6 +442,23 @@ class PacketOut(Message):
     in_port: int = OFPP.CONTROLLER
     actions: list[Action] = field(default_factory=list)
     data: bytes = b""
+
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            items = self.actions
+            if type(items) is list and len(items) <= 16:   # a short list: quicker than a comprehension
+                actions = b""
+                for a in items:
+                    actions += a.pack()
+            else:
+                actions = b"".join([a.pack() for a in items])
+            data = self.data
+            length = 24 + len(actions) + len(data)
+            return b"".join((_PACKET_OUT_MSG.pack(OFP_VERSION, self.msg_type, length, self.xid, self.buffer_id,
+                                                  self.in_port, len(actions)), actions, data))
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
 
     def pack_body(self) -> bytes:
         actions = pack_actions(self.actions)
@@ -320,10 +470,11 @@ class PacketOut(Message):
         end = 24 + actions_len
         if end > len(buf):
             raise _bad_len(cls, f"actions_len {actions_len} overruns the message", 16)
-        return cls(buffer_id, in_port, unpack_actions(buf, 24, end), buf[end:], xid=xid)
+        return _MAKE[cls](buffer_id, in_port, unpack_actions(buf, 24, end), buf[end:], xid=xid)
 
 
 _FLOW_MOD = struct.Struct("!QQBBHHHIIIH2x")
+_FLOW_MOD_MSG = struct.Struct("!BBHIQQBBHHHIIIH2x")
 
 
 @register(OFPT.FLOW_MOD)
@@ -343,6 +494,25 @@ class FlowMod(Message):
     match: Match = field(default_factory=Match)
     instructions: list[Instruction] = field(default_factory=list)
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            match = self.match.pack()
+            items = self.instructions
+            if type(items) is list and len(items) <= 16:   # a short list: quicker than a comprehension
+                instructions = b""
+                for i in items:
+                    instructions += i.pack()
+            else:
+                instructions = b"".join([i.pack() for i in items])
+            length = 48 + len(match) + len(instructions)
+            return b"".join((_FLOW_MOD_MSG.pack(OFP_VERSION, self.msg_type, length, self.xid, self.cookie,
+                                                self.cookie_mask, self.table_id, self.command, self.idle_timeout,
+                                                self.hard_timeout, self.priority, self.buffer_id, self.out_port,
+                                                self.out_group, self.flags), match, instructions))
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return (_FLOW_MOD.pack(self.cookie, self.cookie_mask, self.table_id, self.command, self.idle_timeout,
                                self.hard_timeout, self.priority, self.buffer_id, self.out_port,
@@ -351,12 +521,15 @@ class FlowMod(Message):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "FlowMod":
-        fixed = _FLOW_MOD.unpack_from(buf, 8)
+        (cookie, cookie_mask, table_id, command, idle_timeout, hard_timeout, priority, buffer_id, out_port,
+         out_group, flags) = _FLOW_MOD.unpack_from(buf, 8)
         match, o = unpack_match(buf, 48, len(buf))
-        return cls(*fixed, match, unpack_instructions(buf, o, len(buf)), xid=xid)
+        return _MAKE[cls](cookie, cookie_mask, table_id, command, idle_timeout, hard_timeout, priority, buffer_id,
+                          out_port, out_group, flags, match, unpack_instructions(buf, o, len(buf)), xid=xid)
 
 
 _GROUP_MOD = struct.Struct("!HBxI")
+_GROUP_MOD_MSG = struct.Struct("!BBHIHBxI")
 
 
 @register(OFPT.GROUP_MOD)
@@ -367,13 +540,29 @@ class GroupMod(Message):
     group_id: int = 0
     buckets: list[Bucket] = field(default_factory=list)
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            items = self.buckets
+            if type(items) is list and len(items) <= 16:   # a short list: quicker than a comprehension
+                buckets = b""
+                for b in items:
+                    buckets += b.pack()
+            else:
+                buckets = b"".join([b.pack() for b in items])
+            length = 16 + len(buckets)
+            return _GROUP_MOD_MSG.pack(OFP_VERSION, self.msg_type, length, self.xid, self.command, self.type,
+                                       self.group_id) + buckets
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return _GROUP_MOD.pack(self.command, self.type, self.group_id) + pack_buckets(self.buckets)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "GroupMod":
         command, gtype, group_id = _GROUP_MOD.unpack_from(buf, 8)
-        return cls(command, gtype, group_id, unpack_buckets(buf, 16, len(buf)), xid=xid)
+        return _MAKE[cls](command, gtype, group_id, unpack_buckets(buf, 16, len(buf)), xid=xid)
 
 
 _PORT_MOD = struct.Struct("!I4x6s2xIII4x")
@@ -399,6 +588,7 @@ class PortMod(Message):
 
 
 _TABLE_MOD = struct.Struct("!B3xI")
+_TABLE_MOD_MSG = struct.Struct("!BBHIB3xI")
 
 
 @register(OFPT.TABLE_MOD)
@@ -407,13 +597,22 @@ class TableMod(Message):
     table_id: int = OFPTT.ALL
     config: int = 0
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            return _TABLE_MOD_MSG.pack(OFP_VERSION, self.msg_type, 16, self.xid, self.table_id, self.config)
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return _TABLE_MOD.pack(self.table_id, self.config)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "TableMod":
-        _expect_size(cls, buf, 16)
-        return cls(*_TABLE_MOD.unpack_from(buf, 8), xid=xid)
+        if len(buf) != 16:
+            _expect_size(cls, buf, 16)
+        table_id, config = _TABLE_MOD.unpack_from(buf, 8)
+        return _MAKE[cls](table_id, config, xid=xid)
 
 
 @register(OFPT.BARRIER_REQUEST)
@@ -461,6 +660,7 @@ class QueueGetConfigReply(Message):
 
 
 _ROLE = struct.Struct("!I4xQ")
+_ROLE_MSG = struct.Struct("!BBHII4xQ")
 
 
 @dataclass(slots=True)
@@ -468,13 +668,22 @@ class _Role(Message):
     role: int = OFPCR.ROLE_NOCHANGE
     generation_id: int = 0
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            return _ROLE_MSG.pack(OFP_VERSION, self.msg_type, 24, self.xid, self.role, self.generation_id)
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return _ROLE.pack(self.role, self.generation_id)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "_Role":
-        _expect_size(cls, buf, 24)
-        return cls(*_ROLE.unpack_from(buf, 8), xid=xid)
+        if len(buf) != 24:
+            _expect_size(cls, buf, 24)
+        role, generation_id = _ROLE.unpack_from(buf, 8)
+        return _MAKE[cls](role, generation_id, xid=xid)
 
 
 @register(OFPT.ROLE_REQUEST)
@@ -496,6 +705,7 @@ class GetAsyncRequest(Message):
 
 
 _ASYNC = struct.Struct("!IIIIII")
+_ASYNC_MSG = struct.Struct("!BBHIIIIIII")
 
 
 @dataclass(slots=True)
@@ -506,14 +716,23 @@ class _Async(Message):
     port_status_mask: tuple[int, int] = (0, 0)
     flow_removed_mask: tuple[int, int] = (0, 0)
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            return _ASYNC_MSG.pack(OFP_VERSION, self.msg_type, 32, self.xid, *self.packet_in_mask,
+                                   *self.port_status_mask, *self.flow_removed_mask)
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return _ASYNC.pack(*self.packet_in_mask, *self.port_status_mask, *self.flow_removed_mask)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "_Async":
-        _expect_size(cls, buf, 32)
-        v = _ASYNC.unpack_from(buf, 8)
-        return cls(v[0:2], v[2:4], v[4:6], xid=xid)
+        if len(buf) != 32:
+            _expect_size(cls, buf, 32)
+        a, b, c, d, e, f = _ASYNC.unpack_from(buf, 8)
+        return _MAKE[cls]((a, b), (c, d), (e, f), xid=xid)
 
 
 @register(OFPT.GET_ASYNC_REPLY)
@@ -529,6 +748,7 @@ class SetAsync(_Async):
 
 
 _METER_MOD = struct.Struct("!HHI")
+_METER_MOD_MSG = struct.Struct("!BBHIHHI")
 
 
 @register(OFPT.METER_MOD)
@@ -539,10 +759,26 @@ class MeterMod(Message):
     meter_id: int = 0
     bands: list[MeterBand] = field(default_factory=list)
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            items = self.bands
+            if type(items) is list and len(items) <= 16:   # a short list: quicker than a comprehension
+                bands = b""
+                for b in items:
+                    bands += b.pack()
+            else:
+                bands = b"".join([b.pack() for b in items])
+            length = 16 + len(bands)
+            return _METER_MOD_MSG.pack(OFP_VERSION, self.msg_type, length, self.xid, self.command, self.flags,
+                                       self.meter_id) + bands
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return _METER_MOD.pack(self.command, self.flags, self.meter_id) + pack_bands(self.bands)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "MeterMod":
         command, flags, meter_id = _METER_MOD.unpack_from(buf, 8)
-        return cls(command, flags, meter_id, unpack_bands(buf, 16, len(buf)), xid=xid)
+        return _MAKE[cls](command, flags, meter_id, unpack_bands(buf, 16, len(buf)), xid=xid)

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field, replace
+from itertools import starmap
 from typing import Callable, ClassVar
 
-from .base import (MULTIPART_REPLIES, MULTIPART_REQUESTS, UINT16, Message, fixed_string, pack_string,
-                   register)
+from .base import (_MAKE, _MULTIPART_DISPATCH, MULTIPART_REPLIES, MULTIPART_REQUESTS, OFP_VERSION, UINT16,
+                   Message, _whole_message, fixed_string, pack_string, register)
 from .consts import (DESC_STR_LEN, OFP_DEFAULT_PRIORITY, OFPG, OFPM, OFPMP, OFPMPF, OFPP, OFPQ_ALL, OFPT,
                      OFPTT, SERIAL_NUM_LEN)
 from .errors import OFPBRC, OFPET, CodecError
@@ -32,6 +33,10 @@ from .table_features import TableFeatures, pack_table_features, unpack_table_fea
 
 _MP = struct.Struct("!HH4x")          # type, flags, pad — after the 8-byte header
 MP_HEADER_LEN = 16                    # ofp_header + the multipart header above
+_MP_MSG = struct.Struct("!BBHIHH4x")  # the header and the multipart header: a bodiless request
+_ID_MSG = struct.Struct("!BBHIHH4xI4x")   # ... and a port_no / group_id / meter_id + pad
+_unpack_mp = _MP.unpack_from
+_unpack_mp_type = UINT16.unpack_from
 
 
 def _bad_len(cls: type, detail: str, offset: int | None = None) -> CodecError:
@@ -40,9 +45,9 @@ def _bad_len(cls: type, detail: str, offset: int | None = None) -> CodecError:
 
 def _mp_flags(cls: type, buf: bytes) -> int:
     """Check the multipart header of `buf` against `cls`; return its flags."""
-    if len(buf) < MP_HEADER_LEN:
+    if len(buf) < 16:
         raise _bad_len(cls, f"{len(buf)} bytes, shorter than the 16-byte multipart header", 8)
-    mp_type, flags = _MP.unpack_from(buf, 8)
+    mp_type, flags = _unpack_mp(buf, 8)
     if mp_type != cls.mp_type:
         raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_MULTIPART,
                          f"{cls.__name__}: multipart type {mp_type}, expected {cls.mp_type}", 8)
@@ -80,7 +85,13 @@ class MultipartRequest(Message):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> Message:
-        return _dispatch(MULTIPART_REQUESTS, "request", buf, xid)
+        # _dispatch(MULTIPART_REQUESTS, "request", buf, xid), inlined: one call less
+        if len(buf) < 16:
+            return _dispatch(MULTIPART_REQUESTS, "request", buf, xid)
+        concrete = MULTIPART_REQUESTS.get(_unpack_mp_type(buf, 8)[0])
+        if concrete is None:
+            return _dispatch(MULTIPART_REQUESTS, "request", buf, xid)
+        return concrete.unpack_body(buf, xid)
 
 
 @register(OFPT.MULTIPART_REPLY)
@@ -96,10 +107,18 @@ class MultipartReply(Message):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> Message:
-        return _dispatch(MULTIPART_REPLIES, "reply", buf, xid)
+        # _dispatch(MULTIPART_REPLIES, "reply", buf, xid), inlined: one call less
+        if len(buf) < 16:
+            return _dispatch(MULTIPART_REPLIES, "reply", buf, xid)
+        concrete = MULTIPART_REPLIES.get(_unpack_mp_type(buf, 8)[0])
+        if concrete is None:
+            return _dispatch(MULTIPART_REPLIES, "reply", buf, xid)
+        return concrete.unpack_body(buf, xid)
 
 
 _DISPATCHERS = {MultipartRequest.unpack_body.__func__, MultipartReply.unpack_body.__func__}
+_MULTIPART_DISPATCH[MultipartRequest] = MULTIPART_REQUESTS
+_MULTIPART_DISPATCH[MultipartReply] = MULTIPART_REPLIES
 
 
 def _registrar(base: type, registry: dict[int, type[Message]]) -> Callable[[int], Callable[[type], type]]:
@@ -129,14 +148,25 @@ multipart_reply = _registrar(MultipartReply, MULTIPART_REPLIES)
 class _EmptyRequest(MultipartRequest):
     """A request whose body is empty."""
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            return _MP_MSG.pack(OFP_VERSION, self.msg_type, 16, self.xid, self.mp_type, self.flags)
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return _MP.pack(self.mp_type, self.flags)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "_EmptyRequest":
-        flags = _mp_flags(cls, buf)
-        _expect_size(cls, buf, MP_HEADER_LEN)
-        return cls(flags=flags, xid=xid)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
+        if len(buf) != 16:
+            _expect_size(cls, buf, MP_HEADER_LEN)
+        return _MAKE[cls](flags=flags, xid=xid)
 
 
 _ID_BODY = struct.Struct("!I4x")      # port_no / group_id / meter_id + pad
@@ -149,6 +179,15 @@ def _unpack_array(owner: type, item: type, size: int, buf: bytes, o: int) -> lis
         raise _bad_len(owner, f"body of {end - o} bytes is not a multiple of {size}", o)
     unpack = item.unpack
     return [unpack(buf, p) for p in range(o, end, size)]
+
+
+def _counters(make: Callable, buf: bytes, start: int, stop: int) -> list:
+    """make(packet_count, byte_count) for each 16-byte counter pair in buf[start:stop]
+    (most often there is one, which takes the short way)."""
+    if stop - start == 16:
+        packets, octets = _unpack_counter_pair(buf, start)
+        return [make(packets, octets)]
+    return list(starmap(make, _COUNTER_PAIR.iter_unpack(buf[start:stop])))
 
 
 # --- description (OFPMP_DESC) -------------------------------------------------
@@ -179,15 +218,22 @@ class DescReply(MultipartReply):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "DescReply":
-        flags = _mp_flags(cls, buf)
-        _expect_size(cls, buf, MP_HEADER_LEN + _DESC.size)
-        return cls(*[fixed_string(s) for s in _DESC.unpack_from(buf, MP_HEADER_LEN)], flags=flags, xid=xid)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
+        if len(buf) != MP_HEADER_LEN + _DESC.size:
+            _expect_size(cls, buf, MP_HEADER_LEN + _DESC.size)
+        mfr, hw, sw, serial, dp = _DESC.unpack_from(buf, MP_HEADER_LEN)
+        return _MAKE[cls](fixed_string(mfr), fixed_string(hw), fixed_string(sw), fixed_string(serial),
+                          fixed_string(dp), flags=flags, xid=xid)
 
 
 # --- individual flow statistics (OFPMP_FLOW) ----------------------------------
 
 # table_id, pad, out_port, out_group, pad, cookie, cookie_mask; then a match
 _FLOW_FILTER = struct.Struct("!B3xII4xQQ")
+_FLOW_FILTER_MSG = struct.Struct("!BBHIHH4xB3xII4xQQ")
 
 
 @dataclass(slots=True)
@@ -199,6 +245,17 @@ class _FlowFilterRequest(MultipartRequest):
     cookie_mask: int = 0
     match: Match = field(default_factory=Match)
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            match = self.match.pack()
+            length = 48 + len(match)
+            return _FLOW_FILTER_MSG.pack(OFP_VERSION, self.msg_type, length, self.xid, self.mp_type, self.flags,
+                                         self.table_id, self.out_port, self.out_group, self.cookie,
+                                         self.cookie_mask) + match
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return (_MP.pack(self.mp_type, self.flags)
                 + _FLOW_FILTER.pack(self.table_id, self.out_port, self.out_group, self.cookie, self.cookie_mask)
@@ -206,15 +263,18 @@ class _FlowFilterRequest(MultipartRequest):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "_FlowFilterRequest":
-        flags = _mp_flags(cls, buf)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
         if len(buf) < MP_HEADER_LEN + _FLOW_FILTER.size:
             raise _bad_len(cls, f"length {len(buf)}, shorter than {MP_HEADER_LEN + _FLOW_FILTER.size}", 2)
-        fixed = _FLOW_FILTER.unpack_from(buf, MP_HEADER_LEN)
+        table_id, out_port, out_group, cookie, cookie_mask = _FLOW_FILTER.unpack_from(buf, MP_HEADER_LEN)
         at = MP_HEADER_LEN + _FLOW_FILTER.size
         match, o = unpack_match(buf, at, len(buf))
         if o != len(buf):
             raise _bad_len(cls, f"match (with its padding) ends at byte {o}, the message at {len(buf)}", at)
-        return cls(*fixed, match, flags=flags, xid=xid)
+        return _MAKE[cls](table_id, out_port, out_group, cookie, cookie_mask, match, flags=flags, xid=xid)
 
 
 @multipart_request(OFPMP.FLOW)
@@ -278,12 +338,15 @@ class FlowStatsReply(MultipartReply):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "FlowStatsReply":
-        flags = _mp_flags(cls, buf)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
         end = len(buf)
         body: list[FlowStats] = []
         append = body.append
         unpack = _FLOW_STATS.unpack_from
-        new = FlowStats
+        new = _MAKE[FlowStats]
         match_at = unpack_match
         instructions_at = unpack_instructions
         o = MP_HEADER_LEN
@@ -299,7 +362,7 @@ class FlowStatsReply(MultipartReply):
             append(new(table_id, duration_sec, duration_nsec, priority, idle_timeout, hard_timeout, fflags,
                        cookie, packet_count, byte_count, match, instructions_at(buf, p, stop)))
             o = stop
-        return cls(body, flags=flags, xid=xid)
+        return _MAKE[cls](body, flags=flags, xid=xid)
 
 
 # --- aggregate flow statistics (OFPMP_AGGREGATE) ------------------------------
@@ -326,9 +389,14 @@ class AggregateStatsReply(MultipartReply):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "AggregateStatsReply":
-        flags = _mp_flags(cls, buf)
-        _expect_size(cls, buf, MP_HEADER_LEN + _AGGREGATE.size)
-        return cls(*_AGGREGATE.unpack_from(buf, MP_HEADER_LEN), flags=flags, xid=xid)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
+        if len(buf) != MP_HEADER_LEN + _AGGREGATE.size:
+            _expect_size(cls, buf, MP_HEADER_LEN + _AGGREGATE.size)
+        packet_count, byte_count, flow_count = _AGGREGATE.unpack_from(buf, MP_HEADER_LEN)
+        return _MAKE[cls](packet_count, byte_count, flow_count, flags=flags, xid=xid)
 
 
 # --- table statistics (OFPMP_TABLE) -------------------------------------------
@@ -367,8 +435,16 @@ class TableStatsReply(MultipartReply):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "TableStatsReply":
-        flags = _mp_flags(cls, buf)
-        return cls(_unpack_array(cls, TableStats, _TABLE_STATS.size, buf, MP_HEADER_LEN), flags=flags, xid=xid)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
+        records = buf[16:]
+        if len(records) % _TABLE_STATS.size:
+            raise _bad_len(cls, f"body of {len(records)} bytes is not a multiple of {_TABLE_STATS.size}",
+                           MP_HEADER_LEN)
+        return _MAKE[cls](list(starmap(_MAKE[TableStats], _TABLE_STATS.iter_unpack(records))), flags=flags,
+                          xid=xid)
 
 
 # --- port statistics (OFPMP_PORT_STATS) ---------------------------------------
@@ -378,14 +454,25 @@ class TableStatsReply(MultipartReply):
 class PortStatsRequest(MultipartRequest):
     port_no: int = OFPP.ANY
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            return _ID_MSG.pack(OFP_VERSION, self.msg_type, 24, self.xid, self.mp_type, self.flags, self.port_no)
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return _MP.pack(self.mp_type, self.flags) + _ID_BODY.pack(self.port_no)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "PortStatsRequest":
-        flags = _mp_flags(cls, buf)
-        _expect_size(cls, buf, MP_HEADER_LEN + 8)
-        return cls(_ID_BODY.unpack_from(buf, MP_HEADER_LEN)[0], flags=flags, xid=xid)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
+        if len(buf) != MP_HEADER_LEN + 8:
+            _expect_size(cls, buf, MP_HEADER_LEN + 8)
+        return _MAKE[cls](_ID_BODY.unpack_from(buf, MP_HEADER_LEN)[0], flags=flags, xid=xid)
 
 
 _PORT_STATS = struct.Struct("!I4x12QII")
@@ -430,13 +517,21 @@ class PortStatsReply(MultipartReply):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "PortStatsReply":
-        flags = _mp_flags(cls, buf)
-        return cls(_unpack_array(cls, PortStats, _PORT_STATS.size, buf, MP_HEADER_LEN), flags=flags, xid=xid)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
+        records = buf[16:]
+        if len(records) % _PORT_STATS.size:
+            raise _bad_len(cls, f"body of {len(records)} bytes is not a multiple of {_PORT_STATS.size}",
+                           MP_HEADER_LEN)
+        return _MAKE[cls](list(starmap(_MAKE[PortStats], _PORT_STATS.iter_unpack(records))), flags=flags, xid=xid)
 
 
 # --- queue statistics (OFPMP_QUEUE) -------------------------------------------
 
 _QUEUE_REQUEST = struct.Struct("!II")
+_QUEUE_REQUEST_MSG = struct.Struct("!BBHIHH4xII")
 
 
 @multipart_request(OFPMP.QUEUE)
@@ -445,14 +540,27 @@ class QueueStatsRequest(MultipartRequest):
     port_no: int = OFPP.ANY
     queue_id: int = OFPQ_ALL
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            return _QUEUE_REQUEST_MSG.pack(OFP_VERSION, self.msg_type, 24, self.xid, self.mp_type, self.flags,
+                                           self.port_no, self.queue_id)
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return _MP.pack(self.mp_type, self.flags) + _QUEUE_REQUEST.pack(self.port_no, self.queue_id)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "QueueStatsRequest":
-        flags = _mp_flags(cls, buf)
-        _expect_size(cls, buf, MP_HEADER_LEN + _QUEUE_REQUEST.size)
-        return cls(*_QUEUE_REQUEST.unpack_from(buf, MP_HEADER_LEN), flags=flags, xid=xid)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
+        if len(buf) != MP_HEADER_LEN + _QUEUE_REQUEST.size:
+            _expect_size(cls, buf, MP_HEADER_LEN + _QUEUE_REQUEST.size)
+        port_no, queue_id = _QUEUE_REQUEST.unpack_from(buf, MP_HEADER_LEN)
+        return _MAKE[cls](port_no, queue_id, flags=flags, xid=xid)
 
 
 _QUEUE_STATS = struct.Struct("!IIQQQII")
@@ -487,8 +595,16 @@ class QueueStatsReply(MultipartReply):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "QueueStatsReply":
-        flags = _mp_flags(cls, buf)
-        return cls(_unpack_array(cls, QueueStats, _QUEUE_STATS.size, buf, MP_HEADER_LEN), flags=flags, xid=xid)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
+        records = buf[16:]
+        if len(records) % _QUEUE_STATS.size:
+            raise _bad_len(cls, f"body of {len(records)} bytes is not a multiple of {_QUEUE_STATS.size}",
+                           MP_HEADER_LEN)
+        return _MAKE[cls](list(starmap(_MAKE[QueueStats], _QUEUE_STATS.iter_unpack(records))), flags=flags,
+                          xid=xid)
 
 
 # --- group statistics (OFPMP_GROUP) -------------------------------------------
@@ -498,17 +614,29 @@ class QueueStatsReply(MultipartReply):
 class GroupStatsRequest(MultipartRequest):
     group_id: int = OFPG.ALL
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            return _ID_MSG.pack(OFP_VERSION, self.msg_type, 24, self.xid, self.mp_type, self.flags, self.group_id)
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return _MP.pack(self.mp_type, self.flags) + _ID_BODY.pack(self.group_id)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "GroupStatsRequest":
-        flags = _mp_flags(cls, buf)
-        _expect_size(cls, buf, MP_HEADER_LEN + 8)
-        return cls(_ID_BODY.unpack_from(buf, MP_HEADER_LEN)[0], flags=flags, xid=xid)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
+        if len(buf) != MP_HEADER_LEN + 8:
+            _expect_size(cls, buf, MP_HEADER_LEN + 8)
+        return _MAKE[cls](_ID_BODY.unpack_from(buf, MP_HEADER_LEN)[0], flags=flags, xid=xid)
 
 
 _COUNTER_PAIR = struct.Struct("!QQ")
+_unpack_counter_pair = _COUNTER_PAIR.unpack_from
 
 
 @dataclass(slots=True)
@@ -549,19 +677,24 @@ class GroupStatsReply(MultipartReply):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "GroupStatsReply":
-        flags = _mp_flags(cls, buf)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
         body, o, end = [], MP_HEADER_LEN, len(buf)
-        fixed, counter = _GROUP_STATS.size, _COUNTER_PAIR.unpack_from
+        fixed = _GROUP_STATS.size
+        new, new_counter = _MAKE[GroupStats], _MAKE[BucketCounter]
         while o < end:
             if o + fixed > end:
                 raise _bad_len(cls, f"group stats entry truncated ({end - o} bytes left)", o)
-            length, *values = _GROUP_STATS.unpack_from(buf, o)
+            (length, group_id, ref_count, packet_count, byte_count, duration_sec,
+             duration_nsec) = _GROUP_STATS.unpack_from(buf, o)
             if length < fixed or o + length > end or (length - fixed) % 16:
                 raise _bad_len(cls, f"group stats length {length} invalid ({end - o} bytes left)", o)
-            buckets = [BucketCounter(*counter(buf, p)) for p in range(o + fixed, o + length, 16)]
-            body.append(GroupStats(*values, buckets))
+            buckets = _counters(new_counter, buf, o + fixed, o + length)
+            body.append(new(group_id, ref_count, packet_count, byte_count, duration_sec, duration_nsec, buckets))
             o += length
-        return cls(body, flags=flags, xid=xid)
+        return _MAKE[cls](body, flags=flags, xid=xid)
 
 
 # --- group descriptions (OFPMP_GROUP_DESC) ------------------------------------
@@ -596,7 +729,10 @@ class GroupDescReply(MultipartReply):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "GroupDescReply":
-        flags = _mp_flags(cls, buf)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
         body, o, end = [], MP_HEADER_LEN, len(buf)
         while o < end:
             if o + 8 > end:
@@ -604,9 +740,9 @@ class GroupDescReply(MultipartReply):
             length, gtype, group_id = _GROUP_DESC.unpack_from(buf, o)
             if length < 8 or o + length > end:
                 raise _bad_len(cls, f"group desc length {length} invalid ({end - o} bytes left)", o)
-            body.append(GroupDesc(gtype, group_id, unpack_buckets(buf, o + 8, o + length)))
+            body.append(_MAKE[GroupDesc](gtype, group_id, unpack_buckets(buf, o + 8, o + length)))
             o += length
-        return cls(body, flags=flags, xid=xid)
+        return _MAKE[cls](body, flags=flags, xid=xid)
 
 
 # --- group features (OFPMP_GROUP_FEATURES) ------------------------------------
@@ -637,10 +773,13 @@ class GroupFeaturesReply(MultipartReply):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "GroupFeaturesReply":
-        flags = _mp_flags(cls, buf)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
         _expect_size(cls, buf, MP_HEADER_LEN + _GROUP_FEATURES.size)
         v = _GROUP_FEATURES.unpack_from(buf, MP_HEADER_LEN)
-        return cls(v[0], v[1], v[2:6], v[6:10], flags=flags, xid=xid)
+        return _MAKE[cls](v[0], v[1], v[2:6], v[6:10], flags=flags, xid=xid)
 
 
 # --- meter statistics (OFPMP_METER) -------------------------------------------
@@ -649,14 +788,25 @@ class GroupFeaturesReply(MultipartReply):
 class _MeterIdRequest(MultipartRequest):
     meter_id: int = OFPM.ALL
 
+    @_whole_message
+    def pack(self) -> bytes:
+        try:
+            return _ID_MSG.pack(OFP_VERSION, self.msg_type, 24, self.xid, self.mp_type, self.flags, self.meter_id)
+        except Exception:
+            return Message.pack(self)     # the general way: its bytes, or its error
+
     def pack_body(self) -> bytes:
         return _MP.pack(self.mp_type, self.flags) + _ID_BODY.pack(self.meter_id)
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "_MeterIdRequest":
-        flags = _mp_flags(cls, buf)
-        _expect_size(cls, buf, MP_HEADER_LEN + 8)
-        return cls(_ID_BODY.unpack_from(buf, MP_HEADER_LEN)[0], flags=flags, xid=xid)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
+        if len(buf) != MP_HEADER_LEN + 8:
+            _expect_size(cls, buf, MP_HEADER_LEN + 8)
+        return _MAKE[cls](_ID_BODY.unpack_from(buf, MP_HEADER_LEN)[0], flags=flags, xid=xid)
 
 
 @multipart_request(OFPMP.METER)
@@ -703,19 +853,25 @@ class MeterStatsReply(MultipartReply):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "MeterStatsReply":
-        flags = _mp_flags(cls, buf)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
         body, o, end = [], MP_HEADER_LEN, len(buf)
-        fixed, counter = _METER_STATS.size, _COUNTER_PAIR.unpack_from
+        fixed = _METER_STATS.size
+        new, new_band = _MAKE[MeterStats], _MAKE[MeterBandStats]
         while o < end:
             if o + fixed > end:
                 raise _bad_len(cls, f"meter stats entry truncated ({end - o} bytes left)", o)
-            meter_id, length, *values = _METER_STATS.unpack_from(buf, o)
+            (meter_id, length, flow_count, packet_in_count, byte_in_count, duration_sec,
+             duration_nsec) = _METER_STATS.unpack_from(buf, o)
             if length < fixed or o + length > end or (length - fixed) % 16:
                 raise _bad_len(cls, f"meter stats length {length} invalid ({end - o} bytes left)", o + 4)
-            bands = [MeterBandStats(*counter(buf, p)) for p in range(o + fixed, o + length, 16)]
-            body.append(MeterStats(meter_id, *values, bands))
+            bands = _counters(new_band, buf, o + fixed, o + length)
+            body.append(new(meter_id, flow_count, packet_in_count, byte_in_count, duration_sec, duration_nsec,
+                            bands))
             o += length
-        return cls(body, flags=flags, xid=xid)
+        return _MAKE[cls](body, flags=flags, xid=xid)
 
 
 # --- meter configuration (OFPMP_METER_CONFIG) ---------------------------------
@@ -750,7 +906,10 @@ class MeterConfigReply(MultipartReply):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "MeterConfigReply":
-        flags = _mp_flags(cls, buf)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
         body, o, end = [], MP_HEADER_LEN, len(buf)
         while o < end:
             if o + 8 > end:
@@ -758,9 +917,9 @@ class MeterConfigReply(MultipartReply):
             length, mflags, meter_id = _METER_CONFIG.unpack_from(buf, o)
             if length < 8 or o + length > end:
                 raise _bad_len(cls, f"meter config length {length} invalid ({end - o} bytes left)", o)
-            body.append(MeterConfig(mflags, meter_id, unpack_bands(buf, o + 8, o + length)))
+            body.append(_MAKE[MeterConfig](mflags, meter_id, unpack_bands(buf, o + 8, o + length)))
             o += length
-        return cls(body, flags=flags, xid=xid)
+        return _MAKE[cls](body, flags=flags, xid=xid)
 
 
 # --- meter features (OFPMP_METER_FEATURES) ------------------------------------
@@ -791,9 +950,14 @@ class MeterFeaturesReply(MultipartReply):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "MeterFeaturesReply":
-        flags = _mp_flags(cls, buf)
-        _expect_size(cls, buf, MP_HEADER_LEN + _METER_FEATURES.size)
-        return cls(*_METER_FEATURES.unpack_from(buf, MP_HEADER_LEN), flags=flags, xid=xid)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
+        if len(buf) != MP_HEADER_LEN + _METER_FEATURES.size:
+            _expect_size(cls, buf, MP_HEADER_LEN + _METER_FEATURES.size)
+        max_meter, band_types, capabilities, max_bands, max_color = _METER_FEATURES.unpack_from(buf, MP_HEADER_LEN)
+        return _MAKE[cls](max_meter, band_types, capabilities, max_bands, max_color, flags=flags, xid=xid)
 
 
 # --- table features (OFPMP_TABLE_FEATURES) ------------------------------------
@@ -810,7 +974,10 @@ class TableFeaturesRequest(MultipartRequest):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "TableFeaturesRequest":
-        flags = _mp_flags(cls, buf)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
         return cls(unpack_table_features(buf, MP_HEADER_LEN, len(buf)), flags=flags, xid=xid)
 
 
@@ -824,7 +991,10 @@ class TableFeaturesReply(MultipartReply):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "TableFeaturesReply":
-        flags = _mp_flags(cls, buf)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
         return cls(unpack_table_features(buf, MP_HEADER_LEN, len(buf)), flags=flags, xid=xid)
 
 
@@ -846,8 +1016,11 @@ class PortDescReply(MultipartReply):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "PortDescReply":
-        flags = _mp_flags(cls, buf)
-        return cls(unpack_ports(buf, MP_HEADER_LEN, len(buf)), flags=flags, xid=xid)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
+        return _MAKE[cls](unpack_ports(buf, MP_HEADER_LEN, len(buf)), flags=flags, xid=xid)
 
 
 # --- experimenter (OFPMP_EXPERIMENTER) ----------------------------------------
@@ -866,11 +1039,14 @@ class _ExperimenterMultipart:
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int):
-        flags = _mp_flags(cls, buf)
+        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
+        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
+        if mp_type != cls.mp_type:
+            _mp_flags(cls, buf)
         if len(buf) < MP_HEADER_LEN + 8:
             raise _bad_len(cls, f"length {len(buf)}, shorter than {MP_HEADER_LEN + 8}", 2)
         experimenter, exp_type = _EXPERIMENTER.unpack_from(buf, MP_HEADER_LEN)
-        return cls(experimenter, exp_type, buf[MP_HEADER_LEN + 8:], flags=flags, xid=xid)
+        return _MAKE[cls](experimenter, exp_type, buf[MP_HEADER_LEN + 8:], flags=flags, xid=xid)
 
 
 @multipart_request(OFPMP.EXPERIMENTER)

@@ -224,11 +224,15 @@ for _f in FIELDS:
     _install(_f)
 
 
+_BASIC = int(OFPXMC.OPENFLOW_BASIC)       # plain ints: enum lookups are slow on the hot path
+_EXPERIMENTER = int(OFPXMC.EXPERIMENTER)
+
+
 def oxm_key(buf: bytes, o: int) -> tuple:
     """Dict key for a non-basic OXM at offset o."""
     header = UINT32.unpack_from(buf, o)[0]
     oxm_class, field = header >> 16, (header >> 9) & 0x7F
-    if oxm_class == OFPXMC.EXPERIMENTER:
+    if oxm_class == _EXPERIMENTER:
         return (oxm_class, field, UINT32.unpack_from(buf, o + 4)[0])
     return (oxm_class, field)
 
@@ -249,7 +253,7 @@ def decode_oxm(buf: bytes, o: int, end: int, err_type: int = OFPET.BAD_MATCH) ->
     after = o + 4 + length
     if after > end:
         raise CodecError(err_type, OFPBMC.BAD_LEN, f"OXM class {oxm_class:#x} field {code} overruns", o)
-    if oxm_class == OFPXMC.OPENFLOW_BASIC:
+    if oxm_class == _BASIC:
         f = FIELDS_BY_CODE.get(code)
         if f is None:
             raise CodecError(err_type, OFPBMC.BAD_FIELD, f"unknown OXM basic field {code}", o)
@@ -257,7 +261,7 @@ def decode_oxm(buf: bytes, o: int, end: int, err_type: int = OFPET.BAD_MATCH) ->
             raise CodecError(err_type, OFPBMC.BAD_MASK, f"OXM {f.name} cannot be masked", o)
         raise CodecError(err_type, OFPBMC.BAD_LEN,
                          f"OXM {f.name} length {length}, expected {f.size * (1 + hasmask)}", o)
-    if oxm_class == OFPXMC.EXPERIMENTER and length < 4:
+    if oxm_class == _EXPERIMENTER and length < 4:
         raise CodecError(err_type, OFPBMC.BAD_LEN, "experimenter OXM without experimenter id", o)
     return oxm_key(buf, o), buf[o:after], after
 
@@ -280,8 +284,16 @@ class Match(dict):
     __slots__ = ()
 
     def pack(self) -> bytes:
+        fast = _FAST_ENCODERS
         try:
-            body = b"".join([_FAST_ENCODERS[k](v) for k, v in self.items()])
+            # a key that is not a field name is an opaque OXM: its value is the
+            # TLV (bytes(value), as encode_oxm has it)
+            if len(self) <= 16:                  # most matches: quicker than a comprehension
+                body = b""
+                for k, v in self.items():
+                    body += fast[k](v) if type(k) is str else bytes(v)
+            else:
+                body = b"".join([fast[k](v) if type(k) is str else bytes(v) for k, v in self.items()])
         except Exception:
             # not only basic fields with plain values: encode_oxm encodes them or names the error
             body = b"".join([encode_oxm(k, v) for k, v in self.items()])

@@ -6,8 +6,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .actions import Action, pack_actions, unpack_actions
-from .base import TLV_HEADER, UINT32, check_length, fixed_string, pack_string
+from .actions import Action, unpack_actions
+from .base import _MAKE, TLV_HEADER, UINT32, check_length, pack_string
 from .consts import OFPG, OFPMBT, OFPP, OFPQT
 from .errors import OFPBRC, OFPET, OFPGMFC, OFPMMFC, CodecError
 from .oxm import mac_to_bytes
@@ -39,8 +39,11 @@ class Port:
 
     @classmethod
     def unpack(cls, buf: bytes, o: int) -> "Port":
-        v = _PORT.unpack_from(buf, o)
-        return cls(v[0], v[1].hex(":"), fixed_string(v[2]), *v[3:])
+        (port_no, hw_addr, name, config, state, curr, advertised, supported, peer, curr_speed,
+         max_speed) = _PORT.unpack_from(buf, o)
+        # the name decoded as fixed_string does, without the call
+        return _MAKE[cls](port_no, hw_addr.hex(":"), name.split(b"\0", 1)[0].decode("utf-8", "replace"), config,
+                          state, curr, advertised, supported, peer, curr_speed, max_speed)
 
 
 def unpack_ports(buf: bytes, o: int, end: int) -> list[Port]:
@@ -63,7 +66,13 @@ class Bucket:
     watch_group: int = OFPG.ANY
 
     def pack(self) -> bytes:
-        body = pack_actions(self.actions)
+        items = self.actions
+        if type(items) is list and len(items) <= 16:   # a short list: quicker than a comprehension
+            body = b""
+            for a in items:
+                body += a.pack()
+        else:
+            body = b"".join([a.pack() for a in items])
         return _BUCKET.pack(16 + len(body), self.weight, self.watch_port, self.watch_group) + body
 
 
@@ -73,12 +82,14 @@ def pack_buckets(buckets: list[Bucket]) -> bytes:
 
 def unpack_buckets(buf: bytes, o: int, end: int) -> list[Bucket]:
     buckets = []
+    make = _MAKE[Bucket]
     while o < end:
         if o + 16 > end:
             raise CodecError(OFPET.GROUP_MOD_FAILED, OFPGMFC.BAD_BUCKET, "bucket header truncated", o)
         length, weight, watch_port, watch_group = _BUCKET.unpack_from(buf, o)
-        check_length(buf, o, length, 16, end, OFPET.GROUP_MOD_FAILED, OFPGMFC.BAD_BUCKET, "bucket")
-        buckets.append(Bucket(unpack_actions(buf, o + 16, o + length), weight, watch_port, watch_group))
+        if length < 16 or o + length > end:
+            check_length(buf, o, length, 16, end, OFPET.GROUP_MOD_FAILED, OFPGMFC.BAD_BUCKET, "bucket")
+        buckets.append(make(unpack_actions(buf, o + 16, o + length), weight, watch_port, watch_group))
         o += length
     return buckets
 
@@ -87,6 +98,11 @@ def unpack_buckets(buf: bytes, o: int, end: int) -> list[Bucket]:
 
 METER_BAND_TYPES: dict[int, type["MeterBand"]] = {}
 _BAND = struct.Struct("!HHII")
+_BAND_DROP = struct.Struct("!HHII4x")
+_BAND_EXPERIMENTER = struct.Struct("!HHIII")
+_OFPMBT_DROP = int(OFPMBT.DROP)               # plain ints: enum lookups are slow on the hot path
+_OFPMBT_DSCP_REMARK = int(OFPMBT.DSCP_REMARK)
+_OFPMBT_EXPERIMENTER = int(OFPMBT.EXPERIMENTER)
 
 
 @dataclass(slots=True)
@@ -101,12 +117,12 @@ class MeterBandDrop(MeterBand):
     TYPE: ClassVar[int] = OFPMBT.DROP
 
     def pack(self) -> bytes:
-        return _BAND.pack(OFPMBT.DROP, 16, self.rate, self.burst_size) + bytes(4)
+        return _BAND_DROP.pack(_OFPMBT_DROP, 16, self.rate, self.burst_size)
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "MeterBandDrop":
         _, _, rate, burst = _BAND.unpack_from(buf, o)
-        return cls(rate, burst)
+        return _MAKE[cls](rate, burst)
 
 
 @dataclass(slots=True)
@@ -117,12 +133,12 @@ class MeterBandDscpRemark(MeterBand):
     TYPE: ClassVar[int] = OFPMBT.DSCP_REMARK
 
     def pack(self) -> bytes:
-        return _BAND.pack(OFPMBT.DSCP_REMARK, 16, self.rate, self.burst_size) + bytes((self.prec_level, 0, 0, 0))
+        return _BAND.pack(_OFPMBT_DSCP_REMARK, 16, self.rate, self.burst_size) + bytes((self.prec_level, 0, 0, 0))
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "MeterBandDscpRemark":
         _, _, rate, burst = _BAND.unpack_from(buf, o)
-        return cls(rate, burst, buf[o + 12])
+        return _MAKE[cls](rate, burst, buf[o + 12])
 
 
 @dataclass(slots=True)
@@ -134,13 +150,13 @@ class MeterBandExperimenter(MeterBand):
     TYPE: ClassVar[int] = OFPMBT.EXPERIMENTER
 
     def pack(self) -> bytes:
-        return (_BAND.pack(OFPMBT.EXPERIMENTER, 16 + len(self.data), self.rate, self.burst_size)
-                + UINT32.pack(self.experimenter) + self.data)
+        return (_BAND_EXPERIMENTER.pack(_OFPMBT_EXPERIMENTER, 16 + len(self.data), self.rate, self.burst_size,
+                                        self.experimenter) + self.data)
 
     @classmethod
     def unpack(cls, buf: bytes, o: int, length: int) -> "MeterBandExperimenter":
         _, _, rate, burst = _BAND.unpack_from(buf, o)
-        return cls(rate, burst, UINT32.unpack_from(buf, o + 12)[0], buf[o + 16:o + length])
+        return _MAKE[cls](rate, burst, UINT32.unpack_from(buf, o + 12)[0], buf[o + 16:o + length])
 
 
 for _cls in (MeterBandDrop, MeterBandDscpRemark, MeterBandExperimenter):
@@ -157,7 +173,8 @@ def unpack_bands(buf: bytes, o: int, end: int) -> list[MeterBand]:
         if o + 4 > end:
             raise CodecError(OFPET.METER_MOD_FAILED, OFPMMFC.BAD_BAND, "meter band truncated", o)
         btype, length = TLV_HEADER.unpack_from(buf, o)
-        check_length(buf, o, length, 16, end, OFPET.METER_MOD_FAILED, OFPMMFC.BAD_BAND, "meter band")
+        if length < 16 or o + length > end:
+            check_length(buf, o, length, 16, end, OFPET.METER_MOD_FAILED, OFPMMFC.BAD_BAND, "meter band")
         cls = METER_BAND_TYPES.get(btype)
         if cls is None:
             raise CodecError(OFPET.METER_MOD_FAILED, OFPMMFC.BAD_BAND, f"unknown meter band type {btype}", o)
@@ -218,16 +235,24 @@ class PacketQueue:
         return _QUEUE.pack(self.queue_id, self.port, 16 + len(body)) + body
 
 
+_OFPQT_MIN_RATE = int(OFPQT.MIN_RATE)           # plain ints: enum lookups are slow on the hot path
+_OFPQT_MAX_RATE = int(OFPQT.MAX_RATE)
+_OFPQT_EXPERIMENTER = int(OFPQT.EXPERIMENTER)
+
+
 def _unpack_queue_props(buf: bytes, o: int, end: int) -> list[QueueProp]:
     props: list[QueueProp] = []
+    unpack_prop, unpack_rate = _QUEUE_PROP.unpack_from, _RATE_PROP.unpack_from
     while o < end:
-        ptype, length = _QUEUE_PROP.unpack_from(buf, o)
-        check_length(buf, o, length, 16, end, OFPET.BAD_REQUEST, OFPBRC.BAD_LEN, "queue property")
-        if ptype in (OFPQT.MIN_RATE, OFPQT.MAX_RATE):
-            rate = _RATE_PROP.unpack_from(buf, o)[2]
-            props.append(QueuePropMinRate(rate) if ptype == OFPQT.MIN_RATE else QueuePropMaxRate(rate))
-        elif ptype == OFPQT.EXPERIMENTER:
-            props.append(QueuePropExperimenter(UINT32.unpack_from(buf, o + 8)[0], buf[o + 16:o + length]))
+        ptype, length = unpack_prop(buf, o)
+        if length < 16 or o + length > end:
+            check_length(buf, o, length, 16, end, OFPET.BAD_REQUEST, OFPBRC.BAD_LEN, "queue property")
+        if ptype == _OFPQT_MIN_RATE:
+            props.append(_MAKE[QueuePropMinRate](unpack_rate(buf, o)[2]))
+        elif ptype == _OFPQT_MAX_RATE:
+            props.append(_MAKE[QueuePropMaxRate](unpack_rate(buf, o)[2]))
+        elif ptype == _OFPQT_EXPERIMENTER:
+            props.append(_MAKE[QueuePropExperimenter](UINT32.unpack_from(buf, o + 8)[0], buf[o + 16:o + length]))
         else:
             raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_TYPE, f"unknown queue property {ptype}", o)
         o += length
@@ -236,9 +261,11 @@ def _unpack_queue_props(buf: bytes, o: int, end: int) -> list[QueueProp]:
 
 def unpack_queues(buf: bytes, o: int, end: int) -> list[PacketQueue]:
     queues = []
+    make = _MAKE[PacketQueue]
     while o < end:
         queue_id, port, length = _QUEUE.unpack_from(buf, o)
-        check_length(buf, o, length, 16, end, OFPET.BAD_REQUEST, OFPBRC.BAD_LEN, "queue")
-        queues.append(PacketQueue(queue_id, port, _unpack_queue_props(buf, o + 16, o + length)))
+        if length < 16 or o + length > end:
+            check_length(buf, o, length, 16, end, OFPET.BAD_REQUEST, OFPBRC.BAD_LEN, "queue")
+        queues.append(make(queue_id, port, _unpack_queue_props(buf, o + 16, o + length)))
         o += length
     return queues
