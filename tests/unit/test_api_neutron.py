@@ -2,7 +2,7 @@
 from the switch it is bound to (a controller core joined to switch
 datapaths in memory, memnet.py), the in-memory view following the store,
 address pools, one commit per request. The API as a whole, against a real
-controller process, is tests/integration/test_api_neutron.py.
+controller process, is tests/integration/test_api_neutron_controller.py.
 """
 
 from __future__ import annotations
@@ -202,31 +202,51 @@ links:
 """
 
 
-def test_the_emulator_binds_a_hosts_api_port_to_its_switch_port(net):
-    from fastapi.testclient import TestClient
+class SyncClient:
+    """What bind_ports needs of an httpx.Client (request), over the app in process."""
 
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def request(self, method: str, path: str, **kw):
+        async def call():
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(self.app), base_url="http://testserver") as c:
+                return await c.request(method, path, **kw)
+        return asyncio.run(call())
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+
+def test_the_emulator_binds_a_hosts_api_port_to_its_switch_port(net):
     from kumoflow.net.binding import BindingError, bind_ports, bindings
     from kumoflow.net.plan import make_plan
     from kumoflow.net.topology import parse_topology
 
     plan = make_plan(parse_topology(TOPOLOGY, "topo.yaml"))
     assert bindings(plan) == [("h1", "vm1", "0x1", 2)]
-    with TestClient(build_app(net.core, admin_token="admin-secret")) as c:
-        network = c.post("/v2.0/networks", headers=ADMIN, json={"network": {}}).json()["network"]["id"]
-        c.post("/v2.0/subnets", headers=ADMIN, json={"subnet": {"network_id": network, "cidr": "10.0.0.0/24"}})
-        port = c.post("/v2.0/ports", headers=ADMIN, json={"port": {
-            "network_id": network, "name": "vm1", "mac_address": "fa:16:3e:00:00:01",
-            "fixed_ips": [{"ip_address": "10.0.0.5"}]}}).json()["port"]
-        assert port["status"] == "DOWN"
-        [line] = bind_ports(plan, "http://testserver", "admin-secret", client=c)
-        assert line == "host h1: port vm1 bound to switch 0x1 port 2 (ACTIVE)"
-        shown = c.get(f"/v2.0/ports/{port['id']}", headers=ADMIN).json()["port"]
-        assert (shown["binding:host_id"], shown["binding:profile"], shown["status"]) == ("0x1", {"port_no": 2},
-                                                                                          "ACTIVE")
-        # a port the API does not have: an error naming the host
-        c.delete(f"/v2.0/ports/{port['id']}", headers=ADMIN)
-        with pytest.raises(BindingError, match="host h1: port: no API ports are named 'vm1'"):
-            bind_ports(plan, "http://testserver", "admin-secret", client=c)
+    c = SyncClient(build_app(net.core, admin_token="admin-secret"))
+    network = c.post("/v2.0/networks", headers=ADMIN, json={"network": {}}).json()["network"]["id"]
+    c.post("/v2.0/subnets", headers=ADMIN, json={"subnet": {"network_id": network, "cidr": "10.0.0.0/24"}})
+    port = c.post("/v2.0/ports", headers=ADMIN, json={"port": {
+        "network_id": network, "name": "vm1", "mac_address": "fa:16:3e:00:00:01",
+        "fixed_ips": [{"ip_address": "10.0.0.5"}]}}).json()["port"]
+    assert port["status"] == "DOWN"
+    [line] = bind_ports(plan, "http://testserver", "admin-secret", client=c)
+    assert line == "host h1: port vm1 bound to switch 0x1 port 2 (ACTIVE)"
+    shown = c.get(f"/v2.0/ports/{port['id']}", headers=ADMIN).json()["port"]
+    assert (shown["binding:host_id"], shown["binding:profile"], shown["status"]) == ("0x1", {"port_no": 2},
+                                                                                      "ACTIVE")
+    # a port the API does not have: an error naming the host
+    c.delete(f"/v2.0/ports/{port['id']}", headers=ADMIN)
+    with pytest.raises(BindingError, match="host h1: port: no API ports are named 'vm1'"):
+        bind_ports(plan, "http://testserver", "admin-secret", client=c)
 
 
 def test_a_hosts_port_in_the_topology_is_checked_like_the_rest():
