@@ -4,7 +4,8 @@ with Neutron's defaults, filters and fields, project isolation with two
 project tokens, error bodies, everything still there after a restart on the
 same store file; schemathesis against /openapi.json.
 
-No root needed. Nothing asserts how fast anything is.
+No root needed, except to bring up an emulated switch whose host's port the
+emulator binds. Nothing asserts how fast anything is.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import httpx
 import pytest
 
 from controller_process import SRC, ControllerProcess
+from test_fabric_emulator import wait_until
 
 PROJECT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ADMIN = "neutron-admin-secret"
@@ -714,3 +716,50 @@ def test_kumoflow_apply_reports_errors_as_file_line_field(api, tmp_path):
     file.write_text("ports:\n  - {name: p, network: nowhere}\n")
     proc = kumoflow("apply", str(file), "--api", controller.status["api"], "--token", ADMIN)
     assert proc.returncode == 1 and f"{file}:2: ports[0].network: no network named 'nowhere'" in proc.stderr
+
+
+# --- the emulator binds its hosts' ports --------------------------------------------------------------
+
+BIND_TOPOLOGY = """\
+hosts:
+  - {name: h1, mac: "fa:16:3e:00:00:01", ip: 10.60.0.5/24, port: vm1}
+  - {name: h2, mac: "00:00:00:00:00:02", ip: 10.60.0.6/24}
+switches:
+  - {name: s1, kind: kumoflow, dpid: 0x61}
+links:
+  - {src: h1, dst: s1, dst_port: 3}
+  - {src: h2, dst: s1, dst_port: 4}
+"""
+
+
+@pytest.mark.root
+def test_kumoflow_up_binds_a_hosts_api_port_and_it_turns_active(api, tmp_path, unique_name):
+    controller, admin, _ = api
+    url = controller.status["api"]
+    net = admin.ok("POST", "/v2.0/networks", {"network": {"name": "bind"}})["network"]["id"]
+    admin.ok("POST", "/v2.0/subnets", {"subnet": {"network_id": net, "cidr": "10.60.0.0/24"}})
+    port = admin.ok("POST", "/v2.0/ports", {"port": {"network_id": net, "name": "vm1",
+                                                     "mac_address": "fa:16:3e:00:00:01",
+                                                     "fixed_ips": [{"ip_address": "10.60.0.5"}]}})["port"]
+    topo = tmp_path / "bind.yaml"
+    topo.write_text(BIND_TOPOLOGY)
+    name = unique_name("kb")
+    up = kumoflow("up", str(topo), "--name", name, "--controller", controller.target, "--api", url, "--token", ADMIN)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "host h1: port vm1 bound to switch 0x61 port 3" in up.stdout
+        shown = admin.ok("GET", f"/v2.0/ports/{port['id']}")["port"]
+        assert (shown["binding:host_id"], shown["binding:profile"]) == ("0x61", {"port_no": 3})
+
+        def active():
+            return admin.ok("GET", f"/v2.0/ports/{port['id']}")["port"]["status"] == "ACTIVE"
+        assert wait_until(active, timeout=30), "the bound port did not turn ACTIVE once its switch connected"
+    finally:
+        down = kumoflow("down", name)
+        assert down.returncode == 0, down.stdout + down.stderr
+
+    def inactive():
+        return admin.ok("GET", f"/v2.0/ports/{port['id']}")["port"]["status"] == "DOWN"
+    assert wait_until(inactive, timeout=30), "the port stayed ACTIVE after its switch went away"
+    admin.ok("DELETE", f"/v2.0/ports/{port['id']}")
+    admin.ok("DELETE", f"/v2.0/networks/{net}")
