@@ -132,6 +132,7 @@ class Fabric(App):
         self._tree: tuple[int, dict[int, set[int]]] = (-1, {})
         self._secret = os.urandom(32)
         self._switch_facing: set[tuple[int, int]] = set()   # (dpid, port) ever a link's end, carrier not lost since
+        self._ways: dict[tuple[int, int], tuple] = {}   # (src, dest) -> the way the compiled group takes
         self._held_floods: dict[int, set[int]] = {}   # dpid -> in_ports of the flood flows it held on connect
 
     # --- shared views --------------------------------------------------------------
@@ -207,9 +208,15 @@ class Fabric(App):
                               [ofp.ApplyActions(outputs)] if outputs else [], cookie))
         return flows
 
+    def way(self, src: int, dest: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(next hops, loop-free alternates) from switch src towards dest: all a group depends on."""
+        hops = tuple(self.graph.next_hops(src, dest))
+        backups = tuple(self.graph.backup_hops(src, dest)) if self.fast_failover and len(hops) == 1 else ()
+        return hops, backups
+
     def _compile_dest(self, dest: int, dp) -> list:
         gid = self.group_id(dest)
-        hops = self.graph.next_hops(dp.id, dest)
+        hops, backups = self._ways[(dp.id, dest)] = self.way(dp.id, dest)
         if not self.fast_failover:    # the controller alone reroutes (for comparison)
             if len(hops) > 1:
                 return [Group(gid, ofp.OFPGT.SELECT, [ofp.Bucket([ofp.Output(p)], weight=1) for p in hops])]
@@ -218,8 +225,7 @@ class Fabric(App):
             return [Group(gid, ofp.OFPGT.SELECT,
                           [ofp.Bucket([ofp.Output(p)], weight=1, watch_port=p) for p in hops])]
         if hops:
-            ports = hops + self.graph.backup_hops(dp.id, dest)
-            return [Group(gid, ofp.OFPGT.FF, [ofp.Bucket([ofp.Output(p)], watch_port=p) for p in ports])]
+            return [Group(gid, ofp.OFPGT.FF, [ofp.Bucket([ofp.Output(p)], watch_port=p) for p in hops + backups])]
         return [Group(gid, ofp.OFPGT.ALL, [])]     # no way there now: drop
 
     def _compile_host(self, mac: str, dp) -> list:
@@ -239,9 +245,15 @@ class Fabric(App):
                      cookie)]
 
     def _topology_changed(self) -> None:
-        for dpid in self.core.datapaths:
-            self.changed(("switch", dpid), dpid)
-            self.changed(("dest", dpid))
+        """Recompile every switch's own flows (its flood ports may have moved)
+        and the groups whose way changed: a link that changes nothing for a
+        pair of switches costs that pair a comparison, not a compilation."""
+        switches = list(self.core.datapaths)
+        for src in switches:
+            self.changed(("switch", src), src)
+            for dest in switches:
+                if dest != src and self._ways.get((src, dest)) != self.way(src, dest):
+                    self.changed(("dest", dest), src)
 
     # --- observing ---------------------------------------------------------------------
 
@@ -274,6 +286,8 @@ class Fabric(App):
     def switch_down(self, dp) -> None:
         self.core.hosts.lose_port(dp.id)
         self.core.topology.remove_switch(dp.id)
+        self._ways = {pair: way for pair, way in self._ways.items() if dp.id not in pair}
+        self.changed(("dest", dp.id))           # its group goes from every other switch
         self._topology_changed()
 
     def link_up(self, link: Link) -> None:
