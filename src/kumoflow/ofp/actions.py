@@ -140,6 +140,7 @@ class Output(Action):
 
 
 _OUTPUT = struct.Struct("!HHIH6x")
+_unpack_output = _OUTPUT.unpack_from
 
 
 @dataclass(slots=True)
@@ -301,9 +302,14 @@ def unpack_actions(buf: bytes, o: int, end: int) -> list[Action]:
             raise CodecError(OFPET.BAD_ACTION, OFPBAC.BAD_LEN,
                              f"action length {length} invalid ({end - o} bytes left)", o)
         cls = types.get(atype)
-        if cls is None:
+        if cls is Output and length == 16:
+            # Output.unpack inlined: the most frequent action
+            _, _, port, max_len = _unpack_output(buf, o)
+            actions.append(_MAKE[Output](port, max_len))
+        elif cls is None:
             raise CodecError(OFPET.BAD_ACTION, OFPBAC.BAD_TYPE, f"unknown action type {atype}", o)
-        actions.append(cls.unpack(buf, o, length))
+        else:
+            actions.append(cls.unpack(buf, o, length))
         o += length
     return actions
 

@@ -157,8 +157,12 @@ def unpack_instructions(buf: bytes, o: int, end: int) -> list[Instruction]:
             raise CodecError(OFPET.BAD_INSTRUCTION, OFPBIC.BAD_LEN,
                              f"instruction length {length} invalid ({end - o} bytes left)", o)
         cls = types.get(itype)
-        if cls is None:
+        if cls is ApplyActions or cls is WriteActions:
+            # their unpack inlined: the most frequent instructions
+            result.append(_MAKE[cls](unpack_actions(buf, o + 8, o + length)))
+        elif cls is None:
             raise CodecError(OFPET.BAD_INSTRUCTION, OFPBIC.UNKNOWN_INST, f"unknown instruction type {itype}", o)
-        result.append(cls.unpack(buf, o, length))
+        else:
+            result.append(cls.unpack(buf, o, length))
         o += length
     return result
