@@ -2,7 +2,8 @@
 through a running controller's API (docs/api.md has the reference).
 
     name: demo                      # optional: the set's name (default: the file name)
-    project: blue                   # optional: the project (admin token only; default: the token's)
+    project: blue                   # optional: the project (admin token only; default: the token's,
+                                    # "admin" for the admin token)
     qos_policies:
       - name: gold
         rules:
@@ -392,6 +393,12 @@ class Applier:
     # reading what there is
 
     def load_current(self) -> None:
+        if self.project is None:
+            try:                                  # the admin token: its own resources are in project "admin"
+                self.api.call("GET", "/v2.0/tokens")
+                self.project = "admin"
+            except ApiRefused:
+                pass                              # a project token sees its own project only
         for kind, (path, _, plural) in API.items():
             params = {"tags": self.plan.tag}
             if self.project:
