@@ -206,7 +206,11 @@ def ovs_settle() -> None:
     state: a frame sent at once could still take one. The main loop asks for
     that revalidation (bumps the revalidation sequence) on its next turn, so
     one ``revalidator/wait`` may finish a cycle that started before it; the
-    second one waits for a whole cycle that started after it."""
+    second one waits for a whole cycle that started after it. On a loaded
+    machine even that was seen to leave a stale flow (a frame of one rule set
+    forwarded by the previous one's datapath flow), so the datapath flows are
+    purged first: every frame after a change is translated afresh."""
+    sh("ovs-appctl", "revalidator/purge")
     for _ in range(2):
         sh("ovs-appctl", "revalidator/wait")
 
