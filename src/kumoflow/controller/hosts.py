@@ -41,12 +41,6 @@ class HostTable:
     def get(self, mac: str) -> Host | None:
         return self.by_mac.get(mac)
 
-    def by_ip(self, ip: str) -> Host | None:
-        for host in self.by_mac.values():
-            if ip in host.ips:
-                return host
-        return None
-
     def at(self, dpid: int, port: int | None = None) -> list[Host]:
         if port is not None:
             return [self.by_mac[mac] for mac in self._by_port.get((dpid, port), ())]

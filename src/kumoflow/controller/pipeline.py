@@ -78,13 +78,6 @@ def table_id(name: str) -> int:
     return TABLE[name].id
 
 
-def next_table(name: str) -> Table | None:
-    """The table after `name` in packet order, or None for the last."""
-    for before, after in zip(TABLES, TABLES[1:]):
-        if before.name == name:
-            return after
-    return None
-
 
 def miss_instructions(table: Table) -> list[ofp.Instruction]:
     """The default miss entry of a table (an app may override it)."""
@@ -96,10 +89,6 @@ def miss_instructions(table: Table) -> list[ofp.Instruction]:
 
 
 # --- cookies, groups, meters -------------------------------------------------------
-
-def function_number(name: str, custom_index: int = 0) -> int:
-    return FUNCTIONS.get(name, CUSTOM_FUNCTIONS + custom_index)
-
 
 def cookie(function: int, object_id: int) -> int:
     if not 0 <= object_id <= OBJECT_MASK:
