@@ -123,7 +123,8 @@ def test_the_mesh_seen_through_the_api_and_the_cli(mesh):
     assert matrix.ok, matrix
     c = httpx.Client(base_url=fab.url, headers=admin, timeout=60)
 
-    # switches: every one, with the names Open vSwitch gives its bridges
+    # switches: every one, with the names Open vSwitch gives its bridges (a kumoflow switch: the same
+    # name, which the emulator gives it with --name and it reports in its DESC reply)
     def switches():
         found = c.get("/sdn/switches").json()["switches"]
         return found if len(found) == 5 and all(s["settled"] and s["differences"] == 0 for s in found) else None
@@ -133,8 +134,7 @@ def test_the_mesh_seen_through_the_api_and_the_cli(mesh):
     by_dpid = {int(s["dpid"], 16): s for s in found}
     for name, plan in fab.switches.items():
         s = by_dpid[plan.dpid]
-        if plan.kind == "ovs":
-            assert s["name"] == plan.bridge
+        assert s["name"] == plan.bridge, name
         ports = {p["port_no"]: p for p in s["ports"]}
         assert {p.number for p in plan.ports} <= set(ports), name
         assert all(ports[p.number]["up"] for p in plan.ports)
@@ -215,3 +215,63 @@ def test_the_mesh_seen_through_the_api_and_the_cli(mesh):
     assert value("kumoflow_api_requests_total", method="GET", route="/sdn/switches", status="403") == 1
     c.close()
 
+
+
+# --- a kumoflow switch found by its name ----------------------------------------------------------
+
+NAMED_TOPOLOGY = """\
+hosts:
+  - {name: h1, mac: "fa:16:3e:00:00:71", ip: 10.71.0.5/24}
+  - {name: h2, mac: "fa:16:3e:00:00:72", ip: 10.71.0.6/24}
+switches:
+  - {name: s1, kind: kumoflow, dpid: 0x71}
+links:
+  - {src: h1, dst: s1, dst_port: 3}
+  - {src: h2, dst: s1, dst_port: 4}
+"""
+
+
+@pytest.mark.root
+def test_a_port_bound_to_a_kumoflow_switch_by_its_name_turns_active(tmp_path, unique_name):
+    """The emulator starts `kumoflow switch --name <prefix>-s1`; the switch reports the name in its
+    DESC reply; the API finds the switch by it (and by the YAML name s1 alone)."""
+    from kumoflow.net.topology import parse_topology
+
+    controller = api_controller(tmp_path, ("l2",))
+    controller.start()
+    net = Network(parse_topology(NAMED_TOPOLOGY, "named.yaml"), name=unique_name("nm"),
+                  controllers=[controller.target])
+    token = (tmp_path / "admin-token").read_text().strip()
+    c = httpx.Client(base_url=controller.status["api"], headers={"X-Auth-Token": token}, timeout=30)
+    try:
+        network = c.post("/v2.0/networks", json={"network": {"name": "named"}}).json()["network"]["id"]
+        c.post("/v2.0/subnets", json={"subnet": {"network_id": network, "cidr": "10.71.0.0/24"}})
+        [plan] = net.plan.switches
+        bridge = plan.bridge                                      # <prefix>-s1: what --name gets
+        by_name = c.post("/v2.0/ports", json={"port": {"network_id": network, "binding:host_id": "s1",
+                                                       "binding:profile": {"port_no": 3}}}).json()["port"]
+        by_full_name = c.post("/v2.0/ports", json={"port": {
+            "network_id": network, "binding:host_id": bridge,
+            "binding:profile": {"interface": plan.ports[1].ifname}}}).json()["port"]
+        wrong_port = c.post("/v2.0/ports", json={"port": {"network_id": network, "binding:host_id": "s1",
+                                                          "binding:profile": {"port_no": 9}}}).json()["port"]
+        assert by_name["status"] == by_full_name["status"] == "DOWN"          # no switch yet
+        net.up()
+        net.wait_connected(60)
+
+        def status(port):
+            return c.get(f"/v2.0/ports/{port['id']}").json()["port"]["status"]
+
+        assert wait_until(lambda: status(by_name) == "ACTIVE" or None, timeout=30), status(by_name)
+        assert status(by_full_name) == "ACTIVE" and status(wrong_port) == "DOWN"
+        listed = c.get("/v2.0/ports", params={"status": "ACTIVE"}).json()["ports"]
+        assert {p["id"] for p in listed} == {by_name["id"], by_full_name["id"]}
+        [switch] = c.get("/sdn/switches", params={"counters": "false"}).json()["switches"]
+        assert (switch["name"], switch["description"]["datapath"]) == (bridge, bridge)
+        assert c.get("/sdn/switches/s1", params={"counters": "false"}).json()["switch"]["dpid"] == f"{0x71:016x}"
+    finally:
+        try:
+            net.down()
+        finally:
+            c.close()
+            assert controller.stop() == 0

@@ -8,6 +8,7 @@ controller process, is tests/integration/test_api_neutron_controller.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 
 import httpx
@@ -54,7 +55,7 @@ def net():
 
 def test_a_ports_status_follows_the_switch_port_it_is_bound_to(net):
     async def body():
-        async with client(net.core) as c:
+        async with client(net.core) as c, pumping(net):
             network = (await c.post("/v2.0/networks", headers=ADMIN, json={"network": {}})).json()["network"]
 
             async def port(**binding):
@@ -93,6 +94,68 @@ def test_a_ports_status_follows_the_switch_port_it_is_bound_to(net):
             r = await c.put(f"/v2.0/ports/{by_decimal}", headers=ADMIN, json={"port": {
                 "binding:host_id": "1", "binding:profile": {"port_no": 3}}})
             assert r.json()["port"]["status"] == "ACTIVE"
+    run(body())
+
+
+@contextlib.asynccontextmanager
+async def pumping(net):
+    """Delivers what the switches and the controller send each other while the test awaits
+    (the API's own requests of a switch, DESC for its name, need answers)."""
+    async def pump():
+        while True:
+            net.run()
+            await asyncio.sleep(0.001)
+    task = asyncio.ensure_future(pump())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def test_a_kumoflow_switch_is_found_by_the_name_its_desc_reply_gives():
+    from kumoflow.api.sdn import desc_name
+
+    net = MemNet([L2()])
+    named = net.switch(1, 3)
+    named.dp.dp_desc = "lab-s1"                      # kumoflow switch --name lab-s1
+    net.switch(2, 3)                                 # no --name: dp_desc "kumoflow datapath 0x..."
+    twin_a, twin_b = net.switch(3, 2), net.switch(4, 2)
+    twin_a.dp.dp_desc = twin_b.dp.dp_desc = "twin"   # two switches, one name: neither is found by it
+    net.start()
+    assert desc_name(ofp.DescReply("kumoflow", "", "", "", "lab-s1")) == "lab-s1"
+    assert desc_name(ofp.DescReply("kumoflow", "", "", "", "kumoflow datapath 0x0000000000000002")) is None
+    assert desc_name(ofp.DescReply("kumoflow", "", "", "", "0x2")) is None        # a datapath id is no name
+    assert desc_name(ofp.DescReply("Nicira, Inc.", "", "", "", "s1")) is None    # not ours: a description
+
+    async def body():
+        async with client(net.core) as c, pumping(net):
+            network = (await c.post("/v2.0/networks", headers=ADMIN, json={"network": {}})).json()["network"]
+
+            async def port(host, port_no=2):
+                r = await c.post("/v2.0/ports", headers=ADMIN, json={"port": {
+                    "network_id": network["id"], "binding:host_id": host, "binding:profile": {"port_no": port_no}}})
+                assert r.status_code == 201, r.text
+                return r.json()["port"]
+
+            by_name, by_short_name = await port("lab-s1"), await port("s1")
+            assert (by_name["status"], by_short_name["status"]) == ("ACTIVE", "ACTIVE")
+            assert (await port("twin"))["status"] == "DOWN"
+            assert (await port("3"))["status"] == "ACTIVE"
+            assert (await port("s9"))["status"] == "DOWN"
+            listed = (await c.get("/v2.0/ports", headers=ADMIN, params={"status": "ACTIVE"})).json()["ports"]
+            assert {p["binding:host_id"] for p in listed} == {"lab-s1", "s1", "3"}
+            switches = (await c.get("/sdn/switches", headers=ADMIN, params={"counters": "false"})).json()
+            assert [s["name"] for s in switches["switches"]] == ["lab-s1", None, "twin", "twin"]
+            r = await c.get("/sdn/switches/s1", headers=ADMIN, params={"counters": "false"})
+            assert r.status_code == 200 and r.json()["switch"]["dpid"] == "0000000000000001"
+            assert (await c.get("/sdn/switches/twin", headers=ADMIN)).status_code == 404
+            # the name belongs to the switch's session: it comes back with the switch
+            net.switches[1].disconnect()
+            net.run()
+            r = await c.get(f"/v2.0/ports/{by_name['id']}", headers=ADMIN)
+            assert r.json()["port"]["status"] == "DOWN"
     run(body())
 
 

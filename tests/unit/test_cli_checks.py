@@ -176,12 +176,28 @@ def test_controller_refuses_bad_numbers_before_listening(argv, message, caplog):
     (["--buffers", "-1"], "--buffers -1: must be 0..65536"),
     (["--buffers", "65537"], "--buffers 65537: must be 0..65536"),
     (["--tables", "0"], "--tables 0: must be 1..254"),
+    (["--name", "0x1"], "--name '0x1': that is how a datapath id is written; a name must not look like one"),
+    (["--name", "12"], "--name '12': that is how a datapath id is written; a name must not look like one"),
+    (["--name", "lab s1"], "--name 'lab s1': expected letters, digits and _.- (up to 64, the first a letter or "
+                           "digit)"),
 ])
 def test_switch_refuses_bad_numbers_before_opening_ports(argv, message, caplog):
     with caplog.at_level(logging.ERROR):
         status = cli.main(["switch", "--port", "1=lo", *argv])
     assert status == 2
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [message]
+
+
+def test_a_switch_name_is_its_desc_replys_dp_desc():
+    from kumoflow import ofp
+    from kumoflow.switch.runtime import Switch
+
+    [reply] = Switch(1, {}, name="lab-s1").datapath.handle(ofp.DescRequest())
+    assert (reply.mfr_desc, reply.dp_desc) == ("kumoflow", "lab-s1")
+    [reply] = Switch(1, {}).datapath.handle(ofp.DescRequest())
+    assert reply.dp_desc == "kumoflow datapath 0x0000000000000001"
+    with pytest.raises(ValueError, match="switch name '0x1': that is how a datapath id is written"):
+        Switch(1, {}, name="0x1")
 
 
 def test_app_options_reach_the_app():

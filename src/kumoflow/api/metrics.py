@@ -42,7 +42,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from kumoflow import ofp
 
 from .server import ApiContext, ApiError, get_context
-from .sdn import dpid_text, port_stats, switch_name
+from .sdn import dpid_text, learn_names, port_stats, switch_name
 
 router = APIRouter(tags=["metrics"])
 
@@ -109,7 +109,7 @@ class _ControllerCollector:
                                     labels=["dpid"])
         for dp in dps:
             dpid = dpid_text(dp.id)
-            info.add_metric([dpid, switch_name(dp) or "", dp.peer], 1)
+            info.add_metric([dpid, switch_name(dp, self.ctx) or "", dp.peer], 1)
             packet_ins.add_metric([dpid], dp.packet_ins)
             for kind, family in mods.items():
                 family.add_metric([dpid], dp.sent_by_type.get(kind, 0))
@@ -162,11 +162,13 @@ def _authorized(request: Request, ctx: ApiContext) -> bool:
 
 
 async def refresh_port_stats(ctx: ApiContext, timeout: float = SCRAPE_TIMEOUT) -> None:
-    """Ask every switch for its port counters, waiting at most `timeout`."""
+    """Ask every switch for its port counters (and learn the names kumoflow switches report in
+    their DESC reply, for kumoflow_switch_info), waiting at most `timeout`."""
     dps = [dp for dp in ctx.core.datapaths.values() if dp.is_up]
     if not dps:
         return
     tasks = [asyncio.ensure_future(port_stats(ctx, dp)) for dp in dps]
+    tasks.append(asyncio.ensure_future(learn_names(ctx)))     # the names of kumoflow switches (DESC)
     done, late = await asyncio.wait(tasks, timeout=timeout)
     for task in late:
         task.cancel()

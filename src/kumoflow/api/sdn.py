@@ -14,7 +14,10 @@ switch holds, read-only, for the admin.
 
 ``{switch}`` is a datapath id (``0x1a``, 16 hex digits as ovs-ofctl shows
 them, or decimal) or a switch's name (the name of its LOCAL port: an Open
-vSwitch bridge's name). Datapath ids and cookies are hexadecimal strings,
+vSwitch bridge's name; or a kumoflow switch's ``--name``, which it reports
+as its DESC reply's ``dp_desc``), or the end of a name after a ``-`` when
+one switch only has it (the emulator's ``s1`` for ``<topology>-s1``):
+`resolve_switch`. Datapath ids and cookies are hexadecimal strings,
 since JSON numbers lose 64-bit precision in many clients.
 
 Flows, groups, meters and port counters are asked of the switch for each
@@ -104,7 +107,8 @@ class Description(BaseModel):
 
 class Switch(BaseModel):
     dpid: str = Field(description="16 hex digits, as ovs-ofctl shows it")
-    name: str | None = Field(None, description="its LOCAL port's name (an Open vSwitch bridge's name), if any")
+    name: str | None = Field(None, description="its LOCAL port's name (an Open vSwitch bridge's name), or the "
+                                               "name a kumoflow switch reports in its DESC reply; null if none")
     peer: str = Field(description="the address its OpenFlow channel comes from")
     up_since: datetime
     uptime: float = Field(description="seconds")
@@ -238,32 +242,115 @@ def dpid_text(dpid: int) -> str:
     return f"{dpid:016x}"
 
 
-def switch_name(dp: Datapath) -> str | None:
+def desc_name(desc: ofp.DescReply | None) -> str | None:
+    """The name a kumoflow switch reports in its DESC reply (``kumoflow switch --name NAME``: its
+    ``dp_desc`` is NAME); None for another switch's reply, or a kumoflow switch without a name
+    (whose ``dp_desc`` is ``kumoflow datapath ID``, which is no name)."""
+    from kumoflow.switch import MANUFACTURER, name_problem
+
+    if desc is None or desc.mfr_desc != MANUFACTURER or name_problem(desc.dp_desc):
+        return None
+    return desc.dp_desc
+
+
+def switch_name(dp: Datapath, ctx: ApiContext | None = None) -> str | None:
+    """Its LOCAL port's name (an Open vSwitch bridge's name); else, with `ctx`, the name its DESC
+    reply gave (a kumoflow switch's ``--name``), once the API has read that reply."""
     local = dp.ports.get(ofp.OFPP.LOCAL)
-    return local.name if local is not None and local.name else None
+    if local is not None and local.name:
+        return local.name
+    if ctx is not None:
+        info = ctx.switch_info.get(dp)
+        if info is not None:
+            return desc_name(info.get("desc"))
+    return None
 
 
-def find_switch(ctx: ApiContext, ident: str) -> Datapath:
-    """The switch up with that datapath id or name, or 404."""
-    datapaths = ctx.core.datapaths
-    for dp in datapaths.values():
-        if switch_name(dp) == ident:
-            return dp
-    text_id = ident.strip().lower().removeprefix("dpid:")
-    dpid = None
+#: seconds before the API asks again a switch that did not answer its DESC request
+DESC_RETRY = 30.0
+#: seconds a switch has to answer the DESC request that learns its name, at most
+DESC_TIMEOUT = 2.0
+
+
+def parse_dpid(ident: str) -> int | None:
+    """A datapath id in any spelling (``0x1a``, ``000000000000001a``, ``00:00:...:1a``,
+    ``dpid:...``, decimal ``26``), or None."""
+    text = ident.strip().lower().removeprefix("dpid:")
     try:
-        if text_id.startswith("0x"):
-            dpid = int(text_id, 16)
-        elif len(text_id) == 16:
-            dpid = int(text_id, 16)
-        elif text_id.isdigit():
-            dpid = int(text_id)
+        if text.startswith("0x"):
+            dpid = int(text, 16)
+        elif ":" in text or len(text) == 16:
+            dpid = int(text.replace(":", ""), 16)
+        elif text.isdigit():
+            dpid = int(text)
+        else:
+            return None
     except ValueError:
-        dpid = None
-    dp = datapaths.get(dpid) if dpid is not None else None
-    if dp is None or not dp.is_up:
-        raise ApiError(404, "SwitchNotFound", f"Switch {ident} could not be found (not connected, or no such "
-                                              f"datapath id or name).")
+        return None
+    return dpid if 0 <= dpid < 1 << 64 else None
+
+
+def resolve_switch(ctx: ApiContext, ident: str) -> Datapath | None:
+    """The switch up that `ident` names, or None (none, or more than one).
+
+    In this order: a switch whose name (`switch_name`) is `ident`; the one switch whose name
+    ends in ``-ident`` (the emulator's ``s1`` for its ``<topology>-s1``); the switch with that
+    datapath id. Names come first, as for Open vSwitch; a kumoflow switch's name cannot look
+    like a datapath id."""
+    up = [dp for dp in ctx.core.datapaths.values() if dp.is_up]
+    names = [(dp, switch_name(dp, ctx)) for dp in up]
+    exact = [dp for dp, name in names if name == ident]
+    if exact:
+        return exact[0] if len(exact) == 1 else None
+    suffixed = [dp for dp, name in names if name is not None and name.endswith("-" + ident)]
+    if len(suffixed) == 1:
+        return suffixed[0]
+    if suffixed:
+        return None
+    dpid = parse_dpid(ident)
+    dp = ctx.core.datapaths.get(dpid) if dpid is not None else None
+    return dp if dp is not None and dp.is_up else None
+
+
+async def learn_names(ctx: ApiContext) -> bool:
+    """Read the DESC reply of every switch up that has no LOCAL port name and whose reply the
+    API has not read yet (concurrently; each at most `DESC_TIMEOUT` s, a switch that did not
+    answer asked again after `DESC_RETRY` s). The controller does not ask for DESC itself: the
+    API asks, once per switch session (ctx.switch_info). True when a reply was read."""
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    wanted = []
+    for dp in ctx.core.datapaths.values():
+        if not dp.is_up or switch_name(dp) is not None:
+            continue
+        info = ctx.switch_info.setdefault(dp, {})
+        if "desc" not in info and now >= info.get("desc_retry", 0.0):
+            wanted.append((dp, info))
+    if not wanted:
+        return False
+    timeout = min(ctx.switch_timeout, DESC_TIMEOUT)
+
+    async def one(dp: Datapath, info: dict) -> bool:
+        try:
+            # wait_for too: the core's own timeout runs on the core's clock
+            info["desc"] = await asyncio.wait_for(ask(ctx, dp, ofp.DescRequest()), timeout)
+            return True
+        except (ApiError, asyncio.TimeoutError):
+            info["desc_retry"] = loop.time() + DESC_RETRY
+            return False
+
+    return any(await asyncio.gather(*(one(dp, info) for dp, info in wanted)))
+
+
+async def find_switch(ctx: ApiContext, ident: str) -> Datapath:
+    """The switch up that `ident` names (`resolve_switch`, after learning the names of switches
+    that have one only in their DESC reply), or 404."""
+    dp = resolve_switch(ctx, ident)
+    if dp is None and await learn_names(ctx):
+        dp = resolve_switch(ctx, ident)
+    if dp is None:
+        raise ApiError(404, "SwitchNotFound", f"Switch {ident} could not be found (not connected, no such "
+                                              f"datapath id or name, or a name more than one switch has).")
     return dp
 
 
@@ -322,7 +409,7 @@ def _function_name(ctx: ApiContext, number: int) -> str | None:
 def _port_ref(ctx: ApiContext, dpid: int, port_no: int) -> dict:
     dp = ctx.core.datapaths.get(dpid)
     port = dp.ports.get(port_no) if dp is not None else None
-    return {"dpid": dpid_text(dpid), "switch": switch_name(dp) if dp is not None else None,
+    return {"dpid": dpid_text(dpid), "switch": switch_name(dp, ctx) if dp is not None else None,
             "port_no": port_no, "port_name": port.name if port is not None else None}
 
 
@@ -360,7 +447,7 @@ def _switch(ctx: ApiContext, dp: Datapath, stats: dict[int, ofp.PortStats] | Non
         differences = len(adds) + len(changes) + len(deletes)
     features = dp.features
     return {
-        "dpid": dpid_text(dp.id), "name": switch_name(dp), "peer": dp.peer,
+        "dpid": dpid_text(dp.id), "name": switch_name(dp, ctx), "peer": dp.peer,
         "up_since": datetime.fromtimestamp(ctx.wall_time(dp.up_since), timezone.utc),
         "uptime": max(0.0, core.now() - dp.up_since), "settled": dp.settled,
         "n_tables": features.n_tables if features else None, "n_buffers": features.n_buffers if features else None,
@@ -422,14 +509,14 @@ async def list_switches(ctx: Ctx, caller: AdminCaller,
 @router.get("/switches/{switch}", response_model=SwitchResponse, responses=SWITCH_ERRORS, summary="One switch, with its ports")
 async def show_switch(ctx: Ctx, caller: AdminCaller, switch: str = SwitchParam,
                       counters: bool = Query(True, description="ask the switch for its port counters")) -> dict:
-    dp = find_switch(ctx, switch)
+    dp = await find_switch(ctx, switch)
     return {"switch": await _switch_view(ctx, dp, counters, strict=True)}
 
 
 @router.get("/switches/{switch}/flows", response_model=FlowList, responses=SWITCH_ERRORS, summary="The switch's flow entries")
 async def switch_flows(ctx: Ctx, caller: AdminCaller, switch: str = SwitchParam,
                        table: int | None = Query(None, ge=0, le=254, description="one table only")) -> dict:
-    dp = find_switch(ctx, switch)
+    dp = await find_switch(ctx, switch)
     if table is not None and dp.features is not None and table >= dp.features.n_tables:
         raise ApiError(404, "TableNotFound", f"Switch {dp.name} has no table {table} "
                                              f"(it has {dp.features.n_tables}: 0-{dp.features.n_tables - 1}).")
@@ -449,7 +536,7 @@ async def switch_flows(ctx: Ctx, caller: AdminCaller, switch: str = SwitchParam,
 
 @router.get("/switches/{switch}/groups", response_model=GroupList, responses=SWITCH_ERRORS, summary="The switch's groups")
 async def switch_groups(ctx: Ctx, caller: AdminCaller, switch: str = SwitchParam) -> dict:
-    dp = find_switch(ctx, switch)
+    dp = await find_switch(ctx, switch)
     reply = await ask(ctx, dp, ofp.GroupDescRequest())
     groups = []
     for g in sorted(reply.body, key=lambda g: g.group_id):
@@ -467,7 +554,7 @@ async def switch_groups(ctx: Ctx, caller: AdminCaller, switch: str = SwitchParam
 
 @router.get("/switches/{switch}/meters", response_model=MeterList, responses=SWITCH_ERRORS, summary="The switch's meters")
 async def switch_meters(ctx: Ctx, caller: AdminCaller, switch: str = SwitchParam) -> dict:
-    dp = find_switch(ctx, switch)
+    dp = await find_switch(ctx, switch)
     try:
         body = (await ask(ctx, dp, ofp.MeterConfigRequest())).body
     except ApiError as exc:
@@ -486,7 +573,7 @@ async def switch_meters(ctx: Ctx, caller: AdminCaller, switch: str = SwitchParam
 
 @router.get("/switches/{switch}/diff", response_model=Diff, summary="Desired vs installed on the switch")
 async def switch_diff(ctx: Ctx, caller: AdminCaller, switch: str = SwitchParam) -> dict:
-    dp = find_switch(ctx, switch)
+    dp = await find_switch(ctx, switch)
     reconciler = ctx.core.reconcilers.get(dp.id)
     ready = reconciler is not None and reconciler.ready
     adds, changes, deletes = reconciler.diff() if ready else ([], [], [])
@@ -506,6 +593,7 @@ async def switch_diff(ctx: Ctx, caller: AdminCaller, switch: str = SwitchParam) 
 
 @router.get("/links", response_model=LinkList, summary="Links between switches (LLDP, seen both ways)")
 async def list_links(ctx: Ctx, caller: AdminCaller) -> dict:
+    await learn_names(ctx)
     links = sorted(ctx.core.topology.graph.links)
     return {"links": [{"a": _port_ref(ctx, link.a, link.a_port), "b": _port_ref(ctx, link.b, link.b_port)}
                       for link in links]}
@@ -513,6 +601,7 @@ async def list_links(ctx: Ctx, caller: AdminCaller) -> dict:
 
 @router.get("/hosts", response_model=HostList, summary="Hosts found, where they are attached")
 async def list_hosts(ctx: Ctx, caller: AdminCaller) -> dict:
+    await learn_names(ctx)
     now = ctx.core.now()
     hosts = []
     for h in sorted(ctx.core.hosts, key=lambda h: (h.dpid, h.port, h.mac)):
@@ -524,4 +613,5 @@ async def list_hosts(ctx: Ctx, caller: AdminCaller) -> dict:
     return {"hosts": hosts}
 
 
-__all__ = ["router", "find_switch", "ask", "port_stats", "dpid_text", "switch_name"]
+__all__ = ["router", "find_switch", "ask", "port_stats", "dpid_text", "switch_name", "desc_name", "resolve_switch",
+           "learn_names", "parse_dpid"]

@@ -5,9 +5,15 @@ switch port the host hangs off:
 
     PUT /v2.0/ports/ID  {"port": {"binding:host_id": "0x1", "binding:profile": {"port_no": 3}}}
 
-``binding:host_id`` is the switch's datapath id (which the controller knows
-for every kind of switch; an Open vSwitch bridge's name would do too, a
-kumoflow switch has none), ``port_no`` the OpenFlow port of the host's link.
+``binding:host_id`` is the switch's datapath id, ``port_no`` the OpenFlow
+port of the host's link. A name would do too (an Open vSwitch bridge's,
+or the ``--name`` a kumoflow switch reports in its DESC reply: both are
+``<prefix>-s1``), but the datapath id stays the choice here: the
+controller knows it from the handshake for every kind of switch, with no
+DESC request to wait for; it is the plan's own identity of the switch
+(unique among the switches of a controller, where a name is unique only
+when ``<prefix>`` is, and a short ``s1`` only while one topology alone
+has it).
 The port turns ACTIVE once that switch is connected and the port is up.
 Binding changes no address: the host keeps the ``mac`` and ``ip`` of the
 topology file, and a port whose MAC or addresses differ is bound all the

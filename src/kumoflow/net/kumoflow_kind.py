@@ -6,6 +6,10 @@ in a session of its own so it outlives the command that brought the
 topology up, with
 
 * every planned port as ``--port N=IFNAME`` (the root-namespace veth ends),
+* ``--name <prefix>-s1``, the name an Open vSwitch bridge of the switch
+  would have (unique across topologies; the switch reports it in its DESC
+  reply, where the controller's API reads it: ``binding:host_id`` may name
+  the switch ``<prefix>-s1``, or ``s1`` when only one switch has that name),
 * the switch's datapath id, fail mode and controllers (``tcp:`` only),
   and its ``max_backoff`` as ``--max-backoff`` (reconnection attempts at
   most that many seconds apart),
@@ -182,7 +186,9 @@ class KumoflowSwitch(SwitchKind):
             status.unlink()
         except FileNotFoundError:
             pass
-        argv = [sys.executable, "-m", "kumoflow.cli", "switch",
+        # named as an Open vSwitch bridge of this switch would be (<prefix>-s1, unique across
+        # topologies): the controller's API finds it by that name, or by the YAML name s1 alone
+        argv = [sys.executable, "-m", "kumoflow.cli", "switch", "--name", switch.bridge,
                 "--dpid", f"{switch.dpid:#x}", "--fail-mode", switch.fail_mode,
                 "--listen", "ptcp:0:127.0.0.1", "--status-file", str(status)]
         for port in switch.ports:

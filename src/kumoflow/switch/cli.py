@@ -18,6 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "GSO frames themselves (PACKET_VNET_HDR). See docs/switch-runtime.md.")
     p.add_argument("--dpid", type=_dpid, default=1, metavar="ID",
                    help="datapath id: decimal, 0x-hex, or 16 hex digits with or without colons (default 1)")
+    p.add_argument("--name", metavar="NAME",
+                   help="the switch's name, reported in its DESC reply (dp_desc), by which the controller's "
+                        "API finds it (binding:host_id, /sdn/switches/NAME): letters, digits and _.-, up to 64 "
+                        "(default: none; dp_desc is then 'kumoflow datapath ID')")
     p.add_argument("--port", action="append", default=[], metavar="N=IFACE",
                    help="OpenFlow port N on interface IFACE (repeatable; IFACE alone takes the next number)")
     p.add_argument("--controller", action="append", default=[], metavar="tcp:HOST:PORT",
@@ -96,8 +100,11 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from kumoflow import cliargs
     from kumoflow.ofp.address import parse_address
+    from kumoflow.switch import name_problem
 
     try:
+        if args.name is not None and (problem := name_problem(args.name)):
+            raise ValueError(f"--name {args.name!r}: {problem}")
         ports = parse_ports(args.port)
         for target in args.controller:
             if parse_address(target, default_host="127.0.0.1").scheme != "tcp":
@@ -131,7 +138,7 @@ async def _serve(args: argparse.Namespace, ports: dict[int, str]) -> int:
         switch = Switch(args.dpid, ports, controllers=args.controller, listen=args.listen,
                         n_tables=args.tables, n_buffers=args.buffers, fail_mode=args.fail_mode,
                         echo_interval=args.echo_interval, max_backoff=args.max_backoff,
-                        status_file=args.status_file)
+                        status_file=args.status_file, name=args.name)
         configure_gc()                  # process-wide: before any port, listener or channel exists
         await switch.start()
     except (PortError, OSError, ValueError) as exc:

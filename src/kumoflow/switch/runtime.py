@@ -107,12 +107,19 @@ class Switch:
                  listen: list[str] = (), n_tables: int = 64, n_buffers: int = 256,
                  fail_mode: str = "secure", echo_interval: float = 5.0, max_backoff: float = 8.0,
                  tick_interval: float = 0.5, poll_interval: float = 2.0,
-                 status_file: str | None = None, datapath: Any = None) -> None:
+                 status_file: str | None = None, datapath: Any = None, name: str | None = None) -> None:
         """`ports`: OpenFlow port number -> interface name (a LinuxPort is made)
-        or a ready port object (any PortBase, e.g. for tests)."""
+        or a ready port object (any PortBase, e.g. for tests). `name`: the switch's name,
+        reported as the DESC reply's dp_desc (kumoflow.switch.NAME)."""
         if fail_mode not in FAIL_MODES:
             raise ValueError(f"fail mode {fail_mode!r}: expected one of {', '.join(FAIL_MODES)}")
+        if name is not None:
+            from . import name_problem
+
+            if problem := name_problem(name):
+                raise ValueError(f"switch name {name!r}: {problem}")
         self.dpid = dpid
+        self.name = name
         self.fail_mode = fail_mode
         self.controllers = list(controllers)
         self.listen = list(listen)
@@ -122,7 +129,9 @@ class Switch:
         if datapath is None:
             from .datapath import Datapath
 
-            datapath = Datapath(dpid=dpid, n_tables=n_tables, n_buffers=n_buffers)
+            datapath = Datapath(dpid=dpid, n_tables=n_tables, n_buffers=n_buffers, dp_desc=name or "")
+        elif name is not None:
+            datapath.dp_desc = name
         self.datapath = datapath
         self._port_specs = dict(ports)
         self.ports: dict[int, Any] = {}
@@ -386,6 +395,7 @@ class Switch:
         status = {
             "pid": os.getpid(),
             "dpid": self.dpid,
+            "name": self.name,
             "state": "running",
             "connected": self.channels.controller_connected,
             "standalone": self.standalone,

@@ -9,9 +9,10 @@ and free, else 400 / 409 IpAddressAlreadyAllocated), the project's
 or the port belongs to the network itself (``device_owner`` ``network:...``).
 
 Binding, the link to the data plane: ``binding:host_id`` names the switch
-the port's host hangs off (its name: an Open vSwitch bridge's name, also
-the emulator's switch name ``s1`` for its bridge ``<topology>-s1``; or its
-datapath id: ``0x1``, ``1``, 16 hex digits), ``binding:profile`` the switch
+the port's host hangs off (its name: an Open vSwitch bridge's name, a
+kumoflow switch's ``--name`` as its DESC reply gives it, also the
+emulator's switch name ``s1`` for its ``<topology>-s1``; or its datapath
+id: ``0x1``, ``1``, 16 hex digits), ``binding:profile`` the switch
 port: ``{"interface": NAME}`` or ``{"port_no": N}``. ``status`` is computed
 when read, from what the controller observes: ACTIVE when the port is
 administratively up, that switch is connected and that port is up (carrier
@@ -32,6 +33,7 @@ from pydantic import BaseModel, Field, field_validator
 from kumoflow import ofp
 from kumoflow.store import Record
 
+from ..sdn import learn_names, resolve_switch
 from ..server import ApiError, Caller, Ctx
 from . import security_groups
 from .common import (BOOL, DB, DESCRIPTION, INT, LIST, NAME, PROJECT_PATTERN, STR, TAG, Body, Who, admin_only, answer,
@@ -192,47 +194,29 @@ def check_mac(text: str) -> str:
 
 
 class Switches:
-    """Resolves binding:host_id to a connected switch (memoised for one request)."""
+    """Resolves binding:host_id to a connected switch (memoised for one request), as
+    ``/sdn/switches/{switch}`` does (kumoflow.api.sdn.resolve_switch): a name (an Open vSwitch
+    bridge's LOCAL port name, a kumoflow switch's ``--name`` from its DESC reply), the one
+    name ending in ``-host`` (the emulator's ``s1``), or a datapath id. `prepare` first learns
+    the names kumoflow switches give only in their DESC reply, when a host needs it."""
 
-    def __init__(self, core: Any) -> None:
-        self.core = core
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
         self._found: dict[str, Any] = {}
+
+    async def prepare(self, hosts: Any) -> None:
+        """Before rendering ports bound to `hosts`: if one of them names no switch yet, read the
+        DESC reply of switches whose name the API has not learned (once per switch session)."""
+        if any(host and self.find(host) is None for host in set(hosts)):
+            if await learn_names(self.ctx):
+                self._found.clear()
 
     def find(self, host: str) -> Any:
         if host in self._found:
             return self._found[host]
-        dp = self._resolve(host)
+        dp = resolve_switch(self.ctx, host)
         self._found[host] = dp
         return dp
-
-    def _resolve(self, host: str) -> Any:
-        datapaths = getattr(self.core, "datapaths", {})
-        up = [dp for dp in datapaths.values() if dp.is_up]
-        names = {}
-        for dp in up:
-            local = dp.ports.get(ofp.OFPP.LOCAL)
-            if local is not None and local.name:
-                names[dp] = local.name
-        for dp, name in names.items():
-            if name == host:
-                return dp
-        suffixed = [dp for dp, name in names.items() if name.endswith("-" + host)]
-        if len(suffixed) == 1:
-            return suffixed[0]
-        text = host.strip().lower().removeprefix("dpid:")
-        try:
-            if text.startswith("0x"):
-                dpid = int(text, 16)
-            elif len(text) == 16 or ":" in text:
-                dpid = int(text.replace(":", ""), 16)
-            elif text.isdigit():
-                dpid = int(text)
-            else:
-                return None
-        except ValueError:
-            return None
-        dp = datapaths.get(dpid)
-        return dp if dp is not None and dp.is_up else None
 
 
 def switch_port(dp: Any, profile: dict) -> Any:
@@ -476,7 +460,8 @@ async def create_ports(body: PortCreateRequest, ctx: Ctx, db: DB, caller: Who) -
             new, project = new_port(db, caller, item, batch, ops)
             ops.append(("create", "port", new, project, new_id()))
         changes = await db.commit(ops)
-    switches = Switches(ctx.core)
+    switches = Switches(ctx)
+    await switches.prepare(c.record.body.get("binding:host_id") for c in changes if c.kind == "port")
     made = [view(switches, c.record) for c in changes if c.kind == "port"]
     return answer({"ports": made} if bulk else {"port": made[0]}, 201)
 
@@ -484,8 +469,9 @@ async def create_ports(body: PortCreateRequest, ctx: Ctx, db: DB, caller: Who) -
 @router.get("/v2.0/ports", summary="List ports", response_model=PortList, responses=errors(),
             openapi_extra={"parameters": list_parameters(ATTRS)["parameters"] + FILTER_PARAMS["parameters"]})
 async def list_ports(request: Request, ctx: Ctx, db: DB, caller: Who) -> dict:
-    switches = Switches(ctx.core)
+    switches = Switches(ctx)
     records = [r for r in db.all("port") if owns(caller, r)]
+    await switches.prepare(r.body.get("binding:host_id") for r in records)
     return answer({"ports": select(request, records, ATTRS, {"fixed_ips": _fixed_ips_filter},
                                    render=lambda r: view(switches, r), computed=COMPUTED)})
 
@@ -493,7 +479,10 @@ async def list_ports(request: Request, ctx: Ctx, db: DB, caller: Who) -> dict:
 @router.get("/v2.0/ports/{port_id}", summary="Show a port", response_model=PortResponse,
             openapi_extra=show_parameters())
 async def show_port(port_id: str, request: Request, ctx: Ctx, db: DB, caller: Who) -> dict:
-    item = view(Switches(ctx.core), find(db, caller, "port", port_id, lambda r: owns(caller, r)))
+    record = find(db, caller, "port", port_id, lambda r: owns(caller, r))
+    switches = Switches(ctx)
+    await switches.prepare([record.body.get("binding:host_id")])
+    item = view(switches, record)
     fields = fields_of(request)
     return answer({"port": pick(item, fields) if fields else item})
 
@@ -542,7 +531,9 @@ async def update_port(port_id: str, body: PortUpdateRequest, ctx: Ctx, db: DB, c
             new["qos_policy_id"] = values["qos_policy_id"]
         ops.append(("update", "port", port_id, bumped(new)))
         changes = await db.commit(ops)
-    return answer({"port": view(Switches(ctx.core), changes[-1].record)})
+    switches = Switches(ctx)
+    await switches.prepare([changes[-1].record.body.get("binding:host_id")])
+    return answer({"port": view(switches, changes[-1].record)})
 
 
 @router.delete("/v2.0/ports/{port_id}", status_code=204, summary="Delete a port", response_class=Response,
