@@ -1,0 +1,243 @@
+"""The BGP speaker against a real FRR peer (root): two namespaces joined by a veth, a peer FRR
+(AS 65001) in one announcing prefixes from static blackhole routes and network statements, the
+kumoflow Speaker (AS 65002, FRR with FPM to this process) in the other. The callback receives
+the peer's prefixes with the peer as next hop and the deletes once the peer withdraws them; the
+peer learns the cloud's prefixes with the cloud router's address as next hop (third party),
+not the speaker's; a peer that stops answering loses its routes after the hold time (3 s)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from kumoflow.bgp.frr import FrrRouter
+from kumoflow.bgp.speaker import FRR_DIR, Speaker, SpeakerError, listen_in_namespace
+
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(not (FRR_DIR / "bgpd").exists(), reason="needs Debian's frr package")]
+
+PEER_V4, CLOUD_V4, GATEWAY_V4 = "10.200.0.1", "10.200.0.2", "10.200.0.10"
+PEER_V6, CLOUD_V6, GATEWAY_V6 = "fd00:200::1", "fd00:200::2", "fd00:200::10"
+PEER_PREFIXES = ["203.0.113.0/24", "198.51.100.0/25", "2001:db8:1::/48"]
+CLOUD_PREFIXES = [("10.50.0.0/24", GATEWAY_V4), ("10.51.0.0/16", GATEWAY_V4), ("2001:db8:50::/64", GATEWAY_V6)]
+
+
+def sh(*argv: str) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def pair(unique_name):
+    """(peer namespace, speaker namespace, veth name in the speaker's) joined by a veth."""
+    peer_ns, cloud_ns, veth = unique_name("bgpp"), unique_name("bgpc"), unique_name("vb")
+    try:
+        sh("ip", "netns", "add", peer_ns)
+        sh("ip", "netns", "add", cloud_ns)
+        sh("ip", "link", "add", veth + "a", "netns", peer_ns, "type", "veth", "peer", "name", veth + "b",
+           "netns", cloud_ns)
+        for ns, dev, v4, v6 in ((peer_ns, veth + "a", PEER_V4, PEER_V6), (cloud_ns, veth + "b", CLOUD_V4, CLOUD_V6)):
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "-n", ns, "addr", "add", v4 + "/24", "dev", dev)
+            sh("ip", "-n", ns, "addr", "add", v6 + "/64", "dev", dev, "nodad")
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        yield peer_ns, cloud_ns, veth + "b"
+    finally:
+        for ns in (peer_ns, cloud_ns):
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+
+
+def peer_configs(cloud_v4: str = CLOUD_V4, cloud_v6: str = CLOUD_V6) -> dict[str, str]:
+    return {
+        "staticd": "\n".join(f"{'ipv6' if ':' in p else 'ip'} route {p} blackhole" for p in PEER_PREFIXES),
+        "bgpd": f"""router bgp 65001
+ bgp router-id {PEER_V4}
+ no bgp ebgp-requires-policy
+ no bgp default ipv4-unicast
+ timers bgp 1 3
+ neighbor {cloud_v4} remote-as 65002
+ neighbor {cloud_v6} remote-as 65002
+ address-family ipv4 unicast
+  network 203.0.113.0/24
+  network 198.51.100.0/25
+  neighbor {cloud_v4} activate
+ exit-address-family
+ address-family ipv6 unicast
+  network 2001:db8:1::/48
+  neighbor {cloud_v6} activate
+ exit-address-family
+exit
+"""}
+
+
+class Recorder:
+    """The callback: every batch kept, the learned set followed."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[list, list]] = []
+        self.now: dict = {}
+        self.changed = asyncio.Event()
+
+    def __call__(self, adds, deletes) -> None:
+        self.batches.append((adds, deletes))
+        for r in deletes:
+            assert r.action == "delete"
+            self.now.pop(r.prefix, None)
+        for r in adds:
+            assert r.action == "add" and r.protocol == 186
+            self.now[r.prefix] = r
+        self.changed.set()
+
+    async def until(self, test, timeout: float = 30.0, what: str = "") -> float:
+        t0 = time.monotonic()
+        while not test(self.now):
+            self.changed.clear()
+            remaining = timeout - (time.monotonic() - t0)
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting for {what}: learned now {sorted(map(str, self.now))}")
+            try:
+                await asyncio.wait_for(self.changed.wait(), min(remaining, 1.0))
+            except asyncio.TimeoutError:
+                pass
+        return time.monotonic() - t0
+
+
+async def until(coro_fn, timeout: float = 30.0, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await coro_fn()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+def test_the_fpm_socket_is_made_in_the_namespace(pair):
+    peer_ns, cloud_ns, _ = pair
+    sock = listen_in_namespace(cloud_ns, "127.0.0.1", 0)
+    try:
+        port = sock.getsockname()[1]
+        listening = sh("ip", "netns", "exec", cloud_ns, "ss", "-Hltn")
+        assert f"127.0.0.1:{port}" in listening
+        assert f"127.0.0.1:{port}" not in sh("ss", "-Hltn")            # not in ours
+    finally:
+        sock.close()
+
+
+def test_learns_withdraws_announces_and_loses_on_hold_time(pair):
+    peer_ns, cloud_ns, cloud_dev = pair
+
+    async def body():
+        ifindex = int(sh("ip", "netns", "exec", cloud_ns, "cat", f"/sys/class/net/{cloud_dev}/ifindex"))
+        peer_ll = sh("ip", "-n", peer_ns, "-6", "-o", "addr", "show", "scope", "link").split()[3].split("/")[0]
+        got = Recorder()
+        peer = FrrRouter(peer_ns, peer_configs())
+        speaker = Speaker(got, namespace=cloud_ns)
+        try:
+            await peer.start()
+            await speaker.start()
+            await speaker.configure(65002, CLOUD_V4, peers=[(PEER_V4, 65001), (PEER_V6, 65001, None)],
+                                    announced=CLOUD_PREFIXES, timers=(1, 3))
+            await speaker.configure(65002, CLOUD_V4, peers=[(PEER_V4, 65001), (PEER_V6, 65001, None)],
+                                    announced=CLOUD_PREFIXES, timers=(1, 3))        # again: nothing changes
+            wanted = {ipaddress.ip_network(p) for p in PEER_PREFIXES}
+            await got.until(lambda now: set(now) == wanted, what="the peer's prefixes")
+            for prefix, route in got.now.items():
+                [hop] = route.nexthops
+                if prefix.version == 4:
+                    assert hop.gateway == ipaddress.ip_address(PEER_V4)
+                else:                    # FRR prefers the peer's link-local address on a shared link
+                    assert hop.gateway in (ipaddress.ip_address(PEER_V6), ipaddress.ip_address(peer_ll))
+                assert hop.ifindex == ifindex
+                assert route.table == 254
+            sessions = await speaker.peers()
+            assert [(p["peer_ip"], p["remote_as"], p["state"]) for p in sessions] == [
+                (PEER_V4, 65001, "Established"), (PEER_V6, 65001, "Established")]
+            assert sum(p["received"] for p in sessions) == 3
+
+            # the peer learns the cloud's prefixes, the cloud router's address as next hop
+            async def peer_sees():
+                seen = {}
+                for af in ("ipv4", "ipv6"):
+                    table = (await peer.vtysh_json(f"show bgp {af} unicast json")).get("routes", {})
+                    for prefix, paths in table.items():
+                        seen[prefix] = sorted({h["ip"] for path in paths for h in path.get("nexthops", [])
+                                               if h.get("scope", "global") == "global"})
+                return seen if all(p in seen for p, _ in CLOUD_PREFIXES) else None
+            seen = await until(peer_sees, what="the peer learning the cloud's prefixes")
+            for prefix, hop in CLOUD_PREFIXES:
+                assert seen[prefix] == [hop], (prefix, seen[prefix])
+            assert not any(p in seen for p in ("10.200.0.0/24",))     # nothing but what was announced
+
+            # a change: one prefix less announced, one peer's password set on both sides later
+            await speaker.configure(65002, CLOUD_V4, peers=[(PEER_V4, 65001), (PEER_V6, 65001)],
+                                    announced=CLOUD_PREFIXES[1:], timers=(1, 3))
+            async def peer_dropped():
+                table = (await peer.vtysh_json("show bgp ipv4 unicast json")).get("routes", {})
+                return "10.50.0.0/24" not in table and "10.51.0.0/16" in table
+            await until(peer_dropped, what="the peer losing 10.50.0.0/24")
+
+            # the peer withdraws: the callback gets the deletes
+            got.batches.clear()
+            await peer.vtysh("configure terminal", "router bgp 65001", "address-family ipv4 unicast",
+                             "no network 198.51.100.0/25")
+            await got.until(lambda now: ipaddress.ip_network("198.51.100.0/25") not in now, what="the withdrawal")
+            deleted = [r.prefix for adds, deletes in got.batches for r in deletes]
+            assert deleted == [ipaddress.ip_network("198.51.100.0/25")]
+            assert len(got.now) == 2
+
+            # the peer stops answering: its routes go after the hold time (3 s), not before
+            os.kill(peer.pid("bgpd"), signal.SIGSTOP)
+            t0 = time.monotonic()
+            await got.until(lambda now: not now, timeout=20, what="the hold timer")
+            waited = time.monotonic() - t0
+            assert 1.5 < waited < 10, waited
+            os.kill(peer.pid("bgpd"), signal.SIGCONT)
+            # it comes back: the routes come back
+            await got.until(lambda now: len(now) == 2, timeout=30, what="the session back")
+        finally:
+            await speaker.stop()
+            await peer.stop()
+        assert not got.now          # stop hands every learned route on as a delete
+        assert not speaker.pathspace.exists() and not speaker.run_dir.exists()
+
+    asyncio.run(body())
+
+
+def test_a_refused_configuration_is_an_error_and_a_bad_one_is_not_sent(pair):
+    peer_ns, cloud_ns, _ = pair
+
+    async def body():
+        speaker = Speaker(lambda adds, deletes: None, namespace=cloud_ns)
+        await speaker.start()
+        try:
+            with pytest.raises(ValueError):
+                await speaker.configure(65002, "not-an-address")
+            with pytest.raises(ValueError):
+                await speaker.configure(65002, CLOUD_V4, announced=[("10.0.0.0/8", "fd00::1")])
+            await speaker.configure(65002, CLOUD_V4, peers=[(PEER_V4, 65001, "s3cret")])
+            assert [p["state"] for p in await speaker.peers()] != []
+            pids = dict(speaker._pids)
+            with pytest.raises(SpeakerError):          # a second speaker on the same pathspace
+                await Speaker(lambda a, d: None, namespace=cloud_ns).start()
+            assert all(os.path.exists(f"/proc/{pid}") for pid in pids.values())   # it stopped nothing of ours
+        finally:
+            await speaker.stop()
+        assert not any(os.path.exists(f"/proc/{pid}") and str(speaker.run_dir) in open(f"/proc/{pid}/cmdline").read()
+                       for pid in pids.values())
+
+    asyncio.run(body())
+
+
+def test_no_namespace_is_an_error_and_leaves_nothing(unique_name):
+    async def body():
+        with pytest.raises(SpeakerError, match="does not exist"):
+            await Speaker(lambda a, d: None, namespace=unique_name("none")).start()
+
+    asyncio.run(body())
