@@ -578,6 +578,33 @@ def test_everything_is_still_there_after_a_restart_on_the_same_store(tmp_path):
         controller.stop()
 
 
+def test_segment_ranges_given_on_the_command_line_are_what_networks_get(tmp_path):
+    controller = ControllerProcess(apps=("l2",), log=tmp_path / "controller.log",
+                                   args=("--api", "127.0.0.1:0", "--admin-token", ADMIN,
+                                         "--segment-range", "vxlan=1000:1001", "--segment-range", "vlan=300:300"))
+    controller.start()
+    try:
+        admin = Client(controller.status["api"], ADMIN)
+        made = [admin.ok("POST", "/v2.0/networks", {"network": {}})["network"] for _ in range(2)]
+        assert [n["provider:segmentation_id"] for n in made] == [1000, 1001]
+        code, data = admin.post("/v2.0/networks", {"network": {}})
+        assert code == 503 and neutron_error(data)["type"] == "NoNetworkAvailable"
+        vlan = admin.ok("POST", "/v2.0/networks", {"network": {"provider:network_type": "vlan"}})["network"]
+        assert vlan["provider:segmentation_id"] == 300
+        # nvgre was not named: its whole range
+        nvgre = admin.ok("POST", "/v2.0/networks", {"network": {"provider:network_type": "nvgre"}})["network"]
+        assert nvgre["provider:segmentation_id"] == 1
+    finally:
+        assert controller.stop() == 0
+    # a bad range: exit status 2 before anything listens, the option named
+    proc = subprocess.run([sys.executable, "-m", "kumoflow.cli", "controller", "--listen", "tcp:127.0.0.1:0",
+                           "--store", "none", "--api", "127.0.0.1:0", "--admin-token", ADMIN,
+                           "--segment-range", "vlan=4000:5000"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": SRC})
+    assert proc.returncode == 2
+    assert "--segment-range vlan=4000:5000: a vlan segmentation id is 1..4094" in proc.stderr
+
+
 # --- schemathesis -------------------------------------------------------------------------------------
 
 

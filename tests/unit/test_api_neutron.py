@@ -250,6 +250,42 @@ def test_segmentation_ids_are_the_lowest_free_per_type():
     run(body())
 
 
+def test_segmentation_ids_come_from_the_configured_ranges_and_run_out_with_503():
+    async def body():
+        app = build_app(MemNet([L2()]).core, admin_token="admin-secret",
+                        segment_ranges={"vxlan": ((5, 5), (10, 11)), "vlan": ((100, 101),)})
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://kumoflow") as c:
+            async def network(**attrs):
+                return await c.post("/v2.0/networks", headers=ADMIN, json={"network": attrs})
+
+            ids = [(await network()).json()["network"]["provider:segmentation_id"] for _ in range(3)]
+            assert ids == [5, 10, 11]
+            r = await network()
+            assert r.status_code == 503 and r.json()["NeutronError"]["type"] == "NoNetworkAvailable"
+            assert "5..5, 10..11" in r.json()["NeutronError"]["message"]
+            # the admin may give an id outside the ranges (a provider network), within the legal range
+            r = await network(**{"provider:segmentation_id": 7})
+            assert r.status_code == 201 and r.json()["network"]["provider:segmentation_id"] == 7
+            r = await network(**{"provider:segmentation_id": 16777216})
+            assert r.status_code == 400
+            # bulk: all or none, and none when the range runs out half-way
+            vlan = {"provider:network_type": "vlan"}
+            r = await c.post("/v2.0/networks", headers=ADMIN, json={"networks": [vlan] * 3})
+            assert r.status_code == 503
+            r = await c.post("/v2.0/networks", headers=ADMIN, json={"networks": [vlan] * 2})
+            assert [n["provider:segmentation_id"] for n in r.json()["networks"]] == [100, 101]
+            # vlan ranges are per physical network; a type not configured has its whole range
+            r = await network(**vlan, **{"provider:physical_network": "p2"})
+            assert r.json()["network"]["provider:segmentation_id"] == 100
+            r = await network(**{"provider:network_type": "nvgre"})
+            assert r.json()["network"]["provider:segmentation_id"] == 1
+            # a freed id is handed out again
+            first = (await c.get("/v2.0/networks", headers=ADMIN, params={"provider:segmentation_id": 10})).json()
+            await c.delete(f"/v2.0/networks/{first['networks'][0]['id']}", headers=ADMIN)
+            assert (await network()).json()["network"]["provider:segmentation_id"] == 10
+    run(body())
+
+
 # --- the emulator binds its hosts' ports -----------------------------------------------------------------
 
 TOPOLOGY = """\

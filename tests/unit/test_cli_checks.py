@@ -160,6 +160,25 @@ def test_the_kumoflow_kind_checks_a_plan_made_by_hand():
     (["--app", "fabric", "--set", "fabric.lldp_interval=0"],
      "app 'fabric': lldp_interval 0: must be a number of seconds, more than 0"),
     (["--app", "fabric", "--set", "fabric.fast_failover=no"], "app 'fabric': fast_failover 'no': must be true or false"),
+    (["--segment-range", "vxlan=1:9"], "--segment-range: only with --api (it is how the API allocates "
+                                       "segmentation ids)"),
+    (["--api", "127.0.0.1:0", "--segment-range", "vxlan=0:9"], "--segment-range vxlan=0:9: a vxlan segmentation "
+                                                               "id is 1..16777215"),
+    (["--api", "127.0.0.1:0", "--segment-range", "vlan=100:4095"], "--segment-range vlan=100:4095: a vlan "
+                                                                   "segmentation id is 1..4094"),
+    (["--api", "127.0.0.1:0", "--segment-range", "vlan=200:100"], "--segment-range vlan=200:100: LOW 200 is "
+                                                                  "above HIGH 100"),
+    (["--api", "127.0.0.1:0", "--segment-range", "vlan=1:10", "--segment-range", "vlan=10:20"],
+     "--segment-range vlan=10:20: overlaps vlan=1:10"),
+    (["--api", "127.0.0.1:0", "--segment-range", "gre=1:10"], "--segment-range gre=1:10: unknown network type "
+                                                              "'gre'; expected one of vxlan, nvgre, vlan"),
+    (["--api", "127.0.0.1:0", "--segment-range", "flat=1:10"], "--segment-range flat=1:10: a flat network has "
+                                                               "no segmentation id"),
+    (["--api", "127.0.0.1:0", "--segment-range", "vxlan=1000"], "--segment-range vxlan=1000: expected "
+                                                                "TYPE=LOW:HIGH with whole numbers, e.g. "
+                                                                "vxlan=100:199"),
+    (["--api", "127.0.0.1:0", "--segment-range", "vxlan"], "--segment-range vxlan: expected TYPE=LOW:HIGH, "
+                                                           "e.g. vxlan=1000:1999"),
 ])
 def test_controller_refuses_bad_numbers_before_listening(argv, message, caplog):
     with caplog.at_level(logging.ERROR):
@@ -198,6 +217,14 @@ def test_a_switch_name_is_its_desc_replys_dp_desc():
     assert reply.dp_desc == "kumoflow datapath 0x0000000000000001"
     with pytest.raises(ValueError, match="switch name '0x1': that is how a datapath id is written"):
         Switch(1, {}, name="0x1")
+
+
+def test_segment_ranges_are_parsed_per_type_and_sorted():
+    from kumoflow.api.options import parse_segment_ranges
+
+    assert parse_segment_ranges([]) == {}
+    assert parse_segment_ranges(["vxlan=1000:1999", "vlan=300:399", "vlan=100:199", "nvgre=7:7"]) == {
+        "vxlan": ((1000, 1999),), "vlan": ((100, 199), (300, 399)), "nvgre": ((7, 7),)}
 
 
 def test_app_options_reach_the_app():

@@ -4,6 +4,9 @@
     --api-public             allow a non-loopback --api address
     --admin-token TOKEN      the admin token (else read from, or generated into, --admin-token-file)
     --admin-token-file PATH  default /var/lib/kumoflow/admin-token, written with mode 0600
+    --segment-range TYPE=LOW:HIGH
+                             the segmentation ids networks of TYPE (vxlan, nvgre, vlan) get
+                             when none is given (repeatable; default the whole legal range)
 
 This module imports neither FastAPI nor uvicorn: a controller without
 ``--api`` never loads them.
@@ -16,7 +19,7 @@ import logging
 import os
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,12 @@ DEFAULT_PORT = 9696
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 #: where the generated admin token is kept (and where `kumoflow show` looks for it)
 DEFAULT_TOKEN_FILE = "/var/lib/kumoflow/admin-token"
+#: the segmentation ids each network type can have at all (inclusive): the VNI and the NVGRE
+#: VSID are 24 bits (0 is reserved), a VLAN id 12 bits (0 and 4095 are reserved); flat: none
+LEGAL_RANGES = {"vxlan": (1, 16777215), "nvgre": (1, 16777215), "vlan": (1, 4094)}
+
+#: network type -> the ranges (low, high), sorted, that allocation hands ids out of
+SegmentRanges = dict[str, tuple[tuple[int, int], ...]]
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class ApiOptions:
     public: bool
     admin_token: str | None
     token_file: Path
+    segment_ranges: SegmentRanges = field(default_factory=dict)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,11 +59,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--admin-token-file", metavar="PATH", default=DEFAULT_TOKEN_FILE,
                    help=f"where the admin token is read from, or written to (mode 0600) when missing "
                         f"(default {DEFAULT_TOKEN_FILE})")
+    g.add_argument("--segment-range", action="append", default=[], metavar="TYPE=LOW:HIGH",
+                   help="segmentation ids to allocate to networks of TYPE (vxlan, nvgre or vlan) that are "
+                        "given none, e.g. vxlan=1000:1999 (repeatable, also for several ranges of a type; "
+                        "default: every legal id, vxlan/nvgre 1:16777215, vlan 1:4094)")
 
 
 def parse(args: argparse.Namespace) -> ApiOptions | None:
     """The API options, checked; None without --api. ValueError says what is wrong."""
+    ranges = parse_segment_ranges(getattr(args, "segment_range", None) or [])
     if not getattr(args, "api", None):
+        if ranges:
+            raise ValueError("--segment-range: only with --api (it is how the API allocates segmentation ids)")
         return None
     host, port = parse_address(args.api)
     from .server import is_loopback          # imports FastAPI: only when --api is given
@@ -63,7 +80,43 @@ def parse(args: argparse.Namespace) -> ApiOptions | None:
                          f"machines. Give --api-public to mean it")
     if args.admin_token is not None and not args.admin_token.strip():
         raise ValueError("--admin-token: empty")
-    return ApiOptions(host, port, args.api_public, args.admin_token, Path(args.admin_token_file))
+    return ApiOptions(host, port, args.api_public, args.admin_token, Path(args.admin_token_file), ranges)
+
+
+def parse_segment_ranges(items: list[str]) -> SegmentRanges:
+    """["vxlan=1000:1999", "vlan=100:199", "vlan=300:399"] -> {"vxlan": ((1000, 1999),),
+    "vlan": ((100, 199), (300, 399))}. ValueError names the item and what is wrong: an unknown
+    type (or flat, which has no ids), not LOW:HIGH, out of the type's legal range, LOW above
+    HIGH, two ranges of a type that overlap."""
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for item in items:
+        kind, eq, span = item.partition("=")
+        kind = kind.strip()
+        where = f"--segment-range {item}"
+        if not eq:
+            raise ValueError(f"{where}: expected TYPE=LOW:HIGH, e.g. vxlan=1000:1999")
+        if kind == "flat":
+            raise ValueError(f"{where}: a flat network has no segmentation id")
+        if kind not in LEGAL_RANGES:
+            raise ValueError(f"{where}: unknown network type {kind!r}; expected one of "
+                             f"{', '.join(LEGAL_RANGES)}")
+        low_text, colon, high_text = span.partition(":")
+        try:
+            low, high = int(low_text), int(high_text)
+        except ValueError:
+            raise ValueError(f"{where}: expected TYPE=LOW:HIGH with whole numbers, e.g. {kind}=100:199") from None
+        if not colon:
+            raise ValueError(f"{where}: expected TYPE=LOW:HIGH, e.g. {kind}=100:199")
+        first, last = LEGAL_RANGES[kind]
+        if not (first <= low <= last and first <= high <= last):
+            raise ValueError(f"{where}: a {kind} segmentation id is {first}..{last}")
+        if low > high:
+            raise ValueError(f"{where}: LOW {low} is above HIGH {high}")
+        for other in ranges.get(kind, ()):
+            if low <= other[1] and other[0] <= high:
+                raise ValueError(f"{where}: overlaps {kind}={other[0]}:{other[1]}")
+        ranges.setdefault(kind, []).append((low, high))
+    return {kind: tuple(sorted(spans)) for kind, spans in ranges.items()}
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -107,4 +160,5 @@ async def start(controller: Any, options: ApiOptions) -> Any:
     from .server import serve
 
     token = admin_token(options)
-    return await serve(controller, options.host, options.port, admin_token=token, public=options.public)
+    return await serve(controller, options.host, options.port, admin_token=token, public=options.public,
+                       segment_ranges=options.segment_ranges)

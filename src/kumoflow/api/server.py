@@ -279,12 +279,15 @@ class ApiContext:
     tokens, and per-module state (`extra`, e.g. the metrics registry)."""
 
     def __init__(self, controller: Any, tokens: Tokens, public: bool = False,
-                 switch_timeout: float = 5.0) -> None:
+                 switch_timeout: float = 5.0, segment_ranges: dict | None = None) -> None:
         self.controller = controller
         self.core = getattr(controller, "core", controller)     # a runtime Controller, or a bare Core
         self.tokens = tokens
         self.public = public                 # served on a non-loopback address
         self.switch_timeout = switch_timeout  # seconds a switch has to answer a request of the API
+        #: network type -> ((low, high), ...): the segmentation ids networks are allocated from
+        #: (--segment-range; a type not named: its whole legal range)
+        self.segment_ranges: dict = dict(segment_ranges or {})
         self.extra: dict[str, Any] = {}
         #: per switch session, what the API learned of it (its DESC reply, ...)
         self.switch_info: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -330,14 +333,17 @@ AdminCaller = Annotated[Caller, Depends(get_admin)]
 
 def build_app(controller: Any, *, admin_token: str | None = None, tokens: Tokens | None = None,
               public: bool = False, switch_timeout: float = 5.0,
-              routers: list[str] | None = None) -> FastAPI:
+              routers: list[str] | None = None, segment_ranges: dict | None = None) -> FastAPI:
     """The API of `controller` (a runtime Controller, or a Core for tests).
     Without `admin_token` (or `tokens`) a random admin token is made: read it
-    from ``app.state.kumoflow.tokens.admin_token``."""
+    from ``app.state.kumoflow.tokens.admin_token``. `segment_ranges`: network
+    type -> ((low, high), ...) to allocate segmentation ids from (options.py
+    parse_segment_ranges checks them); a type not named: its whole legal range."""
     from kumoflow import __version__
 
     tokens = tokens or Tokens(admin_token or secrets.token_urlsafe(32))
-    ctx = ApiContext(controller, tokens, public=public, switch_timeout=switch_timeout)
+    ctx = ApiContext(controller, tokens, public=public, switch_timeout=switch_timeout,
+                     segment_ranges=segment_ranges)
     app = FastAPI(title=TITLE, version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None)
     app.state.kumoflow = ctx
     _install_error_handlers(app)

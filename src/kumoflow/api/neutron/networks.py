@@ -3,7 +3,11 @@
 ``provider:network_type`` is ``vxlan`` (the default), ``nvgre`` (kumoflow's
 own: NVGRE, RFC 7637, a 24-bit virtual subnet id in the GRE key), ``vlan``
 or ``flat``. ``provider:segmentation_id`` (the VNI, VSID or VLAN id) is
-allocated from `RANGES` when not given, lowest free first, and is unique
+allocated when not given, lowest free first, from the type's ranges
+(``--segment-range TYPE=LOW:HIGH``: ApiContext.segment_ranges; else the
+whole legal range, `LEGAL_RANGES`): none free is 503 NoNetworkAvailable, as
+in Neutron. One the admin gives may lie outside those ranges, within the
+legal range (400 otherwise), as a provider network in Neutron. It is unique
 per type (a vlan id per physical network; one flat network per physical
 network): a clash is 409. Projects may choose the type; the segmentation id,
 physical network, ``shared`` and ``router:external`` need the admin.
@@ -18,7 +22,8 @@ from pydantic import BaseModel, Field
 
 from kumoflow.store import Record
 
-from ..server import ApiError
+from ..options import LEGAL_RANGES
+from ..server import ApiError, Ctx
 from .common import (BOOL, DB, DESCRIPTION, INT, LIST, NAME, PROJECT_PATTERN, STR, TAG, Body, Who, admin_only,
                      answer, bad, bumped, common, conflict, errors, fields_of, find, find_own, given, list_parameters,
                      new_id, no_content, one_or_many, pick, project_of, select, show_parameters, shown, visible)
@@ -28,8 +33,8 @@ router = APIRouter(tags=["networks"])
 
 NETWORK_TYPES = ("vxlan", "nvgre", "vlan", "flat")
 DEFAULT_TYPE = "vxlan"
-#: segmentation ids handed out per network type (inclusive); configurable later
-RANGES = {"vxlan": (1, 16777215), "nvgre": (1, 16777215), "vlan": (1, 4094)}
+#: the segmentation ids a network type can have (inclusive); what is allocated is configurable
+RANGES = LEGAL_RANGES
 #: the MTU a network gets by default: 1500 less the encapsulation (VXLAN over IPv4: 50 bytes;
 #: NVGRE: 42, outer IPv4 + GRE with key + inner Ethernet)
 DEFAULT_MTU = {"vxlan": 1450, "nvgre": 1458, "vlan": 1500, "flat": 1500}
@@ -129,8 +134,9 @@ def check_qos(db: NeutronDB, caller, policy_id: str | None) -> None:
         find(db, caller, "qos_policy", policy_id)
 
 
-def _segment(db: NeutronDB, body: dict, taken: set) -> None:
-    """Fill in and check the provider attributes of a new network's `body` (in place)."""
+def _segment(db: NeutronDB, body: dict, taken: set, ranges: dict | None = None) -> None:
+    """Fill in and check the provider attributes of a new network's `body` (in place); an id
+    is allocated from `ranges` (type -> ((low, high), ...); a type not there: its legal range)."""
     if body.get("provider:network_type") is None:
         body["provider:network_type"] = DEFAULT_TYPE
     kind = body["provider:network_type"]
@@ -146,13 +152,13 @@ def _segment(db: NeutronDB, body: dict, taken: set) -> None:
         if seg is not None and not low <= seg <= high:
             raise bad(f"provider:segmentation_id {seg} is out of range {low}..{high} for {kind}")
         if seg is None:
-            seg = low
-            while (segment_key({**body, "provider:segmentation_id": seg}) in db.segments
-                   or segment_key({**body, "provider:segmentation_id": seg}) in taken):
-                seg += 1
-                if seg > high:
-                    raise ApiError(503, "NoNetworkAvailable", f"Unable to create the network: no {kind} "
-                                                              f"segmentation id is free in {low}..{high}.")
+            spans = (ranges or {}).get(kind) or ((low, high),)
+            seg = _lowest_free(db, body, taken, spans)
+            if seg is None:
+                text = ", ".join(f"{a}..{b}" for a, b in spans)
+                raise ApiError(503, "NoNetworkAvailable", f"Unable to create the network. No tenant network is "
+                                                          f"available for allocation: no {kind} segmentation id "
+                                                          f"is free in {text}.")
             body["provider:segmentation_id"] = seg
     body.setdefault("provider:physical_network", None)
     body.setdefault("provider:segmentation_id", None)
@@ -168,9 +174,20 @@ def _segment(db: NeutronDB, body: dict, taken: set) -> None:
     taken.add(key)
 
 
+def _lowest_free(db: NeutronDB, body: dict, taken: set, spans) -> int | None:
+    """The lowest segmentation id in `spans` that no network of `body`'s type (and physical
+    network, for vlan) has, nor one of this request; None when all are taken."""
+    for low, high in spans:
+        for seg in range(low, high + 1):
+            key = segment_key({**body, "provider:segmentation_id": seg})
+            if key not in db.segments and key not in taken:
+                return seg
+    return None
+
+
 @router.post("/v2.0/networks", status_code=201, summary="Create a network (or several: bulk)",
              response_model=NetworkResponse | NetworkList, responses=errors(403, 404, 409, 503))
-async def create_networks(body: NetworkCreateRequest, db: DB, caller: Who) -> dict:
+async def create_networks(body: NetworkCreateRequest, ctx: Ctx, db: DB, caller: Who) -> dict:
     items, bulk = one_or_many(body, "network", "networks")
     async with db.lock:
         taken: set = set()
@@ -185,7 +202,7 @@ async def create_networks(body: NetworkCreateRequest, db: DB, caller: Who) -> di
             new = {"name": "", "description": "", "admin_state_up": True, "shared": False,
                    "router:external": False, "port_security_enabled": True, "qos_policy_id": None, "tags": [],
                    "availability_zone_hints": [], "availability_zones": [], **values}
-            _segment(db, new, taken)
+            _segment(db, new, taken, ctx.segment_ranges)
             if new.get("mtu") is None:
                 new["mtu"] = DEFAULT_MTU[new["provider:network_type"]]
             check_qos(db, caller, new["qos_policy_id"])
