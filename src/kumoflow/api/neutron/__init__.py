@@ -26,11 +26,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from . import networks, ports, qos, routers, security_groups, subnets
+from . import bgp, networks, ports, qos, routers, security_groups, subnets
 from .db import NeutronDB
 
 router = APIRouter()
-for _module in (networks, subnets, ports, routers, security_groups, qos):
+for _module in (networks, subnets, ports, routers, security_groups, qos, bgp):
     router.include_router(_module.router)
 
 
