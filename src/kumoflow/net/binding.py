@@ -92,7 +92,9 @@ def bind_ports(plan: Plan, url: str, token: str, client: Any = None) -> list[str
         addresses = {ip["ip_address"] for ip in api_port.get("fixed_ips", ())}
         if api_port.get("mac_address") != plan_host.mac:
             line += f"; warning: the port's MAC is {api_port.get('mac_address')}, the host's {plan_host.mac}"
-        if addresses and str(plan_host.ip.ip) not in addresses:
-            line += f"; warning: the port's addresses are {', '.join(sorted(addresses))}, the host's {plan_host.ip.ip}"
+        own = [str(a.ip) for a in plan_host.addresses]
+        if addresses and not addresses & set(own):
+            line += (f"; warning: the port's addresses are {', '.join(sorted(addresses))}, "
+                     f"the host's {', '.join(own) or 'from SLAAC'}")
         lines.append(line)
     return lines

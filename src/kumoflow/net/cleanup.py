@@ -5,8 +5,9 @@ point of ``up``: the state record (what ``up`` said it would make), the
 plan (what the topology file makes, when the file is at hand), and a sweep
 by name -- OVS bridges marked with the topology, root-namespace veths with
 its alias or interface prefix, namespaces named ``<topology>-<host>``.
-Order: switches, then links, then namespaces (stopping the processes left
-running in them). The record is removed only when nothing is left.
+Order: what runs in the hosts (``run:`` commands and FRR daemons, see
+:mod:`.services`), switches, links, then namespaces (stopping the processes
+left running in them). The record is removed only when nothing is left.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from kumoflow.net import hosts, links, state
+from kumoflow.net import hosts, links, services, state
 from kumoflow.net.plan import Names, Plan
 from kumoflow.net.switches import SWITCH_KINDS, get_kind
 
@@ -58,6 +59,7 @@ def leftovers(name: str, plan: Plan | None = None, record: dict[str, Any] | None
     pattern = names.netns_pattern()
     wanted = set(plan.namespaces() if plan else ()) | set((record or {}).get("namespaces", ()))
     found += [f"netns {ns}" for ns in hosts.list_namespaces() if ns in wanted or pattern.fullmatch(ns)]
+    found += services.leftovers(name, names)
     with IPRoute() as ipr:
         found += [f"link {ifname}" for ifname in links.owned_links(ipr, names)]
     for kind in _kinds(plan, record):
@@ -81,6 +83,11 @@ def teardown(name: str, plan: Plan | None = None, record: dict[str, Any] | None 
             report.removed += action(*args) or []
         except Exception as exc:  # keep going: remove as much as possible
             report.errors.append(f"{what}: {exc}")
+
+    # what runs in the hosts first (run: commands, FRR daemons), while their namespaces exist
+    recorded_hosts = {h: r.get("netns", names.netns(h)) for h, r in (record or {}).get("hosts", {}).items()}
+    planned_hosts = {h.name: h.netns for h in plan.hosts} if plan else {}
+    attempt("host services", services.stop_all, name, names, {**recorded_hosts, **planned_hosts})
 
     for sw in _switch_records(plan, record):
         kind = sw.get("kind")

@@ -7,6 +7,7 @@
     kumoflow up topo.yaml --api http://127.0.0.1:9696   # and bind hosts' API ports (port: on a host)
     kumoflow down examples/single.yaml            # or: kumoflow down single / --all
     kumoflow exec h1 -- ping -c1 10.0.0.2         # --topo NAME when several have h1
+    kumoflow exec r1 vtysh -c 'show bgp summary'  # an FRR host: vtysh reaches its daemons
 
 ``up`` leaves the topology running and returns; ``down`` removes it, also
 after a crash (from the state record in /run/kumoflow and by name). ``up
@@ -92,16 +93,35 @@ def _up(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc), 2)
     if args.check:
+        issues = _frr_dry_run(net.plan)
+        if issues:
+            return _fail(f"invalid topology\n{TopologyError(issues)}", 2)
         print_plan(net.plan, title=f"topology {net.name!r} is valid")
         return 0
     try:
         net.up()
+    except TopologyError as exc:  # FRR refused a configuration line
+        return _fail(f"invalid topology\n{exc}", 2)
     except NetError as exc:
         return _fail(str(exc))
     print_plan(net.plan, title=f"topology {net.name!r} is up")
     if args.api:
         return _bind(net.plan, args)
     return 0
+
+
+def _frr_dry_run(plan) -> list:
+    """FRR's own check of each router host's configuration (``vtysh
+    --dryrun``), when FRR is installed; ``up`` runs it too."""
+    import shutil
+
+    from kumoflow.net.services import frr_config_issues
+
+    routers = [h for h in plan.hosts if h.frr is not None]
+    if routers and shutil.which("vtysh") is None:
+        print("note: FRR is not installed here: the frr: configurations are not checked", file=sys.stderr)
+        return []
+    return [issue for h in routers for issue in frr_config_issues(h.name, h.frr)]
 
 
 def _bind(plan, args: argparse.Namespace) -> int:
@@ -198,9 +218,16 @@ def _exec(args: argparse.Namespace) -> int:
     if len(found) > 1:
         names = ", ".join(r["name"] for r in found)
         return _fail(f"host {args.host!r} is in several topologies ({names}); choose one with --topo", 2)
-    netns = found[0]["hosts"][args.host]["netns"]
+    host = found[0]["hosts"][args.host]
+    netns = host["netns"]
     if not namespace_exists(netns):
         return _fail(f"host {args.host!r} of topology {found[0]['name']!r} is not running (no namespace {netns})")
+    frr = host.get("frr")
+    if frr and Path(command[0]).name == "vtysh" and not {"-N", "--pathspace", "--vty_socket"} & set(command):
+        # this host's FRR daemons, not the machine's default pathspace
+        from kumoflow.net.services import vtysh_argv
+
+        command = [command[0], *vtysh_argv(frr["pathspace"], frr["dir"])[1:], *command[1:]]
     argv = netns_command(netns, command)
     sys.stdout.flush()
     try:

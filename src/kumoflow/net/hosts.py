@@ -8,6 +8,8 @@ through ``ip netns exec``, so they also see the per-namespace
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import signal
 import subprocess
@@ -45,27 +47,58 @@ def create_namespace(name: str) -> None:
         raise NetError(f"cannot create network namespace {name}: {exc}") from exc
 
 
+def host_sysctls(host: HostPlan) -> list[str]:
+    """The ``key=value`` settings of the host's namespace, made before eth0 is up.
+
+    Router advertisements are accepted on eth0 only with ``slaac``
+    (``accept_ra=2``: also when the host forwards), with autoconfiguration,
+    no duplicate address detection (the address is usable as soon as the RA
+    arrives) and no delay before the first router solicitation; without
+    ``slaac`` eth0 ignores them (a new namespace would accept them). A host
+    running FRR forwards IPv4 and IPv6.
+    """
+    eth = f"net.ipv6.conf.{host.ifname}"
+    if host.slaac:
+        settings = [f"{eth}.accept_ra=2", f"{eth}.autoconf=1", f"{eth}.accept_dad=0",
+                    f"{eth}.router_solicitation_delay=0"]
+    else:
+        settings = [f"{eth}.accept_ra=0", f"{eth}.autoconf=0"]
+    if host.forwarding:
+        settings += ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]
+    return settings
+
+
 def configure_host(host: HostPlan) -> None:
-    """Bring up ``lo`` and ``eth0`` (already moved in) with MAC, address and
-    default route."""
+    """Set the namespace's sysctls, bring up ``lo`` (with the loopback
+    addresses) and ``eth0`` (already moved in) with MAC, addresses and
+    default routes."""
     from pyroute2 import NetNS
 
+    settings = host_sysctls(host)
+    proc = subprocess.run(netns_command(host.netns, ["sysctl", "-q", "-w", *settings]),
+                          capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise NetError(f"host {host.name}: cannot set {' '.join(settings)}: {proc.stderr.strip()}")
     with NetNS(host.netns, flags=0) as ns:
         lo = ns.link_lookup(ifname="lo")[0]
         ns.link("set", index=lo, state="up")
+        for ip in host.loopback:
+            ns.addr("add", index=lo, address=str(ip.ip), prefixlen=ip.network.prefixlen,
+                    **({"flags": IFA_F_NODAD} if ip.version == 6 else {}))
         found = ns.link_lookup(ifname=host.ifname)
         if not found:
             raise NetError(f"{host.ifname} is missing in namespace {host.netns}")
         index = found[0]
         ns.link("set", index=index, address=host.mac)
-        kwargs: dict[str, Any] = {}
-        if host.ip.version == 6:
-            kwargs["flags"] = IFA_F_NODAD  # usable at once, not "tentative"
-        ns.addr("add", index=index, address=str(host.ip.ip), prefixlen=host.ip.network.prefixlen, **kwargs)
+        for ip in host.addresses:
+            kwargs: dict[str, Any] = {}
+            if ip.version == 6:
+                kwargs["flags"] = IFA_F_NODAD  # usable at once, not "tentative"
+            ns.addr("add", index=index, address=str(ip.ip), prefixlen=ip.network.prefixlen, **kwargs)
         ns.link("set", index=index, state="up")
-        if host.gateway is not None:
-            family = 10 if host.gateway.version == 6 else 2
-            ns.route("add", gateway=str(host.gateway), oif=index, family=family)
+        for gateway in host.gateways:
+            family = 10 if gateway.version == 6 else 2
+            ns.route("add", gateway=str(gateway), oif=index, family=family)
 
 
 def namespace_pids(name: str) -> list[int]:
@@ -145,16 +178,29 @@ class Host:
     netns = property(lambda self: self.plan.netns)
     ifname = property(lambda self: self.plan.ifname)
     mac = property(lambda self: self.plan.mac)
-    #: the interface address, e.g. ``IPv4Interface('10.0.0.1/24')``
+    #: the first static address, e.g. ``IPv4Interface('10.0.0.1/24')`` (None: SLAAC only)
     interface = property(lambda self: self.plan.ip)
+    #: every static address of eth0, in file order
+    interfaces = property(lambda self: self.plan.addresses)
 
     @property
     def ip(self) -> str:
-        """The host's address without prefix length, e.g. ``'10.0.0.1'``."""
+        """The host's first static address without prefix length, e.g. ``'10.0.0.1'``."""
+        if self.plan.ip is None:
+            raise NetError(f"host {self.name} has no static address (slaac: its address comes from "
+                           "router advertisements; see Host.global_addresses())")
         return str(self.plan.ip.ip)
 
+    def address(self, version: int) -> str:
+        """The first static IPv4 (``version=4``) or IPv6 (6) address, without prefix length."""
+        for ip in self.plan.addresses:
+            if ip.version == version:
+                return str(ip.ip)
+        raise NetError(f"host {self.name} has no static IPv{version} address")
+
     def __repr__(self) -> str:
-        return f"Host({self.name!r}, netns={self.netns!r}, ip={str(self.plan.ip)!r})"
+        shown = ", ".join(str(a) for a in self.plan.addresses) or "slaac"
+        return f"Host({self.name!r}, netns={self.netns!r}, ip={shown!r})"
 
     def command(self, cmd: Sequence[str] | str) -> list[str]:
         return netns_command(self.netns, cmd)
@@ -192,3 +238,66 @@ class Host:
         if self._owner is not None:
             self._owner._started.append(proc)
         return proc
+
+    # -- addresses the kernel has ---------------------------------------------
+
+    def global_addresses(self, version: int | None = None) -> list[str]:
+        """eth0's global addresses as the kernel has them now (static ones and
+        those SLAAC made), without prefix length; IPv4 and IPv6, or one
+        ``version``. Tentative addresses are left out."""
+        proc = self.run(["ip", "-j", "addr", "show", "dev", self.ifname, "scope", "global"], check=True)
+        found = []
+        for link in json.loads(proc.stdout or "[]"):
+            for info in link.get("addr_info", ()):
+                family = {"inet": 4, "inet6": 6}.get(info.get("family"))
+                if family and (version is None or family == version) and not info.get("tentative"):
+                    found.append(str(ipaddress.ip_address(info["local"])))
+        return found
+
+    def slaac_address(self, prefix: str | None = None, timeout: float = 10.0) -> str:
+        """Wait for an IPv6 address SLAAC gave eth0 (in ``prefix`` when given,
+        e.g. ``"2001:db8:1::/64"``) and return it; NetError after ``timeout`` s."""
+        static = {str(a.ip) for a in self.plan.addresses}
+        network = ipaddress.ip_network(prefix) if prefix else None
+        deadline = time.monotonic() + timeout
+        while True:
+            for address in self.global_addresses(6):
+                if address not in static and (network is None or ipaddress.ip_address(address) in network):
+                    return address
+            if time.monotonic() > deadline:
+                raise NetError(f"host {self.name}: no SLAAC address{' in ' + prefix if prefix else ''} "
+                               f"after {timeout:g}s")
+            time.sleep(0.1)
+
+    # -- services --------------------------------------------------------------
+
+    @property
+    def directory(self) -> Path:
+        """The host's files: ``run.log``, and an FRR host's configuration and logs."""
+        from kumoflow.net.services import host_dir
+
+        return host_dir(self.plan.topology, self.name)
+
+    @property
+    def run_log(self) -> Path:
+        """Where the output of the host's ``run:`` command goes."""
+        return self.directory / "run.log"
+
+    def vtysh(self, *commands: str, check: bool = True, timeout: float = 30) -> str:
+        """Run vtysh commands against the host's FRR daemons; their output."""
+        from kumoflow.net.services import vtysh_argv
+
+        if self.plan.frr is None:
+            raise NetError(f"host {self.name} runs no FRR (no frr: in the topology)")
+        argv = vtysh_argv(self.netns, self.directory)
+        for cmd in commands:
+            argv += ["-c", cmd]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise NetError(f"host {self.name}: vtysh {' '.join(commands)!r} -> {proc.returncode}: "
+                           f"{(proc.stdout + proc.stderr).strip()}")
+        return proc.stdout
+
+    def vtysh_json(self, command: str) -> Any:
+        """The parsed output of one ``... json`` vtysh command."""
+        return json.loads(self.vtysh(command) or "{}")

@@ -38,15 +38,15 @@ from typing import Any
 
 from pyroute2 import Ethtool, IPRoute
 
-from kumoflow.net import cleanup, links, state
+from kumoflow.net import cleanup, links, services, state
 from kumoflow.net import hosts as hostmod
 from kumoflow.net.cleanup import TeardownReport
-from kumoflow.net.errors import NetError, TeardownError
+from kumoflow.net.errors import NetError, TeardownError, TopologyError
 from kumoflow.net.hosts import Host
 from kumoflow.net.ping import PingMatrix, ping_pairs
 from kumoflow.net.plan import HostPlan, Plan, make_plan
 from kumoflow.net.switches import get_kind
-from kumoflow.net.topology import Topology, load_topology
+from kumoflow.net.topology import FrrConfig, Topology, load_topology
 
 
 class Network:
@@ -67,6 +67,8 @@ class Network:
         self.plan: Plan = make_plan(self.topology)
         self._hosts = {h.name: Host(h, owner=self) for h in self.plan.hosts}
         self._started: list[subprocess.Popen] = []
+        #: run: commands this process started (reaped by down; stopped by their pid files)
+        self._services: list[subprocess.Popen] = []
         self._is_up = False
         self._created = ""
         #: switches wait_connected() has seen connected (and handed to on_connected)
@@ -128,6 +130,7 @@ class Network:
             self._create()
         except BaseException as exc:
             report = cleanup.teardown(self.name, self.plan)
+            self._reap_services()
             if not report.clean and isinstance(exc, Exception):
                 raise NetError(f"{exc}\n(and cleaning up failed: {', '.join(report.leftovers)})") from exc
             raise
@@ -139,6 +142,7 @@ class Network:
         :class:`~kumoflow.net.errors.TeardownError` if something is left."""
         self._stop_started()
         report = cleanup.teardown(self.name, self.plan)
+        self._reap_services()
         self._is_up = False
         if not report.clean:
             raise TeardownError(self.name, report.leftovers, report.errors)
@@ -209,8 +213,9 @@ class Network:
         timeout: float = 1.0,
         retries: int = 1,
     ) -> PingMatrix:
-        """Ping every ordered pair of ``hosts`` (default: all), concurrently."""
-        chosen = [self.host(h) for h in hosts] if hosts else self.hosts
+        """Ping every ordered pair of ``hosts`` (default: every host with a
+        static address; each pinged at its first), concurrently."""
+        chosen = [self.host(h) for h in hosts] if hosts else [h for h in self.hosts if h.plan.addresses]
         pairs = [(a, b) for a in chosen for b in chosen if a is not b]
         results = ping_pairs(pairs, count=count, timeout=timeout, retries=retries)
         return PingMatrix([h.name for h in chosen], results)
@@ -229,7 +234,7 @@ class Network:
             "namespaces": plan.namespaces(),
             "links": [link.a.ifname for link in plan.links] + [link.b.ifname for link in plan.links],
             "switches": switches if switches is not None else [s.record() for s in plan.switches],
-            "hosts": {h.name: h.record() for h in plan.hosts},
+            "hosts": {h.name: {**h.record(), **_service_record(h)} for h in plan.hosts},
         }
 
     def _preflight(self) -> None:
@@ -259,6 +264,12 @@ class Network:
             taken = links.existing(ipr, self.plan.root_ifnames())
         if taken:
             raise NetError(f"interfaces already exist: {', '.join(taken)}")
+        routers = [h for h in self.plan.hosts if h.frr is not None]
+        for host in routers:
+            services.frr_preflight(host)
+        issues = [i for h in routers for i in services.frr_config_issues(h.name, h.frr)]
+        if issues:
+            raise TopologyError(issues)
 
     def _create(self) -> None:
         plan = self.plan
@@ -277,7 +288,33 @@ class Network:
         for i, switch in enumerate(plan.switches):
             switches[i] = {**switches[i], **get_kind(switch.kind).up(switch)}
             state.write(self._record("starting", switches))
+        # the network is up: what runs in the hosts (their record says where, already)
+        for host in plan.hosts:
+            if host.frr is not None:
+                services.start_frr(host)
+        started = []
+        for host in plan.hosts:
+            if host.run is not None:
+                proc = services.start_run(host)
+                self._services.append(proc)
+                started.append((host, proc))
+        if started:
+            deadline = time.monotonic() + services.RUN_GRACE
+            while time.monotonic() < deadline and any(p.poll() is None for _, p in started):
+                time.sleep(0.02)
+            for host, proc in started:
+                services.check_started(host, proc)
         state.write(self._record("up", switches))
+
+    def _reap_services(self) -> None:
+        """Collect the run: commands this process started (teardown stopped
+        them by their pid files), so none stays a zombie."""
+        for proc in self._services:
+            try:
+                proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+        self._services.clear()
 
     def _stop_started(self) -> None:
         for proc in self._started:
@@ -292,16 +329,44 @@ class Network:
         self._started.clear()
 
 
+def _service_record(host: HostPlan) -> dict[str, Any]:
+    """Where a host's services keep their files (known before they start)."""
+    out: dict[str, Any] = {}
+    if host.frr is not None:
+        out["frr"] = {
+            "pathspace": host.netns,
+            "dir": str(services.host_dir(host.topology, host.name)),
+            "daemons": list(host.frr.daemons),
+        }
+    if host.run is not None:
+        out["run"] = {"log": str(services.host_dir(host.topology, host.name) / "run.log")}
+    return out
+
+
 def _host_from_record(record: dict[str, Any]) -> HostPlan:
+    addresses = record.get("addresses")
+    if addresses is None:  # a record written before hosts had lists
+        addresses = [record["ip"]] if record.get("ip") else []
+    gateways = record.get("gateways")
+    if gateways is None:
+        gateways = [record["gateway"]] if record.get("gateway") else []
+    frr = None
+    if record.get("frr"):
+        frr = FrrConfig(text="", daemons=tuple(record["frr"].get("daemons", ())))
     return HostPlan(
         name=record["name"],
         netns=record["netns"],
         ifname=record["ifname"],
         mac=record["mac"],
-        ip=ipaddress.ip_interface(record["ip"]),
-        gateway=ipaddress.ip_address(record["gateway"]) if record.get("gateway") else None,
+        addresses=tuple(ipaddress.ip_interface(a) for a in addresses),
+        gateways=tuple(ipaddress.ip_address(g) for g in gateways),
         switch=record.get("switch", ""),
         port=record.get("port", 0),
+        topology=record.get("topology") or record["netns"].rsplit("-", 1)[0],
+        slaac=bool(record.get("slaac")),
+        loopback=tuple(ipaddress.ip_interface(a) for a in record.get("loopback", ())),
+        run=("(running)" if record.get("run") else None),
+        frr=frr,
     )
 
 

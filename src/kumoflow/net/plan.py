@@ -26,8 +26,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from kumoflow.net.topology import IPAddress, IPInterface, Topology
+from kumoflow.net.topology import FrrConfig, IPAddress, IPInterface, Topology
 
 IFNAMSIZ = 16
 MAX_IFNAME = IFNAMSIZ - 1
@@ -95,11 +96,38 @@ class HostPlan:
     netns: str
     ifname: str
     mac: str
-    ip: IPInterface
-    gateway: IPAddress | None
+    #: eth0's static addresses (empty for a SLAAC-only host)
+    addresses: tuple[IPInterface, ...]
+    #: default routes, at most one per family
+    gateways: tuple[IPAddress, ...] = ()
     #: the switch and port the host is attached to
     switch: str = ""
     port: int = 0
+    topology: str = ""
+    #: accept router advertisements on eth0
+    slaac: bool = False
+    #: extra addresses on lo
+    loopback: tuple[IPInterface, ...] = ()
+    #: started in the background once the network is up (kumoflow.net.services)
+    run: str | tuple[str, ...] | None = None
+    #: an FRR router: zebra and the daemons asked for (kumoflow.net.services)
+    frr: FrrConfig | None = None
+    #: the directory of the topology file: where ``run`` starts
+    workdir: str = ""
+
+    @property
+    def ip(self) -> IPInterface | None:
+        """The first static address (None for a SLAAC-only host)."""
+        return self.addresses[0] if self.addresses else None
+
+    @property
+    def gateway(self) -> IPAddress | None:
+        return self.gateways[0] if self.gateways else None
+
+    @property
+    def forwarding(self) -> bool:
+        """Routes packets (an FRR router): IPv4 and IPv6 forwarding on in its namespace."""
+        return self.frr is not None
 
     def record(self) -> dict:
         return {
@@ -107,10 +135,16 @@ class HostPlan:
             "netns": self.netns,
             "ifname": self.ifname,
             "mac": self.mac,
-            "ip": str(self.ip),
+            # the first address and gateway, as records before lists had them
+            "ip": str(self.ip) if self.ip else None,
             "gateway": str(self.gateway) if self.gateway else None,
+            "addresses": [str(a) for a in self.addresses],
+            "gateways": [str(g) for g in self.gateways],
+            "slaac": self.slaac,
+            "loopback": [str(a) for a in self.loopback],
             "switch": self.switch,
             "port": self.port,
+            "topology": self.topology,
         }
 
 
@@ -213,9 +247,11 @@ def make_plan(topology: Topology) -> Plan:
         if b.netns is not None:
             attach[b.node] = (a.node, a.port)
         links.append(LinkPlan(index, a, b))
+    workdir = str(Path(topology.source).resolve().parent) if topology.source != "<string>" else ""
     hosts = tuple(
-        HostPlan(h.name, names.netns(h.name), HOST_IFNAME, h.mac, h.ip, h.gateway,
-                 *attach.get(h.name, ("", 0)))
+        HostPlan(h.name, names.netns(h.name), HOST_IFNAME, h.mac, h.addresses, h.gateways,
+                 *attach.get(h.name, ("", 0)), topology=topology.name, slaac=h.slaac,
+                 loopback=h.loopback, run=h.run, frr=h.frr, workdir=workdir)
         for h in topology.hosts
     )
     switches = tuple(

@@ -16,11 +16,19 @@ def plan_tables(plan: Plan) -> list[Table]:
             "\n".join(s.controllers) or "-",
             " ".join(str(p.number) for p in s.ports) or "-",
         )
-    hosts = Table("host", "namespace", "ip", "mac", "gateway", "attached to", title="hosts")
+    hosts = Table("host", "namespace", "ip", "mac", "gateway", "attached to", "runs", title="hosts")
     for h in plan.hosts:
+        addresses = [str(a) for a in h.addresses] + (["slaac"] if h.slaac else [])
+        addresses += [f"lo {a}" for a in h.loopback]
+        runs = []
+        if h.frr is not None:
+            runs.append("frr")
+        if h.run is not None:
+            runs.append("run")
         hosts.add_row(
-            h.name, h.netns, str(h.ip), h.mac, str(h.gateway or "-"),
+            h.name, h.netns, "\n".join(addresses), h.mac, "\n".join(str(g) for g in h.gateways) or "-",
             f"{h.switch} port {h.port}" if h.switch else "-",
+            "\n".join(runs) or "-",
         )
     links = Table("link", "a", "b", title="switch-to-switch links")
     for link in plan.links:

@@ -16,11 +16,22 @@ A topology file is YAML::
       - {src: h1, dst: s1, dst_port: 1}
 
 ``hosts``: each host is a network namespace with one interface, ``eth0``,
-on its one link. ``mac`` (unicast) and ``ip`` (with prefix length, IPv4 or
-IPv6) are required; ``gateway`` (in the host's subnet) adds a default route.
-``port`` names the controller API's port (Neutron) the host is, by name or
-id: ``kumoflow up --api URL`` binds it to the host's switch port
-(:mod:`kumoflow.net.binding`).
+on its one link. ``mac`` (unicast) is required, and ``ip``: one address
+with prefix length or a list of them, IPv4 and/or IPv6 (``ip`` may be left
+out when ``slaac`` is true). ``gateway``, one address or a list with at
+most one per family, each in one of the host's subnets of its family (an
+IPv6 gateway may also be link-local), adds default routes. ``slaac: true``
+makes eth0 accept router advertisements (addresses by SLAAC and the IPv6
+default route from whoever sends them); without it eth0 ignores them.
+``loopback``: extra addresses (one or a list) on ``lo``, e.g. prefixes a
+router host owns and announces. ``run``: a command (a string, run by
+``sh -c``, or a list: the program and its arguments) started in the host
+once the network is up, stopped at ``down``. ``frr``: the host is an FRR
+router: ``config`` (the integrated frr.conf text) or ``file`` (a path,
+relative to the topology file), and ``daemons`` besides zebra (default
+bgpd and staticd); see :mod:`kumoflow.net.services`. ``port`` names the
+controller API's port (Neutron) the host is, by name or id: ``kumoflow up
+--api URL`` binds it to the host's switch port (:mod:`kumoflow.net.binding`).
 
 ``switches``: ``kind`` is one of :func:`kumoflow.net.switches.kind_names`
 (default ``ovs``). ``dpid`` is an integer or 16 hex digits (colons allowed);
@@ -78,7 +89,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from yaml.nodes import Node, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from kumoflow.net.errors import Issue, TopologyError
 from kumoflow.net.switches import get_kind, kind_names
@@ -103,15 +114,62 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+#: FRR daemons a host may run besides zebra (always started first); ``frr.daemons``
+FRR_DAEMONS = (
+    "bgpd", "staticd", "ospfd", "ospf6d", "ripd", "ripngd", "isisd", "bfdd",
+    "pimd", "ldpd", "nhrpd", "eigrpd", "babeld", "pbrd", "fabricd", "vrrpd", "pathd",
+)
+#: bgpd for BGP, staticd for ``ip route`` lines (FRR 8 moved static routes out of zebra)
+DEFAULT_FRR_DAEMONS = ("bgpd", "staticd")
+IPV6_LINK_LOCAL = ipaddress.ip_network("fe80::/10")
+
+
+@dataclass(frozen=True)
+class FrrConfig:
+    """An FRR router in a host: the integrated configuration (``frr.conf``
+    text) and the daemons to run."""
+
+    text: str
+    #: zebra first, then the daemons asked for
+    daemons: tuple[str, ...] = ("zebra", *DEFAULT_FRR_DAEMONS)
+    #: where the text came from, for messages: the topology file (inline
+    #: ``config:``) or the ``file:`` named
+    source: str = "<string>"
+    #: line in ``source`` of the text's first line (0: unknown)
+    first_line: int = 0
+    #: the topology's field that gave the text (``hosts[2].frr.config``), for messages
+    field: str = "frr"
+
+
 @dataclass(frozen=True)
 class Host:
     name: str
     mac: str
-    ip: IPInterface
-    gateway: IPAddress | None = None
+    #: eth0's static addresses, in file order (``ip:``); empty only for a SLAAC-only host
+    addresses: tuple[IPInterface, ...] = ()
+    #: at most one per family: default routes through them
+    gateways: tuple[IPAddress, ...] = ()
     line: int = 0
     #: the API port (name or id) this host is: bound to its switch port by ``up --api`` (net/binding.py)
     port: str | None = None
+    #: accept router advertisements on eth0 (SLAAC addresses, default route)
+    slaac: bool = False
+    #: extra addresses on ``lo``
+    loopback: tuple[IPInterface, ...] = ()
+    #: a command started in the background once the network is up: a string
+    #: for ``sh -c``, or an argv tuple
+    run: str | tuple[str, ...] | None = None
+    frr: FrrConfig | None = None
+
+    @property
+    def ip(self) -> IPInterface | None:
+        """The first static address (None for a SLAAC-only host)."""
+        return self.addresses[0] if self.addresses else None
+
+    @property
+    def gateway(self) -> IPAddress | None:
+        """The first gateway (None if none)."""
+        return self.gateways[0] if self.gateways else None
 
 
 @dataclass(frozen=True)
@@ -367,23 +425,60 @@ class _Builder:
         ips: dict[object, str] = {}
         for i, item in enumerate(items or ()):
             where = field_index("hosts", i)
-            keys = r.mapping(item, where, required=("name", "mac", "ip"), optional=("gateway", "port"))
+            keys = r.mapping(
+                item, where, required=("name", "mac"),
+                optional=("ip", "gateway", "slaac", "loopback", "run", "frr", "port"),
+            )
             if keys is None:
                 continue
             name = self.node_name(keys["name"], field_key(where, "name")) if "name" in keys else None
             mac = self.mac(keys["mac"], field_key(where, "mac"), macs) if "mac" in keys else None
-            ip = self.ip(keys["ip"], field_key(where, "ip"), ips) if "ip" in keys else None
-            gateway = None
-            if "gateway" in keys and ip is not None:
-                gateway = self.gateway(keys["gateway"], field_key(where, "gateway"), ip)
+            ok = bool(name and mac)
+            slaac = False
+            if "slaac" in keys:
+                slaac = bool(r.boolean(keys["slaac"], field_key(where, "slaac")))
+            addresses: list[IPInterface] = []
+            if "ip" in keys:
+                found = self.addresses(keys["ip"], field_key(where, "ip"), ips)
+                ok = ok and found is not None
+                addresses = found or []
+                if found == [] and not slaac:
+                    r.error(keys["ip"], field_key(where, "ip"), "at least one address is needed (or slaac: true)")
+                    ok = False
+            elif not slaac:
+                r.error(item, field_key(where, "ip"), "missing required field (an address, or slaac: true)")
+                ok = False
+            gateways: list[IPAddress] = []
+            if "gateway" in keys and ok:
+                found_gw = self.gateways(keys["gateway"], field_key(where, "gateway"), addresses, slaac)
+                ok = found_gw is not None
+                gateways = found_gw or []
+            loopback: list[IPInterface] = []
+            if "loopback" in keys:
+                found = self.addresses(keys["loopback"], field_key(where, "loopback"), ips)
+                ok = ok and found is not None
+                loopback = found or []
+                if found:
+                    ok = self.loopback_apart(keys["loopback"], field_key(where, "loopback"), found, addresses) and ok
+            run = None
+            if "run" in keys:
+                run = self.command(keys["run"], field_key(where, "run"))
+                ok = ok and run is not None
+            frr = None
+            if "frr" in keys:
+                frr = self.frr(keys["frr"], field_key(where, "frr"))
+                ok = ok and frr is not None
             port = None
             if "port" in keys:
                 port = r.string(keys["port"], field_key(where, "port"))
                 if port is not None and not port.strip():
                     r.error(keys["port"], field_key(where, "port"), "an API port's name or id, not empty")
                     port = None
-            if name and mac and ip:
-                hosts.append(Host(name, mac, ip, gateway, line_of(item), port))
+            if ok and name and mac:
+                hosts.append(Host(
+                    name, mac, tuple(addresses), tuple(gateways), line_of(item), port,
+                    slaac=slaac, loopback=tuple(loopback), run=run, frr=frr,
+                ))
         return hosts
 
     def mac(self, node: Node, field: str, seen: dict[str, str]) -> str | None:
@@ -406,12 +501,33 @@ class _Builder:
         seen[mac] = field.rsplit(".", 1)[0]
         return mac
 
+    def addresses(self, node: Node, field: str, seen: dict[object, str]) -> list[IPInterface] | None:
+        """One address or a list of them (``ip:``, ``loopback:``); None if any is bad."""
+        r = self.r
+        if isinstance(node, ScalarNode) and not r.is_null(node):
+            items, paths = [node], [field]
+        else:
+            items = r.sequence(node, field)
+            if items is None:
+                return None
+            paths = [field_index(field, i) for i in range(len(items))]
+        result: list[IPInterface] = []
+        ok = True
+        for item, where in zip(items, paths, strict=True):
+            ip = self.ip(item, where, seen)
+            if ip is None:
+                ok = False
+            else:
+                result.append(ip)
+        return result if ok else None
+
     def ip(self, node: Node, field: str, seen: dict[object, str]) -> IPInterface | None:
         text = self.r.string(node, field)
         if text is None:
             return None
         if "/" not in text:
-            self.r.error(node, field, f"{text!r} needs a prefix length, e.g. 10.0.0.1/24")
+            example = "2001:db8::1/64" if ":" in text else "10.0.0.1/24"
+            self.r.error(node, field, f"{text!r} needs a prefix length, e.g. {example}")
             return None
         try:
             ip = ipaddress.ip_interface(text)
@@ -426,13 +542,46 @@ class _Builder:
         if ip.ip.is_multicast or ip.ip.is_unspecified or ip.ip.is_loopback:
             self.r.error(node, field, f"{ip.ip} cannot be a host address")
             return None
+        if ip.version == 6 and ip.ip in IPV6_LINK_LOCAL:
+            self.r.error(node, field, f"{ip.ip} is link-local: eth0 makes its own (fe80::/64 from the MAC)")
+            return None
         if ip.ip in seen:
             self.r.error(node, field, f"address {ip.ip} is already used by {seen[ip.ip]}")
             return None
-        seen[ip.ip] = field.rsplit(".", 1)[0]
+        seen[ip.ip] = re.sub(r"\.(ip|loopback)(\[\d+\])?$", "", field)
         return ip
 
-    def gateway(self, node: Node, field: str, ip: IPInterface) -> IPAddress | None:
+    def gateways(
+        self, node: Node, field: str, addresses: list[IPInterface], slaac: bool
+    ) -> list[IPAddress] | None:
+        """One gateway or a list, at most one per family; None if any is bad."""
+        r = self.r
+        if isinstance(node, ScalarNode) and not r.is_null(node):
+            items, paths = [node], [field]
+        else:
+            items = r.sequence(node, field)
+            if items is None:
+                return None
+            paths = [field_index(field, i) for i in range(len(items))]
+        result: list[IPAddress] = []
+        ok = True
+        for item, where in zip(items, paths, strict=True):
+            gateway = self.gateway(item, where, addresses, slaac)
+            if gateway is None:
+                ok = False
+                continue
+            other = next((g for g in result if g.version == gateway.version), None)
+            if other is not None:
+                r.error(item, where, f"a second IPv{gateway.version} gateway (the first is {other}): "
+                                     "a host has one default route per family")
+                ok = False
+                continue
+            result.append(gateway)
+        return result if ok else None
+
+    def gateway(
+        self, node: Node, field: str, addresses: list[IPInterface], slaac: bool
+    ) -> IPAddress | None:
         text = self.r.string(node, field)
         if text is None:
             return None
@@ -441,13 +590,130 @@ class _Builder:
         except ValueError:
             self.r.error(node, field, f"{text!r} is not an IP address")
             return None
-        if gateway.version != ip.version or gateway not in ip.network:
-            self.r.error(node, field, f"{gateway} is not in the host's subnet {ip.network}")
+        if gateway.version == 6 and slaac:
+            self.r.error(node, field, f"{gateway}: with slaac: true the IPv6 default route comes from "
+                                      "router advertisements; give no IPv6 gateway")
             return None
-        if gateway == ip.ip:
+        subnets = [a.network for a in addresses if a.version == gateway.version]
+        if gateway.version == 6 and gateway in IPV6_LINK_LOCAL:
+            if gateway.is_multicast or gateway == IPV6_LINK_LOCAL.network_address:
+                self.r.error(node, field, f"{gateway} cannot be a gateway")
+                return None
+            return gateway  # on eth0's link-local subnet, which every host has
+        if not subnets:
+            self.r.error(node, field, f"{gateway}: the host has no IPv{gateway.version} address")
+            return None
+        if not any(gateway in net for net in subnets):
+            if len(subnets) == 1:
+                self.r.error(node, field, f"{gateway} is not in the host's subnet {subnets[0]}")
+            else:
+                shown = ", ".join(str(n) for n in subnets)
+                self.r.error(node, field, f"{gateway} is not in any of the host's IPv{gateway.version} subnets ({shown})")
+            return None
+        if any(gateway == a.ip for a in addresses):
             self.r.error(node, field, f"{gateway} is the host's own address")
             return None
         return gateway
+
+    def loopback_apart(
+        self, node: Node, field: str, loopback: list[IPInterface], addresses: list[IPInterface]
+    ) -> bool:
+        """Loopback prefixes must not overlap eth0's subnets (the host could not tell them apart)."""
+        ok = True
+        items = [node] if isinstance(node, ScalarNode) else list(node.value)
+        paths = [field] if isinstance(node, ScalarNode) else [field_index(field, i) for i in range(len(items))]
+        for ip, item, where in zip(loopback, items, paths, strict=True):
+            for eth in addresses:
+                if ip.version == eth.version and ip.network.overlaps(eth.network):
+                    self.r.error(item, where, f"{ip} overlaps eth0's subnet {eth.network}")
+                    ok = False
+                    break
+        return ok
+
+    def command(self, node: Node, field: str) -> str | tuple[str, ...] | None:
+        """``run:``: a string (for ``sh -c``) or a list of strings (an argv)."""
+        r = self.r
+        if isinstance(node, ScalarNode) and not r.is_null(node):
+            text = r.string(node, field)
+            if text is not None and not text.strip():
+                r.error(node, field, "an empty command")
+                return None
+            return text
+        items = r.sequence(node, field)
+        if items is None:
+            return None
+        if not items:
+            r.error(node, field, "an empty command (give a string for sh -c, or a list: the program and its arguments)")
+            return None
+        argv = []
+        for i, item in enumerate(items):
+            text = r.string(item, field_index(field, i))  # numbers as written: [iperf3, -p, 5201]
+            if text is None:
+                return None
+            argv.append(text)
+        if not argv[0].strip():
+            r.error(items[0], field_index(field, 0), "the program's name is empty")
+            return None
+        return tuple(argv)
+
+    def frr(self, node: Node, field: str) -> FrrConfig | None:
+        """``frr: {config: TEXT | file: PATH, daemons: [...]}``."""
+        r = self.r
+        if not isinstance(node, MappingNode):
+            r.error(node, field, "expected a mapping: config: (the frr.conf text) or file: (a path to it), "
+                                 "and optionally daemons:")
+            return None
+        keys = r.mapping(node, field, optional=("config", "file", "daemons"))
+        if keys is None:
+            return None
+        daemons = ["zebra", *DEFAULT_FRR_DAEMONS]
+        ok = True
+        if "daemons" in keys:
+            daemons = ["zebra"]
+            items = r.sequence(keys["daemons"], field_key(field, "daemons"))
+            if items is None:
+                ok = False
+            for i, item in enumerate(items or ()):
+                where = field_index(field_key(field, "daemons"), i)
+                text = r.string(item, where)
+                if text is None:
+                    ok = False
+                elif text == "zebra":
+                    continue  # always there
+                elif text not in FRR_DAEMONS:
+                    r.error(item, where, f"{text!r} is not an FRR daemon (zebra always runs; "
+                                         f"others: {', '.join(FRR_DAEMONS)})")
+                    ok = False
+                elif text not in daemons:
+                    daemons.append(text)
+        if ("config" in keys) == ("file" in keys):
+            r.error(node, field, "give the configuration once: config: (frr.conf text) or file: (a path to it)")
+            return None
+        if "config" in keys:
+            text = r.string(keys["config"], field_key(field, "config"))
+            if text is None:
+                return None
+            config = keys["config"]
+            # a block scalar (| or >) starts on the line after its indicator
+            first = line_of(config) + (1 if getattr(config, "style", None) in ("|", ">") else 0)
+            frr = FrrConfig(text, tuple(daemons), self.r.filename, first, field_key(field, "config"))
+        else:
+            name = r.string(keys["file"], field_key(field, "file"))
+            if name is None:
+                return None
+            base = Path(self.r.filename).parent if self.r.filename != "<string>" else Path.cwd()
+            path = (base / name) if not Path(name).is_absolute() else Path(name)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                r.error(keys["file"], field_key(field, "file"), f"cannot read {str(path)!r}: {reason}")
+                return None
+            frr = FrrConfig(text, tuple(daemons), str(path), 1, field_key(field, "file"))
+        if not frr.text.strip():
+            r.error(node, field, "the FRR configuration is empty")
+            return None
+        return frr if ok else None
 
     # -- switches ---------------------------------------------------------
 
