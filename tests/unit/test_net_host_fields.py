@@ -13,11 +13,12 @@ import pytest
 
 from kumoflow.net.errors import TopologyError
 from kumoflow.net.hosts import host_sysctls
-from kumoflow.net.network import _host_from_record
+from kumoflow.net.network import Network, _host_from_record
 from kumoflow.net.plan import make_plan
 from kumoflow.net.topology import DEFAULT_FRR_DAEMONS, load_topology, parse_topology
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DEFAULT_DAEMONS = ("zebra", *DEFAULT_FRR_DAEMONS)
 
 HEAD = """\
 switches: [{name: s1}]
@@ -168,9 +169,13 @@ def test_plan_and_record_carry_the_new_fields():
     assert record["addresses"] == ["10.0.0.1/24", "2001:db8::1/64"]
     assert record["gateways"] == ["2001:db8::fe", "10.0.0.254"]
     assert record["loopback"] == ["192.0.2.1/32"] and record["slaac"] is False
-    back = _host_from_record({**record, "frr": {"daemons": ["zebra", "bgpd"]}})
+    full = Network(topo)._record("up")["hosts"]["h1"]
+    assert full["run"]["command"] == ["sleep", "600"] and full["run"]["log"].endswith("/h1/run.log")
+    assert full["frr"]["pathspace"] == host.netns and full["frr"]["daemons"] == list(DEFAULT_DAEMONS)
+    back = _host_from_record(full)
     assert back.addresses == host.addresses and back.gateways == host.gateways
-    assert back.loopback == host.loopback and back.frr.daemons == ("zebra", "bgpd")
+    assert back.loopback == host.loopback and back.frr.daemons == DEFAULT_DAEMONS
+    assert back.run == ("sleep", "600")
 
 
 def test_a_record_from_before_lists_still_reads():
@@ -460,6 +465,41 @@ def test_error_names_file_line_and_field(case):
     issues = errors_of(text, "topo.yaml")
     wanted = f"topo.yaml:{marked_line(text)}: {expected}"
     assert any(issue.startswith(wanted) for issue in issues), "\n".join(issues)
+
+
+def test_a_config_line_for_a_daemon_not_running_is_refused(tmp_path):
+    # vtysh would drop such a line silently: the route or the session would just be missing
+    text = host_file("""\
+        - name: h1
+          mac: "00:00:00:00:00:01"
+          ip: 10.0.0.1/24
+          frr:
+            daemons: []
+            config: |
+              router bgp 65001
+               neighbor 10.0.0.2 remote-as 65002
+              ip route 192.0.2.0/24 blackhole
+              ipv6 route 2001:db8:9::/48 blackhole
+        """)
+    issues = errors_of(text, "lab.yaml")
+    assert issues == [
+        f"lab.yaml:{line_with(text, 'router bgp 65001')}: hosts[0].frr.config: "
+        "line 1 ('router bgp 65001') needs bgpd, which is not in hosts[0].frr.daemons",
+        f"lab.yaml:{line_with(text, 'ip route 192.0.2.0/24 blackhole')}: hosts[0].frr.config: "
+        "line 3 ('ip route 192.0.2.0/24 blackhole') needs staticd, which is not in hosts[0].frr.daemons",
+        f"lab.yaml:{line_with(text, 'ipv6 route 2001:db8:9::/48 blackhole')}: hosts[0].frr.config: "
+        "line 4 ('ipv6 route 2001:db8:9::/48 blackhole') needs staticd, which is not in hosts[0].frr.daemons",
+    ]
+    # the default daemons take both; a file is named with its own line numbers
+    assert parse_topology(text.replace("    daemons: []\n", "")).host("h1").frr.daemons == DEFAULT_DAEMONS
+    (tmp_path / "r1.conf").write_text("!\nrouter ospf\n")
+    (tmp_path / "lab.yaml").write_text(host_file("""\
+        - {name: h1, mac: "00:00:00:00:00:01", ip: 10.0.0.1/24, frr: {file: r1.conf}}
+        """))
+    with pytest.raises(TopologyError) as info:
+        load_topology(tmp_path / "lab.yaml")
+    assert str(info.value) == (f"{tmp_path / 'r1.conf'}:2: hosts[0].frr.file: line 2 ('router ospf') needs ospfd, "
+                               "which is not in hosts[0].frr.daemons")
 
 
 def test_every_bad_address_is_reported_at_once():

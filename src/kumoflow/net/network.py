@@ -339,8 +339,16 @@ def _service_record(host: HostPlan) -> dict[str, Any]:
             "daemons": list(host.frr.daemons),
         }
     if host.run is not None:
-        out["run"] = {"log": str(services.host_dir(host.topology, host.name) / "run.log")}
+        out["run"] = {
+            "command": host.run if isinstance(host.run, str) else list(host.run),
+            "log": str(services.host_dir(host.topology, host.name) / "run.log"),
+        }
     return out
+
+
+def _command(run: Any) -> str | tuple[str, ...] | None:
+    command = run.get("command") if isinstance(run, dict) else None
+    return tuple(command) if isinstance(command, list) else command
 
 
 def _host_from_record(record: dict[str, Any]) -> HostPlan:
@@ -365,7 +373,7 @@ def _host_from_record(record: dict[str, Any]) -> HostPlan:
         topology=record.get("topology") or record["netns"].rsplit("-", 1)[0],
         slaac=bool(record.get("slaac")),
         loopback=tuple(ipaddress.ip_interface(a) for a in record.get("loopback", ())),
-        run=("(running)" if record.get("run") else None),
+        run=_command(record.get("run")),
         frr=frr,
     )
 

@@ -121,6 +121,21 @@ FRR_DAEMONS = (
 )
 #: bgpd for BGP, staticd for ``ip route`` lines (FRR 8 moved static routes out of zebra)
 DEFAULT_FRR_DAEMONS = ("bgpd", "staticd")
+#: top-level configuration lines and the daemon that takes them: vtysh drops
+#: a line whose daemon is not running, silently, so the file check refuses it
+FRR_LINE_DAEMONS = (
+    (re.compile(r"^ip(v6)? route\s"), "staticd"),
+    (re.compile(r"^router bgp(\s|$)"), "bgpd"),
+    (re.compile(r"^router ospf(\s|$)"), "ospfd"),
+    (re.compile(r"^router ospf6(\s|$)"), "ospf6d"),
+    (re.compile(r"^router rip(\s|$)"), "ripd"),
+    (re.compile(r"^router ripng(\s|$)"), "ripngd"),
+    (re.compile(r"^router isis\s"), "isisd"),
+    (re.compile(r"^router openfabric\s"), "fabricd"),
+    (re.compile(r"^router eigrp\s"), "eigrpd"),
+    (re.compile(r"^router babel(\s|$)"), "babeld"),
+    (re.compile(r"^bfd(\s|$)"), "bfdd"),
+)
 IPV6_LINK_LOCAL = ipaddress.ip_network("fe80::/10")
 
 
@@ -713,6 +728,14 @@ class _Builder:
         if not frr.text.strip():
             r.error(node, field, "the FRR configuration is empty")
             return None
+        for number, line in enumerate(frr.text.splitlines(), 1):
+            for pattern, daemon in FRR_LINE_DAEMONS:
+                if pattern.match(line) and daemon not in frr.daemons:
+                    where = frr.first_line + number - 1 if frr.first_line else line_of(node)
+                    self.r.issues.append(Issue(frr.source, where, frr.field,
+                                               f"line {number} ({line.strip()!r}) needs {daemon}, "
+                                               f"which is not in {field}.daemons"))
+                    ok = False
         return frr if ok else None
 
     # -- switches ---------------------------------------------------------
