@@ -286,6 +286,100 @@ def test_segmentation_ids_come_from_the_configured_ranges_and_run_out_with_503()
     run(body())
 
 
+def test_every_list_sorts_and_pages_as_neutron_does():
+    async def body():
+        async with client(MemNet([L2()]).core) as c:
+            async def get(url, **params):
+                r = await c.get(url, headers=ADMIN, params=params)
+                return r.status_code, r.json()
+
+            names = ["c", "a", "e", "b", "d"]
+            made = [(await c.post("/v2.0/networks", headers=ADMIN, json={"network": {"name": n}})).json()["network"]
+                    for n in names]
+            by_id = sorted(n["id"] for n in made)
+            # no limit: no links; a limit: sorted by id, page by page through the next links
+            status, data = await get("/v2.0/networks")
+            assert status == 200 and set(data) == {"networks"}
+            status, data = await get("/v2.0/networks", limit=2)
+            assert [n["id"] for n in data["networks"]] == by_id[:2]
+            assert [link["rel"] for link in data["networks_links"]] == ["next", "previous"]
+            seen, url = [], "/v2.0/networks?limit=2"
+            while True:
+                data = (await c.get(url, headers=ADMIN)).json()
+                seen += [n["id"] for n in data["networks"]]
+                links = {link["rel"]: link["href"] for link in data.get("networks_links", [])}
+                if "next" not in links:
+                    break
+                assert links["next"].startswith("http://kumoflow/v2.0/networks?limit=2&marker=")
+                url = links["next"]
+            assert seen == by_id and len(data["networks"]) == 1 and set(links) == {"previous"}
+            # back from the last page: the page before its first, in the list's order
+            data = (await c.get(links["previous"], headers=ADMIN)).json()
+            assert [n["id"] for n in data["networks"]] == by_id[2:4]
+            assert "page_reverse=True" in data["networks_links"][1]["href"]
+            status, data = await get("/v2.0/networks", limit=2, page_reverse="true")   # no marker: the last page
+            assert [n["id"] for n in data["networks"]] == by_id[3:]
+            status, data = await get("/v2.0/networks", limit=3, page_reverse="true", marker=by_id[1])
+            assert [n["id"] for n in data["networks"]] == by_id[:1]
+            assert [link["rel"] for link in data["networks_links"]] == ["next"]        # short going back
+            # sort keys and directions, with filters and fields kept in the links
+            status, data = await get("/v2.0/networks", sort_key="name", sort_dir="desc", limit=2, fields="name")
+            assert data["networks"] == [{"name": "e"}, {"name": "d"}]
+            nxt = data["networks_links"][0]["href"]
+            assert "sort_key=name" in nxt and "sort_dir=desc" in nxt and "fields=name" in nxt
+            assert (await c.get(nxt, headers=ADMIN)).json()["networks"] == [{"name": "c"}, {"name": "b"}]
+            status, data = await get("/v2.0/networks", sort_key=["admin_state_up", "name"], sort_dir=["asc", "asc"])
+            assert [n["name"] for n in data["networks"]] == sorted(names) and "networks_links" not in data
+            # a marker a filter leaves out still says where the page starts
+            d = next(n for n in made if n["name"] == "d")
+            r = await c.get("/v2.0/networks", headers=ADMIN, params=[
+                ("name", "a"), ("name", "e"), ("sort_key", "name"), ("sort_dir", "asc"), ("limit", "5"),
+                ("marker", d["id"])])
+            assert [n["name"] for n in r.json()["networks"]] == ["e"]
+            # bad values: 400 with Neutron's body
+            for params in ({"limit": 0}, {"limit": -1}, {"limit": "two"}, {"limit": 2, "marker": "nope"},
+                           {"limit": 2, "page_reverse": "maybe"}, {"sort_key": "name"}, {"sort_dir": "asc"},
+                           {"sort_key": "subnets", "sort_dir": "asc"}, {"sort_key": "colour", "sort_dir": "asc"},
+                           {"sort_key": "name", "sort_dir": "up"}):
+                status, data = await get("/v2.0/networks", **params)
+                assert status == 400 and data["NeutronError"]["type"] == "HTTPBadRequest", (params, data)
+            # another project's network is no marker for a project
+            token = (await c.post("/v2.0/tokens", headers=ADMIN, json={"token": {"project_id": "p"}})).json()
+            r = await c.get("/v2.0/networks", headers={"X-Auth-Token": token["token"]["token"]},
+                            params={"limit": 1, "marker": made[0]["id"]})
+            assert r.status_code == 400
+            # every list: the same parameters, the same links
+            policy = (await c.post("/v2.0/qos/policies", headers=ADMIN, json={"policy": {"name": "q"}})).json()
+            pid = policy["policy"]["id"]
+            for direction, kbps in (("egress", 1000), ("ingress", 2000)):
+                r = await c.post(f"/v2.0/qos/policies/{pid}/bandwidth_limit_rules", headers=ADMIN,
+                                 json={"bandwidth_limit_rule": {"max_kbps": kbps, "direction": direction}})
+                assert r.status_code == 201, r.text
+            for path, plural in (("/v2.0/subnets", "subnets"), ("/v2.0/ports", "ports"), ("/v2.0/routers", "routers"),
+                                 ("/v2.0/security-groups", "security_groups"),
+                                 ("/v2.0/security-group-rules", "security_group_rules"),
+                                 ("/v2.0/qos/policies", "policies"),
+                                 (f"/v2.0/qos/policies/{pid}/bandwidth_limit_rules", "bandwidth_limit_rules")):
+                status, data = await get(path, limit=1)
+                assert status == 200, (path, data)
+                assert set(data) <= {plural, f"{plural}_links"}, data
+                status, data = await get(path, limit=1, marker="nope")
+                assert status == 400, path
+            rules = f"/v2.0/qos/policies/{pid}/bandwidth_limit_rules"
+            status, data = await get(rules, sort_key="max_kbps", sort_dir="desc", limit=1)
+            assert [r["max_kbps"] for r in data["bandwidth_limit_rules"]] == [2000]
+            data = (await c.get(data["bandwidth_limit_rules_links"][0]["href"], headers=ADMIN)).json()
+            assert [r["max_kbps"] for r in data["bandwidth_limit_rules"]] == [1000]
+            status, data = await get(rules, direction="egress")
+            assert [r["max_kbps"] for r in data["bandwidth_limit_rules"]] == [1000]
+            # the document says so
+            doc = (await c.get("/openapi.json")).json()
+            names = {p["name"] for p in doc["paths"]["/v2.0/ports"]["get"]["parameters"]}
+            assert {"limit", "marker", "page_reverse", "sort_key", "sort_dir"} <= names
+            assert "ports_links" in doc["components"]["schemas"]["PortList"]["properties"]
+    run(body())
+
+
 # --- the emulator binds its hosts' ports -----------------------------------------------------------------
 
 TOPOLOGY = """\

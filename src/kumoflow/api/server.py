@@ -405,6 +405,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schemas["NeutronError"] = NeutronError.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(schemas["NeutronError"].pop("$defs", {}))
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/NeutronError"}}}}
+    _page_links(schema)
     for path, item in schema.get("paths", {}).items():
         for method, op in item.items():
             responses = op.setdefault("responses", {})
@@ -423,6 +424,31 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     response.update(error)
     app.openapi_schema = schema
     return schema
+
+
+def _page_links(schema: dict[str, Any]) -> None:
+    """A list that takes ``limit`` (kumoflow.api.neutron.common.Paging) answers Neutron's
+    ``<plural>_links`` beside ``<plural>`` when it is a page: say so in its answer's schema."""
+    schemas = schema["components"]["schemas"]
+    schemas["PageLink"] = {"title": "PageLink", "type": "object", "required": ["rel", "href"], "properties": {
+        "rel": {"type": "string", "enum": ["next", "previous"], "title": "Rel"},
+        "href": {"type": "string", "title": "Href", "description": "this list's URL with the marker (and "
+                                                                   "page_reverse) of that page"}}}
+    for item in schema.get("paths", {}).values():
+        op = item.get("get")
+        if op is None or not any(p.get("name") == "limit" for p in op.get("parameters", ())):
+            continue
+        ok = op.get("responses", {}).get("200", {}).get("content", {}).get("application/json", {})
+        ref = ok.get("schema", {}).get("$ref", "")
+        model = schemas.get(ref.rpartition("/")[2])
+        if model is None:
+            continue
+        properties = model.setdefault("properties", {})
+        for name, prop in list(properties.items()):
+            if prop.get("type") == "array" and not name.endswith("_links"):
+                properties.setdefault(f"{name}_links", {
+                    "type": "array", "items": {"$ref": "#/components/schemas/PageLink"},
+                    "title": f"{name}_links", "description": "with limit: the next and previous pages"})
 
 
 # --- serving -------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """What every Neutron resource shares: the caller's project, visibility,
-errors, the common attributes, list filters and ``fields=``, bulk bodies."""
+errors, the common attributes, list filters, sorting, pagination and
+``fields=``, bulk bodies."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
+from urllib.parse import urlencode
 from typing import Annotated, Any, Callable
 
 from fastapi import Depends, Request
@@ -119,6 +121,15 @@ def shown(body: dict) -> dict:
 
 
 def answer(data: Any, status: int = 200) -> JSONResponse:
+    """`data` as JSON; a `Page` (what `select` returns) under key K brings its links as
+    ``K_links`` when it has any, as Neutron's paginated lists do."""
+    if isinstance(data, dict) and any(isinstance(v, Page) for v in data.values()):
+        out = {}
+        for key, value in data.items():
+            out[key] = value
+            if isinstance(value, Page) and value.links:
+                out[f"{key}_links"] = value.links
+        data = out
     return JSONResponse(data, status_code=status)
 
 
@@ -136,6 +147,124 @@ def bumped(body: dict) -> dict:
 #: attribute types for filtering: str, bool, int, list (of text: matches a member), none (not filterable)
 STR, BOOL, INT, LIST = "str", "bool", "int", "list"
 _RESERVED = {"fields", "tags", "tags-any", "not-tags", "not-tags-any"}
+#: the query parameters of sorting and pagination (never filters)
+_PAGING = ("limit", "marker", "page_reverse", "sort_key", "sort_dir")
+
+
+class Page(list):
+    """A list answer: the resources, and Neutron's ``<plural>_links`` (``{"rel": "next" |
+    "previous", "href": URL}``) when the request asked for a page (`answer` adds them)."""
+
+    links: list[dict] = []
+
+
+class Paging:
+    """Sorting and pagination of a list, as Neutron does them.
+
+    ``sort_key=K&sort_dir=asc|desc`` (repeatable, as many directions as keys: sorts by the first
+    key, then the next...; null first when ascending); any sort, or a ``limit``, also sorts by
+    ``id`` last, so that the order is total. ``limit=N`` (N >= 1) answers at most N, after the
+    one whose id is ``marker`` (it must be one the caller sees: else 400), or before it with
+    ``page_reverse=true`` (still in the list's order; without a marker: the last N). Without
+    ``limit``, ``marker`` and ``page_reverse`` are ignored, as in Neutron. The links: ``next``
+    (marker: the last of this page) unless the page is short going forward, ``previous``
+    (marker: the first, page_reverse=True) unless it is short going backward; each is the
+    request's URL with only marker and page_reverse changed."""
+
+    def __init__(self, wanted: dict[str, list[str]], attrs: dict[str, str]) -> None:
+        self.limit: int | None = None
+        self.marker: str | None = None
+        self.reverse = False
+        limits = wanted.get("limit") or []
+        if limits:
+            text = limits[-1]
+            try:
+                self.limit = int(text)
+            except ValueError:
+                self.limit = None
+            if self.limit is None or self.limit < 1:
+                raise bad(f"Limit must be an integer 1 or greater and not '{text}'.", "HTTPBadRequest")
+            self.marker = (wanted.get("marker") or [None])[-1] or None
+            reverse = (wanted.get("page_reverse") or ["false"])[-1]
+            if reverse.lower() not in ("true", "false"):
+                raise bad(f"page_reverse must be true or false, not '{reverse}'.", "HTTPBadRequest")
+            self.reverse = reverse.lower() == "true"
+        keys = [k for k in wanted.get("sort_key", []) if k]
+        dirs = [d for d in wanted.get("sort_dir", []) if d]
+        if len(keys) != len(dirs):
+            raise bad("The number of sort_keys and sort_dirs must be same.", "HTTPBadRequest")
+        absent = [k for k in keys if attrs.get(k) not in (STR, BOOL, INT)]
+        if absent:
+            raise bad(f"{absent} is invalid attribute for sort_keys.", "HTTPBadRequest")
+        invalid = [d for d in dirs if d not in ("asc", "desc")]
+        if invalid:
+            raise bad(f"{invalid} is invalid value for sort_dirs, valid value is 'asc' and 'desc'.",
+                      "HTTPBadRequest")
+        self.sorts = [(k, attrs[k], d == "asc") for k, d in zip(keys, dirs)]
+        if (self.sorts or self.limit) and "id" not in keys:
+            self.sorts.append(("id", STR, True))
+
+    def sort(self, items: list[dict]) -> list[dict]:
+        if not self.sorts:
+            return items
+        items = list(items)
+        for name, kind, ascending in reversed(self.sorts):      # stable: the last key first
+            items.sort(key=lambda item, n=name, k=kind: _sort_value(k, item.get(n)), reverse=not ascending)
+        return items
+
+    def page(self, request: Request, items: list[dict], marker_item: Callable[[], dict | None]) -> Page:
+        """`items` (filtered, not yet sorted) sorted and cut to the page; `marker_item` gives the
+        marker's resource (rendered), which `items` may not hold (a filter left it out)."""
+        found = Page(self.sort(items))
+        if self.limit is None:
+            return found
+        if self.marker is not None:
+            at = next((i for i, item in enumerate(found) if item.get("id") == self.marker), None)
+            if at is None:
+                marker = marker_item()
+                if marker is None:
+                    raise bad(f"Marker {self.marker} is not the id of one of these resources (or not one this "
+                              f"token sees).", "HTTPBadRequest")
+                with_marker = self.sort([*found, marker])
+                at = next(i for i, item in enumerate(with_marker) if item is marker)
+                start = at                     # the first after the marker
+            else:
+                start = at + 1
+            end = at                           # the last before the marker, + 1
+        else:
+            start, end = 0, len(found)
+        if self.reverse:
+            page = Page(found[max(end - self.limit, 0):end])
+        else:
+            page = Page(found[start:start + self.limit])
+        short = len(page) < self.limit
+        links = []
+        if not (short and not self.reverse):
+            links.append({"rel": "next", "href": self._href(request, page, False)})
+        if not (short and self.reverse):
+            links.append({"rel": "previous", "href": self._href(request, page, True)})
+        page.links = links
+        return page
+
+    def _href(self, request: Request, page: list[dict], previous: bool) -> str:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("marker", "page_reverse")]
+        marker = (page[0] if previous else page[-1])["id"] if page else self.marker
+        if marker is not None:
+            params.append(("marker", marker))
+        if previous:
+            params.append(("page_reverse", "True"))
+        return str(request.url.replace(query=urlencode(params)))
+
+
+def _sort_value(kind: str, value: Any) -> tuple:
+    """A value's place in an ascending sort: null first, then by the attribute's type."""
+    if value is None:
+        return (0, 0)
+    if kind == INT and isinstance(value, (int, float)):
+        return (1, value)
+    if kind == BOOL:
+        return (1, bool(value))
+    return (2, str(value))
 
 
 def _parse_bool(name: str, value: str) -> bool:
@@ -162,8 +291,9 @@ def query_items(request: Request) -> list[tuple[str, str]]:
 
 def select(request: Request, items: list, attrs: dict[str, str],
            special: dict[str, Callable[[dict, list[str]], bool]] | None = None,
-           render: Callable[[Record], dict] | None = None, computed: frozenset[str] = frozenset()) -> list[dict]:
-    """`items` that pass the query string's filters, rendered, with only its `fields`.
+           render: Callable[[Record], dict] | None = None, computed: frozenset[str] = frozenset()) -> Page:
+    """`items` that pass the query string's filters, rendered, sorted and cut to a page as it
+    asks (`Paging`), with only its `fields`: a `Page`, whose links `answer` adds.
 
     `items` are rendered resources, or records with `render` (then filters on attributes not in
     `computed`, nor `special`, are tested on the record before it is rendered: a filtered list of
@@ -177,6 +307,7 @@ def select(request: Request, items: list, attrs: dict[str, str],
     for name, value in query_items(request):
         wanted.setdefault(name, []).append(value)
     fields = [f for value in wanted.pop("fields", []) for f in value.split(",") if f]
+    paging = Paging({name: wanted.pop(name) for name in _PAGING if name in wanted}, attrs)
     early: list[tuple[str, Callable[[Any], bool]]] = []     # tested on the record, when given records
     late: list[Callable[[dict], bool]] = []                 # tested on the rendered resource
     for name, values in wanted.items():
@@ -224,7 +355,19 @@ def select(request: Request, items: list, attrs: dict[str, str],
     else:
         found = [item for item in items if all(test(item.get(name)) for name, test in early)
                  and all(test(item) for test in late)]
-    return [pick(item, fields) for item in found] if fields else found
+
+    def marker_item() -> dict | None:
+        for item in items:
+            if (item.id if render is not None else item.get("id")) == paging.marker:
+                return render(item) if render is not None else item
+        return None
+
+    page = paging.page(request, found, marker_item)
+    if fields:
+        picked = Page(pick(item, fields) for item in page)
+        picked.links = page.links
+        return picked
+    return page
 
 
 def _value(record: Record, name: str) -> Any:
@@ -248,7 +391,8 @@ def fields_of(request: Request) -> list[str]:
 
 
 def list_parameters(attrs: dict[str, str], tags: bool = True) -> dict:
-    """The OpenAPI parameters of a list operation: one per filterable attribute, and fields."""
+    """The OpenAPI parameters of a list operation: one per filterable attribute, fields, and
+    sorting and pagination (`Paging`)."""
     params = []
     for name, kind in attrs.items():
         items: dict[str, Any] = {"type": "string"}
@@ -267,6 +411,22 @@ def list_parameters(attrs: dict[str, str], tags: bool = True) -> dict:
     params.append({"name": "fields", "in": "query", "required": False, "style": "form", "explode": True,
                    "description": "only these attributes in the answer (repeatable or comma-separated)",
                    "schema": {"type": "array", "items": {"type": "string"}}})
+    sortable = [name for name, kind in attrs.items() if kind in (STR, BOOL, INT)]
+    params += [
+        {"name": "sort_key", "in": "query", "required": False, "style": "form", "explode": True,
+         "description": "sort by these attributes, the first first (as many sort_dir as sort_key)",
+         "schema": {"type": "array", "items": {"type": "string", "enum": sortable}}},
+        {"name": "sort_dir", "in": "query", "required": False, "style": "form", "explode": True,
+         "description": "the direction of each sort_key", "schema": {"type": "array", "items": {
+             "type": "string", "enum": ["asc", "desc"]}}},
+        {"name": "limit", "in": "query", "required": False, "description": "at most this many; the answer's "
+         "<plural>_links then give the next and previous pages", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "marker", "in": "query", "required": False, "description": "with limit: the page after the "
+         "resource with this id (before it with page_reverse)", "schema": {"type": "string"}},
+        {"name": "page_reverse", "in": "query", "required": False, "description": "with limit: the page before "
+         "the marker (without one: the last page)", "schema": {"type": "string", "enum": [
+             "true", "false", "True", "False"]}},
+    ]
     return {"parameters": params}
 
 

@@ -229,6 +229,9 @@ def _rule_routes(type: str, path: str, key: str, create: type, update: type, cre
 
     one_model = type_model(key, False)
     many_model = type_model(path, True)
+    # filters (and sort keys) of the list: the rule's attributes
+    rule_attrs = {name: INT if field.annotation is int else STR
+                  for name, field in one_model.model_fields[key].annotation.model_fields.items()}
 
     def rules_of(db: NeutronDB, policy_id: str) -> list[Record]:
         return [r for r in db.referring("qos_policy", policy_id, "qos_rule") if r.body["type"] == type]
@@ -260,9 +263,9 @@ def _rule_routes(type: str, path: str, key: str, create: type, update: type, cre
                                          new_id())])
         return answer({key: out(change.record)}, 201)
 
-    async def list_rules(policy_id: str, db: DB, caller: Who):
+    async def list_rules(policy_id: str, request: Request, db: DB, caller: Who):
         find(db, caller, "qos_policy", policy_id)
-        return answer({path: [out(r) for r in rules_of(db, policy_id)]})
+        return answer({path: select(request, [out(r) for r in rules_of(db, policy_id)], rule_attrs)})
 
     async def show_rule(policy_id: str, rule_id: str, db: DB, caller: Who):
         find(db, caller, "qos_policy", policy_id)
@@ -291,7 +294,8 @@ def _rule_routes(type: str, path: str, key: str, create: type, update: type, cre
     router.add_api_route(base, create_rule, methods=["POST"], status_code=201, tags=[tag],
                          summary=f"Create a {type} rule", response_model=one_model, responses=errors(403, 409))
     router.add_api_route(base, list_rules, methods=["GET"], tags=[tag], summary=f"List a policy's {type} rules",
-                         response_model=many_model, responses=errors(404))
+                         response_model=many_model, responses=errors(404),
+                         openapi_extra=list_parameters(rule_attrs, tags=False))
     router.add_api_route(base + "/{rule_id}", show_rule, methods=["GET"], tags=[tag], summary=f"Show a {type} rule",
                          response_model=one_model)
     router.add_api_route(base + "/{rule_id}", update_rule, methods=["PUT"], tags=[tag],
