@@ -75,8 +75,11 @@ def configure_host(host: HostPlan) -> None:
     from pyroute2 import NetNS
 
     settings = host_sysctls(host)
-    proc = subprocess.run(netns_command(host.netns, ["sysctl", "-q", "-w", *settings]),
-                          capture_output=True, text=True, timeout=30)
+    try:
+        proc = subprocess.run(netns_command(host.netns, ["sysctl", "-q", "-w", *settings]),
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NetError(f"host {host.name}: cannot set {' '.join(settings)}: {exc}") from exc
     if proc.returncode != 0:
         raise NetError(f"host {host.name}: cannot set {' '.join(settings)}: {proc.stderr.strip()}")
     with NetNS(host.netns, flags=0) as ns:

@@ -270,6 +270,7 @@ class Network:
         issues = [i for h in routers for i in services.frr_config_issues(h.name, h.frr)]
         if issues:
             raise TopologyError(issues)
+        services.clear_files(self.name)  # nothing of this name runs: old logs and pid files go
 
     def _create(self) -> None:
         plan = self.plan

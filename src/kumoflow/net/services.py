@@ -328,7 +328,7 @@ def start_frr(host: HostPlan) -> dict[str, Any]:
                 "--log", f"file:{log}"]
         if daemon == "zebra":
             argv += ["-s", str(ZEBRA_NL_BUFSIZE)]
-        proc = subprocess.run(netns_command(host.netns, argv), capture_output=True, text=True, timeout=30)
+        proc = _run(host, f"FRR {daemon}", netns_command(host.netns, argv))
         sock = frr_pathspace_dir(host.netns) / f"{daemon}.vty"
         deadline = time.monotonic() + 5
         while proc.returncode == 0 and not sock.exists() and time.monotonic() < deadline:
@@ -336,8 +336,7 @@ def start_frr(host: HostPlan) -> dict[str, Any]:
         if proc.returncode != 0 or not sock.exists():
             why = (proc.stderr or proc.stdout).strip() or _tail(log)
             raise NetError(f"host {host.name}: FRR {daemon} did not start (exit status {proc.returncode}): {why}")
-    proc = subprocess.run([*vtysh_argv(host.netns, directory), "-f", str(conf)],
-                          capture_output=True, text=True, timeout=60)
+    proc = _run(host, "vtysh -f frr.conf", [*vtysh_argv(host.netns, directory), "-f", str(conf)], timeout=60)
     if proc.returncode != 0:
         output = (proc.stdout + proc.stderr).strip()
         issues = _frr_issues(host.name, frr, output)
@@ -345,6 +344,15 @@ def start_frr(host: HostPlan) -> dict[str, Any]:
             raise TopologyError(issues)
         raise NetError(f"host {host.name}: FRR refused its configuration: {output[-500:]}")
     return info
+
+
+def _run(host: HostPlan, what: str, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise NetError(f"host {host.name}: {what} did not finish in {timeout:g}s") from exc
+    except OSError as exc:
+        raise NetError(f"host {host.name}: cannot run {what}: {exc}") from exc
 
 
 def stop_frr(topology: str, host: str, netns: str) -> list[str]:
@@ -358,6 +366,14 @@ def stop_frr(topology: str, host: str, netns: str) -> list[str]:
 
 
 # -- a whole topology ------------------------------------------------------------
+
+
+def clear_files(topology: str) -> None:
+    """Remove host files a crashed run of ``topology`` left (``up`` calls it
+    once it knows nothing of the topology runs)."""
+    directory = topology_dir(topology)
+    if directory.is_dir():
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def stop_all(topology: str, names: Names, hosts: dict[str, str]) -> list[str]:
