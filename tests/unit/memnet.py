@@ -82,6 +82,8 @@ class MemSwitch:
             if isinstance(event, (ofp.Hello, ofp.BadMessage, ofp.ChannelClosed)):
                 continue
             self.received.append(event)
+            if isinstance(event, (ofp.SetAsync, ofp.GetAsyncRequest)):
+                continue    # the switch's channel answers these (switch/channel.py); memory has no channel
             try:
                 for reply in self.dp.handle(event):
                     self.conn.send(reply)

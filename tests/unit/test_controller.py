@@ -83,9 +83,9 @@ def test_handshake_reads_the_switch_then_installs_only_what_is_missing():
         assert reads == [ofp.FlowStatsRequest, ofp.GroupDescRequest, ofp.MeterConfigRequest]
         await until(lambda: any(isinstance(m, ofp.FlowMod) for m in sw.received))
         mods = [m for m in sw.received if isinstance(m, ofp.FlowMod)]
-        # no flush: just the forward table's miss entry (nothing fills it: drop)
-        assert [(m.command, m.table_id, m.priority, m.instructions) for m in mods] == [
-            (ofp.OFPFC.ADD, pipeline.table_id("forward"), 0, [])]
+        # no flush: just the miss entries of the other tables (forward's: drop; nothing fills it)
+        assert sorted((m.command, m.table_id, m.priority, m.instructions) for m in mods) == [
+            (ofp.OFPFC.ADD, t.id, 0, pipeline.miss_instructions(t)) for t in pipeline.TABLES if t.name != "classify"]
         await sw.close()
         await until(lambda: ("down", 0xA) in rec.events)
         assert 0xA not in controller.datapaths

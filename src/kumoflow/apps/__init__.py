@@ -13,6 +13,7 @@ from kumoflow.controller.app import App
 BUNDLED = {
     "fabric": "kumoflow.apps.fabric:Fabric",
     "l2": "kumoflow.apps.l2:LearningSwitch",
+    "router": "kumoflow.apps.router:RouterApp",
 }
 
 

@@ -50,8 +50,10 @@ What it compiles (three kinds of object, so a change recompiles little):
                    Topology changes never touch host flows, only groups.
 
 A frame from an unknown host reaches the controller once: the controller
-learns the host and sends the frame on its way (out of the same ports the
-flows would use), so no frame is lost while flows are installed.
+learns the host and, once the host's flows are installed, sends the frame
+back into the switch's pipeline (a packet-out to OFPP_TABLE), so no frame
+is lost and later stages (a router) see it too. A known host's frame that
+raced its flows is sent out of the ports the flows would use.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ from typing import Any, Hashable, Iterable
 
 from kumoflow import ofp
 from kumoflow.apps import options as check
-from kumoflow.controller import App, Flow, Group
+from kumoflow.controller import App, Flow, Group, pipeline
 from kumoflow.controller.graph import Link
 from kumoflow.packet import Ethernet, PacketError, parse
 from kumoflow.packet.lldp import LLDP
@@ -195,11 +197,11 @@ class Fabric(App):
         return self._compile_host(subject, dp)
 
     def _compile_switch(self, dp) -> list:
-        classify, forward = self.table("classify"), self.table("forward")
+        classify, forward, admitted = self.table("classify"), self.table("forward"), pipeline.next_table("classify")
         cookie = self.cookie(KIND_SWITCH << 48 | dp.id & MAC48)
         flows = [Flow(classify, LLDP_PRIORITY, ofp.Match(eth_type=LLDP_TYPE), _TO_CONTROLLER, cookie)]
         for port in sorted(self.graph.fabric_ports(dp.id)):
-            flows.append(Flow(classify, ADMIT_PRIORITY, ofp.Match(in_port=port), [ofp.GotoTable(forward)], cookie))
+            flows.append(Flow(classify, ADMIT_PRIORITY, ofp.Match(in_port=port), [ofp.GotoTable(admitted)], cookie))
         flood = self.flood_ports(dp)
         held = None if dp.settled else self._held_floods.get(dp.id)
         for port in sorted(flood if held is None else flood & held):
@@ -237,9 +239,10 @@ class Fabric(App):
         if host.dpid != dp.id:
             return [Flow(forward, HOST_PRIORITY, ofp.Match(eth_dst=mac),
                          [ofp.ApplyActions([ofp.Group(self.group_id(host.dpid))])], cookie)]
-        classify, admit = self.table("classify"), ofp.Match(in_port=host.port, eth_src=mac)
-        copy = [ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)]), ofp.GotoTable(forward)]
-        return [Flow(classify, ADMIT_PRIORITY, admit, [ofp.GotoTable(forward)], cookie),
+        classify, admit, admitted = self.table("classify"), ofp.Match(in_port=host.port, eth_src=mac), \
+            ofp.GotoTable(pipeline.next_table("classify"))
+        copy = [ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)]), admitted]
+        return [Flow(classify, ADMIT_PRIORITY, admit, [admitted], cookie),
                 *(Flow(classify, WATCH_PRIORITY, ofp.Match({**admit, **watched}), copy, cookie) for watched in WATCHED),
                 Flow(forward, HOST_PRIORITY, ofp.Match(eth_dst=mac), [ofp.ApplyActions([ofp.Output(host.port)])],
                      cookie)]
@@ -344,8 +347,15 @@ class Fabric(App):
         if (port is None or not port_up(port) or self.core.topology.is_fabric_port(dp.id, in_port)
                 or (dp.id, in_port) in self._switch_facing or data[6] & 1):
             return   # not from a host: a frame in flight while the fabric's flows change
-        self.core.hosts.seen(mac_text(data[6:12]), dp.id, in_port, source_ips(data))
-        self._deliver(dp, in_port, data)
+        mac = mac_text(data[6:12])
+        known = self.core.hosts.get(mac)
+        placed = known is not None and (known.dpid, known.port) == (dp.id, in_port)
+        self.core.hosts.seen(mac, dp.id, in_port, source_ips(data))
+        if placed:   # its flows are on their way already: send the frame where they will send the next ones
+            self._deliver(dp, in_port, data)
+        else:        # learned just now: the frame takes the flows being installed for it, and every stage after
+            self.core.send_after_flows(dp, ofp.PacketOut(in_port=in_port, actions=[ofp.Output(ofp.OFPP.TABLE)],
+                                                         data=data))
 
     def _deliver(self, dp, in_port: int, data: bytes) -> None:
         """Send a frame where the flows being installed will send the next ones."""
@@ -358,6 +368,20 @@ class Fabric(App):
             ports = self.graph.next_hops(dp.id, host.dpid)[:1]
         if ports and ports != [in_port]:
             self.send(dp, ofp.PacketOut(in_port=in_port, actions=[ofp.Output(p) for p in ports], data=data))
+
+    def deliver(self, data: bytes) -> None:
+        """Send a frame from the controller to the host its destination MAC
+        names; a broadcast, or a frame for a host not seen yet, goes out of
+        every switch's edge ports."""
+        host = None if data[0] & 1 else self.core.hosts.get(mac_text(data[0:6]))
+        dp = self.core.datapaths.get(host.dpid) if host is not None else None
+        if dp is not None:
+            dp.send(ofp.PacketOut(actions=[ofp.Output(host.port)], data=data))
+            return
+        for dp in self.core.datapaths.values():
+            ports = sorted(self.edge_ports(dp))
+            if ports and dp.is_up:
+                dp.send(ofp.PacketOut(actions=[ofp.Output(p) for p in ports], data=data))
 
     # --- LLDP --------------------------------------------------------------------------
 

@@ -54,6 +54,18 @@ log = logging.getLogger("kumoflow.controller")
 
 Owner = tuple[Any, Hashable]     # (app or the core, the app's key)
 PIPELINE = "pipeline"
+#: OFPC_INVALID_TTL_TO_CONTROLLER, and the specification's default asynchronous
+#: configuration with INVALID_TTL packet-ins added for the master
+INVALID_TTL_TO_CONTROLLER = 1 << 2
+_PACKET_INS = 1 << ofp.OFPR.NO_MATCH | 1 << ofp.OFPR.ACTION | 1 << ofp.OFPR.INVALID_TTL
+_ALL_PORT_STATUS = 1 << ofp.OFPPR.ADD | 1 << ofp.OFPPR.DELETE | 1 << ofp.OFPPR.MODIFY
+_ALL_FLOW_REMOVED = (1 << ofp.OFPRR.IDLE_TIMEOUT | 1 << ofp.OFPRR.HARD_TIMEOUT | 1 << ofp.OFPRR.DELETE
+                     | 1 << ofp.OFPRR.GROUP_DELETE)
+
+
+def async_config() -> ofp.SetAsync:
+    return ofp.SetAsync(packet_in_mask=(_PACKET_INS, 0), port_status_mask=(_ALL_PORT_STATUS, _ALL_PORT_STATUS),
+                        flow_removed_mask=(_ALL_FLOW_REMOVED, 0))
 
 
 class Core:
@@ -81,6 +93,7 @@ class Core:
         self._dirty_owners: dict[Owner, set[int] | None] = {}   # None: every switch
         self._dirty_keys: dict[int, set[tuple] | None] = {}      # None: every key
         self._written: set[Datapath] = set()
+        self._after_flows: dict[Datapath, list[ofp.Message]] = {}
         self._depth = 0
         self._batch = _Batch(self)
         self._timers: list[tuple[float, int, Callable[[], Any]]] = []
@@ -201,9 +214,25 @@ class Core:
                 self._settle_changes()
             finally:
                 self._depth -= 1
+        after, self._after_flows = self._after_flows, {}
+        for dp, msgs in after.items():
+            if not dp.closed:
+                dp.send(ofp.BarrierRequest())     # the flows first, then what must meet them
+                for msg in msgs:
+                    dp.send(msg)
+                self._written.add(dp)
         written, self._written = self._written, set()
         for dp in written:
             dp.flush()
+
+    def send_after_flows(self, dp: Datapath, msg: ofp.Message) -> None:
+        """Send `msg` once the flows this event compiled are in the switch
+        (after them and a barrier): a packet-out to OFPP_TABLE then meets
+        the flows that were just installed for it."""
+        self._after_flows.setdefault(dp, []).append(msg)
+        if not self._depth:
+            with self.batch():
+                pass
 
     def wrote(self, dp: Datapath) -> None:
         if self._depth:
@@ -245,7 +274,9 @@ class Core:
             log.info("switch %s reconnected from %s; dropping its old channel", dp.name, dp.peer)
             old.close()
             self._switch_down(old, None)
-        dp.send(ofp.SetConfig(miss_send_len=self.miss_send_len))
+        # a packet whose TTL runs out in a router's flows comes to the controller (ICMP time exceeded)
+        dp.send(ofp.SetConfig(flags=INVALID_TTL_TO_CONTROLLER, miss_send_len=self.miss_send_len))
+        dp.send(async_config())
         self._read(dp, first=True)
 
     def _read(self, dp: Datapath, first: bool = False) -> None:

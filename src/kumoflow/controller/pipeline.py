@@ -38,6 +38,7 @@ FUNCTIONS = {
     "pipeline": 1,   # the miss entries the controller installs in every table
     "fabric": 2,
     "l2": 3,
+    "router": 4,
 }
 CUSTOM_FUNCTIONS = 0x80
 COOKIE_SHIFT = 56
@@ -63,7 +64,23 @@ TABLES: tuple[Table, ...] = (
           "where a packet enters: LLDP to the controller; frames from fabric links and from known hosts "
           "on their own ports go on; a frame from an unknown source goes to the controller, which learns it",
           ("eth_type", "in_port", "eth_src"), "fabric", "forward"),
-    # ids 10-39 are kept for stages between admission and forwarding (ACLs, load balancer, routing)
+    # ids 1-19 are kept for stages between admission and routing (networks, ACLs, load balancer)
+    Table(20, "router",
+          "frames addressed to a router: an interface's MAC names the router, whose routing table (VRF) the "
+          "frame is looked up in; ARP for a router's addresses goes to the controller, which answers",
+          ("eth_dst", "eth_type", "arp_op", "arp_tpa"), "router", "forward"),
+    Table(24, "route",
+          "longest prefix match in the router's table: the priority grows with the prefix length; TTL "
+          "decremented, source MAC rewritten to the egress interface's; the router's own addresses go to the "
+          "controller (ping), no route to the controller (ICMP unreachable)",
+          ("metadata", "eth_type", "ipv4_dst", "ipv6_dst"), "router", "controller"),
+    Table(28, "nexthop",
+          "a route's next hop: the destination MAC of the next router; one unresolved goes to the controller, "
+          "which resolves it by ARP or neighbour discovery",
+          ("metadata",), "router", "controller"),
+    Table(32, "neighbour",
+          "a directly connected destination: its MAC; one unresolved goes to the controller as above",
+          ("metadata", "eth_type", "ipv4_dst", "ipv6_dst"), "router", "controller"),
     Table(40, "forward",
           "where a packet goes: unicast towards the switch of its destination host (a group per destination "
           "switch), broadcast and unknown unicast along the loop-free tree, per in_port",
@@ -76,6 +93,12 @@ BY_ID = {t.id: t for t in TABLES}
 
 def table_id(name: str) -> int:
     return TABLE[name].id
+
+
+def next_table(name: str) -> int:
+    """The table after `name` in packet order (where its frames go on)."""
+    index = TABLES.index(TABLE[name])
+    return TABLES[index + 1].id
 
 
 
@@ -118,6 +141,10 @@ class Bits:
     def mask(self) -> int:
         return ((1 << self.width) - 1) << self.offset
 
+    def of(self, metadata: int) -> int:
+        """This field's number in a metadata value."""
+        return (metadata & self.mask) >> self.offset
+
     def value(self, n: int) -> int:
         if not 0 <= n < 1 << self.width:
             raise ValueError(f"{self.name} {n} does not fit in {self.width} bits")
@@ -136,6 +163,10 @@ def check_layout(fields: tuple[Bits, ...]) -> dict[str, Bits]:
     return {f.name: f for f in fields}
 
 
-#: Named bit fields of the 64-bit OpenFlow metadata. None are in use yet;
-#: tenant networks (a 24-bit id, as wide as a VNI) will be the first.
-METADATA = check_layout(())
+#: Named bit fields of the 64-bit OpenFlow metadata: the router (VRF) a frame
+#: is routed in, and the next hop a route chose (numbered within its VRF).
+#: Bits 40-63 are kept for tenant networks (a 24-bit id, as wide as a VNI).
+METADATA = check_layout((
+    Bits("nexthop", 0, 16),
+    Bits("vrf", 16, 24),
+))

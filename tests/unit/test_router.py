@@ -1,0 +1,248 @@
+"""The router app in memory: the controller core joined to real switch
+datapaths (memnet), routers and ports given as desired-state records, hosts
+that send real frames. Asserts what reaches which host, with which headers."""
+
+import itertools
+
+from kumoflow.apps.router import RouterApp
+from kumoflow.controller import pipeline
+from kumoflow.packet import ARP, ICMP, UDP, Ethernet, IPv4, parse
+from kumoflow.packet.consts import ARP_REPLY, ARP_REQUEST
+from kumoflow.store import Change, Record, Snapshot
+
+from memnet import MemNet
+
+_ids = itertools.count(1)
+
+
+def record(kind, project="p1", **body):
+    n = next(_ids)
+    return Record(kind, f"{kind}-{n}", project, n, f"2026-12-07T00:00:{n % 60:02d}Z", "2026-12-07T00:00:00Z", body)
+
+
+class Cloud:
+    """Two switches (s1 port 1 - s2 port 1); hosts on ports 2-4."""
+
+    def __init__(self, **options):
+        self.router_app = RouterApp(**options)
+        self.mem = MemNet([self.router_app])
+        self.s1, self.s2 = self.mem.switch(1, ports=5), self.mem.switch(2, ports=5)
+        self.mem.link(self.s1, 1, self.s2, 1)
+        self.records = []
+        self.hosts = {}
+
+    def network(self, cidr, gateway, project="p1"):
+        net = record("network", project, name=cidr)
+        subnet = record("subnet", project, network_id=net.id, cidr=cidr, gateway_ip=gateway,
+                        ip_version=4 if ":" not in cidr else 6)
+        self.records += [net, subnet]
+        return net, subnet
+
+    def router(self, subnets, project="p1", routes=(), mac_base=0x10):
+        router = record("router", project, admin_state_up=True, routes=list(routes))
+        self.records.append(router)
+        for i, (net, subnet) in enumerate(subnets):
+            self.records.append(record("port", project, network_id=net.id, device_owner="network:router_interface",
+                                       device_id=router.id, mac_address=f"fa:16:3e:00:{mac_base:02x}:{i + 1:02x}",
+                                       fixed_ips=[{"subnet_id": subnet.id,
+                                                   "ip_address": subnet.body["gateway_ip"]}]))
+        return router
+
+    def host(self, name, switch, port, net_subnet, ip, mac, api=True):
+        host = self.mem.host(name, switch, port, mac=mac)
+        host.ip = ip
+        net, subnet = net_subnet
+        host.gateway = subnet.body["gateway_ip"]
+        if api:
+            self.records.append(record("port", net.project_id, network_id=net.id, device_owner="compute:nova",
+                                       mac_address=mac, fixed_ips=[{"subnet_id": subnet.id, "ip_address": ip}]))
+        self.hosts[name] = host
+        return host
+
+    def start(self):
+        self.mem.core.state.load(Snapshot(len(self.records), list(self.records)))
+        self.mem.start()
+        self.mem.advance(self.mem.core.settle + 1.5)
+        for host in self.hosts.values():    # each host announces itself (a VM does at boot): the fabric learns it
+            self.send(host, bytes(Ethernet(src=host.mac, dst="ff:ff:ff:ff:ff:ff") / ARP(
+                op=ARP_REQUEST, src_mac=host.mac, src_ip=host.ip, dst_ip=host.ip)))
+        return self
+
+    def send(self, host, frame):
+        for h in self.hosts.values():
+            h.received.clear()
+        host.send(frame)
+        self.mem.run()
+        return {name: [f for f in h.received if f[12:14] != b"\x88\xcc"] for name, h in self.hosts.items()}
+
+    def gateway_mac(self, host):
+        got = self.send(host, bytes(Ethernet(src=host.mac, dst="ff:ff:ff:ff:ff:ff") / ARP(
+            op=ARP_REQUEST, src_mac=host.mac, src_ip=host.ip, dst_ip=host.gateway)))
+        replies = [parse(f)[ARP] for f in got[host.name] if parse(f).get(ARP) is not None]
+        assert [(a.op, a.src_ip, a.dst_ip) for a in replies] == [(ARP_REPLY, host.gateway, host.ip)]
+        return replies[0].src_mac
+
+
+def ping(src, dst_ip, router_mac, ttl=64, seq=1):
+    return bytes(Ethernet(src=src.mac, dst=router_mac) / IPv4(src=src.ip, dst=dst_ip, ttl=ttl)
+                 / ICMP(type=8, code=0, id=0x4B46, seq=seq) / b"kumoflow router")
+
+
+def three_subnets():
+    cloud = Cloud()
+    a, b, c = (cloud.network(f"10.0.{n}.0/24", f"10.0.{n}.1") for n in (1, 2, 3))
+    cloud.router([a, b, c])
+    cloud.host("h1", cloud.s1, 2, a, "10.0.1.5", "00:00:00:00:01:05")
+    cloud.host("h2", cloud.s2, 2, b, "10.0.2.5", "00:00:00:00:02:05")
+    cloud.host("h3", cloud.s2, 3, c, "10.0.3.5", "00:00:00:00:03:05")
+    return cloud.start()
+
+
+def test_hosts_in_three_subnets_are_routed_at_the_first_switch_with_ttl_and_macs_rewritten():
+    cloud = three_subnets()
+    h1, h2, h3 = cloud.hosts["h1"], cloud.hosts["h2"], cloud.hosts["h3"]
+    gw1 = cloud.gateway_mac(h1)
+    assert gw1 == "fa:16:3e:00:10:01"
+    for dst, iface_mac in ((h2, "fa:16:3e:00:10:02"), (h3, "fa:16:3e:00:10:03")):
+        got = cloud.send(h1, ping(h1, dst.ip, gw1))
+        assert [n for n, frames in got.items() if frames] == [dst.name]
+        pkt = parse(got[dst.name][0])
+        assert (pkt[Ethernet].src, pkt[Ethernet].dst) == (iface_mac, dst.mac)
+        assert (pkt[IPv4].src, pkt[IPv4].dst, pkt[IPv4].ttl) == (h1.ip, dst.ip, 63)
+        assert pkt[IPv4].checksum_ok and pkt.payload == b"kumoflow router"
+    # routed by flows: the route and the neighbour were compiled from the API, no packet reached the controller
+    route = pipeline.table_id("route")
+    assert any(f.table_id == route and f.packet_count for f in cloud.s1.flows())
+
+
+def test_the_gateway_answers_ping_and_the_other_gateways_too():
+    cloud = three_subnets()
+    h1 = cloud.hosts["h1"]
+    gw1 = cloud.gateway_mac(h1)
+    for target in ("10.0.1.1", "10.0.3.1"):
+        got = cloud.send(h1, ping(h1, target, gw1, seq=7))
+        pkt = parse(got["h1"][0])
+        assert (pkt[Ethernet].src, pkt[Ethernet].dst) == (gw1, h1.mac)
+        assert (pkt[IPv4].src, pkt[IPv4].dst) == (target, h1.ip)
+        assert (pkt[ICMP].type, pkt[ICMP].id, pkt[ICMP].seq) == (0, 0x4B46, 7)
+        assert pkt[ICMP].checksum_ok and pkt.payload == b"kumoflow router"
+
+
+def test_ttl_running_out_gets_time_exceeded_from_the_ingress_interface():
+    cloud = three_subnets()
+    h1, h2 = cloud.hosts["h1"], cloud.hosts["h2"]
+    gw1 = cloud.gateway_mac(h1)
+    probe = bytes(Ethernet(src=h1.mac, dst=gw1) / IPv4(src=h1.ip, dst=h2.ip, ttl=1) / UDP(sport=40000, dport=33434)
+                  / b"traceroute")
+    got = cloud.send(h1, probe)
+    assert got["h2"] == []
+    pkt = parse(got["h1"][0])
+    assert (pkt[IPv4].src, pkt[IPv4].dst, pkt[ICMP].type, pkt[ICMP].code) == ("10.0.1.1", h1.ip, 11, 0)
+    assert pkt.payload == probe[14:14 + 28]     # the offending header and 8 bytes of its payload
+
+
+def test_no_route_gets_net_unreachable():
+    cloud = three_subnets()
+    h1 = cloud.hosts["h1"]
+    got = cloud.send(h1, ping(h1, "192.0.2.9", cloud.gateway_mac(h1)))
+    pkt = parse(got["h1"][0])
+    assert (pkt[IPv4].src, pkt[ICMP].type, pkt[ICMP].code) == ("10.0.1.1", 3, 0)
+
+
+def test_an_address_not_in_the_api_is_resolved_by_arp_and_the_waiting_packet_sent():
+    cloud = Cloud()
+    a, b = cloud.network("10.0.1.0/24", "10.0.1.1"), cloud.network("10.0.2.0/24", "10.0.2.1")
+    cloud.router([a, b])
+    h1 = cloud.host("h1", cloud.s1, 2, a, "10.0.1.5", "00:00:00:00:01:05")
+    stranger = cloud.host("h9", cloud.s2, 2, b, "10.0.2.9", "00:00:00:00:02:09", api=False)
+    cloud.start()
+    got = cloud.send(h1, ping(h1, stranger.ip, cloud.gateway_mac(h1)))
+    asks = [parse(f)[ARP] for f in got["h9"]]
+    assert [(a.op, a.src_ip, a.dst_ip, a.src_mac) for a in asks] == [(ARP_REQUEST, "10.0.2.1", "10.0.2.9",
+                                                                    "fa:16:3e:00:10:02")]
+    got = cloud.send(stranger, bytes(Ethernet(src=stranger.mac, dst=asks[0].src_mac) / ARP(
+        op=ARP_REPLY, src_mac=stranger.mac, src_ip=stranger.ip, dst_mac=asks[0].src_mac, dst_ip="10.0.2.1")))
+    pkt = parse(got["h9"][0])       # the held ping
+    assert (pkt[Ethernet].dst, pkt[IPv4].src, pkt[IPv4].ttl, pkt[ICMP].seq) == (stranger.mac, h1.ip, 63, 1)
+    got = cloud.send(h1, ping(h1, stranger.ip, "fa:16:3e:00:10:01", seq=2))    # now by flows
+    assert parse(got["h9"][0])[ICMP].seq == 2
+
+
+def test_nobody_answering_gives_host_unreachable_after_the_retries():
+    cloud = three_subnets()
+    h1 = cloud.hosts["h1"]
+    cloud.send(h1, ping(h1, "10.0.2.77", cloud.gateway_mac(h1)))
+    h1.received.clear()
+    cloud.mem.advance(cloud.router_app.arp_interval * (cloud.router_app.arp_retries + 1))
+    errors = [parse(f) for f in h1.received if f[12:14] == b"\x08\x00"]
+    # from the interface facing the sender, as Linux sends it
+    assert [(p[IPv4].src, p[ICMP].type, p[ICMP].code) for p in errors] == [("10.0.1.1", 3, 1)]
+    assert cloud.router_app._held == 0
+
+
+def test_two_projects_with_the_same_subnets_are_routed_apart():
+    cloud = Cloud()
+    nets = {p: (cloud.network("10.0.1.0/24", "10.0.1.1", p), cloud.network("10.0.2.0/24", "10.0.2.1", p))
+            for p in ("red", "blue")}
+    cloud.router(nets["red"], "red", mac_base=0x10)
+    cloud.router(nets["blue"], "blue", mac_base=0x20)
+    r1 = cloud.host("r1", cloud.s1, 2, nets["red"][0], "10.0.1.5", "00:00:00:00:0a:01")
+    r2 = cloud.host("r2", cloud.s2, 2, nets["red"][1], "10.0.2.5", "00:00:00:00:0a:02")
+    b1 = cloud.host("b1", cloud.s1, 3, nets["blue"][0], "10.0.1.5", "00:00:00:00:0b:01")
+    b2 = cloud.host("b2", cloud.s2, 3, nets["blue"][1], "10.0.2.5", "00:00:00:00:0b:02")
+    cloud.start()
+    assert cloud.gateway_mac(r1) == "fa:16:3e:00:10:01" and cloud.gateway_mac(b1) == "fa:16:3e:00:20:01"
+    for src, dst, gw in ((r1, r2, "fa:16:3e:00:10:01"), (b1, b2, "fa:16:3e:00:20:01")):
+        got = cloud.send(src, ping(src, "10.0.2.5", gw))
+        assert [n for n, frames in got.items() if frames] == [dst.name]
+
+
+def test_extra_routes_and_longest_prefix_match():
+    cloud = Cloud()
+    a, b = cloud.network("10.0.1.0/24", "10.0.1.1"), cloud.network("10.0.2.0/24", "10.0.2.1")
+    cloud.router([a, b], routes=[{"destination": "172.16.0.0/16", "nexthop": "10.0.2.254"},
+                                 {"destination": "172.16.5.0/24", "nexthop": "10.0.1.254"}])
+    h1 = cloud.host("h1", cloud.s1, 2, a, "10.0.1.5", "00:00:00:00:01:05")
+    gw_a = cloud.host("gwa", cloud.s1, 3, a, "10.0.1.254", "00:00:00:00:01:fe")
+    gw_b = cloud.host("gwb", cloud.s2, 2, b, "10.0.2.254", "00:00:00:00:02:fe")
+    cloud.start()
+    gw = cloud.gateway_mac(h1)
+    for dst, via in (("172.16.9.9", gw_b), ("172.16.5.9", gw_a)):
+        got = cloud.send(h1, ping(h1, dst, gw))
+        assert [n for n, frames in got.items() if frames] == [via.name], dst
+        pkt = parse(got[via.name][0])
+        assert (pkt[Ethernet].dst, pkt[IPv4].dst, pkt[IPv4].ttl) == (via.mac, dst, 63)
+
+
+def test_a_new_port_gets_its_neighbour_flow_and_a_deleted_one_loses_it():
+    cloud = three_subnets()
+    neighbour = pipeline.table_id("neighbour")
+    before = {str(f.match["ipv4_dst"]) for f in cloud.s1.flows(neighbour) if "ipv4_dst" in f.match}
+    assert before == {"10.0.1.5", "10.0.2.5", "10.0.3.5"}
+    net_b = next(r for r in cloud.records if r.kind == "network" and r.body["name"] == "10.0.2.0/24")
+    subnet_b = next(r for r in cloud.records if r.kind == "subnet" and r.body["network_id"] == net_b.id)
+    port = record("port", network_id=net_b.id, device_owner="compute:nova", mac_address="00:00:00:00:02:42",
+                  fixed_ips=[{"subnet_id": subnet_b.id, "ip_address": "10.0.2.42"}])
+    state = cloud.mem.core.state
+    state.apply([Change(state.revision + 1, "port", port.id, port, None)])
+    cloud.mem.run()
+    now = {str(f.match["ipv4_dst"]): f for f in cloud.s2.flows(neighbour) if "ipv4_dst" in f.match}
+    assert "10.0.2.42" in now
+    state.apply([Change(state.revision + 1, "port", port.id, None, port)])
+    cloud.mem.run()
+    assert "10.0.2.42" not in {str(f.match["ipv4_dst"]) for f in cloud.s2.flows(neighbour) if "ipv4_dst" in f.match}
+
+
+def test_a_router_that_is_down_routes_nothing():
+    cloud = Cloud()
+    a, b = cloud.network("10.0.1.0/24", "10.0.1.1"), cloud.network("10.0.2.0/24", "10.0.2.1")
+    router = cloud.router([a, b])
+    router.body["admin_state_up"] = False
+    h1 = cloud.host("h1", cloud.s1, 2, a, "10.0.1.5", "00:00:00:00:01:05")
+    cloud.host("h2", cloud.s2, 2, b, "10.0.2.5", "00:00:00:00:02:05")
+    cloud.start()
+    got = cloud.send(h1, ping(h1, "10.0.2.5", "fa:16:3e:00:10:01"))
+    assert not any(got.values())
+    assert not [f for f in cloud.s1.flows(pipeline.table_id("route"))
+                if f.cookie >> 56 == pipeline.FUNCTIONS["router"]]
+    assert cloud.mem.core.hosts.get("fa:16:3e:00:10:01") is None
