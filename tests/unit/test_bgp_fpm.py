@@ -199,3 +199,23 @@ def test_a_partial_frame_waits():
 def test_parse_netlink_alone():
     routes, skipped = parse_netlink(encode_route(Route(DELETE, N("fd00::/8"))) + netlink(3, b""))
     assert [r.prefix for r in routes] == [N("fd00::/8")] and skipped == 1
+
+
+def test_routes_before_a_bad_frame_are_not_lost():
+    good = frame(encode_route(Route(ADD, N("10.1.0.0/16"), (Nexthop(A("10.0.0.1"), 1),))))
+    other = frame(encode_route(Route(DELETE, N("10.2.0.0/16"))))
+    d = FpmDecoder()
+    d.feed(good + frame(netlink(24, rtmsg(99, 8))) + other)
+    with pytest.raises(FpmError):
+        d.routes()
+    assert [r.prefix for r in d.routes()] == [N("10.1.0.0/16"), N("10.2.0.0/16")]
+
+
+def test_the_usual_route_and_the_general_parser_agree():
+    """The decoder's fast path (one plain route per frame) gives what parse_netlink gives."""
+    for route in (Route(ADD, N("10.1.0.0/16"), (Nexthop(A("10.0.0.1"), 3),), 254, 186, 20),
+                  Route(ADD, N("2001:db8::/32"), (Nexthop(A("fe80::1"), 3),), 1000, 186, None),
+                  Route(DELETE, N("0.0.0.0/0"), (), 254, 186, 20),
+                  Route(ADD, N("10.9.0.0/16"), (), 254, 196, 20, 6)):
+        raw = encode_route(route)
+        assert decode_all(frame(raw)) == parse_netlink(raw)[0] == [route]

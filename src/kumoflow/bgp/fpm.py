@@ -76,6 +76,8 @@ NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
 NLMSGHDR = struct.Struct("=IHHII")        # length, type, flags, seq, pid
 RTMSG = struct.Struct("=BBBBBBBBI")       # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 RTATTR = struct.Struct("=HH")
+_NL_HEAD = struct.Struct("=IH")           # the nlmsghdr's length and type
+_RT_HEAD = struct.Struct("=8B")           # the rtmsg but its flags
 RTNEXTHOP = struct.Struct("=HBBi")        # length, flags, hops, ifindex
 U32 = struct.Struct("=I")
 
@@ -298,6 +300,7 @@ class FpmDecoder:
         self.skipped = 0        # netlink messages that were not routes
         self.errors = 0         # frames skipped as malformed
         self.nh_table: dict[int, tuple[Nexthop, ...]] = {}   # next-hop objects by id
+        self._hops: dict[tuple, tuple[Nexthop, ...]] = {}    # (gateway bytes, ifindex) -> the same tuple
 
     def feed(self, data: bytes) -> None:
         if self._pos and self._pos >= len(self._buffer) // 2:
@@ -318,40 +321,120 @@ class FpmDecoder:
                 self._next += 1
                 return route
             self._ready, self._next = [], 0
-            if self.broken is not None:
-                raise self.broken
-            buf, pos = self._buffer, self._pos
-            if len(buf) - pos < FPM_HEADER.size:
+            if not self._frame(self._ready):
                 return None
-            version, kind, length = FPM_HEADER.unpack_from(buf, pos)
-            if version != FPM_VERSION or kind != FPM_TYPE_NETLINK or length < FPM_HEADER.size:
-                self.broken = FpmError(
-                    f"FPM stream: bad frame header after frame {self.frames} "
-                    f"(version {version}, type {kind}, length {length}; expected version {FPM_VERSION}, "
-                    f"type {FPM_TYPE_NETLINK} netlink, length >= 4): the framing is lost")
-                raise self.broken
-            if len(buf) - pos < length:
-                return None
-            self._pos = pos + length
-            self.frames += 1
-            try:
-                routes, skipped = parse_netlink(memoryview(buf)[pos + FPM_HEADER.size:pos + length],
-                                                f"FPM frame {self.frames}", self.nh_table)
-            except FpmError:
-                self.errors += 1
-                raise
-            self.skipped += skipped
-            self._ready = routes
 
     def routes(self) -> list[Route]:
         """Every complete route buffered (raises FpmError at a bad frame; what came before it is
         returned by the next call)."""
-        out = []
-        while True:
-            route = self.next_route()
-            if route is None:
-                return out
+        out = self._ready[self._next:]
+        self._ready, self._next = [], 0
+        frame = self._frame
+        try:
+            while frame(out):
+                pass
+        except FpmError:
+            self._ready = out        # handed out by the next call
+            raise
+        return out
+
+    def _frame(self, out: list[Route]) -> bool:
+        """Decode the next complete frame's routes into `out`; False when none is complete."""
+        if self.broken is not None:
+            raise self.broken
+        buf, pos = self._buffer, self._pos
+        if len(buf) - pos < 4:
+            return False
+        version, kind, length = FPM_HEADER.unpack_from(buf, pos)
+        if version != FPM_VERSION or kind != FPM_TYPE_NETLINK or length < FPM_HEADER.size:
+            self.broken = FpmError(
+                f"FPM stream: bad frame header after frame {self.frames} "
+                f"(version {version}, type {kind}, length {length}; expected version {FPM_VERSION}, "
+                f"type {FPM_TYPE_NETLINK} netlink, length >= 4): the framing is lost")
+            raise self.broken
+        end = pos + length
+        if len(buf) < end:
+            return False
+        self._pos = end
+        self.frames += 1
+        route = self._fast(buf, pos + 4, end)
+        if route is not None:
             out.append(route)
+            return True
+        try:
+            routes, skipped = parse_netlink(memoryview(buf)[pos + 4:end], f"FPM frame {self.frames}",
+                                            self.nh_table)
+        except FpmError:
+            self.errors += 1
+            raise
+        self.skipped += skipped
+        out += routes
+        return True
+
+    def _fast(self, buf: bytearray, pos: int, end: int) -> Route | None:
+        """The frame's route when it is the usual one (one route message; RTA_DST, RTA_GATEWAY,
+        RTA_OIF, RTA_PRIORITY, RTA_TABLE only; all well formed); None for anything else, which
+        the general parser then decodes (or reports)."""
+        if end - pos < 28:
+            return None
+        length, kind = _NL_HEAD.unpack_from(buf, pos)
+        if length != end - pos or (kind != RTM_NEWROUTE and kind != RTM_DELROUTE):
+            return None
+        family, dst_len, _s, _t, table, protocol, _sc, rtype = _RT_HEAD.unpack_from(buf, pos + 16)
+        if family == socket.AF_INET:
+            size, network = 4, ipaddress.IPv4Network
+        elif family == socket.AF_INET6:
+            size, network = 16, ipaddress.IPv6Network
+        else:
+            return None
+        dst = gateway = metric = None
+        oif = 0
+        a = pos + 28
+        unpack_u32 = U32.unpack_from
+        while a + 4 <= end:
+            alen, akind = RTATTR.unpack_from(buf, a)
+            if alen < 4 or a + alen > end:
+                return None
+            akind &= 0x3FFF
+            if akind == RTA_DST:
+                if alen != 4 + size:
+                    return None
+                dst = int.from_bytes(buf[a + 4:a + alen], "big")
+            elif akind == RTA_GATEWAY:
+                if alen != 4 + size:
+                    return None
+                gateway = bytes(buf[a + 4:a + alen])
+            elif akind == RTA_OIF or akind == RTA_PRIORITY or akind == RTA_TABLE:
+                if alen != 8:
+                    return None
+                value = unpack_u32(buf, a + 4)[0]
+                if akind == RTA_OIF:
+                    oif = value
+                elif akind == RTA_PRIORITY:
+                    metric = value
+                else:
+                    table = value
+            elif akind == RTA_MULTIPATH or akind == RTA_NH_ID:
+                return None
+            a += (alen + 3) & ~3
+        if dst is None and dst_len:
+            return None
+        try:
+            prefix = network((dst or 0, dst_len))
+        except ValueError:
+            return None
+        if gateway is None and not oif:
+            hops: tuple[Nexthop, ...] = ()
+        else:
+            key = (gateway, oif)
+            hops = self._hops.get(key)
+            if hops is None:
+                if len(self._hops) > 4096:
+                    self._hops.clear()
+                address = None if gateway is None else (ipaddress.IPv4Address(gateway) if size == 4
+                                                        else ipaddress.IPv6Address(gateway))
+                hops = self._hops[key] = (Nexthop(address, oif, 1),)
+        return Route(ADD if kind == RTM_NEWROUTE else DELETE, prefix, hops, table, protocol, metric, rtype)
 
 
 # --- encoding (tests, benchmarks) ------------------------------------------------------------------
