@@ -2,11 +2,16 @@
 datapaths (memnet), routers and ports given as desired-state records, hosts
 that send real frames. Asserts what reaches which host, with which headers."""
 
+import ipaddress
 import itertools
 
+from kumoflow.apps.gateway import eui64, link_local, solicited_node
 from kumoflow.apps.router import RouterApp
 from kumoflow.controller import pipeline
-from kumoflow.packet import ARP, ICMP, UDP, Ethernet, IPv4, parse
+from kumoflow.packet import (
+    ARP, ICMP, UDP, Ethernet, ICMPv6, ICMPv6Echo, IPv4, IPv6, NDNeighborAdvert, NDNeighborSolicit, NDOptPrefixInfo,
+    NDOptSourceLinkAddr, NDOptTargetLinkAddr, NDRouterAdvert, NDRouterSolicit, parse,
+)
 from kumoflow.packet.consts import ARP_REPLY, ARP_REQUEST
 from kumoflow.store import Change, Record, Snapshot
 
@@ -246,3 +251,105 @@ def test_a_router_that_is_down_routes_nothing():
     assert not [f for f in cloud.s1.flows(pipeline.table_id("route"))
                 if f.cookie >> 56 == pipeline.FUNCTIONS["router"]]
     assert cloud.mem.core.hosts.get("fa:16:3e:00:10:01") is None
+
+
+# --- IPv6 ------------------------------------------------------------------------------------------------
+
+
+def dual_stack():
+    """h1 and h2 on two networks, each with an IPv4 and a SLAAC IPv6 subnet; one router joins them."""
+    cloud = Cloud()
+    nets = []
+    for n in (1, 2):
+        net, v4 = cloud.network(f"10.0.{n}.0/24", f"10.0.{n}.1")
+        v6 = record("subnet", network_id=net.id, cidr=f"2001:db8:{n}::/64", gateway_ip=f"2001:db8:{n}::1",
+                    ip_version=6, ipv6_ra_mode="slaac", ipv6_address_mode="slaac")
+        cloud.records.append(v6)
+        nets.append((net, v4, v6))
+    router = record("router", admin_state_up=True, routes=[])
+    cloud.records.append(router)
+    for i, (net, v4, v6) in enumerate(nets):
+        cloud.records.append(record("port", network_id=net.id, device_owner="network:router_interface",
+                                    device_id=router.id, mac_address=f"fa:16:3e:00:10:0{i + 1}",
+                                    fixed_ips=[{"subnet_id": v4.id, "ip_address": v4.body["gateway_ip"]},
+                                               {"subnet_id": v6.id, "ip_address": v6.body["gateway_ip"]}]))
+    for i, (net, v4, v6) in enumerate(nets):
+        mac = f"00:00:00:00:0{i + 1}:05"
+        ip6 = str(eui64(ipaddress.IPv6Network(v6.body["cidr"]), mac))
+        host = cloud.host(f"h{i + 1}", (cloud.s1, cloud.s2)[i], 2, (net, v4), f"10.0.{i + 1}.5", mac, api=False)
+        host.ip6, host.gateway6 = ip6, v6.body["gateway_ip"]
+        cloud.records.append(record("port", network_id=net.id, device_owner="compute:nova", mac_address=mac,
+                                    fixed_ips=[{"subnet_id": v4.id, "ip_address": host.ip},
+                                               {"subnet_id": v6.id, "ip_address": ip6}]))
+    return cloud.start()
+
+
+def test_a_router_solicitation_gets_an_advertisement_of_the_hosts_own_prefix():
+    cloud = dual_stack()
+    h2 = cloud.hosts["h2"]
+    ll = str(link_local(h2.mac))
+    got = cloud.send(h2, bytes(Ethernet(src=h2.mac, dst="33:33:00:00:00:02") / IPv6(src=ll, dst="ff02::2",
+                                                                                   hop_limit=255)
+                               / NDRouterSolicit(options=[NDOptSourceLinkAddr(h2.mac)])))
+    [frame] = got["h2"]
+    pkt = parse(frame)
+    ra = pkt[NDRouterAdvert]
+    assert (pkt[Ethernet].src, pkt[IPv6].src, pkt[IPv6].dst, pkt[IPv6].hop_limit) == (
+        "fa:16:3e:00:10:02", str(link_local("fa:16:3e:00:10:02")), ll, 255)
+    prefixes = [(o.prefix, o.prefix_len, o.flags) for o in ra.options if isinstance(o, NDOptPrefixInfo)]
+    assert prefixes == [("2001:db8:2::", 64, 0xC0)]       # on-link, autonomous: SLAAC
+    assert ra.router_lifetime > 0 and pkt[ICMPv6].checksum_ok
+    assert got["h1"] == []
+
+
+def test_ipv6_is_routed_with_hop_limit_decremented_and_the_gateway_answers_neighbour_discovery():
+    cloud = dual_stack()
+    h1, h2 = cloud.hosts["h1"], cloud.hosts["h2"]
+    group, group_mac = solicited_node(ipaddress.IPv6Address(h1.gateway6))
+    got = cloud.send(h1, bytes(Ethernet(src=h1.mac, dst=group_mac) / IPv6(src=h1.ip6, dst=group, hop_limit=255)
+                               / NDNeighborSolicit(target=h1.gateway6, options=[NDOptSourceLinkAddr(h1.mac)])))
+    na = [parse(f) for f in got["h1"] if parse(f).get(NDNeighborAdvert) is not None]
+    assert [(p[NDNeighborAdvert].target, p[Ethernet].src, p[IPv6].dst) for p in na] == [
+        (h1.gateway6, "fa:16:3e:00:10:01", h1.ip6)]
+    echo = bytes(Ethernet(src=h1.mac, dst="fa:16:3e:00:10:01") / IPv6(src=h1.ip6, dst=h2.ip6, hop_limit=64)
+                 / ICMPv6Echo(type=128, id=7, seq=1) / b"six")
+    got = cloud.send(h1, echo)
+    pkt = parse(got["h2"][0])
+    assert (pkt[Ethernet].src, pkt[Ethernet].dst, pkt[IPv6].hop_limit) == ("fa:16:3e:00:10:02", h2.mac, 63)
+    assert pkt[ICMPv6].checksum_ok and pkt.payload == b"six"
+    got = cloud.send(h1, bytes(Ethernet(src=h1.mac, dst="fa:16:3e:00:10:01") / IPv6(src=h1.ip6, dst=h2.gateway6)
+                               / ICMPv6Echo(type=128, id=7, seq=2) / b"gw"))
+    reply = parse(got["h1"][0])
+    assert (reply[IPv6].src, reply[ICMPv6Echo].type, reply[ICMPv6Echo].seq) == (h2.gateway6, 129, 2)
+
+
+def test_ipv6_errors_time_exceeded_and_no_route():
+    cloud = dual_stack()
+    h1, h2 = cloud.hosts["h1"], cloud.hosts["h2"]
+    for dst, hops, expected in ((h2.ip6, 1, (3, 0)), ("2001:db8:99::1", 64, (1, 0))):
+        probe = bytes(Ethernet(src=h1.mac, dst="fa:16:3e:00:10:01") / IPv6(src=h1.ip6, dst=dst, hop_limit=hops)
+                      / UDP(sport=40000, dport=33434) / b"probe")
+        got = cloud.send(h1, probe)
+        pkt = parse(got["h1"][0])
+        assert (pkt[IPv6].src, pkt[ICMPv6].type, pkt[ICMPv6].code) == (h1.gateway6, *expected)
+        assert pkt[ICMPv6].checksum_ok and pkt.payload == b"\0\0\0\0" + probe[14:]
+
+
+def test_an_ipv6_address_not_in_the_api_is_resolved_by_neighbour_solicitation():
+    cloud = dual_stack()
+    h1 = cloud.hosts["h1"]
+    stranger = cloud.mem.host("h9", cloud.s2, 3, mac="00:00:00:00:02:09")
+    cloud.hosts["h9"] = stranger
+    target = "2001:db8:2::9"
+    got = cloud.send(h1, bytes(Ethernet(src=h1.mac, dst="fa:16:3e:00:10:01") / IPv6(src=h1.ip6, dst=target)
+                               / ICMPv6Echo(type=128, id=9, seq=1) / b"who"))
+    [ns] = [parse(f) for f in got["h9"]]
+    assert (ns[NDNeighborSolicit].target, ns[IPv6].src, ns[Ethernet].dst) == (target, "2001:db8:2::1",
+                                                                               "33:33:ff:00:00:09")
+    got = cloud.send(stranger, bytes(Ethernet(src=stranger.mac, dst="fa:16:3e:00:10:02")
+                                     / IPv6(src=target, dst="2001:db8:2::1", hop_limit=255)
+                                     / NDNeighborAdvert(flags=0x60, target=target,
+                                                        options=[NDOptTargetLinkAddr(stranger.mac)])))
+    held = parse(got["h9"][0])
+    assert (held[Ethernet].dst, held[IPv6].dst, held[IPv6].hop_limit, held.payload) == (stranger.mac, target, 63,
+                                                                                        b"who")

@@ -60,25 +60,25 @@ from typing import Any, Hashable, Iterable
 
 from kumoflow import ofp
 from kumoflow.apps import options as check
-from kumoflow.apps.routing import ROUTER_PORTS, IPAddress, IPNetwork, Router, build
+from kumoflow.apps import gateway
+from kumoflow.apps.routing import ROUTER_PORTS, Interface, IPAddress, IPNetwork, Router, build
 from kumoflow.controller import App, Flow, pipeline
-from kumoflow.packet import ARP, ICMP, Ethernet, IPv4, PacketError, parse
-from kumoflow.packet.consts import ARP_REPLY, ARP_REQUEST
+from kumoflow.packet import (
+    ARP, ICMP, Ethernet, ICMPv6Echo, IPv4, IPv6, NDNeighborAdvert, NDNeighborSolicit, NDOptSourceLinkAddr,
+    NDOptTargetLinkAddr, NDRouterSolicit, PacketError, parse,
+)
+from kumoflow.packet.consts import ARP_REPLY, ARP_REQUEST, ND_NEIGHBOR_SOLICIT, ND_ROUTER_SOLICIT
 
 VRF, NEXTHOP = pipeline.METADATA["vrf"], pipeline.METADATA["nexthop"]
-KIND_ROUTER, KIND_ARP, KIND_NEIGHBOUR = 1, 2, 3
+KIND_ROUTER, KIND_ARP, KIND_NEIGHBOUR, KIND_ND, KIND_RS = 1, 2, 3, 4, 5
 #: priorities: the router's own addresses above every route; routes at BASE + prefix length
 OWN_PRIORITY, ROUTE_BASE, IFACE_PRIORITY, IFACE_DROP_PRIORITY = 1000, 100, 100, 10
 IPV4_TYPE, ARP_TYPE, IPV6_TYPE = 0x0800, 0x0806, 0x86DD
-BROADCAST = "ff:ff:ff:ff:ff:ff"
 #: held packets: per address, and in all
 HOLD_PER_ADDRESS, HOLD_TOTAL = 8, 1024
 
 _TO_CONTROLLER = [ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)])]
-_NO_MATCH, _ACTION, _INVALID_TTL = int(ofp.OFPR.NO_MATCH), int(ofp.OFPR.ACTION), int(ofp.OFPR.INVALID_TTL)
-# ICMP types and codes (RFC 792)
-ECHO_REPLY, UNREACHABLE, ECHO_REQUEST, TIME_EXCEEDED = 0, 3, 8, 11
-NET_UNREACHABLE, HOST_UNREACHABLE, PORT_UNREACHABLE = 0, 1, 3
+_NO_MATCH, _INVALID_TTL = int(ofp.OFPR.NO_MATCH), int(ofp.OFPR.INVALID_TTL)
 
 
 class _Pending:
@@ -97,9 +97,10 @@ class RouterApp(App):
     requires = ("fabric",)
 
     def __init__(self, arp_interval: float = 1.0, arp_retries: int = 3, icmp_rate: int = 100,
-                 **options: Any) -> None:
+                 ra_interval: float = 30.0, **options: Any) -> None:
         super().__init__(**options)
         self.arp_interval = check.seconds("arp_interval", arp_interval)
+        self.ra_interval = check.seconds("ra_interval", ra_interval)
         self.arp_retries = check.integer("arp_retries", arp_retries, 1, 100)
         self.icmp_rate = check.integer("icmp_rate", icmp_rate, 1, 100_000)
         self.routers: dict[str, Router] = {}
@@ -117,7 +118,8 @@ class RouterApp(App):
         return self.peers["fabric"]
 
     def start(self) -> None:
-        self.core.call_every(self.arp_interval, self._retry_arp)
+        self.core.call_every(self.arp_interval, self._retry)
+        self.core.call_every(self.ra_interval, self._advertise)
         self._rebuild()
 
     # --- the model -----------------------------------------------------------------
@@ -131,8 +133,8 @@ class RouterApp(App):
         self.by_vrf = {r.vrf: r for r in self.routers.values()}
         for router_id in set(old_routers) | set(self.routers):
             self.changed(("router", router_id))
-        for address in _gateway_addresses(old_routers) | _gateway_addresses(self.routers):
-            self.changed(("arp", address))
+        for key in set(_resolution_keys(old_routers)) | set(_resolution_keys(self.routers)):
+            self.changed(key)
         old_neighbours, self._api_neighbours = self._api_neighbours, {}
         for port in state.all("port"):
             self._api_neighbours.update(self._port_neighbours(port.body))
@@ -195,8 +197,7 @@ class RouterApp(App):
     def owners(self) -> Iterable[Hashable]:
         for router_id in self.routers:
             yield ("router", router_id)
-        for address in _gateway_addresses(self.routers):
-            yield ("arp", address)
+        yield from _resolution_keys(self.routers)
         for vrf, ip in set(self._api_neighbours) | set(self._arp_neighbours):
             yield ("neighbour", vrf, ip)
 
@@ -205,8 +206,8 @@ class RouterApp(App):
         if kind == "router":
             router = self.routers.get(key[1])
             return self._compile_router(router) if router is not None else []
-        if kind == "arp":
-            return self._compile_arp(key[1])
+        if kind in ("arp", "nd", "rs"):
+            return self._compile_resolution(key)
         router = self.by_vrf.get(key[1])
         mac = self.neighbour(key[1], key[2])
         if router is None or not router.up or mac is None:
@@ -232,8 +233,8 @@ class RouterApp(App):
                 flows.append(Flow(table, IFACE_PRIORITY, ofp.Match(eth_dst=mac, eth_type=ARP_TYPE),
                                   _TO_CONTROLLER, cookie))
             flows.append(Flow(table, IFACE_DROP_PRIORITY, ofp.Match(eth_dst=mac), [], cookie))
-        for iface in router.interfaces:
-            flows.append(Flow(route_table, OWN_PRIORITY, _match(router.vrf, iface.ip, host=True), _TO_CONTROLLER,
+        for address in sorted(_own_addresses(router), key=lambda ip: (ip.version, ip)):
+            flows.append(Flow(route_table, OWN_PRIORITY, _match(router.vrf, address, host=True), _TO_CONTROLLER,
                               cookie))
         for route in router.routes.values():
             egress = router.interface_for(route.nexthop if route.nexthop is not None else route.prefix.network_address)
@@ -257,12 +258,23 @@ class RouterApp(App):
                                    ofp.GotoTable(self.table("forward"))], cookie))
         return flows
 
-    def _compile_arp(self, address: IPAddress) -> list:
-        if not any(r.up and any(i.ip == address for i in r.interfaces) for r in self.routers.values()):
+    def _compile_resolution(self, key: tuple) -> list:
+        """ARP requests and neighbour solicitations for a router's address, and
+        router solicitations: to the controller, while a router wants them."""
+        if key not in _resolution_keys(self.routers):
             return []
-        return [Flow(self.table("router"), IFACE_PRIORITY,
-                     ofp.Match(eth_type=ARP_TYPE, arp_op=ARP_REQUEST, arp_tpa=str(address)), _TO_CONTROLLER,
-                     self.cookie(KIND_ARP << 48 | int(address)))]
+        kind, table = key[0], self.table("router")
+        if kind == "arp":
+            match = ofp.Match(eth_type=ARP_TYPE, arp_op=ARP_REQUEST, arp_tpa=str(key[1]))
+            cookie = self.cookie(KIND_ARP << 48 | int(key[1]))
+        elif kind == "nd":
+            match = ofp.Match(eth_type=IPV6_TYPE, ip_proto=58, icmpv6_type=ND_NEIGHBOR_SOLICIT,
+                              ipv6_nd_target=str(key[1]))
+            cookie = self.cookie(KIND_ND << 48 | int(key[1]) & (1 << 48) - 1)
+        else:
+            match = ofp.Match(eth_type=IPV6_TYPE, ip_proto=58, icmpv6_type=ND_ROUTER_SOLICIT)
+            cookie = self.cookie(KIND_RS << 48)
+        return [Flow(table, IFACE_PRIORITY, match, _TO_CONTROLLER, cookie)]
 
     # --- packets ---------------------------------------------------------------------
 
@@ -278,9 +290,13 @@ class RouterApp(App):
         if table == self.table("router"):
             if pkt.get(ARP) is not None:
                 self._arp_in(dp, in_port, pkt[Ethernet], pkt[ARP])
+            elif pkt.get(NDNeighborSolicit) is not None:
+                self._solicit_in(dp, in_port, pkt)
+            elif pkt.get(NDRouterSolicit) is not None:
+                self._router_solicit_in(dp, in_port, pkt)
             return
         router = self.by_vrf.get(VRF.of(msg.match.get("metadata", 0)))
-        ip = pkt.get(IPv4)
+        ip = pkt.get(IPv4) or pkt.get(IPv6)
         if router is None or ip is None:
             return
         if table == self.table("route"):
@@ -293,49 +309,44 @@ class RouterApp(App):
                 self._hold(router, nexthop, data)
 
     def _route_in(self, dp, in_port: int, reason: int, router: Router, pkt, data: bytes) -> None:
-        eth, ip = pkt[Ethernet], pkt[IPv4]
-        ingress = next(iter(router.interface_by_mac(eth.dst)), None)
+        eth = pkt[Ethernet]
+        ip = pkt.get(IPv4) or pkt[IPv6]
+        ingress = self._facing(router, eth.dst, ipaddress.ip_address(ip.src))
         if ingress is None:
             return
         if reason == _INVALID_TTL:
-            self._icmp_error(dp, in_port, ingress, eth, data, TIME_EXCEEDED, 0)
+            self._error(dp, in_port, data, "time_exceeded", ingress.mac, ingress.ip)
         elif reason == _NO_MATCH:
-            self._icmp_error(dp, in_port, ingress, eth, data, UNREACHABLE, NET_UNREACHABLE)
+            self._error(dp, in_port, data, "net_unreachable", ingress.mac, ingress.ip)
         else:     # for the router itself
-            icmp = pkt.get(ICMP)
             target = ipaddress.ip_address(ip.dst)
-            own = next((i for i in router.interfaces if i.ip == target), None)
-            if own is None:
-                return
-            if icmp is not None and icmp.type == ECHO_REQUEST and self._may_answer(ip.src):
-                reply = (Ethernet(src=ingress.mac, dst=eth.src) / IPv4(src=ip.dst, dst=ip.src, ttl=64)
-                         / ICMP(type=ECHO_REPLY, code=0, id=icmp.id, seq=icmp.seq) / pkt.payload)
-                self._send(dp, in_port, bytes(reply))
-            elif ip.proto == 17:    # UDP to the router: port unreachable (the end of a traceroute to it)
-                self._icmp_error(dp, in_port, own, eth, data, UNREACHABLE, PORT_UNREACHABLE, source=own.ip)
+            if pkt.get(NDNeighborAdvert) is not None:
+                self._advert_in(router, pkt)
+            elif pkt.get(NDNeighborSolicit) is not None:     # a unicast probe of the router (NUD)
+                self._solicit_in(dp, in_port, pkt)
+            elif pkt.get(ICMP) is not None or pkt.get(ICMPv6Echo) is not None:
+                reply = gateway.echo_reply(data, ingress.mac)
+                if reply is not None and self._may_answer(ip.src):
+                    self._send(dp, in_port, reply)
+            elif ip_proto(ip) == 17:    # UDP to the router: port unreachable (the end of a traceroute to it)
+                self._error(dp, in_port, data, "port_unreachable", ingress.mac, target)
 
-    def _icmp_error(self, dp, in_port: int, iface, eth, data: bytes, kind: int, code: int,
-                    source: IPAddress | None = None) -> None:
-        """ICMP `kind`/`code` about the IPv4 packet in `data` to its sender (RFC 1812 4.3.2.7:
-        never about an ICMP error, a fragment other than the first, or a non-unicast)."""
-        offending = data[14:]
-        try:
-            original = parse(data)
-            ip = original[IPv4]
-        except (PacketError, KeyError):
+    def _facing(self, router: Router, mac: str, towards: IPAddress) -> Interface | None:
+        """The interface with `mac` of the address family of `towards`: the one that holds it, else any."""
+        ifaces = [i for i in router.interface_by_mac(mac) if i.ip.version == towards.version]
+        return next((i for i in ifaces if towards in i.subnet), ifaces[0] if ifaces else None)
+
+    def _error(self, dp, in_port: int, data: bytes, error: str, mac: str, source: IPAddress,
+               to_mac: str | None = None) -> None:
+        who = gateway.sender(data)
+        if who is None or not self._may_answer(str(who[1])):
             return
-        icmp = original.get(ICMP)
-        sender = ipaddress.ip_address(ip.src)
-        if (eth.src[1] in "13579bdf" or ip.frag_offset or sender.is_multicast or sender.is_unspecified
-                or ipaddress.ip_address(ip.dst).is_multicast
-                or (icmp is not None and icmp.type not in (ECHO_REQUEST, ECHO_REPLY, 13, 15, 17))):
-            return
-        if not self._may_answer(ip.src):
-            return
-        quoted = offending[:ip.ihl * 4 + 8] if ip.ihl else offending[:28]
-        error = (Ethernet(src=iface.mac, dst=eth.src) / IPv4(src=str(source or iface.ip), dst=ip.src, ttl=64)
-                 / ICMP(type=kind, code=code) / quoted)
-        self._send(dp, in_port, bytes(error))
+        frame = gateway.icmp_error(data, error, mac, source, to_mac)
+        if frame is not None:
+            if dp is None:
+                self.fabric.deliver(frame)
+            else:
+                self._send(dp, in_port, frame)
 
     def _may_answer(self, destination: str) -> bool:
         """A token bucket per destination: icmp_rate a second, as many at once."""
@@ -354,7 +365,7 @@ class RouterApp(App):
     def _send(dp, port: int, frame: bytes) -> None:
         dp.send(ofp.PacketOut(actions=[ofp.Output(port)], data=frame))
 
-    # --- ARP ---------------------------------------------------------------------------
+    # --- ARP and neighbour discovery ---------------------------------------------------
 
     def _arp_in(self, dp, in_port: int, eth, arp) -> None:
         target, sender = _ip(arp.dst_ip), _ip(arp.src_ip)
@@ -362,29 +373,82 @@ class RouterApp(App):
             return
         if arp.op == ARP_REQUEST:
             iface = self._answering(eth.src, target, sender)
-            if iface is None:
-                return
-            router = self._router_of(iface)
-            self._learn(router, sender, arp.src_mac)
-            reply = Ethernet(src=iface.mac, dst=eth.src) / ARP(op=ARP_REPLY, src_mac=iface.mac, src_ip=str(iface.ip),
-                                                               dst_mac=arp.src_mac, dst_ip=arp.src_ip)
-            self._send(dp, in_port, bytes(reply))
+            if iface is not None:
+                self._learn(self._router_of(iface), sender, arp.src_mac)
+                self._send(dp, in_port, gateway.arp_reply(iface.mac, iface.ip, eth.src, arp.src_ip))
         elif arp.op == ARP_REPLY:
             for router in self.routers.values():
-                for iface in router.interface_by_mac(eth.dst):
-                    if sender in iface.subnet:
-                        self._learn(router, sender, arp.src_mac)
+                if any(sender in i.subnet for i in router.interface_by_mac(eth.dst) if i.ip.version == 4):
+                    self._learn(router, sender, arp.src_mac)
 
-    def _answering(self, mac: str, target: IPAddress, sender: IPAddress):
-        """The interface with address `target` that a host (MAC, address) asks
-        for: on the network of the API port with that MAC; else the one whose
-        subnet holds the sender, when only one does."""
-        candidates = [i for r in self.routers.values() if r.up for i in r.interfaces if i.ip == target]
+    def _solicit_in(self, dp, in_port: int, pkt) -> None:
+        """A neighbour solicitation for a router address (global or link-local): advertise it."""
+        ns, ip6 = pkt[NDNeighborSolicit], pkt[IPv6]
+        target, sender = _ip(ns.target), _ip(ip6.src)
+        if target is None or sender is None:
+            return
+        iface = self._answering(pkt[Ethernet].src, target, sender)
+        if iface is None:
+            return
+        mac = next((o.mac for o in ns.options if isinstance(o, NDOptSourceLinkAddr)), None)
+        if mac is not None and not sender.is_unspecified and not sender.is_link_local:
+            self._learn(self._router_of(iface), sender, mac)
+        self._send(dp, in_port, gateway.neighbour_advert(iface.mac, target, pkt[Ethernet].src, ip6.src))
+
+    def _advert_in(self, router: Router, pkt) -> None:
+        na = pkt[NDNeighborAdvert]
+        target = _ip(na.target)
+        mac = next((o.mac for o in na.options if isinstance(o, NDOptTargetLinkAddr)), pkt[Ethernet].src)
+        if target is not None and any(target in i.subnet for i in router.interface_by_mac(pkt[Ethernet].dst)
+                                      if i.ip.version == 6):
+            self._learn(router, target, mac)
+
+    def _router_solicit_in(self, dp, in_port: int, pkt) -> None:
+        eth, ip6 = pkt[Ethernet], pkt[IPv6]
+        for mac, prefixes in self._advertised(eth.src).items():
+            to = ip6.src if not ipaddress.ip_address(ip6.src).is_unspecified else gateway.ALL_NODES
+            self._send(dp, in_port, gateway.router_advert(mac, prefixes, eth.src, to))
+
+    def _advertised(self, host_mac: str) -> dict[str, list]:
+        """Interface MAC -> the (prefix, ra mode) it advertises to the host with
+        `host_mac`: those on the host's network (its API port's), else those of
+        the one router interface that advertises, when there is only one."""
+        offered: dict[str, list] = {}
+        networks = self._networks_of(host_mac)
+        for router in self.routers.values():
+            if not router.up:
+                continue
+            for iface in router.interfaces:
+                if iface.ra_mode and (not networks or iface.network_id in networks):
+                    offered.setdefault(iface.mac, []).append((iface.subnet, iface.ra_mode))
+        return offered if networks or len(offered) == 1 else {}
+
+    def _advertise(self) -> None:
+        """Unsolicited router advertisements to every known host that gets some."""
+        for host in list(self.core.hosts):
+            dp = self.core.datapaths.get(host.dpid)
+            if dp is None or not dp.is_up:
+                continue
+            for mac, prefixes in self._advertised(host.mac).items():
+                self._send(dp, host.port, gateway.router_advert(mac, prefixes, host.mac))
+
+    def _networks_of(self, mac: str) -> set[str]:
+        return {p.body.get("network_id") for p in self.core.state.all("port")
+                if str(p.body.get("mac_address", "")).lower() == mac}
+
+    def _answering(self, mac: str, target: IPAddress, sender: IPAddress) -> Interface | None:
+        """The interface with address `target` (or link-local address) that a
+        host (MAC, address) asks for: on the network of the API port with that
+        MAC; else the one whose subnet holds the sender, when only one does."""
+        candidates = [i for r in self.routers.values() if r.up for i in r.interfaces
+                      if i.ip == target or (target.version == 6 and i.ip.version == 6
+                                            and gateway.link_local(i.mac) == target)]
         if len(candidates) > 1:
-            networks = {p.body.get("network_id") for p in self.core.state.all("port")
-                        if str(p.body.get("mac_address", "")).lower() == mac}
+            networks = self._networks_of(mac)
             candidates = ([i for i in candidates if i.network_id in networks] if networks
                           else [i for i in candidates if sender in i.subnet])
+            if len({i.mac for i in candidates}) == 1:
+                candidates = candidates[:1]
         return candidates[0] if len(candidates) == 1 else None
 
     def _router_of(self, iface) -> Router:
@@ -392,7 +456,7 @@ class RouterApp(App):
 
     def _learn(self, router: Router, ip: IPAddress, mac: str) -> None:
         key = (router.vrf, ip)
-        if router.interface_for(ip) is None or key in self._api_neighbours or mac == BROADCAST:
+        if router.interface_for(ip) is None or key in self._api_neighbours or int(mac[:2], 16) & 1:
             return    # the API's word stands
         if self._arp_neighbours.get(key) != mac:
             self._arp_neighbours[key] = mac
@@ -413,7 +477,7 @@ class RouterApp(App):
             self.fabric.deliver(raw + frame[6:])
 
     def _hold(self, router: Router, ip: IPAddress, frame: bytes) -> None:
-        """Keep a packet for an address being resolved; ARP for it now if new."""
+        """Keep a packet for an address being resolved; ask for it now if new."""
         mac = self.neighbour(router.vrf, ip)
         if mac is not None:    # resolved while the packet was on its way
             self.fabric.deliver(bytes.fromhex(mac.replace(":", "")) + frame[6:])
@@ -422,22 +486,24 @@ class RouterApp(App):
         pending = self._pending.get(key)
         if pending is None:
             pending = self._pending[key] = _Pending(router.id)
-            self._arp(router, ip)
+            self._solicit(router, ip)
             pending.tries = 1
         if self._held < HOLD_TOTAL or len(pending.frames) == pending.frames.maxlen:
             if len(pending.frames) < pending.frames.maxlen:
                 self._held += 1
             pending.frames.append(frame)
 
-    def _arp(self, router: Router, ip: IPAddress) -> None:
+    def _solicit(self, router: Router, ip: IPAddress) -> None:
+        """ARP (IPv4) or a neighbour solicitation (IPv6) from the interface facing `ip`."""
         iface = router.interface_for(ip)
-        if iface is None or ip.version != 4:
+        if iface is None:
             return
-        request = Ethernet(src=iface.mac, dst=BROADCAST) / ARP(op=ARP_REQUEST, src_mac=iface.mac,
-                                                               src_ip=str(iface.ip), dst_ip=str(ip))
-        self.fabric.deliver(bytes(request))
+        if ip.version == 4:
+            self.fabric.deliver(gateway.arp_request(iface.mac, iface.ip, ip))
+        else:
+            self.fabric.deliver(gateway.neighbour_solicit(iface.mac, iface.ip, ip))
 
-    def _retry_arp(self) -> None:
+    def _retry(self) -> None:
         for key, pending in list(self._pending.items()):
             router = self.routers.get(pending.router_id)
             if router is None or router.vrf != key[0]:
@@ -446,23 +512,18 @@ class RouterApp(App):
                 self._unreachable(router, key[1])
             else:
                 pending.tries += 1
-                self._arp(router, key[1])
+                self._solicit(router, key[1])
 
     def _unreachable(self, router: Router, ip: IPAddress) -> None:
-        """Nobody answered for `ip`: its waiting packets' senders hear so."""
+        """Nobody answered for `ip`: its waiting packets' senders hear so, from
+        the interface facing them (as Linux answers)."""
         for frame in self._drop_pending((router.vrf, ip)):
-            try:
-                pkt = parse(frame)
-                sender = ipaddress.ip_address(pkt[IPv4].src)
-            except (PacketError, KeyError, ValueError):
+            who = gateway.sender(frame)
+            if who is None:
                 continue
-            iface, mac = router.interface_for(sender), self.neighbour(router.vrf, sender)
-            if iface is None or mac is None:
-                continue
-            error = (Ethernet(src=iface.mac, dst=mac) / IPv4(src=str(iface.ip), dst=str(sender), ttl=64)
-                     / ICMP(type=UNREACHABLE, code=HOST_UNREACHABLE) / frame[14:14 + pkt[IPv4].ihl * 4 + 8])
-            if self._may_answer(str(sender)):
-                self.fabric.deliver(bytes(error))
+            iface, mac = router.interface_for(who[1]), self.neighbour(router.vrf, who[1])
+            if iface is not None and mac is not None:
+                self._error(None, 0, frame, "host_unreachable", iface.mac, iface.ip, to_mac=mac)
 
     def _drop_pending(self, key) -> list[bytes]:
         pending = self._pending.pop(key, None)
@@ -481,8 +542,27 @@ class RouterApp(App):
                     self.changed(("router", router.id))
 
 
-def _gateway_addresses(routers: dict[str, Router]) -> set[IPAddress]:
-    return {i.ip for r in routers.values() for i in r.interfaces if i.ip.version == 4}
+def _own_addresses(router: Router) -> set[IPAddress]:
+    """The router's addresses: its interfaces', and the link-local address of each IPv6 interface's MAC."""
+    return ({i.ip for i in router.interfaces}
+            | {gateway.link_local(i.mac) for i in router.interfaces if i.ip.version == 6})
+
+
+def _resolution_keys(routers: dict[str, Router]) -> list[tuple]:
+    """The ("arp", address), ("nd", address) and ("rs",) objects the routers need."""
+    keys: dict[tuple, None] = {}
+    for router in routers.values():
+        if not router.up:
+            continue
+        for address in _own_addresses(router):
+            keys[("arp" if address.version == 4 else "nd", address)] = None
+        if any(i.ra_mode for i in router.interfaces):
+            keys[("rs",)] = None
+    return list(keys)
+
+
+def ip_proto(ip) -> int | None:
+    return ip.proto if isinstance(ip, IPv4) else ip.nh
 
 
 def _ip(text: str) -> IPAddress | None:

@@ -53,6 +53,7 @@ class Interface:
     mac: str
     address: ipaddress.IPv4Interface | ipaddress.IPv6Interface   # the gateway address with its subnet's prefix
     external: bool = False     # the router's gateway port on an external network
+    ra_mode: str | None = None  # an IPv6 subnet's ipv6_ra_mode: the router advertises it (SLAAC, DHCPv6)
 
     @property
     def ip(self) -> IPAddress:
@@ -146,7 +147,8 @@ def _interfaces(port: Record, subnets: dict[str, Record]) -> list[Interface]:
         except (KeyError, ValueError):
             continue
         out.append(Interface(port.id, body.get("network_id", ""), subnet.id, str(body.get("mac_address", "")).lower(),
-                             address, body.get("device_owner") == ROUTER_GATEWAY))
+                             address, body.get("device_owner") == ROUTER_GATEWAY,
+                             subnet.body.get("ipv6_ra_mode") if address.version == 6 else None))
     return out
 
 

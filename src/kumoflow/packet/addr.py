@@ -8,6 +8,7 @@ the packet-in path.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
 from .errors import PacketError
@@ -96,3 +97,15 @@ def ip6_to_bytes(ip: str, header: str = "IPv6") -> bytes:
     except (OSError, TypeError, ValueError):
         raise PacketError(header, f"bad IPv6 address {ip!r}") from None
     return _remember(_memo_ip6, ip, raw)
+
+
+def link_local(mac: str) -> ipaddress.IPv6Address:
+    """The modified EUI-64 link-local address of a MAC (RFC 4291 2.5.1)."""
+    raw = bytearray(mac_to_bytes(mac))
+    raw[0] ^= 0x02
+    return ipaddress.IPv6Address(b"\xfe\x80" + b"\0" * 6 + bytes(raw[:3]) + b"\xff\xfe" + bytes(raw[3:]))
+
+
+def eui64(prefix: ipaddress.IPv6Network, mac: str) -> ipaddress.IPv6Address:
+    """The address SLAAC gives a host with `mac` in a /64 (RFC 4862)."""
+    return ipaddress.IPv6Address(int(prefix.network_address) | int(link_local(mac)) & (1 << 64) - 1)

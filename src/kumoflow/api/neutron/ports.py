@@ -31,6 +31,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, field_validator
 
 from kumoflow import ofp
+from kumoflow.packet.addr import eui64
 from kumoflow.store import Record
 
 from ..sdn import learn_names, resolve_switch
@@ -205,9 +206,10 @@ class Switches:
         self._found: dict[str, Any] = {}
 
     async def prepare(self, hosts: Any) -> None:
-        """Before rendering ports bound to `hosts`: if one of them names no switch yet, read the
-        DESC reply of switches whose name the API has not learned (once per switch session)."""
-        if any(host and self.find(host) is None for host in set(hosts)):
+        """Before rendering ports bound to `hosts`: if one of them is neither an exact name nor a
+        datapath id of a switch up, read the DESC reply of switches whose name the API has not
+        learned (once per switch session): a short name must be unique among all of them."""
+        if any(host and resolve_switch(self.ctx, host, suffix=False) is None for host in set(hosts)):
             if await learn_names(self.ctx):
                 self._found.clear()
 
@@ -289,19 +291,37 @@ def check_mac_free(db: NeutronDB, batch: Batch, network_id: str, mac: str, port_
 
 
 def assign_ips(db: NeutronDB, batch: Batch, network: Record, spec: list[dict] | None, device_owner: str,
-               port_id: str | None = None) -> list[dict]:
-    """The port's fixed_ips: allocated (spec None) or checked (spec given)."""
+               port_id: str | None = None, mac: str | None = None) -> list[dict]:
+    """The port's fixed_ips: allocated (spec None) or checked (spec given). On
+    an IPv6 subnet whose ipv6_address_mode is slaac or dhcpv6-stateless, the
+    address a port gets without asking is the one the host will take itself,
+    EUI-64 from its MAC (as Neutron does); spec None gives one on every such
+    subnet of the network."""
     subnets = db.referring("network", network.id, "subnet")
     out: list[dict] = []
+    auto = {s.id for s in subnets if s.body.get("ipv6_address_mode") in ("slaac", "dhcpv6-stateless")} if mac else set()
+
+    def allocate_in(subnet: Record) -> str | None:
+        if subnet.id in auto and device_owner not in (ROUTER_INTERFACE, ROUTER_GATEWAY):
+            address = str(eui64(ipaddress.IPv6Network(subnet.body["cidr"]), mac))
+            held = db.ips.get(subnet.id, {}).get(address)
+            if (held is not None and held != port_id) or address in batch.ips.get(subnet.id, set()):
+                raise conflict("IpAddressAlreadyAllocated", f"IP address {address} already allocated in subnet "
+                                                            f"{subnet.id}.")
+            return address
+        return allocate(db, subnet, batch.ips.get(subnet.id, set()))
 
     def take(subnet: Record, address: str) -> None:
         batch.ips.setdefault(subnet.id, set()).add(address)
         out.append({"subnet_id": subnet.id, "ip_address": address})
 
     if spec is None:
+        for subnet in subnets:
+            if subnet.id in auto and device_owner not in (ROUTER_INTERFACE, ROUTER_GATEWAY):
+                take(subnet, allocate_in(subnet))
         for version in (4, 6):
             for subnet in subnets:
-                if subnet.body["ip_version"] != version:
+                if subnet.body["ip_version"] != version or subnet.id in auto:
                     continue
                 address = allocate(db, subnet, batch.ips.get(subnet.id, set()))
                 if address is not None:
@@ -329,7 +349,7 @@ def assign_ips(db: NeutronDB, batch: Batch, network: Record, spec: list[dict] | 
                           f"network.", "InvalidIpForNetwork")
             subnet = found[0]
         if address is None:
-            chosen = allocate(db, subnet, batch.ips.get(subnet.id, set()))
+            chosen = allocate_in(subnet)
             if chosen is None:
                 raise conflict("IpAddressGenerationFailure", f"No more IP addresses available for subnet "
                                                              f"{subnet.id}.")
@@ -400,7 +420,7 @@ def new_port(db: NeutronDB, caller: Caller, item: PortCreate, batch: Batch, ops:
     else:
         check_mac_free(db, batch, network.id, mac)
     spec = None if item.fixed_ips is None else [f.model_dump() for f in item.fixed_ips]
-    fixed = assign_ips(db, batch, network, spec, item.device_owner)
+    fixed = assign_ips(db, batch, network, spec, item.device_owner, mac=mac)
     security = item.port_security_enabled
     if security is None:
         security = bool(network.body.get("port_security_enabled", True))
@@ -515,7 +535,8 @@ async def update_port(port_id: str, body: PortUpdateRequest, ctx: Ctx, db: DB, c
         if "binding:profile" in values:
             new["binding:profile"] = check_profile(values["binding:profile"])
         if "fixed_ips" in values:
-            new["fixed_ips"] = assign_ips(db, batch, network, values["fixed_ips"], new["device_owner"], port_id)
+            new["fixed_ips"] = assign_ips(db, batch, network, values["fixed_ips"], new["device_owner"], port_id,
+                                             mac=new["mac_address"])
         if "port_security_enabled" in values:
             new["port_security_enabled"] = values["port_security_enabled"]
         if "security_groups" in values:
