@@ -19,6 +19,7 @@ from kumoflow.api.neutron.db import NeutronDB
 from kumoflow.api.neutron.subnets import default_pools, host_range
 from kumoflow.api.server import build_app
 from kumoflow.apps.l2 import LearningSwitch as L2
+from kumoflow.packet.addr import eui64
 from kumoflow.store.sqlite import SQLiteStore
 from kumoflow.switch.port import MemoryPort
 
@@ -123,6 +124,9 @@ def test_a_kumoflow_switch_is_found_by_the_name_its_desc_reply_gives():
     net.switch(2, 3)                                 # no --name: dp_desc "kumoflow datapath 0x..."
     twin_a, twin_b = net.switch(3, 2), net.switch(4, 2)
     twin_a.dp.dp_desc = twin_b.dp.dp_desc = "twin"   # two switches, one name: neither is found by it
+    bridge = net.switch(5, 2)
+    bridge.dp.add_port(MemoryPort(ofp.OFPP.LOCAL, "lab-s5", "0a:00:00:00:05:fe"))    # an Open vSwitch bridge
+    net.switch(6, 2).dp.dp_desc = "other-s5"         # a kumoflow switch of another topology, also s5
     net.start()
     assert desc_name(ofp.DescReply("kumoflow", "", "", "", "lab-s1")) == "lab-s1"
     assert desc_name(ofp.DescReply("kumoflow", "", "", "", "kumoflow datapath 0x0000000000000002")) is None
@@ -139,15 +143,19 @@ def test_a_kumoflow_switch_is_found_by_the_name_its_desc_reply_gives():
                 assert r.status_code == 201, r.text
                 return r.json()["port"]
 
+            # s5 is short for two names, one of them known only from a DESC reply not read yet
+            assert (await port("s5"))["status"] == "DOWN"
+            assert (await port("lab-s5"))["status"] == (await port("other-s5"))["status"] == "ACTIVE"
             by_name, by_short_name = await port("lab-s1"), await port("s1")
             assert (by_name["status"], by_short_name["status"]) == ("ACTIVE", "ACTIVE")
             assert (await port("twin"))["status"] == "DOWN"
             assert (await port("3"))["status"] == "ACTIVE"
             assert (await port("s9"))["status"] == "DOWN"
             listed = (await c.get("/v2.0/ports", headers=ADMIN, params={"status": "ACTIVE"})).json()["ports"]
-            assert {p["binding:host_id"] for p in listed} == {"lab-s1", "s1", "3"}
+            assert {p["binding:host_id"] for p in listed} == {"lab-s1", "s1", "3", "lab-s5", "other-s5"}
             switches = (await c.get("/sdn/switches", headers=ADMIN, params={"counters": "false"})).json()
-            assert [s["name"] for s in switches["switches"]] == ["lab-s1", None, "twin", "twin"]
+            assert [s["name"] for s in switches["switches"]] == ["lab-s1", None, "twin", "twin", "lab-s5",
+                                                                 "other-s5"]
             r = await c.get("/sdn/switches/s1", headers=ADMIN, params={"counters": "false"})
             assert r.status_code == 200 and r.json()["switch"]["dpid"] == "0000000000000001"
             assert (await c.get("/sdn/switches/twin", headers=ADMIN)).status_code == 404
@@ -227,6 +235,30 @@ def test_addresses_run_out_with_409_and_come_back_when_freed():
             await c.delete(f"/v2.0/ports/{gone['id']}", headers=ADMIN)
             r = await c.post("/v2.0/ports", headers=ADMIN, json={"port": {"network_id": network_id}})
             assert r.json()["port"]["fixed_ips"][0]["ip_address"] == "10.0.0.4"
+    run(body())
+
+
+def test_a_port_on_a_slaac_subnet_gets_the_address_the_host_will_take():
+    async def body():
+        async with client(MemNet([L2()]).core) as c:
+            network_id = (await c.post("/v2.0/networks", headers=ADMIN, json={"network": {}})).json()["network"]["id"]
+            subnets = {}
+            for cidr, extra in (("10.0.0.0/24", {}), ("2001:db8:5::/64", {"ip_version": 6, "ipv6_ra_mode": "slaac",
+                                                                             "ipv6_address_mode": "slaac"})):
+                made = await c.post("/v2.0/subnets", headers=ADMIN,
+                                    json={"subnet": {"network_id": network_id, "cidr": cidr, **extra}})
+                subnets[cidr] = made.json()["subnet"]["id"]
+            port = (await c.post("/v2.0/ports", headers=ADMIN, json={"port": {
+                "network_id": network_id, "mac_address": "fa:16:3e:01:02:03"}})).json()["port"]
+            assert sorted(ip["ip_address"] for ip in port["fixed_ips"]) == ["10.0.0.2",
+                                                                           "2001:db8:5:0:f816:3eff:fe01:203"]
+            # asked by subnet only: the EUI-64 address of the MAC it was given
+            other = await c.post("/v2.0/ports", headers=ADMIN, json={"port": {
+                "network_id": network_id, "fixed_ips": [{"subnet_id": subnets["2001:db8:5::/64"]}]}})
+            assert other.status_code == 201
+            mac = other.json()["port"]["mac_address"]
+            [ip] = other.json()["port"]["fixed_ips"]
+            assert ipaddress.ip_address(ip["ip_address"]) == eui64(ipaddress.ip_network("2001:db8:5::/64"), mac)
     run(body())
 
 

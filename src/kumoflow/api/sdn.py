@@ -290,19 +290,19 @@ def parse_dpid(ident: str) -> int | None:
     return dpid if 0 <= dpid < 1 << 64 else None
 
 
-def resolve_switch(ctx: ApiContext, ident: str) -> Datapath | None:
+def resolve_switch(ctx: ApiContext, ident: str, suffix: bool = True) -> Datapath | None:
     """The switch up that `ident` names, or None (none, or more than one).
 
     In this order: a switch whose name (`switch_name`) is `ident`; the one switch whose name
     ends in ``-ident`` (the emulator's ``s1`` for its ``<topology>-s1``); the switch with that
     datapath id. Names come first, as for Open vSwitch; a kumoflow switch's name cannot look
-    like a datapath id."""
+    like a datapath id. `suffix` False: exact names and datapath ids only."""
     up = [dp for dp in ctx.core.datapaths.values() if dp.is_up]
     names = [(dp, switch_name(dp, ctx)) for dp in up]
     exact = [dp for dp, name in names if name == ident]
     if exact:
         return exact[0] if len(exact) == 1 else None
-    suffixed = [dp for dp, name in names if name is not None and name.endswith("-" + ident)]
+    suffixed = [dp for dp, name in names if suffix and name is not None and name.endswith("-" + ident)]
     if len(suffixed) == 1:
         return suffixed[0]
     if suffixed:
@@ -344,10 +344,11 @@ async def learn_names(ctx: ApiContext) -> bool:
 
 async def find_switch(ctx: ApiContext, ident: str) -> Datapath:
     """The switch up that `ident` names (`resolve_switch`, after learning the names of switches
-    that have one only in their DESC reply), or 404."""
+    that have one only in their DESC reply unless `ident` is an exact name or a datapath id), or
+    404."""
+    if resolve_switch(ctx, ident, suffix=False) is None:
+        await learn_names(ctx)          # a name ending in -ident may be among those not learned yet
     dp = resolve_switch(ctx, ident)
-    if dp is None and await learn_names(ctx):
-        dp = resolve_switch(ctx, ident)
     if dp is None:
         raise ApiError(404, "SwitchNotFound", f"Switch {ident} could not be found (not connected, no such "
                                               f"datapath id or name, or a name more than one switch has).")
