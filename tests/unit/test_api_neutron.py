@@ -335,6 +335,11 @@ def test_every_list_sorts_and_pages_as_neutron_does():
             status, data = await get("/v2.0/networks", limit=2)
             assert [n["id"] for n in data["networks"]] == by_id[:2]
             assert [link["rel"] for link in data["networks_links"]] == ["next", "previous"]
+            before = (await c.get(data["networks_links"][1]["href"], headers=ADMIN)).json()   # before the first
+            assert before["networks"] == [] and [link["rel"] for link in before["networks_links"]] == ["next"]
+            assert "marker" not in before["networks_links"][0]["href"]                        # back to the start
+            first = (await c.get(before["networks_links"][0]["href"], headers=ADMIN)).json()
+            assert [n["id"] for n in first["networks"]] == by_id[:2]
             seen, url = [], "/v2.0/networks?limit=2"
             while True:
                 data = (await c.get(url, headers=ADMIN)).json()

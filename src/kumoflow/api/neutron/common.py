@@ -248,9 +248,8 @@ class Paging:
 
     def _href(self, request: Request, page: list[dict], previous: bool) -> str:
         params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("marker", "page_reverse")]
-        marker = (page[0] if previous else page[-1])["id"] if page else self.marker
-        if marker is not None:
-            params.append(("marker", marker))
+        if page:                # an empty page's links have no marker (the first or the last page), as in Neutron
+            params.append(("marker", (page[0] if previous else page[-1])["id"]))
         if previous:
             params.append(("page_reverse", "True"))
         return str(request.url.replace(query=urlencode(params)))
