@@ -383,22 +383,24 @@ class Speaker:
 
     async def _deliver(self, routes: Iterable[Route]) -> None:
         learned = self.learned
-        before: dict[Key, Route | None] = {}
+        before: dict[Key, Route | None] = {}     # each prefix touched: what was learned before the batch
+        last: dict[Key, Route] = {}              # ... and the last message about it
         for route in routes:
             key = (route.table, route.prefix)
-            if key not in before:
-                before[key] = learned.get(key)
-            if route.action != DELETE and route.protocol == RTPROT_BGP:
+            old = learned.pop(key, None)
+            before.setdefault(key, old)
+            last[key] = route
+            if route.protocol == RTPROT_BGP and route.action != DELETE:
                 learned[key] = route
-            elif route.action == DELETE or key in learned:     # withdrawn, or now one of our own
-                learned.pop(key, None)
         adds, deletes = [], []
         for key, old in before.items():
             new = learned.get(key)
             if new is None:
-                if old is not None:
-                    deletes.append(Route(DELETE, old.prefix, (), old.table, old.protocol, old.metric, old.type))
-            elif new != old:
+                if old is not None:        # withdrawn (zebra's delete is handed on), or now one of our own
+                    route = last[key]
+                    deletes.append(route if route.action == DELETE else
+                                   Route(DELETE, old.prefix, (), old.table, old.protocol, old.metric, old.type))
+            elif old is None or new != old:
                 adds.append(new)
         if adds or deletes:
             await self._call(adds, deletes)
