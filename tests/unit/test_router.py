@@ -353,3 +353,111 @@ def test_an_ipv6_address_not_in_the_api_is_resolved_by_neighbour_solicitation():
     held = parse(got["h9"][0])
     assert (held[Ethernet].dst, held[IPv6].dst, held[IPv6].hop_limit, held.payload) == (stranger.mac, target, 63,
                                                                                         b"who")
+
+
+# --- the way out: floating IPs and SNAT -----------------------------------------------------------------
+
+
+def with_outside(**options):
+    """h1 (10.0.1.5, floating IP 203.0.113.50) and h2 (10.0.2.5) behind a router whose external gateway is
+    203.0.113.10 on an external network; `out` (203.0.113.1, the external subnet's gateway) is outside."""
+    cloud = Cloud(**options)
+    a, b = cloud.network("10.0.1.0/24", "10.0.1.1"), cloud.network("10.0.2.0/24", "10.0.2.1")
+    ext_net, ext_subnet = cloud.network("203.0.113.0/24", "203.0.113.1", project="admin")
+    ext_net.body["router:external"] = True
+    router = cloud.router([a, b])
+    router.body["external_gateway_info"] = {"network_id": ext_net.id, "enable_snat": True}
+    cloud.records.append(record("port", network_id=ext_net.id, device_owner="network:router_gateway",
+                                device_id=router.id, mac_address="fa:16:3e:00:10:ee",
+                                fixed_ips=[{"subnet_id": ext_subnet.id, "ip_address": "203.0.113.10"}]))
+    h1 = cloud.host("h1", cloud.s1, 2, a, "10.0.1.5", "00:00:00:00:01:05")
+    cloud.host("h2", cloud.s1, 3, b, "10.0.2.5", "00:00:00:00:02:05")
+    cloud.host("out", cloud.s2, 2, (ext_net, ext_subnet), "203.0.113.1", "00:00:00:00:ee:01", api=False)
+    port_h1 = next(r for r in cloud.records if r.kind == "port" and r.body["mac_address"] == h1.mac)
+    cloud.records.append(record("floatingip", floating_ip_address="203.0.113.50", fixed_ip_address="10.0.1.5",
+                                port_id=port_h1.id, router_id=router.id, floating_network_id=ext_net.id))
+    cloud.start()
+    outside = cloud.hosts["out"]
+    # the router asks for the outside host once, as a kernel would; it answers
+    reply = bytes(Ethernet(src=outside.mac, dst="fa:16:3e:00:10:ee") / ARP(
+        op=ARP_REPLY, src_mac=outside.mac, src_ip=outside.ip, dst_mac="fa:16:3e:00:10:ee", dst_ip="203.0.113.10"))
+    cloud.send(outside, reply)
+    return cloud
+
+
+def tcp(src_mac, dst_mac, src, sport, dst, dport, flags=0x02):
+    from kumoflow.packet import TCP
+    return bytes(Ethernet(src=src_mac, dst=dst_mac) / IPv4(src=src, dst=dst, ttl=64)
+                 / TCP(sport=sport, dport=dport, seq=1, flags=flags) / b"GET /")
+
+
+def test_a_floating_ip_is_reached_from_outside_and_its_owner_goes_out_with_it():
+    cloud = with_outside()
+    h1, out = cloud.hosts["h1"], cloud.hosts["out"]
+    got = cloud.send(out, bytes(Ethernet(src=out.mac, dst="ff:ff:ff:ff:ff:ff") / ARP(
+        op=ARP_REQUEST, src_mac=out.mac, src_ip=out.ip, dst_ip="203.0.113.50")))
+    [answer] = [parse(f)[ARP] for f in got["out"]]
+    assert (answer.op, answer.src_ip, answer.src_mac) == (ARP_REPLY, "203.0.113.50", "fa:16:3e:00:10:ee")
+    got = cloud.send(out, ping(out, "203.0.113.50", "fa:16:3e:00:10:ee"))
+    pkt = parse(got["h1"][0])
+    assert (pkt[IPv4].src, pkt[IPv4].dst, pkt[IPv4].ttl, pkt[Ethernet].dst) == ("203.0.113.1", "10.0.1.5", 63, h1.mac)
+    assert pkt[IPv4].checksum_ok and pkt[ICMP].checksum_ok
+    got = cloud.send(h1, ping(h1, "203.0.113.1", "fa:16:3e:00:10:01", seq=5))
+    pkt = parse(got["out"][0])
+    assert (pkt[IPv4].src, pkt[IPv4].dst, pkt[Ethernet].src, pkt[Ethernet].dst) == (
+        "203.0.113.50", "203.0.113.1", "fa:16:3e:00:10:ee", out.mac)
+    assert pkt[IPv4].checksum_ok and pkt[ICMP].checksum_ok
+
+
+def test_snat_translates_a_connection_in_flows_on_its_first_packet_and_ends_it_when_idle():
+    from kumoflow.packet import TCP
+
+    cloud = with_outside(tcp_idle=30)
+    h2, out = cloud.hosts["h2"], cloud.hosts["out"]
+    app = cloud.router_app
+    got = cloud.send(h2, tcp(h2.mac, "fa:16:3e:00:10:02", h2.ip, 40000, out.ip, 80))
+    syn = parse(got["out"][0])
+    port = syn[TCP].sport
+    assert (syn[IPv4].src, syn[IPv4].dst, syn[TCP].dport, syn[IPv4].ttl) == ("203.0.113.10", out.ip, 80, 63)
+    assert syn[IPv4].checksum_ok and syn[TCP].checksum_ok and syn.payload == b"GET /"
+    assert 1024 <= port <= 65535 and len(app.snat) == 1
+    got = cloud.send(out, tcp(out.mac, "fa:16:3e:00:10:ee", out.ip, 80, "203.0.113.10", port, flags=0x12))
+    back = parse(got["h2"][0])
+    assert (back[IPv4].src, back[IPv4].dst, back[TCP].sport, back[TCP].dport) == (out.ip, h2.ip, 80, 40000)
+    assert back[TCP].checksum_ok and back[Ethernet].dst == h2.mac
+    snat = pipeline.table_id("snat")
+    translated = [f for f in cloud.s1.flows(snat) if f.idle_timeout]
+    assert len(translated) == 1 and translated[0].packet_count == 0     # the first packet went by the controller
+    assert not [f for f in cloud.s2.flows(snat) if f.idle_timeout]       # only where h2's packets enter
+    got = cloud.send(h2, tcp(h2.mac, "fa:16:3e:00:10:02", h2.ip, 40000, out.ip, 80, flags=0x10))
+    assert parse(got["out"][0])[TCP].sport == port
+    assert [f.packet_count for f in cloud.s1.flows(snat) if f.idle_timeout] == [1]
+    cloud.mem.advance(31)
+    assert len(app.snat) == 0
+    router_table = pipeline.table_id("router")
+    assert not [f for s in (cloud.s1, cloud.s2) for f in s.flows(router_table) if "tcp_dst" in f.match]
+
+
+def test_snat_pings_are_translated_by_the_controller():
+    cloud = with_outside()
+    h2, out = cloud.hosts["h2"], cloud.hosts["out"]
+    got = cloud.send(h2, ping(h2, out.ip, "fa:16:3e:00:10:02", seq=3))
+    echo = parse(got["out"][0])
+    assert (echo[IPv4].src, echo[ICMP].seq) == ("203.0.113.10", 3) and echo[ICMP].checksum_ok
+    reply = bytes(Ethernet(src=out.mac, dst="fa:16:3e:00:10:ee") / IPv4(src=out.ip, dst="203.0.113.10")
+                  / ICMP(type=0, code=0, id=echo[ICMP].id, seq=3) / echo.payload)
+    got = cloud.send(out, reply)
+    back = parse(got["h2"][0])
+    assert (back[IPv4].dst, back[ICMP].type, back[ICMP].id, back[ICMP].seq) == (h2.ip, 0, 0x4B46, 3)
+    assert back[ICMP].checksum_ok and back[IPv4].checksum_ok and back[Ethernet].src == "fa:16:3e:00:10:02"
+
+
+def test_snat_ports_running_out_drop_new_connections_and_count_them():
+    cloud = with_outside(snat_ports="2000-2001")
+    h2, out = cloud.hosts["h2"], cloud.hosts["out"]
+    sports = []
+    for sport in (41000, 41001, 41002):
+        got = cloud.send(h2, tcp(h2.mac, "fa:16:3e:00:10:02", h2.ip, sport, out.ip, 80))
+        sports.append([parse(f)[IPv4].src for f in got["out"]])
+    assert sports == [["203.0.113.10"], ["203.0.113.10"], []]
+    assert cloud.router_app.snat.exhausted == 1

@@ -369,19 +369,24 @@ class Fabric(App):
         if ports and ports != [in_port]:
             self.send(dp, ofp.PacketOut(in_port=in_port, actions=[ofp.Output(p) for p in ports], data=data))
 
-    def deliver(self, data: bytes) -> None:
+    def deliver(self, data: bytes, after_flows: bool = False) -> None:
         """Send a frame from the controller to the host its destination MAC
         names; a broadcast, or a frame for a host not seen yet, goes out of
-        every switch's edge ports."""
+        every switch's edge ports. `after_flows`: once the flows this event
+        compiled are in the switch it leaves from (its answer will meet them)."""
         host = None if data[0] & 1 else self.core.hosts.get(mac_text(data[0:6]))
         dp = self.core.datapaths.get(host.dpid) if host is not None else None
         if dp is not None:
-            dp.send(ofp.PacketOut(actions=[ofp.Output(host.port)], data=data))
-            return
-        for dp in self.core.datapaths.values():
-            ports = sorted(self.edge_ports(dp))
-            if ports and dp.is_up:
-                dp.send(ofp.PacketOut(actions=[ofp.Output(p) for p in ports], data=data))
+            sends = [(dp, [host.port])]
+        else:
+            sends = [(dp, sorted(self.edge_ports(dp))) for dp in self.core.datapaths.values() if dp.is_up]
+        for dp, ports in sends:
+            if ports:
+                msg = ofp.PacketOut(actions=[ofp.Output(p) for p in ports], data=data)
+                if after_flows:
+                    self.core.send_after_flows(dp, msg)
+                else:
+                    dp.send(msg)
 
     # --- LLDP --------------------------------------------------------------------------
 

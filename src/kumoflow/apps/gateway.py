@@ -1,6 +1,7 @@
 """What a router says on a link, as frames: ARP and neighbour discovery
 answers and questions, router advertisements, echo replies and ICMP/ICMPv6
-errors. Pure functions of their inputs; the `router` app decides when.
+errors; and packets translated by the controller (NAT of what flows cannot
+rewrite). Pure functions of their inputs; the `router` app decides when.
 
 The error rules are the RFCs' (RFC 1812 4.3.2.7 for IPv4, RFC 4443 2.4 for
 IPv6): never an error about an error, about a packet sent to a multicast or
@@ -16,7 +17,7 @@ import ipaddress
 from typing import Iterable
 
 from kumoflow.packet import (
-    ARP, ICMP, ICMPv6, ICMPv6Echo, IPv4, IPv6, Ethernet, NDNeighborAdvert, NDNeighborSolicit, NDOptPrefixInfo,
+    ARP, ICMP, TCP, UDP, ICMPv6, ICMPv6Echo, IPv4, IPv6, Ethernet, NDNeighborAdvert, NDNeighborSolicit, NDOptPrefixInfo,
     NDOptSourceLinkAddr, NDOptTargetLinkAddr, NDRouterAdvert, PacketError, parse,
 )
 from kumoflow.packet.addr import eui64, link_local  # noqa: F401  (re-exported: what a router's addresses are)
@@ -164,3 +165,38 @@ def icmp_error(data: bytes, error: str, mac: str, source: IPAddress, to_mac: str
         return bytes(Ethernet(src=mac, dst=dst_mac) / IPv6(src=str(source), dst=ip6.src, hop_limit=64)
                      / ICMPv6(type=kind, code=code) / (b"\0\0\0\0" + quoted))
     return None
+
+
+# --- NAT ------------------------------------------------------------------------------
+
+def translate(data: bytes, *, src: IPAddress | None = None, dst: IPAddress | None = None,
+              sport: int | None = None, dport: int | None = None, icmp_id: int | None = None,
+              eth_src: str | None = None, eth_dst: str | None = None, ttl_down: bool = False) -> bytes | None:
+    """The IPv4 packet in `data` with addresses, ports (TCP/UDP), the ICMP
+    echo identifier and MACs replaced, checksums recomputed; None if it is
+    not such a packet."""
+    try:
+        pkt = parse(data)
+    except PacketError:
+        return None
+    ip = pkt.get(IPv4)
+    if ip is None:
+        return None
+    l4 = pkt.get(TCP) or pkt.get(UDP)
+    if src is not None:
+        ip.src = str(src)
+    if dst is not None:
+        ip.dst = str(dst)
+    if ttl_down:
+        ip.ttl -= 1
+    if l4 is not None:
+        l4.sport = l4.sport if sport is None else sport
+        l4.dport = l4.dport if dport is None else dport
+    if icmp_id is not None:
+        icmp = pkt.get(ICMP)
+        if icmp is None:
+            return None
+        icmp.id = icmp_id
+    eth = pkt[Ethernet]
+    eth.src, eth.dst = eth_src or eth.src, eth_dst or eth.dst
+    return bytes(pkt.recompute())

@@ -26,6 +26,15 @@ destination with the destination's MAC, like any other frame. The stages
               destination unreachable.
 ``nexthop``   a next hop's MAC.
 ``neighbour`` a connected destination's MAC.
+``snat``      what leaves by a router's external gateway: a floating IP's
+              owner takes its floating address (and what comes in for the
+              floating address has its destination translated back in
+              ``router``); any other source is translated per connection to
+              the gateway's address and a port of its own (snat.py): the
+              first packet reaches the controller, which adds the
+              connection's two flows and sends the packet on translated.
+              ICMP echo, whose identifier OpenFlow 1.3 cannot rewrite, is
+              translated by the controller packet by packet.
 
 Neighbours (next hops and connected destinations) are known from the API
 first: a port on one of the router's networks says which MAC has which of
@@ -46,6 +55,9 @@ What is compiled:
                         controller (one object per address, as two
                         projects' routers may share one).
 ``("neighbour", vrf, address)``  a connected destination's MAC.
+``("snat", key)``       a translated TCP or UDP connection: its outbound
+                        flow (idle timeout, flow-removed on expiry) where
+                        its packets enter, its inbound flow everywhere.
 
 The controller answers ICMP at most ``icmp_rate`` messages a second per
 destination (a kernel's icmp_ratelimit), so a flood of expiring or
@@ -62,17 +74,20 @@ from kumoflow import ofp
 from kumoflow.apps import options as check
 from kumoflow.apps import gateway
 from kumoflow.apps.routing import ROUTER_PORTS, Interface, IPAddress, IPNetwork, Router, build
+from kumoflow.apps.snat import ICMP as P_ICMP, TCP as P_TCP, UDP as P_UDP, Key, SnatTable
 from kumoflow.controller import App, Flow, pipeline
 from kumoflow.packet import (
-    ARP, ICMP, Ethernet, ICMPv6Echo, IPv4, IPv6, NDNeighborAdvert, NDNeighborSolicit, NDOptSourceLinkAddr,
+    ARP, ICMP, TCP, UDP, Ethernet, ICMPv6Echo, IPv4, IPv6, NDNeighborAdvert, NDNeighborSolicit, NDOptSourceLinkAddr,
     NDOptTargetLinkAddr, NDRouterSolicit, PacketError, parse,
 )
 from kumoflow.packet.consts import ARP_REPLY, ARP_REQUEST, ND_NEIGHBOR_SOLICIT, ND_ROUTER_SOLICIT
 
 VRF, NEXTHOP = pipeline.METADATA["vrf"], pipeline.METADATA["nexthop"]
-KIND_ROUTER, KIND_ARP, KIND_NEIGHBOUR, KIND_ND, KIND_RS = 1, 2, 3, 4, 5
-#: priorities: the router's own addresses above every route; routes at BASE + prefix length
+KIND_ROUTER, KIND_ARP, KIND_NEIGHBOUR, KIND_ND, KIND_RS, KIND_SNAT = 1, 2, 3, 4, 5, 6
+#: priorities: the router's own addresses above every route; routes at BASE + prefix length;
+#: translated answers above floating IPs above plain interfaces
 OWN_PRIORITY, ROUTE_BASE, IFACE_PRIORITY, IFACE_DROP_PRIORITY = 1000, 100, 100, 10
+FLOATING_PRIORITY, CONNECTION_PRIORITY, SNAT_MISS_PRIORITY = 110, 120, 1
 IPV4_TYPE, ARP_TYPE, IPV6_TYPE = 0x0800, 0x0806, 0x86DD
 #: held packets: per address, and in all
 HOLD_PER_ADDRESS, HOLD_TOTAL = 8, 1024
@@ -93,12 +108,20 @@ class _Pending:
 
 class RouterApp(App):
     name = "router"
-    tables = ("router", "route", "nexthop", "neighbour")
+    tables = ("router", "route", "nexthop", "neighbour", "snat")
     requires = ("fabric",)
 
     def __init__(self, arp_interval: float = 1.0, arp_retries: int = 3, icmp_rate: int = 100,
-                 ra_interval: float = 30.0, **options: Any) -> None:
+                 ra_interval: float = 30.0, snat_ports: str = "1024-65535", tcp_idle: int = 300, udp_idle: int = 60,
+                 icmp_idle: int = 60, **options: Any) -> None:
         super().__init__(**options)
+        low, _, high = str(snat_ports).partition("-")
+        if not (low.isdigit() and high.isdigit() and 1 <= int(low) <= int(high) <= 65535):
+            raise ValueError(f"snat_ports {snat_ports!r}: must be LOW-HIGH, 1 <= LOW <= HIGH <= 65535")
+        self.snat = SnatTable(range(int(low), int(high) + 1))
+        self.idle = {P_TCP: check.integer("tcp_idle", tcp_idle, 1, 65535),
+                     P_UDP: check.integer("udp_idle", udp_idle, 1, 65535),
+                     P_ICMP: check.integer("icmp_idle", icmp_idle, 1, 65535)}
         self.arp_interval = check.seconds("arp_interval", arp_interval)
         self.ra_interval = check.seconds("ra_interval", ra_interval)
         self.arp_retries = check.integer("arp_retries", arp_retries, 1, 100)
@@ -120,6 +143,7 @@ class RouterApp(App):
     def start(self) -> None:
         self.core.call_every(self.arp_interval, self._retry)
         self.core.call_every(self.ra_interval, self._advertise)
+        self.core.call_every(1.0, self._age_icmp)
         self._rebuild()
 
     # --- the model -----------------------------------------------------------------
@@ -129,8 +153,14 @@ class RouterApp(App):
         state = self.core.state
         subnets = {r.id: r for r in state.all("subnet")}
         old_routers = self.routers
-        self.routers = build(state.all("router"), state.all("port"), subnets, self.learned_routes)
+        self.routers = build(state.all("router"), state.all("port"), subnets, self.learned_routes,
+                             state.all("floatingip"))
         self.by_vrf = {r.vrf: r for r in self.routers.values()}
+        for key in list(self.snat.connections):     # a router gone, or its gateway: its connections too
+            router = self.by_vrf.get(key.vrf)
+            conn = self.snat.connections[key]
+            if router is None or not router.snat or router.external.ip != conn.gateway:
+                self._close(key)
         for router_id in set(old_routers) | set(self.routers):
             self.changed(("router", router_id))
         for key in set(_resolution_keys(old_routers)) | set(_resolution_keys(self.routers)):
@@ -167,7 +197,7 @@ class RouterApp(App):
         return self._api_neighbours.get((vrf, ip)) or self._arp_neighbours.get((vrf, ip))
 
     def record_changed(self, change) -> None:
-        if change.kind in ("router", "subnet"):
+        if change.kind in ("router", "subnet", "floatingip"):
             self._rebuild()
         elif change.kind == "port":
             old = change.old.body if change.old is not None else None
@@ -200,6 +230,9 @@ class RouterApp(App):
         yield from _resolution_keys(self.routers)
         for vrf, ip in set(self._api_neighbours) | set(self._arp_neighbours):
             yield ("neighbour", vrf, ip)
+        for key in self.snat.connections:
+            if key.proto != P_ICMP:
+                yield ("snat", key)
 
     def compile(self, key: Hashable, dp) -> list:
         kind = key[0]
@@ -208,13 +241,20 @@ class RouterApp(App):
             return self._compile_router(router) if router is not None else []
         if kind in ("arp", "nd", "rs"):
             return self._compile_resolution(key)
+        if kind == "snat":
+            return self._compile_connection(key[1], dp)
         router = self.by_vrf.get(key[1])
         mac = self.neighbour(key[1], key[2])
         if router is None or not router.up or mac is None:
             return []
         return [Flow(self.table("neighbour"), ROUTE_BASE, _match(router.vrf, key[2], host=True),
-                     [ofp.ApplyActions([ofp.SetField("eth_dst", mac)]), ofp.GotoTable(self.table("forward"))],
+                     [ofp.ApplyActions([ofp.SetField("eth_dst", mac)]), ofp.GotoTable(self._after(router, key[2]))],
                      self.cookie(KIND_NEIGHBOUR << 48 | router.vrf))]
+
+    def _after(self, router: Router, ip: IPAddress) -> int:
+        """Where a packet goes once its destination MAC is set: through the
+        snat table when it leaves by the external gateway."""
+        return self.table("snat" if router.external is not None and router.is_external(ip) else "forward")
 
     def _compile_router(self, router: Router) -> list:
         cookie = self.cookie(KIND_ROUTER << 48 | router.vrf)
@@ -255,7 +295,56 @@ class RouterApp(App):
                 flows.append(Flow(self.table("nexthop"), ROUTE_BASE,
                                   ofp.Match(metadata=(metadata, VRF.mask | NEXTHOP.mask)),
                                   [ofp.ApplyActions([ofp.SetField("eth_dst", mac)]),
-                                   ofp.GotoTable(self.table("forward"))], cookie))
+                                   ofp.GotoTable(self._after(router, ip))], cookie))
+        return flows + self._compile_nat(router, cookie)
+
+    def _compile_nat(self, router: Router, cookie: int) -> list:
+        """Floating IPs both ways, and the end of the snat table for the router:
+        to the controller (a new connection) or on, untranslated."""
+        external = router.external
+        if external is None:
+            return []
+        snat, vrf = self.table("snat"), (VRF.value(router.vrf), VRF.mask)
+        flows = []
+        for fixed, floating in sorted(router.floating.items()):
+            flows.append(Flow(self.table("router"), FLOATING_PRIORITY,
+                              ofp.Match(eth_dst=external.mac, eth_type=IPV4_TYPE, ipv4_dst=str(floating)),
+                              [ofp.ApplyActions([ofp.SetField("ipv4_dst", str(fixed))]),
+                               ofp.WriteMetadata(*vrf), ofp.GotoTable(self.table("route"))], cookie))
+            flows.append(Flow(snat, ROUTE_BASE, ofp.Match(metadata=vrf, eth_type=IPV4_TYPE, ipv4_src=str(fixed)),
+                              [ofp.ApplyActions([ofp.SetField("ipv4_src", str(floating))]),
+                               ofp.GotoTable(self.table("forward"))], cookie))
+        flows.append(Flow(snat, SNAT_MISS_PRIORITY, ofp.Match(metadata=vrf),
+                          _TO_CONTROLLER if router.snat else [ofp.GotoTable(self.table("forward"))], cookie))
+        return flows
+
+    def _compile_connection(self, key: Key, dp) -> list:
+        """A translated connection: its source rewritten where its packets
+        enter, its answers' destination rewritten wherever they come in."""
+        conn = self.snat.connections.get(key)
+        router = self.by_vrf.get(key.vrf)
+        if conn is None or router is None or router.external is None:
+            return []
+        cookie = self.cookie(KIND_SNAT << 48 | key.proto << 16 | conn.port)
+        l4 = "tcp" if key.proto == P_TCP else "udp"
+        flows = [Flow(self.table("router"), CONNECTION_PRIORITY,
+                      ofp.Match({"eth_dst": router.external.mac, "eth_type": IPV4_TYPE, "ip_proto": key.proto,
+                                 "ipv4_src": str(key.outside), "ipv4_dst": str(conn.gateway),
+                                 f"{l4}_src": key.outside_port, f"{l4}_dst": conn.port}),
+                      [ofp.ApplyActions([ofp.SetField("ipv4_dst", str(key.inside)),
+                                         ofp.SetField(f"{l4}_dst", key.inside_port)]),
+                       ofp.WriteMetadata(VRF.value(router.vrf), VRF.mask), ofp.GotoTable(self.table("route"))],
+                      cookie)]
+        if dp.id == conn.dpid:
+            flows.append(Flow(self.table("snat"), CONNECTION_PRIORITY,
+                              ofp.Match({"metadata": (VRF.value(router.vrf), VRF.mask), "eth_type": IPV4_TYPE,
+                                         "ip_proto": key.proto, "ipv4_src": str(key.inside),
+                                         "ipv4_dst": str(key.outside), f"{l4}_src": key.inside_port,
+                                         f"{l4}_dst": key.outside_port}),
+                              [ofp.ApplyActions([ofp.SetField("ipv4_src", str(conn.gateway)),
+                                                 ofp.SetField(f"{l4}_src", conn.port)]),
+                               ofp.GotoTable(self.table("forward"))],
+                              cookie, idle_timeout=self.idle[key.proto], flags=int(ofp.OFPFF.SEND_FLOW_REM)))
         return flows
 
     def _compile_resolution(self, key: tuple) -> list:
@@ -299,7 +388,9 @@ class RouterApp(App):
         ip = pkt.get(IPv4) or pkt.get(IPv6)
         if router is None or ip is None:
             return
-        if table == self.table("route"):
+        if table == self.table("snat"):
+            self._snat_in(dp, router, pkt, data)
+        elif table == self.table("route"):
             self._route_in(dp, in_port, msg.reason, router, pkt, data)
         elif table == self.table("neighbour"):
             self._hold(router, ipaddress.ip_address(ip.dst), data)
@@ -324,6 +415,8 @@ class RouterApp(App):
                 self._advert_in(router, pkt)
             elif pkt.get(NDNeighborSolicit) is not None:     # a unicast probe of the router (NUD)
                 self._solicit_in(dp, in_port, pkt)
+            elif pkt.get(ICMP) is not None and pkt[ICMP].type == 0 and ingress.external:
+                self._icmp_answer_in(router, pkt, data)     # an echo reply to a translated ping
             elif pkt.get(ICMP) is not None or pkt.get(ICMPv6Echo) is not None:
                 reply = gateway.echo_reply(data, ingress.mac)
                 if reply is not None and self._may_answer(ip.src):
@@ -365,6 +458,87 @@ class RouterApp(App):
     def _send(dp, port: int, frame: bytes) -> None:
         dp.send(ofp.PacketOut(actions=[ofp.Output(port)], data=frame))
 
+    # --- source NAT --------------------------------------------------------------------
+
+    def _snat_in(self, dp, router: Router, pkt, data: bytes) -> None:
+        """The first packet of a connection leaving by the external gateway
+        (or any ICMP echo, which flows cannot translate): give it a port, add
+        its flows, send it on translated."""
+        external, ip = router.external, pkt.get(IPv4)
+        if external is None or not router.snat or ip is None:
+            return
+        l4 = pkt.get(TCP) or pkt.get(UDP)
+        icmp = pkt.get(ICMP)
+        if l4 is not None:
+            proto, ports = (P_TCP if isinstance(l4, TCP) else P_UDP), (l4.sport, l4.dport)
+        elif icmp is not None and icmp.type == 8:
+            proto, ports = P_ICMP, (icmp.id, 0)
+        else:
+            return
+        key = Key(router.vrf, proto, ipaddress.IPv4Address(ip.src), ports[0], ipaddress.IPv4Address(ip.dst), ports[1])
+        now = self.core.now()
+        new = key not in self.snat.connections
+        conn = self.snat.open(key, external.ip, dp.id, now)
+        if conn is None:
+            if now - self.snat.last_full_log > 60:
+                self.snat.last_full_log = now
+                self.log.warning("router %s: no free source port on %s for protocol %d (%d packets dropped so far)",
+                                 router.id, external.ip, proto, self.snat.exhausted)
+            return
+        if proto == P_ICMP:
+            frame = gateway.translate(data, src=conn.gateway, icmp_id=conn.port)
+        else:
+            frame = gateway.translate(data, src=conn.gateway, sport=conn.port)
+            if new:
+                self.changed(("snat", key))
+        if frame is not None:     # its answer must find the connection's flows in place
+            self.fabric.deliver(frame, after_flows=new and proto != P_ICMP)
+
+    def _icmp_answer_in(self, router: Router, pkt, data: bytes) -> None:
+        """An echo reply to the gateway's address: back to the inside host whose ping it answers."""
+        conn = self.snat.answering(ipaddress.IPv4Address(pkt[IPv4].dst), P_ICMP, pkt[ICMP].id)
+        if conn is None or conn.key.vrf != router.vrf:
+            return
+        conn.last_seen = self.core.now()
+        inside = conn.key.inside
+        iface, mac = router.interface_for(inside), self.neighbour(router.vrf, inside)
+        if iface is None or mac is None or pkt[IPv4].ttl <= 1:
+            return
+        frame = gateway.translate(data, dst=inside, icmp_id=conn.key.inside_port, eth_src=iface.mac, eth_dst=mac,
+                                  ttl_down=True)
+        if frame is not None:
+            self.fabric.deliver(frame)
+
+    def _close(self, key: Key) -> None:
+        if self.snat.close(key) is not None and key.proto != P_ICMP:
+            self.changed(("snat", key))
+
+    def _age_icmp(self) -> None:
+        for key in self.snat.idle(P_ICMP, self.core.now() - self.idle[P_ICMP]):
+            self._close(key)
+
+    def flow_removed(self, dp, msg: ofp.FlowRemoved) -> None:
+        """A connection's outbound flow went idle: the connection ends."""
+        if (msg.cookie >> 48) & 0xFF != KIND_SNAT or msg.table_id != self.table("snat"):
+            return
+        match = msg.match
+        proto = match.get("ip_proto")
+        l4 = "tcp" if proto == P_TCP else "udp"
+        router = self.by_vrf.get(VRF.of(_value(match.get("metadata", 0))))
+        try:
+            key = Key(router.vrf if router else -1, proto, ipaddress.IPv4Address(match["ipv4_src"]),
+                      match[f"{l4}_src"], ipaddress.IPv4Address(match["ipv4_dst"]), match[f"{l4}_dst"])
+        except (KeyError, ValueError):
+            return
+        conn = self.snat.connections.get(key)
+        if conn is not None and conn.dpid == dp.id:
+            self._close(key)
+
+    def switch_down(self, dp) -> None:
+        for key, conn in list(self.snat.connections.items()):
+            if conn.dpid == dp.id:
+                self._close(key)
+
     # --- ARP and neighbour discovery ---------------------------------------------------
 
     def _arp_in(self, dp, in_port: int, eth, arp) -> None:
@@ -375,7 +549,7 @@ class RouterApp(App):
             iface = self._answering(eth.src, target, sender)
             if iface is not None:
                 self._learn(self._router_of(iface), sender, arp.src_mac)
-                self._send(dp, in_port, gateway.arp_reply(iface.mac, iface.ip, eth.src, arp.src_ip))
+                self._send(dp, in_port, gateway.arp_reply(iface.mac, target, eth.src, arp.src_ip))
         elif arp.op == ARP_REPLY:
             for router in self.routers.values():
                 if any(sender in i.subnet for i in router.interface_by_mac(eth.dst) if i.ip.version == 4):
@@ -442,7 +616,8 @@ class RouterApp(App):
         MAC; else the one whose subnet holds the sender, when only one does."""
         candidates = [i for r in self.routers.values() if r.up for i in r.interfaces
                       if i.ip == target or (target.version == 6 and i.ip.version == 6
-                                            and gateway.link_local(i.mac) == target)]
+                                            and gateway.link_local(i.mac) == target)
+                      or (i.external and i.ip.version == 4 and target in r.floating.values())]
         if len(candidates) > 1:
             networks = self._networks_of(mac)
             candidates = ([i for i in candidates if i.network_id in networks] if networks
@@ -554,11 +729,16 @@ def _resolution_keys(routers: dict[str, Router]) -> list[tuple]:
     for router in routers.values():
         if not router.up:
             continue
-        for address in _own_addresses(router):
+        for address in [*_own_addresses(router), *router.floating.values()]:
             keys[("arp" if address.version == 4 else "nd", address)] = None
         if any(i.ra_mode for i in router.interfaces):
             keys[("rs",)] = None
     return list(keys)
+
+
+def _value(field: Any) -> int:
+    """A match field's value, masked or not."""
+    return field[0] if isinstance(field, tuple) else field
 
 
 def ip_proto(ip) -> int | None:

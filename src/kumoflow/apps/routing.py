@@ -83,7 +83,19 @@ class Router:
     interfaces: list[Interface] = field(default_factory=list)
     routes: dict[IPNetwork, Route] = field(default_factory=dict)
     nexthops: dict[IPAddress, int] = field(default_factory=dict)   # next hop address -> its id in this VRF
+    floating: dict[ipaddress.IPv4Address, ipaddress.IPv4Address] = field(default_factory=dict)  # fixed -> floating
+    snat: bool = False            # translate other sources leaving by the external gateway to its address
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def external(self) -> Interface | None:
+        """The IPv4 address of its external gateway, if it has one."""
+        return next((i for i in self.interfaces if i.external and i.ip.version == 4), None)
+
+    def is_external(self, ip: IPAddress) -> bool:
+        """Is `ip` reached through the external gateway (in the external subnet)?"""
+        iface = self.interface_for(ip)
+        return iface is not None and iface.external
 
     def interface_for(self, ip: IPAddress) -> Interface | None:
         """The interface whose subnet holds `ip` (the longest prefix, if several)."""
@@ -105,9 +117,10 @@ class Router:
 
 
 def build(routers: Iterable[Record], ports: Iterable[Record], subnets: dict[str, Record],
-          learned: dict[str, dict[IPNetwork, IPAddress]] | None = None) -> dict[str, Router]:
-    """The routers by id, each with its interfaces, routing table and next hops.
-    `learned`: router id -> prefix -> next hop, from BGP."""
+          learned: dict[str, dict[IPNetwork, IPAddress]] | None = None,
+          floatingips: Iterable[Record] = ()) -> dict[str, Router]:
+    """The routers by id, each with its interfaces, routing table, next hops
+    and floating IPs. `learned`: router id -> prefix -> next hop, from BGP."""
     by_router: dict[str, list[Record]] = {}
     for port in ports:
         if port.body.get("device_owner") in ROUTER_PORTS:
@@ -121,7 +134,19 @@ def build(routers: Iterable[Record], ports: Iterable[Record], subnets: dict[str,
         for port in sorted(by_router.get(record.id, ()), key=lambda p: p.id):
             router.interfaces += _interfaces(port, subnets)
         _routes(router, record, subnets, (learned or {}).get(record.id, {}))
+        gateway = record.body.get("external_gateway_info") or {}
+        router.snat = router.external is not None and bool(gateway.get("enable_snat", True))
         out[record.id] = router
+    for fip in floatingips:
+        body = fip.body
+        router = out.get(body.get("router_id") or "")
+        try:
+            fixed = ipaddress.IPv4Address(body.get("fixed_ip_address") or "")
+            floating = ipaddress.IPv4Address(body.get("floating_ip_address") or "")
+        except ValueError:
+            continue
+        if router is not None and router.external is not None and body.get("port_id"):
+            router.floating[fixed] = floating
     return out
 
 

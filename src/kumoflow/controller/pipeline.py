@@ -67,8 +67,10 @@ TABLES: tuple[Table, ...] = (
     # ids 1-19 are kept for stages between admission and routing (networks, ACLs, load balancer)
     Table(20, "router",
           "frames addressed to a router: an interface's MAC names the router, whose routing table (VRF) the "
-          "frame is looked up in; ARP for a router's addresses goes to the controller, which answers",
-          ("eth_dst", "eth_type", "arp_op", "arp_tpa"), "router", "forward"),
+          "frame is looked up in; ARP for a router's addresses goes to the controller, which answers; what comes "
+          "in for a floating IP, or back to a translated connection, has its destination translated here",
+          ("eth_dst", "eth_type", "arp_op", "arp_tpa", "ipv4_dst", "ipv4_src", "ip_proto", "tcp_dst", "udp_dst"),
+          "router", "forward"),
     Table(24, "route",
           "longest prefix match in the router's table: the priority grows with the prefix length; TTL "
           "decremented, source MAC rewritten to the egress interface's; the router's own addresses go to the "
@@ -81,6 +83,12 @@ TABLES: tuple[Table, ...] = (
     Table(32, "neighbour",
           "a directly connected destination: its MAC; one unresolved goes to the controller as above",
           ("metadata", "eth_type", "ipv4_dst", "ipv6_dst"), "router", "controller"),
+    Table(36, "snat",
+          "packets leaving a router through its external gateway: a floating IP's owner takes its floating "
+          "address; other sources are translated per connection (address and port of the gateway) by flows the "
+          "controller adds on the connection's first packet",
+          ("metadata", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
+           "icmpv4_type"), "router", "forward"),
     Table(40, "forward",
           "where a packet goes: unicast towards the switch of its destination host (a group per destination "
           "switch), broadcast and unknown unicast along the loop-free tree, per in_port",
