@@ -502,6 +502,27 @@ def test_a_config_line_for_a_daemon_not_running_is_refused(tmp_path):
                                "which is not in hosts[0].frr.daemons")
 
 
+def test_hosts_that_are_api_ports_may_share_addresses():
+    # two projects with the same subnets (the API keeps addresses unique per network)
+    text = """\
+switches: [{name: s1}]
+hosts:
+  - {name: h1, mac: "fa:16:3e:01:00:05", ip: 10.0.1.5/24, gateway: 10.0.1.1, port: red-h1}
+  - {name: b1, mac: "fa:16:3e:0b:01:05", ip: 10.0.1.5/24, gateway: 10.0.1.1, port: blue-b1}
+  - {name: x1, mac: "fa:16:3e:0c:01:05", ip: 10.0.1.6/24}
+links: [{src: h1, dst: s1}, {src: b1, dst: s1}, {src: x1, dst: s1}]
+"""
+    topo = parse_topology(text)
+    assert topo.host("h1").ip == topo.host("b1").ip
+    # a host that is no API port still may not repeat an address, nor repeat its own
+    clash = text.replace("ip: 10.0.1.6/24}", "ip: 10.0.1.5/24}   #!")
+    assert errors_of(clash) == [f"topo.yaml:{marked_line(clash)}: hosts[2].ip: address 10.0.1.5 is already used by hosts[0]"]
+    twice = text.replace("ip: 10.0.1.5/24, gateway: 10.0.1.1, port: blue-b1}",
+                         "ip: [10.0.1.5/24, 10.0.1.5/16], port: blue-b1}   #!")
+    assert errors_of(twice) == [
+        f"topo.yaml:{marked_line(twice)}: hosts[1].ip[1]: address 10.0.1.5 is already used by hosts[1]"]
+
+
 def test_every_bad_address_is_reported_at_once():
     text = host_file("""\
         - name: h1

@@ -437,7 +437,8 @@ class _Builder:
         items = r.sequence(node, "hosts") if node is not None else []
         hosts: list[Host] = []
         macs: dict[str, str] = {}
-        ips: dict[object, str] = {}
+        #: address -> [(a host entry that has it, whether that host is an API port)]
+        ips: dict[object, list[tuple[str, bool]]] = {}
         for i, item in enumerate(items or ()):
             where = field_index("hosts", i)
             keys = r.mapping(
@@ -453,8 +454,9 @@ class _Builder:
             if "slaac" in keys:
                 slaac = bool(r.boolean(keys["slaac"], field_key(where, "slaac")))
             addresses: list[IPInterface] = []
+            bound = "port" in keys  # an API port: the API says which addresses may overlap
             if "ip" in keys:
-                found = self.addresses(keys["ip"], field_key(where, "ip"), ips)
+                found = self.addresses(keys["ip"], field_key(where, "ip"), ips, bound)
                 ok = ok and found is not None
                 addresses = found or []
                 if found == [] and not slaac:
@@ -470,7 +472,7 @@ class _Builder:
                 gateways = found_gw or []
             loopback: list[IPInterface] = []
             if "loopback" in keys:
-                found = self.addresses(keys["loopback"], field_key(where, "loopback"), ips)
+                found = self.addresses(keys["loopback"], field_key(where, "loopback"), ips, bound)
                 ok = ok and found is not None
                 loopback = found or []
                 if found:
@@ -516,8 +518,11 @@ class _Builder:
         seen[mac] = field.rsplit(".", 1)[0]
         return mac
 
-    def addresses(self, node: Node, field: str, seen: dict[object, str]) -> list[IPInterface] | None:
-        """One address or a list of them (``ip:``, ``loopback:``); None if any is bad."""
+    def addresses(
+        self, node: Node, field: str, seen: dict[object, list[tuple[str, bool]]], bound: bool = False
+    ) -> list[IPInterface] | None:
+        """One address or a list of them (``ip:``, ``loopback:``); None if any
+        is bad. ``bound``: the host is an API port (see :meth:`ip`)."""
         r = self.r
         if isinstance(node, ScalarNode) and not r.is_null(node):
             items, paths = [node], [field]
@@ -529,14 +534,19 @@ class _Builder:
         result: list[IPInterface] = []
         ok = True
         for item, where in zip(items, paths, strict=True):
-            ip = self.ip(item, where, seen)
+            ip = self.ip(item, where, seen, bound)
             if ip is None:
                 ok = False
             else:
                 result.append(ip)
         return result if ok else None
 
-    def ip(self, node: Node, field: str, seen: dict[object, str]) -> IPInterface | None:
+    def ip(
+        self, node: Node, field: str, seen: dict[object, list[tuple[str, bool]]], bound: bool = False
+    ) -> IPInterface | None:
+        """An address with prefix length, unique in the file -- except between
+        two hosts that are API ports (``port:``): tenants' networks may
+        overlap, and the API keeps addresses unique where they must be."""
         text = self.r.string(node, field)
         if text is None:
             return None
@@ -560,10 +570,13 @@ class _Builder:
         if ip.version == 6 and ip.ip in IPV6_LINK_LOCAL:
             self.r.error(node, field, f"{ip.ip} is link-local: eth0 makes its own (fe80::/64 from the MAC)")
             return None
-        if ip.ip in seen:
-            self.r.error(node, field, f"address {ip.ip} is already used by {seen[ip.ip]}")
-            return None
-        seen[ip.ip] = re.sub(r"\.(ip|loopback)(\[\d+\])?$", "", field)
+        owner = re.sub(r"\.(ip|loopback)(\[\d+\])?$", "", field)
+        users = seen.setdefault(ip.ip, [])
+        for other, other_bound in users:
+            if other == owner or not (bound and other_bound):
+                self.r.error(node, field, f"address {ip.ip} is already used by {other}")
+                return None
+        users.append((owner, bound))
         return ip
 
     def gateways(
