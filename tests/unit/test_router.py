@@ -461,3 +461,32 @@ def test_snat_ports_running_out_drop_new_connections_and_count_them():
         sports.append([parse(f)[IPv4].src for f in got["out"]])
     assert sports == [["203.0.113.10"], ["203.0.113.10"], []]
     assert cloud.router_app.snat.exhausted == 1
+
+
+def test_learned_routes_come_and_go_one_by_one_and_never_replace_the_routers_own():
+    cloud = Cloud()
+    a, b = cloud.network("10.0.1.0/24", "10.0.1.1"), cloud.network("10.0.2.0/24", "10.0.2.1")
+    router = cloud.router([a, b], routes=[{"destination": "172.16.5.0/24", "nexthop": "10.0.1.254"}])
+    h1 = cloud.host("h1", cloud.s1, 2, a, "10.0.1.5", "00:00:00:00:01:05")
+    gw_a = cloud.host("gwa", cloud.s1, 3, a, "10.0.1.254", "00:00:00:00:01:fe")
+    peer = cloud.host("peer", cloud.s2, 2, b, "10.0.2.254", "00:00:00:00:02:fe")
+    cloud.start()
+    app, route = cloud.router_app, pipeline.table_id("route")
+    nets = [ipaddress.ip_network(f"198.51.{n}.0/24") for n in range(100)]
+    with cloud.mem.core.batch():
+        app.learn(router.id, {**{net: ipaddress.ip_address("10.0.2.254") for net in nets},
+                              ipaddress.ip_network("172.16.5.0/24"): ipaddress.ip_address("10.0.2.254")})
+    cloud.mem.run()
+    learned = [f for f in cloud.s1.flows(route) if (f.cookie >> 48) & 0xFF == 7]
+    assert len(learned) == 100           # 172.16.5.0/24 stays the extra route's
+    gw = cloud.gateway_mac(h1)
+    for dst, via in (("198.51.42.9", peer), ("172.16.5.9", gw_a)):
+        got = cloud.send(h1, ping(h1, dst, gw))
+        assert [n for n, frames in got.items() if frames] == [via.name], dst
+    mods = len(cloud.s1.mods())
+    with cloud.mem.core.batch():
+        app.learn(router.id, {}, [nets[42]])
+    cloud.mem.run()
+    assert len(cloud.s1.mods()) - mods == 1          # one withdrawn prefix, one flow deleted
+    got = cloud.send(h1, ping(h1, "198.51.42.9", gw))
+    assert parse(got["h1"][0])[ICMP].type == 3       # no route now

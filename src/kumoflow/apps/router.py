@@ -55,6 +55,9 @@ What is compiled:
                         controller (one object per address, as two
                         projects' routers may share one).
 ``("neighbour", vrf, address)``  a connected destination's MAC.
+``("learned", id, prefix)``  a route learned for the router (BGP, apps/bgp.py):
+                        one object per prefix, so a hundred thousand of
+                        them come and go one by one.
 ``("snat", key)``       a translated TCP or UDP connection: its outbound
                         flow (idle timeout, flow-removed on expiry) where
                         its packets enter, its inbound flow everywhere.
@@ -83,7 +86,7 @@ from kumoflow.packet import (
 from kumoflow.packet.consts import ARP_REPLY, ARP_REQUEST, ND_NEIGHBOR_SOLICIT, ND_ROUTER_SOLICIT
 
 VRF, NEXTHOP = pipeline.METADATA["vrf"], pipeline.METADATA["nexthop"]
-KIND_ROUTER, KIND_ARP, KIND_NEIGHBOUR, KIND_ND, KIND_RS, KIND_SNAT = 1, 2, 3, 4, 5, 6
+KIND_ROUTER, KIND_ARP, KIND_NEIGHBOUR, KIND_ND, KIND_RS, KIND_SNAT, KIND_LEARNED = 1, 2, 3, 4, 5, 6, 7
 #: priorities: the router's own addresses above every route; routes at BASE + prefix length;
 #: translated answers above floating IPs above plain interfaces
 OWN_PRIORITY, ROUTE_BASE, IFACE_PRIORITY, IFACE_DROP_PRIORITY = 1000, 100, 100, 10
@@ -128,7 +131,7 @@ class RouterApp(App):
         self.icmp_rate = check.integer("icmp_rate", icmp_rate, 1, 100_000)
         self.routers: dict[str, Router] = {}
         self.by_vrf: dict[int, Router] = {}
-        self.learned_routes: dict[str, dict[IPNetwork, IPAddress]] = {}   # router id -> BGP routes
+        self.learned: dict[str, dict[IPNetwork, IPAddress]] = {}   # router id -> prefix -> next hop (BGP)
         self._api_neighbours: dict[tuple[int, IPAddress], str] = {}   # (vrf, address) -> MAC, from API ports
         self._arp_neighbours: dict[tuple[int, IPAddress], str] = {}   # ... resolved by ARP
         self._pending: dict[tuple[int, IPAddress], _Pending] = {}
@@ -153,8 +156,8 @@ class RouterApp(App):
         state = self.core.state
         subnets = {r.id: r for r in state.all("subnet")}
         old_routers = self.routers
-        self.routers = build(state.all("router"), state.all("port"), subnets, self.learned_routes,
-                             state.all("floatingip"))
+        hops = {router_id: set(routes.values()) for router_id, routes in self.learned.items()}
+        self.routers = build(state.all("router"), state.all("port"), subnets, hops, state.all("floatingip"))
         self.by_vrf = {r.vrf: r for r in self.routers.values()}
         for key in list(self.snat.connections):     # a router gone, or its gateway: its connections too
             router = self.by_vrf.get(key.vrf)
@@ -163,6 +166,10 @@ class RouterApp(App):
                 self._close(key)
         for router_id in set(old_routers) | set(self.routers):
             self.changed(("router", router_id))
+            old, new = old_routers.get(router_id), self.routers.get(router_id)
+            if _table_shape(old) != _table_shape(new):     # its learned routes compile differently now
+                for prefix in self.learned.get(router_id, ()):
+                    self.changed(("learned", router_id, prefix))
         for key in set(_resolution_keys(old_routers)) | set(_resolution_keys(self.routers)):
             self.changed(key)
         old_neighbours, self._api_neighbours = self._api_neighbours, {}
@@ -214,13 +221,23 @@ class RouterApp(App):
                 if key in self._api_neighbours:
                     self._resolved(*key)
 
-    def set_learned_routes(self, router_id: str, routes: dict[IPNetwork, IPAddress]) -> None:
-        """Routes learned for a router (BGP): they join its table."""
-        if routes:
-            self.learned_routes[router_id] = dict(routes)
-        else:
-            self.learned_routes.pop(router_id, None)
-        self._rebuild()
+    def learn(self, router_id: str, adds: dict[IPNetwork, IPAddress], deletes: Iterable[IPNetwork] = ()) -> None:
+        """Routes learned for a router (BGP) come and go: each is compiled on its own."""
+        routes = self.learned.setdefault(router_id, {})
+        router = self.routers.get(router_id)
+        for prefix in deletes:
+            if routes.pop(prefix, None) is not None:
+                self.changed(("learned", router_id, prefix))
+        new_hops = False
+        for prefix, nexthop in adds.items():
+            if routes.get(prefix) != nexthop:
+                routes[prefix] = nexthop
+                self.changed(("learned", router_id, prefix))
+                new_hops = new_hops or router is None or nexthop not in router.nexthops
+        if not routes:
+            del self.learned[router_id]
+        if new_hops:
+            self._rebuild()
 
     # --- compiling -----------------------------------------------------------------
 
@@ -233,6 +250,9 @@ class RouterApp(App):
         for key in self.snat.connections:
             if key.proto != P_ICMP:
                 yield ("snat", key)
+        for router_id, routes in self.learned.items():
+            for prefix in routes:
+                yield ("learned", router_id, prefix)
 
     def compile(self, key: Hashable, dp) -> list:
         kind = key[0]
@@ -243,6 +263,8 @@ class RouterApp(App):
             return self._compile_resolution(key)
         if kind == "snat":
             return self._compile_connection(key[1], dp)
+        if kind == "learned":
+            return self._compile_learned(*key[1:])
         router = self.by_vrf.get(key[1])
         mac = self.neighbour(key[1], key[2])
         if router is None or not router.up or mac is None:
@@ -277,17 +299,9 @@ class RouterApp(App):
             flows.append(Flow(route_table, OWN_PRIORITY, _match(router.vrf, address, host=True), _TO_CONTROLLER,
                               cookie))
         for route in router.routes.values():
-            egress = router.interface_for(route.nexthop if route.nexthop is not None else route.prefix.network_address)
-            if egress is None:
-                continue
-            actions = ofp.ApplyActions([ofp.DecNwTtl(), ofp.SetField("eth_src", egress.mac)])
-            if route.nexthop is None:
-                instructions = [actions, ofp.GotoTable(self.table("neighbour"))]
-            else:
-                instructions = [actions, ofp.WriteMetadata(NEXTHOP.value(router.nexthops[route.nexthop]), NEXTHOP.mask),
-                                ofp.GotoTable(self.table("nexthop"))]
-            flows.append(Flow(route_table, ROUTE_BASE + route.prefix.prefixlen, _match(router.vrf, route.prefix),
-                              instructions, cookie))
+            flow = self._route_flow(router, route.prefix, route.nexthop, cookie)
+            if flow is not None:
+                flows.append(flow)
         for ip, number in router.nexthops.items():
             mac = self.neighbour(router.vrf, ip)
             if mac is not None:
@@ -297,6 +311,28 @@ class RouterApp(App):
                                   [ofp.ApplyActions([ofp.SetField("eth_dst", mac)]),
                                    ofp.GotoTable(self._after(router, ip))], cookie))
         return flows + self._compile_nat(router, cookie)
+
+    def _route_flow(self, router: Router, prefix: IPNetwork, nexthop: IPAddress | None, cookie: int) -> Flow | None:
+        """The route table's flow for a prefix: to the neighbour table (connected) or a next hop."""
+        egress = router.interface_for(nexthop if nexthop is not None else prefix.network_address)
+        if egress is None or (nexthop is not None and nexthop not in router.nexthops):
+            return None
+        actions = ofp.ApplyActions([ofp.DecNwTtl(), ofp.SetField("eth_src", egress.mac)])
+        if nexthop is None:
+            instructions = [actions, ofp.GotoTable(self.table("neighbour"))]
+        else:
+            instructions = [actions, ofp.WriteMetadata(NEXTHOP.value(router.nexthops[nexthop]), NEXTHOP.mask),
+                            ofp.GotoTable(self.table("nexthop"))]
+        return Flow(self.table("route"), ROUTE_BASE + prefix.prefixlen, _match(router.vrf, prefix), instructions,
+                    cookie)
+
+    def _compile_learned(self, router_id: str, prefix: IPNetwork) -> list:
+        router = self.routers.get(router_id)
+        nexthop = self.learned.get(router_id, {}).get(prefix)
+        if router is None or not router.up or nexthop is None or prefix in router.routes:
+            return []      # a connected, extra or default route of the same prefix wins
+        flow = self._route_flow(router, prefix, nexthop, self.cookie(KIND_LEARNED << 48 | router.vrf))
+        return [flow] if flow is not None else []
 
     def _compile_nat(self, router: Router, cookie: int) -> list:
         """Floating IPs both ways, and the end of the snat table for the router:
@@ -734,6 +770,14 @@ def _resolution_keys(routers: dict[str, Router]) -> list[tuple]:
         if any(i.ra_mode for i in router.interfaces):
             keys[("rs",)] = None
     return list(keys)
+
+
+def _table_shape(router: Router | None) -> tuple | None:
+    """What a learned route's flow depends on, besides the route itself."""
+    if router is None:
+        return None
+    return (router.vrf, router.up, tuple(router.interfaces), tuple(sorted(router.nexthops.items(), key=str)),
+            frozenset(router.routes))
 
 
 def _value(field: Any) -> int:

@@ -12,7 +12,11 @@ derived from them:
 * each extra route (``routes: [{destination, nexthop}]``) and the default
   route through the external subnet's gateway send packets to a *next hop*
   in a connected subnet;
-* routes learned over BGP (bgp/) join the table the same way.
+* routes learned over BGP (bgp/) join the table the same way, but are
+  kept apart from it (`Router.routes` holds the others): there may be a
+  hundred thousand of them, so the router app compiles each on its own;
+  here they only get their next hops numbered. A learned route never
+  replaces a connected, extra or default route of the same prefix.
 
 Each router is a VRF of its own, numbered (``Router.vrf``) for the
 ``metadata`` field of the flows that carry a packet through its table, so
@@ -68,10 +72,10 @@ class Interface:
 class Route:
     prefix: IPNetwork
     nexthop: IPAddress | None     # None: connected (deliver to the destination itself)
-    origin: str                   # "connected", "static", "gateway" (the default via the external network), "bgp"
+    origin: str                   # "connected", "static", "gateway" (the default via the external network)
 
     #: the route preferred when two give the same prefix (the smaller wins), as a kernel's metrics would
-    RANK = {"connected": 0, "static": 1, "gateway": 2, "bgp": 3}
+    RANK = {"connected": 0, "static": 1, "gateway": 2}
 
 
 @dataclass
@@ -117,10 +121,11 @@ class Router:
 
 
 def build(routers: Iterable[Record], ports: Iterable[Record], subnets: dict[str, Record],
-          learned: dict[str, dict[IPNetwork, IPAddress]] | None = None,
+          learned_nexthops: dict[str, set[IPAddress]] | None = None,
           floatingips: Iterable[Record] = ()) -> dict[str, Router]:
     """The routers by id, each with its interfaces, routing table, next hops
-    and floating IPs. `learned`: router id -> prefix -> next hop, from BGP."""
+    and floating IPs. `learned_nexthops`: router id -> the next hops of the
+    routes learned for it (BGP), which need numbers too."""
     by_router: dict[str, list[Record]] = {}
     for port in ports:
         if port.body.get("device_owner") in ROUTER_PORTS:
@@ -133,7 +138,7 @@ def build(routers: Iterable[Record], ports: Iterable[Record], subnets: dict[str,
                         bool(record.body.get("admin_state_up", True)))
         for port in sorted(by_router.get(record.id, ()), key=lambda p: p.id):
             router.interfaces += _interfaces(port, subnets)
-        _routes(router, record, subnets, (learned or {}).get(record.id, {}))
+        _routes(router, record, subnets, (learned_nexthops or {}).get(record.id, set()))
         gateway = record.body.get("external_gateway_info") or {}
         router.snat = router.external is not None and bool(gateway.get("enable_snat", True))
         out[record.id] = router
@@ -178,7 +183,7 @@ def _interfaces(port: Record, subnets: dict[str, Record]) -> list[Interface]:
 
 
 def _routes(router: Router, record: Record, subnets: dict[str, Record],
-            learned: dict[IPNetwork, IPAddress]) -> None:
+            learned_nexthops: set[IPAddress]) -> None:
     candidates: list[Route] = [Route(i.subnet, None, "connected") for i in router.interfaces]
     for route in record.body.get("routes") or ():
         try:
@@ -192,7 +197,6 @@ def _routes(router: Router, record: Record, subnets: dict[str, Record],
             if gateway_ip:
                 default = ipaddress.ip_network("0.0.0.0/0" if iface.ip.version == 4 else "::/0")
                 candidates.append(Route(default, ipaddress.ip_address(gateway_ip), "gateway"))
-    candidates += [Route(prefix, nexthop, "bgp") for prefix, nexthop in learned.items()]
     for route in candidates:
         if route.nexthop is not None and router.interface_for(route.nexthop) is None:
             router.problems.append(f"{route.origin} route {route.prefix} via {route.nexthop}: "
@@ -202,6 +206,7 @@ def _routes(router: Router, record: Record, subnets: dict[str, Record],
         if old is None or Route.RANK[route.origin] < Route.RANK[old.origin]:
             router.routes[route.prefix] = route
     taken: set[int] = set()
-    for nexthop in sorted({r.nexthop for r in router.routes.values() if r.nexthop is not None},
-                          key=lambda ip: (ip.version, ip)):
+    hops = {r.nexthop for r in router.routes.values() if r.nexthop is not None}
+    hops |= {ip for ip in learned_nexthops if router.interface_for(ip) is not None}
+    for nexthop in sorted(hops, key=lambda ip: (ip.version, ip)):
         router.nexthops[nexthop] = _number(str(nexthop), NEXTHOP_SPACE, taken)
