@@ -1,6 +1,7 @@
 """OpenStack Neutron's resources over the desired-state store (kumoflow.store):
 
     /v2.0/networks  /v2.0/subnets  /v2.0/ports  /v2.0/routers (+ add_router_interface, remove_router_interface)
+    /v2.0/floatingips
     /v2.0/security-groups  /v2.0/security-group-rules
     /v2.0/qos/policies (+ bandwidth_limit_rules, dscp_marking_rules, minimum_bandwidth_rules)
 
@@ -26,11 +27,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from . import bgp, networks, ports, qos, routers, security_groups, subnets
+from . import bgp, floatingips, networks, ports, qos, routers, security_groups, subnets
 from .db import NeutronDB
 
 router = APIRouter()
-for _module in (networks, subnets, ports, routers, security_groups, qos, bgp):
+for _module in (networks, subnets, ports, routers, floatingips, security_groups, qos, bgp):
     router.include_router(_module.router)
 
 

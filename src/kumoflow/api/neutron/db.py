@@ -15,8 +15,8 @@ another request's, so "address free" is still true when it is written.
 The SQLite store delivers a commit to its watchers before ``commit``
 returns, so a request sees its own writes at once.
 
-Kinds: ``network``, ``subnet``, ``port``, ``router``, ``security_group``,
-``security_group_rule``, ``qos_policy``, ``qos_rule``. A record's body holds
+Kinds: ``network``, ``subnet``, ``port``, ``router``, ``floatingip``,
+``security_group``, ``security_group_rule``, ``qos_policy``, ``qos_rule``. A record's body holds
 the resource's stored attributes (not ``id``, ``project_id``/``tenant_id``,
 ``created_at``, ``updated_at``: those are the record's own); attributes
 computed at read time (a network's ``subnets``, a port's ``status``) are not
@@ -33,7 +33,8 @@ from kumoflow.store import Change, Record
 
 log = logging.getLogger("kumoflow.api.neutron")
 
-KINDS = ("network", "subnet", "port", "router", "security_group", "security_group_rule", "qos_policy", "qos_rule")
+KINDS = ("network", "subnet", "port", "router", "floatingip", "security_group", "security_group_rule", "qos_policy",
+         "qos_rule")
 
 Key = tuple[str, str]
 
@@ -52,10 +53,18 @@ def references(record: Record) -> list[Key]:
         refs += [("security_group", sg) for sg in body.get("security_groups", ())]
         if body.get("device_owner", "").startswith("network:router_") and body.get("device_id"):
             refs.append(("router", body["device_id"]))
+        elif body.get("device_owner") == "network:floatingip" and body.get("device_id"):
+            refs.append(("floatingip", body["device_id"]))
     elif kind == "router":
         gateway = body.get("external_gateway_info") or {}
         if gateway.get("network_id"):
             refs.append(("network", gateway["network_id"]))
+    elif kind == "floatingip":            # its network; the port and router of its association
+        refs.append(("network", body["floating_network_id"]))
+        if body.get("port_id"):
+            refs.append(("port", body["port_id"]))
+        if body.get("router_id"):
+            refs.append(("router", body["router_id"]))
     elif kind == "security_group_rule":
         refs.append(("security_group", body["security_group_id"]))
         if body.get("remote_group_id"):

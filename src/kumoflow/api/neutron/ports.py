@@ -537,6 +537,8 @@ async def update_port(port_id: str, body: PortUpdateRequest, ctx: Ctx, db: DB, c
         if "fixed_ips" in values:
             new["fixed_ips"] = assign_ips(db, batch, network, values["fixed_ips"], new["device_owner"], port_id,
                                              mac=new["mac_address"])
+            from .floatingips import check_port_fixed_ips
+            check_port_fixed_ips(db, record, new["fixed_ips"])
         if "port_security_enabled" in values:
             new["port_security_enabled"] = values["port_security_enabled"]
         if "security_groups" in values:
@@ -561,10 +563,12 @@ async def update_port(port_id: str, body: PortUpdateRequest, ctx: Ctx, db: DB, c
                responses=errors(403, 409))
 async def delete_port(port_id: str, db: DB, caller: Who):
     async with db.lock:
+        from .floatingips import FLOATINGIP, disassociated
         record = find(db, caller, "port", port_id, lambda r: owns(caller, r))
-        owner = record.body.get("device_owner", "")
-        if owner in (ROUTER_INTERFACE, ROUTER_GATEWAY) and db.get("router", record.body.get("device_id", "")):
+        owner, device = record.body.get("device_owner", ""), record.body.get("device_id", "")
+        if (owner in (ROUTER_INTERFACE, ROUTER_GATEWAY) and db.get("router", device)) or (
+                owner == FLOATINGIP and db.get("floatingip", device)):
             raise conflict("L3PortInUse", f"Port {port_id} has owner {owner} and therefore cannot be deleted "
                                           f"directly via the port API.")
-        await db.commit([("delete", "port", port_id)])
+        await db.commit([*disassociated(db, port_id), ("delete", "port", port_id)])   # its floating IPs too
     return no_content()

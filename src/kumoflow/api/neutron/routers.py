@@ -5,7 +5,20 @@ An interface on a subnet is a port of the router (``device_owner``
 gateway address. ``external_gateway_info`` names a ``router:external``
 network; the router gets a port there (``network:router_gateway``) with an
 address from it. ``routes`` (extra routes) need a next hop inside one of the
-router's subnets.
+router's subnets (its interfaces' and its gateway's), not one of its own
+addresses.
+
+Checked as Neutron checks them, each refusal leaving everything as it was:
+an interface on a subnet that overlaps one the router has (gateway
+included) is 400; a subnet without a gateway address cannot be added by
+subnet_id (400); a route whose destination is not a CIDR or whose next hop
+is not connected is 400 InvalidRoutes; a gateway network that does not
+exist is 404 NetworkNotFound, one that is not ``router:external`` 400;
+removing an interface a route's next hop needs is 409
+RouterInterfaceInUseByRoute, one a floating IP goes through 409
+RouterInterfaceInUseByFloatingIP; clearing or moving a gateway that
+floating IPs need is 409 RouterExternalGatewayInUseByFloatingIp (and one
+a route's next hop needs, 409 RouterInterfaceInUseByRoute).
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ from .common import (BOOL, DB, DESCRIPTION, INT, NAME, PROJECT_PATTERN, STR, TAG
                      common, conflict, errors, fields_of, find, given, list_parameters, new_id, no_content,
                      one_or_many, owns, pick, project_of, select, show_parameters, shown)
 from .db import NeutronDB
+from .floatingips import of_router
 from .ports import ROUTER_GATEWAY, ROUTER_INTERFACE, Batch, FixedIP, assign_ips, new_mac
 from .subnets import parse_cidr, parse_ip
 
@@ -145,16 +159,18 @@ def view(db: NeutronDB, r: Record) -> dict:
 
 
 def _gateway_ops(db: NeutronDB, caller: Caller, router_id: str, project: str, info: dict | None,
-                 ops: list[tuple]) -> str | None:
-    """The gateway port's creation appended to `ops`; its id (None without a gateway)."""
+                 ops: list[tuple], batch: Batch) -> tuple[str | None, list[dict]]:
+    """The gateway port's creation appended to `ops`: its id and fixed_ips ((None, []) without a
+    gateway). Its subnets must not overlap the router's interfaces."""
     if not info:
-        return None
+        return None, []
     network = find(db, caller, "network", info["network_id"])
     if not network.body.get("router:external"):
-        raise bad(f"Network {network.id} is not an external network (router:external)", "BadRequest")
-    batch = Batch()
+        raise bad(f"Bad router request: Network {network.id} is not an external network", "BadRequest")
     spec = info.get("external_fixed_ips")
     fixed = assign_ips(db, batch, network, spec, ROUTER_GATEWAY)
+    for ip in fixed:
+        _check_overlap(db, router_id, db.get("subnet", ip["subnet_id"]), with_gateway=False)
     port_id = new_id()
     ops.append(("create", "port", {
         "network_id": network.id, "name": "", "description": "", "admin_state_up": True,
@@ -162,7 +178,7 @@ def _gateway_ops(db: NeutronDB, caller: Caller, router_id: str, project: str, in
         "device_owner": ROUTER_GATEWAY, "security_groups": [], "port_security_enabled": False,
         "allowed_address_pairs": [], "binding:host_id": "", "binding:profile": {}, "binding:vnic_type": "normal",
         "qos_policy_id": None, "tags": []}, project, port_id))
-    return port_id
+    return port_id, fixed
 
 
 @router.post("/v2.0/routers", status_code=201, summary="Create a router (or several: bulk)",
@@ -172,13 +188,14 @@ async def create_routers(body: RouterCreateRequest, db: DB, caller: Who) -> dict
     async with db.lock:
         ops: list[tuple] = []
         ids = []
+        batch = Batch()                     # addresses and MACs handed out by this request
         for item in items:
             values = given(item)
             project = project_of(caller, values)
             router_id = new_id()
             info = values.get("external_gateway_info")
             gateway_ops: list[tuple] = []
-            gateway_port = _gateway_ops(db, caller, router_id, project, info, gateway_ops)
+            gateway_port, _ = _gateway_ops(db, caller, router_id, project, info, gateway_ops, batch)
             new = {"name": item.name, "description": item.description, "admin_state_up": item.admin_state_up,
                    "external_gateway_info": ({"network_id": info["network_id"],
                                               "enable_snat": info.get("enable_snat", True)} if info else None),
@@ -207,25 +224,53 @@ async def show_router(router_id: str, request: Request, db: DB, caller: Who) -> 
     return answer({"router": pick(item, fields) if fields else item})
 
 
-def _check_routes(db: NeutronDB, router_id: str, routes: list[dict], without_subnet: str | None = None) -> list[dict]:
-    nets = []
-    for port in interfaces(db, router_id):
-        for ip in port.body["fixed_ips"]:
-            subnet = db.get("subnet", ip["subnet_id"])
-            if subnet is not None and subnet.id != without_subnet:
-                nets.append(ipaddress.ip_network(subnet.body["cidr"]))
+def _gateway_fixed(db: NeutronDB, record: Record) -> list[dict]:
+    port = db.get("port", record.body.get("_gateway_port", ""))
+    return port.body["fixed_ips"] if port is not None else []
+
+
+def _connected(db: NeutronDB, router_id: str, gateway_fixed: list[dict], without_subnets: tuple[str, ...] = ()
+               ) -> list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network, str]]:
+    """(subnet id, its CIDR, the router's address there) of each interface and of the gateway
+    (`gateway_fixed`: its port's fixed_ips), but `without_subnets`: what a next hop may be in."""
+    out = []
+    fixed = [ip for port in interfaces(db, router_id) for ip in port.body["fixed_ips"]] + list(gateway_fixed)
+    for ip in fixed:
+        subnet = db.get("subnet", ip["subnet_id"])
+        if subnet is not None and subnet.id not in without_subnets:
+            out.append((subnet.id, ipaddress.ip_network(subnet.body["cidr"]), ip["ip_address"]))
+    return out
+
+
+def _check_routes(connected: list[tuple], routes: list[dict]) -> list[dict]:
+    """The extra routes, checked (400 InvalidRoutes, or InvalidInput for a malformed one) and
+    normalised: a destination CIDR, a next hop of its IP version in a connected subnet that is not
+    one of the router's own addresses, no route twice."""
     out = []
     for route in routes:
         destination = parse_cidr(route["destination"], "routes.destination")
+        if "/" not in route["destination"]:        # an address alone, as Neutron's validator says
+            raise bad(f"'{route['destination']}' isn't a recognized IP subnet cidr, '{destination}' is recommended "
+                      f"(routes.destination)")
         nexthop = parse_ip(route["nexthop"], "routes.nexthop")
+        text = {"destination": str(destination), "nexthop": str(nexthop)}
         if destination.version != nexthop.version:
-            raise bad(f"Invalid format for routes: {route}, the nexthop and destination are of different IP "
+            raise bad(f"Invalid format for routes: {text}, the nexthop and destination are of different IP "
                       f"versions", "InvalidRoutes")
-        if not any(nexthop in net for net in nets):
-            raise bad(f"Invalid format for routes: {route}, the nexthop {nexthop} is not connected with router",
-                      "InvalidRoutes")
-        out.append({"destination": str(destination), "nexthop": str(nexthop)})
+        if not any(nexthop in net for _, net, _ in connected):
+            raise bad(f"Invalid format for routes: {text}, the nexthop is not connected with router (it lies in "
+                      f"none of the router's subnets)", "InvalidRoutes")
+        if any(str(nexthop) == own for _, _, own in connected):
+            raise bad(f"Invalid format for routes: {text}, the nexthop is used by router", "InvalidRoutes")
+        if text in out:
+            raise bad(f"Duplicate hostroute '{text}' (routes)")
+        out.append(text)
     return out
+
+
+def _in_use_by_route(router_id: str, what: str) -> ApiError:
+    return conflict("RouterInterfaceInUseByRoute", f"Router interface for {what} on router {router_id} cannot be "
+                                                   f"deleted, as it is required by one or more routes.")
 
 
 @router.put("/v2.0/routers/{router_id}", summary="Update a router", response_model=RouterResponse,
@@ -242,19 +287,38 @@ async def update_router(router_id: str, body: RouterUpdateRequest, db: DB, calle
         for name in ("name", "description", "admin_state_up", "tags"):
             if name in values:
                 new[name] = values[name]
-        if "routes" in values:
-            new["routes"] = _check_routes(db, router_id, values["routes"])
+        gateway_fixed = _gateway_fixed(db, record)
         if "external_gateway_info" in values:
             info = values["external_gateway_info"]
-            old_port = new.pop("_gateway_port", None)
-            if old_port and db.get("port", old_port):
-                ops.append(("delete", "port", old_port))
-            new["external_gateway_info"] = None
-            if info:
-                port_id = _gateway_ops(db, caller, router_id, record.project_id, info, ops)
-                new["_gateway_port"] = port_id
+            old = record.body.get("external_gateway_info") or {}
+            if info and old.get("network_id") == info["network_id"] and info.get("external_fixed_ips") is None \
+                    and db.get("port", record.body.get("_gateway_port", "")):
+                # the same network: the port and its address stay; only enable_snat may change
                 new["external_gateway_info"] = {"network_id": info["network_id"],
                                                 "enable_snat": info.get("enable_snat", True)}
+            else:
+                if old.get("network_id") and (not info or info["network_id"] != old["network_id"]) and any(
+                        f.body.get("floating_network_id") == old["network_id"] for f in of_router(db, router_id)):
+                    raise conflict("RouterExternalGatewayInUseByFloatingIp",
+                                   f"Gateway cannot be updated for router {router_id}, since a gateway to external "
+                                   f"network {old['network_id']} is required by one or more floating IPs.")
+                old_port = new.pop("_gateway_port", None)
+                if old_port and db.get("port", old_port):
+                    ops.append(("delete", "port", old_port))
+                new["external_gateway_info"] = None
+                port_id, gateway_fixed = _gateway_ops(db, caller, router_id, record.project_id, info, ops, Batch())
+                if port_id:
+                    new["_gateway_port"] = port_id
+                    new["external_gateway_info"] = {"network_id": info["network_id"],
+                                                    "enable_snat": info.get("enable_snat", True)}
+                if "routes" not in values:
+                    try:
+                        _check_routes(_connected(db, router_id, gateway_fixed), new.get("routes", []))
+                    except ApiError:
+                        raise _in_use_by_route(router_id, f"the external gateway on network "
+                                                          f"{old.get('network_id')}") from None
+        if "routes" in values:
+            new["routes"] = _check_routes(_connected(db, router_id, gateway_fixed), values["routes"])
         ops.append(("update", "router", router_id, bumped(new)))
         await db.commit(ops)
     return answer({"router": view(db, db.get("router", router_id))})
@@ -282,20 +346,32 @@ def _interface(record: Record, port: Record, subnet_id: str) -> dict:
             "network_id": port.body["network_id"]}
 
 
-def _attached_subnets(db: NeutronDB, router_id: str) -> set[str]:
-    return {ip["subnet_id"] for p in interfaces(db, router_id) for ip in p.body["fixed_ips"]}
+def _attached_subnets(db: NeutronDB, router_id: str, with_gateway: bool = True) -> list[str]:
+    """The subnets of the router's interfaces (and of its gateway)."""
+    fixed = [ip for p in interfaces(db, router_id) for ip in p.body["fixed_ips"]]
+    if with_gateway:
+        record = db.get("router", router_id)
+        fixed += _gateway_fixed(db, record) if record is not None else []
+    return list(dict.fromkeys(ip["subnet_id"] for ip in fixed))
 
 
-def _check_attachable(db: NeutronDB, router_id: str, subnet: Record) -> None:
-    attached = _attached_subnets(db, router_id)
+def _check_overlap(db: NeutronDB, router_id: str, subnet: Record | None, with_gateway: bool = True) -> None:
+    """400 unless `subnet` is new to the router and overlaps none of its subnets (Neutron's check)."""
+    if subnet is None:
+        return
+    attached = _attached_subnets(db, router_id, with_gateway)
     if subnet.id in attached:
-        raise bad(f"Router already has a port on subnet {subnet.id}", "BadRequest")
+        raise bad(f"Bad router request: Router already has a port on subnet {subnet.id}", "BadRequest")
     net = ipaddress.ip_network(subnet.body["cidr"])
     for other_id in attached:
         other = db.get("subnet", other_id)
         if other is not None and ipaddress.ip_network(other.body["cidr"]).overlaps(net):
-            raise bad(f"Cidr {net} of subnet {subnet.id} overlaps with cidr {other.body['cidr']} of subnet "
-                      f"{other.id}", "BadRequest")
+            raise bad(f"Bad router request: Cidr {net} of subnet {subnet.id} overlaps with cidr {other.body['cidr']} "
+                      f"of subnet {other.id}", "BadRequest")
+
+
+def _check_attachable(db: NeutronDB, router_id: str, subnet: Record) -> None:
+    _check_overlap(db, router_id, subnet)
 
 
 @router.put("/v2.0/routers/{router_id}/add_router_interface", summary="Add an interface on a subnet (or a port)",
@@ -370,11 +446,17 @@ async def remove_router_interface(router_id: str, body: InterfaceRequest, db: DB
                                                                         f"subnet {body.subnet_id}")
             port, subnet_id = found[0], body.subnet_id
         for gone in [ip["subnet_id"] for ip in port.body["fixed_ips"]]:
+            subnet = db.get("subnet", gone)
+            cidr = ipaddress.ip_network(subnet.body["cidr"]) if subnet is not None else None
+            if cidr is not None and any(f.body.get("fixed_ip_address") and ipaddress.ip_address(
+                    f.body["fixed_ip_address"]) in cidr for f in of_router(db, router_id)):
+                raise conflict("RouterInterfaceInUseByFloatingIP", f"Router interface for subnet {gone} on router "
+                                                                   f"{router_id} cannot be deleted, as it is required "
+                                                                   f"by one or more floating IPs.")
             try:
-                _check_routes(db, router_id, record.body.get("routes", []), without_subnet=gone)
+                _check_routes(_connected(db, router_id, _gateway_fixed(db, record), (gone,)),
+                              record.body.get("routes", []))
             except ApiError:
-                raise conflict("RouterInterfaceInUseByRoute", f"Router interface for subnet {gone} on router "
-                                                              f"{router_id} cannot be deleted, as it is required by "
-                                                              f"one or more routes.") from None
+                raise _in_use_by_route(router_id, f"subnet {gone}") from None
         await db.commit([("delete", "port", port.id)])
     return answer(_interface(record, port, subnet_id))
