@@ -219,3 +219,11 @@ def test_the_usual_route_and_the_general_parser_agree():
                   Route(ADD, N("10.9.0.0/16"), (), 254, 196, 20, 6)):
         raw = encode_route(route)
         assert decode_all(frame(raw)) == parse_netlink(raw)[0] == [route]
+
+
+def test_a_withdrawal_gets_the_prefix_object_of_its_announcement():
+    d = FpmDecoder()
+    d.feed(frame(encode_route(Route(ADD, N("10.1.0.0/16"), (Nexthop(A("10.0.0.1"), 1),))))
+           + frame(encode_route(Route(DELETE, N("10.1.0.0/16")))))
+    add, delete = d.routes()
+    assert add.prefix is delete.prefix and add.nexthops[0].gateway == A("10.0.0.1")

@@ -89,6 +89,9 @@ NHA_ID, NHA_GROUP, NHA_BLACKHOLE, NHA_OIF, NHA_GATEWAY = 1, 2, 3, 5, 6
 
 ADD, DELETE = "add", "delete"
 
+#: prefixes whose objects the decoder keeps (then it starts again): ~200 bytes each
+PREFIX_CACHE = 1 << 19
+
 #: routing protocol numbers (rtm_protocol) as the kernel and FRR's zebra name them
 RTPROT = {2: "kernel", 3: "boot", 4: "static", 11: "zebra", 186: "bgp", 187: "isis", 188: "ospf", 189: "rip",
           190: "ripng", 191: "nhrp", 192: "eigrp", 193: "ldp", 194: "sharp", 195: "pbr", 196: "static",
@@ -301,6 +304,9 @@ class FpmDecoder:
         self.errors = 0         # frames skipped as malformed
         self.nh_table: dict[int, tuple[Nexthop, ...]] = {}   # next-hop objects by id
         self._hops: dict[tuple, tuple[Nexthop, ...]] = {}    # (gateway bytes, ifindex) -> the same tuple
+        #: (address as int, length, 4 or 16) -> the network object: a withdrawal (or a change) gets the
+        #: object its announcement got, made once, and found in dicts by identity
+        self._prefixes: dict[tuple, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
 
     def feed(self, data: bytes) -> None:
         if self._pos and self._pos >= len(self._buffer) // 2:
@@ -419,10 +425,16 @@ class FpmDecoder:
             a += (alen + 3) & ~3
         if dst is None and dst_len:
             return None
-        try:
-            prefix = network((dst or 0, dst_len))
-        except ValueError:
-            return None
+        pkey = (dst or 0, dst_len, size)
+        prefix = self._prefixes.get(pkey)
+        if prefix is None:
+            try:
+                prefix = network((dst or 0, dst_len))
+            except ValueError:
+                return None
+            if len(self._prefixes) >= PREFIX_CACHE:
+                self._prefixes.clear()
+            self._prefixes[pkey] = prefix
         if gateway is None and not oif:
             hops: tuple[Nexthop, ...] = ()
         else:
