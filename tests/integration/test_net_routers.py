@@ -251,6 +251,7 @@ def test_slaac_host_takes_its_address_and_route_from_frr_router_advertisements(t
           - name: r1
             mac: "00:00:00:00:01:01"
             ip: [10.0.0.1/24, "2001:db8:1::1/64"]
+            loopback: "2001:db8:ff::1/128"
             frr:
               daemons: []
               config: |
@@ -260,7 +261,10 @@ def test_slaac_host_takes_its_address_and_route_from_frr_router_advertisements(t
                  no ipv6 nd suppress-ra
           - {name: h1, mac: "02:00:00:00:00:01", slaac: true}
           - {name: h2, mac: "02:00:00:00:00:02", ip: [10.0.0.2/24, "2001:db8:1::2/64"], slaac: true}
-          - {name: h3, mac: "02:00:00:00:00:03", ip: [10.0.0.3/24, "2001:db8:1::3/64"]}
+          - name: h3
+            mac: "02:00:00:00:00:03"
+            ip: [10.0.0.3/24, "2001:db8:1::3/64"]
+            gateway: ["2001:db8:1::1", 10.0.0.1]
         links:
           - {src: r1, dst: s1}
           - {src: h1, dst: s1}
@@ -275,12 +279,17 @@ def test_slaac_host_takes_its_address_and_route_from_frr_router_advertisements(t
         assert set(h2.global_addresses(4)) == {"10.0.0.2"}
         route = json.loads(h1.run(["ip", "-j", "-6", "route", "show", "default"], check=True).stdout)
         assert route and route[0]["protocol"] == "ra" and route[0]["gateway"].startswith("fe80::")
-        ping = h1.run(["ping", "-6", "-c1", "-W2", "2001:db8:1::1"])
+        # r1's loopback, off the link: through the default route the advertisements gave
+        ping = h1.run(["ping", "-6", "-c1", "-W2", "2001:db8:ff::1"])
         assert ping.returncode == 0, ping.stdout + ping.stderr
-        # a host without slaac: ignores the advertisements (only its static address)
+        # a host without slaac: ignores the advertisements (only its static address and gateways)
         time.sleep(1.5)   # more than one RA interval
         assert set(h3.global_addresses(6)) == {"2001:db8:1::3"}
-        assert h3.run(["ip", "-6", "route", "show", "default"]).stdout.strip() == ""
+        [v6] = json.loads(h3.run(["ip", "-j", "-6", "route", "show", "default"], check=True).stdout)
+        [v4] = json.loads(h3.run(["ip", "-j", "-4", "route", "show", "default"], check=True).stdout)
+        assert (v6["gateway"], v4["gateway"]) == ("2001:db8:1::1", "10.0.0.1") and v6["protocol"] != "ra"
+        ping = h3.run(["ping", "-6", "-c1", "-W2", "2001:db8:ff::1"])
+        assert ping.returncode == 0, ping.stdout + ping.stderr
         with pytest.raises(NetError, match="no static address"):
             h1.ip  # noqa: B018
         assert "h1" not in net.ping_all().hosts   # ping_all takes the hosts with a static address
