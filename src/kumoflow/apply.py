@@ -28,6 +28,9 @@ through a running controller's API (docs/api.md has the reference).
         security_groups: [web]
         binding:host_id: s1
         binding:profile: {port_no: 3}
+    floatingips:
+      - {network: public, port: vm1}            # an address of the external network public, to vm1
+      - {network: public, floating_ip_address: 203.0.113.10}   # admin token only
 
 Resources are known by name; references name other resources (``network``,
 ``subnet``, ``qos_policy``, ``security_groups``, ``remote_group``,
@@ -36,7 +39,11 @@ the token can see (e.g. the admin's shared ``public`` network).
 
 Idempotent: each run creates what is missing, updates what differs (only
 the attributes the file gives), and deletes what it created before and the
-file no longer declares. What it created carries the tag
+file no longer declares. Floating IPs have no name: one is known by its
+``floating_ip_address`` when the file gives it, else by its ``port`` (and
+``fixed_ip_address``), on its ``network``; it is associated once the
+routers' interfaces are there, and goes before ports, routers and networks
+are deleted. What it created carries the tag
 ``kumoflow-apply:NAME``; nothing else is ever deleted or changed, except
 through a reference. A security group's or QoS policy's ``rules``, when
 given, are exactly its rules (Neutron's automatic egress rules included:
@@ -137,8 +144,10 @@ SCHEMA: dict[str, dict[str, Any]] = {
               "security_groups": ListOf(RefTo("security_groups")), "port_security_enabled": BOOL,
               "allowed_address_pairs": ListOf(PAIR), "binding:host_id": STR, "binding:profile": PROFILE,
               "binding:vnic_type": STR, "qos_policy": RefTo("qos_policies")},
+    "floatingips": {"network": RefTo("networks"), "port": RefTo("ports"), "fixed_ip_address": IP,
+                    "floating_ip_address": IP, "description": STR, "tags": ListOf(STR)},
 }
-REQUIRED = {"subnets": ("network", "cidr"), "ports": ("network",)}
+REQUIRED = {"subnets": ("network", "cidr"), "ports": ("network",), "floatingips": ("network",)}
 #: the API's collection path and its singular and plural keys, per kind
 API = {"qos_policies": ("/v2.0/qos/policies", "policy", "policies"),
        "security_groups": ("/v2.0/security-groups", "security_group", "security_groups"),
@@ -146,12 +155,14 @@ API = {"qos_policies": ("/v2.0/qos/policies", "policy", "policies"),
        "subnets": ("/v2.0/subnets", "subnet", "subnets"),
        "routers": ("/v2.0/routers", "router", "routers"),
        "ports": ("/v2.0/ports", "port", "ports")}
+#: floating IPs have no name: applied by Applier.apply_floatingip, not with the kinds of API
+FLOATINGIPS = ("/v2.0/floatingips", "floatingip", "floatingips")
 #: attributes set at creation only
 FIXED = {"networks": ("provider:network_type", "provider:segmentation_id", "provider:physical_network"),
          "subnets": ("network", "cidr", "ip_version", "ipv6_ra_mode", "ipv6_address_mode"),
          "ports": ("network",)}
 SINGULAR = {"qos_policies": "QoS policy", "security_groups": "security group", "networks": "network",
-            "subnets": "subnet", "routers": "router", "ports": "port"}
+            "subnets": "subnet", "routers": "router", "ports": "port", "floatingips": "floating IP"}
 
 
 @dataclass
@@ -217,6 +228,8 @@ def parse(text: str, filename: str = "<string>", default_name: str = "apply") ->
 def _read_kind(r: Reader, node: Any, kind: str) -> list[Decl]:
     if node is None:
         return []
+    if kind == "floatingips":
+        return _read_floatingips(r, node)
     items = r.sequence(node, kind)
     out: list[Decl] = []
     seen: dict[str, int] = {}
@@ -246,6 +259,46 @@ def _read_kind(r: Reader, node: Any, kind: str) -> list[Decl]:
                 attrs[key] = value
                 lines[key] = line_of(value_node)
         _check_decl(r, kind, attrs, keys, where)
+        out.append(Decl(kind, name, line_of(item), where, attrs, lines))
+    return out
+
+
+def _read_floatingips(r: Reader, node: Any) -> list[Decl]:
+    """Floating IPs: no name; each is known by its floating_ip_address, else by its port (and
+    fixed_ip_address), which the file gives once. Its Decl's name is that key, as words."""
+    kind = "floatingips"
+    out: list[Decl] = []
+    seen: dict[tuple, int] = {}
+    for i, item in enumerate(r.sequence(node, kind) or []):
+        where = field_index(kind, i)
+        keys = r.mapping(item, where, required=REQUIRED[kind],
+                         optional=[k for k in SCHEMA[kind] if k not in REQUIRED[kind]])
+        if keys is None:
+            continue
+        attrs, lines = {}, {}
+        for key, value_node in keys.items():
+            value = _value(r, value_node, field_key(where, key), SCHEMA[kind][key])
+            if value is not _BAD:
+                attrs[key] = value
+                lines[key] = line_of(value_node)
+        if "fixed_ip_address" in keys and "port" not in keys:
+            r.error(keys["fixed_ip_address"], field_key(where, "fixed_ip_address"), "needs port")
+        if "network" not in attrs:
+            continue                                   # reported
+        if "floating_ip_address" in attrs:
+            key, name = ("address", attrs["floating_ip_address"]), attrs["floating_ip_address"]
+        elif "port" in attrs:
+            fixed = attrs.get("fixed_ip_address")
+            key = ("port", attrs["port"].name, fixed)
+            name = f"of port {attrs['port'].name}" + (f" ({fixed})" if fixed else "")
+        else:
+            if "floating_ip_address" not in keys and "port" not in keys:
+                r.error(item, where, "a floating IP is known by its floating_ip_address or its port: give one")
+            continue
+        if key in seen:
+            r.error(item, where, f"floating IP {name} is declared twice (first on line {seen[key]})")
+            continue
+        seen[key] = line_of(item)
         out.append(Decl(kind, name, line_of(item), where, attrs, lines))
     return out
 
@@ -412,6 +465,13 @@ class Applier:
             self.current[kind] = {}
             for item in found:
                 self.current[kind].setdefault(item["name"], item)
+        path, _, plural = FLOATINGIPS
+        params = {"tags": self.plan.tag, **({"project_id": self.project} if self.project else {})}
+        try:
+            self.fips: list[dict] = self.api.call("GET", path, params=params)[plural]
+        except ApiRefused as exc:
+            raise ApplyError(f"{self.plan.file}: listing floatingips: {exc}") from None
+        self.fip_of: dict[str, dict] = {}                     # Decl.where -> its floating IP
 
     def resolve(self, ref: Ref, decl: Decl) -> str:
         key = (ref.kind, ref.name)
@@ -496,14 +556,17 @@ class Applier:
     def run(self) -> list[str]:
         self.load_current()
         self.routes_first()
+        self.floatingips_first()
         self.delete_gone(("ports", "routers", "subnets", "networks"))
-        for kind in SCHEMA:
+        for kind in API:
             for decl in self.plan.decls[kind]:
                 self.apply_one(decl)
         for decl in self.plan.decls["security_groups"]:
             self.apply_group_rules(decl)
         for decl in self.plan.decls["routers"]:
             self.apply_router_extras(decl)
+        for decl in self.plan.decls["floatingips"]:
+            self.apply_floatingip(decl)
         self.delete_gone(("security_groups", "qos_policies"))
         return self.actions
 
@@ -628,6 +691,90 @@ class Applier:
                 self.call(decl, "PUT", base, {"router": {"routes": decl.attrs["routes"]}}, what="routes")
                 self.actions.append(f"updated {label}: routes")
 
+    # floating IPs
+
+    def _known_id(self, ref: Ref, decl: Decl) -> str | None:
+        """The id `ref` names, or None when the file declares it and it is not made yet."""
+        if (ref.kind, ref.name) in self.ids:
+            return self.ids[(ref.kind, ref.name)]
+        if ref.name in self.current.get(ref.kind, {}):
+            return self.current[ref.kind][ref.name]["id"]
+        if any(d.name == ref.name for d in self.plan.decls[ref.kind]):
+            return None
+        return self.resolve(ref, decl)
+
+    def _match_fip(self, decl: Decl, taken: set[str]) -> dict | None:
+        """The set's floating IP that `decl` is: on its network, with its address (when the file
+        gives one), else with its port (and fixed address)."""
+        network = self._known_id(decl.attrs["network"], decl)
+        if network is None:
+            return None
+        a = decl.attrs
+        port = self._known_id(a["port"], decl) if "port" in a and "floating_ip_address" not in a else None
+        for fip in self.fips:
+            if fip["id"] in taken or fip["floating_network_id"] != network:
+                continue
+            if "floating_ip_address" in a:
+                if fip["floating_ip_address"] == a["floating_ip_address"]:
+                    return fip
+            elif port is not None and fip["port_id"] == port and a.get("fixed_ip_address") in (
+                    None, fip["fixed_ip_address"]):
+                return fip
+        return None
+
+    def floatingips_first(self) -> None:
+        """Floating IPs the file no longer declares go before anything else is deleted (the router
+        interfaces and gateways they need could not go)."""
+        taken: set[str] = set()
+        decls = self.plan.decls["floatingips"]
+        for decl in sorted(decls, key=lambda d: "floating_ip_address" not in d.attrs):   # addresses first
+            fip = self._match_fip(decl, taken)
+            if fip is not None:
+                taken.add(fip["id"])
+                self.fip_of[decl.where] = fip
+        path = FLOATINGIPS[0]
+        for fip in self.fips:
+            if fip["id"] not in taken:
+                label = f"floating IP {fip['floating_ip_address']}"
+                try:
+                    self.api.call("DELETE", f"{path}/{fip['id']}")
+                except ApiRefused as exc:
+                    raise ApplyError(f"{self.plan.file}: {label} (no longer in the file): DELETE {path}/{fip['id']}: "
+                                     f"{exc}") from None
+                self.actions.append(f"deleted {label}")
+
+    def apply_floatingip(self, decl: Decl) -> None:
+        path, single, _ = FLOATINGIPS
+        a = decl.attrs
+        want: dict[str, Any] = {}
+        if "port" in a:
+            want["port_id"] = self.resolve(a["port"], decl)
+        if "fixed_ip_address" in a:
+            want["fixed_ip_address"] = a["fixed_ip_address"]
+        if "description" in a:
+            want["description"] = a["description"]
+        have = self.fip_of.get(decl.where)
+        if have is None:
+            body = {"floating_network_id": self.resolve(a["network"], decl), **want,
+                    "tags": sorted(set(a.get("tags", [])) | {self.plan.tag})}
+            if "floating_ip_address" in a:
+                body["floating_ip_address"] = a["floating_ip_address"]
+            if self.plan.project:
+                body["project_id"] = self.plan.project
+            made = self.call(decl, "POST", path, {single: body})[single]
+            self.fip_of[decl.where] = made
+            self.actions.append(f"created floating IP {made['floating_ip_address']}" + (
+                f" for port {a['port'].name}" if "port" in a else ""))
+            return
+        if "tags" in a:
+            want["tags"] = sorted(set(a["tags"]) | {self.plan.tag})
+        changed = {k: v for k, v in want.items() if (sorted(have.get(k) or []) if k == "tags" else have.get(k)) != v}
+        if "fixed_ip_address" in changed:
+            changed["port_id"] = want["port_id"]          # the API takes fixed_ip_address with port_id only
+        if changed:
+            self.fip_of[decl.where] = self.call(decl, "PUT", f"{path}/{have['id']}", {single: changed})[single]
+            self.actions.append(f"updated floating IP {have['floating_ip_address']}: {', '.join(sorted(changed))}")
+
     def routes_first(self) -> None:
         """Routes the file drops go before anything is deleted (an interface a route needs cannot go);
         a router that will be deleted loses its routes. Routes the file adds come after its interfaces."""
@@ -713,7 +860,8 @@ def apply(plan: Plan, api: Client) -> list[str]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("apply", help="make a running controller hold the networks, subnets, ports, "
-                                            "routers, security groups and QoS policies a YAML file declares",
+                                            "routers, floating IPs, security groups and QoS policies a YAML file "
+                                            "declares",
                               description="Create, update and delete Neutron resources through the API so that "
                                           "they are what FILE.yaml declares (docs/api.md).")
     p.add_argument("file", metavar="FILE.yaml")

@@ -8,7 +8,7 @@ running controller knows, asked of its REST API (`kumoflow controller
     kumoflow show flows [SWITCH]       flow entries as the switches report them
     kumoflow show groups | meters SWITCH
     kumoflow show diff [SWITCH]        what the controller would add, change, delete
-    kumoflow show networks | subnets | ports | routers    Neutron resources
+    kumoflow show networks | subnets | ports | routers | floatingips    Neutron resources
     kumoflow dump-flows SWITCH         ovs-ofctl dump-flows lines
 
 The API is ``--api URL`` (or $KUMOFLOW_API; default http://127.0.0.1:9696).
@@ -372,6 +372,12 @@ _resource_view("routers", "routers (Neutron)", "/v2.0/routers", [
     ("gateway", lambda r: (r.get("external_gateway_info") or {}).get("network_id")),
     ("routes", lambda r: [f"{x['destination']} via {x['nexthop']}" for x in r.get("routes", ())]),
     ("status", lambda r: r.get("status"))])
+_resource_view("floatingips", "floating IPs (Neutron): the address, the port and fixed address it is bound to",
+               "/v2.0/floatingips", [
+    ("id", lambda f: f["id"]), ("address", lambda f: f["floating_ip_address"]), ("project", lambda f: f["project_id"]),
+    ("network", lambda f: f["floating_network_id"]), ("port", lambda f: f.get("port_id")),
+    ("fixed address", lambda f: f.get("fixed_ip_address")), ("router", lambda f: f.get("router_id")),
+    ("status", lambda f: f.get("status"))])
 
 
 # --- the commands -----------------------------------------------------------------------------
@@ -387,7 +393,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    views = "\n".join(f"  {v.name:<10} {v.help}" for v in VIEWS.values())
+    views = "\n".join(f"  {v.name:<11} {v.help}" for v in VIEWS.values())
     p = subparsers.add_parser("show", help="show what a running controller knows (through its API)",
                               description="Show what a running controller knows, through its REST API.",
                               epilog=f"views:\n{views}", formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -380,6 +380,69 @@ def test_routers_interfaces_routes_and_gateway(api):
         blue.ok("DELETE", f"/v2.0/networks/{n}")
 
 
+def test_floating_ips_through_a_router_and_what_they_guard(api):
+    _, admin, projects = api
+    blue, red = projects["blue"], projects["red"]
+    ext = admin.ok("POST", "/v2.0/networks", {"network": {"name": "fip-public", "router:external": True}})["network"]
+    admin.ok("POST", "/v2.0/subnets", {"subnet": {"network_id": ext["id"], "cidr": "198.51.100.0/28"}})
+    net = blue.ok("POST", "/v2.0/networks", {"network": {}})["network"]["id"]
+    subnet = blue.ok("POST", "/v2.0/subnets", {"subnet": {"network_id": net, "cidr": "10.25.0.0/24"}})["subnet"]
+    port = blue.ok("POST", "/v2.0/ports", {"port": {"network_id": net, "name": "vm"}})["port"]
+    fixed = port["fixed_ips"][0]["ip_address"]
+
+    # unassociated: an address of the external network, held by a port of the floating IP's own
+    fip = blue.ok("POST", "/v2.0/floatingips", {"floatingip": {"floating_network_id": ext["id"]}})["floatingip"]
+    assert (fip["status"], fip["port_id"], fip["router_id"], fip["tenant_id"]) == ("DOWN", None, None, "blue")
+    assert ipaddress.ip_address(fip["floating_ip_address"]) in ipaddress.ip_network("198.51.100.0/28")
+    [held] = admin.ok("GET", "/v2.0/ports", device_id=fip["id"])["ports"]
+    assert held["device_owner"] == "network:floatingip" and held["fixed_ips"][0]["ip_address"] == \
+        fip["floating_ip_address"]
+    code, data = blue.put(f"/v2.0/floatingips/{fip['id']}", {"floatingip": {"port_id": port["id"]}})
+    assert code == 404 and neutron_error(data)["type"] == "ExternalGatewayForFloatingIPNotFound"
+    assert neutron_error(data)["message"].startswith(f"External network {ext['id']} is not reachable from subnet "
+                                                     f"{subnet['id']}")
+    code, data = blue.post("/v2.0/floatingips", {"floatingip": {"floating_network_id": net}})
+    assert code == 400 and neutron_error(data)["type"] == "BadRequest"
+    code, data = blue.post("/v2.0/floatingips", {"floatingip": {"floating_network_id": ext["id"],
+                                                                "floating_ip_address": "198.51.100.9"}})
+    assert code == 403 and neutron_error(data)["type"] == "PolicyNotAuthorized"
+
+    # associated through a router: gateway on the external network, interface on the port's subnet
+    router = blue.ok("POST", "/v2.0/routers", {"router": {"external_gateway_info": {"network_id": ext["id"]}}})
+    router = router["router"]["id"]
+    blue.ok("PUT", f"/v2.0/routers/{router}/add_router_interface", {"subnet_id": subnet["id"]})
+    bound = blue.ok("PUT", f"/v2.0/floatingips/{fip['id']}", {"floatingip": {"port_id": port["id"]}})["floatingip"]
+    assert (bound["status"], bound["port_id"], bound["fixed_ip_address"], bound["router_id"]) == (
+        "ACTIVE", port["id"], fixed, router)
+    code, data = blue.post("/v2.0/floatingips", {"floatingip": {"floating_network_id": ext["id"],
+                                                                "port_id": port["id"]}})
+    assert code == 409 and neutron_error(data)["type"] == "FloatingIPPortAlreadyAssociated"
+    assert blue.get("/v2.0/floatingips", status="ACTIVE", fields="id") == (200, {"floatingips": [{"id": fip["id"]}]})
+    assert red.ok("GET", "/v2.0/floatingips")["floatingips"] == []
+    code, data = red.get(f"/v2.0/floatingips/{fip['id']}")
+    assert code == 404 and neutron_error(data)["type"] == "FloatingIPNotFound"
+
+    # what the association needs cannot go
+    code, data = blue.put(f"/v2.0/routers/{router}/remove_router_interface", {"subnet_id": subnet["id"]})
+    assert code == 409 and neutron_error(data)["type"] == "RouterInterfaceInUseByFloatingIP"
+    code, data = blue.put(f"/v2.0/routers/{router}", {"router": {"external_gateway_info": None}})
+    assert code == 409 and neutron_error(data)["type"] == "RouterExternalGatewayInUseByFloatingIp"
+    code, data = blue.delete(f"/v2.0/ports/{held['id']}")
+    assert code == 409 and neutron_error(data)["type"] == "L3PortInUse"
+    # deleting the port disassociates
+    blue.ok("DELETE", f"/v2.0/ports/{port['id']}")
+    loose = blue.ok("GET", f"/v2.0/floatingips/{fip['id']}")["floatingip"]
+    assert (loose["status"], loose["port_id"], loose["fixed_ip_address"], loose["router_id"]) == (
+        "DOWN", None, None, None)
+    # deleting the floating IP frees its address and port
+    blue.ok("DELETE", f"/v2.0/floatingips/{fip['id']}")
+    assert admin.ok("GET", "/v2.0/ports", device_id=fip["id"])["ports"] == []
+    blue.ok("PUT", f"/v2.0/routers/{router}/remove_router_interface", {"subnet_id": subnet["id"]})
+    blue.ok("DELETE", f"/v2.0/routers/{router}")
+    blue.ok("DELETE", f"/v2.0/networks/{net}")
+    admin.ok("DELETE", f"/v2.0/networks/{ext['id']}")
+
+
 def test_security_groups_and_rules(api):
     _, _, projects = api
     red = projects["red"]
@@ -549,8 +612,8 @@ def test_error_bodies(api):
 
 def test_everything_is_still_there_after_a_restart_on_the_same_store(tmp_path):
     controller = start_controller(tmp_path)
-    paths = ["/v2.0/networks", "/v2.0/subnets", "/v2.0/ports", "/v2.0/routers", "/v2.0/security-groups",
-             "/v2.0/security-group-rules", "/v2.0/qos/policies"]
+    paths = ["/v2.0/networks", "/v2.0/subnets", "/v2.0/ports", "/v2.0/routers", "/v2.0/floatingips",
+             "/v2.0/security-groups", "/v2.0/security-group-rules", "/v2.0/qos/policies"]
     try:
         admin = Client(controller.status["api"], ADMIN)
         net = admin.ok("POST", "/v2.0/networks", {"network": {"name": "kept", "provider:network_type": "nvgre"}})
@@ -559,6 +622,11 @@ def test_everything_is_still_there_after_a_restart_on_the_same_store(tmp_path):
         admin.ok("POST", "/v2.0/ports", {"ports": [{"network_id": net, "name": f"p{i}"} for i in range(5)]})
         router = admin.ok("POST", "/v2.0/routers", {"router": {"name": "kept"}})["router"]["id"]
         admin.ok("PUT", f"/v2.0/routers/{router}/add_router_interface", {"subnet_id": subnet["subnet"]["id"]})
+        ext = admin.ok("POST", "/v2.0/networks", {"network": {"router:external": True}})["network"]["id"]
+        admin.ok("POST", "/v2.0/subnets", {"subnet": {"network_id": ext, "cidr": "198.51.100.0/24"}})
+        admin.ok("PUT", f"/v2.0/routers/{router}", {"router": {"external_gateway_info": {"network_id": ext}}})
+        p0 = admin.ok("GET", "/v2.0/ports", name="p0")["ports"][0]["id"]
+        admin.ok("POST", "/v2.0/floatingips", {"floatingip": {"floating_network_id": ext, "port_id": p0}})
         policy = admin.ok("POST", "/v2.0/qos/policies", {"policy": {"name": "kept"}})["policy"]["id"]
         admin.ok("POST", f"/v2.0/qos/policies/{policy}/dscp_marking_rules", {"dscp_marking_rule": {"dscp_mark": 26}})
         before = {path: admin.ok("GET", path) for path in paths}
@@ -728,6 +796,83 @@ def test_kumoflow_apply_is_idempotent_and_changes_only_what_the_file_changes(api
     assert all(not items for data in state().values() for key, items in data.items()
                if key != "security_groups") and [g["name"] for g in state()["/v2.0/security-groups"][
                    "security_groups"]] == ["default"]
+
+
+FLOATING = """\
+name: fips
+project: teal
+networks:
+  - {name: inside}
+subnets:
+  - {name: inside-v4, network: inside, cidr: 10.70.0.0/24}
+routers:
+  - {name: edge, interfaces: [inside-v4], external_gateway: fips-public}
+ports:
+  - {name: web, network: inside}
+  - {name: db, network: inside}
+floatingips:
+  - {network: fips-public, port: web}
+  - {network: fips-public, floating_ip_address: 192.0.2.20, port: db, description: database}
+  - {network: fips-public, floating_ip_address: 192.0.2.21}
+"""
+
+
+def test_kumoflow_apply_makes_floating_ips_known_by_address_or_port(api, tmp_path):
+    controller, admin, _ = api
+    url = controller.status["api"]
+    public = admin.ok("POST", "/v2.0/networks", {"network": {"name": "fips-public", "router:external": True}})
+    public = public["network"]["id"]
+    admin.ok("POST", "/v2.0/subnets", {"subnet": {"network_id": public, "cidr": "192.0.2.0/24"}})
+    file = tmp_path / "fips.yaml"
+    file.write_text(FLOATING)
+    apply = lambda: kumoflow("apply", str(file), "--api", url, "--token", ADMIN)
+    fips = lambda: {f["floating_ip_address"]: f for f in admin.ok("GET", "/v2.0/floatingips",
+                                                                  project_id="teal")["floatingips"]}
+    ports = lambda: {p["name"]: p["id"] for p in admin.ok("GET", "/v2.0/ports", project_id="teal")["ports"]}
+
+    first = apply()
+    assert first.returncode == 0, first.stderr
+    assert "created floating IP 192.0.2.21" in first.stdout and "created floating IP 192.0.2.20 for port db" in \
+        first.stdout
+    made, names = fips(), ports()
+    [router] = admin.ok("GET", "/v2.0/routers", project_id="teal", name="edge")["routers"]
+    [web] = [f for f in made.values() if f["port_id"] == names["web"]]
+    assert (web["router_id"], web["status"], web["tenant_id"]) == (router["id"], "ACTIVE", "teal")
+    assert (made["192.0.2.20"]["port_id"], made["192.0.2.20"]["description"]) == (names["db"], "database")
+    assert (made["192.0.2.21"]["port_id"], made["192.0.2.21"]["status"]) == (None, "DOWN")
+    assert apply().stdout.strip().endswith("nothing to change")
+    assert fips() == made
+    shown = kumoflow("show", "floatingips", "--api", url, "--token", ADMIN)
+    assert shown.returncode == 0 and "192.0.2.20" in shown.stdout and "ACTIVE" in shown.stdout, shown.stderr
+    shown = kumoflow("show", "floatingips", "--api", url, "--token", ADMIN, "--json")
+    assert {"192.0.2.20", "192.0.2.21"} <= {f["floating_ip_address"] for f in json.loads(shown.stdout)["floatingips"]}
+
+    # web's floating IP goes, 192.0.2.21 moves to web
+    moved = FLOATING.replace("  - {network: fips-public, port: web}\n", "").replace(
+        "floating_ip_address: 192.0.2.21}", "floating_ip_address: 192.0.2.21, port: web}")
+    file.write_text(moved)
+    third = apply()
+    assert third.returncode == 0, third.stderr
+    assert sorted(third.stdout.splitlines()[:-1]) == [f"deleted floating IP {web['floating_ip_address']}",
+                                                      "updated floating IP 192.0.2.21: port_id"]
+    after = fips()
+    assert set(after) == {"192.0.2.20", "192.0.2.21"} and after["192.0.2.21"]["port_id"] == names["web"]
+    assert after["192.0.2.20"] == made["192.0.2.20"]
+    assert apply().stdout.strip().endswith("nothing to change")
+
+    # a floating IP the API refuses is reported at its line
+    file.write_text(moved + "  - {network: inside, port: web, fixed_ip_address: 10.70.0.99}\n")
+    bad = apply()
+    assert bad.returncode == 1 and f"{file}:15: floatingips[2]: the API refused POST /v2.0/floatingips: " \
+                                   f"BadRequest" in bad.stderr, bad.stderr
+    assert fips() == after
+
+    # an empty file deletes them first, then what they needed
+    file.write_text("name: fips\nproject: teal\n")
+    last = apply()
+    assert last.returncode == 0, last.stderr
+    assert fips() == {} and admin.ok("GET", "/v2.0/routers", project_id="teal")["routers"] == []
+    admin.ok("DELETE", f"/v2.0/networks/{public}")
 
 
 def test_kumoflow_apply_reports_errors_as_file_line_field(api, tmp_path):

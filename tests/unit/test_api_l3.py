@@ -476,3 +476,35 @@ def test_a_floating_ip_port_and_a_routers_addresses_come_from_the_same_pools():
                                             for a in taken)
         await api.http.aclose()
     run(body())
+
+
+def test_kumoflow_apply_reads_floating_ips_known_by_address_or_port():
+    from kumoflow.apply import parse
+    from kumoflow.net.errors import TopologyError
+
+    plan = parse("floatingips:\n"
+                 "  - {network: public, port: web}\n"
+                 "  - {network: public, port: web, fixed_ip_address: 10.0.0.7}\n"
+                 "  - {network: public, floating_ip_address: 203.0.113.10, description: spare}\n", "f.yaml")
+    assert [(d.name, d.line) for d in plan.decls["floatingips"]] == [
+        ("of port web", 2), ("of port web (10.0.0.7)", 3), ("203.0.113.10", 4)]
+    assert plan.decls["floatingips"][2].attrs["description"] == "spare"
+    try:
+        parse("floatingips:\n"
+              "  - {network: public}\n"
+              "  - {network: public, fixed_ip_address: 10.0.0.7, floating_ip_address: 203.0.113.10}\n"
+              "  - {port: web}\n"
+              "  - {network: public, port: web}\n"
+              "  - {network: public, port: web}\n"
+              "  - {network: public, floating_ip_address: 203.0.113.300, name: x}\n", "f.yaml")
+    except TopologyError as exc:
+        text = str(exc)
+    else:
+        raise AssertionError("the file should not parse")
+    for want in ("f.yaml:2: floatingips[0]: a floating IP is known by its floating_ip_address or its port",
+                 "f.yaml:3: floatingips[1].fixed_ip_address: needs port",
+                 "f.yaml:4: floatingips[2].network: missing required field",
+                 "f.yaml:6: floatingips[4]: floating IP of port web is declared twice (first on line 5)",
+                 "f.yaml:7: floatingips[5].name: unknown field",
+                 "f.yaml:7: floatingips[5].floating_ip_address:"):
+        assert want in text, (want, text)
