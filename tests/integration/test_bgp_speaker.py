@@ -241,3 +241,33 @@ def test_no_namespace_is_an_error_and_leaves_nothing(unique_name):
             await Speaker(lambda a, d: None, namespace=unique_name("none")).start()
 
     asyncio.run(body())
+
+
+def test_an_md5_session_and_the_session_view(pair):
+    peer_ns, cloud_ns, _ = pair
+
+    async def body():
+        configs = peer_configs()
+        configs["bgpd"] = configs["bgpd"].replace(f" neighbor {CLOUD_V4} remote-as 65002\n",
+                                                  f" neighbor {CLOUD_V4} remote-as 65002\n"
+                                                  f" neighbor {CLOUD_V4} password k3y-0f-the-day\n")
+        peer = FrrRouter(peer_ns, configs)
+        speaker = Speaker(lambda adds, deletes: None, namespace=cloud_ns)
+        try:
+            await peer.start()
+            await speaker.start()
+            await speaker.configure(65002, CLOUD_V4, peers=[(PEER_V4, 65001, "k3y-0f-the-day")], timers=(1, 3))
+
+            async def established():
+                [session] = await speaker.peers()
+                return session if session["state"] == "Established" and session["received"] == 2 else None
+            session = await until(established, what="the MD5 session")
+            assert session["peer_ip"] == PEER_V4 and session["remote_as"] == 65001
+            assert session["established_s"] is not None and session["established_s"] >= 0
+            # the password is nowhere in the run directory once applied
+            assert not any("k3y" in p.read_text(errors="replace") for p in speaker.run_dir.iterdir() if p.is_file())
+        finally:
+            await speaker.stop()
+            await peer.stop()
+
+    asyncio.run(body())
