@@ -154,8 +154,10 @@ def test_a_floating_ip_holds_an_address_of_the_external_network_through_a_port_o
         assert (await api.do("GET", f"/v2.0/floatingips/{fip['id']}")).status_code == 404
         again = (await api.ok("POST", "/v2.0/floatingips", {"floatingip": {"floating_network_id": ext["id"]}}))
         assert again["floatingip"]["floating_ip_address"] == "203.0.113.2"
-        # the external network cannot go while floating IPs hold addresses on it
+        # the external network cannot go, nor stop being external, while floating IPs hold addresses on it
         assert (await api.refused("DELETE", f"/v2.0/networks/{ext['id']}"))[:2] == (409, "NetworkInUse")
+        assert (await api.refused("PUT", f"/v2.0/networks/{ext['id']}", {"network": {"router:external": False}}))[
+            :2] == (409, "ExternalNetworkInUse")
 
         # a new view of the store (a restart) finds them again
         db = NeutronDB(store)
@@ -451,6 +453,9 @@ def test_router_checks_refuse_bad_input_with_neutrons_types_and_apply_nothing():
         assert (code, kind) == (409, "RouterInterfaceInUseByRoute") and "external gateway" in message
         # ... unless the same request drops the route
         await api.ok("PUT", base, {"router": {"external_gateway_info": None, "routes": [route]}}, blue)
+        # a network that is a router's gateway stays external
+        assert (await api.refused("PUT", f"/v2.0/networks/{ext['id']}", {"network": {"router:external": False}}))[
+            :2] == (409, "ExternalNetworkInUse")
         # the router's subnets include its gateway's: an interface on the external subnet's range overlaps
         await api.ok("PUT", base, {"router": {"external_gateway_info": {"network_id": ext["id"]}}}, blue)
         code, kind, message = await api.refused("PUT", f"{base}/add_router_interface", {"subnet_id": outside["id"]},

@@ -241,6 +241,11 @@ async def update_network(network_id: str, body: NetworkUpdateRequest, db: DB, ca
                 raise bad(f"{name} must not be null")
         if "qos_policy_id" in values:
             check_qos(db, caller, values["qos_policy_id"])
+        if values.get("router:external") is False and record.body.get("router:external") and (
+                db.referring("network", network_id, "router") or db.referring("network", network_id, "floatingip")):
+            raise conflict("ExternalNetworkInUse", f"External network {network_id} cannot be updated to be made "
+                                                   f"non-external, since it has existing gateway ports or floating "
+                                                   f"IPs.")
         if values.get("shared") is False and record.body.get("shared"):
             others = [p for p in db.referring("network", network_id, "port") if p.project_id != record.project_id]
             if others:
