@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -130,7 +133,9 @@ def test_the_fpm_socket_is_made_in_the_namespace(pair):
         sock.close()
 
 
-def test_learns_withdraws_announces_and_loses_on_hold_time(pair):
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_learns_withdraws_announces_and_loses_on_hold_time(pair, loop):
+    """Under the standard event loop and under uvloop (the controller's)."""
     peer_ns, cloud_ns, cloud_dev = pair
 
     async def body():
@@ -207,7 +212,11 @@ def test_learns_withdraws_announces_and_loses_on_hold_time(pair):
         assert not got.now          # stop hands every learned route on as a delete
         assert not speaker.pathspace.exists() and not speaker.run_dir.exists()
 
-    asyncio.run(body())
+    if loop == "uvloop":
+        import uvloop
+        uvloop.run(body())
+    else:
+        asyncio.run(body())
 
 
 def test_a_refused_configuration_is_an_error_and_a_bad_one_is_not_sent(pair):
@@ -271,3 +280,64 @@ def test_an_md5_session_and_the_session_view(pair):
             await peer.stop()
 
     asyncio.run(body())
+
+
+SPEAKER_HERE = r'''
+import asyncio, json, os, signal, sys
+from kumoflow.bgp.speaker import Speaker
+
+async def main():
+    events = []
+    def on_routes(adds, deletes):
+        events.append(([str(r.prefix) for r in adds], [str(r.prefix) for r in deletes]))
+    speaker = Speaker(on_routes, name=sys.argv[1])          # no namespace: this process's own
+    await speaker.start()
+    try:
+        await speaker.configure(65002, sys.argv[2], peers=[(sys.argv[3], 65001)], timers=(1, 3))
+        for _ in range(300):
+            if len(speaker.learned) == 2:
+                break
+            await asyncio.sleep(0.1)
+        learned = sorted(str(p) for _, p in speaker.learned)
+        os.kill(speaker._pids["zebra"], signal.SIGKILL)     # zebra dies: the FPM stream ends
+        for _ in range(100):
+            if not speaker.learned:
+                break
+            await asyncio.sleep(0.1)
+        print(json.dumps({"learned": learned, "after_zebra": sorted(str(p) for _, p in speaker.learned),
+                          "events": events, "pids": list(speaker._pids.values())}))
+    finally:
+        await speaker.stop()
+
+asyncio.run(main())
+'''
+
+
+def test_without_a_namespace_the_speaker_runs_in_the_controllers_own(pair, tmp_path):
+    """The controller itself in the second namespace (ip netns exec), the Speaker given none; zebra
+    killed: every learned route is handed on as a delete, and stop still stops the others."""
+    peer_ns, cloud_ns, _ = pair
+
+    async def body():
+        peer = FrrRouter(peer_ns, peer_configs())
+        try:
+            await peer.start()
+            script = tmp_path / "speaker_here.py"
+            script.write_text(SPEAKER_HERE)
+            name = f"kf-{cloud_ns}"
+            proc = await asyncio.create_subprocess_exec(
+                "ip", "netns", "exec", cloud_ns, sys.executable, str(script), name, CLOUD_V4, PEER_V4,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")})
+            out, err = await asyncio.wait_for(proc.communicate(), 120)
+            assert proc.returncode == 0, err.decode()
+            return json.loads(out)
+        finally:
+            await peer.stop()
+
+    result = asyncio.run(body())
+    assert result["learned"] == ["198.51.100.0/25", "203.0.113.0/24"]
+    assert result["after_zebra"] == []
+    assert sorted(result["events"][-1][1]) == ["198.51.100.0/25", "203.0.113.0/24"]
+    assert not any(os.path.exists(f"/proc/{pid}") and "frr" in open(f"/proc/{pid}/cmdline").read()
+                   for pid in result["pids"])

@@ -39,10 +39,16 @@ class FrrRouter:
         self.run_dir: Path | None = None
         self.pids: dict[str, int] = {}
 
-    async def _run(self, *argv: str, timeout: float = 60.0) -> str:
-        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    async def _run(self, *argv: str, timeout: float = 60.0, daemon: bool = False) -> str:
+        """A command's output. `daemon`: it forks a daemon that may keep the stdout and stderr it
+        was given, so it gets none and only its own exit is awaited (as Speaker._run)."""
+        pipe = asyncio.subprocess.DEVNULL if daemon else asyncio.subprocess.PIPE
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=pipe, stderr=pipe)
+        if daemon:
+            await asyncio.wait_for(proc.wait(), timeout)
+            out = err = b""
+        else:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
         if proc.returncode != 0:
             lines = [line for line in err.decode(errors="replace").splitlines() if "vtysh.conf" not in line]
             raise SpeakerError(f"{' '.join(argv[:6])}: exit status {proc.returncode}: {'; '.join(lines)}")
@@ -63,7 +69,7 @@ class FrrRouter:
                 os.chmod(path, 0o640)
                 extra = list(self.zebra_args) if daemon == "zebra" else []
                 await self._run("ip", "netns", "exec", self.namespace, str(FRR_DIR / daemon), "-d", "-N", self.name,
-                                "-f", str(path), "-A", "127.0.0.1", *extra)
+                                "-f", str(path), "-A", "127.0.0.1", *extra, daemon=True)
                 pid = int((FRR_RUN / self.name / f"{daemon}.pid").read_text().split()[0])
                 if str(path) not in _cmdline(pid):
                     raise SpeakerError(f"{daemon} of {self.name}: pid {pid} is not the process started")

@@ -229,7 +229,7 @@ class Speaker:
                     "-A", "127.0.0.1", *extra]
             if self.namespace is not None:
                 argv = ["ip", "netns", "exec", self.namespace, *argv]
-            await self._run(argv, timeout=timeout)
+            await self._run(argv, timeout=timeout, daemon=True)
             pid = self._pid_from_file(daemon)
             if pid is None or not _alive(pid) or str(self.run_dir / f"{daemon}.conf") not in _cmdline(pid):
                 raise SpeakerError(f"{daemon} did not start (pid file {self.pathspace / (daemon + '.pid')}); "
@@ -324,14 +324,24 @@ class Speaker:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
-    async def _run(self, argv: Sequence[str], input: bytes | None = None, timeout: float = 30.0) -> str:
+    async def _run(self, argv: Sequence[str], input: bytes | None = None, timeout: float = 30.0,
+                   daemon: bool = False) -> str:
+        """Run a command; its output. `daemon`: it forks a daemon that keeps
+        whatever stdout and stderr it was given, so give it none and wait
+        for the command itself to exit (reading its pipes would wait for the
+        daemon; under uvloop it does)."""
+        pipe = asyncio.subprocess.DEVNULL if daemon else asyncio.subprocess.PIPE
         proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE if input else
-                                                    asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
+                                                    asyncio.subprocess.DEVNULL, stdout=pipe, stderr=pipe)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(input), timeout)
+            if daemon:
+                await asyncio.wait_for(proc.wait(), timeout)
+                out, err = b"", b""
+            else:
+                out, err = await asyncio.wait_for(proc.communicate(input), timeout)
         except asyncio.TimeoutError:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
             await proc.wait()
             raise SpeakerError(f"{' '.join(argv[:6])} ...: no answer within {timeout} s") from None
         errors = [line for line in err.decode(errors="replace").splitlines()
