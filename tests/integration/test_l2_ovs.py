@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from kumoflow.controller import pipeline
 from kumoflow.net import Network
 
 from controller_process import Cable, ControllerProcess
@@ -76,7 +77,8 @@ def revalidated() -> None:
 
 
 def table_miss_packets(bridge: str) -> int:
-    [miss] = [f for f in dump_flows(bridge) if f["priority"] == 0 and "CONTROLLER" in f["text"]]
+    [miss] = [f for f in dump_flows(bridge) if f["priority"] == 0 and "CONTROLLER" in f["text"]
+              and f"table={pipeline.table_id('forward')}," in f["text"]]
     return miss["n_packets"]
 
 

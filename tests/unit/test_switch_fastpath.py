@@ -545,7 +545,7 @@ def test_batches_decide_as_the_reference_pipeline(script):
 def run_script(script, batched: bool) -> None:
     pool, setup, steps = script.value
     pair = Pair()
-    pair.handle(ofp.SetConfig(flags=4, miss_send_len=64))
+    pair.handle(ofp.SetConfig(miss_send_len=64))
     for msg in setup:
         pair.handle(msg)
     for step, burst in steps:
@@ -985,7 +985,6 @@ def test_meter_applies_per_packet_on_cache_hits():
 
 def test_dec_ttl_is_replayed_not_remembered():
     rig = Rig()
-    rig.handle(ofp.SetConfig(flags=4, miss_send_len=128))      # invalid TTL to the controller
     rig.flow({"eth_type": 0x0800}, [ofp.DecNwTtl(), ofp.Output(2)])
     rig.send(1, udp(ttl=64))
     rig.send(1, udp(ttl=1))                                    # same EMC key: TTL is not part of it
@@ -1006,7 +1005,7 @@ def test_routed_frames_rewritten_in_place_agree(flows, decrements, flood):
     two tables) replayed on the bytes of fast-key frames: same bytes,
     checksums and invalid-TTL packet-ins as the reference, whatever the TTL
     and checksum."""
-    mods = [ofp.SetConfig(flags=4, miss_send_len=128),
+    mods = [ofp.SetConfig(miss_send_len=128),
             ofp.FlowMod(match=ofp.Match(eth_type=0x0800), instructions=[
                 ofp.ApplyActions([ofp.SetField("eth_src", MAC3), ofp.DecNwTtl()]), ofp.GotoTable(1)])]
     acts = [ofp.SetField("eth_dst", MAC2)] + [ofp.DecNwTtl()] * (decrements - 1)

@@ -54,9 +54,8 @@ log = logging.getLogger("kumoflow.controller")
 
 Owner = tuple[Any, Hashable]     # (app or the core, the app's key)
 PIPELINE = "pipeline"
-#: OFPC_INVALID_TTL_TO_CONTROLLER, and the specification's default asynchronous
-#: configuration with INVALID_TTL packet-ins added for the master
-INVALID_TTL_TO_CONTROLLER = 1 << 2
+#: the specification's default asynchronous configuration with INVALID_TTL packet-ins added
+#: for the master (OpenFlow 1.3 has no switch config flag for them)
 _PACKET_INS = 1 << ofp.OFPR.NO_MATCH | 1 << ofp.OFPR.ACTION | 1 << ofp.OFPR.INVALID_TTL
 _ALL_PORT_STATUS = 1 << ofp.OFPPR.ADD | 1 << ofp.OFPPR.DELETE | 1 << ofp.OFPPR.MODIFY
 _ALL_FLOW_REMOVED = (1 << ofp.OFPRR.IDLE_TIMEOUT | 1 << ofp.OFPRR.HARD_TIMEOUT | 1 << ofp.OFPRR.DELETE
@@ -274,9 +273,8 @@ class Core:
             log.info("switch %s reconnected from %s; dropping its old channel", dp.name, dp.peer)
             old.close()
             self._switch_down(old, None)
-        # a packet whose TTL runs out in a router's flows comes to the controller (ICMP time exceeded)
-        dp.send(ofp.SetConfig(flags=INVALID_TTL_TO_CONTROLLER, miss_send_len=self.miss_send_len))
-        dp.send(async_config())
+        dp.send(ofp.SetConfig(miss_send_len=self.miss_send_len))
+        dp.send(async_config())    # a packet whose TTL runs out in a router's flows comes to the controller
         self._read(dp, first=True)
 
     def _read(self, dp: Datapath, first: bool = False) -> None:

@@ -57,9 +57,9 @@ __all__ = ["Datapath", "SwitchError"]
 
 FLOW_MOD_FLAGS = int(OFPFF.SEND_FLOW_REM | OFPFF.CHECK_OVERLAP | OFPFF.RESET_COUNTS | OFPFF.NO_PKT_COUNTS
                      | OFPFF.NO_BYT_COUNTS)
-#: OFPC_INVALID_TTL_TO_CONTROLLER, the switch config flag (bit 2).
-INVALID_TTL_TO_CONTROLLER = 1 << 2
-CONFIG_FLAGS = int(OFPC_FRAG.MASK) | INVALID_TTL_TO_CONTROLLER
+#: the switch config flags OpenFlow 1.3 defines: the fragment bits only (1.1 and 1.2 had
+#: OFPC_INVALID_TTL_TO_CONTROLLER; 1.3 leaves INVALID_TTL packet-ins to the async configuration)
+CONFIG_FLAGS = int(OFPC_FRAG.MASK)
 CAPABILITIES = int(OFPC.FLOW_STATS | OFPC.TABLE_STATS | OFPC.PORT_STATS | OFPC.GROUP_STATS | OFPC.QUEUE_STATS)
 # Instructions in the order they execute (section 5.9), which is also the
 # order they are checked in.
@@ -137,7 +137,6 @@ def _valid_port_number(port_no: int) -> bool:
 
 
 class Datapath(act.ActionEnv):
-    INVALID_TTL_TO_CONTROLLER = INVALID_TTL_TO_CONTROLLER
 
     def __init__(self, dpid: int, n_tables: int = 64, n_buffers: int = 256, *, clock=time.monotonic,
                  dp_desc: str = "", max_entries: int = 1_000_000, buffer_timeout: float = 5.0,

@@ -278,9 +278,8 @@ class Pipeline:
 
     # -- to the controller ------------------------------------------------------------
     def invalid_ttl(self, pkt: fk.Packet, entry) -> None:
-        dp = self.dp
-        if dp.flags & dp.INVALID_TTL_TO_CONTROLLER:
-            self.packet_in(pkt, OFPR.INVALID_TTL, dp.miss_send_len, entry)
+        """Always reported: each channel's async configuration decides who hears it (off by default)."""
+        self.packet_in(pkt, OFPR.INVALID_TTL, self.dp.miss_send_len, entry)
 
     def packet_in(self, pkt: fk.Packet, reason: int, max_len: int, entry) -> None:
         dp = self.dp
