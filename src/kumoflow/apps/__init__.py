@@ -11,6 +11,7 @@ import importlib
 from kumoflow.controller.app import App
 
 BUNDLED = {
+    "bgp": "kumoflow.apps.bgp:BgpApp",
     "fabric": "kumoflow.apps.fabric:Fabric",
     "l2": "kumoflow.apps.l2:LearningSwitch",
     "router": "kumoflow.apps.router:RouterApp",
