@@ -111,6 +111,13 @@ def check_quick(rc: int, out: str, path: Path) -> None:
     assert rc == 0, out[-4000:]
     assert "| " in out and "|--" in out, f"no Markdown table in the output:\n{out[-4000:]}"
     assert "Flow counts differ" not in out, out[-4000:]     # bench_switch.py: flows installed and counted
+    # router/forwarding.py: every sample routed (MACs rewritten, TTL 63), the same flows in both switches;
+    # router/interface.py: every run saw its first routed packet
+    assert "Routing check failed" not in out and "Runs without a figure" not in out, out[-4000:]
+    if "router/forwarding.py" in out:
+        for figure in json.loads(path.read_text())["figures"].values():
+            same = figure["same_flows"]
+            assert same["only_ovs"] == same["only_kumoflow"] == 0, same
     data = json.loads(path.read_text())
     assert data["machine"]["nproc"] and data["machine"]["commit"]
 
