@@ -42,9 +42,9 @@ switches:
   - {name: s1, kind: kumoflow, dpid: 1, fail_mode: secure}
   - {name: s2, kind: ovs, dpid: 2, fail_mode: secure}
 hosts:
-  - {name: h1, mac: "fa:16:3e:01:00:05", ip: 10.0.1.5/24, gateway: 10.0.1.1, port: red-h1}
-  - {name: h2, mac: "fa:16:3e:02:00:05", ip: 10.0.2.5/24, gateway: 10.0.2.1, port: red-h2}
-  - {name: h3, mac: "fa:16:3e:03:00:05", ip: 10.0.3.5/24, gateway: 10.0.3.1, port: red-h3}
+  - {name: h1, mac: "fa:16:3e:01:00:05", ip: 10.0.1.5/24, gateway: 10.0.1.1, slaac: true, port: red-h1}
+  - {name: h2, mac: "fa:16:3e:02:00:05", ip: 10.0.2.5/24, gateway: 10.0.2.1, slaac: true, port: red-h2}
+  - {name: h3, mac: "fa:16:3e:03:00:05", ip: 10.0.3.5/24, gateway: 10.0.3.1, slaac: true, port: red-h3}
   - {name: b1, mac: "fa:16:3e:0b:01:05", ip: 10.0.1.5/24, gateway: 10.0.1.1, port: blue-b1}
   - {name: b2, mac: "fa:16:3e:0b:02:05", ip: 10.0.2.5/24, gateway: 10.0.2.1, port: blue-b2}
   - {name: out, mac: "02:00:00:00:ee:01", ip: 203.0.113.1/24}
@@ -67,14 +67,21 @@ subnets:
 """
 
 
-def project(name: str, subnets: int, hosts: dict[str, tuple[int, str, str]], external: bool) -> str:
+def project(name: str, subnets: int, hosts: dict[str, tuple[int, str, str]], external: bool, v6: bool) -> str:
+    """A project's networks 1..subnets (10.0.N.0/24, and with `v6` 2001:db8:N::/64 by SLAAC), its router on
+    all of them, and its hosts' ports (the IPv6 address is the API's: EUI-64 from the MAC)."""
     nets = "\n".join(f"  - {{name: {name}-n{n}}}" for n in range(1, subnets + 1))
     subs = "\n".join(f"  - {{name: {name}-s{n}, network: {name}-n{n}, cidr: 10.0.{n}.0/24}}"
                      for n in range(1, subnets + 1))
-    interfaces = ", ".join(f"{name}-s{n}" for n in range(1, subnets + 1))
+    if v6:
+        subs += "\n" + "\n".join(f"  - {{name: {name}-s{n}v6, network: {name}-n{n}, cidr: \"2001:db8:{n}::/64\", "
+                                 f"ip_version: 6, ipv6_ra_mode: slaac, ipv6_address_mode: slaac}}"
+                                 for n in range(1, subnets + 1))
+    interfaces = ", ".join(f"{name}-s{n}" + (f", {name}-s{n}v6" if v6 else "") for n in range(1, subnets + 1))
     gateway = ", external_gateway: public" if external else ""
     ports = "\n".join(f"  - {{name: {port}, network: {name}-n{n}, mac_address: \"{mac}\", "
-                      f"fixed_ips: [{{subnet: {name}-s{n}, ip_address: {ip}}}]}}"
+                      f"fixed_ips: [{{subnet: {name}-s{n}, ip_address: {ip}}}"
+                      + (f", {{subnet: {name}-s{n}v6}}" if v6 else "") + "]}"
                       for port, (n, mac, ip) in hosts.items())
     return (f"name: {name}\nproject: {name}\nnetworks:\n{nets}\nsubnets:\n{subs}\n"
             f"routers:\n  - {{name: {name}-router, interfaces: [{interfaces}]{gateway}}}\nports:\n{ports}\n")
@@ -107,9 +114,11 @@ def cloud(tmp_path_factory):
         files = [("public", PUBLIC),
                  ("red", project("red", 3, {"red-h1": (1, "fa:16:3e:01:00:05", "10.0.1.5"),
                                             "red-h2": (2, "fa:16:3e:02:00:05", "10.0.2.5"),
-                                            "red-h3": (3, "fa:16:3e:03:00:05", "10.0.3.5")}, external=True)),
+                                            "red-h3": (3, "fa:16:3e:03:00:05", "10.0.3.5")}, external=True,
+                                v6=True)),
                  ("blue", project("blue", 2, {"blue-b1": (1, "fa:16:3e:0b:01:05", "10.0.1.5"),
-                                              "blue-b2": (2, "fa:16:3e:0b:02:05", "10.0.2.5")}, external=False))]
+                                              "blue-b2": (2, "fa:16:3e:0b:02:05", "10.0.2.5")}, external=False,
+                                v6=False))]
         for name, text in files:
             file = tmp / f"{name}.yaml"
             file.write_text(text)
@@ -231,3 +240,23 @@ def test_snat_takes_the_rest_out_with_the_gateways_address(cloud):
     router = net.api.get("/v2.0/routers", params={"name": "red-router"}).json()["routers"][0]
     [gateway] = [ip["ip_address"] for ip in router["external_gateway_info"]["external_fixed_ips"]]
     assert seen and set(seen) == {gateway}, (seen, gateway)
+
+
+def test_ipv6_hosts_take_their_addresses_from_the_routers_advertisements_and_are_routed(cloud):
+    net = cloud
+    ports = {p["name"]: p for p in net.api.get("/v2.0/ports").json()["ports"]}
+    addresses = {}
+    for host, n in (("h1", 1), ("h2", 2), ("h3", 3)):
+        [api_address] = [ip["ip_address"] for ip in ports[f"red-{host}"]["fixed_ips"] if ":" in ip["ip_address"]]
+        # SLAAC from the router's advertisement gives the host the address the API gave its port
+        assert net[host].slaac_address(f"2001:db8:{n}::/64", timeout=30) == api_address
+        addresses[host] = api_address
+    routes = net["h1"].run(["ip", "-6", "route", "show", "default"]).stdout
+    assert "via fe80::" in routes, routes           # the router's link-local address, from its advertisement
+    wait_until(lambda: ping(net, "h1", addresses["h2"]).returncode == 0)
+    assert re.search(r"ttl=63 ", ping(net, "h1", addresses["h3"]).stdout)    # hop limit 64, one router
+    assert ping(net, "h3", "2001:db8:1::1").returncode == 0                  # another subnet's gateway
+    out = ping(net, "h1", addresses["h2"], "-t", "1").stdout
+    assert "From 2001:db8:1::1" in out and "Time exceeded" in out, out
+    out = ping(net, "h1", "2001:db8:99::1").stdout
+    assert "From 2001:db8:1::1" in out and "No route" in out, out
