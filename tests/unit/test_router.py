@@ -490,3 +490,13 @@ def test_learned_routes_come_and_go_one_by_one_and_never_replace_the_routers_own
     assert len(cloud.s1.mods()) - mods == 1          # one withdrawn prefix, one flow deleted
     got = cloud.send(h1, ping(h1, "198.51.42.9", gw))
     assert parse(got["h1"][0])[ICMP].type == 3       # no route now
+
+
+def test_the_router_counts_what_it_holds_for_metrics():
+    cloud = with_outside(snat_ports="2000-2000")
+    h2, out = cloud.hosts["h2"], cloud.hosts["out"]
+    for sport in (41000, 41001):
+        cloud.send(h2, tcp(h2.mac, "fa:16:3e:00:10:02", h2.ip, sport, out.ip, 80))
+    counted = {name: value for name, _, _, value in cloud.router_app.metrics()}
+    assert counted["routers"] == 1 and counted["snat_connections"] == 1 and counted["snat_exhausted"] == 1
+    assert counted["routes"] == 4      # three connected subnets and the default route

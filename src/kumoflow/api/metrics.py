@@ -24,6 +24,8 @@ answer in time keeps its last counters).
     kumoflow_port_{rx,tx}_{packets,bytes,dropped,errors}_total{dpid,port,name}
     kumoflow_port_up{dpid,port,name}            carrier up and not administratively down
     kumoflow_api_requests_total{method,route,status}
+    kumoflow_APP_NAME                           what an app counts (App.metrics), e.g.
+                                                kumoflow_router_snat_exhausted_total
 
 Per-switch counters start again from 0 when a switch reconnects (a new
 session), which Prometheus treats as a counter reset.
@@ -125,6 +127,10 @@ class _ControllerCollector:
         yield GaugeMetricFamily("kumoflow_links", "Links discovered between switches",
                                 value=len(core.topology.graph.links))
         yield GaugeMetricFamily("kumoflow_hosts", "Hosts known", value=len(core.hosts))
+        for app in core.apps:      # what an app counts of its own (App.metrics)
+            for name, help, kind, value in app.metrics():
+                family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+                yield family(f"kumoflow_{app.name}_{name}", help, value=value)
         yield from self._ports(dps)
 
     def _ports(self, dps: list) -> Iterable[Metric]:

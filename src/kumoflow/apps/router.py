@@ -239,6 +239,19 @@ class RouterApp(App):
         if new_hops:
             self._rebuild()
 
+    def metrics(self):
+        yield "routers", "Routers (each its own routing table)", "gauge", len(self.routers)
+        yield "routes", "Routes of the routers' own (connected, extra, default)", "gauge", sum(
+            len(r.routes) for r in self.routers.values())
+        yield "learned_routes", "Routes learned for the routers (BGP)", "gauge", sum(
+            len(routes) for routes in self.learned.values())
+        yield "neighbours", "Neighbours known, from the API and by ARP or neighbour discovery", "gauge", len(
+            set(self._api_neighbours) | set(self._arp_neighbours))
+        yield "held_packets", "Packets waiting for an address to be resolved", "gauge", self._held
+        yield "snat_connections", "Connections translated to a gateway's address", "gauge", len(self.snat)
+        yield "snat_exhausted", "Packets dropped because a gateway had no free source port", "counter", \
+            self.snat.exhausted
+
     # --- compiling -----------------------------------------------------------------
 
     def owners(self) -> Iterable[Hashable]:

@@ -115,6 +115,11 @@ class App:
         switch or on `dpid` only."""
         self.core.changed(self, key, dpid)
 
+    def metrics(self) -> Iterable[tuple[str, str, str, float]]:
+        """What the app counts, for /metrics: (name, help, "gauge" or "counter", value);
+        published as kumoflow_<app>_<name>."""
+        return ()
+
     def table_miss(self, table: str) -> list[ofp.Instruction] | None:
         """The miss entry of one of the app's tables; None: the pipeline's default."""
         return None
