@@ -500,3 +500,17 @@ def test_the_router_counts_what_it_holds_for_metrics():
     counted = {name: value for name, _, _, value in cloud.router_app.metrics()}
     assert counted["routers"] == 1 and counted["snat_connections"] == 1 and counted["snat_exhausted"] == 1
     assert counted["routes"] == 4      # three connected subnets and the default route
+
+
+def test_a_route_through_another_routers_interface_is_refused_with_a_warning(caplog):
+    cloud = Cloud()
+    a, transit = cloud.network("10.0.1.0/24", "10.0.1.1"), cloud.network("10.9.0.0/24", "10.9.0.1")
+    first = cloud.router([a, transit], routes=[{"destination": "10.0.7.0/24", "nexthop": "10.9.0.2"}])
+    second = record("router", admin_state_up=True, routes=[])
+    cloud.records += [second, record("port", network_id=transit[0].id, device_owner="network:router_interface",
+                                     device_id=second.id, mac_address="fa:16:3e:00:20:01",
+                                     fixed_ips=[{"subnet_id": transit[1].id, "ip_address": "10.9.0.2"}])]
+    cloud.start()
+    router = cloud.router_app.routers[first.id]
+    assert ipaddress.ip_network("10.0.7.0/24") not in router.routes and not router.nexthops
+    assert "chained routers are not supported yet" in caplog.text

@@ -137,7 +137,7 @@ class RouterApp(App):
         self._pending: dict[tuple[int, IPAddress], _Pending] = {}
         self._held = 0
         self._icmp_tokens: dict[str, tuple[float, float]] = {}       # destination -> (tokens, when)
-        self._stale = True
+        self._problems: set[str] = set()
 
     @property
     def fabric(self):
@@ -179,8 +179,10 @@ class RouterApp(App):
         for key in set(old_neighbours) | set(self._api_neighbours):
             if old_neighbours.get(key) != self._api_neighbours.get(key):
                 self.changed(("neighbour", *key))
-        for problem in (p for r in self.routers.values() for p in r.problems):
+        problems = {p for r in self.routers.values() for p in r.problems}
+        for problem in sorted(problems - self._problems):     # each once, not at every change
             self.log.warning("%s", problem)
+        self._problems = problems
 
     def _port_neighbours(self, body: dict | None) -> dict[tuple[int, IPAddress], str]:
         """(vrf, address) -> MAC for each address of an API port that lies in

@@ -142,6 +142,7 @@ def build(routers: Iterable[Record], ports: Iterable[Record], subnets: dict[str,
         gateway = record.body.get("external_gateway_info") or {}
         router.snat = router.external is not None and bool(gateway.get("enable_snat", True))
         out[record.id] = router
+    _no_chained_routers(out)
     for fip in floatingips:
         body = fip.body
         router = out.get(body.get("router_id") or "")
@@ -153,6 +154,27 @@ def build(routers: Iterable[Record], ports: Iterable[Record], subnets: dict[str,
         if router is not None and router.external is not None and body.get("port_id"):
             router.floating[fixed] = floating
     return out
+
+
+def _no_chained_routers(routers: dict[str, Router]) -> None:
+    """Drop the routes (and next hops) that lead to another router's
+    interface: the second router's lookup would need a table before the one
+    the packet is in, and OpenFlow 1.3 cannot go back."""
+    theirs = {(i.network_id, i.ip): r.id for r in routers.values() for i in r.interfaces}
+    for router in routers.values():
+        def other(ip: IPAddress) -> str | None:
+            egress = router.interface_for(ip)
+            owner = theirs.get((egress.network_id, ip)) if egress is not None else None
+            return owner if owner != router.id else None
+
+        for prefix, route in list(router.routes.items()):
+            if route.nexthop is not None and other(route.nexthop):
+                del router.routes[prefix]
+                router.problems.append(f"router {router.id}: route {prefix} via {route.nexthop}: the next hop is "
+                                       f"router {other(route.nexthop)}'s interface; chained routers are not "
+                                       "supported yet")
+        for ip in [ip for ip in router.nexthops if other(ip)]:
+            del router.nexthops[ip]
 
 
 def _number(key: str, space: int, taken: set[int]) -> int:
