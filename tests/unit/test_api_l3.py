@@ -513,3 +513,29 @@ def test_kumoflow_apply_reads_floating_ips_known_by_address_or_port():
                  "f.yaml:7: floatingips[5].name: unknown field",
                  "f.yaml:7: floatingips[5].floating_ip_address:"):
         assert want in text, (want, text)
+
+
+def test_a_bgp_speaker_advertises_its_gateway_networks_routers_subnets_and_floating_ips():
+    async def body():
+        store = await SQLiteStore.open(":memory:")
+        api = Api(store)
+        blue = await api.token("blue")
+        w = await world(api, blue)
+        gateway = w["router"]["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
+        fip = (await api.ok("POST", "/v2.0/floatingips", {"floatingip": {
+            "floating_network_id": w["ext"]["id"], "port_id": w["port"]["id"]}}, blue))["floatingip"]
+        speaker = (await api.ok("POST", "/v2.0/bgp-speakers", {"bgp_speaker": {
+            "name": "edge", "local_as": 64512, "ip_version": 4}}))["bgp_speaker"]
+        path = f"/v2.0/bgp-speakers/{speaker['id']}"
+        assert (await api.ok("GET", f"{path}/get_advertised_routes")) == {"advertised_routes": []}
+        await api.ok("PUT", f"{path}/add_gateway_network", {"network_id": w["ext"]["id"]})
+        routes = (await api.ok("GET", f"{path}/get_advertised_routes"))["advertised_routes"]
+        assert routes == [{"destination": "10.0.0.0/24", "next_hop": gateway},
+                          {"destination": f"{fip['floating_ip_address']}/32", "next_hop": gateway}]
+        await api.ok("PUT", path, {"bgp_speaker": {"advertise_tenant_networks": False}})
+        routes = (await api.ok("GET", f"{path}/get_advertised_routes"))["advertised_routes"]
+        assert [r["destination"] for r in routes] == [f"{fip['floating_ip_address']}/32"]
+        assert (await api.do("GET", f"{path}/get_advertised_routes", headers=blue)).status_code == 403
+        assert error(await api.do("GET", "/v2.0/bgp-speakers/nope/get_advertised_routes")) == (
+            404, "BgpSpeakerNotFound")
+    run(body())

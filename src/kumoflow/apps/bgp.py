@@ -33,7 +33,7 @@ import asyncio
 import ipaddress
 import json
 import logging
-from typing import Any
+from typing import Any, Iterable
 
 from kumoflow.apps import options as check
 from kumoflow.apps.routing import Router
@@ -94,18 +94,11 @@ class BgpApp(App):
                 body = peer.body
                 password = body.get("_password") if body.get("auth_type") == "md5" else None
                 peers.append((body["peer_ip"], int(body["remote_as"]), *([password] if password else [])))
-        announced = set()
-        for router in self._gateway_routers(set(speaker.get("networks", ()))):
-            hop = str(router.external.ip)
-            if speaker.get("advertise_tenant_networks", True):
-                announced |= {(str(i.subnet), hop) for i in router.interfaces if not i.external and i.ip.version == 4}
-            if speaker.get("advertise_floating_ip_host_routes", True):
-                announced |= {(f"{fip}/32", hop) for fip in router.floating.values()}
-        return {"local_as": int(speaker["local_as"]), "peers": sorted(peers), "announced": sorted(announced)}
+        return {"local_as": int(speaker["local_as"]), "peers": sorted(peers),
+                "announced": advertised(speaker, self.router.routers.values())}
 
     def _gateway_routers(self, networks: set[str]) -> list[Router]:
-        return [r for r in self.router.routers.values()
-                if r.up and r.external is not None and r.external.network_id in networks]
+        return gateway_routers(networks, self.router.routers.values())
 
     # --- the speaker's life ----------------------------------------------------------------
 
@@ -177,3 +170,22 @@ class BgpApp(App):
                         del mine[route.prefix]
                 mine.update(taken)
                 self.router.learn(router.id, taken, gone)
+
+
+def gateway_routers(networks: set[str], routers: Iterable[Router]) -> list[Router]:
+    """The routers up whose external gateway is on one of `networks`."""
+    return [r for r in routers if r.up and r.external is not None and r.external.network_id in networks]
+
+
+def advertised(speaker: dict, routers: Iterable[Router]) -> list[tuple[str, str]]:
+    """(prefix, next hop) a BGP speaker (its record's body) announces: for each
+    router whose gateway is on one of its networks, its IPv4 tenant subnets and
+    floating IPs, by the router's gateway address."""
+    out = set()
+    for router in gateway_routers(set(speaker.get("networks", ())), routers):
+        hop = str(router.external.ip)
+        if speaker.get("advertise_tenant_networks", True):
+            out |= {(str(i.subnet), hop) for i in router.interfaces if not i.external and i.ip.version == 4}
+        if speaker.get("advertise_floating_ip_host_routes", True):
+            out |= {(f"{fip}/32", hop) for fip in router.floating.values()}
+    return sorted(out)

@@ -86,6 +86,8 @@ from kumoflow.packet import (
 from kumoflow.packet.consts import ARP_REPLY, ARP_REQUEST, ND_NEIGHBOR_SOLICIT, ND_ROUTER_SOLICIT
 
 VRF, NEXTHOP = pipeline.METADATA["vrf"], pipeline.METADATA["nexthop"]
+#: API ports whose addresses no host answers for: a router's own, and a floating IP's
+NOT_NEIGHBOURS = (*ROUTER_PORTS, "network:floatingip")
 KIND_ROUTER, KIND_ARP, KIND_NEIGHBOUR, KIND_ND, KIND_RS, KIND_SNAT, KIND_LEARNED = 1, 2, 3, 4, 5, 6, 7
 #: priorities: the router's own addresses above every route; routes at BASE + prefix length;
 #: translated answers above floating IPs above plain interfaces
@@ -187,8 +189,8 @@ class RouterApp(App):
     def _port_neighbours(self, body: dict | None) -> dict[tuple[int, IPAddress], str]:
         """(vrf, address) -> MAC for each address of an API port that lies in
         one of its network's router interfaces' subnets."""
-        if not body or body.get("device_owner") in ROUTER_PORTS or not body.get("mac_address"):
-            return {}
+        if not body or body.get("device_owner") in NOT_NEIGHBOURS or not body.get("mac_address"):
+            return {}     # a router's own port, or the port that holds a floating address (no host has it)
         out = {}
         network = body.get("network_id")
         for fixed in body.get("fixed_ips", ()):

@@ -26,7 +26,10 @@ from pydantic import BaseModel, Field
 
 from kumoflow.store import NotFound, Record
 
-from ..server import AdminCaller, ApiError
+from kumoflow.apps.bgp import advertised
+from kumoflow.apps.routing import build
+
+from ..server import AdminCaller, ApiError, Ctx
 from .common import (BOOL, DB, INT, LIST, NAME, PROJECT_PATTERN, STR, Body, answer, bad, bumped, common,
                      conflict, errors, fields_of, given, list_parameters, new_id, no_content, pick, project_of,
                      select, show_parameters, shown)
@@ -211,6 +214,29 @@ async def show_speaker(speaker_id: str, request: Request, db: DB, caller: AdminC
     item = speaker_view(await _get(db, "bgp_speaker", speaker_id))
     fields = fields_of(request)
     return answer({"bgp_speaker": pick(item, fields) if fields else item})
+
+
+class AdvertisedRoute(BaseModel):
+    destination: str
+    next_hop: str
+
+
+class AdvertisedRoutes(BaseModel):
+    advertised_routes: list[AdvertisedRoute]
+
+
+@router.get("/v2.0/bgp-speakers/{speaker_id}/get_advertised_routes", response_model=AdvertisedRoutes,
+            summary="The prefixes a BGP speaker announces, and their next hops", responses=errors(403, 404))
+async def get_advertised_routes(speaker_id: str, ctx: Ctx, db: DB, caller: AdminCaller) -> dict:
+    speaker = await _get(db, "bgp_speaker", speaker_id)
+    try:      # the routers as the running router app sees them
+        routers = ctx.core.app("router").routers.values()
+    except (AttributeError, KeyError):   # no router app: the same model, from the records
+        records = db.records
+        routers = build(records["router"].values(), records["port"].values(), records["subnet"],
+                        floatingips=records["floatingip"].values()).values()
+    return answer({"advertised_routes": [{"destination": prefix, "next_hop": hop}
+                                         for prefix, hop in advertised(speaker.body, routers)]})
 
 
 @router.put("/v2.0/bgp-speakers/{speaker_id}", summary="Update a BGP speaker (name, what it advertises)",
