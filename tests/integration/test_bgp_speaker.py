@@ -341,3 +341,31 @@ def test_without_a_namespace_the_speaker_runs_in_the_controllers_own(pair, tmp_p
     assert sorted(result["events"][-1][1]) == ["198.51.100.0/25", "203.0.113.0/24"]
     assert not any(os.path.exists(f"/proc/{pid}") and "frr" in open(f"/proc/{pid}/cmdline").read()
                    for pid in result["pids"])
+
+
+def test_an_fpm_connection_that_is_not_zebras_is_closed(pair):
+    peer_ns, cloud_ns, _ = pair
+
+    async def body():
+        got = []
+        speaker = Speaker(lambda adds, deletes: got.append(adds), namespace=cloud_ns)
+        await speaker.start()
+        try:
+            port = speaker._server.sockets[0].getsockname()[1]
+            from kumoflow.bgp.fpm import ADD, Nexthop, Route, encode_route, frame
+            forged = frame(encode_route(Route(ADD, ipaddress.ip_network("0.0.0.0/0"),
+                                              (Nexthop(ipaddress.ip_address("10.200.0.66"), 2),))))
+            code = (f"import socket, time\ns = socket.create_connection(('127.0.0.1', {port}))\n"
+                    f"s.sendall(bytes.fromhex('{forged.hex()}'))\ntime.sleep(1)\n"
+                    f"try:\n    print('closed' if s.recv(10) == b'' else 'open')\n"
+                    f"except ConnectionResetError:\n    print('closed')\n")
+            proc = await asyncio.create_subprocess_exec("ip", "netns", "exec", cloud_ns, sys.executable, "-c", code,
+                                                        stdout=asyncio.subprocess.PIPE)
+            out, _ = await asyncio.wait_for(proc.communicate(), 20)
+            assert out.strip() == b"closed"
+            assert got == [] and not speaker.learned
+            assert speaker._connected.is_set()          # zebra's own connection is still served
+        finally:
+            await speaker.stop()
+
+    asyncio.run(body())

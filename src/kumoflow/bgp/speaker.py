@@ -54,7 +54,9 @@ never anything else. A pathspace already in use by live daemons is an error.
 **FPM in the namespace.** zebra inside a namespace reaches only that namespace's 127.0.0.1, so
 the speaker opens its FPM listening socket there: a short-lived thread enters the namespace
 (setns(2) on /var/run/netns/NS), creates and binds the socket (127.0.0.1, ``fpm_port``; 0: any
-free port), and the event loop serves it (`asyncio.start_server(sock=...)`).
+free port), and the event loop serves it (`asyncio.start_server(sock=...)`). Anyone in the
+namespace can connect to its 127.0.0.1: a connection is served only if its other end is a socket
+of the speaker's zebra (found in /proc/PID/net/tcp and /proc/PID/fd); any other is closed.
 """
 
 from __future__ import annotations
@@ -352,7 +354,50 @@ class Speaker:
 
     # --- the FPM stream ------------------------------------------------------------------------
 
+    async def _zebra_pid(self, wait: float = 10.0) -> int | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            pid = self._pids.get("zebra") or self._pid_from_file("zebra")
+            if pid is not None and str(self.run_dir / "zebra.conf") in _cmdline(pid):
+                return pid
+            if loop.time() > deadline:
+                return None
+            await asyncio.sleep(0.05)
+
+    async def _from_zebra(self, writer: asyncio.StreamWriter) -> bool:
+        """Whether the connection is our zebra's: its end's socket is one of zebra's open files
+        (anyone in the namespace can connect to 127.0.0.1, and what comes in becomes routes)."""
+        peer, ours = writer.get_extra_info("peername"), writer.get_extra_info("sockname")
+        pid = await self._zebra_pid()
+        if pid is None or not peer or not ours:
+            return False
+        inodes = set()
+        for table in ("tcp", "tcp6"):
+            try:
+                lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if len(fields) > 9 and int(fields[1].rsplit(":", 1)[1], 16) == peer[1] \
+                        and int(fields[2].rsplit(":", 1)[1], 16) == ours[1]:
+                    inodes.add(fields[9])
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] in inodes:     # socket:[INODE]
+                        return True
+        except OSError:
+            pass
+        return False
+
     async def _serve_fpm(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not await self._from_zebra(writer):
+            log.warning("BGP speaker %s: an FPM connection from %s is not our zebra's: closed", self.name,
+                        writer.get_extra_info("peername"))
+            writer.close()
+            return
         task = asyncio.current_task()
         self._readers.add(task)
         decoder = FpmDecoder()
