@@ -12,8 +12,15 @@ streamed to the controller over zebra's FPM interface.
     speaker.learned            # {(table, prefix): Route}: what the peers announce, now
     await speaker.stop()       # or: async with Speaker(...) as speaker:
 
-The public interface is that: `Speaker(on_routes, namespace=None, name=None, run_dir=None,
-fpm_port=0)`, `start`, `configure`, `peers`, `learned`, `stop`, and `SpeakerError`.
+The public interface is that, and no more:
+
+    Speaker(on_routes, namespace=None, *, name=None, run_dir=None, fpm_port=0)
+    await start(timeout=20.0)
+    await configure(local_as, router_id, peers=(), announced=(), timers=None)
+    await peers() -> list[dict]
+    learned: dict[(table, prefix), Route]
+    await stop(timeout=5.0, keep_logs=False)
+    SpeakerError; Route and Nexthop (kumoflow.bgp.fpm)
 
 **Learned routes.** zebra selects the best route of each prefix and sends it over FPM
 (kumoflow.bgp.fpm); the routes of protocol BGP are the peers' (what the speaker announces are
