@@ -369,3 +369,59 @@ def test_an_fpm_connection_that_is_not_zebras_is_closed(pair):
             await speaker.stop()
 
     asyncio.run(body())
+
+
+def test_two_peers_announcing_one_prefix_give_one_route_with_two_next_hops(unique_name):
+    """ECMP from real FRR: zebra sends the route with RTA_MULTIPATH; then one peer withdraws and
+    the route is handed on again with the other next hop alone."""
+    p1, p2, cloud = unique_name("bgpp"), unique_name("bgpq"), unique_name("bgpc")
+    va, vb = unique_name("vm"), unique_name("vn")
+    nets = {p1: ("10.210.0.1", "10.210.0.2", va, 65001), p2: ("10.211.0.1", "10.211.0.2", vb, 65003)}
+
+    async def body():
+        got = Recorder()
+        routers, speaker = [], Speaker(got, namespace=cloud)
+        try:
+            for ns, (peer_ip, cloud_ip, veth, asn) in nets.items():
+                routers.append(FrrRouter(ns, {"staticd": "ip route 203.0.113.0/24 blackhole", "bgpd": f"""router bgp {asn}
+ bgp router-id {peer_ip}
+ no bgp ebgp-requires-policy
+ no bgp default ipv4-unicast
+ timers bgp 1 3
+ neighbor {cloud_ip} remote-as 65002
+ address-family ipv4 unicast
+  network 203.0.113.0/24
+  neighbor {cloud_ip} activate
+ exit-address-family
+exit"""}))
+                await routers[-1].start()
+            await speaker.start()
+            await speaker.configure(65002, "10.210.0.2", peers=[("10.210.0.1", 65001), ("10.211.0.1", 65003)],
+                                    timers=(1, 3))
+            prefix = ipaddress.ip_network("203.0.113.0/24")
+            await got.until(lambda now: prefix in now and len(now[prefix].nexthops) == 2, what="two next hops")
+            hops = got.now[prefix].nexthops
+            assert sorted(str(h.gateway) for h in hops) == ["10.210.0.1", "10.211.0.1"]
+            assert [h.weight for h in hops] == [1, 1] and len({h.ifindex for h in hops}) == 2
+            await routers[1].vtysh("configure terminal", "router bgp 65003", "address-family ipv4 unicast",
+                                   "no network 203.0.113.0/24")
+            await got.until(lambda now: len(now[prefix].nexthops) == 1, what="one next hop left")
+            assert str(got.now[prefix].nexthops[0].gateway) == "10.210.0.1"
+        finally:
+            await speaker.stop()
+            for router in routers:
+                await router.stop()
+
+    try:
+        for ns in (p1, p2, cloud):
+            sh("ip", "netns", "add", ns)
+        for ns, (peer_ip, cloud_ip, veth, _) in nets.items():
+            sh("ip", "link", "add", veth + "a", "netns", ns, "type", "veth", "peer", "name", veth + "b", "netns", cloud)
+            sh("ip", "-n", ns, "addr", "add", peer_ip + "/24", "dev", veth + "a")
+            sh("ip", "-n", cloud, "addr", "add", cloud_ip + "/24", "dev", veth + "b")
+            sh("ip", "-n", ns, "link", "set", veth + "a", "up")
+            sh("ip", "-n", cloud, "link", "set", veth + "b", "up")
+        asyncio.run(body())
+    finally:
+        for ns in (p1, p2, cloud):
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
