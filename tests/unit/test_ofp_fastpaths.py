@@ -2,10 +2,11 @@
 
 For speed the codec has a second way of doing a few things: messages that
 write their header and body in one `pack`, fixed-layout actions with a
-pack and unpack written out for their fields, makers that build an object
-without calling its class, a hello that keeps its version bitmap, and a
-shortcut in `parse` to the concrete multipart class. Each is checked here
-against the general way.
+pack and unpack written out for their fields, makers and builders that
+build an object without calling its class, a hello that keeps its version
+bitmap, a shortcut in `parse` to the concrete multipart class's decoder,
+and decoders that read the usual shape (one bucket's counters, an output
+action) in one go. Each is checked here against the general way.
 """
 
 import dataclasses
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from kumoflow import ofp
 from kumoflow.ofp import actions as ofp_actions
 from kumoflow.ofp import base, messages as ofp_messages, multipart as mp
-from kumoflow.ofp.base import _MAKE, HEADER, Message
+from kumoflow.ofp.base import _BUILD, _MAKE, HEADER, Message
 
 from ofp_strategies import action_lists, messages, simple_actions, uint, xids
 
@@ -163,6 +164,37 @@ def test_a_maker_builds_what_its_class_builds(cls):
             assert getattr(a, f.name) is not getattr(make(**kwargs), f.name)
 
 
+@pytest.mark.parametrize("cls", _dataclasses_of_ofp(), ids=lambda c: c.__name__)
+def test_a_builder_builds_what_its_class_builds_from_every_value_in_order(cls):
+    build = _BUILD[cls]
+    params = [p for p in inspect.signature(cls).parameters.values()]
+    values = [1000 + i for i in range(len(params))]
+    expected = cls(*[v for p, v in zip(params, values) if p.kind is not p.KEYWORD_ONLY],
+                   **{p.name: v for p, v in zip(params, values) if p.kind is p.KEYWORD_ONLY})
+    a = build(*values)
+    assert type(a) is cls and a == expected
+    for f in dataclasses.fields(cls):
+        assert getattr(a, f.name) == getattr(expected, f.name)
+    if values and not cls.__dataclass_params__.frozen:
+        with pytest.raises(TypeError):
+            build(*values[:-1])       # every value, no defaults
+
+
+def test_a_builder_of_a_class_that_is_not_a_plain_dataclass_calls_it():
+    @dataclasses.dataclass
+    class Checked:
+        x: int
+        y: int = 0
+        z: int = dataclasses.field(default=0, kw_only=True)
+
+        def __post_init__(self):
+            assert self.x > 0
+
+    assert _BUILD[Checked](1, 2, 3) == Checked(1, 2, z=3)
+    with pytest.raises(AssertionError):
+        _BUILD[Checked](0, 2, 3)
+
+
 def test_a_class_that_is_not_a_plain_dataclass_is_its_own_maker():
     @dataclasses.dataclass
     class Checked:
@@ -234,6 +266,47 @@ def test_hello_versions_are_kept_and_give_the_same_answers():
         ofp.parse(ofp.Hello(frozenset({1, 2, 3, _ % 90 + 5})).pack())
     assert len(ofp_messages._VERSION_SETS) <= ofp_messages._CACHE_SIZE
     assert len(ofp_messages._VERSION_ELEMENTS) <= ofp_messages._CACHE_SIZE
+
+
+def test_every_multipart_class_is_decoded_by_its_registered_decode_body():
+    for decoders, registry in ((mp.REQUEST_DECODERS, ofp.base.MULTIPART_REQUESTS),
+                               (mp.REPLY_DECODERS, ofp.base.MULTIPART_REPLIES)):
+        assert set(decoders) == set(registry)
+        for mp_type, decode in decoders.items():
+            assert decode.__self__ is registry[mp_type]
+            assert decode.__func__ is registry[mp_type].decode_body.__func__
+
+
+@pytest.mark.parametrize("cls, counter, length_at", [
+    (ofp.GroupStatsReply, ofp.BucketCounter, 0), (ofp.MeterStatsReply, ofp.MeterBandStats, 1)])
+def test_stats_entries_read_with_their_first_counters_decode_as_read_apart(cls, counter, length_at):
+    layout = mp._GROUP_STATS if cls is ofp.GroupStatsReply else mp._METER_STATS
+    for counts in ([1], [0], [2], [1, 1], [0, 1], [1, 0], [3, 1, 0], [1, 2]):
+        entries = []
+        for n in counts:      # fields 1000, 1001, ... and the length; counter pairs (k, k + 1)
+            fields = [1000 + i for i in range(6)]
+            fields.insert(length_at, layout.size + 16 * n)
+            entries.append(layout.pack(*fields) + b"".join(struct.pack("!QQ", k, k + 1) for k in range(n)))
+        body = b"".join(entries)
+        data = struct.pack("!BBHIHH4x", 4, 19, 16 + len(body), 5, cls.mp_type, 1) + body
+        msg = ofp.parse(data)
+        assert type(msg) is cls and msg.pack() == data
+        assert [len(getattr(e, "bucket_stats", getattr(e, "band_stats", None))) for e in msg.body] == counts
+        for e in msg.body:
+            pairs = getattr(e, "bucket_stats", getattr(e, "band_stats", None))
+            assert all(type(p) is counter for p in pairs)
+            assert [(p.packet_count if hasattr(p, "packet_count") else p.packet_band_count) for p in pairs] == \
+                list(range(len(pairs)))
+        # cut anywhere: the entries before the cut, or BAD_LEN inside an entry
+        ends = [16 + sum(len(e) for e in entries[:i]) for i in range(len(entries) + 1)]
+        for cut in range(16, len(data)):
+            short = data[:2] + struct.pack("!H", cut) + data[4:cut]
+            if cut in ends:
+                assert ofp.parse(short).body == msg.body[:ends.index(cut)]
+                continue
+            with pytest.raises(ofp.CodecError) as info:
+                ofp.parse(short)
+            assert (info.value.type, info.value.code) == (ofp.OFPET.BAD_REQUEST, ofp.OFPBRC.BAD_LEN)
 
 
 def test_parse_hands_multipart_to_the_concrete_class_with_the_same_errors():

@@ -9,6 +9,13 @@ concrete class registered for it, so `parse` returns e.g. a
 `FlowStatsReply` directly. Every concrete class has a keyword-only `flags`
 field and packs the multipart header itself.
 
+Decoding is table-driven: every concrete class has a `decode_body(buf,
+xid, flags)`, called once the multipart header has been read and checked,
+and registering the class files it under its multipart type, where
+`parse` finds it. Most are made from a description of the body's layout
+(`_fixed_body`: one struct; `_array_body`: fixed-size records); the
+others are written out.
+
 A long reply is split by the sender into several messages with the MORE
 flag set on all but the last; joining them is the receiver's business.
 """
@@ -20,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from itertools import starmap
 from typing import Callable, ClassVar
 
-from .base import (_MAKE, _MULTIPART_DISPATCH, MULTIPART_REPLIES, MULTIPART_REQUESTS, OFP_VERSION, UINT16,
+from .base import (_BUILD, _MAKE, _MULTIPART_DECODERS, MULTIPART_REPLIES, MULTIPART_REQUESTS, OFP_VERSION,
                    Message, _whole_message, fixed_string, pack_string, register)
 from .consts import (DESC_STR_LEN, OFP_DEFAULT_PRIORITY, OFPG, OFPM, OFPMP, OFPMPF, OFPP, OFPQ_ALL, OFPT,
                      OFPTT, SERIAL_NUM_LEN)
@@ -36,7 +43,6 @@ MP_HEADER_LEN = 16                    # ofp_header + the multipart header above
 _MP_MSG = struct.Struct("!BBHIHH4x")  # the header and the multipart header: a bodiless request
 _ID_MSG = struct.Struct("!BBHIHH4xI4x")   # ... and a port_no / group_id / meter_id + pad
 _unpack_mp = _MP.unpack_from
-_unpack_mp_type = UINT16.unpack_from
 
 
 def _bad_len(cls: type, detail: str, offset: int | None = None) -> CodecError:
@@ -59,18 +65,39 @@ def _expect_size(cls: type, buf: bytes, size: int) -> None:
         raise _bad_len(cls, f"length {len(buf)}, expected {size}", 2)
 
 
-def _dispatch(registry: dict[int, type[Message]], kind: str, buf: bytes, xid: int) -> Message:
+# --- the two message types, decoding and registration ------------------------
+
+# OFPMP -> decoder(buf, xid, flags) of the concrete class registered for it
+# (its bound decode_body), for parse and the two base classes' unpack_body.
+REQUEST_DECODERS: dict[int, Callable[[bytes, int, int], Message]] = {}
+REPLY_DECODERS: dict[int, Callable[[bytes, int, int], Message]] = {}
+
+
+def _unpack_multipart(cls: type, buf: bytes, xid: int) -> Message:
+    """unpack_body of every multipart class. MultipartRequest and
+    MultipartReply hand the message to the decoder registered for its
+    multipart type; a concrete class checks that the type is its own and
+    decodes the body itself."""
+    decoders = _MULTIPART_DECODERS.get(cls)
+    if decoders is None:
+        return cls.decode_body(buf, xid, _mp_flags(cls, buf))
+    kind = "request" if decoders is REQUEST_DECODERS else "reply"
     if len(buf) < MP_HEADER_LEN:
         raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_LEN,
                          f"multipart {kind} of {len(buf)} bytes is shorter than its 16-byte header", 8)
-    mp_type = UINT16.unpack_from(buf, 8)[0]
-    cls = registry.get(mp_type)
-    if cls is None:
+    mp_type, flags = _unpack_mp(buf, 8)
+    decode = decoders.get(mp_type)
+    if decode is None:
         raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_MULTIPART, f"unknown multipart {kind} type {mp_type}", 8)
-    return cls.unpack_body(buf, xid)
+    return decode(buf, xid, flags)
 
 
-# --- the two message types and the registration helpers ----------------------
+def _no_body(cls: type, buf: bytes, xid: int, flags: int) -> Message:
+    """decode_body(buf, xid, flags): the message in `buf` (whole, header at
+    0), its multipart header checked and its flags read. Every concrete
+    class defines its own; the two base classes have none."""
+    raise TypeError(f"{cls.__name__} is abstract: it has no body to decode")
+
 
 @register(OFPT.MULTIPART_REQUEST)
 @dataclass(slots=True)
@@ -85,13 +112,9 @@ class MultipartRequest(Message):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> Message:
-        # _dispatch(MULTIPART_REQUESTS, "request", buf, xid), inlined: one call less
-        if len(buf) < 16:
-            return _dispatch(MULTIPART_REQUESTS, "request", buf, xid)
-        concrete = MULTIPART_REQUESTS.get(_unpack_mp_type(buf, 8)[0])
-        if concrete is None:
-            return _dispatch(MULTIPART_REQUESTS, "request", buf, xid)
-        return concrete.unpack_body(buf, xid)
+        return _unpack_multipart(cls, buf, xid)
+
+    decode_body = classmethod(_no_body)
 
 
 @register(OFPT.MULTIPART_REPLY)
@@ -107,30 +130,27 @@ class MultipartReply(Message):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> Message:
-        # _dispatch(MULTIPART_REPLIES, "reply", buf, xid), inlined: one call less
-        if len(buf) < 16:
-            return _dispatch(MULTIPART_REPLIES, "reply", buf, xid)
-        concrete = MULTIPART_REPLIES.get(_unpack_mp_type(buf, 8)[0])
-        if concrete is None:
-            return _dispatch(MULTIPART_REPLIES, "reply", buf, xid)
-        return concrete.unpack_body(buf, xid)
+        return _unpack_multipart(cls, buf, xid)
+
+    decode_body = classmethod(_no_body)
 
 
-_DISPATCHERS = {MultipartRequest.unpack_body.__func__, MultipartReply.unpack_body.__func__}
-_MULTIPART_DISPATCH[MultipartRequest] = MULTIPART_REQUESTS
-_MULTIPART_DISPATCH[MultipartReply] = MULTIPART_REPLIES
+_MULTIPART_DECODERS[MultipartRequest] = REQUEST_DECODERS
+_MULTIPART_DECODERS[MultipartReply] = REPLY_DECODERS
 
 
-def _registrar(base: type, registry: dict[int, type[Message]]) -> Callable[[int], Callable[[type], type]]:
+def _registrar(base: type, registry: dict[int, type[Message]],
+               decoders: dict[int, Callable[[bytes, int, int], Message]]) -> Callable[[int], Callable[[type], type]]:
     def multipart_type(mp_type: int) -> Callable[[type], type]:
         def decorate(cls: type) -> type:
             if not issubclass(cls, base):
                 raise TypeError(f"{cls.__name__} must subclass {base.__name__}")
-            if cls.unpack_body.__func__ in _DISPATCHERS:
-                raise TypeError(f"{cls.__name__} must define its own unpack_body")
+            if cls.decode_body.__func__ is _no_body:
+                raise TypeError(f"{cls.__name__} must define its own decode_body")
             cls.msg_type = base.msg_type
             cls.mp_type = int(mp_type)   # a plain int: cheap to read when packing
             registry[mp_type] = cls
+            decoders[mp_type] = cls.decode_body
             return cls
 
         return decorate
@@ -139,9 +159,42 @@ def _registrar(base: type, registry: dict[int, type[Message]]) -> Callable[[int]
 
 
 #: Class decorators: @multipart_request(OFPMP.X) / @multipart_reply(OFPMP.X)
-#: set msg_type and mp_type and register the class for decoding.
-multipart_request = _registrar(MultipartRequest, MULTIPART_REQUESTS)
-multipart_reply = _registrar(MultipartReply, MULTIPART_REPLIES)
+#: set msg_type and mp_type and register the class (and its decode_body).
+multipart_request = _registrar(MultipartRequest, MULTIPART_REQUESTS, REQUEST_DECODERS)
+multipart_reply = _registrar(MultipartReply, MULTIPART_REPLIES, REPLY_DECODERS)
+
+
+# --- decoders made from a layout ----------------------------------------------
+
+def _fixed_body(layout: struct.Struct) -> classmethod:
+    """decode_body of a class whose body is one `layout` (exactly), its
+    values the class's fields in order."""
+    size, unpack = MP_HEADER_LEN + layout.size, layout.unpack_from
+
+    def decode_body(cls: type, buf: bytes, xid: int, flags: int) -> Message:
+        if len(buf) != size:
+            _expect_size(cls, buf, size)
+        return _BUILD[cls](*unpack(buf, MP_HEADER_LEN), xid, flags)
+
+    return classmethod(decode_body)
+
+
+def _array_body(record: type, layout: struct.Struct) -> classmethod:
+    """decode_body of a reply whose body is a list of fixed-size records,
+    each record(*values of layout)."""
+    size, unpack = layout.size, layout.unpack_from
+
+    def decode_body(cls: type, buf: bytes, xid: int, flags: int) -> Message:
+        end = len(buf)
+        if (end - MP_HEADER_LEN) % size:
+            raise _bad_len(cls, f"body of {end - MP_HEADER_LEN} bytes is not a multiple of {size}", MP_HEADER_LEN)
+        body, o = [], MP_HEADER_LEN
+        while o < end:                      # a few records, most often: quicker than iter_unpack
+            body.append(record(*unpack(buf, o)))    # calling the class: quickest with a tuple
+            o += size
+        return _BUILD[cls](body, xid, flags)
+
+    return classmethod(decode_body)
 
 
 @dataclass(slots=True)
@@ -158,26 +211,14 @@ class _EmptyRequest(MultipartRequest):
     def pack_body(self) -> bytes:
         return _MP.pack(self.mp_type, self.flags)
 
-    @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "_EmptyRequest":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
-        if len(buf) != 16:
-            _expect_size(cls, buf, MP_HEADER_LEN)
-        return _MAKE[cls](flags=flags, xid=xid)
+    decode_body = _fixed_body(struct.Struct("!"))   # no body at all
 
 
 _ID_BODY = struct.Struct("!I4x")      # port_no / group_id / meter_id + pad
 
 
 def _counters(make: Callable, buf: bytes, start: int, stop: int) -> list:
-    """make(packet_count, byte_count) for each 16-byte counter pair in buf[start:stop]
-    (most often there is one, which takes the short way)."""
-    if stop - start == 16:
-        packets, octets = _unpack_counter_pair(buf, start)
-        return [make(packets, octets)]
+    """make(packet_count, byte_count) for each 16-byte counter pair in buf[start:stop]."""
     return list(starmap(make, _COUNTER_PAIR.iter_unpack(buf[start:stop])))
 
 
@@ -208,16 +249,12 @@ class DescReply(MultipartReply):
             pack_string(self.dp_desc, DESC_STR_LEN))
 
     @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "DescReply":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
+    def decode_body(cls, buf: bytes, xid: int, flags: int) -> "DescReply":
         if len(buf) != MP_HEADER_LEN + _DESC.size:
             _expect_size(cls, buf, MP_HEADER_LEN + _DESC.size)
         mfr, hw, sw, serial, dp = _DESC.unpack_from(buf, MP_HEADER_LEN)
-        return _MAKE[cls](fixed_string(mfr), fixed_string(hw), fixed_string(sw), fixed_string(serial),
-                          fixed_string(dp), flags=flags, xid=xid)
+        return _BUILD[cls](fixed_string(mfr), fixed_string(hw), fixed_string(sw), fixed_string(serial),
+                           fixed_string(dp), xid, flags)
 
 
 # --- individual flow statistics (OFPMP_FLOW) ----------------------------------
@@ -253,11 +290,7 @@ class _FlowFilterRequest(MultipartRequest):
                 + self.match.pack())
 
     @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "_FlowFilterRequest":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
+    def decode_body(cls, buf: bytes, xid: int, flags: int) -> "_FlowFilterRequest":
         if len(buf) < MP_HEADER_LEN + _FLOW_FILTER.size:
             raise _bad_len(cls, f"length {len(buf)}, shorter than {MP_HEADER_LEN + _FLOW_FILTER.size}", 2)
         table_id, out_port, out_group, cookie, cookie_mask = _FLOW_FILTER.unpack_from(buf, MP_HEADER_LEN)
@@ -265,7 +298,7 @@ class _FlowFilterRequest(MultipartRequest):
         match, o = unpack_match(buf, at, len(buf))
         if o != len(buf):
             raise _bad_len(cls, f"match (with its padding) ends at byte {o}, the message at {len(buf)}", at)
-        return _MAKE[cls](table_id, out_port, out_group, cookie, cookie_mask, match, flags=flags, xid=xid)
+        return _BUILD[cls](table_id, out_port, out_group, cookie, cookie_mask, match, xid, flags)
 
 
 @multipart_request(OFPMP.FLOW)
@@ -328,11 +361,7 @@ class FlowStatsReply(MultipartReply):
         return b"".join(parts)
 
     @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "FlowStatsReply":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
+    def decode_body(cls, buf: bytes, xid: int, flags: int) -> "FlowStatsReply":
         end = len(buf)
         body: list[FlowStats] = []
         append = body.append
@@ -353,7 +382,7 @@ class FlowStatsReply(MultipartReply):
             append(new(table_id, duration_sec, duration_nsec, priority, idle_timeout, hard_timeout, fflags,
                        cookie, packet_count, byte_count, match, instructions_at(buf, p, stop)))
             o = stop
-        return _MAKE[cls](body, flags=flags, xid=xid)
+        return _BUILD[cls](body, xid, flags)
 
 
 # --- aggregate flow statistics (OFPMP_AGGREGATE) ------------------------------
@@ -378,16 +407,7 @@ class AggregateStatsReply(MultipartReply):
         return _MP.pack(self.mp_type, self.flags) + _AGGREGATE.pack(self.packet_count, self.byte_count,
                                                                        self.flow_count)
 
-    @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "AggregateStatsReply":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
-        if len(buf) != MP_HEADER_LEN + _AGGREGATE.size:
-            _expect_size(cls, buf, MP_HEADER_LEN + _AGGREGATE.size)
-        packet_count, byte_count, flow_count = _AGGREGATE.unpack_from(buf, MP_HEADER_LEN)
-        return _MAKE[cls](packet_count, byte_count, flow_count, flags=flags, xid=xid)
+    decode_body = _fixed_body(_AGGREGATE)
 
 
 # --- table statistics (OFPMP_TABLE) -------------------------------------------
@@ -424,20 +444,7 @@ class TableStatsReply(MultipartReply):
     def pack_body(self) -> bytes:
         return _MP.pack(self.mp_type, self.flags) + b"".join([t.pack() for t in self.body])
 
-    @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "TableStatsReply":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
-        end, size = len(buf), _TABLE_STATS.size
-        if (end - 16) % size:
-            raise _bad_len(cls, f"body of {end - 16} bytes is not a multiple of {size}", MP_HEADER_LEN)
-        body, make, unpack, o = [], _MAKE[TableStats], _TABLE_STATS.unpack_from, 16
-        while o < end:                      # a few records, most often: quicker than iter_unpack
-            body.append(make(*unpack(buf, o)))
-            o += size
-        return _MAKE[cls](body, flags=flags, xid=xid)
+    decode_body = _array_body(TableStats, _TABLE_STATS)
 
 
 # --- port statistics (OFPMP_PORT_STATS) ---------------------------------------
@@ -457,15 +464,7 @@ class PortStatsRequest(MultipartRequest):
     def pack_body(self) -> bytes:
         return _MP.pack(self.mp_type, self.flags) + _ID_BODY.pack(self.port_no)
 
-    @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "PortStatsRequest":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
-        if len(buf) != MP_HEADER_LEN + 8:
-            _expect_size(cls, buf, MP_HEADER_LEN + 8)
-        return _MAKE[cls](_ID_BODY.unpack_from(buf, MP_HEADER_LEN)[0], flags=flags, xid=xid)
+    decode_body = _fixed_body(_ID_BODY)
 
 
 _PORT_STATS = struct.Struct("!I4x12QII")
@@ -508,20 +507,7 @@ class PortStatsReply(MultipartReply):
     def pack_body(self) -> bytes:
         return _MP.pack(self.mp_type, self.flags) + b"".join([p.pack() for p in self.body])
 
-    @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "PortStatsReply":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
-        end, size = len(buf), _PORT_STATS.size
-        if (end - 16) % size:
-            raise _bad_len(cls, f"body of {end - 16} bytes is not a multiple of {size}", MP_HEADER_LEN)
-        body, make, unpack, o = [], _MAKE[PortStats], _PORT_STATS.unpack_from, 16
-        while o < end:                      # a few records, most often: quicker than iter_unpack
-            body.append(make(*unpack(buf, o)))
-            o += size
-        return _MAKE[cls](body, flags=flags, xid=xid)
+    decode_body = _array_body(PortStats, _PORT_STATS)
 
 
 # --- queue statistics (OFPMP_QUEUE) -------------------------------------------
@@ -547,16 +533,7 @@ class QueueStatsRequest(MultipartRequest):
     def pack_body(self) -> bytes:
         return _MP.pack(self.mp_type, self.flags) + _QUEUE_REQUEST.pack(self.port_no, self.queue_id)
 
-    @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "QueueStatsRequest":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
-        if len(buf) != MP_HEADER_LEN + _QUEUE_REQUEST.size:
-            _expect_size(cls, buf, MP_HEADER_LEN + _QUEUE_REQUEST.size)
-        port_no, queue_id = _QUEUE_REQUEST.unpack_from(buf, MP_HEADER_LEN)
-        return _MAKE[cls](port_no, queue_id, flags=flags, xid=xid)
+    decode_body = _fixed_body(_QUEUE_REQUEST)
 
 
 _QUEUE_STATS = struct.Struct("!IIQQQII")
@@ -589,20 +566,7 @@ class QueueStatsReply(MultipartReply):
     def pack_body(self) -> bytes:
         return _MP.pack(self.mp_type, self.flags) + b"".join([q.pack() for q in self.body])
 
-    @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "QueueStatsReply":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
-        end, size = len(buf), _QUEUE_STATS.size
-        if (end - 16) % size:
-            raise _bad_len(cls, f"body of {end - 16} bytes is not a multiple of {size}", MP_HEADER_LEN)
-        body, make, unpack, o = [], _MAKE[QueueStats], _QUEUE_STATS.unpack_from, 16
-        while o < end:                      # a few records, most often: quicker than iter_unpack
-            body.append(make(*unpack(buf, o)))
-            o += size
-        return _MAKE[cls](body, flags=flags, xid=xid)
+    decode_body = _array_body(QueueStats, _QUEUE_STATS)
 
 
 # --- group statistics (OFPMP_GROUP) -------------------------------------------
@@ -622,19 +586,10 @@ class GroupStatsRequest(MultipartRequest):
     def pack_body(self) -> bytes:
         return _MP.pack(self.mp_type, self.flags) + _ID_BODY.pack(self.group_id)
 
-    @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "GroupStatsRequest":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
-        if len(buf) != MP_HEADER_LEN + 8:
-            _expect_size(cls, buf, MP_HEADER_LEN + 8)
-        return _MAKE[cls](_ID_BODY.unpack_from(buf, MP_HEADER_LEN)[0], flags=flags, xid=xid)
+    decode_body = _fixed_body(_ID_BODY)
 
 
 _COUNTER_PAIR = struct.Struct("!QQ")
-_unpack_counter_pair = _COUNTER_PAIR.unpack_from
 
 
 @dataclass(slots=True)
@@ -645,6 +600,8 @@ class BucketCounter:
 
 # length, pad, group_id, ref_count, pad, packet_count, byte_count, duration_sec, duration_nsec
 _GROUP_STATS = struct.Struct("!H2xII4xQQII")
+_unpack_group_stats = _GROUP_STATS.unpack_from
+_unpack_group_stats_1 = struct.Struct(_GROUP_STATS.format + "QQ").unpack_from   # ... and one bucket's counters
 
 
 @dataclass(slots=True)
@@ -674,25 +631,28 @@ class GroupStatsReply(MultipartReply):
         return _MP.pack(self.mp_type, self.flags) + b"".join([g.pack() for g in self.body])
 
     @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "GroupStatsReply":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
+    def decode_body(cls, buf: bytes, xid: int, flags: int) -> "GroupStatsReply":
         body, o, end = [], MP_HEADER_LEN, len(buf)
-        fixed = _GROUP_STATS.size
-        new, new_counter = _MAKE[GroupStats], _MAKE[BucketCounter]
+        fixed, new = _GROUP_STATS.size, _MAKE[GroupStats]
         while o < end:
-            if o + fixed > end:
+            if o + fixed + 16 <= end:
+                # room for an entry with one bucket, the usual: read as one, the counters last
+                (length, group_id, ref_count, packet_count, byte_count, duration_sec,
+                 duration_nsec, bucket_packets, bucket_bytes) = _unpack_group_stats_1(buf, o)
+            elif o + fixed <= end:
+                (length, group_id, ref_count, packet_count, byte_count, duration_sec,
+                 duration_nsec) = _unpack_group_stats(buf, o)
+            else:
                 raise _bad_len(cls, f"group stats entry truncated ({end - o} bytes left)", o)
-            (length, group_id, ref_count, packet_count, byte_count, duration_sec,
-             duration_nsec) = _GROUP_STATS.unpack_from(buf, o)
             if length < fixed or o + length > end or (length - fixed) % 16:
                 raise _bad_len(cls, f"group stats length {length} invalid ({end - o} bytes left)", o)
-            buckets = _counters(new_counter, buf, o + fixed, o + length)
+            if length == fixed + 16:
+                buckets = [BucketCounter(bucket_packets, bucket_bytes)]
+            else:
+                buckets = _counters(BucketCounter, buf, o + fixed, o + length)
             body.append(new(group_id, ref_count, packet_count, byte_count, duration_sec, duration_nsec, buckets))
             o += length
-        return _MAKE[cls](body, flags=flags, xid=xid)
+        return _BUILD[cls](body, xid, flags)
 
 
 # --- group descriptions (OFPMP_GROUP_DESC) ------------------------------------
@@ -726,11 +686,7 @@ class GroupDescReply(MultipartReply):
         return _MP.pack(self.mp_type, self.flags) + b"".join([g.pack() for g in self.body])
 
     @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "GroupDescReply":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
+    def decode_body(cls, buf: bytes, xid: int, flags: int) -> "GroupDescReply":
         body, o, end = [], MP_HEADER_LEN, len(buf)
         while o < end:
             if o + 8 > end:
@@ -740,7 +696,7 @@ class GroupDescReply(MultipartReply):
                 raise _bad_len(cls, f"group desc length {length} invalid ({end - o} bytes left)", o)
             body.append(_MAKE[GroupDesc](gtype, group_id, unpack_buckets(buf, o + 8, o + length)))
             o += length
-        return _MAKE[cls](body, flags=flags, xid=xid)
+        return _BUILD[cls](body, xid, flags)
 
 
 # --- group features (OFPMP_GROUP_FEATURES) ------------------------------------
@@ -770,14 +726,10 @@ class GroupFeaturesReply(MultipartReply):
             self.types, self.capabilities, *self.max_groups, *self.actions)
 
     @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "GroupFeaturesReply":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
+    def decode_body(cls, buf: bytes, xid: int, flags: int) -> "GroupFeaturesReply":
         _expect_size(cls, buf, MP_HEADER_LEN + _GROUP_FEATURES.size)
         v = _GROUP_FEATURES.unpack_from(buf, MP_HEADER_LEN)
-        return _MAKE[cls](v[0], v[1], v[2:6], v[6:10], flags=flags, xid=xid)
+        return _BUILD[cls](v[0], v[1], v[2:6], v[6:10], xid, flags)
 
 
 # --- meter statistics (OFPMP_METER) -------------------------------------------
@@ -796,15 +748,7 @@ class _MeterIdRequest(MultipartRequest):
     def pack_body(self) -> bytes:
         return _MP.pack(self.mp_type, self.flags) + _ID_BODY.pack(self.meter_id)
 
-    @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "_MeterIdRequest":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
-        if len(buf) != MP_HEADER_LEN + 8:
-            _expect_size(cls, buf, MP_HEADER_LEN + 8)
-        return _MAKE[cls](_ID_BODY.unpack_from(buf, MP_HEADER_LEN)[0], flags=flags, xid=xid)
+    decode_body = _fixed_body(_ID_BODY)
 
 
 @multipart_request(OFPMP.METER)
@@ -821,6 +765,8 @@ class MeterBandStats:
 
 # meter_id, len, pad, flow_count, packet_in_count, byte_in_count, duration_sec, duration_nsec
 _METER_STATS = struct.Struct("!IH6xIQQII")
+_unpack_meter_stats = _METER_STATS.unpack_from
+_unpack_meter_stats_1 = struct.Struct(_METER_STATS.format + "QQ").unpack_from   # ... and one band's counters
 
 
 @dataclass(slots=True)
@@ -850,26 +796,29 @@ class MeterStatsReply(MultipartReply):
         return _MP.pack(self.mp_type, self.flags) + b"".join([m.pack() for m in self.body])
 
     @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "MeterStatsReply":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
+    def decode_body(cls, buf: bytes, xid: int, flags: int) -> "MeterStatsReply":
         body, o, end = [], MP_HEADER_LEN, len(buf)
-        fixed = _METER_STATS.size
-        new, new_band = _MAKE[MeterStats], _MAKE[MeterBandStats]
+        fixed, new = _METER_STATS.size, _MAKE[MeterStats]
         while o < end:
-            if o + fixed > end:
+            if o + fixed + 16 <= end:
+                # room for an entry with one band, the usual: read as one, the counters last
+                (meter_id, length, flow_count, packet_in_count, byte_in_count, duration_sec,
+                 duration_nsec, band_packets, band_bytes) = _unpack_meter_stats_1(buf, o)
+            elif o + fixed <= end:
+                (meter_id, length, flow_count, packet_in_count, byte_in_count, duration_sec,
+                 duration_nsec) = _unpack_meter_stats(buf, o)
+            else:
                 raise _bad_len(cls, f"meter stats entry truncated ({end - o} bytes left)", o)
-            (meter_id, length, flow_count, packet_in_count, byte_in_count, duration_sec,
-             duration_nsec) = _METER_STATS.unpack_from(buf, o)
             if length < fixed or o + length > end or (length - fixed) % 16:
                 raise _bad_len(cls, f"meter stats length {length} invalid ({end - o} bytes left)", o + 4)
-            bands = _counters(new_band, buf, o + fixed, o + length)
+            if length == fixed + 16:
+                bands = [MeterBandStats(band_packets, band_bytes)]
+            else:
+                bands = _counters(MeterBandStats, buf, o + fixed, o + length)
             body.append(new(meter_id, flow_count, packet_in_count, byte_in_count, duration_sec, duration_nsec,
                             bands))
             o += length
-        return _MAKE[cls](body, flags=flags, xid=xid)
+        return _BUILD[cls](body, xid, flags)
 
 
 # --- meter configuration (OFPMP_METER_CONFIG) ---------------------------------
@@ -903,11 +852,7 @@ class MeterConfigReply(MultipartReply):
         return _MP.pack(self.mp_type, self.flags) + b"".join([m.pack() for m in self.body])
 
     @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "MeterConfigReply":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
+    def decode_body(cls, buf: bytes, xid: int, flags: int) -> "MeterConfigReply":
         body, o, end = [], MP_HEADER_LEN, len(buf)
         while o < end:
             if o + 8 > end:
@@ -917,7 +862,7 @@ class MeterConfigReply(MultipartReply):
                 raise _bad_len(cls, f"meter config length {length} invalid ({end - o} bytes left)", o)
             body.append(_MAKE[MeterConfig](mflags, meter_id, unpack_bands(buf, o + 8, o + length)))
             o += length
-        return _MAKE[cls](body, flags=flags, xid=xid)
+        return _BUILD[cls](body, xid, flags)
 
 
 # --- meter features (OFPMP_METER_FEATURES) ------------------------------------
@@ -946,16 +891,7 @@ class MeterFeaturesReply(MultipartReply):
         return _MP.pack(self.mp_type, self.flags) + _METER_FEATURES.pack(
             self.max_meter, self.band_types, self.capabilities, self.max_bands, self.max_color)
 
-    @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "MeterFeaturesReply":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
-        if len(buf) != MP_HEADER_LEN + _METER_FEATURES.size:
-            _expect_size(cls, buf, MP_HEADER_LEN + _METER_FEATURES.size)
-        max_meter, band_types, capabilities, max_bands, max_color = _METER_FEATURES.unpack_from(buf, MP_HEADER_LEN)
-        return _MAKE[cls](max_meter, band_types, capabilities, max_bands, max_color, flags=flags, xid=xid)
+    decode_body = _fixed_body(_METER_FEATURES)
 
 
 # --- table features (OFPMP_TABLE_FEATURES) ------------------------------------
@@ -971,12 +907,8 @@ class TableFeaturesRequest(MultipartRequest):
         return _MP.pack(self.mp_type, self.flags) + pack_table_features(self.body)
 
     @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "TableFeaturesRequest":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
-        return cls(unpack_table_features(buf, MP_HEADER_LEN, len(buf)), flags=flags, xid=xid)
+    def decode_body(cls, buf: bytes, xid: int, flags: int) -> "TableFeaturesRequest":
+        return _BUILD[cls](unpack_table_features(buf, MP_HEADER_LEN, len(buf)), xid, flags)
 
 
 @multipart_reply(OFPMP.TABLE_FEATURES)
@@ -988,12 +920,8 @@ class TableFeaturesReply(MultipartReply):
         return _MP.pack(self.mp_type, self.flags) + pack_table_features(self.body)
 
     @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "TableFeaturesReply":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
-        return cls(unpack_table_features(buf, MP_HEADER_LEN, len(buf)), flags=flags, xid=xid)
+    def decode_body(cls, buf: bytes, xid: int, flags: int) -> "TableFeaturesReply":
+        return _BUILD[cls](unpack_table_features(buf, MP_HEADER_LEN, len(buf)), xid, flags)
 
 
 # --- port descriptions (OFPMP_PORT_DESC) --------------------------------------
@@ -1013,12 +941,8 @@ class PortDescReply(MultipartReply):
         return _MP.pack(self.mp_type, self.flags) + b"".join([p.pack() for p in self.body])
 
     @classmethod
-    def unpack_body(cls, buf: bytes, xid: int) -> "PortDescReply":
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
-        return _MAKE[cls](unpack_ports(buf, MP_HEADER_LEN, len(buf)), flags=flags, xid=xid)
+    def decode_body(cls, buf: bytes, xid: int, flags: int) -> "PortDescReply":
+        return _BUILD[cls](unpack_ports(buf, MP_HEADER_LEN, len(buf)), xid, flags)
 
 
 # --- experimenter (OFPMP_EXPERIMENTER) ----------------------------------------
@@ -1036,15 +960,11 @@ class _ExperimenterMultipart:
                 + self.data)
 
     @classmethod
-    def unpack_body(cls, buf: bytes, xid: int):
-        # _mp_flags(cls, buf) inlined (it is called only to raise the error it names)
-        mp_type, flags = _unpack_mp(buf, 8) if len(buf) >= 16 else (None, 0)
-        if mp_type != cls.mp_type:
-            _mp_flags(cls, buf)
+    def decode_body(cls, buf: bytes, xid: int, flags: int):
         if len(buf) < MP_HEADER_LEN + 8:
             raise _bad_len(cls, f"length {len(buf)}, shorter than {MP_HEADER_LEN + 8}", 2)
         experimenter, exp_type = _EXPERIMENTER.unpack_from(buf, MP_HEADER_LEN)
-        return _MAKE[cls](experimenter, exp_type, buf[MP_HEADER_LEN + 8:], flags=flags, xid=xid)
+        return _BUILD[cls](experimenter, exp_type, buf[MP_HEADER_LEN + 8:], xid, flags)
 
 
 @multipart_request(OFPMP.EXPERIMENTER)
