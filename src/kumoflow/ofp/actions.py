@@ -141,6 +141,7 @@ class Output(Action):
 
 _OUTPUT = struct.Struct("!HHIH6x")
 _unpack_output = _OUTPUT.unpack_from
+_new_output = _MAKE[Output]
 
 
 @dataclass(slots=True)
@@ -295,17 +296,20 @@ def unpack_actions(buf: bytes, o: int, end: int) -> list[Action]:
     actions = []
     types = ACTION_TYPES
     while o < end:
-        if o + 8 > end:
+        if o + 16 <= end:
+            # the header, and an output action's fields if that is what it is: one read
+            atype, length, port, max_len = _unpack_output(buf, o)
+        elif o + 8 <= end:
+            atype, length = TLV_HEADER.unpack_from(buf, o)
+        else:
             raise CodecError(OFPET.BAD_ACTION, OFPBAC.BAD_LEN, "action header truncated", o)
-        atype, length = TLV_HEADER.unpack_from(buf, o)
         if length < 8 or length & 7 or o + length > end:
             raise CodecError(OFPET.BAD_ACTION, OFPBAC.BAD_LEN,
                              f"action length {length} invalid ({end - o} bytes left)", o)
         cls = types.get(atype)
         if cls is Output and length == 16:
-            # Output.unpack inlined: the most frequent action
-            _, _, port, max_len = _unpack_output(buf, o)
-            actions.append(_MAKE[Output](port, max_len))
+            # Output.unpack inlined: the most frequent action (port and max_len read above)
+            actions.append(_new_output(port, max_len))
         elif cls is None:
             raise CodecError(OFPET.BAD_ACTION, OFPBAC.BAD_TYPE, f"unknown action type {atype}", o)
         else:

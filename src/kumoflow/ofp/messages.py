@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from . import base
 from .actions import Action, pack_actions, unpack_actions
-from .base import (_MAKE, HEADER, TLV_HEADER, UINT32, Message, _whole_message, check_length, pad8,
+from .base import (_BUILD, HEADER, TLV_HEADER, UINT32, Message, _whole_message, check_length, pad8,
                    register)
 from .consts import (OFP_DEFAULT_MISS_SEND_LEN, OFP_DEFAULT_PRIORITY, OFP_NO_BUFFER, OFP_VERSION, OFPCR,
                      OFPFC, OFPG, OFPGT, OFPHET, OFPP, OFPT, OFPTT)
@@ -82,7 +82,7 @@ class Hello(Message):
             else:
                 elements.append(buf[o:min(stop, end)])
             o = stop
-        return _MAKE[cls](versions, buf[0], elements, xid=xid)
+        return _BUILD[cls](versions, buf[0], elements, xid)
 
 
 base._HELLO_CLASS = Hello                 # what parse decodes a HELLO of any version with
@@ -159,8 +159,8 @@ class ErrorMsg(Message):
     def unpack_body(cls, buf: bytes, xid: int) -> "ErrorMsg":
         err_type, code = _ERROR.unpack_from(buf, 8)
         if err_type == _OFPET_EXPERIMENTER:
-            return _MAKE[cls](err_type, code, buf[16:], UINT32.unpack_from(buf, 12)[0], xid=xid)
-        return _MAKE[cls](err_type, code, buf[12:], xid=xid)
+            return _BUILD[cls](err_type, code, buf[16:], UINT32.unpack_from(buf, 12)[0], xid)
+        return _BUILD[cls](err_type, code, buf[12:], None, xid)
 
     @classmethod
     def for_request(cls, err_type: int, code: int, request: bytes, xid: int | None = None) -> "ErrorMsg":
@@ -192,7 +192,7 @@ class _DataMessage(Message):
 
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "_DataMessage":
-        return _MAKE[cls](buf[8:], xid=xid)
+        return _BUILD[cls](buf[8:], xid)
 
 
 @register(OFPT.ECHO_REQUEST)
@@ -237,7 +237,7 @@ class Experimenter(Message):
         if len(buf) < 16:
             raise _bad_len(cls, "shorter than 16 bytes", 8)
         experimenter, exp_type = _EXPERIMENTER.unpack_from(buf, 8)
-        return _MAKE[cls](experimenter, exp_type, buf[16:], xid=xid)
+        return _BUILD[cls](experimenter, exp_type, buf[16:], xid)
 
 
 @register(OFPT.FEATURES_REQUEST)
@@ -277,7 +277,7 @@ class FeaturesReply(Message):
         if len(buf) != 32:
             _expect_size(cls, buf, 32)
         datapath_id, n_buffers, n_tables, auxiliary_id, capabilities, reserved = _FEATURES.unpack_from(buf, 8)
-        return _MAKE[cls](datapath_id, n_buffers, n_tables, auxiliary_id, capabilities, reserved, xid=xid)
+        return _BUILD[cls](datapath_id, n_buffers, n_tables, auxiliary_id, capabilities, reserved, xid)
 
 
 @register(OFPT.GET_CONFIG_REQUEST)
@@ -310,7 +310,7 @@ class _Config(Message):
         if len(buf) != 12:
             _expect_size(cls, buf, 12)
         flags, miss_send_len = _CONFIG.unpack_from(buf, 8)
-        return _MAKE[cls](flags, miss_send_len, xid=xid)
+        return _BUILD[cls](flags, miss_send_len, xid)
 
 
 @register(OFPT.GET_CONFIG_REPLY)
@@ -363,7 +363,7 @@ class PacketIn(Message):
         match, o = unpack_match(buf, 24, len(buf))
         if o + 2 > len(buf):
             raise _bad_len(cls, "truncated after the match", o)
-        return _MAKE[cls](buffer_id, total_len, reason, table_id, cookie, match, buf[o + 2:], xid=xid)
+        return _BUILD[cls](buffer_id, total_len, reason, table_id, cookie, match, buf[o + 2:], xid)
 
 
 _FLOW_REMOVED = struct.Struct("!QHBBIIHHQQ")
@@ -409,8 +409,8 @@ class FlowRemoved(Message):
         match, o = unpack_match(buf, 48, len(buf))
         if o != len(buf):
             raise _bad_len(cls, "bytes after the match", o)
-        return _MAKE[cls](cookie, priority, reason, table_id, duration_sec, duration_nsec, idle_timeout,
-                          hard_timeout, packet_count, byte_count, match, xid=xid)
+        return _BUILD[cls](cookie, priority, reason, table_id, duration_sec, duration_nsec, idle_timeout,
+                           hard_timeout, packet_count, byte_count, match, xid)
 
 
 @register(OFPT.PORT_STATUS)
@@ -426,7 +426,7 @@ class PortStatus(Message):
     def unpack_body(cls, buf: bytes, xid: int) -> "PortStatus":
         if len(buf) != 16 + PORT_SIZE:
             _expect_size(cls, buf, 16 + PORT_SIZE)
-        return _MAKE[cls](buf[8], Port.unpack(buf, 16), xid=xid)
+        return _BUILD[cls](buf[8], Port.unpack(buf, 16), xid)
 
 
 # --- controller-to-switch messages --------------------------------------------
@@ -470,7 +470,7 @@ class PacketOut(Message):
         end = 24 + actions_len
         if end > len(buf):
             raise _bad_len(cls, f"actions_len {actions_len} overruns the message", 16)
-        return _MAKE[cls](buffer_id, in_port, unpack_actions(buf, 24, end), buf[end:], xid=xid)
+        return _BUILD[cls](buffer_id, in_port, unpack_actions(buf, 24, end), buf[end:], xid)
 
 
 _FLOW_MOD = struct.Struct("!QQBBHHHIIIH2x")
@@ -524,8 +524,8 @@ class FlowMod(Message):
         (cookie, cookie_mask, table_id, command, idle_timeout, hard_timeout, priority, buffer_id, out_port,
          out_group, flags) = _FLOW_MOD.unpack_from(buf, 8)
         match, o = unpack_match(buf, 48, len(buf))
-        return _MAKE[cls](cookie, cookie_mask, table_id, command, idle_timeout, hard_timeout, priority, buffer_id,
-                          out_port, out_group, flags, match, unpack_instructions(buf, o, len(buf)), xid=xid)
+        return _BUILD[cls](cookie, cookie_mask, table_id, command, idle_timeout, hard_timeout, priority, buffer_id,
+                           out_port, out_group, flags, match, unpack_instructions(buf, o, len(buf)), xid)
 
 
 _GROUP_MOD = struct.Struct("!HBxI")
@@ -562,7 +562,7 @@ class GroupMod(Message):
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "GroupMod":
         command, gtype, group_id = _GROUP_MOD.unpack_from(buf, 8)
-        return _MAKE[cls](command, gtype, group_id, unpack_buckets(buf, 16, len(buf)), xid=xid)
+        return _BUILD[cls](command, gtype, group_id, unpack_buckets(buf, 16, len(buf)), xid)
 
 
 _PORT_MOD = struct.Struct("!I4x6s2xIII4x")
@@ -612,7 +612,7 @@ class TableMod(Message):
         if len(buf) != 16:
             _expect_size(cls, buf, 16)
         table_id, config = _TABLE_MOD.unpack_from(buf, 8)
-        return _MAKE[cls](table_id, config, xid=xid)
+        return _BUILD[cls](table_id, config, xid)
 
 
 @register(OFPT.BARRIER_REQUEST)
@@ -656,7 +656,7 @@ class QueueGetConfigReply(Message):
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "QueueGetConfigReply":
         port = UINT32.unpack_from(buf, 8)[0]
-        return cls(port, unpack_queues(buf, 16, len(buf)), xid=xid)
+        return _BUILD[cls](port, unpack_queues(buf, 16, len(buf)), xid)
 
 
 _ROLE = struct.Struct("!I4xQ")
@@ -683,7 +683,7 @@ class _Role(Message):
         if len(buf) != 24:
             _expect_size(cls, buf, 24)
         role, generation_id = _ROLE.unpack_from(buf, 8)
-        return _MAKE[cls](role, generation_id, xid=xid)
+        return _BUILD[cls](role, generation_id, xid)
 
 
 @register(OFPT.ROLE_REQUEST)
@@ -732,7 +732,7 @@ class _Async(Message):
         if len(buf) != 32:
             _expect_size(cls, buf, 32)
         a, b, c, d, e, f = _ASYNC.unpack_from(buf, 8)
-        return _MAKE[cls]((a, b), (c, d), (e, f), xid=xid)
+        return _BUILD[cls]((a, b), (c, d), (e, f), xid)
 
 
 @register(OFPT.GET_ASYNC_REPLY)
@@ -781,4 +781,4 @@ class MeterMod(Message):
     @classmethod
     def unpack_body(cls, buf: bytes, xid: int) -> "MeterMod":
         command, flags, meter_id = _METER_MOD.unpack_from(buf, 8)
-        return _MAKE[cls](command, flags, meter_id, unpack_bands(buf, 16, len(buf)), xid=xid)
+        return _BUILD[cls](command, flags, meter_id, unpack_bands(buf, 16, len(buf)), xid)

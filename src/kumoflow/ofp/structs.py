@@ -169,10 +169,14 @@ def pack_bands(bands: list[MeterBand]) -> bytes:
 
 def unpack_bands(buf: bytes, o: int, end: int) -> list[MeterBand]:
     bands = []
+    unpack, new_drop = _BAND.unpack_from, _MAKE[MeterBandDrop]
     while o < end:
-        if o + 4 > end:
-            raise CodecError(OFPET.METER_MOD_FAILED, OFPMMFC.BAD_BAND, "meter band truncated", o)
-        btype, length = TLV_HEADER.unpack_from(buf, o)
+        if o + 16 > end:        # no room for a band: say what is wrong
+            if o + 4 > end:
+                raise CodecError(OFPET.METER_MOD_FAILED, OFPMMFC.BAD_BAND, "meter band truncated", o)
+            btype, length = TLV_HEADER.unpack_from(buf, o)
+            check_length(buf, o, length, 16, end, OFPET.METER_MOD_FAILED, OFPMMFC.BAD_BAND, "meter band")
+        btype, length, rate, burst = unpack(buf, o)     # every band starts so
         if length < 16 or o + length > end:
             check_length(buf, o, length, 16, end, OFPET.METER_MOD_FAILED, OFPMMFC.BAD_BAND, "meter band")
         cls = METER_BAND_TYPES.get(btype)
@@ -180,7 +184,10 @@ def unpack_bands(buf: bytes, o: int, end: int) -> list[MeterBand]:
             raise CodecError(OFPET.METER_MOD_FAILED, OFPMMFC.BAD_BAND, f"unknown meter band type {btype}", o)
         if cls is not MeterBandExperimenter and length != 16:
             raise CodecError(OFPET.METER_MOD_FAILED, OFPMMFC.BAD_BAND, f"meter band length {length}, expected 16", o)
-        bands.append(cls.unpack(buf, o, length))
+        if cls is MeterBandDrop:    # MeterBandDrop.unpack inlined: the most frequent band
+            bands.append(new_drop(rate, burst))
+        else:
+            bands.append(cls.unpack(buf, o, length))
         o += length
     return bands
 
@@ -240,32 +247,38 @@ _OFPQT_MAX_RATE = int(OFPQT.MAX_RATE)
 _OFPQT_EXPERIMENTER = int(OFPQT.EXPERIMENTER)
 
 
-def _unpack_queue_props(buf: bytes, o: int, end: int) -> list[QueueProp]:
-    props: list[QueueProp] = []
-    unpack_prop, unpack_rate = _QUEUE_PROP.unpack_from, _RATE_PROP.unpack_from
-    while o < end:
-        ptype, length = unpack_prop(buf, o)
-        if length < 16 or o + length > end:
-            check_length(buf, o, length, 16, end, OFPET.BAD_REQUEST, OFPBRC.BAD_LEN, "queue property")
-        if ptype == _OFPQT_MIN_RATE:
-            props.append(_MAKE[QueuePropMinRate](unpack_rate(buf, o)[2]))
-        elif ptype == _OFPQT_MAX_RATE:
-            props.append(_MAKE[QueuePropMaxRate](unpack_rate(buf, o)[2]))
-        elif ptype == _OFPQT_EXPERIMENTER:
-            props.append(_MAKE[QueuePropExperimenter](UINT32.unpack_from(buf, o + 8)[0], buf[o + 16:o + length]))
-        else:
-            raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_TYPE, f"unknown queue property {ptype}", o)
-        o += length
-    return props
-
-
 def unpack_queues(buf: bytes, o: int, end: int) -> list[PacketQueue]:
+    """The ofp_packet_queue list in buf[o:end], each with its properties
+    (one loop inside the other: a queue has a few properties, a call each
+    would cost more than decoding them)."""
     queues = []
-    make = _MAKE[PacketQueue]
+    new_queue, new_min, new_max, new_experimenter = (
+        _MAKE[PacketQueue], _MAKE[QueuePropMinRate], _MAKE[QueuePropMaxRate], _MAKE[QueuePropExperimenter])
+    unpack_queue, unpack_prop, unpack_rate = _QUEUE.unpack_from, _QUEUE_PROP.unpack_from, _RATE_PROP.unpack_from
+    unpack_uint32 = UINT32.unpack_from
     while o < end:
-        queue_id, port, length = _QUEUE.unpack_from(buf, o)
-        if length < 16 or o + length > end:
+        queue_id, port, length = unpack_queue(buf, o)
+        stop = o + length
+        if length < 16 or stop > end:
             check_length(buf, o, length, 16, end, OFPET.BAD_REQUEST, OFPBRC.BAD_LEN, "queue")
-        queues.append(make(queue_id, port, _unpack_queue_props(buf, o + 16, o + length)))
-        o += length
+        props: list[QueueProp] = []
+        p = o + 16
+        while p < stop:
+            if p + 16 > stop:       # no room for a property: check_length says what is wrong
+                ptype, plen = unpack_prop(buf, p)
+                check_length(buf, p, plen, 16, stop, OFPET.BAD_REQUEST, OFPBRC.BAD_LEN, "queue property")
+            ptype, plen, rate = unpack_rate(buf, p)     # type, length and (if it is one) a rate property's rate
+            if plen < 16 or p + plen > stop:
+                check_length(buf, p, plen, 16, stop, OFPET.BAD_REQUEST, OFPBRC.BAD_LEN, "queue property")
+            if ptype == _OFPQT_MIN_RATE:
+                props.append(new_min(rate))
+            elif ptype == _OFPQT_MAX_RATE:
+                props.append(new_max(rate))
+            elif ptype == _OFPQT_EXPERIMENTER:
+                props.append(new_experimenter(unpack_uint32(buf, p + 8)[0], buf[p + 16:p + plen]))
+            else:
+                raise CodecError(OFPET.BAD_REQUEST, OFPBRC.BAD_TYPE, f"unknown queue property {ptype}", p)
+            p += plen
+        queues.append(new_queue(queue_id, port, props))
+        o = stop
     return queues
