@@ -12,8 +12,9 @@ Everything here needs the admin token (403 otherwise), as in Neutron. Records of
 ``bgp_speaker`` and ``bgp_peer`` in the desired-state store; the peer's password is kept in the
 record (``_password``, never rendered) because FRR needs it. Deleting a peer takes it out of
 every speaker (one commit). The speaker that runs these sessions is kumoflow.bgp.speaker;
-docs/routing.md tells how they meet. ``get_advertised_routes`` needs the router app's view of
-routers and floating IPs and is not served yet.
+docs/routing.md tells how they meet (the ``bgp`` app runs it from these records).
+``get_advertised_routes`` lists what a speaker announces, computed as the ``bgp`` app computes
+it (from the router app's view when it runs, else from the records).
 """
 
 from __future__ import annotations
