@@ -133,13 +133,17 @@ class RouterApp(App):
         self.icmp_rate = check.integer("icmp_rate", icmp_rate, 1, 100_000)
         self.routers: dict[str, Router] = {}
         self.by_vrf: dict[int, Router] = {}
-        self.learned: dict[str, dict[IPNetwork, IPAddress]] = {}   # router id -> prefix -> next hop (BGP)
+        #: router id -> prefix as text -> (prefix, next hop): routes learned (BGP). Keyed by text: a
+        #: hundred thousand of them pass through the core's dicts, and text hashes far quicker
+        self.learned: dict[str, dict[str, tuple[IPNetwork, IPAddress]]] = {}
         self._api_neighbours: dict[tuple[int, IPAddress], str] = {}   # (vrf, address) -> MAC, from API ports
         self._arp_neighbours: dict[tuple[int, IPAddress], str] = {}   # ... resolved by ARP
         self._pending: dict[tuple[int, IPAddress], _Pending] = {}
         self._held = 0
         self._icmp_tokens: dict[str, tuple[float, float]] = {}       # destination -> (tokens, when)
         self._problems: set[str] = set()
+        self._learned_flows: dict[tuple[str, str], tuple[Router, IPAddress, list]] = {}
+        self._via_cache: dict[tuple[int, IPAddress], tuple[Router, list]] = {}
 
     @property
     def fabric(self):
@@ -158,7 +162,7 @@ class RouterApp(App):
         state = self.core.state
         subnets = {r.id: r for r in state.all("subnet")}
         old_routers = self.routers
-        hops = {router_id: set(routes.values()) for router_id, routes in self.learned.items()}
+        hops = {router_id: {hop for _, hop in routes.values()} for router_id, routes in self.learned.items()}
         self.routers = build(state.all("router"), state.all("port"), subnets, hops, state.all("floatingip"))
         self.by_vrf = {r.vrf: r for r in self.routers.values()}
         for key in list(self.snat.connections):     # a router gone, or its gateway: its connections too
@@ -230,13 +234,17 @@ class RouterApp(App):
         routes = self.learned.setdefault(router_id, {})
         router = self.routers.get(router_id)
         for prefix in deletes:
-            if routes.pop(prefix, None) is not None:
-                self.changed(("learned", router_id, prefix))
+            text = str(prefix)
+            if routes.pop(text, None) is not None:
+                self._learned_flows.pop((router_id, text), None)
+                self.changed(("learned", router_id, text))
         new_hops = False
         for prefix, nexthop in adds.items():
-            if routes.get(prefix) != nexthop:
-                routes[prefix] = nexthop
-                self.changed(("learned", router_id, prefix))
+            text = str(prefix)
+            old = routes.get(text)
+            if old is None or old[1] != nexthop:
+                routes[text] = (prefix, nexthop)
+                self.changed(("learned", router_id, text))
                 new_hops = new_hops or router is None or nexthop not in router.nexthops
         if not routes:
             del self.learned[router_id]
@@ -331,25 +339,52 @@ class RouterApp(App):
 
     def _route_flow(self, router: Router, prefix: IPNetwork, nexthop: IPAddress | None, cookie: int) -> Flow | None:
         """The route table's flow for a prefix: to the neighbour table (connected) or a next hop."""
-        egress = router.interface_for(nexthop if nexthop is not None else prefix.network_address)
-        if egress is None or (nexthop is not None and nexthop not in router.nexthops):
-            return None
-        actions = ofp.ApplyActions([ofp.DecNwTtl(), ofp.SetField("eth_src", egress.mac)])
         if nexthop is None:
-            instructions = [actions, ofp.GotoTable(self.table("neighbour"))]
+            egress = router.interface_for(prefix.network_address)
+            if egress is None:
+                return None
+            instructions = [ofp.ApplyActions([ofp.DecNwTtl(), ofp.SetField("eth_src", egress.mac)]),
+                            ofp.GotoTable(self.table("neighbour"))]
         else:
-            instructions = [actions, ofp.WriteMetadata(NEXTHOP.value(router.nexthops[nexthop]), NEXTHOP.mask),
-                            ofp.GotoTable(self.table("nexthop"))]
+            instructions = self._via(router, nexthop)
+            if instructions is None:
+                return None
         return Flow(self.table("route"), ROUTE_BASE + prefix.prefixlen, _match(router.vrf, prefix), instructions,
                     cookie)
 
-    def _compile_learned(self, router_id: str, prefix: IPNetwork) -> list:
+    def _via(self, router: Router, nexthop: IPAddress) -> list | None:
+        """The instructions of every route through one next hop: one list,
+        built once per router model (thousands of learned routes share it)."""
+        cached = self._via_cache.get((id(router), nexthop))
+        if cached is not None and cached[0] is router:
+            return cached[1]
+        egress = router.interface_for(nexthop)
+        if egress is None or nexthop not in router.nexthops:
+            return None
+        instructions = [ofp.ApplyActions([ofp.DecNwTtl(), ofp.SetField("eth_src", egress.mac)]),
+                        ofp.WriteMetadata(NEXTHOP.value(router.nexthops[nexthop]), NEXTHOP.mask),
+                        ofp.GotoTable(self.table("nexthop"))]
+        if len(self._via_cache) > 4096:
+            self._via_cache.clear()
+        self._via_cache[(id(router), nexthop)] = (router, instructions)
+        return instructions
+
+    def _compile_learned(self, router_id: str, text: str) -> list:
+        """The same flow on every switch: compiled once, for the first switch
+        that asks, while the router and the route stay what they were."""
         router = self.routers.get(router_id)
-        nexthop = self.learned.get(router_id, {}).get(prefix)
-        if router is None or not router.up or nexthop is None or prefix in router.routes:
-            return []      # a connected, extra or default route of the same prefix wins
-        flow = self._route_flow(router, prefix, nexthop, self.cookie(KIND_LEARNED << 48 | router.vrf))
-        return [flow] if flow is not None else []
+        learned = self.learned.get(router_id, {}).get(text)
+        if router is None or not router.up or learned is None:
+            return []
+        prefix, nexthop = learned
+        cached = self._learned_flows.get((router_id, text))
+        if cached is not None and cached[0] is router and cached[1] == nexthop:
+            return cached[2]
+        flow = None if prefix in router.routes else \
+            self._route_flow(router, prefix, nexthop, self.cookie(KIND_LEARNED << 48 | router.vrf))
+        flows = [flow] if flow is not None else []     # a connected, extra or default route of the prefix wins
+        self._learned_flows[(router_id, text)] = (router, nexthop, flows)
+        return flows
 
     def _compile_nat(self, router: Router, cookie: int) -> list:
         """Floating IPs both ways, and the end of the snat table for the router:
@@ -813,13 +848,20 @@ def _ip(text: str) -> IPAddress | None:
         return None
 
 
-def _match(vrf: int, destination, host: bool = False) -> ofp.Match:
-    """Within VRF `vrf`: packets to an address (host) or a prefix."""
-    network = ipaddress.ip_network(destination) if not host else ipaddress.ip_network(f"{destination}")
-    v4 = network.version == 4
-    fields: dict[str, Any] = {"metadata": (VRF.value(vrf), VRF.mask), "eth_type": IPV4_TYPE if v4 else IPV6_TYPE}
-    if network.prefixlen == network.max_prefixlen:
-        fields["ipv4_dst" if v4 else "ipv6_dst"] = str(network.network_address)
-    elif network.prefixlen:
-        fields["ipv4_dst" if v4 else "ipv6_dst"] = (str(network.network_address), str(network.netmask))
-    return ofp.Match(fields)
+def _match(vrf: int, destination: IPAddress | IPNetwork, host: bool = False) -> ofp.Match:
+    """Within VRF `vrf`: packets to an address (host) or a prefix. (Called
+    once per route: a hundred thousand learned ones too, so kept cheap.)"""
+    metadata = (vrf << VRF.offset, VRF.mask)
+    if host:
+        if destination.version == 4:
+            return ofp.Match(metadata=metadata, eth_type=IPV4_TYPE, ipv4_dst=str(destination))
+        return ofp.Match(metadata=metadata, eth_type=IPV6_TYPE, ipv6_dst=str(destination))
+    address, _, mask = destination.with_netmask.partition("/")
+    length = destination.prefixlen
+    if destination.version == 4:
+        value = address if length == 32 else (address, mask)
+        return (ofp.Match(metadata=metadata, eth_type=IPV4_TYPE, ipv4_dst=value) if length
+                else ofp.Match(metadata=metadata, eth_type=IPV4_TYPE))
+    value = address if length == 128 else (address, mask)
+    return (ofp.Match(metadata=metadata, eth_type=IPV6_TYPE, ipv6_dst=value) if length
+            else ofp.Match(metadata=metadata, eth_type=IPV6_TYPE))

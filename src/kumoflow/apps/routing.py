@@ -90,6 +90,7 @@ class Router:
     floating: dict[ipaddress.IPv4Address, ipaddress.IPv4Address] = field(default_factory=dict)  # fixed -> floating
     snat: bool = False            # translate other sources leaving by the external gateway to its address
     problems: list[str] = field(default_factory=list)
+    _facing: dict = field(default_factory=dict, repr=False, compare=False)   # interface_for, remembered
 
     @property
     def external(self) -> Interface | None:
@@ -102,13 +103,19 @@ class Router:
         return iface is not None and iface.external
 
     def interface_for(self, ip: IPAddress) -> Interface | None:
-        """The interface whose subnet holds `ip` (the longest prefix, if several)."""
-        best = None
-        for iface in self.interfaces:
-            if ip.version == iface.ip.version and ip in iface.subnet:
-                if best is None or iface.subnet.prefixlen > best.subnet.prefixlen:
-                    best = iface
-        return best
+        """The interface whose subnet holds `ip` (the longest prefix, if several);
+        remembered, as the same next hops are asked for over and over."""
+        found = self._facing.get(ip, False)
+        if found is False:
+            found = None
+            for iface in self.interfaces:
+                if ip.version == iface.address.version and ip in iface.address.network:
+                    if found is None or iface.address.network.prefixlen > found.address.network.prefixlen:
+                        found = iface
+            if len(self._facing) > 4096:
+                self._facing.clear()
+            self._facing[ip] = found
+        return found
 
     def interface_by_mac(self, mac: str) -> list[Interface]:
         return [i for i in self.interfaces if i.mac == mac]

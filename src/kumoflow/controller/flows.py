@@ -45,7 +45,23 @@ def _actions(actions: list[ofp.Action]) -> bytes:
     return b"".join(out)
 
 
+#: instructions_bytes of the lists seen last, by identity: apps share one list among many
+#: flows (every route through one next hop); a list is never changed once in a Flow
+_MEMO: dict[int, tuple[list, bytes]] = {}
+
+
 def instructions_bytes(instructions: list[ofp.Instruction]) -> bytes:
+    memo = _MEMO.get(id(instructions))
+    if memo is not None and memo[0] is instructions:
+        return memo[1]
+    value = _instructions_bytes(instructions)
+    if len(_MEMO) > 1024:
+        _MEMO.clear()
+    _MEMO[id(instructions)] = (instructions, value)
+    return value
+
+
+def _instructions_bytes(instructions: list[ofp.Instruction]) -> bytes:
     parts = []
     for ins in sorted(instructions, key=lambda i: _ORDER.get(i.TYPE, 99)):
         if ins.TYPE in _ACTION_LISTS:
@@ -58,7 +74,8 @@ def instructions_bytes(instructions: list[ofp.Instruction]) -> bytes:
 
 
 class Flow:
-    """One flow entry as wanted or as read back."""
+    """One flow entry as wanted or as read back. Its match and instructions
+    are not changed once it is made (its key and value are computed then)."""
 
     __slots__ = ("table", "priority", "match", "instructions", "cookie", "idle_timeout", "hard_timeout",
                  "flags", "key", "value")
