@@ -43,7 +43,7 @@ from kumoflow import ofp
 
 from . import pipeline
 from .app import EVENTS, App
-from .datapath import Datapath
+from .datapath import SEND_MANY_BATCH, Datapath
 from .flows import Entry, Flow
 from .hosts import HostTable
 from .reconcile import Reconciler
@@ -455,11 +455,13 @@ class Core:
         if log.isEnabledFor(logging.DEBUG):
             for msg, _ in msgs:
                 log.debug("%s: reconcile: %s", dp.name, msg)
-        for msg, key in msgs:
+        for i, (msg, key) in enumerate(msgs, 1):
             if key is None:
                 dp.send(msg)
             else:
                 dp.send(msg, origin=lambda err, r=reconciler, k=key: r.forget(k))
+            if not i % SEND_MANY_BATCH:
+                dp.flush()     # a long sync: the switch works on the first messages while the rest are encoded
 
     # --- events from switches ----------------------------------------------------------------
 
