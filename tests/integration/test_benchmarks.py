@@ -114,6 +114,8 @@ def check_quick(rc: int, out: str, path: Path) -> None:
     # router/forwarding.py: every sample routed (MACs rewritten, TTL 63), the same flows in both switches;
     # router/interface.py: every run saw its first routed packet
     assert "Routing check failed" not in out and "Runs without a figure" not in out, out[-4000:]
+    # api/port_to_flow.py: every timed port's flow is in its switch's table at the end
+    assert "Flow check failed" not in out, out[-4000:]
     if "router/forwarding.py" in out:
         for figure in json.loads(path.read_text())["figures"].values():
             same = figure["same_flows"]
