@@ -160,11 +160,20 @@ class BgpApp(App):
                 for prefix in gone:
                     del mine[prefix]
                 taken = {}
+                inside: dict = {}     # next hop -> on the external subnet? (a few next hops, 100,000 routes)
                 for route in adds:
-                    hop = next((h.gateway for h in route.nexthops
-                                if h.gateway is not None and ipaddress.ip_address(h.gateway) in subnet), None)
+                    hop = None
+                    for nexthop in route.nexthops:
+                        gateway = nexthop.gateway
+                        if gateway is not None:
+                            known = inside.get(gateway)
+                            if known is None:
+                                known = inside[gateway] = gateway.version == subnet.version and gateway in subnet
+                            if known:
+                                hop = gateway
+                                break
                     if hop is not None:
-                        taken[route.prefix] = ipaddress.ip_address(hop)
+                        taken[route.prefix] = hop
                     elif route.prefix in mine:
                         gone.append(route.prefix)
                         del mine[route.prefix]
