@@ -202,7 +202,7 @@ def _pack_header_only(self: Message) -> bytes:
 def register(msg_type: int) -> Callable[[type], type]:
     def decorate(cls: type) -> type:
         cls.msg_type = msg_type
-        MESSAGE_TYPES[msg_type] = cls
+        MESSAGE_TYPES[int(msg_type)] = cls     # plain int keys: parse looks up plain ints
         if cls.pack is Message.pack and cls.pack_body is Message.pack_body:
             cls.pack = _pack_header_only
         return cls

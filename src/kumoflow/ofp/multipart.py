@@ -148,9 +148,9 @@ def _registrar(base: type, registry: dict[int, type[Message]],
             if cls.decode_body.__func__ is _no_body:
                 raise TypeError(f"{cls.__name__} must define its own decode_body")
             cls.msg_type = base.msg_type
-            cls.mp_type = int(mp_type)   # a plain int: cheap to read when packing
-            registry[mp_type] = cls
-            decoders[mp_type] = cls.decode_body
+            cls.mp_type = int(mp_type)   # a plain int: cheap to read when packing, and to look up
+            registry[cls.mp_type] = cls
+            decoders[cls.mp_type] = cls.decode_body
             return cls
 
         return decorate
@@ -622,6 +622,9 @@ class GroupStats:
                                  self.duration_nsec) + buckets
 
 
+_new_group_stats = _MAKE[GroupStats]     # looked up once, not per record
+
+
 @multipart_reply(OFPMP.GROUP)
 @dataclass(slots=True)
 class GroupStatsReply(MultipartReply):
@@ -633,7 +636,7 @@ class GroupStatsReply(MultipartReply):
     @classmethod
     def decode_body(cls, buf: bytes, xid: int, flags: int) -> "GroupStatsReply":
         body, o, end = [], MP_HEADER_LEN, len(buf)
-        fixed, new = _GROUP_STATS.size, _MAKE[GroupStats]
+        fixed, new = _GROUP_STATS.size, _new_group_stats
         while o < end:
             if o + fixed + 16 <= end:
                 # room for an entry with one bucket, the usual: read as one, the counters last
@@ -677,6 +680,9 @@ class GroupDesc:
         return _GROUP_DESC.pack(8 + len(buckets), self.type, self.group_id) + buckets
 
 
+_new_group_desc = _MAKE[GroupDesc]     # looked up once, not per record
+
+
 @multipart_reply(OFPMP.GROUP_DESC)
 @dataclass(slots=True)
 class GroupDescReply(MultipartReply):
@@ -694,7 +700,7 @@ class GroupDescReply(MultipartReply):
             length, gtype, group_id = _GROUP_DESC.unpack_from(buf, o)
             if length < 8 or o + length > end:
                 raise _bad_len(cls, f"group desc length {length} invalid ({end - o} bytes left)", o)
-            body.append(_MAKE[GroupDesc](gtype, group_id, unpack_buckets(buf, o + 8, o + length)))
+            body.append(_new_group_desc(gtype, group_id, unpack_buckets(buf, o + 8, o + length)))
             o += length
         return _BUILD[cls](body, xid, flags)
 
@@ -787,6 +793,9 @@ class MeterStats:
                                  self.duration_nsec) + bands
 
 
+_new_meter_stats = _MAKE[MeterStats]     # looked up once, not per record
+
+
 @multipart_reply(OFPMP.METER)
 @dataclass(slots=True)
 class MeterStatsReply(MultipartReply):
@@ -798,7 +807,7 @@ class MeterStatsReply(MultipartReply):
     @classmethod
     def decode_body(cls, buf: bytes, xid: int, flags: int) -> "MeterStatsReply":
         body, o, end = [], MP_HEADER_LEN, len(buf)
-        fixed, new = _METER_STATS.size, _MAKE[MeterStats]
+        fixed, new = _METER_STATS.size, _new_meter_stats
         while o < end:
             if o + fixed + 16 <= end:
                 # room for an entry with one band, the usual: read as one, the counters last
@@ -843,6 +852,9 @@ class MeterConfig:
         return _METER_CONFIG.pack(8 + len(bands), self.flags, self.meter_id) + bands
 
 
+_new_meter_config = _MAKE[MeterConfig]     # looked up once, not per record
+
+
 @multipart_reply(OFPMP.METER_CONFIG)
 @dataclass(slots=True)
 class MeterConfigReply(MultipartReply):
@@ -860,7 +872,7 @@ class MeterConfigReply(MultipartReply):
             length, mflags, meter_id = _METER_CONFIG.unpack_from(buf, o)
             if length < 8 or o + length > end:
                 raise _bad_len(cls, f"meter config length {length} invalid ({end - o} bytes left)", o)
-            body.append(_MAKE[MeterConfig](mflags, meter_id, unpack_bands(buf, o + 8, o + length)))
+            body.append(_new_meter_config(mflags, meter_id, unpack_bands(buf, o + 8, o + length)))
             o += length
         return _BUILD[cls](body, xid, flags)
 

@@ -80,9 +80,12 @@ def pack_buckets(buckets: list[Bucket]) -> bytes:
     return b"".join([b.pack() for b in buckets])
 
 
+_new_bucket = _MAKE[Bucket]     # looked up once, not per bucket
+
+
 def unpack_buckets(buf: bytes, o: int, end: int) -> list[Bucket]:
     buckets = []
-    make = _MAKE[Bucket]
+    make = _new_bucket
     while o < end:
         if o + 16 > end:
             raise CodecError(OFPET.GROUP_MOD_FAILED, OFPGMFC.BAD_BUCKET, "bucket header truncated", o)
@@ -160,16 +163,19 @@ class MeterBandExperimenter(MeterBand):
 
 
 for _cls in (MeterBandDrop, MeterBandDscpRemark, MeterBandExperimenter):
-    METER_BAND_TYPES[_cls.TYPE] = _cls
+    METER_BAND_TYPES[int(_cls.TYPE)] = _cls     # plain int keys: the decoder looks up plain ints
 
 
 def pack_bands(bands: list[MeterBand]) -> bytes:
     return b"".join([b.pack() for b in bands])
 
 
+_new_drop_band = _MAKE[MeterBandDrop]     # looked up once, not per band
+
+
 def unpack_bands(buf: bytes, o: int, end: int) -> list[MeterBand]:
     bands = []
-    unpack, new_drop = _BAND.unpack_from, _MAKE[MeterBandDrop]
+    unpack, new_drop = _BAND.unpack_from, _new_drop_band
     while o < end:
         if o + 16 > end:        # no room for a band: say what is wrong
             if o + 4 > end:
@@ -247,13 +253,16 @@ _OFPQT_MAX_RATE = int(OFPQT.MAX_RATE)
 _OFPQT_EXPERIMENTER = int(OFPQT.EXPERIMENTER)
 
 
+_QUEUE_MAKERS = (_MAKE[PacketQueue], _MAKE[QueuePropMinRate], _MAKE[QueuePropMaxRate],
+                 _MAKE[QueuePropExperimenter])     # looked up once, not per queue
+
+
 def unpack_queues(buf: bytes, o: int, end: int) -> list[PacketQueue]:
     """The ofp_packet_queue list in buf[o:end], each with its properties
     (one loop inside the other: a queue has a few properties, a call each
     would cost more than decoding them)."""
     queues = []
-    new_queue, new_min, new_max, new_experimenter = (
-        _MAKE[PacketQueue], _MAKE[QueuePropMinRate], _MAKE[QueuePropMaxRate], _MAKE[QueuePropExperimenter])
+    new_queue, new_min, new_max, new_experimenter = _QUEUE_MAKERS
     unpack_queue, unpack_prop, unpack_rate = _QUEUE.unpack_from, _QUEUE_PROP.unpack_from, _RATE_PROP.unpack_from
     unpack_uint32 = UINT32.unpack_from
     while o < end:
