@@ -54,7 +54,9 @@ Where the time goes, from the loopback (``_lo_watch.py``: kernel timestamps of t
 nothing reassembled): **FPM** first and last data zebra sent the controller (in the speaker's
 namespace); **flow-mods** first and last batch (a segment over 64 bytes) the controller sent the
 switch; and CPU seconds of the controller, the switch (the kumoflow switch's process, or
-ovs-vswitchd), the speaker's zebra and bgpd during each phase.
+ovs-vswitchd), the speaker's zebra and bgpd, and the benchmark's own processes during each
+phase. ``--profile`` adds one more cycle per switch, not in the figures, with py-spy sampling
+the controller: where its time goes, by function.
 """
 
 from __future__ import annotations
@@ -229,6 +231,7 @@ class Cloud:
         self.helpers: list[Helper] = []
         self.sender: subprocess.Popen | None = None
         self.log_path = self.tmp / "controller.log"
+        self.profiled: dict | None = None
 
     def ns(self, host: str) -> str:
         return f"{self.name}-{host}"
@@ -364,8 +367,60 @@ class Cloud:
         return count
 
     def cpu(self) -> dict:
+        """CPU seconds so far: the controller, the switch, the speaker's zebra and bgpd, and this
+        benchmark itself (this process, the ovs-ofctl it runs, its watchers and probes) in one figure."""
+        helpers = [h.proc.pid for h in self.helpers] + ([self.sender.pid] if self.sender else [])
+        mine = os.times()                # this process, and the ovs-ofctl and vtysh it ran and reaped
         return {"controller": benchlib.cpu_seconds(self.ctl.pid), "switch": benchlib.cpu_seconds(self.switch_pid),
-                "zebra": benchlib.cpu_seconds(self.zebra), "bgpd": benchlib.cpu_seconds(self.bgpd)}
+                "zebra": benchlib.cpu_seconds(self.zebra), "bgpd": benchlib.cpu_seconds(self.bgpd),
+                "helpers": sum(benchlib.cpu_seconds(pid) for pid in helpers) + mine.user + mine.system
+                + mine.children_user + mine.children_system}
+
+    def profile_start(self, announce: bool) -> tuple | None:
+        """py-spy on the controller (--profile: a cycle of its own after the timed ones)."""
+        if benchlib.py_spy() is None:
+            return None
+        path = self.tmp / f"profile-{'announce' if announce else 'withdraw'}.txt"
+        proc = subprocess.Popen([benchlib.py_spy(), "record", "--pid", str(self.ctl.pid), "--rate", "100",
+                                 "--format", "raw", "--nonblocking", "--output", str(path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)                                    # attached
+        return proc, path
+
+    def profile_stop(self, spy: tuple | None) -> dict | None:
+        """Samples of the controller's main thread by the function they were in (own) and by the
+        functions on their stack (inclusive), for the report's top lists."""
+        if spy is None:
+            return None
+        proc, path = spy
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if not path.exists():
+            return None
+        own: dict[str, int] = {}
+        inclusive: dict[str, int] = {}
+        total = 0
+        entry = ("(cli.py)", "(controller/cli.py)", "(eventloop.py)")
+        for frames, count in benchlib.collapsed(path.read_text()):
+            names, ours = [], set()
+            for f in frames:                 # "func (path/file.py:line)" -> "func (file within kumoflow)"
+                m = re.match(r"(.*) \((.*?)(?::\d+)?\)$", f)
+                func, where = (m.group(1), m.group(2)) if m else (f, "")
+                k = where.rfind("kumoflow/")
+                name = f"{func} ({where[k + 9:] if k >= 0 else where.rsplit('/', 1)[-1]})"
+                names.append(name)
+                if k >= 0 and not name.endswith(entry):
+                    ours.add(name)
+            total += count
+            own[names[-1]] = own.get(names[-1], 0) + count
+            for name in ours:
+                inclusive[name] = inclusive.get(name, 0) + count
+        top = lambda d: sorted(d.items(), key=lambda kv: -kv[1])[:25]   # noqa: E731
+        return {"samples": total, "own": top(own), "inclusive": top(inclusive)}
 
     # --- a run -------------------------------------------------------------------------------
 
@@ -382,7 +437,7 @@ class Cloud:
                 last, since = now, time.monotonic()
         return last
 
-    async def phase(self, announce: bool, base: int) -> dict:
+    async def phase(self, announce: bool, base: int, profile: bool = False) -> dict:
         args, n = self.args, self.args.prefixes
         target = base + n if announce else base - n
         self.fib.send(f"arm {'add' if announce else 'del'} {n}")
@@ -392,6 +447,7 @@ class Cloud:
         await asyncio.sleep(0.3)
         cpu0 = self.cpu()
         busy0 = benchlib.busy_seconds()
+        spy = self.profile_start(announce) if profile else None
         t0 = time.monotonic()
         await self.peer.vtysh("configure terminal", "router bgp 65001", "address-family ipv4 unicast",
                               "redistribute kernel" if announce else "no redistribute kernel")
@@ -413,6 +469,7 @@ class Cloud:
             await asyncio.sleep(args.poll)
         cpu1 = self.cpu()
         wall = time.monotonic() - t0
+        profile = self.profile_stop(spy)
         busy = (benchlib.busy_seconds() - busy0) / wall
         answer = await asyncio.wait_for(asyncio.to_thread(self.fib.proc.stdout.readline), args.timeout)
         words = answer.split()
@@ -431,6 +488,8 @@ class Cloud:
                "mods_last_s": mods["last"] - t0 if mods["last"] else None, "flow_mods": mods["count"],
                "capture_lost": fpm["lost"] + mods["lost"],
                "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0}, "machine_busy": busy, "wall_s": wall}
+        if profile is not None:
+            row["profile"] = profile
         if probe is not None:
             row["probe_ttls"] = probe["ttls"]
             row["probes"] = probe["count"]
@@ -458,6 +517,13 @@ class Cloud:
             if after != base:
                 raise RuntimeError(f"{self.kind}: table 24 holds {after} flows after the withdrawal, not {base}")
             out.append(row)
+        if args.profile:                 # one more cycle, under py-spy: not in the figures
+            row = {"run": "profiled"}
+            row["announce"] = await self.phase(True, base, profile=True)
+            await self.stable_flows(quiet=1.0)
+            row["withdraw"] = await self.phase(False, base + args.prefixes, profile=True)
+            await self.stable_flows(quiet=1.0)
+            self.profiled = row
         return out
 
     async def close(self) -> None:
@@ -506,6 +572,8 @@ async def measure(args) -> dict:
             log(f"{kind}: cloud up, {args.prefixes:,} routes in the peer, session up "
                 f"({time.monotonic() - t:.1f} s)")
             results[kind] = {"runs": await cloud.run()}
+            if cloud.profiled:
+                results[kind]["profiled"] = cloud.profiled
         finally:
             await cloud.close()
     return results
@@ -536,7 +604,8 @@ def report(data: dict) -> str:
             rows.append([kind, phase, fmt_s(med("switch_s")), fmt_s(med("forwarded_s")), fmt_s(med("kernel_s")),
                          f"{ratio:.2f}x", f"{fmt_s(med('fpm_first_s'))} / {fmt_s(med('fpm_last_s'))}",
                          f"{fmt_s(med('mods_first_s'))} / {fmt_s(med('mods_last_s'))}",
-                         f"{cpu['controller']:.1f} / {cpu['switch']:.1f} / {cpu['zebra']:.1f} / {cpu['bgpd']:.1f} s",
+                         f"{cpu['controller']:.1f} / {cpu['switch']:.1f} / {cpu['zebra']:.1f} / {cpu['bgpd']:.1f} / "
+                         f"{cpu.get('helpers', 0):.1f} s",
                          f"{statistics.median(p['machine_busy'] for p in ph):.2f}"])
             for r in runs:
                 p = r[phase]
@@ -549,7 +618,7 @@ def report(data: dict) -> str:
                     bad.append(f"{kind} run {r['run']} {phase}: no probe forwarded")
     lines.append(benchlib.md_table(
         ["switch", "", "all flows in the switch", "probe forwarded (first / last)", "all in the kernel FIB",
-         "kernel / switch", "FPM first / last", "flow-mods first / last", "CPU: controller / switch / zebra / bgpd",
+         "kernel / switch", "FPM first / last", "flow-mods first / last", "CPU: controller / switch / zebra / bgpd / benchmark",
          "CPUs busy"], rows))
     lines += ["", "Times from t0 (the peer told to announce or withdraw), medians over the runs; kernel / switch "
               "is the median of each run's own ratio (both timed in the same run: above 1.00x the switch was "
@@ -565,6 +634,21 @@ def report(data: dict) -> str:
           f"{r['announce']['fpm_routes']:,} / {r['announce']['flow_mods']:,} + "
           f"{r['withdraw']['fpm_routes']:,} / {r['withdraw']['flow_mods']:,}"]
          for kind, res in data["results"].items() for r in res["runs"]]))
+    for kind, res in data["results"].items():
+        for phase in ("announce", "withdraw"):
+            profiled = res.get("profiled", {}).get(phase, {})
+            prof = profiled.get("profile")
+            if not prof or not prof["samples"]:
+                continue
+            total = prof["samples"]
+            lines += ["", f"The controller's profile, {kind}, {phase}: a cycle of its own under py-spy (not in the "
+                      f"figures above; switch {fmt_s(profiled['switch_s'])}, kernel {fmt_s(profiled['kernel_s'])}, "
+                      f"controller CPU {profiled['cpu']['controller']:.1f} s), {total} samples at 100/s of its "
+                      "busy time:", ""]
+            lines.append(benchlib.md_table(
+                ["own time in (function, file)", "share", "on the stack (kumoflow's functions)", "share"],
+                [[a[0][:90], f"{a[1] / total:.0%}", b[0][:90], f"{b[1] / total:.0%}"]
+                 for a, b in zip(prof["own"][:15], prof["inclusive"][:15])], align="lrlr"))
     if bad:
         lines += ["", "**Runs without a figure**: " + "; ".join(bad)]
     return "\n".join(lines)
@@ -582,6 +666,8 @@ def main() -> int:
     ap.add_argument("--hold-time", type=int, default=30, help="bgp.hold_time of the controller (seconds)")
     ap.add_argument("--audit-interval", type=float, default=0, help="the controller's --audit-interval (0: none)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds a phase may take")
+    ap.add_argument("--profile", action="store_true",
+                    help="after the timed runs, one more cycle per switch with py-spy on the controller: its profile")
     benchlib.add_output_args(ap, quick="5,000 prefixes, one run per switch: a smoke test")
     args = ap.parse_args()
     if args.quick:
