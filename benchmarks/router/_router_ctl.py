@@ -113,8 +113,7 @@ async def serve(args) -> None:
     nexthop = ipaddress.ip_address(HOST_B)
     routes = {p: nexthop for p in prefixes(args.routes)}
     router.learn(ROUTER_ID, routes)
-    flows = router.compile(("router", ROUTER_ID), None)
-    flows += [f for p in routes for f in router.compile(("learned", ROUTER_ID, p), None)]
+    flows = [f for key in router.owners() if key[0] in ("router", "learned") for f in router.compile(key, None)]
     compile_s = time.perf_counter() - start
     print(json.dumps({"listening": bound[0].port, "compile_s": round(compile_s, 3),
                       "router_flows": len(flows), "learned": len(routes)}), flush=True)

@@ -303,6 +303,11 @@ def run(args) -> dict:
                 for arm in arms:
                     lab.port_input(arm.pair, napi=True)
                 fig["tcp"] = tcp
+                if args.profile:
+                    lab.port_input(kf.pair, napi=False)
+                    fig["profile_tcp"] = profile_tcp(bench, kf, args.py_spy, tmp, args.window)
+                    lab.port_input(kf.pair, napi=True)
+                    print("  profile, kumoflow under iperf3: " + json.dumps(fig["profile_tcp"]), flush=True)
                 print("  tcp: " + ", ".join(f"{k} {fmt_bps(median_of(v, 'bps'))}" for k, v in tcp.items()), flush=True)
             fig["rss_kib"] = {"kumoflow_switch": benchlib.rss_kib(kf.pid)}
             for arm in arms:
@@ -312,6 +317,35 @@ def run(args) -> dict:
         results["incidents"] = bench.incidents
         results["load_end"] = os.getloadavg()[0]
     return results
+
+
+def profile_tcp(bench: RouterBench, arm, py_spy: str, tmp: Path, seconds: float) -> dict:
+    """py-spy samples of the kumoflow switch while iperf3 runs through it: the share of
+    its samples by where they fall (_bench_switch_profile.CATEGORIES)."""
+    pair, lab = arm.pair, bench.lab
+    server = lab.start(["ip", "netns", "exec", pair.ns_b, "iperf3", "-s", "-1", "-B", pair.ip_b],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.4)
+    client = lab.start(["ip", "netns", "exec", pair.ns_a, "iperf3", "-c", pair.ip_b, "-t", str(int(seconds) + 3),
+                        "-J"], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    out = tmp / "py-spy-tcp.txt"
+    c0, t0 = benchlib.cpu_seconds(arm.pid), time.monotonic()
+    subprocess.run([py_spy, "record", "--rate", "250", "--duration", str(int(seconds)), "--format", "raw",
+                    "--output", str(out), "--pid", str(arm.pid), "--nonblocking"], capture_output=True,
+                   timeout=seconds + 60)
+    c1, t1 = benchlib.cpu_seconds(arm.pid), time.monotonic()
+    report, _ = client.communicate(timeout=seconds + 60)
+    lab.procs.remove(client)
+    lab.stop(server)
+    per_cat, per_leaf, total = bench_switch_profile.categorize(out.read_text())
+    try:
+        bps = json.loads(report)["end"]["sum_received"]["bits_per_second"]
+    except (ValueError, KeyError):
+        bps = None
+    return {"bps": bps, "switch_cpu": round((c1 - c0) / (t1 - t0), 2), "samples": total,
+            "categories": {c: round(n / total, 3) for c, n in per_cat.most_common()},
+            "top_functions": [(f, round(n / total, 3)) for f, n in per_leaf.most_common(12)]}
 
 
 def ovs_dp_flows() -> int:
