@@ -376,6 +376,18 @@ class Cloud:
                 "helpers": sum(benchlib.cpu_seconds(pid) for pid in helpers) + mine.user + mine.system
                 + mine.children_user + mine.children_system}
 
+    def sched(self) -> dict:
+        """Seconds the main threads of the controller and the switch have run, and have waited
+        runnable for a CPU (/proc/PID/schedstat)."""
+        out = {}
+        for who, pid in (("controller", self.ctl.pid), ("switch", self.switch_pid)):
+            try:
+                run, wait, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+            except (OSError, ValueError):
+                run = wait = 0
+            out[who] = (int(run) / 1e9, int(wait) / 1e9)
+        return out
+
     def profile_start(self, announce: bool) -> tuple | None:
         """py-spy on the controller (--profile: a cycle of its own after the timed ones)."""
         if benchlib.py_spy() is None:
@@ -445,7 +457,7 @@ class Cloud:
             h.ask("report")           # a round trip: the helper has read what came before
             h.send("arm")
         await asyncio.sleep(0.3)
-        cpu0 = self.cpu()
+        cpu0, sched0 = self.cpu(), self.sched()
         busy0 = benchlib.busy_seconds()
         spy = self.profile_start(announce) if profile else None
         t0 = time.monotonic()
@@ -467,7 +479,7 @@ class Cloud:
                 raise RuntimeError(f"{self.kind}: table 24 holds {count} flows {args.timeout} s after t0, "
                                    f"expected {target}")
             await asyncio.sleep(args.poll)
-        cpu1 = self.cpu()
+        cpu1, sched1 = self.cpu(), self.sched()
         wall = time.monotonic() - t0
         profile = self.profile_stop(spy)
         busy = (benchlib.busy_seconds() - busy0) / wall
@@ -487,7 +499,9 @@ class Cloud:
                "mods_first_s": mods["first"] - t0 if mods["first"] else None,
                "mods_last_s": mods["last"] - t0 if mods["last"] else None, "flow_mods": mods["count"],
                "capture_lost": fpm["lost"] + mods["lost"],
-               "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0}, "machine_busy": busy, "wall_s": wall}
+               "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0}, "machine_busy": busy, "wall_s": wall,
+               "ran_s": {k: sched1[k][0] - sched0[k][0] for k in sched0},
+               "waited_s": {k: sched1[k][1] - sched0[k][1] for k in sched0}}
         if profile is not None:
             row["profile"] = profile
         if probe is not None:
@@ -620,6 +634,27 @@ def report(data: dict) -> str:
         ["switch", "", "all flows in the switch", "probe forwarded (first / last)", "all in the kernel FIB",
          "kernel / switch", "FPM first / last", "flow-mods first / last", "CPU: controller / switch / zebra / bgpd / benchmark",
          "CPUs busy"], rows))
+    split = []
+    for kind, res in data["results"].items():
+        for phase in ("announce", "withdraw"):
+            ph = [r[phase] for r in res["runs"] if "ran_s" in r[phase]]
+            if not ph:
+                continue
+
+            def m(f, ph=ph):
+                return statistics.median(f(p) for p in ph)
+            split.append([kind, phase, fmt_s(m(lambda p: p["switch_s"])),
+                          fmt_s(m(lambda p: p["ran_s"]["controller"])), fmt_s(m(lambda p: p["waited_s"]["controller"])),
+                          fmt_s(m(lambda p: p["switch_s"] - p["ran_s"]["controller"] - p["waited_s"]["controller"])),
+                          f"{m(lambda p: p['cpu']['controller']) / data['args']['prefixes'] * 1e6:.0f} µs",
+                          fmt_s(m(lambda p: p["ran_s"]["switch"])), fmt_s(m(lambda p: p["waited_s"]["switch"]))])
+    if split:
+        lines += ["", "The controller's main thread from t0 to all flows in the switch (/proc/PID/schedstat): "
+                  "running, runnable but waiting for a CPU, and the rest (waiting for input); the switch's main "
+                  "thread the same:", ""]
+        lines.append(benchlib.md_table(
+            ["switch", "", "t0 to all flows", "controller ran", "waited for a CPU", "idle", "controller CPU a route",
+             "switch ran", "switch waited"], split))
     lines += ["", "Times from t0 (the peer told to announce or withdraw), medians over the runs; kernel / switch "
               "is the median of each run's own ratio (both timed in the same run: above 1.00x the switch was "
               "faster). The probe column is the first datagram forwarded to the last prefix (announce) and the "
