@@ -43,7 +43,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from kumoflow import ofp
 
-from .server import ApiContext, ApiError, get_context
+from .server import ApiContext, ApiError, context_of
 from .sdn import dpid_text, learn_names, port_stats, switch_name
 
 router = APIRouter(tags=["metrics"])
@@ -185,7 +185,7 @@ async def refresh_port_stats(ctx: ApiContext, timeout: float = SCRAPE_TIMEOUT) -
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics",
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
 async def metrics(request: Request) -> Response:
-    ctx = get_context(request)
+    ctx = context_of(request)
     if not _authorized(request, ctx):
         raise ApiError(401, "HTTPUnauthorized", "The API is public: /metrics needs the admin token "
                                                 "(X-Auth-Token, or Authorization: Bearer).")

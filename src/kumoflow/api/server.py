@@ -297,17 +297,23 @@ class ApiContext:
         return time.time() - (self.core.now() - core_time)
 
 
-def get_context(request: Request) -> ApiContext:
+def context_of(request: Request) -> ApiContext:
     return request.app.state.kumoflow
+
+
+# The dependencies are coroutines: FastAPI runs a plain function dependency in a thread of
+# its pool, two thread hand-offs per request for what is a dict lookup (about 1 ms a request).
+async def get_context(request: Request) -> ApiContext:
+    return context_of(request)
 
 
 token_header = APIKeyHeader(name="X-Auth-Token", auto_error=False, scheme_name="token",
                             description="the admin token, or a project token issued by the admin")
 
 
-def get_caller(request: Request, token: Annotated[str | None, Security(token_header)] = None) -> Caller:
+async def get_caller(request: Request, token: Annotated[str | None, Security(token_header)] = None) -> Caller:
     """The caller named by X-Auth-Token: 401 without one or with an unknown one."""
-    ctx = get_context(request)
+    ctx = context_of(request)
     if not token:
         raise ApiError(401, "HTTPUnauthorized", "Authentication required: no X-Auth-Token header.")
     caller = ctx.tokens.caller(token)
@@ -316,7 +322,7 @@ def get_caller(request: Request, token: Annotated[str | None, Security(token_hea
     return caller
 
 
-def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+async def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
     """The admin, or 403 for a project token."""
     if not caller.admin:
         raise ApiError(403, "HTTPForbidden", "This needs the admin token; a project token may not do it.")
