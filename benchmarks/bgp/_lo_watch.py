@@ -67,13 +67,12 @@ class Stream:
         self.next_seq: int | None = None
         self.buf = b""
         self.reset()
-        self.lost = 0
 
     def reset(self) -> None:
         self.first = self.last = None
         self.counted = 0
         self.bytes = 0
-        self.lost = 0
+        self.lost = self.gaps = self.framing = 0
 
     def segment(self, ts: float, seq: int, payload: bytes) -> None:
         if self.next_seq is not None:
@@ -84,7 +83,7 @@ class Stream:
                     return
                 payload, seq = payload[skip:], self.next_seq
             elif offset:                             # a gap: resynchronize on this segment
-                self.lost += 1
+                self.gaps += 1
                 self.buf = b""
         self.next_seq = (seq + len(payload)) & 0xFFFFFFFF
         buf = self.buf + payload if self.buf else payload
@@ -93,7 +92,7 @@ class Stream:
         while n - o >= h:
             length = buf[o + 2] << 8 | buf[o + 3]
             if length < h or buf[o] != (1 if fpm else 4):
-                self.lost += 1                       # framing lost: start again at the next segment
+                self.framing += 1                    # framing lost: start again at the next segment
                 o = n
                 break
             if n - o < length:
@@ -162,12 +161,14 @@ def main() -> int:
             while b"\n" in buffered:
                 line, buffered = buffered.split(b"\n", 1)
                 _, drops = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
-                stream.lost += drops
+                stream.lost += drops                 # packets the kernel dropped
                 if line.strip() == b"arm":
                     stream.reset()
                 elif line.strip() == b"report":
                     print(json.dumps({"first": stream.first, "last": stream.last, "count": stream.counted,
-                                      "bytes": stream.bytes, "lost": stream.lost}), flush=True)
+                                      "bytes": stream.bytes, "lost": stream.lost + stream.gaps + stream.framing,
+                                      "dropped": stream.lost, "gaps": stream.gaps, "framing": stream.framing}),
+                          flush=True)
 
 
 if __name__ == "__main__":
