@@ -122,6 +122,16 @@ def check_quick(rc: int, out: str, path: Path) -> None:
             assert same["only_ovs"] == same["only_kumoflow"] == 0, same
     data = json.loads(path.read_text())
     assert data["machine"]["nproc"] and data["machine"]["commit"]
+    # bgp/to_forwarding.py: both switch kinds measured; in every phase the probe to the last prefix was
+    # forwarded (TTL 63), and the controller sent one FLOW_MOD per prefix (when the capture saw everything)
+    if "bgp/to_forwarding.py" in out:
+        assert sorted(data["results"]) == ["kumoflow", "ovs"], data["results"].keys()
+        for res in data["results"].values():
+            for run in res["runs"]:
+                for phase in ("announce", "withdraw"):
+                    p = run[phase]
+                    assert p["forwarded_s"] is not None and p["probe_ttls"] == [63], p
+                    assert p["capture_lost"] or p["flow_mods"] == data["args"]["prefixes"], p
 
 
 def test_every_entry_point_is_in_the_benchmarks_readme():
