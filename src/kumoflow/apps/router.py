@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
+from socket import inet_ntoa
 from typing import Any, Hashable, Iterable
 
 from kumoflow import ofp
@@ -133,16 +134,17 @@ class RouterApp(App):
         self.icmp_rate = check.integer("icmp_rate", icmp_rate, 1, 100_000)
         self.routers: dict[str, Router] = {}
         self.by_vrf: dict[int, Router] = {}
-        #: router id -> prefix as text -> (prefix, next hop): routes learned (BGP). Keyed by text: a
-        #: hundred thousand of them pass through the core's dicts, and text hashes far quicker
-        self.learned: dict[str, dict[str, tuple[IPNetwork, IPAddress]]] = {}
+        #: router id -> prefix key -> (prefix, next hop): routes learned (BGP). A prefix key is
+        #: (version, address as an int, length): a hundred thousand of them pass through the
+        #: core's dicts, and an ipaddress network hashes (and prints) slowly
+        self.learned: dict[str, dict[tuple[int, int, int], tuple[IPNetwork, IPAddress]]] = {}
         self._api_neighbours: dict[tuple[int, IPAddress], str] = {}   # (vrf, address) -> MAC, from API ports
         self._arp_neighbours: dict[tuple[int, IPAddress], str] = {}   # ... resolved by ARP
         self._pending: dict[tuple[int, IPAddress], _Pending] = {}
         self._held = 0
         self._icmp_tokens: dict[str, tuple[float, float]] = {}       # destination -> (tokens, when)
         self._problems: set[str] = set()
-        self._learned_flows: dict[tuple[str, str], tuple[Router, IPAddress, list]] = {}
+        self._learned_flows: dict[tuple[str, tuple], tuple[Router, IPAddress, list]] = {}
         self._via_cache: dict[tuple[int, IPAddress], tuple[Router, list]] = {}
 
     @property
@@ -234,17 +236,17 @@ class RouterApp(App):
         routes = self.learned.setdefault(router_id, {})
         router = self.routers.get(router_id)
         for prefix in deletes:
-            text = str(prefix)
-            if routes.pop(text, None) is not None:
-                self._learned_flows.pop((router_id, text), None)
-                self.changed(("learned", router_id, text))
+            key = _prefix_key(prefix)
+            if routes.pop(key, None) is not None:
+                self._learned_flows.pop((router_id, key), None)
+                self.changed(("learned", router_id, key))
         new_hops = False
         for prefix, nexthop in adds.items():
-            text = str(prefix)
-            old = routes.get(text)
+            key = _prefix_key(prefix)
+            old = routes.get(key)
             if old is None or old[1] != nexthop:
-                routes[text] = (prefix, nexthop)
-                self.changed(("learned", router_id, text))
+                routes[key] = (prefix, nexthop)
+                self.changed(("learned", router_id, key))
                 new_hops = new_hops or router is None or nexthop not in router.nexthops
         if not routes:
             del self.learned[router_id]
@@ -369,21 +371,21 @@ class RouterApp(App):
         self._via_cache[(id(router), nexthop)] = (router, instructions)
         return instructions
 
-    def _compile_learned(self, router_id: str, text: str) -> list:
+    def _compile_learned(self, router_id: str, key: tuple) -> list:
         """The same flow on every switch: compiled once, for the first switch
         that asks, while the router and the route stay what they were."""
         router = self.routers.get(router_id)
-        learned = self.learned.get(router_id, {}).get(text)
+        learned = self.learned.get(router_id, {}).get(key)
         if router is None or not router.up or learned is None:
             return []
         prefix, nexthop = learned
-        cached = self._learned_flows.get((router_id, text))
+        cached = self._learned_flows.get((router_id, key))
         if cached is not None and cached[0] is router and cached[1] == nexthop:
             return cached[2]
         flow = None if prefix in router.routes else \
             self._route_flow(router, prefix, nexthop, self.cookie(KIND_LEARNED << 48 | router.vrf))
         flows = [flow] if flow is not None else []     # a connected, extra or default route of the prefix wins
-        self._learned_flows[(router_id, text)] = (router, nexthop, flows)
+        self._learned_flows[(router_id, key)] = (router, nexthop, flows)
         return flows
 
     def _compile_nat(self, router: Router, cookie: int) -> list:
@@ -832,6 +834,13 @@ def _table_shape(router: Router | None) -> tuple | None:
             frozenset(router.routes))
 
 
+_NETMASKS = [str(ipaddress.IPv4Network((0, n)).netmask) for n in range(33)]
+
+
+def _prefix_key(prefix: IPNetwork) -> tuple[int, int, int]:
+    return (prefix.version, int(prefix.network_address), prefix.prefixlen)
+
+
 def _value(field: Any) -> int:
     """A match field's value, masked or not."""
     return field[0] if isinstance(field, tuple) else field
@@ -856,12 +865,13 @@ def _match(vrf: int, destination: IPAddress | IPNetwork, host: bool = False) -> 
         if destination.version == 4:
             return ofp.Match(metadata=metadata, eth_type=IPV4_TYPE, ipv4_dst=str(destination))
         return ofp.Match(metadata=metadata, eth_type=IPV6_TYPE, ipv6_dst=str(destination))
-    address, _, mask = destination.with_netmask.partition("/")
     length = destination.prefixlen
     if destination.version == 4:
-        value = address if length == 32 else (address, mask)
+        address = inet_ntoa(destination.network_address.packed)     # quicker than ipaddress's str
+        value = address if length == 32 else (address, _NETMASKS[length])
         return (ofp.Match(metadata=metadata, eth_type=IPV4_TYPE, ipv4_dst=value) if length
                 else ofp.Match(metadata=metadata, eth_type=IPV4_TYPE))
+    address, _, mask = destination.with_netmask.partition("/")
     value = address if length == 128 else (address, mask)
     return (ofp.Match(metadata=metadata, eth_type=IPV6_TYPE, ipv6_dst=value) if length
             else ofp.Match(metadata=metadata, eth_type=IPV6_TYPE))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from kumoflow import ofp
+from kumoflow.ofp.base import _BUILD
 from kumoflow.ofp.oxm import FIELDS_BY_NAME
 
 _CONTROLLER = int(ofp.OFPP.CONTROLLER)
@@ -25,6 +26,9 @@ _ORDER = {int(t): i for i, t in enumerate((ofp.OFPIT.METER, ofp.OFPIT.APPLY_ACTI
                                            ofp.OFPIT.GOTO_TABLE, ofp.OFPIT.EXPERIMENTER))}
 _ACTION_LISTS = (int(ofp.OFPIT.APPLY_ACTIONS), int(ofp.OFPIT.WRITE_ACTIONS))
 _SELECT, _FF = int(ofp.OFPGT.SELECT), int(ofp.OFPGT.FF)
+_FLOW_MOD = _BUILD[ofp.FlowMod]
+_ADD, _MODIFY_STRICT, _DELETE_STRICT = int(ofp.OFPFC.ADD), int(ofp.OFPFC.MODIFY_STRICT), int(ofp.OFPFC.DELETE_STRICT)
+_NO_BUFFER, _ANY_PORT, _ANY_GROUP = int(ofp.OFP_NO_BUFFER), int(ofp.OFPP.ANY), int(ofp.OFPG.ANY)
 
 
 def _field_order(item: tuple[Any, Any]) -> tuple[int, str]:
@@ -32,8 +36,38 @@ def _field_order(item: tuple[Any, Any]) -> tuple[int, str]:
     return (f.code if f is not None else 1 << 16, str(item[0]))
 
 
+#: field names in the order a match gives them -> True when that is already the canonical order
+_IN_ORDER: dict[tuple, bool] = {}
+
+
 def match_bytes(match: ofp.Match) -> bytes:
+    """The match's fields in canonical order, packed (most matches are built in that order)."""
+    if _in_order(match):
+        return match.pack()
     return ofp.Match(sorted(match.items(), key=_field_order)).pack()
+
+
+def _in_order(match: ofp.Match) -> bool:
+    names = tuple(match)
+    in_order = _IN_ORDER.get(names)
+    if in_order is None:
+        in_order = [item for item, _ in sorted(match.items(), key=_field_order)] == list(names)
+        if len(_IN_ORDER) < 4096:
+            _IN_ORDER[names] = in_order
+    return in_order
+
+
+class _PackedMatch(ofp.Match):
+    """A match that keeps its bytes: a flow's FLOW_MODs to every switch reuse
+    what computing its key packed already."""
+    __slots__ = ("_packed",)
+
+    def __init__(self, match: ofp.Match, packed: bytes) -> None:
+        super().__init__(match)
+        self._packed = packed
+
+    def pack(self) -> bytes:
+        return self._packed
 
 
 def _actions(actions: list[ofp.Action]) -> bytes:
@@ -85,7 +119,9 @@ class Flow:
         self.table, self.priority, self.match = table, priority, match
         self.instructions, self.cookie = instructions, cookie
         self.idle_timeout, self.hard_timeout, self.flags = idle_timeout, hard_timeout, flags
-        self.key = ("flow", table, priority, match_bytes(match))
+        if type(match) is not _PackedMatch and _in_order(match):
+            match = self.match = _PackedMatch(match, match.pack())
+        self.key = ("flow", table, priority, match.pack() if type(match) is _PackedMatch else match_bytes(match))
         self.value = (cookie, instructions_bytes(instructions), idle_timeout, hard_timeout, int(flags))
 
     @classmethod
@@ -93,19 +129,21 @@ class Flow:
         return cls(s.table_id, s.priority, s.match, s.instructions, s.cookie, s.idle_timeout, s.hard_timeout,
                    s.flags)
 
+    # FlowMod(cookie, cookie_mask, table, command, idle, hard, priority, buffer, out_port, out_group, flags,
+    # match, instructions, xid), built positionally: a keyword call of a 14-field dataclass costs more than
+    # packing it, and a long sync makes one per flow
     def add(self) -> ofp.FlowMod:
-        return ofp.FlowMod(cookie=self.cookie, table_id=self.table, priority=self.priority, match=self.match,
-                           instructions=self.instructions, idle_timeout=self.idle_timeout,
-                           hard_timeout=self.hard_timeout, flags=self.flags)
+        return _FLOW_MOD(self.cookie, 0, self.table, _ADD, self.idle_timeout, self.hard_timeout, self.priority,
+                         _NO_BUFFER, _ANY_PORT, _ANY_GROUP, self.flags, self.match, self.instructions, 0)
 
     def modify(self) -> ofp.FlowMod:
         """Change the instructions in place: counters and duration keep counting."""
-        return ofp.FlowMod(command=ofp.OFPFC.MODIFY_STRICT, table_id=self.table, priority=self.priority,
-                           match=self.match, instructions=self.instructions)
+        return _FLOW_MOD(0, 0, self.table, _MODIFY_STRICT, 0, 0, self.priority, _NO_BUFFER, _ANY_PORT, _ANY_GROUP,
+                         0, self.match, self.instructions, 0)
 
     def delete(self) -> ofp.FlowMod:
-        return ofp.FlowMod(command=ofp.OFPFC.DELETE_STRICT, table_id=self.table, priority=self.priority,
-                           match=self.match)
+        return _FLOW_MOD(0, 0, self.table, _DELETE_STRICT, 0, 0, self.priority, _NO_BUFFER, _ANY_PORT, _ANY_GROUP,
+                         0, self.match, [], 0)
 
     def change(self, installed: "Flow") -> ofp.FlowMod:
         """What turns `installed` (same key) into this flow. A MODIFY cannot
