@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Two versions of kumoflow.ofp decoding os-ken's published vectors in one process, with os-ken beside them.
 
-    .venv/bin/python benchmarks/codec/ab_ofp_vectors.py --before 50ab544            # about 2 minutes
-    .venv/bin/python benchmarks/codec/ab_ofp_vectors.py --before HEAD~3 --only stats_reply
+    .venv/bin/python benchmarks/codec/_ab_ofp_vectors.py --before 50ab544            # about 2 minutes
+    .venv/bin/python benchmarks/codec/_ab_ofp_vectors.py --before HEAD~3 --only stats_reply
 
 For a change to the codec: is it faster, and is anything slower? Run one
 after the other, two benchmark runs on a shared machine differ by more
