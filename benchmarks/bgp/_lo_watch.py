@@ -13,7 +13,8 @@ A passive observer: an AF_PACKET socket on ``lo`` with a classic BPF filter (IPv
 port), each packet stamped by the kernel as it is delivered (SO_TIMESTAMPNS, converted to
 CLOCK_MONOTONIC); ``lo`` shows each packet twice, the leaving copy is skipped. The stream is
 reassembled by sequence number from the first segment seen (taken to start a message: the
-helper starts while the stream is idle), and its messages framed by the 16-bit length both
+helper starts while the stream is idle; a segment the tap shows ahead of a missing one is held
+until that one arrives, up to 64 of them), and its messages framed by the 16-bit length both
 protocols keep at bytes 2-3 of their header; a message is stamped with the segment that
 completed it. Commands on standard input:
 
@@ -41,6 +42,8 @@ SO_ATTACH_FILTER, SO_RCVBUFFORCE, SO_TIMESTAMPNS = 26, 33, 35
 SOL_PACKET, PACKET_STATISTICS, PACKET_OUTGOING = 263, 6, 4
 OFPT_FLOW_MOD = 14
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+#: segments held ahead of a missing one before it counts as lost
+REORDER = 64
 
 
 def bpf(port: int, source: bool) -> list[tuple[int, int, int, int]]:
@@ -66,6 +69,7 @@ class Stream:
         self.header = 4 if self.fpm else 8
         self.next_seq: int | None = None
         self.buf = b""
+        self.ahead: dict[int, tuple[float, bytes]] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -82,9 +86,22 @@ class Stream:
                 if skip >= len(payload):
                     return
                 payload, seq = payload[skip:], self.next_seq
-            elif offset:                             # a gap: resynchronize on this segment
-                self.gaps += 1
-                self.buf = b""
+            elif offset:                             # ahead of the stream: held until what comes before
+                self.ahead[seq] = (ts, payload)      # arrives (the tap can see lo's packets out of order)
+                if len(self.ahead) > REORDER:        # a real gap: resynchronize on the earliest held
+                    self.gaps += 1
+                    self.buf = b""
+                    seq = min(self.ahead, key=lambda q: (q - self.next_seq) & 0xFFFFFFFF)
+                    ts, payload = self.ahead.pop(seq)
+                    self.next_seq = None
+                    self.segment(ts, seq, payload)
+                return
+        self._take(ts, seq, payload)
+        while self.ahead and self.next_seq in self.ahead:
+            ts, payload = self.ahead.pop(self.next_seq)
+            self._take(ts, self.next_seq, payload)
+
+    def _take(self, ts: float, seq: int, payload: bytes) -> None:
         self.next_seq = (seq + len(payload)) & 0xFFFFFFFF
         buf = self.buf + payload if self.buf else payload
         o, n, h = 0, len(buf), self.header
@@ -101,10 +118,11 @@ class Stream:
                 counted = length >= 10 and (buf[o + 8] | buf[o + 9] << 8) in (RTM_NEWROUTE, RTM_DELROUTE)
             else:
                 counted = buf[o + 1] == OFPT_FLOW_MOD
-            if counted:
-                if self.first is None:
+            if counted:                              # (segments taken out of order: the extremes)
+                if self.first is None or ts < self.first:
                     self.first = ts
-                self.last = ts
+                if self.last is None or ts > self.last:
+                    self.last = ts
                 self.counted += 1
             self.bytes += length
             o += length
@@ -165,6 +183,8 @@ def main() -> int:
                 if line.strip() == b"arm":
                     stream.reset()
                 elif line.strip() == b"report":
+                    if stream.ahead:                 # still waiting for a segment: a gap
+                        stream.gaps += 1
                     print(json.dumps({"first": stream.first, "last": stream.last, "count": stream.counted,
                                       "bytes": stream.bytes, "lost": stream.lost + stream.gaps + stream.framing,
                                       "dropped": stream.lost, "gaps": stream.gaps, "framing": stream.framing}),
