@@ -119,7 +119,9 @@ is not installed. A frame that comes back into the datapath while one is
 being recorded (in-memory ports wired in a loop) goes through the
 pipeline uncached.
 
-Sizes: at most `emc_size` EMC entries and `max_megaflows` megaflows; a
+Sizes: at most `emc_size` EMC entries and `max_megaflows` megaflows, 65,536
+each (an EMC entry costs about 150 bytes; a router's traffic to 10,000
+destinations must fit, or every frame takes the slower megaflow replay); a
 full cache is emptied and refilled (misses cost a pipeline run plus the
 recording, a few times the pipeline alone).
 """
@@ -317,7 +319,7 @@ class _MaskGroup:
 class FastPath:
     """The exact-match and megaflow caches of one datapath."""
 
-    def __init__(self, dp, emc_size: int = 8192, max_megaflows: int = 65536) -> None:
+    def __init__(self, dp, emc_size: int = 65536, max_megaflows: int = 65536) -> None:
         self.dp = dp
         self.pipeline: Pipeline = dp.pipeline
         self.recorder = _Recorder(dp)
