@@ -120,7 +120,7 @@ being recorded (in-memory ports wired in a loop) goes through the
 pipeline uncached.
 
 Sizes: at most `emc_size` EMC entries and `max_megaflows` megaflows, 65,536
-each (an EMC entry costs about 150 bytes; a router's traffic to 10,000
+each (an EMC entry costs about 240 bytes, 16 MB when full; a router's traffic to 10,000
 destinations must fit, or every frame takes the slower megaflow replay); a
 full cache is emptied and refilled (misses cost a pipeline run plus the
 recording, a few times the pipeline alone).
