@@ -5,13 +5,14 @@ that send real frames. Asserts what reaches which host, with which headers."""
 import ipaddress
 import itertools
 
-from kumoflow.apps.gateway import eui64, link_local, solicited_node
+from kumoflow.apps.gateway import link_local, solicited_node
 from kumoflow.apps.router import RouterApp
 from kumoflow.controller import pipeline
 from kumoflow.packet import (
     ARP, ICMP, UDP, Ethernet, ICMPv6, ICMPv6Echo, IPv4, IPv6, NDNeighborAdvert, NDNeighborSolicit, NDOptPrefixInfo,
     NDOptSourceLinkAddr, NDOptTargetLinkAddr, NDRouterAdvert, NDRouterSolicit, parse,
 )
+from kumoflow.packet.addr import eui64
 from kumoflow.packet.consts import ARP_REPLY, ARP_REQUEST
 from kumoflow.store import Change, Record, Snapshot
 

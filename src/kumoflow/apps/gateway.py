@@ -20,7 +20,7 @@ from kumoflow.packet import (
     ARP, ICMP, TCP, UDP, ICMPv6, ICMPv6Echo, IPv4, IPv6, Ethernet, NDNeighborAdvert, NDNeighborSolicit, NDOptPrefixInfo,
     NDOptSourceLinkAddr, NDOptTargetLinkAddr, NDRouterAdvert, PacketError, parse,
 )
-from kumoflow.packet.addr import eui64, link_local  # noqa: F401  (re-exported: what a router's addresses are)
+from kumoflow.packet.addr import link_local
 from kumoflow.packet.consts import (
     ARP_REPLY, ARP_REQUEST, ND_NA_OVERRIDE, ND_NA_ROUTER, ND_NA_SOLICITED, ND_PREFIX_AUTONOMOUS, ND_PREFIX_ONLINK,
     ND_RA_MANAGED, ND_RA_OTHER,

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 
 from . import base
 from .actions import Action, pack_actions, unpack_actions
-from .base import (_BUILD, HEADER, TLV_HEADER, UINT32, Message, _whole_message, check_length, pad8,
-                   register)
+from .base import _BUILD, HEADER, TLV_HEADER, UINT32, Message, _whole_message, pad8, register
 from .consts import (OFP_DEFAULT_MISS_SEND_LEN, OFP_DEFAULT_PRIORITY, OFP_NO_BUFFER, OFP_VERSION, OFPCR,
                      OFPFC, OFPG, OFPGT, OFPHET, OFPP, OFPT, OFPTT)
 from .errors import OFPBRC, OFPET, CodecError

@@ -38,7 +38,7 @@ from ..sdn import learn_names, resolve_switch
 from ..server import ApiError, Caller, Ctx
 from . import security_groups
 from .common import (BOOL, DB, DESCRIPTION, INT, LIST, NAME, PROJECT_PATTERN, STR, TAG, Body, Who, admin_only, answer,
-                     bad, bumped, common, conflict, errors, fields_of, find, find_own, forbid, given, list_parameters,
+                     bad, bumped, common, conflict, errors, fields_of, find, forbid, given, list_parameters,
                      new_id, no_content, one_or_many, owns, pick, project_of, select, show_parameters, shown)
 from .db import NeutronDB
 from .subnets import allocate, parse_ip

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from kumoflow.store import Record
 
-from ..server import ApiError, Caller
+from ..server import ApiError
 from .common import (BOOL, DB, DESCRIPTION, INT, NAME, PROJECT_PATTERN, STR, TAG, Body, Who, admin_only, answer,
                      bad, bumped, common, conflict, errors, fields_of, find, find_own, given, list_parameters,
                      new_id, no_content, one_or_many, pick, project_of, select, show_parameters, shown, visible)

@@ -388,7 +388,7 @@ async def add_router_interface(router_id: str, body: InterfaceRequest, db: DB, c
                                             f"{port.body['network_id']}. Port already has an attached device "
                                             f"{port.body.get('device_id') or port.body.get('device_owner')}.")
             if not port.body["fixed_ips"]:
-                raise bad(f"Router port must have at least one fixed IP", "BadRequest")
+                raise bad("Router port must have at least one fixed IP", "BadRequest")
             for ip in port.body["fixed_ips"]:
                 _check_attachable(db, router_id, db.get("subnet", ip["subnet_id"]))
             new = bumped({**port.body, "device_owner": ROUTER_INTERFACE, "device_id": router_id,

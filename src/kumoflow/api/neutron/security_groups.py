@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from kumoflow.store import Record
 
-from ..server import ApiError, Caller
+from ..server import Caller
 from .common import (DB, DESCRIPTION, INT, NAME, PROJECT_PATTERN, STR, TAG, Body, Who, answer, bad, bumped,
                      caller_project, common, conflict, errors, fields_of, find, given, list_parameters, new_id,
                      no_content, one_or_many, owns, pick, project_of, select, show_parameters, shown, BOOL)
