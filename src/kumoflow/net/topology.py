@@ -518,22 +518,26 @@ class _Builder:
         seen[mac] = field.rsplit(".", 1)[0]
         return mac
 
+    def one_or_many(self, node: Node, field: str) -> list[tuple[Node, str]] | None:
+        """A field that takes one value or a list: (node, its field path) each; None if not a list."""
+        if isinstance(node, ScalarNode) and not self.r.is_null(node):
+            return [(node, field)]
+        items = self.r.sequence(node, field)
+        if items is None:
+            return None
+        return [(item, field_index(field, i)) for i, item in enumerate(items)]
+
     def addresses(
         self, node: Node, field: str, seen: dict[object, list[tuple[str, bool]]], bound: bool = False
     ) -> list[IPInterface] | None:
         """One address or a list of them (``ip:``, ``loopback:``); None if any
         is bad. ``bound``: the host is an API port (see :meth:`ip`)."""
-        r = self.r
-        if isinstance(node, ScalarNode) and not r.is_null(node):
-            items, paths = [node], [field]
-        else:
-            items = r.sequence(node, field)
-            if items is None:
-                return None
-            paths = [field_index(field, i) for i in range(len(items))]
+        entries = self.one_or_many(node, field)
+        if entries is None:
+            return None
         result: list[IPInterface] = []
         ok = True
-        for item, where in zip(items, paths, strict=True):
+        for item, where in entries:
             ip = self.ip(item, where, seen, bound)
             if ip is None:
                 ok = False
@@ -583,25 +587,20 @@ class _Builder:
         self, node: Node, field: str, addresses: list[IPInterface], slaac: bool
     ) -> list[IPAddress] | None:
         """One gateway or a list, at most one per family; None if any is bad."""
-        r = self.r
-        if isinstance(node, ScalarNode) and not r.is_null(node):
-            items, paths = [node], [field]
-        else:
-            items = r.sequence(node, field)
-            if items is None:
-                return None
-            paths = [field_index(field, i) for i in range(len(items))]
+        entries = self.one_or_many(node, field)
+        if entries is None:
+            return None
         result: list[IPAddress] = []
         ok = True
-        for item, where in zip(items, paths, strict=True):
+        for item, where in entries:
             gateway = self.gateway(item, where, addresses, slaac)
             if gateway is None:
                 ok = False
                 continue
             other = next((g for g in result if g.version == gateway.version), None)
             if other is not None:
-                r.error(item, where, f"a second IPv{gateway.version} gateway (the first is {other}): "
-                                     "a host has one default route per family")
+                self.r.error(item, where, f"a second IPv{gateway.version} gateway (the first is {other}): "
+                                          "a host has one default route per family")
                 ok = False
                 continue
             result.append(gateway)
