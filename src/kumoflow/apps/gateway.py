@@ -119,24 +119,19 @@ def echo_reply(data: bytes, mac: str) -> bytes | None:
     return None
 
 
-def sender(data: bytes) -> tuple[str, IPAddress] | None:
-    """(source MAC, source address) of an IP packet, or None."""
+def sender(pkt) -> IPAddress | None:
+    """The source address of a parsed IP packet, or None."""
+    ip = pkt.get(IPv4) or pkt.get(IPv6)
     try:
-        pkt = parse(data)
-        ip = pkt.get(IPv4) or pkt.get(IPv6)
-        return (pkt[Ethernet].src, ipaddress.ip_address(ip.src)) if ip is not None else None
-    except (PacketError, KeyError, ValueError):
+        return ipaddress.ip_address(ip.src) if ip is not None else None
+    except ValueError:
         return None
 
 
-def icmp_error(data: bytes, error: str, mac: str, source: IPAddress, to_mac: str | None = None) -> bytes | None:
-    """ICMP (or ICMPv6) `error` about the packet in `data`, from `source` at
-    `mac` to the packet's sender (at `to_mac`, else the frame's source MAC);
-    None where the RFCs forbid one."""
-    try:
-        pkt = parse(data)
-    except PacketError:
-        return None
+def icmp_error(pkt, data: bytes, error: str, mac: str, source: IPAddress, to_mac: str | None = None) -> bytes | None:
+    """ICMP (or ICMPv6) `error` about the packet `pkt` (parsed from the frame
+    `data`), from `source` at `mac` to the packet's sender (at `to_mac`, else
+    the frame's source MAC); None where the RFCs forbid one."""
     eth = pkt[Ethernet]
     ip4, ip6 = pkt.get(IPv4), pkt.get(IPv6)
     dst_mac = to_mac or eth.src

@@ -496,9 +496,9 @@ class RouterApp(App):
         if ingress is None:
             return
         if reason == _INVALID_TTL:
-            self._error(dp, in_port, data, "time_exceeded", ingress.mac, ingress.ip)
+            self._error(dp, in_port, pkt, data, "time_exceeded", ingress.mac, ingress.ip)
         elif reason == _NO_MATCH:
-            self._error(dp, in_port, data, "net_unreachable", ingress.mac, ingress.ip)
+            self._error(dp, in_port, pkt, data, "net_unreachable", ingress.mac, ingress.ip)
         else:     # for the router itself
             target = ipaddress.ip_address(ip.dst)
             if pkt.get(NDNeighborAdvert) is not None:
@@ -512,19 +512,21 @@ class RouterApp(App):
                 if reply is not None and self._may_answer(ip.src):
                     self._send(dp, in_port, reply)
             elif ip_proto(ip) == 17:    # UDP to the router: port unreachable (the end of a traceroute to it)
-                self._error(dp, in_port, data, "port_unreachable", ingress.mac, target)
+                self._error(dp, in_port, pkt, data, "port_unreachable", ingress.mac, target)
 
     def _facing(self, router: Router, mac: str, towards: IPAddress) -> Interface | None:
         """The interface with `mac` of the address family of `towards`: the one that holds it, else any."""
         ifaces = [i for i in router.interface_by_mac(mac) if i.ip.version == towards.version]
         return next((i for i in ifaces if towards in i.subnet), ifaces[0] if ifaces else None)
 
-    def _error(self, dp, in_port: int, data: bytes, error: str, mac: str, source: IPAddress,
+    def _error(self, dp, in_port: int, pkt, data: bytes, error: str, mac: str, source: IPAddress,
                to_mac: str | None = None) -> None:
-        who = gateway.sender(data)
-        if who is None or not self._may_answer(str(who[1])):
+        """An ICMP error about `pkt` (parsed from `data`), rate-limited per sender; out of
+        `in_port` of `dp`, or (dp None) to `to_mac` wherever the fabric has it."""
+        who = gateway.sender(pkt)
+        if who is None or not self._may_answer(str(who)):
             return
-        frame = gateway.icmp_error(data, error, mac, source, to_mac)
+        frame = gateway.icmp_error(pkt, data, error, mac, source, to_mac)
         if frame is not None:
             if dp is None:
                 self.fabric.deliver(frame)
@@ -737,15 +739,18 @@ class RouterApp(App):
         if pending is None or mac is None:
             return
         self._held -= len(pending.frames)
-        raw = bytes.fromhex(mac.replace(":", ""))
         for frame in pending.frames:
-            self.fabric.deliver(raw + frame[6:])
+            self._deliver_to(mac, frame)
+
+    def _deliver_to(self, mac: str, frame: bytes) -> None:
+        """A routed frame that waited for its destination MAC: that MAC in, and on its way."""
+        self.fabric.deliver(bytes.fromhex(mac.replace(":", "")) + frame[6:])
 
     def _hold(self, router: Router, ip: IPAddress, frame: bytes) -> None:
         """Keep a packet for an address being resolved; ask for it now if new."""
         mac = self.neighbour(router.vrf, ip)
         if mac is not None:    # resolved while the packet was on its way
-            self.fabric.deliver(bytes.fromhex(mac.replace(":", "")) + frame[6:])
+            self._deliver_to(mac, frame)
             return
         key = (router.vrf, ip)
         pending = self._pending.get(key)
@@ -783,12 +788,16 @@ class RouterApp(App):
         """Nobody answered for `ip`: its waiting packets' senders hear so, from
         the interface facing them (as Linux answers)."""
         for frame in self._drop_pending((router.vrf, ip)):
-            who = gateway.sender(frame)
+            try:
+                pkt = parse(frame)
+            except PacketError:
+                continue
+            who = gateway.sender(pkt)
             if who is None:
                 continue
-            iface, mac = router.interface_for(who[1]), self.neighbour(router.vrf, who[1])
+            iface, mac = router.interface_for(who), self.neighbour(router.vrf, who)
             if iface is not None and mac is not None:
-                self._error(None, 0, frame, "host_unreachable", iface.mac, iface.ip, to_mac=mac)
+                self._error(None, 0, pkt, frame, "host_unreachable", iface.mac, iface.ip, to_mac=mac)
 
     def _drop_pending(self, key) -> list[bytes]:
         pending = self._pending.pop(key, None)
