@@ -148,6 +148,8 @@ class Datapath(act.ActionEnv):
         self.n_buffers = n_buffers
         self.clock = clock
         self.ports: dict[int, PortBase] = {}
+        #: how many of the ports are tunnel ports (the fast path keys its megaflows on tunnel ids then)
+        self.tunnel_ports = 0
         self.tables = [table_class(i, max_entries) for i in range(n_tables)]
         self.groups = GroupTable(self.ports, self, clock)
         self.meters = MeterTable(clock)
@@ -234,6 +236,7 @@ class Datapath(act.ActionEnv):
             raise ValueError(f"port {port.port_no} already exists")
         self.ports[port.port_no] = port
         port.datapath = self
+        self.tunnel_ports += bool(port.tunnel)
         self.generation += 1
         self.emit(ofp.PortStatus(OFPPR.ADD, port.desc()))
 
@@ -242,6 +245,7 @@ class Datapath(act.ActionEnv):
         if port is None:
             return
         port.datapath = None
+        self.tunnel_ports -= bool(port.tunnel)
         self.generation += 1
         self.pipeline.forget_port(port_no)
         self.emit(ofp.PortStatus(OFPPR.DELETE, port.desc()))
@@ -274,9 +278,10 @@ class Datapath(act.ActionEnv):
             return
         self.pipeline.run(pkt)
 
-    def receive_batch(self, in_port: int, frames: list) -> None:
-        """Frames that arrived together on in_port (a port's read batch): the
-        same as receive() on each in turn, with the per-port work done once.
+    def receive_batch(self, in_port: int, frames: list, tunnel_id: int = 0) -> None:
+        """Frames that arrived together on in_port (a port's read batch), all
+        with tunnel id `tunnel_id`: the same as receive() on each in turn,
+        with the per-port work done once.
         The fast path may send frames of different flows in a different
         order than they came; each flow's frames keep their order."""
         port = self.ports.get(in_port)
@@ -289,10 +294,10 @@ class Datapath(act.ActionEnv):
             c.rx_dropped += len(frames)
             return
         if self.fastpath is not None:
-            self.fastpath.receive_batch(in_port, frames)
+            self.fastpath.receive_batch(in_port, frames, tunnel_id)
             return
         for frame in frames:
-            pkt = fk.Packet(frame, in_port, None, 0)
+            pkt = fk.Packet(frame, in_port, None, tunnel_id)
             if not (pkt.frag and self.flags & 3 == 1):       # OFPC_FRAG_DROP
                 self.pipeline.run(pkt)
 

@@ -113,6 +113,14 @@ therefore never outlives an entry, group, meter or port it references.
 Packet-outs and flow-mods with a buffer id run the pipeline directly and
 never touch the cache.
 
+Tunnel ids: a frame from a tunnel port carries its tunnel id (VNI,
+VSID) into the pipeline and out to tunnel ports (:mod:`.egress`). The
+exact-match cache is kept per (in port, tunnel id), and on a datapath
+with tunnel ports every megaflow is keyed on the whole tunnel id: frames
+of different VNIs never share a cached decision, even one no table
+looked at the tunnel id for. The compiled operations (`_simple`) are
+given the frame's tunnel id for what they send.
+
 Re-entrancy: `on_async` must not change the datapath synchronously (the
 runtime queues messages); a decision recorded while the generation moved
 is not installed. A frame that comes back into the datapath while one is
@@ -137,7 +145,8 @@ from . import flowkey as fk
 from .classifier import FULL_P, key_function
 from .pipeline import (MAX_DEPTH, MBT_DROP, MBT_DSCP_REMARK, P_ALL, P_CONTROLLER, P_FLOOD, P_IN_PORT, P_LOCAL, P_MAX,
                        P_NORMAL, P_TABLE, Pipeline)
-from .port import OFPPC_NO_FLOOD, PC_NO_FWD, PC_PORT_DOWN, PS_BLOCKED, PS_LINK_DOWN
+from .egress import transmit, transmit_many
+from .port import OFPPC_NO_FLOOD, PC_PORT_DOWN, PS_BLOCKED, PS_LINK_DOWN
 
 __all__ = ["FastPath", "Decision"]
 
@@ -354,23 +363,25 @@ class FastPath:
         if type(frame) is not bytes:
             frame = bytes(frame)
         fkey = None
-        if not tunnel_id and (in_phy_port is None or in_phy_port == in_port):
+        # the exact-match cache of the frames from this port with this tunnel id
+        source = (in_port, tunnel_id) if tunnel_id else in_port
+        if in_phy_port is None or in_phy_port == in_port:
             fkey = fk.fast_key(frame)
             if fkey is not None:
                 if fkey[-4] & MORE_FRAGMENTS and dp.flags & 3 == FRAG_DROP:
                     return
-                emc = self.emc.get(in_port)
+                emc = self.emc.get(source)
                 if emc is not None:
                     hit = emc.get(fkey)
                     if hit is not None:
                         d = hit[0]
                         if d.fast is not None:
                             self.emc_hits += 1
-                            self._simple(d.fast, frame, in_port, dp.clock(), frame)
+                            self._simple(d.fast, frame, in_port, dp.clock(), frame, tunnel_id)
                             return
                         if d.rewrite is not None and frame[12] == 8 and frame[22] > d.ttls:   # untagged
                             self.emc_hits += 1
-                            self._simple(d.rewrite, frame, in_port, dp.clock(), bytearray(frame))
+                            self._simple(d.rewrite, frame, in_port, dp.clock(), bytearray(frame), tunnel_id)
                             return
                         if not d.dead:
                             self.emc_hits += 1
@@ -387,7 +398,7 @@ class FastPath:
             if d is not None:
                 self.megaflow_hits += 1
                 if fkey is not None:
-                    self._emc_put(in_port, fkey, d, key)
+                    self._emc_put(source, fkey, d, key)
                 self._replay(d.ops, pkt, dp.clock())
                 return
         self.misses += 1
@@ -403,13 +414,15 @@ class FastPath:
         if d is None or dp.generation != gen:
             self.uncacheable += 1
             return
+        if dp.tunnel_ports:
+            wc[fk.TUNNEL_ID] = FULL_P[fk.TUNNEL_ID]    # one VNI's frames never take another's decision
         self._install(orig, wc, d)
         if fkey is not None:
-            self._emc_put(in_port, fkey, d, orig)
+            self._emc_put(source, fkey, d, orig)
 
-    def receive_batch(self, in_port: int, frames: list) -> None:
-        """Process frames received together on in_port (Datapath.receive_batch
-        did the port checks and rx counters).
+    def receive_batch(self, in_port: int, frames: list, tunnel_id: int = 0) -> None:
+        """Process frames received together on in_port, all with tunnel id
+        `tunnel_id` (Datapath.receive_batch did the port checks and rx counters).
 
         Exact-match hits on simple decisions are collected per decision and
         replayed once for the lot (`_simple_batch`: counters added once, the
@@ -421,10 +434,11 @@ class FastPath:
             self._catch_up()
         if dp.flags & 3 == FRAG_DROP:                 # fragments need a look at each frame
             for frame in frames:
-                self.receive(in_port, frame)
+                self.receive(in_port, frame, tunnel_id)
             return
+        source = (in_port, tunnel_id) if tunnel_id else in_port
         emc_key = fk.EMC_KEY
-        emc_get = self.emc.get(in_port, _NO_EMC).get
+        emc_get = self.emc.get(source, _NO_EMC).get
         waiting: list[Decision] = []
         for frame in frames:
             # a hit needs no checks of the frame: see flowkey.EMC_KEY
@@ -436,21 +450,21 @@ class FastPath:
                 d.batch.append(frame)
                 continue
             if waiting:
-                self._replay_waiting(waiting, in_port)
+                self._replay_waiting(waiting, in_port, tunnel_id)
                 waiting = []
-            self.receive(in_port, frame)
-            emc_get = self.emc.get(in_port, _NO_EMC).get      # made, or emptied, by that frame
+            self.receive(in_port, frame, tunnel_id)
+            emc_get = self.emc.get(source, _NO_EMC).get      # made, or emptied, by that frame
         if waiting:
-            self._replay_waiting(waiting, in_port)
+            self._replay_waiting(waiting, in_port, tunnel_id)
 
-    def _replay_waiting(self, waiting: list, in_port: int) -> None:
+    def _replay_waiting(self, waiting: list, in_port: int, tunnel_id: int) -> None:
         now = self.dp.clock()
         lots = [(d.fast, d.batch) for d in waiting]
         for d in waiting:               # emptied first: a port that raises leaves none behind
             d.batch = []
         for fast, frames in lots:
             self.emc_hits += len(frames)
-            self._simple_batch(fast, frames, in_port, now)
+            self._simple_batch(fast, frames, in_port, now, tunnel_id)
 
     def flush(self) -> None:
         """Forget every cached decision."""
@@ -666,15 +680,17 @@ class FastPath:
         d.where = (mask, k)                 # (not the group itself: no reference cycle to collect)
         self._index(d)
 
-    def _emc_put(self, in_port: int, fkey: tuple, d: Decision, key: list) -> None:
-        """Remember d for fkey; `key` (the frame's flow key as parsed, before
-        the pipeline changed it) serves to build the packets of later hits."""
+    def _emc_put(self, source, fkey: tuple, d: Decision, key: list) -> None:
+        """Remember d for fkey among the frames of `source` (the in port, or
+        (in port, tunnel id) for a non-zero tunnel id); `key` (the frame's flow
+        key as parsed, before the pipeline changed it) serves to build the
+        packets of later hits."""
         if self.emc_count >= self.emc_size:
             self.emc.clear()
             self.emc_count = 0
-        emc = self.emc.get(in_port)
+        emc = self.emc.get(source)
         if emc is None:
-            emc = self.emc[in_port] = {}
+            emc = self.emc[source] = {}
         if fkey not in emc:
             self.emc_count += 1
         emc[fkey] = (d, None if d.fast is not None else list(key))     # a copy: replays change pkt.key
@@ -759,10 +775,11 @@ class FastPath:
                 op[1].lookup_count += 1
         return True
 
-    def _simple(self, ops: tuple, frame: bytes, in_port: int, now: float, data) -> None:
+    def _simple(self, ops: tuple, frame: bytes, in_port: int, now: float, data, tunnel_id: int = 0) -> None:
         """Replay compiled operations on the frame's bytes, no packet parsed:
         the steps Pipeline.run / output / send / set_field / dec_nw_ttl take
-        for these. `data` is the frame, or its bytearray copy to rewrite."""
+        for these. `data` is the frame, or its bytearray copy to rewrite;
+        `tunnel_id` the one it arrived with (no compiled operation changes it)."""
         n = len(frame)
         for op in ops:
             code = op[0]
@@ -779,7 +796,7 @@ class FastPath:
             elif code == SEND:
                 port = op[2]
                 if op[1] != in_port and port is not None:
-                    self._send(port, data if data is frame else bytes(data))
+                    self._send(port, data if data is frame else bytes(data), tunnel_id)
             elif code == SET_BYTES:
                 at = op[1]
                 data[at:at + 6] = op[2]
@@ -795,11 +812,11 @@ class FastPath:
             elif code == SEND_IN_PORT:
                 port = self.dp.ports.get(in_port)
                 if port is not None:
-                    self._send(port, data if data is frame else bytes(data))
+                    self._send(port, data if data is frame else bytes(data), tunnel_id)
             elif code == FLOOD:
                 out = data if data is frame else bytes(data)
                 for port in self._flood_ports(in_port, op[1]):
-                    self._send(port, out)
+                    self._send(port, out, tunnel_id)
             elif code == METER:
                 m = self.dp.meters.get(op[1])
                 if m is not None:
@@ -809,7 +826,7 @@ class FastPath:
             else:                                        # MISS
                 op[1].lookup_count += 1
 
-    def _simple_batch(self, ops: tuple, frames: list, in_port: int, now: float) -> None:
+    def _simple_batch(self, ops: tuple, frames: list, in_port: int, now: float, tunnel_id: int = 0) -> None:
         """`_simple` for frames that share a decision, each step taken once
         for all of them (counters added up, outputs handed over together)."""
         count = len(frames)
@@ -829,14 +846,14 @@ class FastPath:
             elif code == SEND:
                 port = op[2]
                 if op[1] != in_port and port is not None:
-                    self._send_many(port, frames, nbytes)
+                    self._send_many(port, frames, nbytes, tunnel_id)
             elif code == SEND_IN_PORT:
                 port = self.dp.ports.get(in_port)
                 if port is not None:
-                    self._send_many(port, frames, nbytes)
+                    self._send_many(port, frames, nbytes, tunnel_id)
             elif code == FLOOD:
                 for port in self._flood_ports(in_port, op[1]):
-                    self._send_many(port, frames, nbytes)
+                    self._send_many(port, frames, nbytes, tunnel_id)
             elif code == METER:
                 m = self.dp.meters.get(op[1])
                 if m is not None:
@@ -870,35 +887,14 @@ class FastPath:
         return out
 
     @staticmethod
-    def _send_many(port, frames: list, nbytes: int) -> None:
-        """_send for frames with no queue set."""
-        if port.config & (PC_PORT_DOWN | PC_NO_FWD) or port.state & PS_LINK_DOWN:
-            port.counters.tx_dropped += len(frames)
-            return
-        qc = port.queue_counters.get(0)
-        if qc is not None:
-            qc.tx_packets += len(frames)
-            qc.tx_bytes += nbytes
-        if port.tunnel:
-            for frame in frames:
-                port.send_tunnel(frame, 0)
-        else:
-            port.send_many(frames)
+    def _send_many(port, frames: list, nbytes: int, tunnel_id: int) -> None:
+        """Pipeline.send for frames of one flow with no queue set."""
+        transmit_many(port, frames, nbytes, tunnel_id)
 
     @staticmethod
-    def _send(port, frame: bytes) -> None:
+    def _send(port, frame: bytes, tunnel_id: int) -> None:
         """Pipeline.send for a packet with no queue set."""
-        if port.config & (PC_PORT_DOWN | PC_NO_FWD) or port.state & PS_LINK_DOWN:
-            port.counters.tx_dropped += 1
-            return
-        qc = port.queue_counters.get(0)
-        if qc is not None:
-            qc.tx_packets += 1
-            qc.tx_bytes += len(frame)
-        if port.tunnel:
-            port.send_tunnel(frame, 0)
-        else:
-            port.send(frame)
+        transmit(port, frame, tunnel_id)
 
 
 class _Recorder(Pipeline):

@@ -23,7 +23,8 @@ from kumoflow.ofp.consts import OFP_NO_BUFFER, OFPCML, OFPMBT, OFPP, OFPR
 
 from . import actions as act
 from . import flowkey as fk
-from .port import OFPPC_NO_FLOOD, PC_NO_FWD, PC_NO_PACKET_IN, PC_PORT_DOWN, PS_BLOCKED, PS_LINK_DOWN
+from .egress import transmit
+from .port import OFPPC_NO_FLOOD, PC_NO_PACKET_IN, PC_PORT_DOWN, PS_BLOCKED, PS_LINK_DOWN
 
 if TYPE_CHECKING:
     from .datapath import Datapath
@@ -233,21 +234,9 @@ class Pipeline:
 
     def send(self, pkt: fk.Packet, port_no: int) -> None:
         port = self.dp.ports.get(port_no)
-        if port is None:
-            return
-        if port.config & (PC_PORT_DOWN | PC_NO_FWD) or port.state & PS_LINK_DOWN:
-            port.counters.tx_dropped += 1
-            return
-        frame = bytes(pkt.data)
-        q = pkt.queue_id if pkt.queue_id is not None else 0
-        qc = port.queue_counters.get(q)
-        if qc is not None:
-            qc.tx_packets += 1
-            qc.tx_bytes += len(frame)
-        if port.tunnel:
-            port.send_tunnel(frame, pkt.key[fk.TUNNEL_ID] & ~P)
-        else:
-            port.send(frame)
+        if port is not None:
+            transmit(port, bytes(pkt.data), pkt.key[fk.TUNNEL_ID] & ~P,
+                     pkt.queue_id if pkt.queue_id is not None else 0)
 
     def normal(self, pkt: fk.Packet) -> None:
         """OFPP_NORMAL: a MAC-learning bridge (per VLAN), flooding the unknown."""

@@ -1,10 +1,11 @@
 """Switch ports: what the datapath needs from a port, and an in-memory port.
 
 `PortBase` is the contract between the datapath and the runtime's ports
-(AF_PACKET interfaces; tunnel ports are not written yet, the contract
-below leaves room for them). A port has its OpenFlow description
-(number, name, address, config, state, features, speeds), counters, a
-queue table, and `send(frame)`.
+(AF_PACKET interfaces, :mod:`.linuxport`; VXLAN and NVGRE tunnel ports,
+:mod:`.tunnelport`). A port has its OpenFlow description (number, name,
+address, config, state, features, speeds), counters, a queue table, and
+`send(frame)`. Frames reach a port only through :mod:`.egress`, the
+switch's one way out.
 
 Counting is split so nothing is counted twice:
 
@@ -15,9 +16,11 @@ Counting is split so nothing is counted twice:
 - a port's `send` counts what it transmits (`count_tx`) or fails to
   transmit (`count_tx_dropped` / `tx_errors`), since only the port knows.
 
-A tunnel port sets `tunnel = True`; the datapath then calls
-`send_tunnel(frame, tunnel_id)` instead of `send(frame)`, and passes the
-tunnel id of received frames to `Datapath.receive(..., tunnel_id=...)`.
+A tunnel port sets `tunnel = True`; egress then calls
+`send_tunnel(frame, tunnel_id)` / `send_tunnel_many(frames, tunnel_id)`
+instead of `send` / `send_many`, and the port passes the tunnel id of
+received frames to `Datapath.receive(..., tunnel_id=...)` /
+`Datapath.receive_batch(..., tunnel_id)`.
 """
 
 from __future__ import annotations
@@ -164,6 +167,11 @@ class PortBase:
     def send_tunnel(self, frame: bytes, tunnel_id: int) -> None:
         """Transmit with the packet's tunnel id (ports with `tunnel = True`)."""
         self.send(frame)
+
+    def send_tunnel_many(self, frames: list, tunnel_id: int) -> None:
+        """Transmit frames in order, all with one tunnel id (`tunnel = True`)."""
+        for frame in frames:
+            self.send_tunnel(frame, tunnel_id)
 
     def count_tx(self, nbytes: int) -> None:
         c = self.counters

@@ -277,18 +277,19 @@ class Switch:
         self._watch(port)
         return True
 
-    def receive(self, port_no: int, frames: list[bytes]) -> None:
-        """Frames that arrived on a port: to the pipeline, or to the learning
-        bridge while fail-standalone is in force."""
+    def receive(self, port_no: int, frames: list[bytes], tunnel_id: int = 0) -> None:
+        """Frames that arrived on a port (with this tunnel id: a tunnel port's
+        VNI or VSID): to the pipeline, or to the learning bridge while
+        fail-standalone is in force."""
         if self.standalone:
             for frame in frames:
                 try:
-                    self.bridge.receive(port_no, frame)
+                    self.bridge.receive(port_no, frame, tunnel_id)
                 except Exception:
                     log.exception("port %d: failed to process a %d-byte frame", port_no, len(frame))
             return
         try:
-            self.datapath.receive_batch(port_no, frames)
+            self.datapath.receive_batch(port_no, frames, tunnel_id)
         except Exception:
             log.exception("port %d: failed to process a batch of %d frames", port_no, len(frames))
 

@@ -24,6 +24,11 @@ this does, and how it differs from Open vSwitch:
 * Only loop-free topologies work: there is no spanning tree.
 * Port counters are updated by the ports themselves; flow and table
   counters do not move (no flow is used).
+* Frames leave through the switch's one way out (:mod:`.egress`); a frame
+  that came from a tunnel port keeps its tunnel id out to other tunnel
+  ports, others leave them with tunnel id 0. The MAC table is one for all
+  tunnel ids (no per-VNI learning: standalone is a fallback, not a tenant
+  network).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any, Callable, Mapping
 
 from kumoflow import ofp
 
+from .egress import transmit
 from .port import OFPPC_NO_FLOOD
 
 DEFAULT_AGE = 300.0
@@ -43,7 +49,7 @@ _UNUSABLE = ofp.OFPPC.PORT_DOWN | ofp.OFPPC.NO_FWD
 class LearningBridge:
     def __init__(self, ports: Mapping[int, Any], age: float = DEFAULT_AGE,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        #: port number -> port (anything with config, state and send(frame))
+        #: port number -> port (a PortBase)
         self.ports = ports
         self.age = age
         self.clock = clock
@@ -67,7 +73,7 @@ class LearningBridge:
             return None
         return entry[0]
 
-    def receive(self, in_port: int, frame: bytes) -> None:
+    def receive(self, in_port: int, frame: bytes, tunnel_id: int = 0) -> None:
         if len(frame) < 14:
             self.dropped += 1
             return
@@ -88,13 +94,13 @@ class LearningBridge:
                 if out == in_port or target is None or not _usable(target):
                     self.dropped += 1
                     return
-                target.send(frame)
+                transmit(target, frame, tunnel_id)
                 self.forwarded += 1
                 return
         self.flooded += 1
         for port_no, target in self.ports.items():
             if port_no != in_port and _usable(target) and not target.config & OFPPC_NO_FLOOD:
-                target.send(frame)
+                transmit(target, frame, tunnel_id)
 
 
 def _usable(port: Any) -> bool:
