@@ -6,6 +6,7 @@ lookup_wc records are enough to decide the answer."""
 
 from __future__ import annotations
 
+import ipaddress
 import random
 
 import pytest
@@ -69,7 +70,8 @@ def test_lookup_stops_at_a_match_no_lower_subtable_can_beat():
     t.insert(entry({"eth_type": 0x800, "ipv4_src": "10.0.0.1"}, 100))     # same top priority: examined
     wc: dict = {}
     assert t.lookup_wc(key(in_port=1, eth_type=0x800, ipv4_dst=1), wc) is hi
-    assert set(wc) == {fk.IN_PORT, fk.ETH_TYPE, fk.IPV4_SRC}
+    # the ipv4_src subtable missed for want of an ipv4_src: only its presence counts
+    assert wc == {fk.IN_PORT: P | 0xFFFFFFFF, fk.IPV4_SRC: P}
     wc = {}
     assert t.lookup_wc(key(in_port=2, eth_type=0x800, ipv4_dst=0x0A000001), wc).priority == 50
     assert set(wc) == {fk.IN_PORT, fk.ETH_TYPE, fk.IPV4_SRC, fk.IPV4_DST}
@@ -313,3 +315,132 @@ def test_datapath_uses_the_classifier_by_default():
     assert (refused.value.type, refused.value.code) == (ofp.OFPET.FLOW_MOD_FAILED, ofp.OFPFMFC.OVERLAP)
     rig.flow({"eth_type": 0x0800}, command=ofp.OFPFC.DELETE)       # non-strict delete: covered()
     assert [e.priority for e in rig.dp.flows()] == [0x8000]
+
+
+# --- prefix tracking -----------------------------------------------------------------------------------
+
+def route(dst: str, plen: int, priority: int | None = None, vrf: int = 1) -> FlowEntry:
+    """A route table's flow as the router app makes it: VRF in metadata, IPv4 destination prefix."""
+    mask = str(ipaddress.IPv4Address((1 << 32) - (1 << (32 - plen))))
+    return entry({"metadata": vrf, "eth_type": 0x0800, "ipv4_dst": (dst, mask)},
+                 100 + plen if priority is None else priority)
+
+
+def dst_bits(t: Classifier, dst: str, vrf: int = 1) -> tuple:
+    """(the entry a packet to dst hits, the bits of ipv4_dst its answer depends on, the fields it depends on)."""
+    wc: dict = {}
+    e = t.lookup_wc(key(metadata=vrf, eth_type=0x0800, ipv4_dst=int(ipaddress.IPv4Address(dst))), wc)
+    inv = ~wc.get(fk.IPV4_DST, 0) & 0xFFFFFFFF
+    assert inv & (inv + 1) == 0                             # a prefix
+    return e, 32 - inv.bit_length(), set(wc)
+
+
+def test_a_routed_destination_depends_on_its_route_not_on_the_router_s_own_addresses():
+    """The router app's route table: its own /32s above every route, ten /8s, a
+    connected /24, a default: a destination under a /8 depends on 8 bits of its
+    address, not 32 (which would make a megaflow per destination)."""
+    t = Classifier(24)
+    own = [route("10.1.1.1", 32, 1000), route("10.1.2.1", 32, 1000)]
+    eights = [route(f"{i}.0.0.0", 8) for i in range(20, 30)]
+    connected = route("10.1.2.0", 24)
+    default = entry({"metadata": 1}, 100)                     # no route: to the controller
+    for e in own + eights + [connected, default]:
+        t.insert(e)
+    assert dst_bits(t, "20.0.0.1")[:2] == (eights[0], 8)
+    assert dst_bits(t, "29.200.3.4")[:2] == (eights[9], 8)
+    assert dst_bits(t, "10.1.2.10")[:2] == (connected, 32)      # 10.1.2.1 is ruled out by all 32 bits
+    assert dst_bits(t, "10.1.1.1")[:2] == (own[0], 32)
+    e, bits, fields = dst_bits(t, "11.0.0.1")
+    assert (e, bits) == (default, 8) and fk.ETH_TYPE not in fields     # the address's presence says IPv4
+    # A route added or removed after the levels are made: they follow.
+    longer = route("20.5.0.0", 16)
+    t.insert(longer)
+    assert dst_bits(t, "20.0.0.1")[:2] == (eights[0], 16)
+    assert dst_bits(t, "20.5.0.1")[:2] == (longer, 16)
+    t.remove(longer)
+    assert dst_bits(t, "20.0.0.1")[:2] == (eights[0], 8)
+    t.remove(own[0])
+    t.remove(own[1])
+    t.remove(connected)
+    assert dst_bits(t, "10.1.2.10")[:2] == (default, 4)     # 10 = 0000 1010 and 20-29 = 0001 0100-0001 1101
+
+
+def test_many_routes_cost_about_their_length():
+    """100,000-route tables: a destination depends on about its route's length, not on
+    the longer prefixes around it (which would add bits) or the whole address."""
+    rnd = random.Random(7)
+    t = Classifier(24)
+    t.insert(route("10.1.1.1", 32, 1000))
+    base = 20 << 24
+    routes = []
+    at = base
+    for i in range(3000):
+        plen = rnd.choice([24, 24, 24, 23, 22, 21, 20])
+        at = (at + (1 << (32 - plen)) - 1) & ~((1 << (32 - plen)) - 1)      # aligned, disjoint
+        routes.append((at, plen))
+        t.insert(route(str(ipaddress.IPv4Address(at)), plen))
+        at += 1 << (32 - plen)
+    ref = FlowTable(24)
+    for e in t:
+        ref.insert(e)
+    for at, plen in rnd.sample(routes, 300):
+        dst = str(ipaddress.IPv4Address(at + rnd.randrange(1 << (32 - plen))))
+        e, bits, _ = dst_bits(t, dst)
+        assert e.priority == 100 + plen
+        assert plen <= bits <= plen + 4 if plen < 24 else bits == 24
+
+
+@st.composite
+def prefix_rules(draw):
+    """Rules on IPv4 or IPv6 addresses (source or destination) of a few lengths, from a
+    small space so that prefixes nest and neighbour one another; sometimes another field."""
+    field = draw(st.sampled_from(["ipv4_dst", "ipv4_src", "ipv6_dst"]))
+    width = 128 if field == "ipv6_dst" else 32
+    plen = draw(st.sampled_from([1, 4, 7, 8, 9, 16, 23, 24, 31, width]))
+    value = draw(st.integers(0, 15)) << (width - 4) | draw(st.integers(0, 3)) << (width - 12) \
+        | draw(st.sampled_from([0, 1, 0x80]))
+    mask = (1 << width) - (1 << (width - plen))
+    m = {"eth_type": 0x86DD if width == 128 else 0x0800, field: (value & mask, mask)}
+    if draw(st.integers(0, 3)) == 0:
+        m["metadata"] = draw(st.integers(0, 1))
+    return m, draw(st.integers(0, 40))
+
+
+@st.composite
+def prefix_keys(draw):
+    k = key(metadata=draw(st.integers(0, 1)))
+    if draw(st.integers(0, 5)):
+        v6 = draw(st.booleans())
+        width = 128 if v6 else 32
+        k[fk.ETH_TYPE] = P | (0x86DD if v6 else 0x0800)
+        for f in ([fk.IPV6_DST, fk.IPV6_SRC] if v6 else [fk.IPV4_DST, fk.IPV4_SRC]):
+            k[f] = P | (draw(st.integers(0, 15)) << (width - 4) | draw(st.integers(0, 3)) << (width - 12)
+                        | draw(st.integers(0, (1 << (width - 12)) - 1)))
+    else:
+        k[fk.ETH_TYPE] = P | 0x0806
+    return k
+
+
+@SETTINGS
+@given(st.lists(prefix_rules(), min_size=1, max_size=25), st.lists(prefix_keys(), min_size=1, max_size=6),
+       st.data())
+def test_prefix_tracking_records_enough_bits_as_rules_come_and_go(specs, probe_keys, data):
+    """Rules on address prefixes added and removed between lookups (the levels made at the
+    first miss, then kept up): every answer is the reference's, and any key that agrees with
+    a probed one on the bits lookup_wc recorded gets the same answer."""
+    cls_table, ref = Classifier(0), FlowTable(0)
+    live: list[FlowEntry] = []
+    for match, prio in specs:
+        e = entry(match, prio)
+        if ref.find_strict(prio, e.compiled) is None:
+            cls_table.insert(e)
+            ref.insert(e)
+            live.append(e)
+        if data.draw(st.integers(0, 2)) == 0:
+            _same(cls_table, ref, probe_keys, [])
+        if live and data.draw(st.integers(0, 4)) == 0:
+            victim = data.draw(st.sampled_from(live))
+            cls_table.remove(victim)
+            ref.remove(victim)
+            live.remove(victim)
+    _same(cls_table, ref, probe_keys, [])

@@ -19,6 +19,27 @@ the union of the masks of the subtables it examined: a packet that
 agrees with this one on those bits gets the same answer, which is what
 the megaflow cache (fastpath.py) keys on.
 
+**Prefix tracking.** A subtable that misses would add its whole mask to
+those bits, which for a routing table is ruinous: the router's own
+addresses (/32s above every route) would make every megaflow recorded
+through it hold the whole destination address, one megaflow per
+destination. Open vSwitch avoids this with prefix tries ("The Design and
+Implementation of Open vSwitch", section 5.4). Here a subtable whose
+shape masks an IP address with a prefix (the first of ipv4_dst,
+ipv6_dst, ipv4_src, ipv6_src it has) keeps, once a `lookup_wc` first
+misses in it, the prefixes of its rules' addresses at a few *levels*:
+every W/8 bits (W the address width: 4 for IPv4, 16 for IPv6) and at
+its own length L, each with a count of the rules under it. A miss then
+asks the levels from the shortest: the first level j whose j-bit
+prefix of the packet's address no rule has rules out the whole
+subtable for every packet that shares those j bits, whatever its other
+fields, so only they (and the address's presence) are recorded instead
+of the subtable's mask. A miss no level explains (the address is
+there, another field differed) records the mask as before. With ten
+/8 routes and the router's /32s a destination costs 8 bits; among
+100,000 /20-/24 routes, about its route's length. The counts follow
+inserts and removals; a subtable never missed in `lookup_wc` keeps none.
+
 The interface and the OpenFlow semantics are those of
 `flowtable.FlowTable` (the reference: an ordered scan), so the datapath
 does not know which one it has:
@@ -97,15 +118,39 @@ def _scalar(shape: tuple) -> bool:
     return len(shape) == 1 and shape[0][1] == FULL_P[shape[0][0]]
 
 
+#: Address fields whose prefixes a subtable tracks (the first its shape masks with a prefix).
+PREFIX_FIELDS = (fk.IPV4_DST, fk.IPV6_DST, fk.IPV4_SRC, fk.IPV6_SRC)
+
+
+def _prefix_field(shape: tuple) -> tuple[int, int, int]:
+    """(position in the shape, field, prefix length) of the address field a
+    subtable of this shape tracks, or (-1, -1, 0)."""
+    for f in PREFIX_FIELDS:
+        for i, (c, m) in enumerate(shape):
+            if c == f:
+                full = FULL_P[c] ^ P
+                inv = full ^ (m & full)
+                if inv & (inv + 1) == 0:            # leading ones, then zeros: a prefix
+                    return i, c, fk.WIDTHS[c] - inv.bit_length()
+    return -1, -1, 0
+
+
 class _Subtable:
     """The rules of one shape."""
 
-    __slots__ = ("shape", "keyfn", "scalar", "rules", "counts", "heap", "max_priority", "n")
+    __slots__ = ("shape", "keyfn", "scalar", "rules", "counts", "heap", "max_priority", "n",
+                 "ppos", "pfield", "plen", "levels")
 
     def __init__(self, shape: tuple) -> None:
         self.shape = shape
         self.keyfn = key_function(shape)
         self.scalar = _scalar(shape)
+        #: the tracked address field (module docstring, "Prefix tracking"): its
+        #: position in the shape, its code (-1: none) and prefix length
+        self.ppos, self.pfield, self.plen = _prefix_field(shape)
+        #: [(shift, {prefix: rules}, mask recorded when no rule has the prefix)]
+        #: by increasing length; None until a lookup_wc first misses here
+        self.levels: list | None = None
         #: masked key -> FlowEntry, or a list of FlowEntry (2+) best first
         self.rules: dict = {}
         #: priority -> rules of that priority, made (counted()) when a rule is
@@ -123,6 +168,44 @@ class _Subtable:
                 yield from b
             else:
                 yield b
+
+    # -- prefix tracking ------------------------------------------------------------------------
+    def ruled_out(self, key: list) -> int | None:
+        """After a miss: a mask of the tracked field under which no rule of this
+        subtable can match any packet that agrees with `key`, or None."""
+        v = key[self.pfield]
+        if not v & P:
+            return P                                # no address: no rule here matches
+        levels = self.levels
+        if levels is None:
+            levels = self._track()
+        for shift, seen, mask in levels:
+            if v >> shift not in seen:              # (PRESENT is above the shifted bits: same in every entry)
+                return mask
+        return None
+
+    def _track(self) -> list:
+        """Make the levels from the rules there are."""
+        width, length = fk.WIDTHS[self.pfield], self.plen
+        step = width // 8
+        self.levels = []
+        for j in sorted(set(range(step, length, step)) | {length}):
+            self.levels.append((width - j, {}, P | ((1 << j) - 1) << (width - j)))
+        for e in self.entries():
+            self.track(e, 1)
+        return self.levels
+
+    def track(self, entry: FlowEntry, n: int) -> None:
+        """Count a rule in the levels (n = 1) or uncount it (n = -1)."""
+        key = entry.key
+        v = key if self.scalar else key[self.ppos]
+        for shift, seen, _ in self.levels:
+            p = v >> shift
+            c = seen.get(p, 0) + n
+            if c:
+                seen[p] = c
+            else:
+                del seen[p]
 
     def counted(self) -> dict[int, int]:
         """`counts`, counted from the rules the first time."""
@@ -228,6 +311,8 @@ class Classifier:
                 insort(b, entry)
             else:
                 rules[key] = [b, entry] if b.sort_key < entry.sort_key else [entry, b]
+        if st.levels is not None:
+            st.track(entry, 1)
         self._added(st, entry.priority)
 
     def replace(self, entry: FlowEntry) -> FlowEntry | None:
@@ -258,6 +343,8 @@ class Classifier:
                 return b
             else:
                 rules[key] = [b, entry] if b.sort_key < entry.sort_key else [entry, b]
+        if st.levels is not None:
+            st.track(entry, 1)
         st.n += 1
         if st.counts is not None:
             if st.add_priority(priority) or st.n == 1:
@@ -304,6 +391,8 @@ class Classifier:
                 rules[key] = b[0]
         else:
             raise ValueError(f"{entry!r} is not in table {self.table_id}")
+        if st.levels is not None:
+            st.track(entry, -1)
         st.n -= 1
         if st.n == 0:
             del self._subtables[shape]
@@ -319,7 +408,7 @@ class Classifier:
     # -- lookup ----------------------------------------------------------------------------
     def _replan(self) -> list:
         order = sorted(self._subtables.values(), key=attrgetter("max_priority"), reverse=True)
-        self._plan = plan = [(st.max_priority, st.rules.get, st.keyfn) for st in order]
+        self._plan = plan = [(st.max_priority, st.rules.get, st.keyfn, st) for st in order]
         unions = []
         acc: dict[int, int] = {}
         for st in order:
@@ -336,7 +425,7 @@ class Classifier:
             plan = self._replan()
         best = None
         best_priority = -1
-        for max_priority, get, keyfn in plan:
+        for max_priority, get, keyfn, _ in plan:
             if max_priority < best_priority:
                 break                              # nothing further down can win
             b = get(keyfn(key))
@@ -351,25 +440,45 @@ class Classifier:
     def lookup_wc(self, key: list, wc: dict) -> FlowEntry | None:
         """`lookup`, also OR-ing into wc (field -> mask) the mask of every
         subtable examined: the bits of the key the answer depends on. (The
-        subtables examined are a prefix of the plan, whose unions are kept.)"""
+        subtables examined are a prefix of the plan, whose unions are kept.)
+        A subtable that missed and whose tracked prefixes rule it out gives
+        only the bits that did (module docstring, "Prefix tracking")."""
         plan = self._plan
         if plan is None:
             plan = self._replan()
         best = None
         best_priority = -1
         examined = 0
-        for max_priority, get, keyfn in plan:
+        narrowed = None
+        for max_priority, get, keyfn, st in plan:
             if max_priority < best_priority:
                 break
-            examined += 1
             b = get(keyfn(key))
-            if b is not None:
+            if b is None:
+                if st.pfield >= 0:
+                    m = st.ruled_out(key)
+                    if m is not None:
+                        if narrowed is None:
+                            narrowed = {}
+                        narrowed[examined] = m
+            else:
                 if type(b) is list:
                     b = b[0]
                 if best is None or b.sort_key < best.sort_key:
                     best = b
                     best_priority = b.priority
-        if examined:
+            examined += 1
+        if narrowed is not None:
+            for i in range(examined):
+                st = plan[i][3]
+                bits = narrowed.get(i)
+                if bits is None:
+                    for c, m in st.shape:
+                        wc[c] = wc.get(c, 0) | m
+                else:
+                    c = st.pfield
+                    wc[c] = wc.get(c, 0) | bits
+        elif examined:
             for c, m in self._unions[examined - 1]:
                 wc[c] = wc.get(c, 0) | m
         return best
