@@ -85,6 +85,28 @@ def test_a_different_cookie_instructions_or_timeout_is_a_changed_flow(change):
     assert a.key == b.key and a.value != b.value
 
 
+def test_flow_mods_are_built_from_the_canonical_match_and_say_what_a_plain_flow_mod_says():
+    match = ofp.Match(eth_type=0x800, in_port=3, ipv4_dst=("20.1.2.0", "255.255.255.0"))    # not in canonical order
+    ins = [ofp.ApplyActions([ofp.DecNwTtl(), ofp.SetField("eth_src", M1)]), ofp.GotoTable(FORWARD)]
+    flow = Flow(24, 124, match, ins, 0x77, idle_timeout=5, flags=1)
+    for mod, command, cookie, instructions, idle, flags in ((flow.add(), ADD, 0x77, ins, 5, 1),
+                                                             (flow.modify(), MODIFY_STRICT, 0, ins, 0, 0),
+                                                             (flow.delete(), DELETE_STRICT, 0, [], 0, 0)):
+        plain = ofp.FlowMod(cookie=cookie, table_id=24, command=command, idle_timeout=idle, priority=124, flags=flags,
+                            match=ofp.Match(in_port=3, eth_type=0x800, ipv4_dst=("20.1.2.0", "255.255.255.0")),
+                            instructions=instructions, xid=9)
+        mod.xid = 9
+        assert isinstance(mod, ofp.FlowMod) and mod.pack() == plain.pack()
+        assert ofp.parse(mod.pack()) == plain and str(mod) == str(plain)
+
+
+def test_a_flow_from_its_packed_match_is_the_same_flow():
+    match = ofp.Match(metadata=(0x500, 0xFF00), eth_type=0x800, ipv4_dst=("20.1.2.0", "255.255.255.0"))
+    ins = [ofp.GotoTable(FORWARD)]
+    a, b = Flow(24, 124, match, ins, 7), Flow.packed(24, 124, match.pack(), ins, 7)
+    assert same(a, b) and b.match == match and b.add().pack() == a.add().pack()
+
+
 def bucket(port, weight=0, watch=ofp.OFPP.ANY):
     return ofp.Bucket([ofp.Output(port)], weight=weight, watch_port=watch)
 
@@ -134,7 +156,7 @@ def test_what_a_switch_reports_back_equals_what_was_sent():
         Flow(40, 10, ofp.Match(in_port=3), [ofp.GotoTable(41), ofp.Meter(4), ofp.ApplyActions([ofp.Output(1, 64)])]),
     ]
     for entry in wanted:
-        dp.handle(entry.add())
+        dp.handle(ofp.parse(entry.add().pack()))     # as bytes, the way a switch gets them
     back = [*map(Flow.from_stats, (f for part in dp.handle(ofp.FlowStatsRequest(table_id=ofp.OFPTT.ALL))
                                    for f in part.body)),
             *map(Group.from_desc, (g for part in dp.handle(ofp.GroupDescRequest()) for g in part.body)),

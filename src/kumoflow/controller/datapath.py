@@ -118,7 +118,8 @@ class Datapath:
         """Queue a message (a fresh xid when msg.xid is 0). Returns the xid.
         `origin` (an app, or a callable taking the ERROR) hears an ERROR it causes."""
         xid = self.conn.send(msg)
-        counts, kind = self.sent_by_type, type(msg)
+        counts = self.sent_by_type
+        kind = ofp.FlowMod if isinstance(msg, ofp.FlowMod) else type(msg)   # a flow's pre-packed one too (flows.py)
         counts[kind] = counts.get(kind, 0) + 1
         if origin is not None:
             self._sent[xid] = (origin, msg)

@@ -12,11 +12,12 @@ wants and to what it reads back, so comparing them is exact.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from kumoflow import ofp
-from kumoflow.ofp.base import _BUILD
-from kumoflow.ofp.oxm import FIELDS_BY_NAME
+from kumoflow.ofp.base import _BUILD, OFP_VERSION as _OFP_VERSION
+from kumoflow.ofp.oxm import FIELDS_BY_NAME, unpack_match
 
 _CONTROLLER = int(ofp.OFPP.CONTROLLER)
 _OUTPUT = int(ofp.OFPAT.OUTPUT)
@@ -26,7 +27,9 @@ _ORDER = {int(t): i for i, t in enumerate((ofp.OFPIT.METER, ofp.OFPIT.APPLY_ACTI
                                            ofp.OFPIT.GOTO_TABLE, ofp.OFPIT.EXPERIMENTER))}
 _ACTION_LISTS = (int(ofp.OFPIT.APPLY_ACTIONS), int(ofp.OFPIT.WRITE_ACTIONS))
 _SELECT, _FF = int(ofp.OFPGT.SELECT), int(ofp.OFPGT.FF)
-_FLOW_MOD = _BUILD[ofp.FlowMod]
+_FLOW_MOD_HEAD = struct.Struct("!BBHIQQBBHHHIIIH2x").pack     # the header and ofp_flow_mod up to its match
+_FLOW_MOD_TYPE = int(ofp.OFPT.FLOW_MOD)
+_PLAIN = _BUILD[ofp.FlowMod]
 _ADD, _MODIFY_STRICT, _DELETE_STRICT = int(ofp.OFPFC.ADD), int(ofp.OFPFC.MODIFY_STRICT), int(ofp.OFPFC.DELETE_STRICT)
 _NO_BUFFER, _ANY_PORT, _ANY_GROUP = int(ofp.OFP_NO_BUFFER), int(ofp.OFPP.ANY), int(ofp.OFPG.ANY)
 
@@ -55,19 +58,6 @@ def _in_order(match: ofp.Match) -> bool:
         if len(_IN_ORDER) < 4096:
             _IN_ORDER[names] = in_order
     return in_order
-
-
-class _PackedMatch(ofp.Match):
-    """A match that keeps its bytes: a flow's FLOW_MODs to every switch reuse
-    what computing its key packed already."""
-    __slots__ = ("_packed",)
-
-    def __init__(self, match: ofp.Match, packed: bytes) -> None:
-        super().__init__(match)
-        self._packed = packed
-
-    def pack(self) -> bytes:
-        return self._packed
 
 
 def _actions(actions: list[ofp.Action]) -> bytes:
@@ -107,43 +97,77 @@ def _instructions_bytes(instructions: list[ofp.Instruction]) -> bytes:
     return b"".join(parts)
 
 
+#: the wire bytes of the instruction lists seen last, by identity (as _MEMO): every route
+#: through one next hop shares one list, packed once for all its FLOW_MODs
+_WIRE: dict[int, tuple[list, bytes]] = {}
+
+
+def _wire_instructions(instructions: list[ofp.Instruction]) -> bytes:
+    memo = _WIRE.get(id(instructions))
+    if memo is not None and memo[0] is instructions:
+        return memo[1]
+    value = b"".join([i.pack() for i in instructions])
+    if len(_WIRE) > 1024:
+        _WIRE.clear()
+    _WIRE[id(instructions)] = (instructions, value)
+    return value
+
+
 class Flow:
     """One flow entry as wanted or as read back. Its match and instructions
-    are not changed once it is made (its key and value are computed then)."""
+    are not changed once it is made (its key and value are computed then).
 
-    __slots__ = ("table", "priority", "match", "instructions", "cookie", "idle_timeout", "hard_timeout",
+    The key holds the match packed in canonical order, which is also a valid
+    wire form: the FLOW_MODs are built from it, and the `match` object itself
+    is only decoded when someone looks (`Flow.packed` makes a flow from those
+    bytes alone, for compilers that make a great many flows of one shape)."""
+
+    __slots__ = ("table", "priority", "_match", "instructions", "cookie", "idle_timeout", "hard_timeout",
                  "flags", "key", "value")
 
     def __init__(self, table: int, priority: int, match: ofp.Match, instructions: list[ofp.Instruction],
                  cookie: int = 0, idle_timeout: int = 0, hard_timeout: int = 0, flags: int = 0) -> None:
-        self.table, self.priority, self.match = table, priority, match
+        self.table, self.priority, self._match = table, priority, match
         self.instructions, self.cookie = instructions, cookie
         self.idle_timeout, self.hard_timeout, self.flags = idle_timeout, hard_timeout, flags
-        if type(match) is not _PackedMatch and _in_order(match):
-            match = self.match = _PackedMatch(match, match.pack())
-        self.key = ("flow", table, priority, match.pack() if type(match) is _PackedMatch else match_bytes(match))
+        self.key = ("flow", table, priority, match_bytes(match))
         self.value = (cookie, instructions_bytes(instructions), idle_timeout, hard_timeout, int(flags))
+
+    @classmethod
+    def packed(cls, table: int, priority: int, match: bytes, instructions: list[ofp.Instruction],
+               cookie: int = 0) -> "Flow":
+        """A flow from its match already packed in canonical order (fields by OXM code, as
+        `match_bytes` gives them): no Match object is made unless one is asked for."""
+        flow = _new_flow(cls)
+        flow.table, flow.priority, flow._match, flow.instructions, flow.cookie = table, priority, None, \
+            instructions, cookie
+        flow.idle_timeout = flow.hard_timeout = flow.flags = 0
+        flow.key = ("flow", table, priority, match)
+        flow.value = (cookie, instructions_bytes(instructions), 0, 0, 0)
+        return flow
+
+    @property
+    def match(self) -> ofp.Match:
+        if self._match is None:
+            self._match = unpack_match(self.key[3], 0, len(self.key[3]))[0]
+        return self._match
 
     @classmethod
     def from_stats(cls, s: ofp.FlowStats) -> "Flow":
         return cls(s.table_id, s.priority, s.match, s.instructions, s.cookie, s.idle_timeout, s.hard_timeout,
                    s.flags)
 
-    # FlowMod(cookie, cookie_mask, table, command, idle, hard, priority, buffer, out_port, out_group, flags,
-    # match, instructions, xid), built positionally: a keyword call of a 14-field dataclass costs more than
-    # packing it, and a long sync makes one per flow
     def add(self) -> ofp.FlowMod:
-        return _FLOW_MOD(self.cookie, 0, self.table, _ADD, self.idle_timeout, self.hard_timeout, self.priority,
-                         _NO_BUFFER, _ANY_PORT, _ANY_GROUP, self.flags, self.match, self.instructions, 0)
+        return _flow_mod(self, self.cookie, _ADD, self.idle_timeout, self.hard_timeout, self.flags,
+                         self.instructions, self.key[3] + _wire_instructions(self.instructions))
 
     def modify(self) -> ofp.FlowMod:
         """Change the instructions in place: counters and duration keep counting."""
-        return _FLOW_MOD(0, 0, self.table, _MODIFY_STRICT, 0, 0, self.priority, _NO_BUFFER, _ANY_PORT, _ANY_GROUP,
-                         0, self.match, self.instructions, 0)
+        return _flow_mod(self, 0, _MODIFY_STRICT, 0, 0, 0, self.instructions,
+                         self.key[3] + _wire_instructions(self.instructions))
 
     def delete(self) -> ofp.FlowMod:
-        return _FLOW_MOD(0, 0, self.table, _DELETE_STRICT, 0, 0, self.priority, _NO_BUFFER, _ANY_PORT, _ANY_GROUP,
-                         0, self.match, [], 0)
+        return _flow_mod(self, 0, _DELETE_STRICT, 0, 0, 0, [], self.key[3])
 
     def change(self, installed: "Flow") -> ofp.FlowMod:
         """What turns `installed` (same key) into this flow. A MODIFY cannot
@@ -155,6 +179,39 @@ class Flow:
     def __repr__(self) -> str:
         return (f"Flow(table={self.table}, priority={self.priority}, {self.match!r}, {self.instructions!r}, "
                 f"cookie={self.cookie:#x})")
+
+
+_new_flow = object.__new__
+
+
+class _FlowMod(ofp.FlowMod):
+    """A flow's FLOW_MOD, its match and instructions packed already (`tail`): packing it is
+    one struct call. Its `match` is the flow's, decoded only if someone looks."""
+    __slots__ = ("flow", "tail")
+
+    match = property(lambda self: self.flow.match)     # type: ignore[assignment]
+
+    def pack(self) -> bytes:
+        tail = self.tail
+        return _FLOW_MOD_HEAD(_OFP_VERSION, _FLOW_MOD_TYPE, 48 + len(tail), self.xid, self.cookie, 0, self.table_id,
+                              self.command, self.idle_timeout, self.hard_timeout, self.priority, _NO_BUFFER,
+                              _ANY_PORT, _ANY_GROUP, self.flags) + tail
+
+    def __str__(self) -> str:     # printed as the FLOW_MOD it is
+        return str(_PLAIN(self.cookie, 0, self.table_id, self.command, self.idle_timeout, self.hard_timeout,
+                          self.priority, self.buffer_id, self.out_port, self.out_group, self.flags, self.match,
+                          self.instructions, self.xid))
+
+
+def _flow_mod(flow: Flow, cookie: int, command: int, idle: int, hard: int, flags: int,
+              instructions: list[ofp.Instruction], tail: bytes) -> ofp.FlowMod:
+    # every field set by hand: FlowMod's __init__ would assign `match`, which here is the flow's
+    mod = _new_flow(_FlowMod)
+    mod.xid, mod.cookie, mod.cookie_mask, mod.table_id, mod.command = 0, cookie, 0, flow.table, command
+    mod.idle_timeout, mod.hard_timeout, mod.priority, mod.buffer_id = idle, hard, flow.priority, _NO_BUFFER
+    mod.out_port, mod.out_group, mod.flags, mod.instructions = _ANY_PORT, _ANY_GROUP, flags, instructions
+    mod.flow, mod.tail = flow, tail
+    return mod
 
 
 def _bucket(b: ofp.Bucket, gtype: int) -> bytes:
