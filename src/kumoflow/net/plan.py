@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kumoflow.net.overlay_plan import HypervisorPlan, TunnelPlan, UnderlayPlan, plan_overlay
 from kumoflow.net.topology import FrrConfig, IPAddress, IPInterface, Topology
 
 IFNAMSIZ = 16
@@ -114,6 +115,8 @@ class HostPlan:
     frr: FrrConfig | None = None
     #: the directory of the topology file: where ``run`` starts
     workdir: str = ""
+    #: eth0's MTU (0: the kernel's default); a VM's is its hypervisor's ``vm_mtu``
+    mtu: int = 0
 
     @property
     def ip(self) -> IPInterface | None:
@@ -164,9 +167,11 @@ class VethEnd:
 @dataclass(frozen=True)
 class LinkPlan:
     index: int
-    #: ``a`` always stays in the root namespace (a switch end)
+    #: ``a`` is a switch end: it stays in the root namespace, except a kernel hypervisor's (``a.netns``)
     a: VethEnd
     b: VethEnd
+    #: MTU of both ends (0: the kernel's default)
+    mtu: int = 0
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,10 @@ class SwitchPlan:
     ports: tuple[PortPlan, ...] = ()
     #: seconds between attempts to reach a controller, at most
     max_backoff: int = 1
+    #: a hypervisor's tunnel ports (kumoflow.net.overlay_plan)
+    tunnels: tuple[TunnelPlan, ...] = ()
+    #: ovs hypervisor: the egress_pkt_mark of its tunnel ports
+    tunnel_mark: int = 0
 
     def record(self) -> dict:
         return {
@@ -207,13 +216,17 @@ class Plan:
     hosts: tuple[HostPlan, ...] = ()
     switches: tuple[SwitchPlan, ...] = ()
     links: tuple[LinkPlan, ...] = field(default=())
+    underlay: UnderlayPlan | None = None
+    hypervisors: tuple[HypervisorPlan, ...] = ()
 
     @property
     def name(self) -> str:
         return self.topology.name
 
     def namespaces(self) -> list[str]:
-        return [h.netns for h in self.hosts]
+        """Hosts', kernel hypervisors' and the underlay's namespaces."""
+        extra = [h.netns for h in self.hypervisors if h.netns]
+        return [h.netns for h in self.hosts] + extra + ([self.underlay.netns] if self.underlay else [])
 
     def root_ifnames(self) -> list[str]:
         """Every interface name the plan creates in the root namespace
@@ -223,12 +236,16 @@ class Plan:
             names.append(link.a.ifname)
             names.append(link.b.ifname)
         names += [s.bridge for s in self.switches]
+        names += [h.nic for h in self.hypervisors] + [h.underlay_bridge for h in self.hypervisors if h.underlay_bridge]
         return names
 
 
 def make_plan(topology: Topology) -> Plan:
     names = Names(topology.name)
+    underlay, hypervisors = plan_overlay(topology, names)
+    by_hypervisor = {h.name: h for h in hypervisors}
     attach: dict[str, tuple[str, int]] = {}
+    mtu: dict[str, int] = {}
     links = []
     ports: dict[str, list[PortPlan]] = {s.name: [] for s in topology.switches}
     for index, link in enumerate(topology.links):
@@ -237,21 +254,28 @@ def make_plan(topology: Topology) -> Plan:
             if topology.is_host(end.node):
                 ends.append(VethEnd(end.node, names.host_end(end.node), None,
                                     names.netns(end.node), HOST_IFNAME))
-            else:
+            elif end.node in ports:
                 ifname = names.port(end.node, end.port)
                 ends.append(VethEnd(end.node, ifname, end.port))
                 ports[end.node].append(PortPlan(end.port, ifname))
+            else:  # a kernel hypervisor: the port goes into its namespace, under the same name
+                ifname = names.port(end.node, end.port)
+                netns = by_hypervisor[end.node].netns
+                ends.append(VethEnd(end.node, ifname, end.port, netns, ifname))
         a, b = ends
-        if a.netns is not None:  # keep the switch end first
+        if topology.is_host(a.node):  # keep the switch end first
             a, b = b, a
-        if b.netns is not None:
+        link_mtu = by_hypervisor[a.node].vm_mtu if a.node in by_hypervisor else 0
+        if topology.is_host(b.node):
             attach[b.node] = (a.node, a.port)
-        links.append(LinkPlan(index, a, b))
+            if link_mtu:
+                mtu[b.node] = link_mtu
+        links.append(LinkPlan(index, a, b, link_mtu))
     workdir = str(Path(topology.source).resolve().parent) if topology.source != "<string>" else ""
     hosts = tuple(
         HostPlan(h.name, names.netns(h.name), HOST_IFNAME, h.mac, h.addresses, h.gateways,
                  *attach.get(h.name, ("", 0)), topology=topology.name, slaac=h.slaac,
-                 loopback=h.loopback, run=h.run, frr=h.frr, workdir=workdir)
+                 loopback=h.loopback, run=h.run, frr=h.frr, workdir=workdir, mtu=mtu.get(h.name, 0))
         for h in topology.hosts
     )
     switches = tuple(
@@ -266,10 +290,12 @@ def make_plan(topology: Topology) -> Plan:
             controllers=topology.controllers_of(s),
             ports=tuple(sorted(ports[s.name], key=lambda p: p.number)),
             max_backoff=topology.max_backoff_of(s),
+            tunnels=by_hypervisor[s.name].tunnels if s.name in by_hypervisor else (),
+            tunnel_mark=by_hypervisor[s.name].mark if s.name in by_hypervisor else 0,
         )
         for s in topology.switches
     )
-    plan = Plan(topology, names, hosts, switches, tuple(links))
+    plan = Plan(topology, names, hosts, switches, tuple(links), underlay, hypervisors)
     seen: set[str] = set()
     for ifname in plan.root_ifnames():
         if ifname in seen:  # only a hash collision of two long names can do this

@@ -92,6 +92,7 @@ from pathlib import Path
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from kumoflow.net.errors import Issue, TopologyError
+from kumoflow.net.overlay import Hypervisor, Overlay, Underlay, read_hypervisors, read_overlays
 from kumoflow.net.switches import get_kind, kind_names
 from kumoflow.net.yamlnodes import Reader, field_index, field_key, line_of
 
@@ -226,6 +227,10 @@ class Topology:
     max_backoff: int = DEFAULT_MAX_BACKOFF
     offloads: bool = False
     source: str = "<string>"
+    #: hypervisors (kumoflow.net.overlay): the OpenFlow ones are in ``switches`` too
+    hypervisors: tuple[Hypervisor, ...] = ()
+    underlay: Underlay | None = None
+    overlays: tuple[Overlay, ...] = ()
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -367,11 +372,17 @@ class _Builder:
         self.r = reader
         #: node name -> (field, line) where first defined
         self.nodes: dict[str, tuple[str, int]] = {}
+        #: dpid -> who has it, across switches and hypervisors
+        self.dpids: dict[int, str] = {}
+        #: hypervisor name -> (its entry's keys, its field), for checks made once the underlay is read
+        self.hypervisor_keys: dict[str, tuple[dict[str, Node], str]] = {}
 
     def build(self, root: Node, default: str) -> Topology | None:
         r = self.r
         top = r.mapping(
-            root, "", optional=("name", "controller", "max_backoff", "offloads", "hosts", "switches", "links")
+            root, "",
+            optional=("name", "controller", "max_backoff", "offloads", "hosts", "switches",
+                      "underlay", "hypervisors", "overlays", "links")
         )
         if top is None:
             return None
@@ -394,18 +405,25 @@ class _Builder:
             offloads = bool(r.boolean(top["offloads"], "offloads"))
         # in file order, so a duplicate name is reported where it comes second
         hosts: list[Host] = []
-        switches: list[Switch] = []
-        for key in sorted(("hosts", "switches"), key=lambda k: line_of(top.get(k))):
+        entries: dict[str, list[tuple[Switch, Node | None]]] = {"switches": [], "hypervisors": []}
+        hypervisors: list[Hypervisor] = []
+        sections = ("hosts", "switches", "hypervisors")
+        for key in sorted(sections, key=lambda k: line_of(top.get(k))):
             if key == "hosts":
                 hosts = self.hosts(top.get("hosts"))
-            else:
-                switches = self.switches(top.get("switches"))
+            elif key == "switches":
+                entries["switches"] = self.switches(top.get("switches"))
+            elif "hypervisors" in top:
+                hypervisors, entries["hypervisors"] = read_hypervisors(self, top["hypervisors"])
+        switches = self.default_dpids(entries["switches"] + entries["hypervisors"])
         # what each kind cannot use, reported where the controller is written
         inheriting = [s for s in switches if s.controllers is None]
         for target, node, where in shared:
             for refusal, names in controller_refusals(inheriting, target).items():
                 r.error(node, where, f"{target}: {refusal} (used by {_switches_named(names)})")
-        links = self.links(top.get("links"), {h.name: h for h in hosts}, switches)
+        links = self.links(top.get("links"), {h.name: h for h in hosts},
+                           [s.name for s in switches] + [h.name for h in hypervisors if h.kind == "kernel"])
+        underlay, overlays = read_overlays(self, top, hypervisors, links, {h.name for h in hosts})
         return Topology(
             name=name,
             hosts=tuple(hosts),
@@ -414,6 +432,9 @@ class _Builder:
             controllers=controllers,
             max_backoff=max_backoff,
             offloads=offloads,
+            hypervisors=tuple(hypervisors),
+            underlay=underlay,
+            overlays=tuple(overlays),
         )
 
     # -- nodes ------------------------------------------------------------
@@ -752,66 +773,76 @@ class _Builder:
 
     # -- switches ---------------------------------------------------------
 
-    def switches(self, node: Node | None) -> list[Switch]:
+    #: the fields of a switch entry besides ``name`` and ``kind``
+    SWITCH_FIELDS = ("dpid", "fail_mode", "protocols", "controller", "max_backoff")
+
+    def switches(self, node: Node | None) -> list[tuple[Switch, Node | None]]:
+        """The ``switches:`` entries, each with its ``dpid`` node (None: default
+        dpid, given by :meth:`default_dpids` once hypervisors are read too)."""
         r = self.r
         items = r.sequence(node, "switches") if node is not None else []
-        found: list[tuple[Switch, Node | None, str]] = []
-        dpids: dict[int, str] = {}
+        found: list[tuple[Switch, Node | None]] = []
         for i, item in enumerate(items or ()):
             where = field_index("switches", i)
-            keys = r.mapping(
-                item,
-                where,
-                required=("name",),
-                optional=("kind", "dpid", "fail_mode", "protocols", "controller", "max_backoff"),
-            )
+            keys = r.mapping(item, where, required=("name",), optional=("kind", *self.SWITCH_FIELDS))
             if keys is None:
                 continue
             name = self.node_name(keys["name"], field_key(where, "name")) if "name" in keys else None
-            switch = Switch(name or "", line=line_of(item))
+            kind = "ovs"
             if "kind" in keys:
-                kind = r.string(keys["kind"], field_key(where, "kind"))
-                if kind is not None and kind not in kind_names():
+                text = r.string(keys["kind"], field_key(where, "kind"))
+                if text is not None and text not in kind_names():
                     r.error(keys["kind"], field_key(where, "kind"),
-                            f"unknown switch kind {kind!r} (known: {', '.join(kind_names())})")
-                elif kind is not None:
-                    switch = replace(switch, kind=kind)
-            if "fail_mode" in keys:
-                mode = r.string(keys["fail_mode"], field_key(where, "fail_mode"))
-                if mode is not None and mode not in FAIL_MODES:
-                    r.error(keys["fail_mode"], field_key(where, "fail_mode"),
-                            f"{mode!r} is not one of {', '.join(FAIL_MODES)}")
-                elif mode is not None:
-                    switch = replace(switch, fail_mode=mode)
-            if "protocols" in keys:
-                protocols = self.protocols(keys["protocols"], field_key(where, "protocols"), switch.kind)
-                switch = replace(switch, protocols=protocols)
-            if "controller" in keys:
-                items = self.controller_items(keys["controller"], field_key(where, "controller"))
-                for target, item, item_field in items:
-                    problem = get_kind(switch.kind).controller_problem(target)
-                    if problem:
-                        r.error(item, item_field, f"{target}: {problem}")
-                switch = replace(switch, controllers=tuple(target for target, _, _ in items))
-            if "max_backoff" in keys:
-                backoff = r.integer(keys["max_backoff"], field_key(where, "max_backoff"), 1, MAX_BACKOFF_LIMIT)
-                if backoff is not None:
-                    switch = replace(switch, max_backoff=backoff)
-            dpid_node = keys.get("dpid")
-            if dpid_node is not None:
-                dpid = self.dpid(dpid_node, field_key(where, "dpid"))
-                if dpid is not None:
-                    if dpid in dpids:
-                        r.error(dpid_node, field_key(where, "dpid"), f"dpid {dpid:#x} is already used by {dpids[dpid]}")
-                    else:
-                        dpids[dpid] = f"switch {name!r}"
-                        switch = replace(switch, dpid=dpid)
+                            f"unknown switch kind {text!r} (known: {', '.join(kind_names())})")
+                elif text is not None:
+                    kind = text
+            switch = self.switch_fields(Switch(name or "", kind=kind, line=line_of(item)), keys, where)
             if name:
-                found.append((switch, dpid_node, where))
-        # default dpids: the number in the name when free (first pass), else
-        # the lowest free number (second pass)
+                found.append((switch, keys.get("dpid")))
+        return found
+
+    def switch_fields(self, switch: Switch, keys: dict[str, Node], where: str) -> Switch:
+        """``switch`` with the switch fields of an entry (:data:`SWITCH_FIELDS`)
+        applied; a given ``dpid`` is checked for uniqueness here."""
+        r = self.r
+        if "fail_mode" in keys:
+            mode = r.string(keys["fail_mode"], field_key(where, "fail_mode"))
+            if mode is not None and mode not in FAIL_MODES:
+                r.error(keys["fail_mode"], field_key(where, "fail_mode"),
+                        f"{mode!r} is not one of {', '.join(FAIL_MODES)}")
+            elif mode is not None:
+                switch = replace(switch, fail_mode=mode)
+        if "protocols" in keys:
+            protocols = self.protocols(keys["protocols"], field_key(where, "protocols"), switch.kind)
+            switch = replace(switch, protocols=protocols)
+        if "controller" in keys:
+            items = self.controller_items(keys["controller"], field_key(where, "controller"))
+            for target, item, item_field in items:
+                problem = get_kind(switch.kind).controller_problem(target)
+                if problem:
+                    r.error(item, item_field, f"{target}: {problem}")
+            switch = replace(switch, controllers=tuple(target for target, _, _ in items))
+        if "max_backoff" in keys:
+            backoff = r.integer(keys["max_backoff"], field_key(where, "max_backoff"), 1, MAX_BACKOFF_LIMIT)
+            if backoff is not None:
+                switch = replace(switch, max_backoff=backoff)
+        dpid_node = keys.get("dpid")
+        if dpid_node is not None:
+            dpid = self.dpid(dpid_node, field_key(where, "dpid"))
+            if dpid is not None:
+                if dpid in self.dpids:
+                    r.error(dpid_node, field_key(where, "dpid"), f"dpid {dpid:#x} is already used by {self.dpids[dpid]}")
+                else:
+                    self.dpids[dpid] = f"switch {switch.name!r}"
+                    switch = replace(switch, dpid=dpid)
+        return switch
+
+    def default_dpids(self, found: list[tuple[Switch, Node | None]]) -> list[Switch]:
+        """Default dpids for the entries without one: the number in the name
+        when free (first pass), else the lowest free number (second pass)."""
+        dpids = self.dpids
         chosen: dict[int, int] = {}
-        for i, (switch, dpid_node, _where) in enumerate(found):
+        for i, (switch, dpid_node) in enumerate(found):
             if dpid_node is None:
                 digits = re.findall(r"\d+", switch.name)
                 dpid = int(digits[-1]) if digits else 0
@@ -819,7 +850,7 @@ class _Builder:
                     dpids[dpid] = f"switch {switch.name!r}"
                     chosen[i] = dpid
         result = []
-        for i, (switch, dpid_node, _where) in enumerate(found):
+        for i, (switch, dpid_node) in enumerate(found):
             if dpid_node is None:
                 dpid = chosen.get(i, 0)
                 if not dpid:
@@ -900,10 +931,10 @@ class _Builder:
 
     # -- links ------------------------------------------------------------
 
-    def links(self, node: Node | None, hosts: dict[str, Host], switches: list[Switch]) -> list[Link]:
+    def links(self, node: Node | None, hosts: dict[str, Host], switch_names: list[str]) -> list[Link]:
+        """``links:``; ``switch_names``: the nodes with numbered ports (switches and hypervisors)."""
         r = self.r
         items = r.sequence(node, "links") if node is not None else []
-        switch_names = {s.name for s in switches}
         #: (switch, port) -> field of the link using it
         used: dict[tuple[str, int], str] = {}
         host_link: dict[str, str] = {}
