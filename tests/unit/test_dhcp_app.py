@@ -279,6 +279,12 @@ def test_a_parsed_packet_is_accepted_too():
                                                                                       NETWORK, SERVER_MAC)
 
 
+def test_a_parsed_packet_without_its_ethernet_header_gets_nothing():
+    inner = parse(request(d.DISCOVER)).after(Ethernet)
+    assert app.client_message(inner) is not None
+    assert app.answer(inner, PORT, SUBNETS, NETWORK, SERVER_MAC) is None
+
+
 def test_client_message_and_lease_for():
     msg = app.client_message(request(d.DECLINE, options={d.OPT_REQUESTED_IP: "10.0.0.5"}))
     assert msg.message_type == d.DECLINE and msg.options[d.OPT_REQUESTED_IP] == "10.0.0.5"

@@ -31,6 +31,12 @@ one; to broadcast when the client set the broadcast flag; else to the
 offered address at the client's MAC. Options the client did not ask for
 (option 55) are left out, last first, when a reply would exceed the size the
 client accepts (option 57, at least 576 bytes).
+
+What the app around it must do: send the port's UDP to port 67 to the
+controller whatever its destination addresses (a renewing client unicasts
+to the server identifier, at the MAC its ARP for that address got), and
+answer ARP for a configured ``server_ip`` with the server MAC (else a
+renewal fails and the client rebinds by broadcast at 7/8 of the lease).
 """
 
 from __future__ import annotations
@@ -149,9 +155,9 @@ def answer(packet: bytes | Packet, port: Mapping | None, subnets: Mapping[str, M
     msg = client_message(pkt) if pkt is not None else None
     if msg is None or port is None:
         return None
-    mac = str(port.get("mac_address", "")).lower()
+    mac, eth = str(port.get("mac_address", "")).lower(), pkt.get(Ethernet)
     if (msg.op != d.BOOTREQUEST or msg.htype != d.HTYPE_ETHERNET or msg.chaddr != mac
-            or pkt[Ethernet].src != mac or msg.giaddr != ANY):
+            or eth is None or eth.src != mac or msg.giaddr != ANY):
         return None
     lease = lease_for(port, subnets, network, server_ip, domain)
     if lease is None or lease.server_id is None:
