@@ -80,6 +80,7 @@ from kumoflow.apps import gateway
 from kumoflow.apps.routing import ROUTER_PORTS, Interface, IPAddress, IPNetwork, Router, build
 from kumoflow.apps.snat import ICMP as P_ICMP, TCP as P_TCP, UDP as P_UDP, Key, SnatTable
 from kumoflow.controller import App, Flow, pipeline
+from kumoflow.controller.flows import match_bytes
 from kumoflow.packet import (
     ARP, ICMP, TCP, UDP, Ethernet, ICMPv6Echo, IPv4, IPv6, NDNeighborAdvert, NDNeighborSolicit, NDOptSourceLinkAddr,
     NDOptTargetLinkAddr, NDRouterSolicit, PacketError, parse,
@@ -351,8 +352,8 @@ class RouterApp(App):
             instructions = self._via(router, nexthop)
             if instructions is None:
                 return None
-        return Flow(self.table("route"), ROUTE_BASE + prefix.prefixlen, _match(router.vrf, prefix), instructions,
-                    cookie)
+        return Flow.packed(self.table("route"), ROUTE_BASE + prefix.prefixlen,
+                           _route_match(router.vrf, *_prefix_key(prefix)), instructions, cookie)
 
     def _via(self, router: Router, nexthop: IPAddress) -> list | None:
         """The instructions of every route through one next hop: one list,
@@ -884,3 +885,30 @@ def _match(vrf: int, destination: IPAddress | IPNetwork, host: bool = False) -> 
     value = address if length == 128 else (address, mask)
     return (ofp.Match(metadata=metadata, eth_type=IPV6_TYPE, ipv6_dst=value) if length
             else ofp.Match(metadata=metadata, eth_type=IPV6_TYPE))
+
+
+#: (vrf, version, length) -> the bytes of a route's match before and after its address
+_ROUTE_MATCH: dict[tuple[int, int, int], tuple[bytes, bytes]] = {}
+
+
+def _route_match(vrf: int, version: int, address: int, length: int) -> bytes:
+    """A route's match packed (canonical order): only the address differs between the
+    routes of one prefix length, so the rest is packed once and the address spliced in."""
+    parts = _ROUTE_MATCH.get((vrf, version, length))
+    if parts is None:
+        if len(_ROUTE_MATCH) > 4096:
+            _ROUTE_MATCH.clear()
+        parts = _ROUTE_MATCH[(vrf, version, length)] = _route_match_parts(vrf, version, length)
+    head, tail = parts
+    return head + address.to_bytes(4 if version == 4 else 16, "big") + tail if length else head
+
+
+def _route_match_parts(vrf: int, version: int, length: int) -> tuple[bytes, bytes]:
+    network = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
+    packed = match_bytes(_match(vrf, network((0, length))))
+    if not length:
+        return packed, b""
+    size = 4 if version == 4 else 16
+    end = int.from_bytes(packed[2:4], "big")       # the match's length: its last field is the address
+    start = end - (2 * size if length < size * 8 else size)
+    return packed[:start], packed[start + size:]

@@ -10,7 +10,7 @@ import os
 import signal
 from pathlib import Path
 
-from kumoflow.eventloop import run as run_loop
+from kumoflow.eventloop import quiet_gc, run as run_loop
 
 DEFAULT_STORE = "sqlite:/var/lib/kumoflow/kumoflow.db"
 
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         logging.error("%s", exc)
         return 2
+    quiet_gc()
     return run_loop(_serve(controller, args.listen or ["tcp:0.0.0.0:6653"], args.status_file, args.store))
 
 
