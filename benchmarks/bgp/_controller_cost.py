@@ -138,7 +138,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--profile", action="store_true", help="cProfile one more announce + withdraw")
     ap.add_argument("--no-gc", action="store_true", help="the garbage collector off (how much it costs)")
-    ap.add_argument("--gc-threshold", type=int, default=0, help="freeze, then this generation-0 threshold")
+    ap.add_argument("--gc-threshold", default="", help="freeze, then these thresholds (T0[,T1[,T2]])")
     ap.add_argument("--sort", default="tottime", help="the profile's order (tottime, cumulative)")
     ap.add_argument("--top", type=int, default=18, help="the profile's length")
     args = ap.parse_args()
@@ -174,7 +174,8 @@ def main() -> None:
     elif args.gc_threshold:
         gc.collect()
         gc.freeze()
-        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
+        given = [int(t) for t in args.gc_threshold.split(",")]
+        gc.set_threshold(*given, *gc.get_threshold()[len(given):])
     times: dict[str, list[float]] = {"announce": [], "withdraw": []}
     for _ in range(args.repeat):
         gc.collect()

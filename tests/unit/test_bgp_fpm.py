@@ -227,3 +227,14 @@ def test_a_withdrawal_gets_the_prefix_object_of_its_announcement():
            + frame(encode_route(Route(DELETE, N("10.1.0.0/16")))))
     add, delete = d.routes()
     assert add.prefix is delete.prefix and add.nexthops[0].gateway == A("10.0.0.1")
+
+
+def test_decoded_prefixes_and_gateways_are_ipaddress_objects_that_hash_alike():
+    """The fast path keeps each object's hash; they stand for the plain ones in any dict."""
+    routes = decode_all(frame(encode_route(Route(ADD, N("10.1.0.0/16"), (Nexthop(A("10.0.0.1"), 1),))))
+                        + frame(encode_route(Route(ADD, N("2001:db8::/32"), (Nexthop(A("fe80::1"), 3),)))))
+    for route, prefix, gateway in zip(routes, (N("10.1.0.0/16"), N("2001:db8::/32")), (A("10.0.0.1"), A("fe80::1"))):
+        got = route.nexthops[0].gateway
+        assert isinstance(route.prefix, type(prefix)) and isinstance(got, type(gateway))
+        assert route.prefix == prefix and hash(route.prefix) == hash(prefix) and {prefix: 1}[route.prefix] == 1
+        assert got == gateway and hash(got) == hash(gateway) and got in route.prefix.supernet(new_prefix=0)

@@ -340,8 +340,10 @@ class RouterApp(App):
                                    ofp.GotoTable(self._after(router, ip))], cookie))
         return flows + self._compile_nat(router, cookie)
 
-    def _route_flow(self, router: Router, prefix: IPNetwork, nexthop: IPAddress | None, cookie: int) -> Flow | None:
-        """The route table's flow for a prefix: to the neighbour table (connected) or a next hop."""
+    def _route_flow(self, router: Router, prefix: IPNetwork, nexthop: IPAddress | None, cookie: int,
+                    key: tuple[int, int, int] | None = None) -> Flow | None:
+        """The route table's flow for a prefix (`key`: its _prefix_key, when known): to the
+        neighbour table (connected) or a next hop."""
         if nexthop is None:
             egress = router.interface_for(prefix.network_address)
             if egress is None:
@@ -353,7 +355,7 @@ class RouterApp(App):
             if instructions is None:
                 return None
         return Flow.packed(self.table("route"), ROUTE_BASE + prefix.prefixlen,
-                           _route_match(router.vrf, *_prefix_key(prefix)), instructions, cookie)
+                           _route_match(router.vrf, *(key or _prefix_key(prefix))), instructions, cookie)
 
     def _via(self, router: Router, nexthop: IPAddress) -> list | None:
         """The instructions of every route through one next hop: one list,
@@ -384,7 +386,7 @@ class RouterApp(App):
         if cached is not None and cached[0] is router and cached[1] == nexthop:
             return cached[2]
         flow = None if prefix in router.routes else \
-            self._route_flow(router, prefix, nexthop, self.cookie(KIND_LEARNED << 48 | router.vrf))
+            self._route_flow(router, prefix, nexthop, self.cookie(KIND_LEARNED << 48 | router.vrf), key)
         flows = [flow] if flow is not None else []     # a connected, extra or default route of the prefix wins
         self._learned_flows[(router_id, key)] = (router, nexthop, flows)
         return flows

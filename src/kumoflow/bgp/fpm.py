@@ -61,8 +61,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 __all__ = ["FpmError", "Nexthop", "Route", "FpmDecoder", "parse_netlink", "encode_route", "frame",
            "ADD", "DELETE", "RTPROT"]
@@ -101,12 +100,44 @@ RTPROT_BGP = 186
 _FAMILIES = {socket.AF_INET: (4, 32, 4), socket.AF_INET6: (6, 128, 16)}   # family -> (version, bits, bytes)
 
 
+class _Hashed:
+    """An address or network whose hash is computed once: a route's prefix and next hop are
+    looked up in half a dozen dicts on their way to a flow, and ipaddress hashes in Python."""
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+class IPv4Prefix(_Hashed, ipaddress.IPv4Network):
+    pass
+
+
+class IPv6Prefix(_Hashed, ipaddress.IPv6Network):
+    pass
+
+
+class IPv4Gateway(_Hashed, ipaddress.IPv4Address):
+    __slots__ = ("_hash",)
+
+
+class IPv6Gateway(_Hashed, ipaddress.IPv6Address):
+    __slots__ = ("_hash",)
+
+
+def _hashed(cls: type, value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network | ipaddress.IPv4Address \
+        | ipaddress.IPv6Address:
+    """`cls(value)` with its hash (the same as the plain ipaddress object's) kept."""
+    obj = cls(value)
+    obj._hash = super(_Hashed, obj).__hash__()
+    return obj
+
+
 class FpmError(ValueError):
     """A frame of the FPM stream that cannot be read: what was wrong, and where."""
 
 
-@dataclass(frozen=True, slots=True)
-class Nexthop:
+class Nexthop(NamedTuple):
     """One way to the prefix: a gateway (None for a directly connected or blackhole route),
     an interface index (0 when zebra gave none), a weight (1 unless multipath says more)."""
 
@@ -115,10 +146,9 @@ class Nexthop:
     weight: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
+class Route(NamedTuple):
     """A route zebra selected (``action`` "add": this prefix now goes by these next hops) or
-    withdrew (``action`` "delete")."""
+    withdrew (``action`` "delete"). (A named tuple: a hundred thousand are made in seconds.)"""
 
     action: str                       # ADD or DELETE
     prefix: ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -388,9 +418,9 @@ class FpmDecoder:
             return None
         family, dst_len, _s, _t, table, protocol, _sc, rtype = _RT_HEAD.unpack_from(buf, pos + 16)
         if family == socket.AF_INET:
-            size, network = 4, ipaddress.IPv4Network
+            size, network = 4, IPv4Prefix
         elif family == socket.AF_INET6:
-            size, network = 16, ipaddress.IPv6Network
+            size, network = 16, IPv6Prefix
         else:
             return None
         dst = gateway = metric = None
@@ -429,7 +459,7 @@ class FpmDecoder:
         prefix = self._prefixes.get(pkey)
         if prefix is None:
             try:
-                prefix = network((dst or 0, dst_len))
+                prefix = _hashed(network, (dst or 0, dst_len))
             except ValueError:
                 return None
             if len(self._prefixes) >= PREFIX_CACHE:
@@ -443,8 +473,7 @@ class FpmDecoder:
             if hops is None:
                 if len(self._hops) > 4096:
                     self._hops.clear()
-                address = None if gateway is None else (ipaddress.IPv4Address(gateway) if size == 4
-                                                        else ipaddress.IPv6Address(gateway))
+                address = None if gateway is None else _hashed(IPv4Gateway if size == 4 else IPv6Gateway, gateway)
                 hops = self._hops[key] = (Nexthop(address, oif, 1),)
         return Route(ADD if kind == RTM_NEWROUTE else DELETE, prefix, hops, table, protocol, metric, rtype)
 
