@@ -1206,6 +1206,206 @@ def test_an_l3_hop_on_tagged_and_untagged_frames_of_one_megaflow():
     assert pair.sub.dp.fastpath.stats()["emc_hits"] == 11          # all but the first of each fast key
 
 
+# --- routers: L3 hops compiled, and megaflows as wide as the routes ----------------------------------
+
+ROUTER_MAC, HOST_B = "02:77:00:00:00:01", "02:77:00:00:00:0b"
+#: the router's own addresses (to the controller, above every route) and its routes (prefix, length)
+OWN = ["10.1.1.1", "10.1.2.1", "2001:db8:1::1"]
+ROUTES = [("20.0.0.0", 8), ("21.0.0.0", 8), ("21.5.0.0", 16), ("10.1.2.0", 24), ("2001:db8:2::", 48),
+          ("2001:db8::", 32)]
+#: destinations: in the routes, beside them, the router's own
+DESTS = ["20.0.0.1", "20.77.3.4", "21.0.0.9", "21.5.3.3", "21.6.0.1", "10.1.2.10", "10.1.1.1", "10.1.2.1",
+         "22.0.0.1", "2001:db8:2::10", "2001:db8:5::1", "2001:db8:1::1", "2001:db9::1"]
+
+
+def route_mod(prefix: str, length: int, command=OFPFC.ADD) -> ofp.FlowMod:
+    """A route in table 2 as the router app makes one: longest prefix by priority, TTL
+    decremented, source MAC the router's, the next hop into metadata, then table 3."""
+    net = ipaddress.ip_network(f"{prefix}/{length}")
+    field, et = ("ipv4_dst", 0x0800) if net.version == 4 else ("ipv6_dst", 0x86DD)
+    return ofp.FlowMod(table_id=2, command=command, priority=100 + length, match=ofp.Match(
+        {"metadata": 1, "eth_type": et, field: (str(net.network_address), str(net.netmask))}), instructions=[
+        ofp.ApplyActions([ofp.DecNwTtl(), ofp.SetField("eth_src", ROUTER_MAC)]),
+        ofp.WriteMetadata(0x100, 0xF00), ofp.GotoTable(3)])
+
+
+def router_tables(routes=ROUTES) -> list:
+    """classify (0) -> router (1: the router's MAC, its VRF into metadata) -> route (2) -> next hop (3)."""
+    mods = [ofp.SetConfig(miss_send_len=128),
+            ofp.FlowMod(table_id=0, match=ofp.Match(in_port=1), instructions=[ofp.GotoTable(1)])]
+    for et in (0x0800, 0x86DD):
+        mods.append(ofp.FlowMod(table_id=1, priority=10, match=ofp.Match(eth_dst=ROUTER_MAC, eth_type=et),
+                                instructions=[ofp.WriteMetadata(1, 0xFF), ofp.GotoTable(2)]))
+    for addr in OWN:
+        field, et = ("ipv4_dst", 0x0800) if ":" not in addr else ("ipv6_dst", 0x86DD)
+        mods.append(ofp.FlowMod(table_id=2, priority=1000, match=ofp.Match({"metadata": 1, "eth_type": et,
+                                                                             field: addr}),
+                                instructions=[ofp.ApplyActions([ofp.Output(OFPP.CONTROLLER)])]))
+    mods.append(ofp.FlowMod(table_id=2, priority=1, match=ofp.Match(metadata=1),
+                            instructions=[ofp.ApplyActions([ofp.Output(OFPP.CONTROLLER)])]))
+    mods += [route_mod(prefix, length) for prefix, length in routes]
+    mods.append(ofp.FlowMod(table_id=3, priority=10, match=ofp.Match(metadata=(0x101, 0xFFF)), instructions=[
+        ofp.ApplyActions([ofp.SetField("eth_dst", HOST_B), ofp.Output(2)])]))
+    return mods
+
+
+@st.composite
+def routed_frames(draw) -> bytes:
+    """Frames to the router's MAC, to any destination: untagged or tagged, IPv4 with or
+    without options, fragments (first, later), IPv6, a broken IPv4 header; any TTL or hop
+    limit (0 and 1 included), right or wrong IPv4 checksums."""
+    dst = draw(st.sampled_from(DESTS))
+    kind = draw(st.sampled_from(["udp", "udp", "tcp", "icmp", "vlan", "options", "frag", "frag_later", "broken"]))
+    ttl = draw(st.sampled_from([0, 1, 2, 3, 64, 255]))
+    l2 = Ether(src=MAC1, dst=ROUTER_MAC)
+    payload = b"r" * draw(st.integers(0, 20))
+    sport = draw(st.sampled_from([1000, 1001]))
+    if ":" in dst:
+        return raw(l2 / IPv6(src="2001:db8:1::10", dst=dst, hlim=ttl) / UDP(sport=sport) / payload)
+    ip = dict(src="10.1.1.10", dst=dst, ttl=ttl, id=draw(u16), tos=draw(st.sampled_from([0, 0xb8])))
+    if kind == "vlan":
+        frame = raw(l2 / Dot1Q(vlan=7) / IP(**ip) / UDP(sport=sport) / payload)
+    elif kind == "options":
+        frame = raw(l2 / IP(options=b"\x01\x01\x01\x00", **ip) / UDP(sport=sport) / payload)
+    elif kind == "frag":
+        frame = raw(l2 / IP(flags="MF", **ip) / UDP(sport=sport) / payload)
+    elif kind == "frag_later":
+        frame = raw(l2 / IP(frag=draw(st.integers(1, 100)), **ip) / payload)
+    elif kind == "broken":                              # eth_type IPv4, header too short to be one
+        return raw(l2 / IP(**ip))[:14 + draw(st.integers(0, 19))]
+    else:
+        l4 = UDP(sport=sport) if kind == "udp" else TCP(sport=sport) if kind == "tcp" else ICMP()
+        frame = raw(l2 / IP(**ip) / l4 / payload)
+    if draw(st.integers(0, 3)) == 0:                    # any checksum, right or not
+        b = bytearray(frame)
+        at = 24 if kind != "vlan" else 28
+        b[at:at + 2] = draw(st.sampled_from([0, 0xFFFF, 0xFEFF, 0x0100, draw(u16)])).to_bytes(2, "big")
+        frame = bytes(b)
+    return frame
+
+
+@settings(SETTINGS, max_examples=EXAMPLES)
+@given(st.lists(routed_frames(), min_size=1, max_size=10),
+       st.lists(st.tuples(st.sampled_from(["one", "batch", "change"]), st.lists(st.integers(0, 9), max_size=12),
+                          st.sampled_from(ROUTES + [("21.5.3.0", 24), ("20.128.0.0", 9), ("2001:db8:2:1::", 64)]),
+                          st.booleans()), min_size=1, max_size=8))
+def test_routed_frames_decide_as_the_reference_pipeline(pool, steps):
+    """A router's tables (own addresses above the routes, routes by priority, a next-hop
+    table): every frame, one by one and in batches, leaves as the reference pipeline
+    sends it (bytes, checksums, invalid-TTL packet-ins), with routes added and removed
+    between frames (megaflows as wide as the routes: prefix tracking)."""
+    pair = Pair()
+    for m in router_tables():
+        pair.handle(m)
+    for how, picks, (prefix, length), add in steps:
+        frames = [pool[i % len(pool)] for i in picks]
+        if how == "change":
+            pair.handle(route_mod(prefix, length, OFPFC.ADD if add else OFPFC.DELETE_STRICT))
+        elif how == "batch":
+            pair.receive_batch(1, frames)
+        for f in frames if how != "batch" else ():
+            pair.receive(1, f)
+    pair.check_counters()
+
+
+def ipv4_checksum(header: bytes) -> int:
+    """The IPv4 header checksum computed from scratch (RFC 791), the checksum field taken as zero."""
+    h = header[:10] + b"\0\0" + header[12:]
+    s = sum(int.from_bytes(h[i:i + 2], "big") for i in range(0, len(h), 2))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_routed_frame_leaves_with_the_checksum_computed_from_scratch(batched):
+    """Every TTL from 2 to 255 and header contents whose checksums sit at the edges
+    (0x0000, 0xFFFF, carries), through the compiled hop on the exact-match path, the
+    megaflow path (IP options: no fast key) and in batches: the IPv4 checksum of
+    every frame out is the one computed from scratch; TTL 0 and 1 go to the controller."""
+    rig = Rig()
+    for m in router_tables():
+        rig.handle(m)
+    frames = []
+    for ttl in range(0, 256):
+        for ip_id in (0, 0x00FF, 0xFF00, 0xFFFF, 0x1234 + ttl):
+            for options in ({}, {"options": b"\x01\x01\x01\x00"}):
+                frames.append(raw(Ether(src=MAC1, dst=ROUTER_MAC) / IP(src="10.1.1.10", dst="20.0.0.1", ttl=ttl,
+                                                                         id=ip_id, **options)
+                                  / UDP(sport=1000) / (b"x" * 18)))
+    for rnd in range(2):
+        send(rig, frames, batched)
+        out = rig.out(2)
+        assert len(out) == len(frames) - 2 * 10
+        for f in out:
+            pkt = fk.Packet(f, 2)
+            header = f[pkt.l3:pkt.l4]
+            assert f[0:12] == bytes.fromhex(HOST_B.replace(":", "") + ROUTER_MAC.replace(":", ""))
+            assert int.from_bytes(header[10:12], "big") == ipv4_checksum(header), f.hex()
+        assert {p.reason for p in rig.take_events(ofp.PacketIn)} == {ofp.OFPR.INVALID_TTL}
+    s = fp(rig).stats()
+    assert s["megaflow_hits"] > 0 and s["emc_hits"] > 0
+
+
+def test_routed_frames_take_the_compiled_hop_on_every_path():
+    """An IPv6 hop limit and IPv4 with options (megaflow hits: no fast key), tagged and
+    untagged IPv4 (exact-match hits): each through the compiled hop (no replay on a
+    parsed packet), and in batches the exact-match hits as one lot."""
+    rig = Rig()
+    for m in router_tables():
+        rig.handle(m)
+    v6 = [raw(Ether(src=MAC1, dst=ROUTER_MAC) / IPv6(src="2001:db8:1::10", dst=f"2001:db8:2::{i:x}", hlim=9)
+              / UDP()) for i in range(1, 6)]
+    opts = [raw(Ether(src=MAC1, dst=ROUTER_MAC) / IP(dst=f"20.0.0.{i}", ttl=9, options=b"\x01\x01\x01\x00")
+                / UDP()) for i in range(1, 6)]
+    for f in v6 + opts:
+        rig.send(1, f)
+    assert len(rig.out(2)) == 10
+    replays = []
+    fastpath = fp(rig)
+    fastpath._replay = lambda *a: replays.append(a)          # any replay on a Packet is counted, not run
+    for f in v6 + opts:
+        rig.send(1, f)
+    out = rig.out(2)
+    assert replays == [] and len(out) == 10
+    assert [IPv6(f[14:]).hlim for f in out[:5]] == [8] * 5 and [IP(f[14:]).ttl for f in out[5:]] == [8] * 5
+    v4 = [udp(dst=ROUTER_MAC, ip_dst=f"20.0.{i}.1", ttl=9, vlan=7 if i % 2 else None) for i in range(6)]
+    for f in v4:
+        rig.send(1, f)
+    rig.outputs()
+    before = fastpath.stats()
+    for f in v4:
+        rig.send(1, f)
+    rig.dp.receive_batch(1, v4)
+    assert replays == [] and fastpath.stats()["emc_hits"] - before["emc_hits"] == 12
+    assert [IP(f[18 if f[12] == 0x81 else 14:]).ttl for f in rig.out(2)] == [8] * 12
+
+
+def test_a_route_s_destinations_share_one_megaflow_as_routes_come_and_go():
+    """Ten /8 routes and the router's own /32s: 1,000 destinations make about one megaflow
+    per route, not one per destination (prefix tracking); a longer route added inside one
+    of them takes its destinations at once, and gives them back when removed."""
+    routes = [(f"{i}.0.0.0", 8) for i in range(20, 30)]
+    pair = Pair()
+    for m in router_tables(routes):
+        pair.handle(m)
+    dests = [f"{20 + i % 10}.{i % 7}.{i // 7 % 256}.1" for i in range(1000)]
+    frames = [udp(dst=ROUTER_MAC, ip_src="10.1.1.10", ip_dst=d, ttl=64) for d in dests]
+    for f in frames:
+        pair.receive(1, f)
+    assert len(pair.sub.dp.fastpath.megaflows()) <= len(routes)
+    inner = route_mod("20.3.0.0", 16)
+    pair.handle(inner)
+    for f in frames:
+        pair.receive(1, f)
+    # 20/8's destinations now also depend on the 16 bits that rule 20.3/16 in or out: one
+    # megaflow per second octet there (7), as many as before elsewhere
+    assert len(pair.sub.dp.fastpath.megaflows()) <= len(routes) - 1 + 7
+    pair.handle(dataclasses.replace(inner, command=OFPFC.DELETE_STRICT))
+    pair.receive_batch(1, frames)
+    pair.check_counters()
+
+
 # --- selective invalidation: flow changes remove exactly what they can affect ------------------------
 
 N_FLOWS = 100

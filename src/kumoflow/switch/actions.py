@@ -250,6 +250,14 @@ def _csum_adjust(d: bytearray, at: int, old: bytes, new: bytes, udp: bool) -> No
     d[at + 1] = hc & 0xFF
 
 
+def ttl_down_checksum(hc: int) -> int:
+    """The IPv4 header checksum `hc` after the TTL went down by one: the word
+    (TTL, protocol) lost 0x100, and _csum_adjust's RFC 1624 update gives
+    this (for compiled L3 hops, which rewrite frames without a Packet)."""
+    s = (0xFFFF - hc - 0x100) % 0xFFFF
+    return 0xFFFF - s if s else 0
+
+
 def _modify(pkt: fk.Packet, off: int, new: bytes, csums: tuple = ()) -> bool:
     """Write `new` at `off`, updating each checksum in `csums`: tuples
     (checksum offset, region start or None for a pseudo-header field, is_udp)."""

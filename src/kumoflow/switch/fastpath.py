@@ -37,15 +37,15 @@ two caches are keyed on exactly those bits:
   flowkey.fast_key: a few fields unpacked straight from the bytes of an
   Ethernet/IPv4/TCP, UDP or ICMP frame, untagged or with one 802.1Q tag,
   which decide the whole flow key. (The TTL is not part of it: dec_ttl
-  is replayed, see above.) No parsing on a hit: a decision that only
-  counts, meters and outputs is replayed on the frame's bytes as they
-  are; on an untagged frame, one that also rewrites the Ethernet
-  addresses or decrements the TTL (an L3 hop) on a copy at the fixed
-  offsets of such a frame; any other gets a Packet built from the
-  remembered flow key (flowkey.fast_packet). Other frames go straight to
-  the megaflows. A read batch (`receive_batch`) looks up untagged TCP and
-  UDP frames of 54 bytes or more with no checks at all (flowkey.EMC_KEY)
-  and replays the hits of each decision as a lot.
+  is replayed, see above.) No parsing on a hit: a decision with a
+  compiled form (below) is replayed on the frame's bytes; any other gets
+  a Packet built from the remembered flow key (flowkey.fast_packet).
+  Other frames go straight to the megaflows. A read batch
+  (`receive_batch`) looks up untagged TCP and UDP frames of 54 bytes or
+  more with no checks at all (flowkey.EMC_KEY) and replays the hits of
+  each decision with a compiled form as a lot: the frames rewritten one
+  by one if it rewrites, then counted once and handed to the output
+  port together.
 
 - the megaflow cache, keyed by the flow key under the union of the masks
   of every classifier subtable the lookups examined, in every table the
@@ -65,6 +65,27 @@ decision uncacheable if anything examines it later. Also uncacheable:
 OFPP_NORMAL (it learns MACs), and a packet whose path was cut short (a
 meter drop or an invalid TTL): the next packet of the flow is recorded
 instead.
+
+Compiled forms. Most decisions need no parsed packet to be replayed,
+and are compiled at install for `_simple` (one frame) and
+`_simple_batch` (a lot): counters, meters without DSCP remarking and
+outputs to ports, IN_PORT, FLOOD or ALL (`Decision.fast`, for any
+frame); and those of an L3 hop, whose header changes are Ethernet
+addresses set and TTL / hop limit decremented, all before the first
+output (`Decision.rewrite`, with the changes in `Decision.hop`). A hop
+is done on a copy of the frame (`_hopped`) once per frame, whatever
+tables it came from: both addresses written, the TTL lowered by the
+number of decrements and the IPv4 header checksum updated as
+dec_nw_ttl updates it (RFC 1624), or the IPv6 hop limit lowered. Where
+the TTL is depends on the frame (the megaflow of a route holds neither
+VLAN tags nor IP options nor whether IPv4 or IPv6 is well formed): an
+exact-match hit reads it at the fixed offset of a fast-key frame, a
+megaflow hit from the Packet it parsed for the lookup; a frame that is
+neither IPv4 nor IPv6 keeps its TTL, as dec_nw_ttl leaves it. A frame
+whose TTL would run out (not above the number of decrements) takes
+`ops`, which stop where the pipeline stops and report it. Anything
+else (set-field of other fields, groups, packet-ins, queues, header
+pushes) is replayed from `ops` on a Packet.
 
 Invalidation: `Datapath.generation` moves on every change that can alter
 a decision. Group, meter, port, table and switch config changes (and
@@ -153,10 +174,10 @@ __all__ = ["FastPath", "Decision"]
 P = fk.PRESENT
 HIT, MISS, METER, OUT, SETF, HDR, META, GROUP = range(8)
 OP_NAMES = ("HIT", "MISS", "METER", "OUT", "SETF", "HDR", "META", "GROUP")
-# Operations as `_simple` runs them (compiled at install): outputs, and the
-# header changes it can make on the bytes of a fast-key frame (fixed offsets).
-SEND, SEND_IN_PORT, FLOOD, SET_BYTES, DEC_TTL4 = 8, 9, 10, 11, 12
-_SET_AT = {fk.ETH_DST: 0, fk.ETH_SRC: 6}
+# Operations as `_simple` runs them (compiled at install: module docstring, "Compiled forms").
+SEND, SEND_IN_PORT, FLOOD = 8, 9, 10
+IPV4_SRC, IPV6_SRC, ETH_DST, ETH_SRC = fk.IPV4_SRC, fk.IPV6_SRC, fk.ETH_DST, fk.ETH_SRC
+ttl_down_checksum = act.ttl_down_checksum
 OUTPUT, SET_FIELD, GROUP_ACT = act.OUTPUT, act.SET_FIELD, act.GROUP
 GT_SELECT = int(OFPGT.SELECT)
 METADATA, IP_DSCP, VLAN_VID, VLAN_PCP, ETH_TYPE = fk.METADATA, fk.IP_DSCP, fk.VLAN_VID, fk.VLAN_PCP, fk.ETH_TYPE
@@ -192,10 +213,11 @@ class Decision:
     `simple` when they need no parsed packet (table and entry counters,
     meters without DSCP remarking, write-metadata, output to ports,
     IN_PORT, FLOOD or ALL); then `fast` holds them compiled for
-    `FastPath._simple`, for any frame. `rewrite` holds them compiled for
-    the untagged frames that have a fast key (fixed offsets) when
-    they also change the Ethernet addresses or decrement the IPv4 TTL
-    (`ttls` times: a frame whose TTL is not above that takes `ops`).
+    `FastPath._simple`, for any frame. An L3 hop (module docstring,
+    "Compiled forms") has them in `rewrite` and its header changes in
+    `hop`: (new eth_dst or None, new eth_src or None, the number of TTL
+    decrements). `ttls`: what a frame's TTL must be above for a compiled
+    form (the decrements, or -1: any); a frame whose TTL is not takes `ops`.
 
     `visits`: (table id, priority of the entry hit or -1 for a miss, whether
     the key had been changed on the way there) for each table the packet
@@ -206,7 +228,7 @@ class Decision:
     of `dead` on the one path that replays `ops`.
     """
 
-    __slots__ = ("ops", "simple", "fast", "rewrite", "ttls", "batchable", "batch", "visits", "where", "dead")
+    __slots__ = ("ops", "simple", "fast", "rewrite", "hop", "ttls", "batchable", "batch", "visits", "where", "dead")
 
     def __init__(self, ops: tuple, simple: bool, visits: tuple = ()) -> None:
         self.ops = ops
@@ -216,9 +238,10 @@ class Decision:
         self.dead = False
         self.fast: tuple | None = None
         self.rewrite: tuple | None = None
-        self.ttls = 0
-        #: `fast`, and no port gets a frame twice: frames can be replayed as a
-        #: lot (`_simple_batch`) and still leave each port in the order they came
+        self.hop: tuple | None = None
+        self.ttls = -1
+        #: `fast` or `rewrite`, and no port gets a frame twice: frames can be replayed
+        #: as a lot (`_simple_batch`) and still leave each port in the order they came
         self.batchable = False
         #: frames of the current receive batch waiting for this decision
         self.batch: list = []
@@ -310,6 +333,31 @@ def _overlapping(g: "_MaskGroup", shape: tuple, key: list):
     return [d for k, d in flows.items() if all(k[i] & both == w for i, both, w in want)]
 
 
+def _hopped(frames: list, hop: tuple, ttl_at: int, csum_at: int) -> list:
+    """Copies of frames after an L3 hop (Decision.hop: new eth_dst, eth_src,
+    TTL decrements), the TTL at ttl_at (-1: none) and the IPv4 header
+    checksum at csum_at (-1: none), as set_field and dec_nw_ttl leave them
+    (module docstring, "Compiled forms"). Every TTL is above the decrements."""
+    dst, src, ttls = hop
+    out = []
+    for frame in frames:
+        b = bytearray(frame)
+        if dst is not None:
+            b[0:6] = dst
+        if src is not None:
+            b[6:12] = src
+        if ttls and ttl_at >= 0:
+            b[ttl_at] -= ttls
+            if csum_at >= 0:
+                hc = b[csum_at] << 8 | b[csum_at + 1]
+                for _ in range(ttls):
+                    hc = ttl_down_checksum(hc)
+                b[csum_at] = hc >> 8
+                b[csum_at + 1] = hc & 0xFF
+        out.append(bytes(b))
+    return out
+
+
 class _MaskGroup:
     """The megaflows of one mask: masked key -> Decision."""
 
@@ -377,12 +425,15 @@ class FastPath:
                         d = hit[0]
                         if d.fast is not None:
                             self.emc_hits += 1
-                            self._simple(d.fast, frame, in_port, dp.clock(), frame, tunnel_id)
+                            self._simple(d.fast, frame, in_port, dp.clock(), tunnel_id)
                             return
-                        if d.rewrite is not None and frame[12] == 8 and frame[22] > d.ttls:   # untagged
-                            self.emc_hits += 1
-                            self._simple(d.rewrite, frame, in_port, dp.clock(), bytearray(frame), tunnel_id)
-                            return
+                        if d.rewrite is not None:
+                            ttl_at = 22 if frame[12] == 8 else 26       # IPv4 without options, one tag or none
+                            if frame[ttl_at] > d.ttls:
+                                self.emc_hits += 1
+                                self._simple(d.rewrite, _hopped([frame], d.hop, ttl_at, ttl_at + 2)[0], in_port,
+                                             dp.clock(), tunnel_id)
+                                return
                         if not d.dead:
                             self.emc_hits += 1
                             self._replay(d.ops, fk.fast_packet(frame, in_port, hit[1]), dp.clock())
@@ -399,7 +450,22 @@ class FastPath:
                 self.megaflow_hits += 1
                 if fkey is not None:
                     self._emc_put(source, fkey, d, key)
-                self._replay(d.ops, pkt, dp.clock())
+                if d.fast is not None:
+                    self._simple(d.fast, frame, in_port, dp.clock(), tunnel_id)
+                elif d.rewrite is not None and pkt.l3 >= 0:
+                    if key[IPV4_SRC]:
+                        ttl_at, csum_at = pkt.l3 + 8, pkt.l3 + 10
+                    elif key[IPV6_SRC]:
+                        ttl_at, csum_at = pkt.l3 + 7, -1
+                    else:
+                        ttl_at = csum_at = -1                    # no TTL: dec_nw_ttl leaves the frame alone
+                    if ttl_at < 0 or frame[ttl_at] > d.ttls:
+                        self._simple(d.rewrite, _hopped([frame], d.hop, ttl_at, csum_at)[0], in_port, dp.clock(),
+                                     tunnel_id)
+                    else:
+                        self._replay(d.ops, pkt, dp.clock())
+                else:
+                    self._replay(d.ops, pkt, dp.clock())
                 return
         self.misses += 1
         if self.recorder.busy:
@@ -441,9 +507,9 @@ class FastPath:
         emc_get = self.emc.get(source, _NO_EMC).get
         waiting: list[Decision] = []
         for frame in frames:
-            # a hit needs no checks of the frame: see flowkey.EMC_KEY
+            # a hit needs no checks of the frame: see flowkey.EMC_KEY (untagged IPv4: the TTL at 22)
             hit = emc_get(emc_key(frame)) if len(frame) >= EMC_MIN_LEN else None
-            if hit is not None and hit[0].batchable:
+            if hit is not None and hit[0].batchable and frame[22] > hit[0].ttls:
                 d = hit[0]
                 if not d.batch:
                     waiting.append(d)
@@ -459,12 +525,15 @@ class FastPath:
 
     def _replay_waiting(self, waiting: list, in_port: int, tunnel_id: int) -> None:
         now = self.dp.clock()
-        lots = [(d.fast, d.batch) for d in waiting]
+        lots = [(d.fast, d.rewrite, d.hop, d.batch) for d in waiting]
         for d in waiting:               # emptied first: a port that raises leaves none behind
             d.batch = []
-        for fast, frames in lots:
+        for fast, rewrite, hop, frames in lots:
             self.emc_hits += len(frames)
-            self._simple_batch(fast, frames, in_port, now, tunnel_id)
+            if fast is not None:
+                self._simple_batch(fast, frames, in_port, now, tunnel_id)
+            else:
+                self._simple_batch(rewrite, _hopped(frames, hop, 22, 24), in_port, now, tunnel_id)
 
     def flush(self) -> None:
         """Forget every cached decision."""
@@ -657,15 +726,13 @@ class FastPath:
         if self.megaflow_count >= self.max_megaflows:
             self.flush()
         if d.simple:
-            d.fast = self._compile(d.ops)
-            if d.fast is not None:
-                outs = [op for op in d.fast if op[0] in (SEND, SEND_IN_PORT, FLOOD)]
-                d.batchable = len(outs) <= 1 or (all(op[0] == SEND for op in outs)
-                                                 and len({op[1] for op in outs}) == len(outs))
+            compiled = d.fast = self._compile(d.ops)
         else:
-            d.rewrite = self._compile(d.ops, rewrite=True)
-            if d.rewrite is not None:
-                d.ttls = sum(1 for op in d.rewrite if op[0] == DEC_TTL4)
+            compiled = d.rewrite = self._compile_hop(d)
+        if compiled is not None:
+            outs = [op for op in compiled if op[0] in (SEND, SEND_IN_PORT, FLOOD)]
+            d.batchable = len(outs) <= 1 or (all(op[0] == SEND for op in outs)
+                                             and len({op[1] for op in outs}) == len(outs))
         mask = tuple(sorted((c, m) for c, m in wc.items() if m))
         g = self._by_mask.get(mask)
         if g is None:
@@ -695,11 +762,37 @@ class FastPath:
             self.emc_count += 1
         emc[fkey] = (d, None if d.fast is not None else list(key))     # a copy: replays change pkt.key
 
-    def _compile(self, ops: tuple, rewrite: bool = False) -> tuple | None:
+    def _compile_hop(self, d: Decision) -> tuple | None:
+        """An L3 hop's operations for `_simple` with its header changes taken
+        out into d.hop and d.ttls (module docstring, "Compiled forms"); None
+        when the decision is something else, or changes a header after
+        an output."""
+        ops = []
+        macs = {ETH_DST: None, ETH_SRC: None}
+        ttls = 0
+        sent = False
+        for op in d.ops:
+            code = op[0]
+            if code == SETF and op[1] in macs:
+                macs[op[1]] = op[2].to_bytes(6, "big")
+            elif code == HDR and op[1][0] == act.DEC_NW_TTL:
+                ttls += 1
+            else:
+                sent = sent or code == OUT
+                ops.append(op)
+                continue
+            if sent:
+                return None
+        compiled = self._compile(tuple(ops))
+        if compiled is not None:
+            d.hop = (macs[ETH_DST], macs[ETH_SRC], ttls)
+            d.ttls = ttls if ttls else -1
+        return compiled
+
+    def _compile(self, ops: tuple) -> tuple | None:
         """A decision's operations for `_simple`, outputs resolved to the port
-        objects (which a port change would flush); with `rewrite`, also
-        Ethernet address set-fields and IPv4 TTL decrements, for fast-key
-        frames. None when something else is in the way."""
+        objects (which a port change would flush). None when something else
+        is in the way."""
         out = []
         ports = self.dp.ports
         for op in ops:
@@ -723,10 +816,6 @@ class FastPath:
                 out.append(op)
             elif code == META:
                 pass                            # nothing here reads the metadata
-            elif rewrite and code == SETF and op[1] in _SET_AT:
-                out.append((SET_BYTES, _SET_AT[op[1]], op[2].to_bytes(6, "big")))
-            elif rewrite and code == HDR and op[1][0] == act.DEC_NW_TTL:
-                out.append((DEC_TTL4,))
             else:
                 return None
         return tuple(out)
@@ -775,11 +864,11 @@ class FastPath:
                 op[1].lookup_count += 1
         return True
 
-    def _simple(self, ops: tuple, frame: bytes, in_port: int, now: float, data, tunnel_id: int = 0) -> None:
+    def _simple(self, ops: tuple, frame: bytes, in_port: int, now: float, tunnel_id: int = 0) -> None:
         """Replay compiled operations on the frame's bytes, no packet parsed:
-        the steps Pipeline.run / output / send / set_field / dec_nw_ttl take
-        for these. `data` is the frame, or its bytearray copy to rewrite;
-        `tunnel_id` the one it arrived with (no compiled operation changes it)."""
+        the steps Pipeline.run / output / send take for these. `frame` is
+        the frame as it leaves (an L3 hop's already `_hopped`); `tunnel_id`
+        the one it arrived with (no compiled operation changes it)."""
         n = len(frame)
         for op in ops:
             code = op[0]
@@ -796,27 +885,14 @@ class FastPath:
             elif code == SEND:
                 port = op[2]
                 if op[1] != in_port and port is not None:
-                    self._send(port, data if data is frame else bytes(data), tunnel_id)
-            elif code == SET_BYTES:
-                at = op[1]
-                data[at:at + 6] = op[2]
-            elif code == DEC_TTL4:
-                # set_nw_ttl(ttl - 1) with the RFC 1624 update of actions._csum_adjust
-                ttl = data[22]
-                hc = data[24] << 8 | data[25]
-                r = (0xFFFF - hc - 0x100) % 0xFFFF       # the word (TTL, protocol) went down by 0x100
-                hc = 0xFFFF - r if r else 0
-                data[22] = ttl - 1
-                data[24] = hc >> 8
-                data[25] = hc & 0xFF
+                    self._send(port, frame, tunnel_id)
             elif code == SEND_IN_PORT:
                 port = self.dp.ports.get(in_port)
                 if port is not None:
-                    self._send(port, data if data is frame else bytes(data), tunnel_id)
+                    self._send(port, frame, tunnel_id)
             elif code == FLOOD:
-                out = data if data is frame else bytes(data)
                 for port in self._flood_ports(in_port, op[1]):
-                    self._send(port, out, tunnel_id)
+                    self._send(port, frame, tunnel_id)
             elif code == METER:
                 m = self.dp.meters.get(op[1])
                 if m is not None:
