@@ -58,12 +58,14 @@ def test_model_of_a_routed_underlay():
 def test_plan_names_numbers_and_next_hops():
     plan = make_plan(parse_topology(ROUTED))
     hv1, hv2, hv3 = plan.hypervisors
-    # tunnel ports: named after the remote VTEP, numbered by the remote's position
+    # tunnel ports: named after the remote VTEP (and, Open vSwitch's names being global, the
+    # local one after it), numbered by the remote's position
     assert [(t.number, t.name, t.remote) for t in hv1.tunnels] == [
-        (1002, "vxlan-c0a8140c", "hv2"), (1003, "vxlan-c0a8140d", "hv3"), (2003, "nvgre-c0a8140d", "hv3")]
-    assert [(t.number, t.name) for t in hv3.tunnels] == [
-        (1001, "vxlan-c0a80a0b"), (1002, "vxlan-c0a8140c"), (2001, "nvgre-c0a80a0b")]
-    assert [t.number for t in hv2.tunnels] == [1001, 1003]
+        (1002, "vxlan-c0a8140c-c0a80a0b", "hv2"), (1003, "vxlan-c0a8140d-c0a80a0b", "hv3"),
+        (2003, "nvgre-c0a8140d-c0a80a0b", "hv3")]
+    assert [(t.number, t.name[:15]) for t in hv3.tunnels] == [
+        (1001, "vxlan-c0a80a0b-"), (1002, "vxlan-c0a8140c-"), (2001, "nvgre-c0a80a0b-")]
+    assert [(t.number, t.name) for t in hv2.tunnels] == [(1001, "vxlan-c0a80a0b"), (1003, "vxlan-c0a8140d")]
     # the switches carry them, the ovs one with its packet mark
     switches = {s.name: s for s in plan.switches}
     assert switches["hv1"].tunnels == hv1.tunnels and switches["hv1"].tunnel_mark == hv1.mark != 0
@@ -99,7 +101,7 @@ def test_switched_underlay_and_nvgre_mtu():
     assert a.vm_mtu == 1600 - 42
     assert dict(a.routes) == {ipaddress.ip_address("10.99.0.2"): ipaddress.ip_address("10.99.0.2")}
     assert dict(a.neighbors) == {ipaddress.ip_address("10.99.0.2"): nic_mac(plan.name, 2)}
-    assert [t.name for t in b.tunnels] == ["nvgre-0a630001"]
+    assert [t.name for t in b.tunnels] == ["nvgre-0a630001"]  # a kumoflow switch's own names
 
 
 BAD = """\

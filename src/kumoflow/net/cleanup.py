@@ -6,8 +6,10 @@ plan (what the topology file makes, when the file is at hand), and a sweep
 by name -- OVS bridges marked with the topology, root-namespace veths with
 its alias or interface prefix, namespaces named ``<topology>-<host>``.
 Order: what runs in the hosts (``run:`` commands and FRR daemons, see
-:mod:`.services`), switches, links, then namespaces (stopping the processes
-left running in them). The record is removed only when nothing is left.
+:mod:`.services`), switches, Open vSwitch's routes through the topology's
+bridges (ovs hypervisors, :mod:`.ovs_underlay`), links, then namespaces
+(stopping the processes left running in them; kernel hypervisors and the
+underlay are namespaces too). The record is removed only when nothing is left.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from kumoflow.net import hosts, links, services, state
+from kumoflow.net import hosts, links, ovs_underlay, services, state
 from kumoflow.net.plan import Names, Plan
 from kumoflow.net.switches import SWITCH_KINDS, get_kind
 
@@ -69,6 +71,8 @@ def leftovers(name: str, plan: Plan | None = None, record: dict[str, Any] | None
             found += get_kind(kind).leftovers(name, names.prefix)
         except Exception as exc:  # NetError, or a kind that fails to load
             found.append(f"{kind} switches: cannot check ({exc})")
+        if kind == "ovs":
+            found += ovs_underlay.leftovers(names.prefix)
     return found
 
 
@@ -99,6 +103,9 @@ def teardown(name: str, plan: Plan | None = None, record: dict[str, Any] | None 
         if kind not in SWITCH_KINDS:
             continue
         attempt(f"{kind} sweep", lambda k=kind: get_kind(k).sweep(name, names.prefix))
+    # Open vSwitch keeps the routes of an ovs hypervisor's underlay bridge after the bridge
+    if "ovs" in _kinds(plan, record):
+        attempt("ovs routes", ovs_underlay.sweep, names.prefix)
 
     with IPRoute() as ipr:
         recorded = list((record or {}).get("links", ()))

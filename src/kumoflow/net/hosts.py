@@ -93,6 +93,8 @@ def configure_host(host: HostPlan) -> None:
             raise NetError(f"{host.ifname} is missing in namespace {host.netns}")
         index = found[0]
         ns.link("set", index=index, address=host.mac)
+        if host.mtu:
+            ns.link("set", index=index, mtu=host.mtu)
         for ip in host.addresses:
             kwargs: dict[str, Any] = {}
             if ip.version == 6:

@@ -62,8 +62,9 @@ def _index(ipr: IPRoute, ifname: str) -> int | None:
 
 
 def create_link(ipr: IPRoute, ethtool: Ethtool, link: LinkPlan, names: Names, offloads: bool) -> None:
-    """Create the veth pair of ``link``; the ``a`` end is left up in the root
-    namespace, a host ``b`` end is moved into its namespace (still down)."""
+    """Create the veth pair of ``link`` (MACs and MTU as planned); an end
+    with a namespace is moved there (still down, under its final name), an
+    end without is left up in the root namespace."""
     try:
         ipr.link("add", ifname=link.a.ifname, kind="veth", peer={"ifname": link.b.ifname})
     except NetlinkError as exc:
@@ -81,18 +82,21 @@ def create_link(ipr: IPRoute, ethtool: Ethtool, link: LinkPlan, names: Names, of
                 disable_offloads(ethtool, end.ifname)
             except Exception as exc:  # pyroute2 raises plain OSError/others here
                 raise NetError(f"cannot turn off offloads on {end.ifname}: {exc}") from exc
-    b = link.b
-    if b.netns is not None:
-        index = _index(ipr, b.ifname)
-        try:
-            ipr.link("set", index=index, net_ns_fd=b.netns, ifname=b.final_ifname)
-        except NetlinkError as exc:
-            raise NetError(f"cannot move {b.ifname} into namespace {b.netns}: {exc}") from exc
-    else:
-        _no_ipv6(b.ifname)
-        ipr.link("set", index=_index(ipr, b.ifname), state="up")
-    _no_ipv6(link.a.ifname)
-    ipr.link("set", index=_index(ipr, link.a.ifname), state="up")
+    for end in (link.a, link.b):
+        index = _index(ipr, end.ifname)
+        if end.mac:
+            ipr.link("set", index=index, address=end.mac)
+        if link.mtu:
+            ipr.link("set", index=index, mtu=link.mtu)
+    for end in (link.b, link.a):
+        if end.netns is not None:
+            try:
+                ipr.link("set", index=_index(ipr, end.ifname), net_ns_fd=end.netns, ifname=end.final_ifname)
+            except NetlinkError as exc:
+                raise NetError(f"cannot move {end.ifname} into namespace {end.netns}: {exc}") from exc
+        else:
+            _no_ipv6(end.ifname)
+            ipr.link("set", index=_index(ipr, end.ifname), state="up")
 
 
 def _no_ipv6(ifname: str) -> None:

@@ -38,13 +38,13 @@ from typing import Any
 
 from pyroute2 import Ethtool, IPRoute
 
-from kumoflow.net import cleanup, links, services, state
+from kumoflow.net import cleanup, links, services, state, underlay
 from kumoflow.net import hosts as hostmod
 from kumoflow.net.cleanup import TeardownReport
 from kumoflow.net.errors import NetError, TeardownError, TopologyError
 from kumoflow.net.hosts import Host
 from kumoflow.net.ping import PingMatrix, ping_pairs
-from kumoflow.net.plan import HostPlan, Plan, make_plan
+from kumoflow.net.plan import UNDERLAY_NODE, HostPlan, Plan, make_plan
 from kumoflow.net.switches import get_kind
 from kumoflow.net.topology import FrrConfig, Topology, load_topology
 
@@ -234,6 +234,7 @@ class Network:
             "namespaces": plan.namespaces(),
             "links": [link.a.ifname for link in plan.links] + [link.b.ifname for link in plan.links],
             "switches": switches if switches is not None else [s.record() for s in plan.switches],
+            "hypervisors": [h.record() for h in plan.hypervisors],
             "hosts": {h.name: {**h.record(), **_service_record(h)} for h in plan.hosts},
         }
 
@@ -264,6 +265,7 @@ class Network:
             taken = links.existing(ipr, self.plan.root_ifnames())
         if taken:
             raise NetError(f"interfaces already exist: {', '.join(taken)}")
+        underlay.preflight(self.plan)
         routers = [h for h in self.plan.hosts if h.frr is not None]
         for host in routers:
             services.frr_preflight(host)
@@ -274,17 +276,20 @@ class Network:
 
     def _create(self) -> None:
         plan = self.plan
-        for host in plan.hosts:
-            hostmod.create_namespace(host.netns)
+        for netns in plan.namespaces():
+            hostmod.create_namespace(netns)
         ethtool = Ethtool()
         try:
             with IPRoute() as ipr:
                 for link in plan.links:
-                    links.create_link(ipr, ethtool, link, plan.names, self.topology.offloads)
+                    # offloads stay off on the underlay, whatever the file says (notes/overlays.md)
+                    offloads = self.topology.offloads and link.b.node != UNDERLAY_NODE
+                    links.create_link(ipr, ethtool, link, plan.names, offloads)
         finally:
             ethtool.close()
         for host in plan.hosts:
             hostmod.configure_host(host)
+        underlay.up(plan)
         switches = [s.record() for s in plan.switches]
         for i, switch in enumerate(plan.switches):
             switches[i] = {**switches[i], **get_kind(switch.kind).up(switch)}

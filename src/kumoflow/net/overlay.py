@@ -69,9 +69,15 @@ SWITCHED_SITE = "lan"
 RESERVED_NODE = "underlay"
 
 
-def tunnel_port_name(kind: str, remote: ipaddress.IPv4Address | str) -> str:
-    """``vxlan-0a000002``: the type and the remote VTEP as 8 hex digits."""
-    return f"{kind}-{int(ipaddress.IPv4Address(remote)):08x}"
+def tunnel_port_name(kind: str, remote: ipaddress.IPv4Address | str,
+                     local: ipaddress.IPv4Address | str | None = None) -> str:
+    """``vxlan-0a000002``: the type and the remote VTEP as 8 hex digits; with
+    ``local``, its 8 hex digits after a ``-`` (``vxlan-0a000002-0a000001``):
+    Open vSwitch's names are unique across all its bridges, so two emulated
+    hypervisors cannot both have ``vxlan-0a000002``. The first 15 characters
+    are the OpenFlow port name (``vxlan-0a000002-``): type and remote first."""
+    name = f"{kind}-{int(ipaddress.IPv4Address(remote)):08x}"
+    return f"{name}-{int(ipaddress.IPv4Address(local)):08x}" if local is not None else name
 
 
 def tunnel_port_number(kind: str, remote_index: int) -> int:

@@ -85,8 +85,9 @@ class HypervisorPlan:
     peer: str
     #: ovs/kumoflow: the switch's bridge name; kernel: the bridge in its namespace
     bridge: str
-    #: ovs: the underlay bridge holding the NIC and, on LOCAL, the VTEP address
+    #: ovs: the underlay bridge holding the NIC and, on LOCAL, the VTEP address, and its MAC
     underlay_bridge: str = ""
+    underlay_mac: str = ""
     #: kernel: the hypervisor's namespace (else empty: the root namespace)
     netns: str = ""
     #: kernel: the VNI of its VXLAN device
@@ -173,8 +174,10 @@ def plan_overlay(topology, names) -> tuple[UnderlayPlan | None, tuple[Hypervisor
                 if remote == local:
                     continue
                 r = hvs[remote]
+                # Open vSwitch's port names are global to the machine: its ports add the local VTEP
+                own = hvs[local].vtep.ip if hvs[local].kind == "ovs" else None
                 tunnels[local].append(TunnelPlan(
-                    tunnel_port_number(overlay.type, r.index), tunnel_port_name(overlay.type, r.vtep.ip),
+                    tunnel_port_number(overlay.type, r.index), tunnel_port_name(overlay.type, r.vtep.ip, own),
                     overlay.type, hvs[local].vtep.ip, r.vtep.ip, remote, overlay.name))
     plans = []
     for hv in topology.hypervisors:
@@ -195,6 +198,7 @@ def plan_overlay(topology, names) -> tuple[UnderlayPlan | None, tuple[Hypervisor
             nic=names.ifname(hv.name, "ul"), peer=_peer_name(hv.name, hv.index),
             bridge=KERNEL_BRIDGE if kernel else names.bridge(hv.name),
             underlay_bridge=names.ifname(hv.name, "u") if hv.kind == "ovs" else "",
+            underlay_mac=bridge_mac(name, hv.index) if hv.kind == "ovs" else "",
             netns=names.netns(hv.name) if kernel else "", vni=hv.vni,
             mark=pkt_mark(name, hv.name) if hv.kind == "ovs" else 0,
             vm_mtu=underlay.mtu - overhead.get(hv.name, 0),

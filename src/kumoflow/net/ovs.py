@@ -39,12 +39,14 @@ import time
 from typing import Any
 
 from kumoflow.net.errors import SwitchError
-from kumoflow.net.plan import SwitchPlan
+from kumoflow.net.plan import PortPlan, SwitchPlan
 from kumoflow.net.switches import SwitchKind
 
 DATAPATH_TYPE = "netdev"
 MARKER = "kumoflow-topology"
 TIMEOUT = 20  # seconds, for every ovs-vsctl call (it blocks while vswitchd is away)
+#: a tunnel type and the Open vSwitch interface type that speaks it (NVGRE: GRE, key VSID<<8 by the flows)
+TUNNEL_TYPES = {"vxlan": "vxlan", "nvgre": "gre"}
 START_HINT = "start it with: /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random"
 
 
@@ -120,6 +122,11 @@ class OvsSwitch(SwitchKind):
         for port in switch.ports:
             args += ["--", "add-port", br, port.ifname,
                      "--", "set", "Interface", port.ifname, f"ofport_request={port.number}"]
+        for tunnel in switch.tunnels:  # a hypervisor's: see kumoflow.net.ovs_underlay
+            args += ["--", "add-port", br, tunnel.name, "--", "set", "Interface", tunnel.name,
+                     f"type={TUNNEL_TYPES[tunnel.type]}", f"options:remote_ip={tunnel.remote_ip}",
+                     "options:key=flow", f"options:egress_pkt_mark={switch.tunnel_mark}",
+                     f"ofport_request={tunnel.number}"]
         refs = []
         for i, target in enumerate(switch.controllers):
             refs.append(f"@c{i}")
@@ -132,12 +139,13 @@ class OvsSwitch(SwitchKind):
         return {"bridge": br}
 
     def _check_ports(self, switch: SwitchPlan) -> None:
-        if not switch.ports:
+        ports = [*switch.ports, *(PortPlan(t.number, t.name) for t in switch.tunnels)]
+        if not ports:
             return
         proc = vsctl("--format=json", "--columns=name,ofport,error", "list", "Interface",
-                     *(p.ifname for p in switch.ports))
+                     *(p.ifname for p in ports))
         rows = {row[0]: row for row in json.loads(proc.stdout)["data"]}
-        for port in switch.ports:
+        for port in ports:
             name, ofport, error = rows.get(port.ifname, (port.ifname, -1, ["set", []]))
             if isinstance(error, str) and error:
                 raise SwitchError(f"switch {switch.name}: port {port.ifname}: {error}")

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kumoflow.net.overlay_plan import HypervisorPlan, TunnelPlan, UnderlayPlan, plan_overlay
+from kumoflow.net.overlay_plan import KERNEL_NIC, HypervisorPlan, TunnelPlan, UnderlayPlan, plan_overlay
 from kumoflow.net.topology import FrrConfig, IPAddress, IPInterface, Topology
 
 IFNAMSIZ = 16
@@ -36,6 +36,8 @@ MAX_IFNAME = IFNAMSIZ - 1
 PREFIX_LEN = 6
 HOST_IFNAME = "eth0"
 ALIAS_PREFIX = "kumoflow:"
+#: the node name of the underlay's end of a hypervisor's NIC (links)
+UNDERLAY_NODE = "underlay"
 
 
 def _digest(text: str, length: int) -> str:
@@ -162,6 +164,8 @@ class VethEnd:
     #: for a host end: the namespace it moves to and its name there
     netns: str | None = None
     final_ifname: str | None = None
+    #: a MAC of its own (else the kernel's random one)
+    mac: str | None = None
 
 
 @dataclass(frozen=True)
@@ -236,7 +240,7 @@ class Plan:
             names.append(link.a.ifname)
             names.append(link.b.ifname)
         names += [s.bridge for s in self.switches]
-        names += [h.nic for h in self.hypervisors] + [h.underlay_bridge for h in self.hypervisors if h.underlay_bridge]
+        names += [h.underlay_bridge for h in self.hypervisors if h.underlay_bridge]
         return names
 
 
@@ -271,6 +275,12 @@ def make_plan(topology: Topology) -> Plan:
             if link_mtu:
                 mtu[b.node] = link_mtu
         links.append(LinkPlan(index, a, b, link_mtu))
+    # each hypervisor's underlay NIC: a veth to its site's bridge in the underlay namespace
+    for hv in hypervisors:
+        assert underlay is not None
+        nic = VethEnd(hv.name, hv.nic, None, hv.netns or None, KERNEL_NIC if hv.netns else None, hv.mac)
+        peer = VethEnd(UNDERLAY_NODE, names.ifname(hv.name, "ulp"), None, underlay.netns, hv.peer)
+        links.append(LinkPlan(len(links), nic, peer, underlay.mtu))
     workdir = str(Path(topology.source).resolve().parent) if topology.source != "<string>" else ""
     hosts = tuple(
         HostPlan(h.name, names.netns(h.name), HOST_IFNAME, h.mac, h.addresses, h.gateways,

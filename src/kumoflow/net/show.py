@@ -32,7 +32,7 @@ def plan_tables(plan: Plan) -> list[Table]:
         )
     links = Table("link", "a", "b", title="switch-to-switch links")
     for link in plan.links:
-        if link.b.netns is None:
+        if link.b.netns is None and link.a.netns is None:
             links.add_row(str(link.index), f"{link.a.node} port {link.a.port}", f"{link.b.node} port {link.b.port}")
     tables = [switches, hosts]
     if links.row_count:
