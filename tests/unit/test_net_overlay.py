@@ -21,7 +21,7 @@ underlay:
 hypervisors:
   - {name: hv1, kind: ovs, vtep: 192.168.10.11, site: east}
   - {name: hv2, kind: kernel, vtep: 192.168.20.12, site: west, vni: 5001}
-  - {name: hv3, vtep: 192.168.20.13, site: west, dpid: 7}
+  - {name: hv3, kind: kumoflow, vtep: 192.168.20.13, site: west, dpid: 7}
 overlays:
   - {name: tenants, type: vxlan}
   - {name: gre, type: nvgre, hypervisors: [hv3, hv1]}
@@ -63,19 +63,20 @@ def test_plan_names_numbers_and_next_hops():
     assert [(t.number, t.name, t.remote) for t in hv1.tunnels] == [
         (1002, "vxlan-c0a8140c-c0a80a0b", "hv2"), (1003, "vxlan-c0a8140d-c0a80a0b", "hv3"),
         (2003, "nvgre-c0a8140d-c0a80a0b", "hv3")]
-    assert [(t.number, t.name[:15]) for t in hv3.tunnels] == [
-        (1001, "vxlan-c0a80a0b-"), (1002, "vxlan-c0a8140c-"), (2001, "nvgre-c0a80a0b-")]
+    assert [t.name[:15] for t in hv1.tunnels] == ["vxlan-c0a8140c-", "vxlan-c0a8140d-", "nvgre-c0a8140d-"]
+    assert [(t.number, t.name) for t in hv3.tunnels] == [  # a kumoflow switch names its own ports
+        (1001, "vxlan-c0a80a0b"), (1002, "vxlan-c0a8140c"), (2001, "nvgre-c0a80a0b")]
     assert [(t.number, t.name) for t in hv2.tunnels] == [(1001, "vxlan-c0a80a0b"), (1003, "vxlan-c0a8140d")]
     # the switches carry them, the ovs one with its packet mark
     switches = {s.name: s for s in plan.switches}
     assert switches["hv1"].tunnels == hv1.tunnels and switches["hv1"].tunnel_mark == hv1.mark != 0
-    assert hv1.mark != hv3.mark
+    assert hv3.mark == 0 and switches["hv3"].tunnels == hv3.tunnels
     # names
     assert (hv1.bridge, hv1.underlay_bridge, hv1.nic, hv1.netns) == ("ov-hv1", "ov-hv1-u", "ov-hv1-ul", "")
     assert (hv2.bridge, hv2.netns, hv2.nic_in_netns) == ("br0", "ov-hv2", "ul")
     assert plan.underlay.netns == "ov-underlay" and plan.underlay.routed
     assert "ov-hv2" in plan.namespaces() and "ov-underlay" in plan.namespaces()
-    assert {"ov-hv1-ul", "ov-hv1-u", "ov-hv2-ul", "ov-hv3-u"} <= set(plan.root_ifnames())
+    assert {"ov-hv1-ul", "ov-hv1-u", "ov-hv2-ul", "ov-hv3-ul"} <= set(plan.root_ifnames())
     # next hops: across sites through the site's gateway, on a site directly
     gw_east, gw_west = ipaddress.ip_address("192.168.10.1"), ipaddress.ip_address("192.168.20.254")
     assert dict(hv1.routes) == {ipaddress.ip_address("192.168.20.12"): gw_east,
@@ -169,6 +170,9 @@ def test_every_bad_input_reported_at_once():
      "topo.yaml:4: links: port 1000 of hypervisor 'a': VM ports are 1..999"),
     ("underlay: {subnet: 10.0.0.0/24}\nhypervisors: [{name: underlay, vtep: 10.0.0.2}]\n",
      "topo.yaml:2: hypervisors[0].name: 'underlay' is reserved"),
+    ("underlay: {subnet: 10.0.0.0/24}\nhypervisors: [{name: a, vtep: 10.0.0.2}, {name: b, vtep: 10.0.0.3}, "
+     "{name: c, kind: kernel, vni: 1, vtep: 10.0.0.4}]\noverlays: [{name: o, type: vxlan}]\n",
+     "topo.yaml:3: overlays[0]: ovs hypervisors a and b would both have a vxlan tunnel to c"),
     ("underlay: {sites: [{name: a, subnet: 10.0.0.0/24}, {name: b, subnet: 10.0.0.0/25}]}\n"
      "hypervisors: [{name: h, vtep: 10.0.0.2, site: a}]\n",
      "topo.yaml:1: underlay.sites[1].subnet: 10.0.0.0/25 overlaps site 'a'"),
@@ -189,3 +193,14 @@ def test_vm_addresses_may_overlap_only_as_api_ports():
         """
     assert [h.port for h in parse_topology(textwrap.dedent(text)).hosts] == ["red1", "blue1"]
     assert any("already used by hosts[0]" in e for e in errors_of(text.replace(", port: blue1", "")))
+
+
+def test_the_plan_shows_tunnels():
+    from kumoflow.net.show import plan_tables
+
+    tables = {t.title: t for t in plan_tables(make_plan(parse_topology(ROUTED)))}
+    tunnels = tables["tunnels"]
+    assert tunnels.row_count == 8  # hv1: 2 vxlan + 1 nvgre, hv2: 2, hv3: 2 + 1
+    names = list(tunnels.columns[2].cells)
+    assert "vxlan-c0a8140c-c0a80a0b" in names and "vxlan-c0a80a0b" in names
+    assert tables["hypervisors"].row_count == 3 and "underlay (namespace ov-underlay)" in tables

@@ -8,6 +8,7 @@
     kumoflow down examples/single.yaml            # or: kumoflow down single / --all
     kumoflow exec h1 -- ping -c1 10.0.0.2         # --topo NAME when several have h1
     kumoflow exec r1 vtysh -c 'show bgp summary'  # an FRR host: vtysh reaches its daemons
+    kumoflow net show [NAME | TOPO.yaml]          # plans of running topologies, tunnels included
 
 ``up`` leaves the topology running and returns; ``down`` removes it, also
 after a crash (from the state record in /run/kumoflow and by name). ``up
@@ -57,6 +58,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     down.add_argument("--name", help="topology name, when it was brought up with --name")
     down.add_argument("--all", action="store_true", help="remove every recorded topology")
     down.set_defaults(func=_down)
+
+    net = subparsers.add_parser(
+        "net",
+        help="show emulated networks: switches, hosts, hypervisors and their tunnels",
+        description="Inspect emulated networks.",
+    )
+    net_commands = net.add_subparsers(dest="net_command", required=True, metavar="COMMAND")
+    show = net_commands.add_parser(
+        "show", help="a topology's plan: switches, hosts, hypervisors, tunnel ports (running or from a file)",
+        description="Show a running topology (by name; all of them without one) or a topology file's plan.")
+    show.add_argument("topology", nargs="?", metavar="NAME|TOPO.yaml")
+    show.set_defaults(func=_net_show)
 
     exe = subparsers.add_parser(
         "exec",
@@ -187,6 +200,36 @@ def _down(args: argparse.Namespace) -> int:
             print(f"topology {name!r}: nothing to remove")
         for err in report.errors:
             print(f"  note: {err}", file=sys.stderr)
+    return status
+
+
+def _net_show(args: argparse.Namespace) -> int:
+    """The plan of each running topology (or of one, or of a file), tunnels included."""
+    from kumoflow.net import state
+    from kumoflow.net.errors import NetError, TopologyError
+    from kumoflow.net.network import Network
+    from kumoflow.net.show import print_plan
+
+    target = args.topology
+    if target and Path(target).is_file():
+        try:
+            net = Network.from_file(target)
+        except (TopologyError, ValueError) as exc:
+            return _fail(f"invalid topology\n{exc}", 2)
+        print_plan(net.plan, title=f"topology {net.name!r} (from {target}, not necessarily running)")
+        return 0
+    names = [target] if target else [r["name"] for r in state.all_records()]
+    if not names:
+        print("no running topologies")
+        return 0
+    status = 0
+    for name in names:
+        try:
+            net = Network.attach(name)
+        except (NetError, TopologyError, ValueError) as exc:
+            status = _fail(str(exc))
+            continue
+        print_plan(net.plan, title=f"topology {name!r} ({'up' if state.read(name) else 'not running'})")
     return status
 
 

@@ -6,6 +6,8 @@ in a session of its own so it outlives the command that brought the
 topology up, with
 
 * every planned port as ``--port N=IFNAME`` (the root-namespace veth ends),
+  and a hypervisor's tunnel ports as ``--tunnel N=KIND:LOCAL_IP:REMOTE_IP``
+  (KIND vxlan or nvgre; the switch names the port ``KIND-<remote in 8 hex>``),
 * ``--name <prefix>-s1``, the name an Open vSwitch bridge of the switch
   would have (unique across topologies; the switch reports it in its DESC
   reply, where the controller's API reads it: ``binding:host_id`` may name
@@ -193,6 +195,8 @@ class KumoflowSwitch(SwitchKind):
                 "--listen", "ptcp:0:127.0.0.1", "--status-file", str(status)]
         for port in switch.ports:
             argv += ["--port", f"{port.number}={port.ifname}"]
+        for tunnel in switch.tunnels:  # a hypervisor's; its VTEP is on its NIC (kumoflow.net.underlay)
+            argv += ["--tunnel", f"{tunnel.number}={tunnel.type}:{tunnel.local_ip}:{tunnel.remote_ip}"]
         for target in switch.controllers:
             argv += ["--controller", target]
         argv += ["--max-backoff", str(switch.max_backoff)]

@@ -377,6 +377,8 @@ def _overlays(builder: _Builder, node: Node, hypervisors: list[Hypervisor]) -> l
     overlays: list[Overlay] = []
     #: (hypervisor, hypervisor, type) -> the overlay that has that tunnel already
     pairs: dict[tuple[str, str, str], str] = {}
+    #: (remote hypervisor, type) -> the ovs hypervisor that has a tunnel of that type to it
+    ovs_remotes: dict[tuple[str, str], str] = {}
     for i, item in enumerate(items):
         where = field_index("overlays", i)
         keys = r.mapping(item, where, required=("name", "type"), optional=("hypervisors",))
@@ -430,6 +432,19 @@ def _overlays(builder: _Builder, node: Node, hypervisors: list[Hypervisor]) -> l
                                          f"(overlay {pairs[(a, b, kind)]!r}): one tunnel port per remote and type")
                     ok = False
                 pairs.setdefault((a, b, kind), name)
+        # one ovs-vswitchd serves every ovs hypervisor: it tells tunnel ports apart by remote and
+        # key only (a local_ip would, but then its marked routes fail), so two ovs hypervisors
+        # cannot both have a tunnel of one type to the same remote
+        for remote in ordered:
+            users = [h for h in ordered if h != remote and by_name[h].kind == "ovs"]
+            for h in users:
+                first = ovs_remotes.setdefault((remote, kind), h)
+                if first != h:
+                    r.error(item, where, f"ovs hypervisors {first} and {h} would both have a {kind} tunnel to "
+                                         f"{remote}: Open vSwitch (one for all of them) cannot tell such ports "
+                                         "apart; give each remote one ovs peer per tunnel type")
+                    ok = False
+                    break
         if ok:
             overlays.append(Overlay(name, kind, ordered, line_of(item)))
     return overlays

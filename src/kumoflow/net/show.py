@@ -37,7 +37,26 @@ def plan_tables(plan: Plan) -> list[Table]:
     tables = [switches, hosts]
     if links.row_count:
         tables.append(links)
-    return tables
+    return tables + overlay_tables(plan)
+
+
+def overlay_tables(plan: Plan) -> list[Table]:
+    """Hypervisors (VTEP, site, bridges) and every tunnel port, when the plan has hypervisors."""
+    if not plan.hypervisors:
+        return []
+    hypervisors = Table("hypervisor", "kind", "vtep", "site", "nic", "bridge", "VM MTU", title="hypervisors")
+    tunnels = Table("hypervisor", "port", "name", "type", "local", "remote", "overlay", title="tunnels")
+    for h in plan.hypervisors:
+        bridge = f"{h.bridge} (in {h.netns})" if h.netns else "\n".join(filter(None, (h.bridge, h.underlay_bridge)))
+        hypervisors.add_row(h.name, h.kind, str(h.vtep), h.site, h.nic, bridge, str(h.vm_mtu))
+        for t in h.tunnels:
+            # a kernel hypervisor has one VXLAN device: its "ports" are its flood list's entries
+            port = "vxlan0" if h.netns else str(t.number)
+            tunnels.add_row(h.name, port, t.name, t.type, str(t.local_ip), f"{t.remote_ip} ({t.remote})", t.overlay)
+    underlay = Table("site", "subnet", "gateway", "bridge", title=f"underlay (namespace {plan.underlay.netns})")
+    for site in plan.underlay.sites:
+        underlay.add_row(site.name, str(site.subnet), str(site.gateway or "-"), site.bridge)
+    return [underlay, hypervisors, tunnels]
 
 
 def print_plan(plan: Plan, title: str, console: Console | None = None) -> None:
