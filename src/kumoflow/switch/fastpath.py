@@ -524,16 +524,21 @@ class FastPath:
             self._replay_waiting(waiting, in_port, tunnel_id)
 
     def _replay_waiting(self, waiting: list, in_port: int, tunnel_id: int) -> None:
+        """Replay each decision's lot; what they send to a port goes in one
+        hand-over (each flow's frames in order, flows one after another)."""
         now = self.dp.clock()
         lots = [(d.fast, d.rewrite, d.hop, d.batch) for d in waiting]
         for d in waiting:               # emptied first: a port that raises leaves none behind
             d.batch = []
+        out: dict = {}
         for fast, rewrite, hop, frames in lots:
             self.emc_hits += len(frames)
             if fast is not None:
-                self._simple_batch(fast, frames, in_port, now, tunnel_id)
+                self._simple_batch(fast, frames, in_port, now, tunnel_id, out)
             else:
-                self._simple_batch(rewrite, _hopped(frames, hop, 22, 24), in_port, now, tunnel_id)
+                self._simple_batch(rewrite, _hopped(frames, hop, 22, 24), in_port, now, tunnel_id, out)
+        for port, frames in out.values():
+            self._send_many(port, frames, sum(map(len, frames)), tunnel_id)
 
     def flush(self) -> None:
         """Forget every cached decision."""
@@ -902,9 +907,12 @@ class FastPath:
             else:                                        # MISS
                 op[1].lookup_count += 1
 
-    def _simple_batch(self, ops: tuple, frames: list, in_port: int, now: float, tunnel_id: int = 0) -> None:
+    def _simple_batch(self, ops: tuple, frames: list, in_port: int, now: float, tunnel_id: int = 0,
+                      out: dict | None = None) -> None:
         """`_simple` for frames that share a decision, each step taken once
-        for all of them (counters added up, outputs handed over together)."""
+        for all of them (counters added up, outputs handed over together).
+        With `out`, frames for a port (SEND) are added to out[port number]
+        = (port, frames), for the caller to send with those of other decisions."""
         count = len(frames)
         nbytes = sum(map(len, frames))
         for op in ops:
@@ -922,7 +930,14 @@ class FastPath:
             elif code == SEND:
                 port = op[2]
                 if op[1] != in_port and port is not None:
-                    self._send_many(port, frames, nbytes, tunnel_id)
+                    if out is None:
+                        self._send_many(port, frames, nbytes, tunnel_id)
+                    else:
+                        sending = out.get(op[1])
+                        if sending is None:
+                            out[op[1]] = (port, list(frames))
+                        else:
+                            sending[1].extend(frames)
             elif code == SEND_IN_PORT:
                 port = self.dp.ports.get(in_port)
                 if port is not None:
