@@ -179,8 +179,9 @@ class _Subtable:
         levels = self.levels
         if levels is None:
             levels = self._track()
+        v ^= P                                      # (small ints hash and shift faster)
         for shift, seen, mask in levels:
-            if v >> shift not in seen:              # (PRESENT is above the shifted bits: same in every entry)
+            if v >> shift not in seen:
                 return mask
         return None
 
@@ -198,7 +199,7 @@ class _Subtable:
     def track(self, entry: FlowEntry, n: int) -> None:
         """Count a rule in the levels (n = 1) or uncount it (n = -1)."""
         key = entry.key
-        v = key if self.scalar else key[self.ppos]
+        v = (key if self.scalar else key[self.ppos]) ^ P
         for shift, seen, _ in self.levels:
             p = v >> shift
             c = seen.get(p, 0) + n
