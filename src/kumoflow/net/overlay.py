@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 from yaml.nodes import Node
 
 from kumoflow.net.yamlnodes import field_index, field_key, line_of
+from kumoflow.tunnels import port_name
 
 if TYPE_CHECKING:
     from kumoflow.net.topology import Link, Switch, _Builder
@@ -76,7 +77,7 @@ def tunnel_port_name(kind: str, remote: ipaddress.IPv4Address | str,
     Open vSwitch's names are unique across all its bridges, so two emulated
     hypervisors cannot both have ``vxlan-0a000002``. The first 15 characters
     are the OpenFlow port name (``vxlan-0a000002-``): type and remote first."""
-    name = f"{kind}-{int(ipaddress.IPv4Address(remote)):08x}"
+    name = port_name(kind, remote)  # the one helper the switch and the controller use too
     return f"{name}-{int(ipaddress.IPv4Address(local)):08x}" if local is not None else name
 
 
