@@ -24,6 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: none; dp_desc is then 'kumoflow datapath ID')")
     p.add_argument("--port", action="append", default=[], metavar="N=IFACE",
                    help="OpenFlow port N on interface IFACE (repeatable; IFACE alone takes the next number)")
+    p.add_argument("--tunnel", action="append", default=[], metavar="N=KIND:LOCAL_IP:REMOTE_IP",
+                   help="OpenFlow port N a tunnel to one remote endpoint: KIND vxlan (UDP 4789) or nvgre "
+                        "(GRE key VSID<<8), from LOCAL_IP (configured on an interface) to REMOTE_IP; named "
+                        "KIND-<REMOTE_IP in 8 hex digits>, e.g. vxlan-0a000002; the VNI/VSID is the tunnel_id "
+                        "field (repeatable; see docs/overlays.md)")
     p.add_argument("--controller", action="append", default=[], metavar="tcp:HOST:PORT",
                    help="controller to connect to, reconnecting with backoff (repeatable)")
     p.add_argument("--listen", action="append", default=[], metavar="ptcp:PORT[:HOST]",
@@ -96,6 +101,54 @@ def parse_ports(specs: list[str]) -> dict[int, str]:
     return ports
 
 
+def parse_tunnels(specs: list[str], ports: dict[int, str] | None = None) -> dict[int, tuple[str, str, str]]:
+    """['10=vxlan:192.0.2.1:192.0.2.2'] -> {10: ('vxlan', '192.0.2.1', '192.0.2.2')}; ValueError says
+    what is wrong. `ports`: the --port numbers already taken."""
+    import ipaddress
+
+    from kumoflow.tunnels import KINDS, port_name
+
+    taken = dict(ports or {})
+    tunnels: dict[int, tuple[str, str, str]] = {}
+    names: dict[str, int] = {}
+    for spec in specs:
+        number, sep, rest = spec.partition("=")
+        if not sep:
+            raise ValueError(f"--tunnel {spec}: expected N=KIND:LOCAL_IP:REMOTE_IP")
+        try:
+            n = int(number, 0)
+        except ValueError:
+            raise ValueError(f"--tunnel {spec}: {number!r} is not a port number") from None
+        if not 1 <= n <= 0xFFFFFF00:
+            raise ValueError(f"--tunnel {spec}: port number must be 1..{0xFFFFFF00}")
+        if n in tunnels or n in taken:
+            raise ValueError(f"--tunnel {spec}: port {n} is given twice")
+        parts = rest.split(":")
+        if len(parts) != 3:
+            raise ValueError(f"--tunnel {spec}: expected N=KIND:LOCAL_IP:REMOTE_IP (IPv4 addresses)")
+        kind, local, remote = parts
+        if kind not in KINDS:
+            raise ValueError(f"--tunnel {spec}: tunnel kind {kind!r}: expected {' or '.join(KINDS)}")
+        addrs = []
+        for what, text in (("local", local), ("remote", remote)):
+            try:
+                addr = ipaddress.IPv4Address(text)
+            except ValueError:
+                raise ValueError(f"--tunnel {spec}: {what} address {text!r} is not an IPv4 address") from None
+            if addr.is_multicast or addr.is_unspecified or addr == ipaddress.IPv4Address("255.255.255.255"):
+                raise ValueError(f"--tunnel {spec}: {what} address {addr} must be a unicast address")
+            addrs.append(addr)
+        if addrs[0] == addrs[1]:
+            raise ValueError(f"--tunnel {spec}: the remote endpoint is the local address")
+        name = port_name(kind, addrs[1])
+        if name in names:
+            raise ValueError(f"--tunnel {spec}: ports {names[name]} and {n} are both {kind} tunnels to "
+                             f"{addrs[1]} ({name}): one port per remote endpoint")
+        names[name] = n
+        tunnels[n] = (kind, str(addrs[0]), str(addrs[1]))
+    return tunnels
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from kumoflow import cliargs
@@ -106,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         if args.name is not None and (problem := name_problem(args.name)):
             raise ValueError(f"--name {args.name!r}: {problem}")
         ports = parse_ports(args.port)
+        tunnels = parse_tunnels(args.tunnel, ports)
         for target in args.controller:
             if parse_address(target, default_host="127.0.0.1").scheme != "tcp":
                 raise ValueError(f"--controller {target}: expected tcp:HOST:PORT")
@@ -123,12 +177,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from kumoflow.eventloop import run as run_loop
 
-    return run_loop(_serve(args, ports))
+    return run_loop(_serve(args, ports, tunnels))
 
 
-async def _serve(args: argparse.Namespace, ports: dict[int, str]) -> int:
+async def _serve(args: argparse.Namespace, ports: dict[int, str], tunnels: dict[int, tuple[str, str, str]]) -> int:
     from kumoflow.switch.linuxport import PortError
     from kumoflow.switch.runtime import Switch, configure_gc
+    from kumoflow.switch.tunnelport import TunnelPort
+
+    ports = {**ports, **{n: TunnelPort(n, *spec) for n, spec in tunnels.items()}}
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -10,6 +10,11 @@ through a ``memoryview`` of the iovec array cast to 64-bit words (plain
 integer stores, far cheaper than ctypes field access); nothing is allocated
 per frame.
 
+A batch may have one destination address for every message (``name``, a
+``struct sockaddr``: a tunnel port's remote endpoint on the switch's shared
+underlay socket), and a frame may be queued behind a few bytes of its own
+(``add_after``: a tunnel header), both copied into its slot.
+
 ``flush()`` sends the batch (MSG_DONTWAIT). The kernel may stop part-way:
 a frame it refuses with EMSGSIZE or the like is counted as failed and the
 rest are tried; EAGAIN / ENOBUFS (our socket buffer or the peer's backlog
@@ -27,6 +32,7 @@ soon as the call returns. The receive side is a PACKET_MMAP ring
 
 from __future__ import annotations
 
+import array
 import ctypes
 import ctypes.util
 import errno
@@ -63,9 +69,10 @@ def _addr(buf) -> int:
 
 
 class SendBatch:
-    """Up to `size` frames of at most `slot` bytes each, sent with one sendmmsg."""
+    """Up to `size` frames of at most `slot` bytes each, sent with one sendmmsg
+    (to the address `name`, a packed struct sockaddr, when given)."""
 
-    def __init__(self, fd: int, size: int = 64, slot: int = 2048, header: bytes = b"") -> None:
+    def __init__(self, fd: int, size: int = 64, slot: int = 2048, header: bytes = b"", name: bytes = b"") -> None:
         self.fd = fd
         self.size = size
         self.slot = slot
@@ -76,8 +83,12 @@ class SendBatch:
         per = 2 if header else 1
         self._iov = (_IOVec * (size * per))()
         self._msgs = (_MMsgHdr * size)()
+        self._name = ctypes.create_string_buffer(name, len(name)) if name else None
         base = _addr(self.buf)
         for i in range(size):
+            if name:
+                self._msgs[i].msg_hdr.msg_name = ctypes.addressof(self._name)
+                self._msgs[i].msg_hdr.msg_namelen = len(name)
             if header:
                 self._iov[2 * i] = _IOVec(ctypes.addressof(self._header), len(header))
             self._iov[per * i + per - 1].iov_base = base + i * slot
@@ -118,6 +129,36 @@ class SendBatch:
         self.count = i
         return end
 
+    def add_after(self, prefix: bytes, frame) -> int:
+        """`add` for prefix + frame (len(prefix) + len(frame) <= slot)."""
+        i = self.count
+        o, w = self._slots[i]
+        p = len(prefix)
+        n = len(frame)
+        view = self._view
+        view[o:o + p] = prefix
+        view[o + p:o + p + n] = frame
+        self._words[w] = p + n
+        self.count = i = i + 1
+        return i
+
+    def add_many_after(self, prefix: bytes, frames: list, start: int = 0) -> int:
+        """`add_many` with `prefix` before each frame."""
+        i = self.count
+        end = min(len(frames), start + self.size - i)
+        view, words, slots = self._view, self._words, self._slots
+        p = len(prefix)
+        for k in range(start, end):
+            frame = frames[k]
+            o, w = slots[i]
+            n = len(frame)
+            view[o:o + p] = prefix
+            view[o + p:o + p + n] = frame
+            words[w] = p + n
+            i += 1
+        self.count = i
+        return end
+
     def length(self, i: int) -> int:
         return self._words[self._slots[i][1]]
 
@@ -153,4 +194,73 @@ class SendBatch:
         self._view.release()
 
 
-__all__ = ["SendBatch"]
+_recvmmsg = _libc.recvmmsg
+_recvmmsg.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p)
+_recvmmsg.restype = ctypes.c_int
+MSG_TRUNC = 0x20
+_SOCKADDR_SPACE = 16                          # struct sockaddr_in
+
+
+class RecvBatch:
+    """Up to `size` datagrams of at most `slot` bytes each, read with one
+    ``recvmmsg`` (MSG_DONTWAIT) together with their source addresses (as
+    ``struct sockaddr_in``): the tunnel ports' shared underlay sockets.
+
+    `read()` returns how many were read (0 when none was waiting); then
+    `datagram(i)` is a view of datagram i (valid until the next read),
+    `truncated(i)` says it did not fit its slot, `source(i)` is its source
+    IPv4 address as 4 bytes."""
+
+    def __init__(self, fd: int, size: int = 64, slot: int = 65536) -> None:
+        self.fd = fd
+        self.size = size
+        self.slot = slot
+        self.buf = bytearray(size * slot)
+        self.view = memoryview(self.buf)
+        self.names = bytearray(size * _SOCKADDR_SPACE)
+        self._iov = (_IOVec * size)()
+        self._msgs = (_MMsgHdr * size)()
+        base = _addr(self.buf)
+        names = _addr(self.names)
+        for i in range(size):
+            self._iov[i] = _IOVec(base + i * slot, slot)
+            m = self._msgs[i].msg_hdr
+            m.msg_iov = ctypes.addressof(self._iov) + i * ctypes.sizeof(_IOVec)
+            m.msg_iovlen = 1
+            m.msg_name = names + i * _SOCKADDR_SPACE
+        self._msgs_addr = ctypes.addressof(self._msgs)
+        # the headers as 32-bit words, 16 a message: msg_namelen is word 2, msg_flags
+        # word 12, msg_len word 14 (plain integer access, far cheaper than ctypes fields)
+        self._u32 = memoryview(self._msgs).cast("B").cast("I")
+        self._namelens = array.array("I", [_SOCKADDR_SPACE]) * size
+        self.error = 0
+
+    def read(self) -> int:
+        self._u32[2::16] = self._namelens     # the kernel shortened them to what it wrote
+        while True:
+            n = _recvmmsg(self.fd, self._msgs_addr, self.size, MSG_DONTWAIT, None)
+            if n >= 0:
+                return n
+            err = ctypes.get_errno()
+            if err == errno.EINTR:
+                continue
+            self.error = err                 # EAGAIN: nothing waiting
+            return 0
+
+    def lengths(self, n: int) -> list[int]:
+        """The lengths of datagrams 0..n-1 as read."""
+        return self._u32[14:16 * n:16].tolist()
+
+    def truncated(self, i: int) -> bool:
+        return bool(self._u32[16 * i + 12] & MSG_TRUNC)
+
+    def source(self, i: int) -> bytes:
+        o = i * _SOCKADDR_SPACE
+        return bytes(self.names[o + 4:o + 8])
+
+    def close(self) -> None:
+        self._u32.release()
+        self.view.release()
+
+
+__all__ = ["SendBatch", "RecvBatch"]

@@ -16,6 +16,10 @@ What it does:
   port the batch produced output for sends it with one ``sendmmsg``.
   Frames sent outside a read cycle (packet-outs, the learning bridge on a
   timer) are flushed by a callback scheduled with ``loop.call_soon``;
+* tunnel ports (:mod:`kumoflow.switch.tunnelport`) share one kernel socket
+  per kind and local address (an ``Underlay``), which is read the same way:
+  a batch of datagrams per readiness event, handed to the datapath in runs
+  of one port and one tunnel id, then every port with output flushes;
 * ``datapath.tick(time.monotonic())`` every ``tick_interval`` (0.5 s): idle
   and hard timeouts, FLOW_REMOVED;
 * ``datapath.on_async`` messages (packet-in, flow removed, port status) go
@@ -55,6 +59,7 @@ from kumoflow import ofp
 from .channel import Channels
 from .linuxport import LinuxPort
 from .standalone import LearningBridge
+from .tunnelport import TunnelPort, underlays_for
 
 log = logging.getLogger("kumoflow.switch")
 
@@ -144,6 +149,7 @@ class Switch:
         self._tasks: list[asyncio.Task] = []
         self._netlink: socket.socket | None = None
         self._readers: dict[int, int] = {}      # port number -> fd being read
+        self.underlays: list[Any] = []           # the tunnel ports' shared sockets (tunnelport.Underlay)
         self._pending: list[Any] = []            # ports with frames queued for sending
         self._in_cycle = False
         self._flush_scheduled = False
@@ -166,6 +172,7 @@ class Switch:
                 self.ports[port_no] = port
                 self.datapath.add_port(port)
                 self._watch(port)
+            self._open_underlays()
             self._open_netlink()
             for target in self.listen:
                 for addr in await self.channels.listen(target):
@@ -195,6 +202,11 @@ class Switch:
             if self._netlink is not None:
                 self.loop.remove_reader(self._netlink.fileno())
         self._readers.clear()
+        for underlay in self.underlays:
+            if self.loop is not None and underlay.fileno() >= 0:
+                self.loop.remove_reader(underlay.fileno())
+            underlay.close()
+        self.underlays = []
         if self._netlink is not None:
             self._netlink.close()
             self._netlink = None
@@ -223,6 +235,29 @@ class Switch:
                 self._flush()
         if getattr(port, "rearm", False):
             self._rearm(port)
+
+    def _open_underlays(self) -> None:
+        """The tunnel ports' sockets: one per kind and local address, read like a port."""
+        tunnels = [p for p in self.ports.values() if isinstance(p, TunnelPort)]
+        self.underlays = underlays_for(tunnels)
+        for port in tunnels:
+            port.on_pending = self._tx_pending
+        for underlay in self.underlays:
+            underlay.open()
+            self.loop.add_reader(underlay.fileno(), self._underlay_readable, underlay)
+
+    def _underlay_readable(self, underlay: Any) -> None:
+        """One read cycle of a tunnel underlay: its runs of frames (one port, one
+        tunnel id each) through the pipeline, then every port sends what it got."""
+        runs = underlay.read_runs()
+        if runs:
+            self._in_cycle = True
+            try:
+                for port, tunnel_id, frames in runs:
+                    self.receive(port.port_no, frames, tunnel_id)
+            finally:
+                self._in_cycle = False
+                self._flush()
 
     def _tx_pending(self, port: Any) -> None:
         """A port queued its first frame: flush it at the end of this read
