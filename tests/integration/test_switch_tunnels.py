@@ -10,7 +10,8 @@ a VM namespace behind it. Hypervisor B is, in turn:
 * Open vSwitch with a ``type=gre`` port, key VSID<<8 (NVGRE);
 
 each with a VM namespace behind it. kumoflow's flows (ovs-ofctl) match the
-VM port and the tunnel id, and set the tunnel id on the way out. The VMs
+VM port and the tunnel id, and set the tunnel id on the way out (the VNI;
+for NVGRE the GRE key, VSID << 8, as Open vSwitch's flows have it). The VMs
 ping each other and move 1 MB over TCP; tcpdump on the underlay shows the
 frames crossing in both directions with the right VNI/VSID, flags and
 outer checksums (kumoflow's outer UDP checksum 0, the kernel's a correct
@@ -125,8 +126,9 @@ def kumoflow_hypervisor(lab: Lab, kind: str, ul_end: str) -> tuple[str, str, Swi
     switch.start()
     lab.undo.append(switch.stop)
     flows = lab.workdir / "flows.txt"
-    flows.write_text(f"table=0,priority=10,in_port=1,actions=set_field:{VNI}->tun_id,output:10\n"
-                     f"table=0,priority=10,in_port=10,tun_id={VNI},actions=output:1\n")
+    tid = VNI if kind == "vxlan" else VNI << 8               # NVGRE: the GRE key, VSID << 8, as in OVS
+    flows.write_text(f"table=0,priority=10,in_port=1,actions=set_field:{tid}->tun_id,output:10\n"
+                     f"table=0,priority=10,in_port=10,tun_id={tid},actions=output:1\n")
     sh("ip", "netns", "exec", hv, "ovs-ofctl", "-O", "OpenFlow13", "add-flows", switch.target, str(flows))
     return hv, vm, switch
 

@@ -14,14 +14,14 @@ or `transmit_many` (frames of one flow, in order), which
 * hand them to the port: ``send(frame)`` / ``send_many(frames)``, or for a
   tunnel port (``port.tunnel``) ``send_tunnel(frame, tunnel_id)`` /
   ``send_tunnel_many(frames, tunnel_id)``, which put the frames in their
-  outer headers with that tunnel id (the VXLAN VNI, the NVGRE VSID).
+  outer headers with that tunnel id (the VXLAN VNI, the NVGRE GRE key).
 
 The tunnel id is the packet's ``tunnel_id`` field at output: the one it
 arrived with (a frame from a non-tunnel port has 0) unless a set-field
 changed it. A frame that reaches a tunnel port with tunnel id 0 leaves
-with VNI 0 / VSID 0 (as Open vSwitch's ``key=flow`` tunnel ports send
-it); bits a tunnel header cannot carry are the port's business (see
-:mod:`kumoflow.switch.tunnelport`).
+with VNI 0 / GRE key 0 (as Open vSwitch's ``key=flow`` tunnel ports send
+it); a tunnel id the header cannot carry is the port's business (see
+:mod:`kumoflow.switch.encap`).
 
 The port counts what it transmits (``tx_packets``/``tx_bytes``) or fails
 to (``tx_dropped``/``tx_errors``), since only it knows (see :mod:`.port`).

@@ -17,19 +17,22 @@ NVGRE (RFC 7637), GRE (RFC 2784/2890) in IPv4 protocol 47::
     C R K S (0 0 1 0) | reserved0 (9) | version (3: 0) | protocol (16: 0x6558)
     VSID (24)                                          | FlowID (8)
 
-  sent with the K bit alone, protocol 0x6558 (transparent Ethernet
-  bridging) and FlowID 0: Open vSwitch's ``type=gre`` port with
-  ``options:key=VSID<<8`` matches the whole 32-bit key, so a FlowID other
-  than 0 would not reach it (notes/overlays.md). On receipt the K bit must
-  be set, C (checksum), R (routing) and S (sequence number) clear (RFC
-  7637 section 3.2 forbids C and S; R is obsolete), version 0, protocol
-  0x6558; the FlowID is ignored.
+  sent with the K bit alone and protocol 0x6558 (transparent Ethernet
+  bridging). On receipt the K bit must be set, C (checksum), R (routing)
+  and S (sequence number) clear (RFC 7637 section 3.2 forbids C and S; R
+  is obsolete), version 0, protocol 0x6558.
 
-The switch's `tunnel_id` field is the VNI or VSID: a tunnel id above 24
-bits cannot be sent (`tunnel_header` says so with None; the port drops the
-frame and counts it in ``tx_errors`` rather than send it into the VNI its
-low bits name). A received inner frame must hold at least an Ethernet
-header (14 bytes).
+The switch's `tunnel_id` field is the VXLAN VNI, and for NVGRE the whole
+32-bit GRE key, VSID << 8 | FlowID: what Open vSwitch's ``gre`` ports put
+there, so one controller drives both kinds with the same flows (VSID 5001
+is tunnel_id 1280256; the controller's apps/overlay.py counts on it). A
+FlowID a peer sets arrives in the tunnel id's low 8 bits; Open vSwitch
+matches the whole key, so towards it the FlowID must stay 0
+(notes/overlays.md). A tunnel id that does not fit the header (above 24
+bits for VXLAN, 32 for NVGRE) cannot be sent (`tunnel_header` says so
+with None; the port drops the frame and counts it in ``tx_errors`` rather
+than send it into the VNI its low bits name). A received inner frame must
+hold at least an Ethernet header (14 bytes).
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ VXLAN, NVGRE = "vxlan", "nvgre"
 VXLAN_PORT = UDP_PORT_VXLAN
 IPPROTO_GRE = 47
 HEADER_LEN = 8                       # both headers are 8 bytes
-MAX_TUNNEL_ID = (1 << 24) - 1
+#: the largest tunnel id each header carries (VXLAN: the VNI; NVGRE: the GRE key)
+MAX_TUNNEL_ID = {"vxlan": (1 << 24) - 1, "nvgre": (1 << 32) - 1}
 MIN_FRAME = 14
 #: bytes a tunnel adds on the underlay: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner
 #: Ethernet (14) = 50; IPv4 (20) + GRE with a key (8) + inner Ethernet (14) = 42
@@ -58,16 +62,17 @@ def vxlan_header(vni: int) -> bytes:
     return _WORDS.pack(_VXLAN_FLAGS, vni << 8)
 
 
-def nvgre_header(vsid: int) -> bytes:
-    return _WORDS.pack(_GRE_FIRST, vsid << 8)
+def nvgre_header(key: int) -> bytes:
+    """The NVGRE header with GRE key `key` (VSID << 8 | FlowID)."""
+    return _WORDS.pack(_GRE_FIRST, key)
 
 
 _MAKERS = {VXLAN: vxlan_header, NVGRE: nvgre_header}
 
 
 def tunnel_header(kind: str, tunnel_id: int) -> bytes | None:
-    """The 8-byte header that carries `tunnel_id`, or None when it does not fit 24 bits."""
-    if not 0 <= tunnel_id <= MAX_TUNNEL_ID:
+    """The 8-byte header that carries `tunnel_id`, or None when it does not fit."""
+    if not 0 <= tunnel_id <= MAX_TUNNEL_ID[kind]:
         return None
     return _MAKERS[kind](tunnel_id)
 
@@ -102,7 +107,8 @@ def ipv4_payload(packet) -> tuple[bytes, int, int]:
 
 
 def nvgre_decap(packet, off: int = 0, end: int | None = None) -> tuple[int, bytes]:
-    """(VSID, inner frame) of the GRE packet at packet[off:end]; BadHeader when it is not NVGRE."""
+    """(GRE key: VSID << 8 | FlowID, inner frame) of the GRE packet at
+    packet[off:end]; BadHeader when it is not NVGRE."""
     end = len(packet) if end is None else end
     if end - off < HEADER_LEN + MIN_FRAME:
         raise BadHeader(f"GRE packet of {end - off} bytes: shorter than an NVGRE header and an Ethernet frame")
@@ -110,7 +116,7 @@ def nvgre_decap(packet, off: int = 0, end: int | None = None) -> tuple[int, byte
     if first & _GRE_CHECKED != _GRE_FIRST:
         raise BadHeader(f"GRE header {first >> 16:#06x} protocol {first & 0xFFFF:#06x}: "
                         "not NVGRE (K bit only, version 0, protocol 0x6558)")
-    return key >> 8, bytes(packet[off + HEADER_LEN:end])
+    return key, bytes(packet[off + HEADER_LEN:end])
 
 
 __all__ = ["VXLAN", "NVGRE", "VXLAN_PORT", "IPPROTO_GRE", "HEADER_LEN", "MAX_TUNNEL_ID", "OVERHEAD", "BadHeader",

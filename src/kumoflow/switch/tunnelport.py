@@ -4,7 +4,8 @@ OpenFlow 1.3 has no per-flow tunnel destination, so a tunnel port reaches
 one remote endpoint (``kumoflow switch --tunnel N=vxlan:LOCAL:REMOTE``),
 and is named after it (:mod:`kumoflow.tunnels`: ``vxlan-0a000002``). The
 tunnel id of a frame (the ``tunnel_id`` match field, set with set-field)
-is the VNI or VSID on the wire (:mod:`.encap` has the headers and what is
+is the VXLAN VNI, or the whole NVGRE GRE key (VSID << 8 | FlowID, as in
+Open vSwitch), on the wire (:mod:`.encap` has the headers and what is
 checked on receipt).
 
 The underlay is the kernel's: an :class:`Underlay` owns one socket per

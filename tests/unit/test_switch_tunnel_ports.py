@@ -29,7 +29,7 @@ INNER = udp()
 
 # --- headers ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("vni", [0, 1, 5001, 0xABCDEF, encap.MAX_TUNNEL_ID])
+@pytest.mark.parametrize("vni", [0, 1, 5001, 0xABCDEF, (1 << 24) - 1])
 def test_vxlan_header_as_scapy_reads_it(vni):
     pkt = VXLAN(encap.tunnel_header("vxlan", vni) + INNER)
     assert pkt.flags == 0x08 and pkt.vni == vni and pkt.reserved1 == 0 and pkt.reserved2 == 0
@@ -38,15 +38,16 @@ def test_vxlan_header_as_scapy_reads_it(vni):
     assert encap.vxlan_decap(bytes(VXLAN(vni=vni, flags=0x08) / Ether(INNER))) == (vni, INNER)
 
 
-@pytest.mark.parametrize("vsid", [0, 5001, 0xABCDEF, encap.MAX_TUNNEL_ID])
+@pytest.mark.parametrize("vsid", [0, 5001, 0xABCDEF, (1 << 24) - 1])
 def test_nvgre_header_as_scapy_reads_it(vsid):
-    pkt = GRE(encap.tunnel_header("nvgre", vsid) + INNER)
+    """tunnel_id is the whole GRE key, VSID << 8 | FlowID, as in Open vSwitch."""
+    pkt = GRE(encap.tunnel_header("nvgre", vsid << 8) + INNER)
     assert (pkt.chksum_present, pkt.routing_present, pkt.key_present, pkt.seqnum_present) == (0, 0, 1, 0)
     assert pkt.version == 0 and pkt.proto == 0x6558
-    assert pkt.key == vsid << 8                         # FlowID 0: what OVS's key=VSID<<8 expects
+    assert pkt.key == vsid << 8 and pkt.key >> 8 == vsid
     assert bytes(pkt.payload) == INNER
     assert encap.nvgre_decap(bytes(GRE(key_present=1, key=vsid << 8 | 0x7F, proto=0x6558) / Ether(INNER))) == \
-        (vsid, INNER)                                    # the FlowID is ignored
+        (vsid << 8 | 0x7F, INNER)                        # a FlowID arrives in the low 8 bits
 
 
 def test_nvgre_decap_inside_an_ipv4_packet():
@@ -54,12 +55,13 @@ def test_nvgre_decap_inside_an_ipv4_packet():
                    / Ether(INNER)) + b"trailer"
     source, start, end = encap.ipv4_payload(packet)
     assert source == socket.inet_aton("192.0.2.7")
-    assert encap.nvgre_decap(packet, start, end) == (77, INNER)
+    assert encap.nvgre_decap(packet, start, end) == (77 << 8, INNER)
 
 
-def test_tunnel_ids_above_24_bits_have_no_header():
+def test_tunnel_ids_that_do_not_fit_have_no_header():
     assert encap.tunnel_header("vxlan", 1 << 24) is None
-    assert encap.tunnel_header("nvgre", 1 << 40) is None
+    assert encap.tunnel_header("nvgre", (1 << 32) - 1) is not None
+    assert encap.tunnel_header("nvgre", 1 << 32) is None
 
 
 @pytest.mark.parametrize("payload", [
