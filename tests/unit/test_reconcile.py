@@ -8,6 +8,7 @@ import pytest
 from kumoflow import ofp
 from kumoflow.apps.fabric import Fabric
 from kumoflow.controller import App, Flow, Group, Meter, pipeline
+from kumoflow.controller import reconcile
 from kumoflow.controller.reconcile import Reconciler
 from kumoflow.packet import ARP, ICMP, Ethernet, IPv4
 from kumoflow.switch.datapath import Datapath as SwitchDatapath
@@ -492,6 +493,38 @@ def test_what_is_sent_while_an_audit_reads_is_not_sent_again():
     assert [len(about_newcomer(s)) for s in switches] == [5, 1, 1]
     assert all(m.command == ofp.OFPFC.ADD for s in switches for m in about_newcomer(s))
     assert [len(s.mods()) for s in switches] == [5, 1, 1]                    # and nothing else
+
+
+def test_a_large_audit_read_is_applied_a_step_at_a_time_and_loses_nothing_sent_meanwhile(monkeypatch):
+    """An audit's result is turned into entries a few at a time, other events in between (the
+    controller's loop is never stopped for a whole table): a host that shows up meanwhile gets
+    its flows once, a flow deleted behind the controller's back is put back, and an audit due
+    before the last one is applied does not start another read."""
+    monkeypatch.setattr(reconcile, "READ_STEP", 10)
+    net, (s1, s2, s3), hosts = started_triangle()
+    [towards_h3] = [f for f in s1.flows(FORWARD) if f.match.get("eth_dst") == hosts[2].mac]
+    s1.dp.handle(ofp.FlowMod(command=ofp.OFPFC.DELETE_STRICT, table_id=FORWARD, priority=towards_h3.priority,
+                             match=towards_h3.match))
+    for s in (s1, s2, s3):
+        s.received.clear()
+    net.core.audit()
+    net.run()                                            # answered: the first step only
+    reconciler = net.core.reconcilers[1]
+    assert reconciler.reading_now and len(s1.flows()) > reconcile.READ_STEP
+    newcomer = "02:00:00:00:00:99"
+    with net.core.batch():
+        net.core.hosts.seen(newcomer, 1, 4)
+    net.run()
+    net.core.audit()                                     # still applying the last one: no new read of s1
+    net.run()
+    assert sum(isinstance(m, ofp.FlowStatsRequest) for m in s1.received) == 1
+    net.advance(3)                                       # the remaining steps, then what differs reconciled
+    assert not reconciler.reading_now
+    about_newcomer = [m for m in s1.mods() if newcomer in (m.match.get("eth_src"), m.match.get("eth_dst"))]
+    assert len(about_newcomer) == 5 and all(m.command == ofp.OFPFC.ADD for m in about_newcomer)
+    assert [(m.command, m.match) for m in s1.mods() if m not in about_newcomer] == [(ofp.OFPFC.ADD,
+                                                                                    towards_h3.match)]
+    assert reconciler.diff() == ([], [], [])
 
 
 def test_a_flow_changed_by_the_topology_is_modified_in_place_and_keeps_counting():

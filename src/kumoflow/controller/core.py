@@ -58,6 +58,7 @@ PIPELINE = "pipeline"
 #: for the master (OpenFlow 1.3 has no switch config flag for them)
 _PACKET_INS = 1 << ofp.OFPR.NO_MATCH | 1 << ofp.OFPR.ACTION | 1 << ofp.OFPR.INVALID_TTL
 _ALL_PORT_STATUS = 1 << ofp.OFPPR.ADD | 1 << ofp.OFPPR.DELETE | 1 << ofp.OFPPR.MODIFY
+_DONE = object()
 _ALL_FLOW_REMOVED = (1 << ofp.OFPRR.IDLE_TIMEOUT | 1 << ofp.OFPRR.HARD_TIMEOUT | 1 << ofp.OFPRR.DELETE
                      | 1 << ofp.OFPRR.GROUP_DELETE)
 
@@ -290,6 +291,8 @@ class Core:
                 if first:
                     dp.close()
                     dp.connection_lost(reply)
+                elif dp.id in self.reconcilers:
+                    self.reconcilers[dp.id].read_failed()
                 return
             if isinstance(reply, Exception):   # an ERROR (no meter support: it holds none) or bad bytes
                 if i == 0:
@@ -326,8 +329,25 @@ class Core:
             if not dp.settled:
                 self.call_later(self.settle, lambda: self._settled(dp))
         else:
-            self.reconcilers[dp.id].read(flows, groups, meters)
-            self._dirty_keys[dp.id] = None
+            self._audit_in_steps(dp, self.reconcilers[dp.id], flows, groups, meters)
+
+    def _audit_in_steps(self, dp: Datapath, reconciler: Reconciler, flows, groups, meters) -> None:
+        """An audit's read applied and compared a step at a time, each step a timer of its own
+        (other events run between; the first step now), then what differs reconciled."""
+        steps = reconciler.audit_in_steps(flows, groups, meters)
+
+        def step() -> None:
+            if dp.closed or self.reconcilers.get(dp.id) is not reconciler:
+                steps.close()                 # gone, or connected again: a new read is coming
+            elif next(steps, _DONE) is _DONE:
+                dirty = self._dirty_keys.setdefault(dp.id, set())
+                if dirty is not None:
+                    dirty |= reconciler.differing
+            else:
+                # the runtime's clock (the loop's) stands still within a tick: a timer due now
+                # would run in this same tick, so the next step waits a millisecond
+                self.call_later(0.001, step)
+        step()
 
     def _settled(self, dp: Datapath) -> None:
         if dp.is_up and self.datapaths.get(dp.id) is dp:
@@ -347,7 +367,7 @@ class Core:
     def audit(self) -> None:
         """Read every switch again and repair what drifted."""
         for dp in list(self.datapaths.values()):
-            if dp.is_up:
+            if dp.is_up and not self.reconcilers[dp.id].reading_now:   # the last audit still being applied: skip
                 self._read(dp)
 
     # --- desired state -------------------------------------------------------------------------
