@@ -175,7 +175,7 @@ P = fk.PRESENT
 HIT, MISS, METER, OUT, SETF, HDR, META, GROUP = range(8)
 OP_NAMES = ("HIT", "MISS", "METER", "OUT", "SETF", "HDR", "META", "GROUP")
 # Operations as `_simple` runs them (compiled at install: module docstring, "Compiled forms").
-SEND, SEND_IN_PORT, FLOOD = 8, 9, 10
+SEND, SEND_IN_PORT, FLOOD, HITS = 8, 9, 10, 11       # HITS: ((table, entry), ...) of consecutive HITs
 IPV4_SRC, IPV6_SRC, ETH_DST, ETH_SRC = fk.IPV4_SRC, fk.IPV6_SRC, fk.ETH_DST, fk.ETH_SRC
 ttl_down_checksum = act.ttl_down_checksum
 OUTPUT, SET_FIELD, GROUP_ACT = act.OUTPUT, act.SET_FIELD, act.GROUP
@@ -812,7 +812,12 @@ class FastPath:
                     out.append((FLOOD, port_no == P_FLOOD))
                 else:
                     return None
-            elif code == HIT or code == MISS:
+            elif code == HIT:
+                if out and out[-1][0] == HITS:
+                    out[-1] = (HITS, out[-1][1] + ((op[1], op[2]),))
+                else:
+                    out.append((HITS, ((op[1], op[2]),)))
+            elif code == MISS:
                 out.append(op)
             elif code == METER:
                 m = self.dp.meters.get(op[1])
@@ -877,16 +882,15 @@ class FastPath:
         n = len(frame)
         for op in ops:
             code = op[0]
-            if code == HIT:
-                t = op[1]
-                e = op[2]
-                t.lookup_count += 1
-                t.matched_count += 1
-                if e.count_packets:
-                    e.packet_count += 1
-                if e.count_bytes:
-                    e.byte_count += n
-                e.last_used = now
+            if code == HITS:
+                for t, e in op[1]:
+                    t.lookup_count += 1
+                    t.matched_count += 1
+                    if e.count_packets:
+                        e.packet_count += 1
+                    if e.count_bytes:
+                        e.byte_count += n
+                    e.last_used = now
             elif code == SEND:
                 port = op[2]
                 if op[1] != in_port and port is not None:
@@ -917,16 +921,15 @@ class FastPath:
         nbytes = sum(map(len, frames))
         for op in ops:
             code = op[0]
-            if code == HIT:
-                t = op[1]
-                e = op[2]
-                t.lookup_count += count
-                t.matched_count += count
-                if e.count_packets:
-                    e.packet_count += count
-                if e.count_bytes:
-                    e.byte_count += nbytes
-                e.last_used = now
+            if code == HITS:
+                for t, e in op[1]:
+                    t.lookup_count += count
+                    t.matched_count += count
+                    if e.count_packets:
+                        e.packet_count += count
+                    if e.count_bytes:
+                        e.byte_count += nbytes
+                    e.last_used = now
             elif code == SEND:
                 port = op[2]
                 if op[1] != in_port and port is not None:
