@@ -22,6 +22,7 @@ from kumoflow.controller import Core
 from kumoflow.switch.datapath import Datapath as SwitchDatapath
 from kumoflow.switch.errors import SwitchError
 from kumoflow.switch.port import MemoryPort
+from kumoflow.tunnels import port_name
 
 
 def _mac(first: int, dpid: int, port: int) -> str:
@@ -116,6 +117,26 @@ class MemSwitch:
         return [m for m in self.received if isinstance(m, (ofp.FlowMod, ofp.GroupMod, ofp.MeterMod))]
 
 
+class MemTunnelPort(MemoryPort):
+    """A VXLAN or NVGRE port in memory: what it sends arrives at the peer's port
+    with the tunnel id the header can carry (24 bits of VNI, or the 32-bit GRE key)."""
+    tunnel = True
+
+    def __init__(self, port_no: int, kind: str, remote: str) -> None:
+        super().__init__(port_no, port_name(kind, remote), _mac(0x0E, 0, port_no))
+        self.kind = kind
+        self.sent_ids: list[int] = []
+        self.far_end = None     # (switch datapath, port number)
+
+    def send_tunnel(self, frame: bytes, tunnel_id: int) -> None:
+        tunnel_id &= 0xFFFFFF if self.kind == "vxlan" else 0xFFFFFFFF
+        self.sent_ids.append(tunnel_id)
+        self.send(frame)
+        if self.far_end is not None:
+            dp, port_no = self.far_end
+            self.deliver_to(lambda f: dp.receive(port_no, f, tunnel_id=tunnel_id), frame)
+
+
 class MemHost:
     def __init__(self, net: "MemNet", name: str, mac: str) -> None:
         self.net, self.name, self.mac = net, name, mac
@@ -147,6 +168,18 @@ class MemNet:
         pa, pb = a.ports[a_port], b.ports[b_port]
         pa.deliver = lambda f: self.queue.append((lambda f: b.dp.receive(b_port, f), f))
         pb.deliver = lambda f: self.queue.append((lambda f: a.dp.receive(a_port, f), f))
+
+    def tunnel(self, a: MemSwitch, b: MemSwitch, kind: str = "vxlan") -> tuple[int, int]:
+        """A tunnel port on each switch to the other, numbered 100 + the peer's dpid; a
+        switch's endpoint address is 10.255.0.<dpid>. Before start(). -> the two port numbers."""
+        pa = MemTunnelPort(100 + b.dpid, kind, f"10.255.0.{b.dpid}")
+        pb = MemTunnelPort(100 + a.dpid, kind, f"10.255.0.{a.dpid}")
+        a.dp.add_port(pa)
+        b.dp.add_port(pb)
+        a.ports[pa.port_no], b.ports[pb.port_no] = pa, pb
+        pa.far_end, pb.far_end = (b.dp, pb.port_no), (a.dp, pa.port_no)
+        pa.deliver_to = pb.deliver_to = lambda fn, frame: self.queue.append((fn, frame))
+        return pa.port_no, pb.port_no
 
     def host(self, name: str, switch: MemSwitch, port: int, mac: str | None = None) -> MemHost:
         h = MemHost(self, name, mac or _mac(0x00, switch.dpid, port))

@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field
 
 from kumoflow import ofp
 from kumoflow.controller import pipeline
-from kumoflow.controller.datapath import Datapath, OpenFlowError
+from kumoflow.controller.datapath import Datapath, OpenFlowError, local_name, named_switch, parse_dpid
 from kumoflow.controller.flows import Flow, Group, Meter
 from kumoflow.ofp import text
 
@@ -256,9 +256,9 @@ def desc_name(desc: ofp.DescReply | None) -> str | None:
 def switch_name(dp: Datapath, ctx: ApiContext | None = None) -> str | None:
     """Its LOCAL port's name (an Open vSwitch bridge's name); else, with `ctx`, the name its DESC
     reply gave (a kumoflow switch's ``--name``), once the API has read that reply."""
-    local = dp.ports.get(ofp.OFPP.LOCAL)
-    if local is not None and local.name:
-        return local.name
+    local = local_name(dp)
+    if local is not None:
+        return local
     if ctx is not None:
         info = ctx.switch_info.get(dp)
         if info is not None:
@@ -272,44 +272,10 @@ DESC_RETRY = 30.0
 DESC_TIMEOUT = 2.0
 
 
-def parse_dpid(ident: str) -> int | None:
-    """A datapath id in any spelling (``0x1a``, ``000000000000001a``, ``00:00:...:1a``,
-    ``dpid:...``, decimal ``26``), or None."""
-    text = ident.strip().lower().removeprefix("dpid:")
-    try:
-        if text.startswith("0x"):
-            dpid = int(text, 16)
-        elif ":" in text or len(text) == 16:
-            dpid = int(text.replace(":", ""), 16)
-        elif text.isdigit():
-            dpid = int(text)
-        else:
-            return None
-    except ValueError:
-        return None
-    return dpid if 0 <= dpid < 1 << 64 else None
-
-
 def resolve_switch(ctx: ApiContext, ident: str, suffix: bool = True) -> Datapath | None:
-    """The switch up that `ident` names, or None (none, or more than one).
-
-    In this order: a switch whose name (`switch_name`) is `ident`; the one switch whose name
-    ends in ``-ident`` (the emulator's ``s1`` for its ``<topology>-s1``); the switch with that
-    datapath id. Names come first, as for Open vSwitch; a kumoflow switch's name cannot look
-    like a datapath id. `suffix` False: exact names and datapath ids only."""
-    up = [dp for dp in ctx.core.datapaths.values() if dp.is_up]
-    names = [(dp, switch_name(dp, ctx)) for dp in up]
-    exact = [dp for dp, name in names if name == ident]
-    if exact:
-        return exact[0] if len(exact) == 1 else None
-    suffixed = [dp for dp, name in names if suffix and name is not None and name.endswith("-" + ident)]
-    if len(suffixed) == 1:
-        return suffixed[0]
-    if suffixed:
-        return None
-    dpid = parse_dpid(ident)
-    dp = ctx.core.datapaths.get(dpid) if dpid is not None else None
-    return dp if dp is not None and dp.is_up else None
+    """The switch up that `ident` names, or None (none, or more than one): `named_switch` over
+    the names the API knows (`switch_name`: LOCAL port names and DESC replies read)."""
+    return named_switch(ctx.core.datapaths.values(), ident, lambda dp: switch_name(dp, ctx), suffix)
 
 
 async def learn_names(ctx: ApiContext) -> bool:

@@ -15,6 +15,7 @@ BUNDLED = {
     "fabric": "kumoflow.apps.fabric:Fabric",
     "l2": "kumoflow.apps.l2:LearningSwitch",
     "router": "kumoflow.apps.router:RouterApp",
+    "tenants": "kumoflow.apps.tenants:TenantsApp",
 }
 
 

@@ -70,6 +70,7 @@ from kumoflow.controller import App, Flow, Group, pipeline
 from kumoflow.controller.graph import Link
 from kumoflow.packet import Ethernet, PacketError, parse
 from kumoflow.packet.lldp import LLDP
+from kumoflow.tunnels import parse_port_name
 
 LLDP_TYPE = 0x88CC
 LLDP_DST = "01:80:c2:00:00:0e"
@@ -95,6 +96,12 @@ _LINK_DOWN, _PORT_DOWN, _MAX_PORT = int(ofp.OFPPS.LINK_DOWN), int(ofp.OFPPC.PORT
 
 def port_up(port: ofp.Port) -> bool:
     return port.port_no <= _MAX_PORT and not port.state & _LINK_DOWN and not port.config & _PORT_DOWN
+
+
+def fabric_candidate(port: ofp.Port) -> bool:
+    """A port up that may lead to a switch or a host: not a tunnel port (a tenant
+    network's, apps/tenants.py: no LLDP into it, no flooding, no host learned from it)."""
+    return port_up(port) and parse_port_name(port.name) is None
 
 
 def mac_text(raw: bytes) -> str:
@@ -169,12 +176,13 @@ class Fabric(App):
     def edge_ports(self, dp) -> set[int]:
         topology, hosts = self.core.topology, self.core.hosts
         return {p.port_no for p in dp.ports.values()
-                if port_up(p) and not topology.is_fabric_port(dp.id, p.port_no)
+                if fabric_candidate(p) and not topology.is_fabric_port(dp.id, p.port_no)
                 and (dp.id, p.port_no) not in self._switch_facing
                 and (dp.settled or hosts.at(dp.id, p.port_no))}
 
     def flood_ports(self, dp) -> set[int]:
-        return (self.tree_ports(dp.id) & {p.port_no for p in dp.ports.values() if port_up(p)}) | self.edge_ports(dp)
+        return ((self.tree_ports(dp.id) & {p.port_no for p in dp.ports.values() if fabric_candidate(p)})
+                | self.edge_ports(dp))
 
     # --- compiling -------------------------------------------------------------------
 
@@ -344,7 +352,7 @@ class Fabric(App):
                 self.core.hosts.seen(mac_text(data[6:12]), dp.id, in_port, source_ips(data))
             return
         port = dp.ports.get(in_port)
-        if (port is None or not port_up(port) or self.core.topology.is_fabric_port(dp.id, in_port)
+        if (port is None or not fabric_candidate(port) or self.core.topology.is_fabric_port(dp.id, in_port)
                 or (dp.id, in_port) in self._switch_facing or data[6] & 1):
             return   # not from a host: a frame in flight while the fabric's flows change
         mac = mac_text(data[6:12])
@@ -398,7 +406,7 @@ class Fabric(App):
 
     def _probe(self, dp, ports: Iterable[ofp.Port] | None = None) -> None:
         for port in (dp.ports.values() if ports is None else ports):
-            if port_up(port):
+            if fabric_candidate(port):
                 chassis, port_id = CHASSIS_PREFIX + b"%016x" % dp.id, b"%d" % port.port_no
                 frame = bytes(Ethernet(dst=LLDP_DST, src=port.hw_addr) / LLDP(
                     chassis_id=chassis, port_id=port_id, ttl=max(1, round(self.link_timeout)),

@@ -77,6 +77,7 @@ from typing import Any, Hashable, Iterable
 from kumoflow import ofp
 from kumoflow.apps import options as check
 from kumoflow.apps import gateway
+from kumoflow.apps.overlay import network_numbers
 from kumoflow.apps.routing import ROUTER_PORTS, Interface, IPAddress, IPNetwork, Router, build
 from kumoflow.apps.snat import ICMP as P_ICMP, TCP as P_TCP, UDP as P_UDP, Key, SnatTable
 from kumoflow.controller import App, Flow, pipeline
@@ -88,6 +89,7 @@ from kumoflow.packet import (
 from kumoflow.packet.consts import ARP_REPLY, ARP_REQUEST, ND_NEIGHBOR_SOLICIT, ND_ROUTER_SOLICIT
 
 VRF, NEXTHOP = pipeline.METADATA["vrf"], pipeline.METADATA["nexthop"]
+NETWORK, REMOTE = pipeline.METADATA["network"], pipeline.METADATA["remote"]
 #: API ports whose addresses no host answers for: a router's own, and a floating IP's
 NOT_NEIGHBOURS = (*ROUTER_PORTS, "network:floatingip")
 KIND_ROUTER, KIND_ARP, KIND_NEIGHBOUR, KIND_ND, KIND_RS, KIND_SNAT, KIND_LEARNED = 1, 2, 3, 4, 5, 6, 7
@@ -147,6 +149,7 @@ class RouterApp(App):
         self._problems: set[str] = set()
         self._learned_flows: dict[tuple[str, tuple], tuple[Router, IPAddress, list]] = {}
         self._via_cache: dict[tuple[int, IPAddress], tuple[Router, list]] = {}
+        self.network_numbers: dict[str, int] = {}
 
     @property
     def fabric(self):
@@ -167,6 +170,7 @@ class RouterApp(App):
         old_routers = self.routers
         hops = {router_id: {hop for _, hop in routes.values()} for router_id, routes in self.learned.items()}
         self.routers = build(state.all("router"), state.all("port"), subnets, hops, state.all("floatingip"))
+        self.network_numbers = network_numbers(state.all("network"))
         self.by_vrf = {r.vrf: r for r in self.routers.values()}
         for key in list(self.snat.connections):     # a router gone, or its gateway: its connections too
             router = self.by_vrf.get(key.vrf)
@@ -349,6 +353,7 @@ class RouterApp(App):
             if egress is None:
                 return None
             instructions = [ofp.ApplyActions([ofp.DecNwTtl(), ofp.SetField("eth_src", egress.mac)]),
+                            ofp.WriteMetadata(self._network_value(egress), NETWORK.mask | REMOTE.mask),
                             ofp.GotoTable(self.table("neighbour"))]
         else:
             instructions = self._via(router, nexthop)
@@ -367,12 +372,18 @@ class RouterApp(App):
         if egress is None or nexthop not in router.nexthops:
             return None
         instructions = [ofp.ApplyActions([ofp.DecNwTtl(), ofp.SetField("eth_src", egress.mac)]),
-                        ofp.WriteMetadata(NEXTHOP.value(router.nexthops[nexthop]), NEXTHOP.mask),
+                        ofp.WriteMetadata(NEXTHOP.value(router.nexthops[nexthop]) | self._network_value(egress),
+                                          NEXTHOP.mask | NETWORK.mask | REMOTE.mask),
                         ofp.GotoTable(self.table("nexthop"))]
         if len(self._via_cache) > 4096:
             self._via_cache.clear()
         self._via_cache[(id(router), nexthop)] = (router, instructions)
         return instructions
+
+    def _network_value(self, egress: Interface) -> int:
+        """The metadata of the network a packet is routed into (a tenant network's
+        flows in forward deliver by it: apps/tenants.py)."""
+        return NETWORK.value(self.network_numbers.get(egress.network_id, 0))
 
     def _compile_learned(self, router_id: str, key: tuple) -> list:
         """The same flow on every switch: compiled once, for the first switch

@@ -31,11 +31,10 @@ Nothing here talks to switches: `build` is a pure function of the records.
 from __future__ import annotations
 
 import ipaddress
-import zlib
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from kumoflow.controller.pipeline import METADATA
+from kumoflow.controller.pipeline import METADATA, hashed_number
 from kumoflow.store import Record
 
 ROUTER_INTERFACE = "network:router_interface"
@@ -141,7 +140,7 @@ def build(routers: Iterable[Record], ports: Iterable[Record], subnets: dict[str,
     taken: set[int] = set()
     out: dict[str, Router] = {}
     for record in records:
-        router = Router(record.id, record.project_id, _number(record.id, VRF_SPACE, taken),
+        router = Router(record.id, record.project_id, hashed_number(record.id, VRF_SPACE, taken),
                         bool(record.body.get("admin_state_up", True)))
         for port in sorted(by_router.get(record.id, ()), key=lambda p: p.id):
             router.interfaces += _interfaces(port, subnets)
@@ -182,15 +181,6 @@ def _no_chained_routers(routers: dict[str, Router]) -> None:
                                        "supported yet")
         for ip in [ip for ip in router.nexthops if other(ip)]:
             del router.nexthops[ip]
-
-
-def _number(key: str, space: int, taken: set[int]) -> int:
-    """A number in 1..space-1 from a hash of `key`, probing past those taken."""
-    n = zlib.crc32(key.encode()) % (space - 1) + 1
-    while n in taken:
-        n = n % (space - 1) + 1
-    taken.add(n)
-    return n
 
 
 def _interfaces(port: Record, subnets: dict[str, Record]) -> list[Interface]:
@@ -238,4 +228,4 @@ def _routes(router: Router, record: Record, subnets: dict[str, Record],
     hops = {r.nexthop for r in router.routes.values() if r.nexthop is not None}
     hops |= {ip for ip in learned_nexthops if router.interface_for(ip) is not None}
     for nexthop in sorted(hops, key=lambda ip: (ip.version, ip)):
-        router.nexthops[nexthop] = _number(str(nexthop), NEXTHOP_SPACE, taken)
+        router.nexthops[nexthop] = hashed_number(str(nexthop), NEXTHOP_SPACE, taken)

@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import logging
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from kumoflow import ofp
 
@@ -290,3 +290,47 @@ def _decode_quietly(data: bytes) -> ofp.Message | None:
         return ofp.parse(data)
     except ofp.CodecError:
         return None
+
+
+def parse_dpid(ident: str) -> int | None:
+    """A datapath id in any spelling (``0x1a``, ``000000000000001a``, ``00:00:...:1a``,
+    ``dpid:...``, decimal ``26``), or None."""
+    text = ident.strip().lower().removeprefix("dpid:")
+    try:
+        if text.startswith("0x"):
+            dpid = int(text, 16)
+        elif ":" in text or len(text) == 16:
+            dpid = int(text.replace(":", ""), 16)
+        elif text.isdigit():
+            dpid = int(text)
+        else:
+            return None
+    except ValueError:
+        return None
+    return dpid if 0 <= dpid < 1 << 64 else None
+
+
+def local_name(dp: Datapath) -> str | None:
+    """The name of the switch's LOCAL port (an Open vSwitch bridge's name), if it has one."""
+    local = dp.ports.get(ofp.OFPP.LOCAL)
+    return local.name if local is not None and local.name else None
+
+
+def named_switch(datapaths: Iterable[Datapath], ident: str, name_of: Callable[[Datapath], str | None] = local_name,
+                 suffix: bool = True) -> Datapath | None:
+    """The switch up that `ident` names, or None (none, or more than one).
+
+    In this order: a switch whose name (`name_of`) is `ident`; the one switch whose name ends in
+    ``-ident`` (the emulator's ``s1`` for its ``<topology>-s1``); the switch with that datapath id.
+    Names come first, as for Open vSwitch; a kumoflow switch's name cannot look like a datapath
+    id. `suffix` False: exact names and datapath ids only."""
+    up = [dp for dp in datapaths if dp.is_up]
+    names = [(dp, name_of(dp)) for dp in up]
+    exact = [dp for dp, name in names if name == ident]
+    if exact:
+        return exact[0] if len(exact) == 1 else None
+    suffixed = [dp for dp, name in names if suffix and name is not None and name.endswith("-" + ident)]
+    if suffixed:
+        return suffixed[0] if len(suffixed) == 1 else None
+    dpid = parse_dpid(ident)
+    return next((dp for dp in up if dp.id == dpid), None) if dpid is not None else None

@@ -27,6 +27,7 @@ same flows, byte for byte):
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from kumoflow import ofp
@@ -39,6 +40,7 @@ FUNCTIONS = {
     "fabric": 2,
     "l2": 3,
     "router": 4,
+    "tenants": 5,
 }
 CUSTOM_FUNCTIONS = 0x80
 COOKIE_SHIFT = 56
@@ -62,9 +64,16 @@ class Table:
 TABLES: tuple[Table, ...] = (
     Table(0, "classify",
           "where a packet enters: LLDP to the controller; frames from fabric links and from known hosts "
-          "on their own ports go on; a frame from an unknown source goes to the controller, which learns it",
-          ("eth_type", "in_port", "eth_src"), "fabric", "forward"),
-    # ids 1-19 are kept for stages between admission and routing (networks, ACLs, load balancer)
+          "on their own ports go on; a frame from an unknown source goes to the controller, which learns it. "
+          "The tenants app adds its own ports' flows here, above the fabric's: a port of a tenant network admits "
+          "only its own MAC and addresses (port security) and writes the network into metadata; a tunnel port "
+          "maps the tunnel id to the network",
+          ("eth_type", "in_port", "eth_src", "tunnel_id", "arp_spa", "ipv4_src", "ipv6_src"), "fabric", "forward"),
+    Table(8, "network",
+          "a tenant network's frames (classify wrote the network into metadata): ARP requests for an address "
+          "of a port on the network, and DHCP requests, go to the controller, which answers; the rest goes on",
+          ("metadata", "eth_type", "arp_op", "arp_tpa", "ip_proto", "udp_dst"), "tenants", "router"),
+    # ids 1-7 and 9-19 are kept for stages between admission and routing (ACLs, load balancer)
     Table(20, "router",
           "frames addressed to a router: an interface's MAC names the router, whose routing table (VRF) the "
           "frame is looked up in; ARP for a router's addresses goes to the controller, which answers; what comes "
@@ -91,8 +100,11 @@ TABLES: tuple[Table, ...] = (
            "icmpv4_type"), "router", "forward"),
     Table(40, "forward",
           "where a packet goes: unicast towards the switch of its destination host (a group per destination "
-          "switch), broadcast and unknown unicast along the loop-free tree, per in_port",
-          ("eth_dst", "in_port"), "fabric", "drop"),
+          "switch), broadcast and unknown unicast along the loop-free tree, per in_port. A tenant network's "
+          "frames (the tenants app's flows, above the fabric's, by metadata): a port's MAC to its switch port "
+          "or into the tunnel to its hypervisor; the rest to every port of the network (a group: local ports "
+          "and one tunnel per remote hypervisor), or, come from a tunnel, to the local ports only",
+          ("metadata", "eth_dst", "in_port"), "fabric", "drop"),
 )
 
 TABLE = {t.name: t for t in TABLES}
@@ -172,9 +184,23 @@ def check_layout(fields: tuple[Bits, ...]) -> dict[str, Bits]:
 
 
 #: Named bit fields of the 64-bit OpenFlow metadata: the router (VRF) a frame
-#: is routed in, and the next hop a route chose (numbered within its VRF).
-#: Bits 40-63 are kept for tenant networks (a 24-bit id, as wide as a VNI).
+#: is routed in, the next hop a route chose (numbered within its VRF), the
+#: tenant network a frame is in (a number of the controller's, not the VNI:
+#: VXLAN and NVGRE segments may share an id) and whether it came out of a
+#: tunnel (it is then flooded to local ports only: split horizon).
 METADATA = check_layout((
     Bits("nexthop", 0, 16),
     Bits("vrf", 16, 24),
+    Bits("network", 40, 23),
+    Bits("remote", 63, 1),
 ))
+
+
+def hashed_number(key: str, space: int, taken: set[int]) -> int:
+    """A number in 1..space-1 from a hash of `key`, probing past those taken: given
+    the keys in a fixed order, the same numbers in every run of the controller."""
+    n = zlib.crc32(key.encode()) % (space - 1) + 1
+    while n in taken:
+        n = n % (space - 1) + 1
+    taken.add(n)
+    return n

@@ -1,0 +1,248 @@
+"""The tenant overlay as a pure model: which networks are carried in
+tunnels, which port is plugged where, and which switch is which tunnel
+endpoint. The `tenants` app compiles flows from it; nothing here talks to
+a switch.
+
+A network whose ``provider:network_type`` is ``vxlan`` or ``nvgre`` is one
+L2 domain across every hypervisor that has a port on it. Its packets
+cross the underlay in tunnels keyed by the network's segmentation id: the
+VXLAN VNI, or the NVGRE VSID, which OpenFlow sees in ``tunnel_id`` as the
+whole 32-bit GRE key, VSID << 8 | FlowID (RFC 7637; Open vSwitch's ``gre``
+ports the same). Inside a switch a network is a number (``Network.number``)
+in the ``network`` bits of ``metadata``, a hash of its id probed in
+creation order, so a restarted controller compiles the same flows.
+
+Where things are:
+
+* a port is bound to a switch port by the API (``binding:host_id`` a
+  datapath id or a bridge's name, ``binding:profile`` ``{"port_no": N}`` or
+  ``{"interface": NAME}``), or to a tunnel endpoint that runs no OpenFlow
+  at all (``binding:host_id`` ``vtep:A.B.C.D``: a Linux kernel VXLAN host,
+  a hardware VTEP), whose addresses are then reached through the tunnel;
+* a switch's tunnel ports name the endpoint they reach, as Neutron's Open
+  vSwitch agent names them: ``vxlan-0a000002`` is VXLAN to 10.0.0.2,
+  ``nvgre-0a000002`` NVGRE (kumoflow.tunnels);
+* a switch's own endpoint address is not visible over OpenFlow: it is the
+  address every other switch's tunnels reach and its own do not (in a full
+  mesh, exactly one). A switch whose address cannot be told that way (no
+  tunnels yet, a partial mesh) is reported in `Overlay.problems` and its
+  ports are reached by no one until it can.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from kumoflow import ofp
+from kumoflow.apps.routing import ROUTER_INTERFACE
+from kumoflow.controller.datapath import Datapath, local_name, named_switch
+from kumoflow.controller.pipeline import METADATA, hashed_number
+from kumoflow.store import Record
+from kumoflow.tunnels import parse_port_name
+
+OVERLAY_TYPES = ("vxlan", "nvgre")
+VTEP_PREFIX = "vtep:"
+NETWORK_SPACE = 1 << METADATA["network"].width
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: a place a port can be: a switch port (dpid, port_no), or a remote endpoint's address
+Place = tuple[int, int] | ipaddress.IPv4Address
+
+
+@dataclass(frozen=True)
+class Network:
+    id: str
+    number: int
+    kind: str          # vxlan or nvgre
+    segment: int       # VNI or VSID
+
+    @property
+    def tunnel_id(self) -> int:
+        return self.segment if self.kind == "vxlan" else self.segment << 8
+
+    @property
+    def tunnel_mask(self) -> int:
+        """What of tunnel_id names the network: the NVGRE key's low byte is a FlowID (entropy)."""
+        return 0xFFFFFF if self.kind == "vxlan" else 0xFFFFFF00
+
+
+@dataclass(frozen=True)
+class Port:
+    id: str
+    network: str
+    mac: str
+    ips: tuple[IPAddress, ...]
+    pairs: tuple[tuple[str, IPNetwork], ...]     # allowed address pairs (MAC, prefix)
+    security: bool                               # port_security_enabled
+    place: Place
+    owner: str = ""                              # device_owner
+
+    @property
+    def remote(self) -> bool:
+        """Bound to an endpoint without OpenFlow."""
+        return isinstance(self.place, ipaddress.IPv4Address)
+
+
+@dataclass
+class Overlay:
+    networks: dict[str, Network] = field(default_factory=dict)
+    ports: dict[str, Port] = field(default_factory=dict)
+    #: dpid -> its tunnel endpoint address
+    endpoints: dict[int, ipaddress.IPv4Address] = field(default_factory=dict)
+    #: dpid -> (kind, remote address) -> OpenFlow port
+    tunnels: dict[int, dict[tuple[str, ipaddress.IPv4Address], int]] = field(default_factory=dict)
+    #: network id -> the places of its ports
+    members: dict[str, set[Place]] = field(default_factory=dict)
+    #: network id -> the other networks a router joins it to
+    routed: dict[str, set[str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def endpoint_of(self, place: Place) -> ipaddress.IPv4Address | None:
+        if isinstance(place, ipaddress.IPv4Address):
+            return place
+        return self.endpoints.get(place[0])
+
+    def switches_of(self, network_id: str) -> set[int]:
+        """The switches with a port on a network."""
+        return {p[0] for p in self.members.get(network_id, ()) if isinstance(p, tuple)}
+
+    def senders_to(self, network_id: str) -> set[int]:
+        """The switches that may send into a network: those with a port on it, and
+        those with a port on a network routed to it (routing happens at the first
+        switch, which then needs the destination network's ports)."""
+        out = self.switches_of(network_id)
+        for other in self.routed.get(network_id, ()):
+            out |= self.switches_of(other)
+        return out
+
+    def remotes(self, network_id: str, dpid: int) -> dict[ipaddress.IPv4Address, int]:
+        """Endpoint address -> tunnel port on `dpid`, for every other endpoint with a port on the network."""
+        net = self.networks[network_id]
+        mine = self.endpoints.get(dpid)
+        out = {}
+        for place in self.members.get(network_id, ()):
+            address = self.endpoint_of(place)
+            if address is None or address == mine:
+                continue
+            port_no = self.tunnels.get(dpid, {}).get((net.kind, address))
+            if port_no is not None:
+                out[address] = port_no
+        return out
+
+    def tunnel_to(self, dpid: int, kind: str, place: Place) -> int | None:
+        address = self.endpoint_of(place)
+        return None if address is None else self.tunnels.get(dpid, {}).get((kind, address))
+
+
+def tunnel_ports(dp: Datapath) -> dict[tuple[str, ipaddress.IPv4Address], int]:
+    """(kind, remote address) -> port number, from the names of the switch's ports."""
+    out = {}
+    for port in dp.ports.values():
+        parsed = parse_port_name(port.name)
+        if parsed is not None:
+            out[parsed] = port.port_no
+    return out
+
+
+def network_numbers(networks: Iterable[Record]) -> dict[str, int]:
+    """Every network's number (overlay or not: a router writes the number of the
+    network a packet is routed into, whatever its type)."""
+    taken: set[int] = set()
+    return {r.id: hashed_number(r.id, NETWORK_SPACE, taken)
+            for r in sorted(networks, key=lambda r: (r.created_at, r.id))}
+
+
+def build(networks: Iterable[Record], ports: Iterable[Record], datapaths: Mapping[int, Datapath]) -> Overlay:
+    overlay = Overlay()
+    networks = list(networks)
+    numbers = network_numbers(networks)
+    for record in networks:
+        body = record.body
+        kind, segment = body.get("provider:network_type"), body.get("provider:segmentation_id")
+        if kind in OVERLAY_TYPES and isinstance(segment, int):
+            overlay.networks[record.id] = Network(record.id, numbers[record.id], kind, segment)
+    for dpid, dp in datapaths.items():
+        if dp.is_up:
+            overlay.tunnels[dpid] = tunnel_ports(dp)
+    overlay.endpoints = _endpoints(overlay.tunnels, overlay.problems)
+    routers: dict[str, set[str]] = {}
+    for record in ports:
+        body = record.body
+        if body.get("device_owner") == ROUTER_INTERFACE and body.get("network_id") in overlay.networks:
+            routers.setdefault(body.get("device_id", ""), set()).add(body["network_id"])
+        port = _port(record, overlay, datapaths)
+        if port is not None:
+            overlay.ports[port.id] = port
+            overlay.members.setdefault(port.network, set()).add(port.place)
+    for joined in routers.values():
+        for network_id in joined:
+            overlay.routed.setdefault(network_id, set()).update(joined - {network_id})
+    return overlay
+
+
+def _endpoints(tunnels: dict[int, dict[tuple[str, ipaddress.IPv4Address], int]],
+               problems: list[str]) -> dict[int, ipaddress.IPv4Address]:
+    """Each switch's own address: reached by the other switches' tunnels and not by its own."""
+    reach = {dpid: {address for _, address in ports} for dpid, ports in tunnels.items()}
+    out = {}
+    for dpid, mine in reach.items():
+        if not mine:
+            continue
+        others = set().union(*(r for d, r in reach.items() if d != dpid)) - mine
+        if len(others) == 1:
+            out[dpid] = others.pop()
+        else:
+            problems.append(f"switch {dpid:#x}: its tunnel endpoint address is "
+                            f"{'unknown' if not others else 'ambiguous'} (each switch needs a tunnel to every other)")
+    return out
+
+
+def _port(record: Record, overlay: Overlay, datapaths: Mapping[int, Datapath]) -> Port | None:
+    body = record.body
+    network = overlay.networks.get(body.get("network_id", ""))
+    if network is None or not body.get("admin_state_up", True) or not body.get("mac_address"):
+        return None
+    place = _place(body, datapaths)
+    if place is None:
+        return None
+    ips = []
+    for fixed in body.get("fixed_ips") or ():
+        try:
+            ips.append(ipaddress.ip_address(fixed.get("ip_address", "")))
+        except ValueError:
+            pass
+    pairs = []
+    for pair in body.get("allowed_address_pairs") or ():
+        try:
+            pairs.append((pair.get("mac_address") or body["mac_address"],
+                          ipaddress.ip_network(pair.get("ip_address", ""), strict=False)))
+        except ValueError:
+            pass
+    return Port(record.id, network.id, body["mac_address"].lower(), tuple(ips), tuple(pairs),
+                bool(body.get("port_security_enabled", True)), place, body.get("device_owner") or "")
+
+
+def _place(body: dict, datapaths: Mapping[int, Datapath]) -> Place | None:
+    host = body.get("binding:host_id") or ""
+    if host.startswith(VTEP_PREFIX):
+        try:
+            return ipaddress.IPv4Address(host[len(VTEP_PREFIX):])
+        except ValueError:
+            return None
+    if not host:
+        return None
+    dp = named_switch(datapaths.values(), host, local_name)
+    if dp is None:
+        return None
+    profile = body.get("binding:profile") or {}
+    port_no = profile.get("port_no") if isinstance(profile, dict) else None
+    if isinstance(port_no, int) and port_no in dp.ports:
+        return (dp.id, port_no)
+    name = profile.get("interface") if isinstance(profile, dict) else None
+    for port in dp.ports.values():
+        if name and port.name == name and port.port_no <= ofp.OFPP.MAX:
+            return (dp.id, port.port_no)
+    return None

@@ -1,0 +1,275 @@
+"""`tenants`: tenant networks carried over VXLAN and NVGRE tunnels between
+hypervisors, with port security, an ARP proxy and DHCP answered by the
+controller.
+
+Every bound port of a ``vxlan`` or ``nvgre`` network (overlay.py says how
+the controller knows where ports and tunnel endpoints are) is compiled on
+the switches that need it; there is no flood-and-learn over the underlay:
+the controller knows every port's MAC and where it is plugged.
+
+``("port", id)``     on its own switch: classify admits only the port's MAC
+                     with its fixed IPs, allowed address pairs, DHCP from
+                     0.0.0.0, ARP probes and IPv6 link-local and DAD (port
+                     security; all of it when ``port_security_enabled`` is
+                     false), writes the network into metadata and goes on
+                     to ``network``; anything else from the port is
+                     dropped. forward: the port's MAC to the port. On every
+                     other switch with a port on the network: the port's MAC
+                     into the tunnel to the port's hypervisor, tunnel id =
+                     the network's segment. On all of them: ARP requests for
+                     the port's IPv4 addresses to the controller, which
+                     answers from the port table (no broadcast crosses the
+                     underlay for a known address).
+``("network", id)``  on each switch with a port on it: what comes out of a
+                     tunnel port of the network's kind with its segment is
+                     classified into the network, marked remote; broadcast,
+                     multicast and unknown unicast go to a group holding the
+                     network's local ports and one tunnel per other endpoint
+                     with a port on it (head-end replication), or, when
+                     marked remote, to the local ports only (split horizon:
+                     the sender's hypervisor reached every endpoint itself);
+                     DHCP requests to the controller.
+``("tunnels", dpid)`` on the switch: frames from its tunnel ports that no
+                     network claims are dropped (not learned as hosts by the
+                     fabric).
+
+A port moved to another switch (its binding changed, or its VM's link
+moved) is recompiled everywhere: its old switch forgets it, the others
+point their tunnels at the new one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import zlib
+from typing import Any, Hashable, Iterable
+
+from kumoflow import ofp
+from kumoflow.apps import gateway
+from kumoflow.apps.overlay import Network, Overlay, Port, build
+from kumoflow.apps.routing import ROUTER_PORTS
+from kumoflow.controller import App, Flow, Group, pipeline
+from kumoflow.packet import ARP, PacketError, parse
+from kumoflow.packet.addr import link_local
+from kumoflow.packet.consts import ARP_REQUEST
+
+NETWORK, REMOTE = pipeline.METADATA["network"], pipeline.METADATA["remote"]
+KIND_PORT, KIND_NETWORK, KIND_TUNNELS = 1, 2, 3
+#: priorities: above the fabric's (LLDP 1000 aside: LLDP from a VM is refused by its signature)
+ADMIT_PRIORITY, PORT_DROP_PRIORITY = 300, 250
+UNICAST_PRIORITY, REMOTE_FLOOD_PRIORITY, FLOOD_PRIORITY = 300, 210, 200
+PROXY_PRIORITY = 100
+IPV4_TYPE, ARP_TYPE, IPV6_TYPE = 0x0800, 0x0806, 0x86DD
+ICMPV6, UDP = 58, 17
+#: IPv6 messages a port may send from the unspecified address: DAD's neighbour solicitation,
+#: and MLD reports (v1 and v2)
+UNSPECIFIED_ICMPV6 = (135, 131, 143)
+
+_TO_CONTROLLER = [ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)])]
+
+
+class TenantsApp(App):
+    name = "tenants"
+    tables = ("network",)
+    requires = ("fabric",)
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.overlay = Overlay()
+        self._problems: set[str] = set()
+        #: (network id, IPv4 address) -> MAC, for the ARP proxy
+        self._addresses: dict[tuple[str, ipaddress.IPv4Address], str] = {}
+
+    def start(self) -> None:
+        self._rebuild()
+
+    # --- the model -----------------------------------------------------------------
+
+    def _rebuild(self) -> None:
+        """The overlay from the desired state and the switches up; mark what changed."""
+        state = self.core.state
+        old, new = self.overlay, build(state.all("network"), state.all("port"), self.core.datapaths)
+        self.overlay = new
+        self._addresses = {(p.network, ip): p.mac for p in new.ports.values()
+                           if p.owner not in ROUTER_PORTS for ip in p.ips if ip.version == 4}
+        everything = old.endpoints != new.endpoints or old.tunnels != new.tunnels
+        networks = {n for n in set(old.networks) | set(new.networks)
+                    if everything or old.networks.get(n) != new.networks.get(n)
+                    or old.members.get(n) != new.members.get(n)}
+        for n in set(old.routed) | set(new.routed):      # a router joined or left: the others' ports too
+            if old.routed.get(n) != new.routed.get(n):
+                networks |= {n} | old.routed.get(n, set()) | new.routed.get(n, set())
+        networks |= {r for n in networks for r in new.routed.get(n, ())}
+        for network_id in networks:
+            self.changed(("network", network_id))
+        for port_id in set(old.ports) | set(new.ports):
+            before, after = old.ports.get(port_id), new.ports.get(port_id)
+            if before != after or (after or before).network in networks:
+                self.changed(("port", port_id))
+        if everything:
+            for dpid in set(old.tunnels) | set(new.tunnels):
+                self.changed(("tunnels", dpid), dpid)
+        for problem in sorted(set(new.problems) - self._problems):
+            self.log.warning("%s", problem)
+        self._problems = set(new.problems)
+
+    def record_changed(self, change) -> None:
+        if change.kind in ("network", "port"):
+            self._rebuild()
+
+    def switch_up(self, dp) -> None:
+        self._rebuild()
+
+    def switch_down(self, dp) -> None:
+        self._rebuild()
+
+    def port_status(self, dp, msg: ofp.PortStatus) -> None:
+        self._rebuild()
+
+    # --- compiling -------------------------------------------------------------------
+
+    def owners(self) -> Iterable[Hashable]:
+        for port_id in self.overlay.ports:
+            yield ("port", port_id)
+        for network_id in self.overlay.networks:
+            yield ("network", network_id)
+        for dpid in self.overlay.tunnels:
+            yield ("tunnels", dpid)
+
+    def compile(self, key: Hashable, dp) -> list:
+        kind, subject = key
+        if kind == "port":
+            port = self.overlay.ports.get(subject)
+            return self._compile_port(port, dp) if port is not None else []
+        if kind == "network":
+            return self._compile_network(subject, dp) if subject in self.overlay.networks else []
+        if kind == "tunnels" and subject == dp.id:
+            cookie = self.cookie(KIND_TUNNELS << 48)
+            return [Flow(self.table("classify"), PORT_DROP_PRIORITY, ofp.Match(in_port=port_no), [], cookie)
+                    for port_no in sorted(self.overlay.tunnels.get(dp.id, {}).values())]
+        return []
+
+    def _compile_port(self, port: Port, dp) -> list:
+        overlay = self.overlay
+        if dp.id not in overlay.senders_to(port.network):
+            return []
+        net = overlay.networks[port.network]
+        cookie = self.cookie(KIND_PORT << 48 | zlib.crc32(port.id.encode()))
+        forward, network_table = self.table("forward"), self.table("network")
+        in_net = (NETWORK.value(net.number), NETWORK.mask)
+        macs = sorted({port.mac, *(mac for mac, _ in port.pairs)})
+        flows = [Flow(network_table, PROXY_PRIORITY,
+                      ofp.Match(metadata=in_net, eth_type=ARP_TYPE, arp_op=ARP_REQUEST, arp_tpa=str(ip)),
+                      _TO_CONTROLLER, cookie)
+                 for ip in port.ips if ip.version == 4 and port.owner not in ROUTER_PORTS]
+        if _on(port, dp.id):
+            flows += self._admit(port, net.number, cookie)
+            deliver = [ofp.ApplyActions([ofp.Output(port.place[1])])]
+        else:
+            tunnel = overlay.tunnel_to(dp.id, net.kind, port.place)
+            if tunnel is None:
+                return flows
+            deliver = [ofp.ApplyActions([ofp.SetField("tunnel_id", net.tunnel_id), ofp.Output(tunnel)])]
+        flows += [Flow(forward, UNICAST_PRIORITY, ofp.Match(metadata=in_net, eth_dst=mac), deliver, cookie)
+                  for mac in macs]
+        return flows
+
+    def _admit(self, port: Port, number: int, cookie: int) -> list:
+        """Port security: what the port may send, into its network."""
+        classify, in_port = self.table("classify"), port.place[1]
+        admit = [ofp.WriteMetadata(NETWORK.value(number), NETWORK.mask | REMOTE.mask),
+                 ofp.GotoTable(self.table("network"))]
+        drop = Flow(classify, PORT_DROP_PRIORITY, ofp.Match(in_port=in_port), [], cookie)
+        if not port.security:
+            return [Flow(classify, ADMIT_PRIORITY, ofp.Match(in_port=in_port), admit, cookie), drop]
+        matches = [dict(eth_src=port.mac, eth_type=IPV4_TYPE, ipv4_src="0.0.0.0", ip_proto=UDP, udp_src=68,
+                        udp_dst=67),
+                   dict(eth_src=port.mac, eth_type=ARP_TYPE, arp_spa="0.0.0.0", arp_sha=port.mac),
+                   *(dict(eth_src=port.mac, eth_type=IPV6_TYPE, ipv6_src="::", ip_proto=ICMPV6, icmpv6_type=t)
+                     for t in UNSPECIFIED_ICMPV6)]
+        allowed = [(port.mac, ipaddress.ip_network(ip)) for ip in port.ips] + list(port.pairs)
+        allowed += [(mac, ipaddress.ip_network(link_local(mac))) for mac in sorted({m for m, _ in allowed})]
+        for mac, prefix in dict.fromkeys(allowed):
+            value = _address(prefix)
+            if prefix.version == 4:
+                matches.append(dict(eth_src=mac, eth_type=IPV4_TYPE, ipv4_src=value))
+                matches.append(dict(eth_src=mac, eth_type=ARP_TYPE, arp_spa=value, arp_sha=mac))
+            else:
+                matches.append(dict(eth_src=mac, eth_type=IPV6_TYPE, ipv6_src=value))
+        return [Flow(classify, ADMIT_PRIORITY, ofp.Match(in_port=in_port, **m), admit, cookie)
+                for m in matches] + [drop]
+
+    def _compile_network(self, network_id: str, dp) -> list:
+        overlay = self.overlay
+        if dp.id not in overlay.switches_of(network_id):
+            return []
+        net = overlay.networks[network_id]
+        cookie = self.cookie(KIND_NETWORK << 48 | net.number)
+        classify, forward, network_table = self.table("classify"), self.table("forward"), self.table("network")
+        local = sorted(p.place[1] for p in overlay.ports.values() if p.network == network_id and _on(p, dp.id))
+        remotes = overlay.remotes(network_id, dp.id)
+        group_id = self.ids.start + net.number
+        buckets = [ofp.Bucket([ofp.Output(p)]) for p in local]
+        buckets += [ofp.Bucket([ofp.SetField("tunnel_id", net.tunnel_id), ofp.Output(t)])
+                    for _, t in sorted(remotes.items())]
+        from_tunnel = [ofp.WriteMetadata(NETWORK.value(net.number) | REMOTE.value(1), NETWORK.mask | REMOTE.mask),
+                       ofp.GotoTable(network_table)]
+        entries = [Group(group_id, ofp.OFPGT.ALL, buckets)]
+        entries += [Flow(classify, ADMIT_PRIORITY,
+                         ofp.Match(in_port=t, tunnel_id=(net.tunnel_id, net.tunnel_mask)), from_tunnel, cookie)
+                    for (kind, _), t in sorted(overlay.tunnels.get(dp.id, {}).items()) if kind == net.kind]
+        entries += [
+            Flow(forward, FLOOD_PRIORITY, ofp.Match(metadata=(NETWORK.value(net.number), NETWORK.mask | REMOTE.mask)),
+                 [ofp.ApplyActions([ofp.Group(group_id)])], cookie),
+            Flow(forward, REMOTE_FLOOD_PRIORITY,
+                 ofp.Match(metadata=(NETWORK.value(net.number) | REMOTE.value(1), NETWORK.mask | REMOTE.mask)),
+                 [ofp.ApplyActions([ofp.Output(p) for p in local])] if local else [], cookie),
+            Flow(network_table, PROXY_PRIORITY,
+                 ofp.Match(metadata=(NETWORK.value(net.number), NETWORK.mask | REMOTE.mask), eth_type=IPV4_TYPE,
+                           ip_proto=UDP, udp_dst=67), _TO_CONTROLLER, cookie),
+        ]
+        return entries
+
+    # --- answering -------------------------------------------------------------------
+
+    def packet_in(self, dp, msg: ofp.PacketIn) -> None:
+        try:
+            pkt = parse(msg.data)
+        except PacketError:
+            return
+        found = self._sender(dp, msg)
+        if found is None:
+            return
+        network, back = found
+        arp = pkt.get(ARP)
+        if arp is not None and arp.op == ARP_REQUEST:
+            target = ipaddress.IPv4Address(arp.dst_ip)
+            mac = self._addresses.get((network.id, target))
+            if mac is not None:
+                self.send(dp, ofp.PacketOut(actions=back, data=gateway.arp_reply(mac, target, arp.src_mac, arp.src_ip)))
+
+    def _sender(self, dp, msg: ofp.PacketIn) -> tuple[Network, list[ofp.Action]] | None:
+        """The network a packet-in's frame is in, and the actions that send an answer back
+        to its sender: out of its port, or into the tunnel it came from."""
+        in_port = msg.match.get("in_port")
+        for port in self.overlay.ports.values():
+            if port.place == (dp.id, in_port):
+                return self.overlay.networks[port.network], [ofp.Output(in_port)]
+        kind = next((k for (k, _), t in self.overlay.tunnels.get(dp.id, {}).items() if t == in_port), None)
+        tunnel_id = msg.match.get("tunnel_id")
+        for net in self.overlay.networks.values():
+            if kind == net.kind and isinstance(tunnel_id, int) and tunnel_id & net.tunnel_mask == net.tunnel_id:
+                return net, [ofp.SetField("tunnel_id", net.tunnel_id), ofp.Output(in_port)]
+        return None
+
+
+def _on(port: Port, dpid: int) -> bool:
+    """Is the port plugged into switch `dpid`?"""
+    return not port.remote and port.place[0] == dpid
+
+
+def _address(prefix: ipaddress.IPv4Network | ipaddress.IPv6Network):
+    """A match value: the address alone for a host prefix, else (address, mask)."""
+    if prefix.prefixlen == prefix.max_prefixlen:
+        return str(prefix.network_address)
+    return str(prefix.network_address), str(prefix.netmask)

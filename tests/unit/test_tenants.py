@@ -1,0 +1,248 @@
+"""The tenants app in memory: hypervisors (memnet switches) joined by VXLAN
+and NVGRE tunnel ports, networks and ports given as desired-state records,
+VMs that send real frames. Asserts what reaches which VM, and what crossed
+the underlay with which tunnel id."""
+
+import itertools
+
+import pytest
+
+from kumoflow.apps.tenants import TenantsApp
+from kumoflow.packet import ARP, ICMP, Ethernet, IPv4, parse
+from kumoflow.packet.consts import ARP_REPLY, ARP_REQUEST
+from kumoflow.store import Change, Record, Snapshot
+
+from memnet import MemNet
+
+_ids = itertools.count(1)
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+def record(kind, project="p1", **body):
+    n = next(_ids)
+    return Record(kind, f"{kind}-{n:04d}", project, n, f"2026-12-07T00:{n // 60 % 60:02d}:{n % 60:02d}Z",
+                  "2026-12-07T00:00:00Z", body)
+
+
+class Cloud:
+    """Hypervisors s1, s2 (VMs on ports 1-4) with a tunnel between them."""
+
+    def __init__(self, kind="vxlan", switches=2):
+        self.app = TenantsApp()
+        self.mem = MemNet([self.app])
+        self.s = {n: self.mem.switch(n, ports=4) for n in range(1, switches + 1)}
+        self.tunnels = {}
+        for a, b in itertools.combinations(self.s.values(), 2):
+            self.tunnels[(a.dpid, b.dpid)], self.tunnels[(b.dpid, a.dpid)] = self.mem.tunnel(a, b, kind)
+        self.records, self.vms, self.ports = [], {}, {}
+
+    def network(self, segment, kind="vxlan", project="p1"):
+        net = record("network", project, **{"provider:network_type": kind, "provider:segmentation_id": segment})
+        self.records.append(net)
+        return net
+
+    def vm(self, name, switch, port_no, net, ip, mac, **port_body):
+        vm = self.mem.host(name, self.s[switch], port_no, mac=mac)
+        vm.ip = ip
+        body = dict(network_id=net.id, device_owner="compute:nova", mac_address=mac,
+                    fixed_ips=[{"subnet_id": "x", "ip_address": ip}], admin_state_up=True,
+                    **{"binding:host_id": f"{switch:#x}", "binding:profile": {"port_no": port_no}})
+        body.update(port_body)
+        port = record("port", net.project_id, **body)
+        self.records.append(port)
+        self.vms[name], self.ports[name] = vm, port
+        return vm
+
+    def start(self):
+        self.mem.core.state.load(Snapshot(len(self.records), list(self.records)))
+        self.mem.start()
+        self.mem.advance(self.mem.core.settle + 1.5)
+        return self
+
+    def update(self, name, **body):
+        old = self.ports[name]
+        new = Record(old.kind, old.id, old.project_id, old.revision + 1000, old.created_at, old.updated_at,
+                     {**old.body, **body})
+        self.ports[name] = new
+        self.mem.core.state.apply([Change(self.mem.core.state.revision + 1, "port", old.id, new, old)])
+        self.mem.run()
+
+    def send(self, vm, frame):
+        for v in self.vms.values():
+            v.received.clear()
+        for s in self.s.values():
+            for p in s.ports.values():
+                getattr(p, "sent_ids", []).clear()
+        vm.send(frame)
+        self.mem.run()
+        return {name: [f for f in v.received if f[12:14] != b"\x88\xcc"] for name, v in self.vms.items()}
+
+    def underlay(self, a, b):
+        """Tunnel ids of what crossed from switch a to switch b in the last send."""
+        return list(self.s[a].ports[self.tunnels[(a, b)]].sent_ids)
+
+
+def ping(src, dst, src_mac=None, src_ip=None):
+    return bytes(Ethernet(src=src_mac or src.mac, dst=dst.mac) / IPv4(src=src_ip or src.ip, dst=dst.ip)
+                 / ICMP(type=8, code=0, id=1, seq=1) / b"tenant")
+
+
+def arp_request(src, target_ip):
+    return bytes(Ethernet(src=src.mac, dst=BROADCAST) / ARP(op=ARP_REQUEST, src_mac=src.mac, src_ip=src.ip,
+                                                            dst_ip=target_ip))
+
+
+def two_tenants(kind="vxlan", segments=(5001, 5002)):
+    """Tenants A and B with the same subnet and addresses on both hypervisors."""
+    cloud = Cloud(kind)
+    a, b = cloud.network(segments[0], kind, "pA"), cloud.network(segments[1], kind, "pB")
+    cloud.vm("a1", 1, 1, a, "10.0.0.1", "02:00:00:0a:00:01")
+    cloud.vm("a2", 2, 1, a, "10.0.0.2", "02:00:00:0a:00:02")
+    cloud.vm("b1", 1, 2, b, "10.0.0.1", "02:00:00:0b:00:01")
+    cloud.vm("b2", 2, 2, b, "10.0.0.2", "02:00:00:0b:00:02")
+    return cloud.start()
+
+
+def reached(got):
+    return sorted(name for name, frames in got.items() if frames)
+
+
+@pytest.mark.parametrize("kind, tunnel_ids", [("vxlan", (5001, 5002)), ("nvgre", (5001 << 8, 5002 << 8))])
+def test_unicast_crosses_the_tunnel_of_its_own_network_only(kind, tunnel_ids):
+    cloud = two_tenants(kind)
+    vms = cloud.vms
+    got = cloud.send(vms["a1"], ping(vms["a1"], vms["a2"]))
+    assert reached(got) == ["a2"]
+    assert cloud.underlay(1, 2) == [tunnel_ids[0]]
+    assert parse(got["a2"][0])[IPv4].dst == "10.0.0.2" and parse(got["a2"][0]).payload == b"tenant"
+    got = cloud.send(vms["b2"], ping(vms["b2"], vms["b1"]))
+    assert reached(got) == ["b1"] and cloud.underlay(2, 1) == [tunnel_ids[1]]
+
+
+def test_broadcast_reaches_its_network_on_every_hypervisor_and_no_other():
+    cloud = two_tenants()
+    vms = cloud.vms
+    frame = bytes(Ethernet(src=vms["a1"].mac, dst=BROADCAST) / IPv4(src="10.0.0.1", dst="10.0.0.255")
+                  / ICMP(type=8, code=0, id=1, seq=1))
+    got = cloud.send(vms["a1"], frame)
+    assert reached(got) == ["a2"] and cloud.underlay(1, 2) == [5001]
+    # what came out of the tunnel is not sent back into it (split horizon)
+    assert cloud.underlay(2, 1) == []
+
+
+def test_arp_for_a_known_address_is_answered_by_the_controller_and_crosses_no_tunnel():
+    cloud = two_tenants()
+    vms = cloud.vms
+    for asker, target_mac in (("a1", "02:00:00:0a:00:02"), ("b1", "02:00:00:0b:00:02")):
+        got = cloud.send(vms[asker], arp_request(vms[asker], "10.0.0.2"))
+        assert reached(got) == [asker]
+        reply = parse(got[asker][0])[ARP]
+        assert (reply.op, reply.src_mac, reply.src_ip, reply.dst_mac) == (ARP_REPLY, target_mac, "10.0.0.2",
+                                                                            vms[asker].mac)
+        assert cloud.underlay(1, 2) == []
+    # an address nobody has is flooded in the network like any broadcast
+    got = cloud.send(vms["a1"], arp_request(vms["a1"], "10.0.0.99"))
+    assert reached(got) == ["a2"]
+
+
+def test_port_security_drops_a_spoofed_mac_or_address():
+    cloud = two_tenants()
+    vms = cloud.vms
+    assert reached(cloud.send(vms["a1"], ping(vms["a1"], vms["a2"], src_mac="02:00:00:0a:00:99"))) == []
+    assert reached(cloud.send(vms["a1"], ping(vms["a1"], vms["a2"], src_ip="10.0.0.77"))) == []
+    # a frame claiming b1's MAC from a1's port goes nowhere either (b1 is on the same hypervisor)
+    assert reached(cloud.send(vms["a1"], ping(vms["a1"], vms["b2"], src_mac=vms["b1"].mac))) == []
+    # allowed address pairs widen what a port may send
+    cloud.update("a1", allowed_address_pairs=[{"ip_address": "10.0.0.64/26"}])
+    assert reached(cloud.send(vms["a1"], ping(vms["a1"], vms["a2"], src_ip="10.0.0.77"))) == ["a2"]
+    # and port security off admits anything
+    cloud.update("a1", port_security_enabled=False)
+    assert reached(cloud.send(vms["a1"], ping(vms["a1"], vms["a2"], src_mac="02:00:00:0a:00:99"))) == ["a2"]
+
+
+def test_segment_ids_above_sixteen_million_and_many_networks():
+    cloud = Cloud()
+    nets = [cloud.network(16_777_000 + i) for i in range(200)]
+    last = nets[-1]
+    cloud.vm("x1", 1, 1, last, "192.168.0.1", "02:00:00:00:00:01")
+    cloud.vm("x2", 2, 1, last, "192.168.0.2", "02:00:00:00:00:02")
+    cloud.start()
+    got = cloud.send(cloud.vms["x1"], ping(cloud.vms["x1"], cloud.vms["x2"]))
+    assert reached(got) == ["x2"] and cloud.underlay(1, 2) == [16_777_199]
+
+
+def test_a_port_moved_to_another_hypervisor_is_reached_there():
+    cloud = two_tenants()
+    vms = cloud.vms
+    # a2 moves from s2 port 1 to s1 port 3
+    cloud.mem.attach(vms["a2"], cloud.s[1], 3)
+    cloud.update("a2", **{"binding:host_id": "0x1", "binding:profile": {"port_no": 3}})
+    got = cloud.send(vms["a1"], ping(vms["a1"], vms["a2"]))
+    assert reached(got) == ["a2"] and cloud.underlay(1, 2) == []
+    got = cloud.send(vms["a2"], ping(vms["a2"], vms["a1"]))
+    assert reached(got) == ["a1"]
+    # s2 has no port of network A left: it holds none of A's flows
+    assert not [f for f in cloud.s[2].flows() if f.match.get("tunnel_id") in (5001, (5001, 0xFFFFFF))]
+
+
+def test_a_port_bound_to_an_endpoint_without_openflow_is_reached_through_the_tunnel():
+    cloud = Cloud(switches=3)
+    net = cloud.network(7000)
+    cloud.vm("v1", 1, 1, net, "10.1.0.1", "02:00:00:01:00:01")
+    # a VM behind a kernel VXLAN host at 10.255.0.3 (the tunnel ports to s3 lead there)
+    cloud.records.append(record("port", "p1", network_id=net.id, mac_address="02:00:00:01:00:03", admin_state_up=True,
+                                fixed_ips=[{"ip_address": "10.1.0.3"}], **{"binding:host_id": "vtep:10.255.0.3"}))
+    cloud.start()
+    v1 = cloud.vms["v1"]
+    frame = bytes(Ethernet(src=v1.mac, dst="02:00:00:01:00:03") / IPv4(src=v1.ip, dst="10.1.0.3")
+                  / ICMP(type=8, code=0, id=1, seq=1))
+    cloud.send(v1, frame)
+    assert cloud.underlay(1, 3) == [7000] and cloud.underlay(1, 2) == []
+    got = cloud.send(v1, arp_request(v1, "10.1.0.3"))
+    assert parse(got["v1"][0])[ARP].src_mac == "02:00:00:01:00:03"
+
+
+def test_the_fabric_sends_no_lldp_into_tunnels_and_finds_no_link_over_them():
+    cloud = two_tenants()
+    cloud.mem.advance(3)
+    for (a, _), port_no in cloud.tunnels.items():
+        assert not cloud.mem.core.topology.is_fabric_port(a, port_no)
+        assert not [f for f in cloud.s[a].ports[port_no].sent if f[12:14] == b"\x88\xcc"]
+
+
+def test_a_router_routes_between_tenant_networks_across_hypervisors():
+    from kumoflow.apps.router import RouterApp
+
+    cloud = Cloud()
+    cloud.mem = MemNet([cloud.app, RouterApp()])
+    cloud.s = {n: cloud.mem.switch(n, ports=4) for n in (1, 2)}
+    cloud.tunnels[(1, 2)], cloud.tunnels[(2, 1)] = cloud.mem.tunnel(cloud.s[1], cloud.s[2])
+    nets = []
+    for n, segment in ((1, 6001), (2, 6002)):
+        net = cloud.network(segment)
+        subnet = record("subnet", "p1", network_id=net.id, cidr=f"10.0.{n}.0/24", gateway_ip=f"10.0.{n}.1",
+                        ip_version=4)
+        cloud.records.append(subnet)
+        nets.append((net, subnet))
+    router = record("router", "p1", admin_state_up=True, routes=[])
+    cloud.records.append(router)
+    for i, (net, subnet) in enumerate(nets):
+        cloud.records.append(record("port", "p1", network_id=net.id, device_owner="network:router_interface",
+                                    device_id=router.id, mac_address=f"fa:16:3e:00:00:{i + 1:02x}",
+                                    fixed_ips=[{"subnet_id": subnet.id, "ip_address": subnet.body["gateway_ip"]}]))
+    a1 = cloud.vm("a1", 1, 1, nets[0][0], "10.0.1.5", "02:00:00:00:01:05",
+                  fixed_ips=[{"subnet_id": nets[0][1].id, "ip_address": "10.0.1.5"}])
+    b2 = cloud.vm("b2", 2, 1, nets[1][0], "10.0.2.5", "02:00:00:00:02:05",
+                  fixed_ips=[{"subnet_id": nets[1][1].id, "ip_address": "10.0.2.5"}])
+    cloud.start()
+    got = cloud.send(a1, arp_request(a1, "10.0.1.1"))
+    gateway_mac = parse(got["a1"][0])[ARP].src_mac
+    assert gateway_mac == "fa:16:3e:00:00:01" and cloud.underlay(1, 2) == []
+    frame = bytes(Ethernet(src=a1.mac, dst=gateway_mac) / IPv4(src=a1.ip, dst=b2.ip, ttl=64)
+                  / ICMP(type=8, code=0, id=1, seq=1) / b"routed")
+    got = cloud.send(a1, frame)
+    assert reached(got) == ["b2"]
+    # routed at s1, then carried in network 2's tunnel
+    assert cloud.underlay(1, 2) == [6002]
+    pkt = parse(got["b2"][0])
+    assert (pkt[Ethernet].src, pkt[Ethernet].dst, pkt[IPv4].ttl) == ("fa:16:3e:00:00:02", b2.mac, 63)
