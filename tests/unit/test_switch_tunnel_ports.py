@@ -106,6 +106,8 @@ def test_port_names_as_neutron_makes_them():
     assert port_name("nvgre", ipaddress.IPv4Address("192.168.1.254")) == "nvgre-c0a801fe"
     assert parse_port_name("vxlan-0a000002") == ("vxlan", ipaddress.IPv4Address("10.0.0.2"))
     assert parse_port_name("nvgre-c0a801fe") == ("nvgre", ipaddress.IPv4Address("192.168.1.254"))
+    # the emulator's Open vSwitch ports, vxlan-<remote>-<local> cut to 15 characters by OpenFlow
+    assert parse_port_name("vxlan-c0a8140c-") == ("vxlan", ipaddress.IPv4Address("192.168.20.12"))
     for other in ("eth0", "vxlan-0a00000", "gre-0a000002", "vxlan-0a00000g", "vxlan_0a000002", "vxlan-"):
         assert parse_port_name(other) is None
     with pytest.raises(ValueError):
