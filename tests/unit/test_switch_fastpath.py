@@ -1381,6 +1381,23 @@ def test_routed_frames_take_the_compiled_hop_on_every_path():
     assert [IP(f[18 if f[12] == 0x81 else 14:]).ttl for f in rig.out(2)] == [8] * 12
 
 
+@pytest.mark.parametrize("macs", [[], ["eth_dst"], ["eth_src"], ["eth_src", "eth_dst"], ["eth_dst", "eth_dst"]])
+@pytest.mark.parametrize("decrements", [0, 1, 2])
+def test_every_shape_of_hop_agrees(macs, decrements):
+    """Hops that set no MAC, one, both (or one twice) and decrement the TTL 0-2 times, on
+    IPv4 (exact-match and megaflow hits, one by one and in batches) and IPv6."""
+    acts = [ofp.SetField(m, MAC3 if i else ROUTER_MAC) for i, m in enumerate(macs)] + [ofp.DecNwTtl()] * decrements
+    mods = [ofp.SetConfig(miss_send_len=128)] + [
+        ofp.FlowMod(match=ofp.Match(eth_type=et), instructions=[ofp.ApplyActions(acts + [ofp.Output(2)])])
+        for et in (0x0800, 0x86DD)]
+    frames = [udp(ttl=t, ip_dst=f"10.0.0.{t}") for t in (1, 2, 3, 64)] + [udp(vlan=5, ttl=9)] + [
+        raw(Ether(src=MAC1, dst=MAC2) / IP(ttl=t, options=b"\x01\x01\x01\x00") / UDP()) for t in (2, 9)] + [
+        raw(Ether(src=MAC1, dst=MAC2) / IPv6(hlim=t) / UDP()) for t in (0, 2, 64)]
+    pair = agree(mods, frames)
+    pair.receive_batch(1, frames * 2)
+    pair.check_counters()
+
+
 def test_a_route_s_destinations_share_one_megaflow_as_routes_come_and_go():
     """Ten /8 routes and the router's own /32s: 1,000 destinations make about one megaflow
     per route, not one per destination (prefix tracking); a longer route added inside one
