@@ -246,3 +246,32 @@ def test_a_router_routes_between_tenant_networks_across_hypervisors():
     assert cloud.underlay(1, 2) == [6002]
     pkt = parse(got["b2"][0])
     assert (pkt[Ethernet].src, pkt[Ethernet].dst, pkt[IPv4].ttl) == ("fa:16:3e:00:00:02", b2.mac, 63)
+
+
+def test_dhcp_is_answered_by_the_controller_on_the_vms_own_hypervisor():
+    from kumoflow.packet import UDP
+    from kumoflow.packet import dhcp as d
+
+    cloud = Cloud()
+    net = cloud.network(5100)
+    net.body["mtu"] = 1450
+    subnet = record("subnet", "p1", network_id=net.id, cidr="10.9.0.0/24", gateway_ip="10.9.0.1", ip_version=4,
+                    enable_dhcp=True, dns_nameservers=["10.9.0.2"], host_routes=[])
+    cloud.records.append(subnet)
+    v1 = cloud.vm("v1", 1, 1, net, "10.9.0.5", "02:00:00:09:00:05",
+                  fixed_ips=[{"subnet_id": subnet.id, "ip_address": "10.9.0.5"}])
+    cloud.vm("v2", 2, 1, net, "10.9.0.6", "02:00:00:09:00:06",
+             fixed_ips=[{"subnet_id": subnet.id, "ip_address": "10.9.0.6"}])
+    cloud.start()
+    discover = d.DHCP(op=d.BOOTREQUEST, xid=7, chaddr=v1.mac, options={d.OPT_MESSAGE_TYPE: d.DISCOVER})
+    frame = bytes(Ethernet(src=v1.mac, dst=BROADCAST) / IPv4(src="0.0.0.0", dst="255.255.255.255")
+                  / UDP(sport=68, dport=67) / discover)
+    got = cloud.send(v1, frame)
+    assert reached(got) == ["v1"] and cloud.underlay(1, 2) == []
+    offer = d.parse_dhcp(parse(got["v1"][0]).payload)
+    assert offer.options[d.OPT_MESSAGE_TYPE] == d.OFFER and offer.yiaddr == "10.9.0.5"
+    assert offer.options[d.OPT_MTU] == 1450 and offer.options[d.OPT_SERVER_ID] == "10.9.0.1"
+    # no router holds the gateway address: the server answers ARP for it (a renewal is unicast there)
+    got = cloud.send(v1, arp_request(v1, "10.9.0.1"))
+    assert parse(got["v1"][0])[ARP].src_mac == cloud.app.dhcp_mac
+    assert dict((m[0], m[3]) for m in cloud.app.metrics())["dhcp_answered"] == 1

@@ -98,7 +98,8 @@ class Overlay:
     members: dict[str, set[Place]] = field(default_factory=dict)
     #: network id -> the other networks a router joins it to
     routed: dict[str, set[str]] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
+    #: (dpid, what is wrong with that switch's place in the overlay)
+    problems: list[tuple[int, str]] = field(default_factory=list)
 
     def endpoint_of(self, place: Place) -> ipaddress.IPv4Address | None:
         if isinstance(place, ipaddress.IPv4Address):
@@ -184,7 +185,7 @@ def build(networks: Iterable[Record], ports: Iterable[Record], datapaths: Mappin
 
 
 def _endpoints(tunnels: dict[int, dict[tuple[str, ipaddress.IPv4Address], int]],
-               problems: list[str]) -> dict[int, ipaddress.IPv4Address]:
+               problems: list[tuple[int, str]]) -> dict[int, ipaddress.IPv4Address]:
     """Each switch's own address: reached by the other switches' tunnels and not by its own."""
     reach = {dpid: {address for _, address in ports} for dpid, ports in tunnels.items()}
     out = {}
@@ -195,8 +196,9 @@ def _endpoints(tunnels: dict[int, dict[tuple[str, ipaddress.IPv4Address], int]],
         if len(others) == 1:
             out[dpid] = others.pop()
         else:
-            problems.append(f"switch {dpid:#x}: its tunnel endpoint address is "
-                            f"{'unknown' if not others else 'ambiguous'} (each switch needs a tunnel to every other)")
+            problems.append((dpid, f"switch {dpid:#x}: its tunnel endpoint address is "
+                                   f"{'unknown' if not others else 'ambiguous'} (each switch needs a tunnel to every "
+                                   "other)"))
     return out
 
 

@@ -41,15 +41,17 @@ point their tunnels at the new one.
 from __future__ import annotations
 
 import ipaddress
+import re
 import zlib
 from typing import Any, Hashable, Iterable
 
 from kumoflow import ofp
-from kumoflow.apps import gateway
+from kumoflow.apps import dhcp, gateway
+from kumoflow.apps import options as check
 from kumoflow.apps.overlay import Network, Overlay, Port, build
 from kumoflow.apps.routing import ROUTER_PORTS
 from kumoflow.controller import App, Flow, Group, pipeline
-from kumoflow.packet import ARP, PacketError, parse
+from kumoflow.packet import ARP, UDP, PacketError, parse
 from kumoflow.packet.addr import link_local
 from kumoflow.packet.consts import ARP_REQUEST
 
@@ -60,10 +62,14 @@ ADMIT_PRIORITY, PORT_DROP_PRIORITY = 300, 250
 UNICAST_PRIORITY, REMOTE_FLOOD_PRIORITY, FLOOD_PRIORITY = 300, 210, 200
 PROXY_PRIORITY = 100
 IPV4_TYPE, ARP_TYPE, IPV6_TYPE = 0x0800, 0x0806, 0x86DD
-ICMPV6, UDP = 58, 17
+ICMPV6, UDP_PROTO = 58, 17
 #: IPv6 messages a port may send from the unspecified address: DAD's neighbour solicitation,
 #: and MLD reports (v1 and v2)
 UNSPECIFIED_ICMPV6 = (135, 131, 143)
+
+#: the DHCP server's MAC (locally administered), and what a MAC looks like
+DHCP_MAC = "fa:16:3f:00:d4:c9"
+MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 _TO_CONTROLLER = [ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)])]
 
@@ -73,9 +79,14 @@ class TenantsApp(App):
     tables = ("network",)
     requires = ("fabric",)
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, dhcp_lease: int = dhcp.DEFAULT_LEASE_TIME, dhcp_mac: str = DHCP_MAC, **options: Any) -> None:
         super().__init__(**options)
+        self.dhcp_lease = check.integer("dhcp_lease", dhcp_lease, 60, 2**31 - 1)
+        self.dhcp_mac = str(dhcp_mac).lower()
+        if not MAC.fullmatch(self.dhcp_mac) or int(self.dhcp_mac[:2], 16) & 1:
+            raise ValueError(f"dhcp_mac {dhcp_mac!r}: must be a unicast MAC address xx:xx:xx:xx:xx:xx")
         self.overlay = Overlay()
+        self.answered = {"arp": 0, "dhcp": 0}
         self._problems: set[str] = set()
         #: (network id, IPv4 address) -> MAC, for the ARP proxy
         self._addresses: dict[tuple[str, ipaddress.IPv4Address], str] = {}
@@ -90,8 +101,11 @@ class TenantsApp(App):
         state = self.core.state
         old, new = self.overlay, build(state.all("network"), state.all("port"), self.core.datapaths)
         self.overlay = new
-        self._addresses = {(p.network, ip): p.mac for p in new.ports.values()
-                           if p.owner not in ROUTER_PORTS for ip in p.ips if ip.version == 4}
+        old_servers = {k: m for k, m in self._addresses.items() if m == self.dhcp_mac}
+        servers = self._dhcp_servers(new)
+        self._addresses = dict(servers)
+        self._addresses.update({(p.network, ip): p.mac for p in new.ports.values()
+                                if p.owner not in ROUTER_PORTS for ip in p.ips if ip.version == 4})
         everything = old.endpoints != new.endpoints or old.tunnels != new.tunnels
         networks = {n for n in set(old.networks) | set(new.networks)
                     if everything or old.networks.get(n) != new.networks.get(n)
@@ -100,6 +114,8 @@ class TenantsApp(App):
             if old.routed.get(n) != new.routed.get(n):
                 networks |= {n} | old.routed.get(n, set()) | new.routed.get(n, set())
         networks |= {r for n in networks for r in new.routed.get(n, ())}
+        if servers != old_servers:     # a DHCP server address came or went
+            networks |= {n for n, _ in servers.keys() ^ old_servers.keys()}
         for network_id in networks:
             self.changed(("network", network_id))
         for port_id in set(old.ports) | set(new.ports):
@@ -109,12 +125,31 @@ class TenantsApp(App):
         if everything:
             for dpid in set(old.tunnels) | set(new.tunnels):
                 self.changed(("tunnels", dpid), dpid)
-        for problem in sorted(set(new.problems) - self._problems):
+        # told once each, and only about switches past their settle time (the first switch up
+        # of a mesh has no peer to tell its address by)
+        problems = {text for dpid, text in new.problems if getattr(self.core.datapaths.get(dpid), "settled", False)}
+        for problem in sorted(problems - self._problems):
             self.log.warning("%s", problem)
-        self._problems = set(new.problems)
+        self._problems = problems
+
+    def _dhcp_servers(self, overlay: Overlay) -> dict[tuple[str, ipaddress.IPv4Address], str]:
+        """The DHCP server's own address on each tenant subnet with DHCP and no router
+        on its gateway address: the gateway address, at the server's MAC (a renewing
+        client sends to its server identifier, the gateway address, by unicast)."""
+        routed = {(r.body.get("network_id"), _v4(ip["ip_address"])) for r in self.core.state.all("port")
+                   if r.body.get("device_owner") in ROUTER_PORTS for ip in r.body.get("fixed_ips") or ()
+                   if isinstance(ip, dict) and "ip_address" in ip}
+        out = {}
+        for subnet in self.core.state.all("subnet"):
+            body = subnet.body
+            key = (body.get("network_id"), _v4(body.get("gateway_ip")))
+            if key[0] in overlay.networks and key[1] is not None and body.get("enable_dhcp", True) \
+                    and key not in routed:
+                out[key] = self.dhcp_mac
+        return out
 
     def record_changed(self, change) -> None:
-        if change.kind in ("network", "port"):
+        if change.kind in ("network", "port", "subnet"):
             self._rebuild()
 
     def switch_up(self, dp) -> None:
@@ -182,7 +217,7 @@ class TenantsApp(App):
         drop = Flow(classify, PORT_DROP_PRIORITY, ofp.Match(in_port=in_port), [], cookie)
         if not port.security:
             return [Flow(classify, ADMIT_PRIORITY, ofp.Match(in_port=in_port), admit, cookie), drop]
-        matches = [dict(eth_src=port.mac, eth_type=IPV4_TYPE, ipv4_src="0.0.0.0", ip_proto=UDP, udp_src=68,
+        matches = [dict(eth_src=port.mac, eth_type=IPV4_TYPE, ipv4_src="0.0.0.0", ip_proto=UDP_PROTO, udp_src=68,
                         udp_dst=67),
                    dict(eth_src=port.mac, eth_type=ARP_TYPE, arp_spa="0.0.0.0", arp_sha=port.mac),
                    *(dict(eth_src=port.mac, eth_type=IPV6_TYPE, ipv6_src="::", ip_proto=ICMPV6, icmpv6_type=t)
@@ -226,8 +261,12 @@ class TenantsApp(App):
                  [ofp.ApplyActions([ofp.Output(p) for p in local])] if local else [], cookie),
             Flow(network_table, PROXY_PRIORITY,
                  ofp.Match(metadata=(NETWORK.value(net.number), NETWORK.mask | REMOTE.mask), eth_type=IPV4_TYPE,
-                           ip_proto=UDP, udp_dst=67), _TO_CONTROLLER, cookie),
+                           ip_proto=UDP_PROTO, udp_dst=67), _TO_CONTROLLER, cookie),
         ]
+        entries += [Flow(network_table, PROXY_PRIORITY, ofp.Match(metadata=(NETWORK.value(net.number), NETWORK.mask),
+                                                                  eth_type=ARP_TYPE, arp_op=ARP_REQUEST, arp_tpa=str(ip)),
+                         _TO_CONTROLLER, cookie)
+                    for (n, ip), mac in sorted(self._addresses.items()) if n == network_id and mac == self.dhcp_mac]
         return entries
 
     # --- answering -------------------------------------------------------------------
@@ -242,11 +281,34 @@ class TenantsApp(App):
             return
         network, back = found
         arp = pkt.get(ARP)
+        reply = None
         if arp is not None and arp.op == ARP_REQUEST:
             target = ipaddress.IPv4Address(arp.dst_ip)
             mac = self._addresses.get((network.id, target))
             if mac is not None:
-                self.send(dp, ofp.PacketOut(actions=back, data=gateway.arp_reply(mac, target, arp.src_mac, arp.src_ip)))
+                reply, kind = gateway.arp_reply(mac, target, arp.src_mac, arp.src_ip), "arp"
+        elif pkt.get(UDP) is not None and pkt[UDP].dport == 67:
+            reply, kind = self._dhcp(dp, msg, pkt, network), "dhcp"
+        if reply is not None:
+            self.answered[kind] += 1
+            self.send(dp, ofp.PacketOut(actions=back, data=reply))
+
+    def _dhcp(self, dp, msg: ofp.PacketIn, pkt, network: Network) -> bytes | None:
+        """The answer to a port's DHCP request (apps/dhcp.py), from the API's records."""
+        state, in_port = self.core.state, msg.match.get("in_port")
+        port = next((p for p in self.overlay.ports.values() if p.place == (dp.id, in_port)), None)
+        record = state.get("port", port.id) if port is not None else None
+        net = state.get("network", network.id)
+        if record is None or net is None:
+            return None
+        subnets = {r.id: r.body for r in state.all("subnet") if r.body.get("network_id") == network.id}
+        return dhcp.answer(pkt, record.body, subnets, net.body, self.dhcp_mac, lease_time=self.dhcp_lease)
+
+    def metrics(self) -> Iterable[tuple[str, str, str, float]]:
+        yield "networks", "Tenant networks carried in tunnels", "gauge", len(self.overlay.networks)
+        yield "ports", "Tenant ports bound to a switch port or a tunnel endpoint", "gauge", len(self.overlay.ports)
+        yield "arp_answered", "ARP requests the controller answered for a tenant port", "counter", self.answered["arp"]
+        yield "dhcp_answered", "DHCP requests answered", "counter", self.answered["dhcp"]
 
     def _sender(self, dp, msg: ofp.PacketIn) -> tuple[Network, list[ofp.Action]] | None:
         """The network a packet-in's frame is in, and the actions that send an answer back
@@ -260,6 +322,13 @@ class TenantsApp(App):
         for net in self.overlay.networks.values():
             if kind == net.kind and isinstance(tunnel_id, int) and tunnel_id & net.tunnel_mask == net.tunnel_id:
                 return net, [ofp.SetField("tunnel_id", net.tunnel_id), ofp.Output(in_port)]
+        return None
+
+
+def _v4(text: Any) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
         return None
 
 
