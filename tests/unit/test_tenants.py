@@ -275,3 +275,63 @@ def test_dhcp_is_answered_by_the_controller_on_the_vms_own_hypervisor():
     got = cloud.send(v1, arp_request(v1, "10.9.0.1"))
     assert parse(got["v1"][0])[ARP].src_mac == cloud.app.dhcp_mac
     assert dict((m[0], m[3]) for m in cloud.app.metrics())["dhcp_answered"] == 1
+
+
+def gateway_cloud():
+    """Network N (VNI 8000): VM v2 on s2; an L2 gateway joins VLAN 100 of s1 port 4, and the
+    untagged frames of s1 port 3, to it."""
+    cloud = Cloud()
+    net = cloud.network(8000)
+    cloud.vm("v2", 2, 1, net, "10.8.0.2", "02:00:00:08:00:02")
+    gateway = record("l2_gateway", "admin", name="gw", devices=[
+        {"device_name": "0x1", "interfaces": [{"name": "4", "segmentation_id": []},
+                                              {"name": "s1-eth3", "segmentation_id": [0]}]}])
+    cloud.records += [gateway, record("l2_gateway_connection", "admin", l2_gateway_id=gateway.id,
+                                      network_id=net.id, segmentation_id=100)]
+    tagged = cloud.mem.host("p100", cloud.s[1], 4, mac="02:00:00:00:01:00")
+    plain = cloud.mem.host("plain", cloud.s[1], 3, mac="02:00:00:00:00:03")
+    cloud.vms.update(p100=tagged, plain=plain)
+    return cloud.start()
+
+
+def test_an_l2_gateway_joins_a_vlan_and_an_untagged_segment_to_a_tenant_network_both_ways():
+    from kumoflow.packet.ethernet import VLAN
+
+    cloud = gateway_cloud()
+    vms = cloud.vms
+    v2, p100 = vms["v2"], vms["p100"]
+    hello = bytes(Ethernet(src=p100.mac, dst=BROADCAST) / VLAN(vid=100) / ARP(
+        op=ARP_REQUEST, src_mac=p100.mac, src_ip="10.8.0.100", dst_ip="10.8.0.77"))
+    got = cloud.send(p100, hello)
+    # into the network, tag popped, across the tunnel; the untagged segment hears it too
+    assert reached(got) == ["plain", "v2"] and cloud.underlay(1, 2) == [8000]
+    assert parse(got["v2"][0]).get(VLAN) is None
+    # the controller learned where p100 is: v2's answer goes straight there, tagged again
+    answer = bytes(Ethernet(src=v2.mac, dst=p100.mac) / IPv4(src=v2.ip, dst="10.8.0.100")
+                   / ICMP(type=0, code=0, id=1, seq=1))
+    got = cloud.send(v2, answer)
+    assert reached(got) == ["p100"] and cloud.underlay(2, 1) == [8000]
+    assert parse(got["p100"][0])[VLAN].vid == 100 and parse(got["p100"][0])[IPv4].src == v2.ip
+    assert cloud.app._behind[(1, 4, 100)] == {p100.mac}
+    # another VLAN on the same port is not joined
+    other = bytes(Ethernet(src=p100.mac, dst=BROADCAST) / VLAN(vid=200) / ARP(
+        op=ARP_REQUEST, src_mac=p100.mac, src_ip="10.8.0.100", dst_ip="10.8.0.2"))
+    assert reached(cloud.send(p100, other)) == []
+    # the untagged segment: frames from it reach v2 untagged, and v2's broadcast reaches both, each its way
+    got = cloud.send(v2, bytes(Ethernet(src=v2.mac, dst=BROADCAST) / ARP(
+        op=ARP_REQUEST, src_mac=v2.mac, src_ip=v2.ip, dst_ip="10.8.0.3")))
+    assert reached(got) == ["p100", "plain"]
+    assert parse(got["p100"][0])[VLAN].vid == 100 and parse(got["plain"][0]).get(VLAN) is None
+
+
+def test_a_host_outside_every_tenant_network_floods_into_no_vm():
+    cloud = Cloud()
+    a = cloud.network(5001)
+    cloud.vm("a1", 1, 1, a, "10.0.0.1", "02:00:00:0a:00:01")
+    cloud.vm("a2", 2, 1, a, "10.0.0.2", "02:00:00:0a:00:02")
+    outsider = cloud.mem.host("outsider", cloud.s[1], 3, mac="02:00:00:99:00:01")
+    cloud.vms["outsider"] = outsider
+    cloud.start()
+    got = cloud.send(outsider, bytes(Ethernet(src=outsider.mac, dst=BROADCAST) / ARP(
+        op=ARP_REQUEST, src_mac=outsider.mac, src_ip="10.0.0.9", dst_ip="10.0.0.1")))
+    assert reached(got) == [] and cloud.underlay(1, 2) == []

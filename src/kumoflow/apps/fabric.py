@@ -175,8 +175,10 @@ class Fabric(App):
 
     def edge_ports(self, dp) -> set[int]:
         topology, hosts = self.core.topology, self.core.hosts
+        others = [app for app in self.core.apps if app is not self]
         return {p.port_no for p in dp.ports.values()
                 if fabric_candidate(p) and not topology.is_fabric_port(dp.id, p.port_no)
+                and not any(app.claims_port(dp.id, p.port_no) for app in others)
                 and (dp.id, p.port_no) not in self._switch_facing
                 and (dp.settled or hosts.at(dp.id, p.port_no))}
 

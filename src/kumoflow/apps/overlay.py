@@ -79,11 +79,26 @@ class Port:
     security: bool                               # port_security_enabled
     place: Place
     owner: str = ""                              # device_owner
+    vlan: int | None = None                      # behind an L2 gateway: its segment's VLAN (0: untagged)
 
     @property
     def remote(self) -> bool:
         """Bound to an endpoint without OpenFlow."""
         return isinstance(self.place, ipaddress.IPv4Address)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A segment outside the overlay that an L2 gateway joins to a network: a
+    switch port's VLAN, or its untagged frames (VLAN 0)."""
+    connection: str
+    network: str
+    place: tuple[int, int]
+    vlan: int
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (*self.place, self.vlan)
 
 
 @dataclass
@@ -96,10 +111,20 @@ class Overlay:
     tunnels: dict[int, dict[tuple[str, ipaddress.IPv4Address], int]] = field(default_factory=dict)
     #: network id -> the places of its ports
     members: dict[str, set[Place]] = field(default_factory=dict)
+    #: (dpid, port, VLAN) -> the segment an L2 gateway joins to a network there
+    segments: dict[tuple[int, int, int], Segment] = field(default_factory=dict)
     #: network id -> the other networks a router joins it to
     routed: dict[str, set[str]] = field(default_factory=dict)
     #: (dpid, what is wrong with that switch's place in the overlay)
     problems: list[tuple[int, str]] = field(default_factory=list)
+    _claimed: set[tuple[int, int]] | None = field(default=None, repr=False, compare=False)
+
+    def claimed(self) -> set[tuple[int, int]]:
+        """The switch ports the overlay holds: its ports' and its segments'."""
+        if self._claimed is None:
+            self._claimed = {p.place for p in self.ports.values() if not p.remote}
+            self._claimed |= {s.place for s in self.segments.values()}
+        return self._claimed
 
     def endpoint_of(self, place: Place) -> ipaddress.IPv4Address | None:
         if isinstance(place, ipaddress.IPv4Address):
@@ -156,7 +181,11 @@ def network_numbers(networks: Iterable[Record]) -> dict[str, int]:
             for r in sorted(networks, key=lambda r: (r.created_at, r.id))}
 
 
-def build(networks: Iterable[Record], ports: Iterable[Record], datapaths: Mapping[int, Datapath]) -> Overlay:
+def build(networks: Iterable[Record], ports: Iterable[Record], datapaths: Mapping[int, Datapath],
+          gateways: Iterable[Record] = (), connections: Iterable[Record] = (),
+          learned: Mapping[tuple[int, int, int], Iterable[str]] | None = None) -> Overlay:
+    """The overlay; `learned`: the MACs seen behind each segment (by its key), which
+    become ports of the segment's network."""
     overlay = Overlay()
     networks = list(networks)
     numbers = network_numbers(networks)
@@ -181,7 +210,44 @@ def build(networks: Iterable[Record], ports: Iterable[Record], datapaths: Mappin
     for joined in routers.values():
         for network_id in joined:
             overlay.routed.setdefault(network_id, set()).update(joined - {network_id})
+    _segments(overlay, {g.id: g for g in gateways}, connections, datapaths, learned or {})
     return overlay
+
+
+def _segments(overlay: Overlay, gateways: dict[str, Record], connections: Iterable[Record],
+              datapaths: Mapping[int, Datapath], learned: Mapping[tuple[int, int, int], Iterable[str]]) -> None:
+    """The L2 gateways' segments, and the MACs learned behind them as ports."""
+    for conn in sorted(connections, key=lambda r: (r.created_at, r.id)):
+        gateway, network = gateways.get(conn.body.get("l2_gateway_id", "")), conn.body.get("network_id")
+        if gateway is None or network not in overlay.networks:
+            continue
+        for device in gateway.body.get("devices") or ():
+            dp = named_switch(datapaths.values(), device.get("device_name", ""), local_name)
+            for interface in device.get("interfaces") or () if dp is not None else ():
+                port_no = _port_named(dp, interface.get("name", ""))
+                vlans = interface.get("segmentation_id") or [conn.body.get("segmentation_id")]
+                for vlan in vlans if port_no is not None else ():
+                    if isinstance(vlan, int) and (dp.id, port_no, vlan) not in overlay.segments:
+                        segment = Segment(conn.id, network, (dp.id, port_no), vlan)
+                        overlay.segments[segment.key] = segment
+                        overlay.members.setdefault(network, set()).add(segment.place)
+    taken = {p.mac for p in overlay.ports.values()}
+    for key, macs in learned.items():
+        segment = overlay.segments.get(key)
+        for mac in sorted(macs) if segment is not None else ():
+            if mac not in taken:
+                port = Port(f"segment:{key[0]:x}:{key[1]}:{key[2]}:{mac}", segment.network, mac, (), (), False,
+                            segment.place, "network:l2_gateway", segment.vlan)
+                overlay.ports[port.id] = port
+                taken.add(mac)
+
+
+def _port_named(dp: Datapath, name: str) -> int | None:
+    """A switch port by its name, or by its number written in decimal."""
+    for port in dp.ports.values():
+        if port.name == name and port.port_no <= ofp.OFPP.MAX:
+            return port.port_no
+    return int(name) if name.isdigit() and int(name) in dp.ports else None
 
 
 def _endpoints(tunnels: dict[int, dict[tuple[str, ipaddress.IPv4Address], int]],

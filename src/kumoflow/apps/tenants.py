@@ -48,19 +48,24 @@ from typing import Any, Hashable, Iterable
 from kumoflow import ofp
 from kumoflow.apps import dhcp, gateway
 from kumoflow.apps import options as check
-from kumoflow.apps.overlay import Network, Overlay, Port, build
+from kumoflow.apps.overlay import Network, Overlay, Port, Segment, build
 from kumoflow.apps.routing import ROUTER_PORTS
 from kumoflow.controller import App, Flow, Group, pipeline
-from kumoflow.packet import ARP, UDP, PacketError, parse
+from kumoflow.packet import ARP, UDP, Ethernet, PacketError, parse
 from kumoflow.packet.addr import link_local
 from kumoflow.packet.consts import ARP_REQUEST
 
 NETWORK, REMOTE = pipeline.METADATA["network"], pipeline.METADATA["remote"]
-KIND_PORT, KIND_NETWORK, KIND_TUNNELS = 1, 2, 3
+KIND_PORT, KIND_NETWORK, KIND_TUNNELS, KIND_SEGMENT = 1, 2, 3, 4
 #: priorities: above the fabric's (LLDP 1000 aside: LLDP from a VM is refused by its signature)
 ADMIT_PRIORITY, PORT_DROP_PRIORITY = 300, 250
 UNICAST_PRIORITY, REMOTE_FLOOD_PRIORITY, FLOOD_PRIORITY = 300, 210, 200
 PROXY_PRIORITY = 100
+#: an L2 gateway's segment in table network: learned sources go on, others are copied to the controller too
+#: (above the ARP proxy: the physical side's ARP is flooded, and answered by the VM)
+LEARN_PRIORITY, LEARNED_PRIORITY = 105, 106
+#: sources learned behind one segment, at most
+MAX_BEHIND = 4096
 IPV4_TYPE, ARP_TYPE, IPV6_TYPE = 0x0800, 0x0806, 0x86DD
 ICMPV6, UDP_PROTO = 58, 17
 #: IPv6 messages a port may send from the unspecified address: DAD's neighbour solicitation,
@@ -87,6 +92,10 @@ class TenantsApp(App):
             raise ValueError(f"dhcp_mac {dhcp_mac!r}: must be a unicast MAC address xx:xx:xx:xx:xx:xx")
         self.overlay = Overlay()
         self.answered = {"arp": 0, "dhcp": 0}
+        #: segment key -> the MACs learned behind it (L2 gateways), and the segments whose MACs changed
+        self._behind: dict[tuple[int, int, int], set[str]] = {}
+        self._behind_changed: set[tuple[int, int, int]] = set()
+        self.dropped_learning = 0
         self._problems: set[str] = set()
         #: (network id, IPv4 address) -> MAC, for the ARP proxy
         self._addresses: dict[tuple[str, ipaddress.IPv4Address], str] = {}
@@ -99,7 +108,9 @@ class TenantsApp(App):
     def _rebuild(self) -> None:
         """The overlay from the desired state and the switches up; mark what changed."""
         state = self.core.state
-        old, new = self.overlay, build(state.all("network"), state.all("port"), self.core.datapaths)
+        old = self.overlay
+        new = build(state.all("network"), state.all("port"), self.core.datapaths, state.all("l2_gateway"),
+                    state.all("l2_gateway_connection"), self._behind)
         self.overlay = new
         old_servers = {k: m for k, m in self._addresses.items() if m == self.dhcp_mac}
         servers = self._dhcp_servers(new)
@@ -125,6 +136,13 @@ class TenantsApp(App):
         if everything:
             for dpid in set(old.tunnels) | set(new.tunnels):
                 self.changed(("tunnels", dpid), dpid)
+        for key in set(old.segments) | set(new.segments):
+            before, after = old.segments.get(key), new.segments.get(key)
+            if before != after or key in self._behind_changed:
+                self.changed(("segment", key), key[0])
+        self._behind_changed = set()
+        for dpid in {d for d, _ in old.claimed() ^ new.claimed()}:     # the fabric floods elsewhere now
+            self.fabric.changed(("switch", dpid), dpid)
         # told once each, and only about switches past their settle time (the first switch up
         # of a mesh has no peer to tell its address by)
         problems = {text for dpid, text in new.problems if getattr(self.core.datapaths.get(dpid), "settled", False)}
@@ -148,8 +166,15 @@ class TenantsApp(App):
                 out[key] = self.dhcp_mac
         return out
 
+    @property
+    def fabric(self):
+        return self.peers["fabric"]
+
+    def claims_port(self, dpid: int, port_no: int) -> bool:
+        return (dpid, port_no) in self.overlay.claimed()
+
     def record_changed(self, change) -> None:
-        if change.kind in ("network", "port", "subnet"):
+        if change.kind in ("network", "port", "subnet", "l2_gateway", "l2_gateway_connection"):
             self._rebuild()
 
     def switch_up(self, dp) -> None:
@@ -170,6 +195,8 @@ class TenantsApp(App):
             yield ("network", network_id)
         for dpid in self.overlay.tunnels:
             yield ("tunnels", dpid)
+        for key in self.overlay.segments:
+            yield ("segment", key)
 
     def compile(self, key: Hashable, dp) -> list:
         kind, subject = key
@@ -178,6 +205,9 @@ class TenantsApp(App):
             return self._compile_port(port, dp) if port is not None else []
         if kind == "network":
             return self._compile_network(subject, dp) if subject in self.overlay.networks else []
+        if kind == "segment":
+            segment = self.overlay.segments.get(subject)
+            return self._compile_segment(segment) if segment is not None and segment.place[0] == dp.id else []
         if kind == "tunnels" and subject == dp.id:
             cookie = self.cookie(KIND_TUNNELS << 48)
             return [Flow(self.table("classify"), PORT_DROP_PRIORITY, ofp.Match(in_port=port_no), [], cookie)
@@ -198,8 +228,9 @@ class TenantsApp(App):
                       _TO_CONTROLLER, cookie)
                  for ip in port.ips if ip.version == 4 and port.owner not in ROUTER_PORTS]
         if _on(port, dp.id):
-            flows += self._admit(port, net.number, cookie)
-            deliver = [ofp.ApplyActions([ofp.Output(port.place[1])])]
+            if port.vlan is None:      # behind an L2 gateway, the segment admits it (_compile_segment)
+                flows += self._admit(port, net.number, cookie)
+            deliver = [ofp.ApplyActions(_out(port.place[1], port.vlan))]
         else:
             tunnel = overlay.tunnel_to(dp.id, net.kind, port.place)
             if tunnel is None:
@@ -241,15 +272,20 @@ class TenantsApp(App):
         net = overlay.networks[network_id]
         cookie = self.cookie(KIND_NETWORK << 48 | net.number)
         classify, forward, network_table = self.table("classify"), self.table("forward"), self.table("network")
-        local = sorted(p.place[1] for p in overlay.ports.values() if p.network == network_id and _on(p, dp.id))
+        local = [_out(p.place[1], None) for p in overlay.ports.values()
+                 if p.network == network_id and _on(p, dp.id) and p.vlan is None]
+        local += [_out(s.place[1], s.vlan) for s in overlay.segments.values()
+                  if s.network == network_id and s.place[0] == dp.id]
+        local.sort(key=repr)
         remotes = overlay.remotes(network_id, dp.id)
-        group_id = self.ids.start + net.number
-        buckets = [ofp.Bucket([ofp.Output(p)]) for p in local]
+        group_id, local_group = self.ids.start + 2 * net.number, self.ids.start + 2 * net.number + 1
+        buckets = [ofp.Bucket(actions) for actions in local]
         buckets += [ofp.Bucket([ofp.SetField("tunnel_id", net.tunnel_id), ofp.Output(t)])
                     for _, t in sorted(remotes.items())]
         from_tunnel = [ofp.WriteMetadata(NETWORK.value(net.number) | REMOTE.value(1), NETWORK.mask | REMOTE.mask),
                        ofp.GotoTable(network_table)]
-        entries = [Group(group_id, ofp.OFPGT.ALL, buckets)]
+        entries = [Group(group_id, ofp.OFPGT.ALL, buckets),
+                   Group(local_group, ofp.OFPGT.ALL, [ofp.Bucket(actions) for actions in local])]
         entries += [Flow(classify, ADMIT_PRIORITY,
                          ofp.Match(in_port=t, tunnel_id=(net.tunnel_id, net.tunnel_mask)), from_tunnel, cookie)
                     for (kind, _), t in sorted(overlay.tunnels.get(dp.id, {}).items()) if kind == net.kind]
@@ -258,7 +294,7 @@ class TenantsApp(App):
                  [ofp.ApplyActions([ofp.Group(group_id)])], cookie),
             Flow(forward, REMOTE_FLOOD_PRIORITY,
                  ofp.Match(metadata=(NETWORK.value(net.number) | REMOTE.value(1), NETWORK.mask | REMOTE.mask)),
-                 [ofp.ApplyActions([ofp.Output(p) for p in local])] if local else [], cookie),
+                 [ofp.ApplyActions([ofp.Group(local_group)])], cookie),
             Flow(network_table, PROXY_PRIORITY,
                  ofp.Match(metadata=(NETWORK.value(net.number), NETWORK.mask | REMOTE.mask), eth_type=IPV4_TYPE,
                            ip_proto=UDP_PROTO, udp_dst=67), _TO_CONTROLLER, cookie),
@@ -269,12 +305,59 @@ class TenantsApp(App):
                     for (n, ip), mac in sorted(self._addresses.items()) if n == network_id and mac == self.dhcp_mac]
         return entries
 
+    def _compile_segment(self, segment: Segment) -> list:
+        """An L2 gateway's segment, on its switch: its frames (their VLAN tag popped) into
+        the network; from a source not learned yet, a copy to the controller, which learns
+        it (flows for it, below, then take its frames without the copy)."""
+        net = self.overlay.networks[segment.network]
+        cookie = self.cookie(KIND_SEGMENT << 48 | zlib.crc32(repr(segment.key).encode()))
+        in_port, vlan = segment.place[1], segment.vlan
+        tagged = dict(vlan_vid=vlan | ofp.OFPVID.PRESENT) if vlan else dict(vlan_vid=ofp.OFPVID.NONE)
+        admit = ([ofp.ApplyActions([ofp.PopVlan()])] if vlan else []) + [
+            ofp.WriteMetadata(NETWORK.value(net.number), NETWORK.mask | REMOTE.mask),
+            ofp.GotoTable(self.table("network"))]
+        in_net = (NETWORK.value(net.number), NETWORK.mask | REMOTE.mask)
+        after = ofp.GotoTable(pipeline.next_table("network"))
+        flows = [Flow(self.table("classify"), ADMIT_PRIORITY, ofp.Match(in_port=in_port, **tagged), admit, cookie),
+                 Flow(self.table("classify"), PORT_DROP_PRIORITY, ofp.Match(in_port=in_port), [], cookie),
+                 Flow(self.table("network"), LEARN_PRIORITY, ofp.Match(in_port=in_port, metadata=in_net),
+                      [*_TO_CONTROLLER, after], cookie)]
+        flows += [Flow(self.table("network"), LEARNED_PRIORITY, ofp.Match(in_port=in_port, metadata=in_net,
+                                                                           eth_src=mac), [after], cookie)
+                  for mac in sorted(self._behind.get(segment.key, ()))]
+        return flows
+
+    def _learn(self, dp, in_port: int, metadata: int, mac: str) -> None:
+        """A source seen behind an L2 gateway's segment: a port of its network from now on
+        (until its connection goes, or it shows up behind another segment)."""
+        number = NETWORK.of(metadata)
+        segment = next((s for s in self.overlay.segments.values() if s.place == (dp.id, in_port)
+                        and self.overlay.networks[s.network].number == number), None)
+        if segment is None or int(mac[:2], 16) & 1 or mac in self._behind.get(segment.key, ()):
+            return
+        if len(self._behind.get(segment.key, ())) >= MAX_BEHIND:
+            self.dropped_learning += 1
+            return
+        for key, macs in self._behind.items():     # moved from another segment
+            if mac in macs and self.overlay.segments.get(key) is not None \
+                    and self.overlay.segments[key].network == segment.network:
+                macs.discard(mac)
+                self._behind_changed.add(key)
+        self._behind.setdefault(segment.key, set()).add(mac)
+        self._behind_changed.add(segment.key)
+        self._rebuild()
+
     # --- answering -------------------------------------------------------------------
 
     def packet_in(self, dp, msg: ofp.PacketIn) -> None:
         try:
             pkt = parse(msg.data)
         except PacketError:
+            return
+        in_port = msg.match.get("in_port")
+        if msg.reason == ofp.OFPR.ACTION and msg.table_id == self.table("network") and \
+                any(s.place == (dp.id, in_port) for s in self.overlay.segments.values()):
+            self._learn(dp, in_port, msg.match.get("metadata", 0), pkt[Ethernet].src)
             return
         found = self._sender(dp, msg)
         if found is None:
@@ -330,6 +413,13 @@ def _v4(text: Any) -> ipaddress.IPv4Address | None:
         return ipaddress.IPv4Address(text)
     except ValueError:
         return None
+
+
+def _out(port_no: int, vlan: int | None) -> list[ofp.Action]:
+    """Out of a switch port: into a segment's VLAN, when it has one."""
+    if not vlan:
+        return [ofp.Output(port_no)]
+    return [ofp.PushVlan(0x8100), ofp.SetField("vlan_vid", vlan | ofp.OFPVID.PRESENT), ofp.Output(port_no)]
 
 
 def _on(port: Port, dpid: int) -> bool:

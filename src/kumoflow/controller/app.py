@@ -115,6 +115,11 @@ class App:
         switch or on `dpid` only."""
         self.core.changed(self, key, dpid)
 
+    def claims_port(self, dpid: int, port_no: int) -> bool:
+        """Is this switch port the app's alone (a tenant VM's, say)? The fabric then
+        neither floods into it nor learns hosts from it."""
+        return False
+
     def metrics(self) -> Iterable[tuple[str, str, str, float]]:
         """What the app counts, for /metrics: (name, help, "gauge" or "counter", value);
         published as kumoflow_<app>_<name>."""

@@ -4,6 +4,7 @@
     /v2.0/floatingips
     /v2.0/security-groups  /v2.0/security-group-rules
     /v2.0/qos/policies (+ bandwidth_limit_rules, dscp_marking_rules, minimum_bandwidth_rules)
+    /v2.0/l2-gateways  /v2.0/l2-gateway-connections (networking-l2gw's shapes)
 
 Singular keys on create/show/update (``{"network": {...}}``), plural on list
 and on bulk create (``{"networks": [...]}``: all or none); 201 on create, 200
@@ -27,11 +28,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from . import bgp, floatingips, networks, ports, qos, routers, security_groups, subnets
+from . import bgp, floatingips, l2gateways, networks, ports, qos, routers, security_groups, subnets
 from .db import NeutronDB
 
 router = APIRouter()
-for _module in (networks, subnets, ports, routers, floatingips, security_groups, qos, bgp):
+for _module in (networks, subnets, ports, routers, floatingips, security_groups, qos, bgp, l2gateways):
     router.include_router(_module.router)
 
 

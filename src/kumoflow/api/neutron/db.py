@@ -34,7 +34,7 @@ from kumoflow.store import Change, Record
 log = logging.getLogger("kumoflow.api.neutron")
 
 KINDS = ("network", "subnet", "port", "router", "floatingip", "security_group", "security_group_rule", "qos_policy",
-         "qos_rule")
+         "qos_rule", "l2_gateway", "l2_gateway_connection")
 
 Key = tuple[str, str]
 
@@ -71,6 +71,8 @@ def references(record: Record) -> list[Key]:
             refs.append(("security_group", body["remote_group_id"]))
     elif kind == "qos_rule":
         refs.append(("qos_policy", body["qos_policy_id"]))
+    elif kind == "l2_gateway_connection":
+        refs += [("l2_gateway", body["l2_gateway_id"]), ("network", body["network_id"])]
     return list(dict.fromkeys(refs))
 
 

@@ -263,6 +263,10 @@ async def delete_network(network_id: str, db: DB, caller: Who):
         if db.referring("network", network_id, "port"):
             raise conflict("NetworkInUse", f"Unable to complete operation on network {network_id}. There are one "
                                            f"or more ports still in use on the network.")
+        joined = db.referring("network", network_id, "l2_gateway_connection")
+        if joined:
+            raise conflict("NetworkInUse", f"Unable to complete operation on network {network_id}. It is joined to "
+                                           f"L2 gateway {joined[0].body['l2_gateway_id']} (connection {joined[0].id}).")
         routers = db.referring("network", network_id, "router")
         if routers:
             raise conflict("NetworkInUse", f"Unable to complete operation on network {network_id}. It is the "
