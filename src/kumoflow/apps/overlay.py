@@ -118,6 +118,13 @@ class Overlay:
     #: (dpid, what is wrong with that switch's place in the overlay)
     problems: list[tuple[int, str]] = field(default_factory=list)
     _claimed: set[tuple[int, int]] | None = field(default=None, repr=False, compare=False)
+    _at: dict[tuple[int, int], Port] | None = field(default=None, repr=False, compare=False)
+
+    def port_at(self, place: tuple[int, int]) -> Port | None:
+        """The VM port plugged into a switch port (not one learned behind a gateway)."""
+        if self._at is None:
+            self._at = {p.place: p for p in self.ports.values() if not p.remote and p.vlan is None}
+        return self._at.get(place)
 
     def claimed(self) -> set[tuple[int, int]]:
         """The switch ports the overlay holds: its ports' and its segments'."""

@@ -379,7 +379,7 @@ class TenantsApp(App):
     def _dhcp(self, dp, msg: ofp.PacketIn, pkt, network: Network) -> bytes | None:
         """The answer to a port's DHCP request (apps/dhcp.py), from the API's records."""
         state, in_port = self.core.state, msg.match.get("in_port")
-        port = next((p for p in self.overlay.ports.values() if p.place == (dp.id, in_port)), None)
+        port = self.overlay.port_at((dp.id, in_port))
         record = state.get("port", port.id) if port is not None else None
         net = state.get("network", network.id)
         if record is None or net is None:
@@ -397,9 +397,9 @@ class TenantsApp(App):
         """The network a packet-in's frame is in, and the actions that send an answer back
         to its sender: out of its port, or into the tunnel it came from."""
         in_port = msg.match.get("in_port")
-        for port in self.overlay.ports.values():
-            if port.place == (dp.id, in_port):
-                return self.overlay.networks[port.network], [ofp.Output(in_port)]
+        port = self.overlay.port_at((dp.id, in_port))
+        if port is not None:
+            return self.overlay.networks[port.network], [ofp.Output(in_port)]
         kind = next((k for (k, _), t in self.overlay.tunnels.get(dp.id, {}).items() if t == in_port), None)
         tunnel_id = msg.match.get("tunnel_id")
         for net in self.overlay.networks.values():
