@@ -105,6 +105,51 @@ def test_megaflow_replay_carries_the_tunnel_id() -> None:
     assert rig.dp.fastpath.stats()["megaflow_hits"] == 2
 
 
+def _tunnel_set_rig(fastpath: bool) -> Rig:
+    """Flows that set the tunnel id on the way into a tunnel, as a hypervisor's do:
+    port 1 -> VNI 5001 into the tunnel; port 2 -> VNI 6 to the tunnel and its frames
+    also to port 1 (an output before the set-field keeps the arrived id); a router's
+    hop (MACs set, TTL decremented) into the tunnel with VNI 77; the tunnel back."""
+    rig = rig_with_tunnel(fastpath=fastpath)
+    rig.flow({"in_port": 1}, [ofp.SetField("tunnel_id", 5001), out(TUN)])
+    rig.flow({"in_port": 2}, [out(1), ofp.SetField("tunnel_id", 6), out(TUN)])
+    rig.flow({"in_port": 1, "eth_type": 0x0800, "ipv4_dst": ("10.9.0.0", "255.255.0.0")},
+             [ofp.SetField("eth_dst", MAC1), ofp.SetField("eth_src", MAC2), ofp.DecNwTtl(),
+              ofp.SetField("tunnel_id", 77), out(TUN)], priority=0x9000)
+    rig.flow({"in_port": TUN, "tunnel_id": 5001}, [out(2)])
+    return rig
+
+
+def test_set_field_tunnel_id_through_every_fast_path_route_as_the_pipeline_does() -> None:
+    """A decision that sets tunnel_id is compiled (set-field tunnel_id changes no
+    byte of the frame): one frame, a read batch, a router's hop; the plain pipeline
+    (no fast path) is the oracle for what leaves where, with which tunnel id, and
+    for every counter."""
+    frames = [udp(sport=1000 + i % 3) for i in range(8)] + [tcp(sport=7), udp(ip_dst="10.9.0.5"),
+                                                            udp(ip_dst="10.9.0.6", sport=9)]
+    results = []
+    for fastpath in (False, True):
+        rig = _tunnel_set_rig(fastpath)
+        for _ in range(2):                          # misses, then exact-match hits
+            for f in frames:
+                rig.dp.receive(1, f)
+                rig.dp.receive(2, f)
+            rig.dp.receive_batch(1, frames)
+            rig.dp.receive_batch(2, frames * 2)
+            rig.dp.receive_batch(TUN, frames, 5001)
+        port = rig.port(TUN)
+        flows = [(e.packet_count, e.byte_count) for t in rig.dp.tables for e in t]
+        results.append((sorted(port.tunneled), port.counters.tx_packets, sorted(rig.out(1)), sorted(rig.out(2)),
+                        flows, rig.dp.ports[1].counters.tx_bytes))
+        if fastpath:
+            stats = rig.dp.fastpath.stats()
+            assert stats["emc_hits"] > 0
+            compiled = [d for _, _, d in rig.dp.fastpath.megaflows()]
+            assert compiled and all(d.fast is not None or d.rewrite is not None for d in compiled)
+    assert results[0] == results[1]
+    assert {t for _, t in results[0][0]} == {5001, 6, 77}
+
+
 def test_a_port_that_cannot_forward_counts_tx_dropped() -> None:
     rig = rig_with_tunnel()
     rig.flow({"in_port": 1}, [out(TUN)])

@@ -68,7 +68,9 @@ instead.
 
 Compiled forms. Most decisions need no parsed packet to be replayed,
 and are compiled at install for `_simple` (one frame) and
-`_simple_batch` (a lot): counters, meters without DSCP remarking and
+`_simple_batch` (a lot): counters, meters without DSCP remarking,
+set-field tunnel_id (it changes no byte of the frame, only the id the
+outputs after it send with: how every frame into a tunnel leaves) and
 outputs to ports, IN_PORT, FLOOD or ALL (`Decision.fast`, for any
 frame); and those of an L3 hop, whose header changes are Ethernet
 addresses set and TTL / hop limit decremented, all before the first
@@ -176,6 +178,8 @@ HIT, MISS, METER, OUT, SETF, HDR, META, GROUP = range(8)
 OP_NAMES = ("HIT", "MISS", "METER", "OUT", "SETF", "HDR", "META", "GROUP")
 # Operations as `_simple` runs them (compiled at install: module docstring, "Compiled forms").
 SEND, SEND_IN_PORT, FLOOD, HITS = 8, 9, 10, 11       # HITS: ((table, entry), ...) of consecutive HITs
+TUN = 12                       # (TUN, tunnel id): set-field tunnel_id, the id the next outputs send with
+TUNNEL_ID = fk.TUNNEL_ID
 IPV4_SRC, IPV6_SRC, ETH_DST, ETH_SRC = fk.IPV4_SRC, fk.IPV6_SRC, fk.ETH_DST, fk.ETH_SRC
 ttl_down_checksum = act.ttl_down_checksum
 OUTPUT, SET_FIELD, GROUP_ACT = act.OUTPUT, act.SET_FIELD, act.GROUP
@@ -538,8 +542,8 @@ class FastPath:
                 self._simple_batch(fast, frames, in_port, now, tunnel_id, out)
             else:
                 self._simple_batch(rewrite, _hopped(frames, hop, 22, 24), in_port, now, tunnel_id, out)
-        for port, frames in out.values():
-            self._send_many(port, frames, sum(map(len, frames)), tunnel_id)
+        for port, frames, tid in out.values():
+            self._send_many(port, frames, sum(map(len, frames)), tid)
 
     def flush(self) -> None:
         """Forget every cached decision."""
@@ -731,7 +735,8 @@ class FastPath:
     def _install(self, orig_key: list, wc: dict, d: Decision) -> None:
         if self.megaflow_count >= self.max_megaflows:
             self.flush()
-        if d.simple:
+        if d.simple or not any(op[0] == HDR or op[0] == SETF and op[1] != TUNNEL_ID for op in d.ops):
+            # (set-field tunnel_id, how every frame into a tunnel leaves, changes no byte of the frame)
             compiled = d.fast = self._compile(d.ops)
         else:
             compiled = d.rewrite = self._compile_hop(d)
@@ -831,6 +836,8 @@ class FastPath:
                 out.append(op)
             elif code == META:
                 pass                            # nothing here reads the metadata
+            elif code == SETF and op[1] == TUNNEL_ID:
+                out.append((TUN, op[2]))
             else:
                 return None
         return tuple(out)
@@ -883,7 +890,8 @@ class FastPath:
         """Replay compiled operations on the frame's bytes, no packet parsed:
         the steps Pipeline.run / output / send take for these. `frame` is
         the frame as it leaves (an L3 hop's already `_hopped`); `tunnel_id`
-        the one it arrived with (no compiled operation changes it)."""
+        the one it arrived with, until a TUN operation (set-field tunnel_id)
+        changes it for the outputs after it."""
         n = len(frame)
         for op in ops:
             code = op[0]
@@ -913,6 +921,8 @@ class FastPath:
                     band = m.apply(n, now)
                     if band is not None and band.type == MBT_DROP:
                         return
+            elif code == TUN:
+                tunnel_id = op[1]
             else:                                        # MISS
                 op[1].lookup_count += 1
 
@@ -921,7 +931,10 @@ class FastPath:
         """`_simple` for frames that share a decision, each step taken once
         for all of them (counters added up, outputs handed over together).
         With `out`, frames for a port (SEND) are added to out[port number]
-        = (port, frames), for the caller to send with those of other decisions."""
+        = (port, frames, tunnel id) (keyed (port number, tunnel id) when a
+        TUN operation changed the tunnel id), for the caller to send with
+        those of other decisions."""
+        arrived = tunnel_id
         count = len(frames)
         nbytes = sum(map(len, frames))
         for op in ops:
@@ -941,9 +954,10 @@ class FastPath:
                     if out is None:
                         self._send_many(port, frames, nbytes, tunnel_id)
                     else:
-                        sending = out.get(op[1])
+                        where = op[1] if tunnel_id == arrived else (op[1], tunnel_id)
+                        sending = out.get(where)
                         if sending is None:
-                            out[op[1]] = (port, list(frames))
+                            out[where] = (port, list(frames), tunnel_id)
                         else:
                             sending[1].extend(frames)
             elif code == SEND_IN_PORT:
@@ -967,6 +981,8 @@ class FastPath:
                         frames = passed
                         count = len(frames)
                         nbytes = sum(map(len, frames))
+            elif code == TUN:
+                tunnel_id = op[1]
             else:                                        # MISS
                 op[1].lookup_count += count
 
