@@ -521,3 +521,93 @@ def test_more_than_4094_networks_are_created(cloud):
     assert extra["provider:segmentation_id"] not in {n["provider:segmentation_id"] for n in networks}
     # the tenants already running are untouched
     assert reaches(net, "red1", "10.0.0.2") and reaches(net, "big1", "10.9.0.2")
+
+
+# --- hypervisor kinds mixed: kumoflow, Open vSwitch, the Linux kernel's VXLAN --------------------
+
+MIX_VNI = 5101
+#: VM -> (MAC, address, hypervisor)
+MIX_VMS = {"kvm": ("fa:16:3e:00:05:01", "10.5.0.1", "hv1"), "ovm": ("fa:16:3e:00:05:02", "10.5.0.2", "hv2"),
+           "lvm": ("fa:16:3e:00:05:03", "10.5.0.3", "hv3")}
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """hv1 a kumoflow switch (in its own namespace), hv2 Open vSwitch, hv3 a Linux bridge
+    with a kernel VXLAN device (its VM bound as vtep:<hv3's VTEP>), one tenant network on
+    all three, a switched underlay."""
+    tmp = tmp_path_factory.mktemp("mixed")
+    controller = ControllerProcess(apps=("tenants",), log=tmp / "controller.log",
+                                   args=("--api", "127.0.0.1:0", "--admin-token", ADMIN))
+    controller.start()
+    net = None
+    try:
+        url = controller.status["api"]
+        api = httpx.Client(base_url=url, headers={"X-Auth-Token": ADMIN}, timeout=60)
+        network = created(api.post("/v2.0/networks", json={"network": {
+            "name": "mix", "project_id": "mix", "provider:network_type": "vxlan",
+            "provider:segmentation_id": MIX_VNI}}), "network")
+        subnet = created(api.post("/v2.0/subnets", json={"subnet": {
+            "name": "mix", "project_id": "mix", "network_id": network["id"], "cidr": "10.5.0.0/24", "gateway_ip": "10.5.0.254",
+            "ip_version": 4}}), "subnet")
+        for vm, (mac, ip, _) in MIX_VMS.items():
+            created(api.post("/v2.0/ports", json={"port": {
+                "name": vm, "project_id": "mix", "network_id": network["id"], "mac_address": mac,
+                "fixed_ips": [{"subnet_id": subnet["id"], "ip_address": ip}]}}), "port")
+        n = random.randrange(256)
+        hosts = "\n".join(f'  - {{name: {vm}, mac: "{mac}", ip: {ip}/24, port: {vm}}}'
+                          for vm, (mac, ip, _) in MIX_VMS.items())
+        links = "\n".join(f"  - {{src: {vm}, dst: {hv}, dst_port: 1}}" for vm, (_, _, hv) in MIX_VMS.items())
+        topo = tmp / "mixed.yaml"
+        topo.write_text(f"""\
+name: mx{secrets.token_hex(2)}
+underlay: {{subnet: 198.18.{n}.0/24}}
+hypervisors:
+  - {{name: hv1, kind: kumoflow, vtep: 198.18.{n}.21, dpid: 0x{n:02x}0011}}
+  - {{name: hv2, kind: ovs, vtep: 198.18.{n}.22, dpid: 0x{n:02x}0012}}
+  - {{name: hv3, kind: kernel, vtep: 198.18.{n}.23, vni: {MIX_VNI}}}
+overlays: [{{name: vx, type: vxlan}}]
+hosts:
+{hosts}
+links:
+{links}
+""")
+        net = Network.from_file(topo, controllers=[controller.target])
+        net.up()
+        net.wait_connected(60)
+        for line in bind_ports(net.plan, url, ADMIN):
+            print(line, file=sys.stderr)
+        net.api, net.tmp = api, tmp
+        yield net
+    finally:
+        if net is not None:
+            report = net.down()
+            assert report.clean, report.leftovers
+        status = controller.stop()
+        log = (tmp / "controller.log").read_text(errors="replace").splitlines()
+        print(*log[-40:], sep="\n", file=sys.stderr)
+        assert status == 0
+
+
+def test_kumoflow_ovs_and_kernel_hypervisors_share_a_tenant_network_across_the_underlay(mixed):
+    net = mixed
+    hv1, hv2, hv3 = (hypervisor(net, n) for n in ("hv1", "hv2", "hv3"))
+    pairs = [("kvm", "10.5.0.2"), ("kvm", "10.5.0.3"), ("ovm", "10.5.0.3"), ("lvm", "10.5.0.1")]
+    for src, dst in pairs:
+        wait_until(lambda: reaches(net, src, dst), 60, what=f"{src} -> {dst}")
+    # the kumoflow hypervisor's tunnel traffic leaves by its own NIC, across the underlay
+    capture = Capture(net.plan.underlay.netns, hv1.peer, net.tmp / "mixed.pcap", "udp port 4789")
+    try:
+        for src, dst in pairs:
+            assert ping(net, src, dst, "-c", "2", "-i", "0.2").returncode == 0
+    finally:
+        seen = capture.stop()
+    a = re.escape(str(hv1.vtep.ip))
+    for other in (hv2, hv3):
+        b = re.escape(str(other.vtep.ip))
+        for src, dst in ((a, b), (b, a)):
+            assert re.search(rf"{src}\.\d+ > {dst}\.4789: VXLAN, flags \[I\] \(0x08\), vni {MIX_VNI}\n", seen), \
+                (src, dst, seen)
+    blocks = re.split(r"\n(?=\d\d:\d\d:\d\d\.)", seen)
+    assert any("10.5.0.1 > 10.5.0.3: ICMP echo request" in blk and f"{hv3.vtep.ip}.4789" in blk for blk in blocks)
+    assert any("10.5.0.2 > 10.5.0.1: ICMP echo reply" in blk and f"> {hv1.vtep.ip}.4789" in blk for blk in blocks)

@@ -87,6 +87,22 @@ def test_plan_names_numbers_and_next_hops():
     assert {h.name: h.mtu for h in plan.hosts} == {"vm1": 1450, "vm2": 1450, "vm3": 1450}
     vm2_link = next(link for link in plan.links if link.b.node == "vm2")
     assert vm2_link.a.netns == "ov-hv2" and vm2_link.mtu == 1450  # the kernel hypervisor's port moves in
+    # a kumoflow hypervisor has a namespace too: its VM port, its NIC (as ul) and its switch go there,
+    # so its tunnel sockets are on the underlay, not on the root namespace's loopback
+    assert (hv3.netns, hv3.nic_in_netns, switches["hv3"].netns) == ("ov-hv3", "ul", "ov-hv3")
+    vm3_link = next(link for link in plan.links if link.b.node == "vm3")
+    assert (vm3_link.a.netns, vm3_link.a.final_ifname) == ("ov-hv3", "ov-hv3-5")
+    assert switches["hv1"].netns == "" and "ov-hv3" in plan.namespaces()
+
+
+def test_vms_are_bound_to_their_switch_port_or_to_a_kernel_hypervisors_vtep():
+    from kumoflow.net.binding import bindings
+
+    plan = make_plan(parse_topology(ROUTED.replace('ip: 10.0.0.1/24}', 'ip: 10.0.0.1/24, port: p1}')
+                                    .replace('ip: 10.0.0.2/24}', 'ip: 10.0.0.2/24, port: p2}')
+                                    .replace('ip: 10.0.0.3/24}', 'ip: 10.0.0.3/24, port: p3}')))
+    assert bindings(plan) == [("vm1", "p1", "0x1", 1), ("vm2", "p2", "vtep:192.168.20.12", None),
+                              ("vm3", "p3", "0x7", 5)]
 
 
 def test_switched_underlay_and_nvgre_mtu():

@@ -39,16 +39,22 @@ class BindingError(NetError):
     """A host's port could not be found or bound."""
 
 
-def bindings(plan: Plan) -> list[tuple[str, str, str, int]]:
-    """(host, API port name or id, binding:host_id, port_no) for each host with a ``port``."""
+def bindings(plan: Plan) -> list[tuple[str, str, str, int | None]]:
+    """(host, API port name or id, binding:host_id, port_no) for each host with a ``port``.
+    A VM of a ``kernel`` hypervisor (no OpenFlow) is bound to its tunnel endpoint:
+    ``vtep:<its VTEP address>``, no port number."""
     dpids = {s.name: s.dpid for s in plan.switches}
+    vteps = {h.name: h.vtep.ip for h in plan.hypervisors if h.kind == "kernel"}
     hosts = {h.name: h for h in plan.hosts}
     out = []
     for host in plan.topology.hosts:
         if host.port is None:
             continue
         attached = hosts[host.name]
-        out.append((host.name, host.port, f"{dpids[attached.switch]:#x}", attached.port))
+        if attached.switch in vteps:
+            out.append((host.name, host.port, f"vtep:{vteps[attached.switch]}", None))
+        else:
+            out.append((host.name, host.port, f"{dpids[attached.switch]:#x}", attached.port))
     return out
 
 
@@ -85,9 +91,11 @@ def bind_ports(plan: Plan, url: str, token: str, client: Any = None) -> list[str
             raise BindingError(f"host {host}: port: {len(found) or 'no'} API ports are named {port!r}"
                                + ("; give its id" if found else ""))
         api_port = found[0]
+        profile = {"port_no": port_no} if port_no is not None else {}
         bound = call("PUT", f"/v2.0/ports/{api_port['id']}", host, json={"port": {
-            "binding:host_id": switch, "binding:profile": {"port_no": port_no}}})["port"]
-        line = f"host {host}: port {port} bound to switch {switch} port {port_no} ({bound['status']})"
+            "binding:host_id": switch, "binding:profile": profile}})["port"]
+        where = f"switch {switch} port {port_no}" if port_no is not None else f"tunnel endpoint {switch[5:]}"
+        line = f"host {host}: port {port} bound to {where} ({bound['status']})"
         plan_host = by_name[host]
         addresses = {ip["ip_address"] for ip in api_port.get("fixed_ips", ())}
         if api_port.get("mac_address") != plan_host.mac:

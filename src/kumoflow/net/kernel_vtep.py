@@ -25,8 +25,9 @@ from __future__ import annotations
 from kumoflow.net.overlay_plan import KERNEL_BRIDGE, KERNEL_NIC, KERNEL_VXLAN, VXLAN_PORT, HypervisorPlan, UnderlayPlan
 
 
-def commands(hv: HypervisorPlan, underlay: UnderlayPlan, ports: list[str]) -> tuple[list[str], list[str]]:
-    """(``ip -batch`` lines, ``bridge -batch`` lines) that make the hypervisor."""
+def nic_commands(hv: HypervisorPlan, underlay: UnderlayPlan) -> list[str]:
+    """``ip -batch`` lines giving a hypervisor in a namespace of its own its VTEP on ``ul``,
+    routes to the other sites and its static neighbours (a kumoflow hypervisor's too)."""
     ip = ["link set lo up", f"link set {KERNEL_NIC} up", f"addr add {hv.vtep} dev {KERNEL_NIC}"]
     site = next(s for s in underlay.sites if s.name == hv.site)
     if underlay.routed:
@@ -35,6 +36,12 @@ def commands(hv: HypervisorPlan, underlay: UnderlayPlan, ports: list[str]) -> tu
                 ip.append(f"route add {other.subnet} via {site.gateway} dev {KERNEL_NIC}")
     for neighbor, mac in hv.neighbors:
         ip.append(f"neigh replace {neighbor} lladdr {mac} dev {KERNEL_NIC} nud permanent")
+    return ip
+
+
+def commands(hv: HypervisorPlan, underlay: UnderlayPlan, ports: list[str]) -> tuple[list[str], list[str]]:
+    """(``ip -batch`` lines, ``bridge -batch`` lines) that make the hypervisor."""
+    ip = nic_commands(hv, underlay)
     ip += [f"link add {KERNEL_BRIDGE} type bridge", f"link set {KERNEL_BRIDGE} up"]
     remotes = sorted({t.remote_ip for t in hv.tunnels})
     fdb = []

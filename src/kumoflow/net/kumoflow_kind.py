@@ -1,9 +1,11 @@
 """Switch kind ``kumoflow``: kumoflow's own software switch, one process per switch.
 
 ``up`` starts ``kumoflow switch`` (as ``python -m kumoflow.cli switch``, with
-this interpreter and this copy of kumoflow) in the root network namespace,
-in a session of its own so it outlives the command that brought the
-topology up, with
+this interpreter and this copy of kumoflow) in the root network namespace
+-- a hypervisor's in the hypervisor's namespace (``ip netns exec``), with a
+relay to the controllers and from the root namespace's loopback
+(:mod:`kumoflow.net.nsrelay`) -- in a session of its own so it outlives the
+command that brought the topology up, with
 
 * every planned port as ``--port N=IFNAME`` (the root-namespace veth ends),
   and a hypervisor's tunnel ports as ``--tunnel N=KIND:LOCAL_IP:REMOTE_IP``
@@ -53,6 +55,9 @@ from kumoflow.net.plan import SwitchPlan
 from kumoflow.net.switches import SwitchKind
 
 START_TIMEOUT = 15.0
+#: a switch in a hypervisor's namespace listens there on this port (its own loopback)
+IN_NETNS_LISTEN_PORT = 6634
+RELAY_MODULE = "kumoflow.net.nsrelay"
 STOP_TIMEOUT = 5.0
 SUBDIR = "kumoflow-switches"
 _SRC = str(Path(kumoflow.__file__).resolve().parents[1])
@@ -102,9 +107,10 @@ def _alive(pid: int) -> bool:
 
 
 def _is_switch_of(pid: int, topology: str | None) -> bool:
-    """Is `pid` a kumoflow switch process started by this kind (for `topology`)?"""
+    """Is `pid` a kumoflow switch process, or its namespace relay, started by this kind
+    (for `topology`)?"""
     argv = _cmdline(pid)
-    if "switch" not in argv or "--status-file" not in argv:
+    if not ("switch" in argv or RELAY_MODULE in argv) or "--status-file" not in argv:
         return False
     path = argv[argv.index("--status-file") + 1] if argv.index("--status-file") + 1 < len(argv) else ""
     parent = Path(path).parent
@@ -155,6 +161,55 @@ def _processes(topology: str) -> list[int]:
     return sorted(pids)
 
 
+def _started(switch: SwitchPlan, argv: list[str], env: dict, status: Path, logfile: Path,
+             what: str) -> tuple[dict[str, Any], int]:
+    """Start `argv` in a session of its own, its output to `logfile`; wait until it writes
+    its pid to `status`. (status, pid), or SwitchError with the log's last lines."""
+    with open(logfile, "wb") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        info = read_status(status)
+        if info is not None and info.get("pid") == proc.pid:
+            return info, proc.pid
+        code = proc.poll()
+        if code is not None:
+            raise SwitchError(f"switch {switch.name}: {what} exited with status {code}: {_tail(logfile)}")
+        if time.monotonic() > deadline:
+            _stop(proc.pid)
+            raise SwitchError(f"switch {switch.name}: {what} did not start within {START_TIMEOUT:g}s: "
+                              f"{_tail(logfile)}")
+        time.sleep(0.05)
+
+
+def _through_relay(target: str) -> str:
+    """A controller target as the switch in a namespace reaches it: the relay's listener
+    there, on the controller's own port."""
+    return f"tcp:127.0.0.1:{target.rsplit(':', 1)[1]}"
+
+
+def _start_relay(switch: SwitchPlan) -> dict[str, Any]:
+    """The relay (kumoflow.net.nsrelay) of a switch that runs in a hypervisor's namespace."""
+    status = switch_dir(switch.topology) / f"{switch.name}.relay.json"
+    logfile = switch_dir(switch.topology) / f"{switch.name}.relay.log"
+    for path in (status, logfile):
+        path.unlink(missing_ok=True)
+    ports: dict[str, str] = {}
+    for target in switch.controllers:
+        address, _, port = target.removeprefix("tcp:").rpartition(":")     # tcp:HOST:PORT
+        host = address.strip("[]")
+        if ports.setdefault(port, host) != host:
+            raise SwitchError(f"switch {switch.name}: two controllers on port {port}: a switch in a namespace "
+                              "reaches each through a relay on the controller's port")
+    argv = [sys.executable, "-m", RELAY_MODULE, "--netns", switch.netns, "--status-file", str(status),
+            "--out-of", str(IN_NETNS_LISTEN_PORT)]
+    argv += [f"--into={port}={host}:{port}" for port, host in ports.items()]
+    env = {**os.environ, "PYTHONPATH": _SRC}
+    info, _ = _started(switch, argv, env, status, logfile, "namespace relay")
+    return info
+
+
 class KumoflowSwitch(SwitchKind):
     name = "kumoflow"
 
@@ -188,42 +243,40 @@ class KumoflowSwitch(SwitchKind):
             status.unlink()
         except FileNotFoundError:
             pass
+        # a hypervisor's switch runs in its namespace, reached through a relay (kumoflow.net.nsrelay)
+        relay = _start_relay(switch) if switch.netns else None
+        listen = f"ptcp:{IN_NETNS_LISTEN_PORT if relay else 0}:127.0.0.1"
         # named as an Open vSwitch bridge of this switch would be (<prefix>-s1, unique across
         # topologies): the controller's API finds it by that name, or by the YAML name s1 alone
         argv = [sys.executable, "-m", "kumoflow.cli", "switch", "--name", switch.bridge,
                 "--dpid", f"{switch.dpid:#x}", "--fail-mode", switch.fail_mode,
-                "--listen", "ptcp:0:127.0.0.1", "--status-file", str(status)]
+                "--listen", listen, "--status-file", str(status)]
         for port in switch.ports:
             argv += ["--port", f"{port.number}={port.ifname}"]
         for tunnel in switch.tunnels:  # a hypervisor's; its VTEP is on its NIC (kumoflow.net.underlay)
             argv += ["--tunnel", f"{tunnel.number}={tunnel.type}:{tunnel.local_ip}:{tunnel.remote_ip}"]
         for target in switch.controllers:
-            argv += ["--controller", target]
+            argv += ["--controller", _through_relay(target) if relay else target]
         argv += ["--max-backoff", str(switch.max_backoff)]
+        if relay:
+            argv = ["ip", "netns", "exec", switch.netns, *argv]
         level = os.environ.get("KUMOFLOW_SWITCH_LOG_LEVEL")
         if level:
             argv += ["--log-level", level]
         env = dict(os.environ)
         env["PYTHONPATH"] = _SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        with open(logfile, "wb") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True, close_fds=True)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            info = read_status(status)
-            if info is not None and info.get("pid") == proc.pid:
-                break
-            code = proc.poll()
-            if code is not None:
-                raise SwitchError(f"switch {switch.name}: kumoflow switch exited with status {code}: "
-                                  f"{_tail(logfile)}")
-            if time.monotonic() > deadline:
-                _stop(proc.pid)
-                raise SwitchError(f"switch {switch.name}: kumoflow switch did not start within "
-                                  f"{START_TIMEOUT:g}s: {_tail(logfile)}")
-            time.sleep(0.05)
+        try:
+            info, pid = _started(switch, argv, env, status, logfile, "kumoflow switch")
+        except SwitchError:
+            if relay:
+                _stop(relay["pid"])
+            raise
         [listen] = info["listen"]                       # ptcp:PORT:127.0.0.1, the port it bound
-        return {"pid": proc.pid, "listen": listen, "status_file": str(status), "log": str(logfile)}
+        made = {"pid": pid, "listen": listen, "status_file": str(status), "log": str(logfile)}
+        if relay:   # reached from the root namespace through the relay
+            made.update(listen=f"ptcp:{relay['out_of'][str(IN_NETNS_LISTEN_PORT)]}:127.0.0.1",
+                        relay_pid=relay["pid"], netns=switch.netns)
+        return made
 
     def connected(self, switches: list[SwitchPlan]) -> dict[str, bool]:
         out = {}
@@ -239,8 +292,13 @@ class KumoflowSwitch(SwitchKind):
         topology = record.get("topology")
         if isinstance(pid, int) and pid > 0 and _is_switch_of(pid, topology) and _stop(pid):
             removed.append(f"kumoflow switch {record.get('name')} (pid {pid})")
+        relay = record.get("relay_pid")
+        if isinstance(relay, int) and relay > 0 and _is_switch_of(relay, topology) and _stop(relay):
+            removed.append(f"namespace relay of kumoflow switch {record.get('name')} (pid {relay})")
         if topology and record.get("name"):
-            for path in (status_path(topology, record["name"]), log_path(topology, record["name"])):
+            directory = switch_dir(topology)
+            for path in (status_path(topology, record["name"]), log_path(topology, record["name"]),
+                         directory / f"{record['name']}.relay.json", directory / f"{record['name']}.relay.log"):
                 try:
                     path.unlink()
                 except FileNotFoundError:

@@ -9,7 +9,7 @@ again. For hypervisor ``hv1`` (position n in ``hypervisors:``) of topology
   (``ul-<site>``), and on a routed underlay the router -- each site
   bridge holds its site's gateway address, forwarding on;
 * hv1's underlay NIC is a veth: ``lab-hv1-ul`` (in the root namespace, or
-  moved into a kernel hypervisor's namespace as ``ul``), its peer a port of
+  moved into a kernel or kumoflow hypervisor's namespace as ``ul``), its peer a port of
   its site's bridge in the underlay namespace; its MAC is
   ``02:<2 bytes of a hash of the topology>:00:<n>`` (two bytes of n);
 * an ``ovs`` hypervisor is two netdev bridges (notes/overlays.md): the VM
@@ -19,6 +19,10 @@ again. For hypervisor ``hv1`` (position n in ``hypervisors:``) of topology
   and Open vSwitch's routes to the remote VTEPs carry the same mark;
 * a ``kernel`` hypervisor is a namespace ``lab-hv1``: bridge ``br0`` with
   the VM ports and ``vxlan0`` (its VNI, a flood list of every remote VTEP);
+* a ``kumoflow`` hypervisor is a namespace ``lab-hv1`` too, holding the VM
+  ports, the NIC (``ul``, with the VTEP) and the ``kumoflow switch``
+  process, whose tunnel sockets are therefore in it: its tunnel traffic
+  crosses the underlay (kumoflow.net.kumoflow_kind, kumoflow.net.nsrelay);
 * every remote VTEP reached on the same site is a static neighbour (its
   NIC's MAC); one on another site goes through the site's gateway, whose
   MAC (``02:<hash>:01:<site>``) is a static neighbour as well. Nothing on
@@ -38,6 +42,8 @@ KERNEL_BRIDGE = "br0"
 KERNEL_VXLAN = "vxlan0"
 KERNEL_NIC = "ul"
 VXLAN_PORT = 4789
+#: hypervisor kinds in a namespace of their own (VM ports, the underlay NIC as ``ul``, the VTEP)
+OWN_NAMESPACE = ("kernel", "kumoflow")
 #: Open vSwitch packet marks of hypervisors: this bit and 28 bits of a hash
 MARK_BASE = 0x10000000
 
@@ -88,7 +94,7 @@ class HypervisorPlan:
     #: ovs: the underlay bridge holding the NIC and, on LOCAL, the VTEP address, and its MAC
     underlay_bridge: str = ""
     underlay_mac: str = ""
-    #: kernel: the hypervisor's namespace (else empty: the root namespace)
+    #: kernel, kumoflow: the hypervisor's namespace (else empty: the root namespace)
     netns: str = ""
     #: kernel: the VNI of its VXLAN device
     vni: int | None = None
@@ -199,7 +205,7 @@ def plan_overlay(topology, names) -> tuple[UnderlayPlan | None, tuple[Hypervisor
             bridge=KERNEL_BRIDGE if kernel else names.bridge(hv.name),
             underlay_bridge=names.ifname(hv.name, "u") if hv.kind == "ovs" else "",
             underlay_mac=bridge_mac(name, hv.index) if hv.kind == "ovs" else "",
-            netns=names.netns(hv.name) if kernel else "", vni=hv.vni,
+            netns=names.netns(hv.name) if hv.kind in OWN_NAMESPACE else "", vni=hv.vni,
             mark=pkt_mark(name, hv.name) if hv.kind == "ovs" else 0,
             vm_mtu=underlay.mtu - overhead.get(hv.name, 0),
             tunnels=tuple(sorted(tunnels[hv.name], key=lambda t: t.number)),

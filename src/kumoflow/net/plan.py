@@ -171,7 +171,7 @@ class VethEnd:
 @dataclass(frozen=True)
 class LinkPlan:
     index: int
-    #: ``a`` is a switch end: it stays in the root namespace, except a kernel hypervisor's (``a.netns``)
+    #: ``a`` is a switch end: it stays in the root namespace, except a kernel or kumoflow hypervisor's (``a.netns``)
     a: VethEnd
     b: VethEnd
     #: MTU of both ends (0: the kernel's default)
@@ -201,6 +201,8 @@ class SwitchPlan:
     tunnels: tuple[TunnelPlan, ...] = ()
     #: ovs hypervisor: the egress_pkt_mark of its tunnel ports
     tunnel_mark: int = 0
+    #: kumoflow hypervisor: the namespace its switch, VM ports and underlay NIC are in
+    netns: str = ""
 
     def record(self) -> dict:
         return {
@@ -228,7 +230,7 @@ class Plan:
         return self.topology.name
 
     def namespaces(self) -> list[str]:
-        """Hosts', kernel hypervisors' and the underlay's namespaces."""
+        """Hosts', kernel and kumoflow hypervisors' and the underlay's namespaces."""
         extra = [h.netns for h in self.hypervisors if h.netns]
         return [h.netns for h in self.hosts] + extra + ([self.underlay.netns] if self.underlay else [])
 
@@ -260,7 +262,9 @@ def make_plan(topology: Topology) -> Plan:
                                     names.netns(end.node), HOST_IFNAME))
             elif end.node in ports:
                 ifname = names.port(end.node, end.port)
-                ends.append(VethEnd(end.node, ifname, end.port))
+                netns = by_hypervisor[end.node].netns if end.node in by_hypervisor else ""
+                # a kumoflow hypervisor's port goes into its namespace, under the same name
+                ends.append(VethEnd(end.node, ifname, end.port, netns or None, ifname if netns else None))
                 ports[end.node].append(PortPlan(end.port, ifname))
             else:  # a kernel hypervisor: the port goes into its namespace, under the same name
                 ifname = names.port(end.node, end.port)
@@ -302,6 +306,7 @@ def make_plan(topology: Topology) -> Plan:
             max_backoff=topology.max_backoff_of(s),
             tunnels=by_hypervisor[s.name].tunnels if s.name in by_hypervisor else (),
             tunnel_mark=by_hypervisor[s.name].mark if s.name in by_hypervisor else 0,
+            netns=by_hypervisor[s.name].netns if s.name in by_hypervisor else "",
         )
         for s in topology.switches
     )

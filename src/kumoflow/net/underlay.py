@@ -7,9 +7,9 @@ peers as its ports; on a routed underlay the same namespace is the router:
 each site bridge holds the site's gateway address (the router's MAC), IPv4
 forwarding is on, and every VTEP is a static neighbour. Then each
 hypervisor gets its VTEP address by kind: an ``ovs`` one on its underlay
-bridge (:mod:`.ovs_underlay`), a ``kernel`` one in its namespace
-(:mod:`.kernel_vtep`), a ``kumoflow`` one on its NIC in the root namespace,
-where the kumoflow switch's own tunnel sockets use it.
+bridge (:mod:`.ovs_underlay`), a ``kernel`` or ``kumoflow`` one in its
+namespace (:mod:`.kernel_vtep`), where a kumoflow switch's own tunnel
+sockets use it.
 
 Nothing here needs tearing down on its own: the namespaces and veths go
 with the topology; Open vSwitch's routes are removed by
@@ -65,8 +65,9 @@ def up(plan: Plan) -> None:
         elif hv.kind == "kernel":
             ports = [link.a.final_ifname for link in plan.links if link.a.node == hv.name and link.a.final_ifname]
             kernel_vtep.up(hv, plan.underlay, ports)
-        else:
-            root_vtep(hv)
+        else:   # kumoflow: its switch opens its tunnel sockets in this namespace
+            sysctls(hv.netns, NO_IPV6)
+            ip_batch(hv.netns, kernel_vtep.nic_commands(hv, plan.underlay))
 
 
 def build_segments(underlay: UnderlayPlan, hypervisors: tuple[HypervisorPlan, ...]) -> None:
@@ -87,21 +88,6 @@ def build_segments(underlay: UnderlayPlan, hypervisors: tuple[HypervisorPlan, ..
         for vtep, mac, bridge in underlay.vteps:
             commands.append(f"neigh replace {vtep} lladdr {mac} dev {bridge} nud permanent")
     ip_batch(ns, commands)
-
-
-def root_vtep(hv: HypervisorPlan) -> None:
-    """A hypervisor whose switch runs in the root namespace (kumoflow): the
-    VTEP address on its NIC, a /32 route and a static neighbour to each
-    remote VTEP. Two such hypervisors would reach each other through the
-    root namespace's loopback instead of the underlay (both addresses are
-    local there)."""
-    commands = [f"addr add {hv.vtep} dev {hv.nic} noprefixroute"]
-    for remote, via in hv.routes:
-        gateway = f" via {via} onlink" if via != remote else ""
-        commands.append(f"route replace {remote}/32{gateway} dev {hv.nic} src {hv.vtep.ip}")
-    for ip, mac in hv.neighbors:
-        commands.append(f"neigh replace {ip} lladdr {mac} dev {hv.nic} nud permanent")
-    ip_batch(None, commands)
 
 
 def root_addresses() -> dict[str, str]:
