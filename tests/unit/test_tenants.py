@@ -335,3 +335,19 @@ def test_a_host_outside_every_tenant_network_floods_into_no_vm():
     got = cloud.send(outsider, bytes(Ethernet(src=outsider.mac, dst=BROADCAST) / ARP(
         op=ARP_REQUEST, src_mac=outsider.mac, src_ip="10.0.0.9", dst_ip="10.0.0.1")))
     assert reached(got) == [] and cloud.underlay(1, 2) == []
+
+
+def test_many_records_in_one_commit_rebuild_the_model_once():
+    cloud = two_tenants()
+    rebuilds = []
+    rebuild = cloud.app._rebuild
+    cloud.app._rebuild = lambda: (rebuilds.append(1), rebuild())
+    net = cloud.network(5999)
+    ports = [record("port", "p1", network_id=net.id, mac_address=f"02:00:00:59:00:{i:02x}", admin_state_up=True,
+                    fixed_ips=[{"ip_address": f"10.59.0.{i}"}], **{"binding:host_id": "0x1",
+                                                                  "binding:profile": {"port_no": 4}})
+             for i in range(1, 4)]
+    state = cloud.mem.core.state
+    state.apply([Change(state.revision + 1, r.kind, r.id, r, None) for r in (net, *ports)])
+    cloud.mem.run()
+    assert rebuilds == [1] and net.id in cloud.app.overlay.networks

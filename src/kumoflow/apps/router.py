@@ -219,13 +219,13 @@ class RouterApp(App):
         return self._api_neighbours.get((vrf, ip)) or self._arp_neighbours.get((vrf, ip))
 
     def record_changed(self, change) -> None:
-        if change.kind in ("router", "subnet", "floatingip"):
-            self._rebuild()
+        if change.kind in ("router", "subnet", "floatingip", "network"):
+            self.core.before_compile(self._rebuild)      # once for all the records of an event
         elif change.kind == "port":
             old = change.old.body if change.old is not None else None
             new = change.record.body if change.record is not None else None
             if any(b and b.get("device_owner") in ROUTER_PORTS for b in (old, new)):
-                self._rebuild()
+                self.core.before_compile(self._rebuild)
                 return
             before, after = self._port_neighbours(old), self._port_neighbours(new)
             for key in before:

@@ -175,16 +175,16 @@ class TenantsApp(App):
 
     def record_changed(self, change) -> None:
         if change.kind in ("network", "port", "subnet", "l2_gateway", "l2_gateway_connection"):
-            self._rebuild()
+            self.core.before_compile(self._rebuild)
 
     def switch_up(self, dp) -> None:
-        self._rebuild()
+        self.core.before_compile(self._rebuild)
 
     def switch_down(self, dp) -> None:
-        self._rebuild()
+        self.core.before_compile(self._rebuild)
 
     def port_status(self, dp, msg: ofp.PortStatus) -> None:
-        self._rebuild()
+        self.core.before_compile(self._rebuild)
 
     # --- compiling -------------------------------------------------------------------
 
@@ -345,7 +345,7 @@ class TenantsApp(App):
                 self._behind_changed.add(key)
         self._behind.setdefault(segment.key, set()).add(mac)
         self._behind_changed.add(segment.key)
-        self._rebuild()
+        self.core.before_compile(self._rebuild)
 
     # --- answering -------------------------------------------------------------------
 

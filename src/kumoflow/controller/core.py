@@ -94,6 +94,7 @@ class Core:
         self._dirty_keys: dict[int, set[tuple] | None] = {}      # None: every key
         self._written: set[Datapath] = set()
         self._after_flows: dict[Datapath, list[ofp.Message]] = {}
+        self._before_compile: dict[Callable[[], Any], None] = {}
         self._depth = 0
         self._batch = _Batch(self)
         self._timers: list[tuple[float, int, Callable[[], Any]]] = []
@@ -207,7 +208,23 @@ class Core:
         changed is compiled and reconciled and every session written to flushes."""
         return self._batch
 
+    def before_compile(self, fn: Callable[[], Any]) -> None:
+        """Run `fn` once at the end of this event, before what changed is compiled:
+        an app that rebuilds a model from many records does it once per event (a bulk
+        API request is one), not once per record."""
+        self._before_compile[fn] = None
+        if not self._depth:
+            with self.batch():
+                pass
+
     def _end_batch(self) -> None:
+        while self._before_compile:
+            pending, self._before_compile = list(self._before_compile), {}
+            for fn in pending:
+                try:
+                    fn()
+                except Exception:
+                    log.exception("%r failed", fn)
         if self._dirty_owners or self._dirty_keys:
             self._depth += 1
             try:
