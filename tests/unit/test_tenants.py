@@ -3,6 +3,7 @@ and NVGRE tunnel ports, networks and ports given as desired-state records,
 VMs that send real frames. Asserts what reaches which VM, and what crossed
 the underlay with which tunnel id."""
 
+import ipaddress
 import itertools
 
 import pytest
@@ -351,3 +352,29 @@ def test_many_records_in_one_commit_rebuild_the_model_once():
     state.apply([Change(state.revision + 1, r.kind, r.id, r, None) for r in (net, *ports)])
     cloud.mem.run()
     assert rebuilds == [1] and net.id in cloud.app.overlay.networks
+
+
+def test_neighbour_solicitations_for_a_known_ipv6_address_are_answered_by_the_controller():
+    from kumoflow.apps.gateway import solicited_node
+    from kumoflow.packet import NDNeighborAdvert, NDNeighborSolicit, NDOptSourceLinkAddr
+    from kumoflow.packet import IPv6 as IP6
+    from kumoflow.packet.consts import ND_NA_ROUTER, ND_NA_SOLICITED
+
+    cloud = Cloud()
+    net = cloud.network(6100)
+    v1 = cloud.vm("v1", 1, 1, net, "2001:db8::1", "02:00:00:61:00:01")
+    cloud.vm("v2", 2, 1, net, "2001:db8::2", "02:00:00:61:00:02")
+    cloud.start()
+
+    def solicit(source, target):
+        group, group_mac = solicited_node(ipaddress.IPv6Address(target))
+        return bytes(Ethernet(src=v1.mac, dst=group_mac) / IP6(src=source, dst=group, hop_limit=255)
+                     / NDNeighborSolicit(target=target, options=[NDOptSourceLinkAddr(v1.mac)]))
+
+    got = cloud.send(v1, solicit("2001:db8::1", "2001:db8::2"))
+    assert reached(got) == ["v1"] and cloud.underlay(1, 2) == []
+    advert = parse(got["v1"][0])
+    assert advert[NDNeighborAdvert].target == "2001:db8::2" and advert[Ethernet].src == "02:00:00:61:00:02"
+    assert advert[NDNeighborAdvert].flags & (ND_NA_ROUTER | ND_NA_SOLICITED) == ND_NA_SOLICITED   # not a router
+    # duplicate address detection (from ::) is not answered: the VM would think its address taken
+    assert reached(cloud.send(v1, solicit("::", "2001:db8::2"))) == []

@@ -63,8 +63,9 @@ def arp_request(mac: str, ip: IPAddress, target: IPAddress) -> bytes:
                                                         dst_ip=str(target)))
 
 
-def neighbour_advert(mac: str, target: IPAddress, to_mac: str, to_ip: str, solicited: bool = True) -> bytes:
-    flags = ND_NA_ROUTER | ND_NA_OVERRIDE | (ND_NA_SOLICITED if solicited else 0)
+def neighbour_advert(mac: str, target: IPAddress, to_mac: str, to_ip: str, solicited: bool = True,
+                     router: bool = True) -> bytes:
+    flags = (ND_NA_ROUTER if router else 0) | ND_NA_OVERRIDE | (ND_NA_SOLICITED if solicited else 0)
     dst = to_ip if to_ip != "::" else ALL_NODES     # an answer to DAD goes to all nodes
     return bytes(Ethernet(src=mac, dst=to_mac if to_ip != "::" else ALL_NODES_MAC)
                  / IPv6(src=str(target), dst=dst, hop_limit=255)

@@ -51,7 +51,7 @@ from kumoflow.apps import options as check
 from kumoflow.apps.overlay import Network, Overlay, Port, Segment, build
 from kumoflow.apps.routing import ROUTER_PORTS
 from kumoflow.controller import App, Flow, Group, pipeline
-from kumoflow.packet import ARP, UDP, Ethernet, PacketError, parse
+from kumoflow.packet import ARP, UDP, Ethernet, IPv6, NDNeighborSolicit, PacketError, parse
 from kumoflow.packet.addr import link_local
 from kumoflow.packet.consts import ARP_REQUEST
 
@@ -91,14 +91,14 @@ class TenantsApp(App):
         if not MAC.fullmatch(self.dhcp_mac) or int(self.dhcp_mac[:2], 16) & 1:
             raise ValueError(f"dhcp_mac {dhcp_mac!r}: must be a unicast MAC address xx:xx:xx:xx:xx:xx")
         self.overlay = Overlay()
-        self.answered = {"arp": 0, "dhcp": 0}
+        self.answered = {"arp": 0, "nd": 0, "dhcp": 0}
         #: segment key -> the MACs learned behind it (L2 gateways), and the segments whose MACs changed
         self._behind: dict[tuple[int, int, int], set[str]] = {}
         self._behind_changed: set[tuple[int, int, int]] = set()
         self.dropped_learning = 0
         self._problems: set[str] = set()
-        #: (network id, IPv4 address) -> MAC, for the ARP proxy
-        self._addresses: dict[tuple[str, ipaddress.IPv4Address], str] = {}
+        #: (network id, address) -> MAC, for the ARP and neighbour discovery proxy
+        self._addresses: dict[tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address], str] = {}
 
     def start(self) -> None:
         self._rebuild()
@@ -116,7 +116,7 @@ class TenantsApp(App):
         servers = self._dhcp_servers(new)
         self._addresses = dict(servers)
         self._addresses.update({(p.network, ip): p.mac for p in new.ports.values()
-                                if p.owner not in ROUTER_PORTS for ip in p.ips if ip.version == 4})
+                                if p.owner not in ROUTER_PORTS for ip in _answered(p)})
         everything = old.endpoints != new.endpoints or old.tunnels != new.tunnels
         networks = {n for n in set(old.networks) | set(new.networks)
                     if everything or old.networks.get(n) != new.networks.get(n)
@@ -223,10 +223,8 @@ class TenantsApp(App):
         forward, network_table = self.table("forward"), self.table("network")
         in_net = (NETWORK.value(net.number), NETWORK.mask)
         macs = sorted({port.mac, *(mac for mac, _ in port.pairs)})
-        flows = [Flow(network_table, PROXY_PRIORITY,
-                      ofp.Match(metadata=in_net, eth_type=ARP_TYPE, arp_op=ARP_REQUEST, arp_tpa=str(ip)),
-                      _TO_CONTROLLER, cookie)
-                 for ip in port.ips if ip.version == 4 and port.owner not in ROUTER_PORTS]
+        flows = [Flow(network_table, PROXY_PRIORITY, _asking_for(in_net, ip), _TO_CONTROLLER, cookie)
+                 for ip in (_answered(port) if port.owner not in ROUTER_PORTS else ())]
         if _on(port, dp.id):
             if port.vlan is None:      # behind an L2 gateway, the segment admits it (_compile_segment)
                 flows += self._admit(port, net.number, cookie)
@@ -299,8 +297,7 @@ class TenantsApp(App):
                  ofp.Match(metadata=(NETWORK.value(net.number), NETWORK.mask | REMOTE.mask), eth_type=IPV4_TYPE,
                            ip_proto=UDP_PROTO, udp_dst=67), _TO_CONTROLLER, cookie),
         ]
-        entries += [Flow(network_table, PROXY_PRIORITY, ofp.Match(metadata=(NETWORK.value(net.number), NETWORK.mask),
-                                                                  eth_type=ARP_TYPE, arp_op=ARP_REQUEST, arp_tpa=str(ip)),
+        entries += [Flow(network_table, PROXY_PRIORITY, _asking_for((NETWORK.value(net.number), NETWORK.mask), ip),
                          _TO_CONTROLLER, cookie)
                     for (n, ip), mac in sorted(self._addresses.items()) if n == network_id and mac == self.dhcp_mac]
         return entries
@@ -370,6 +367,12 @@ class TenantsApp(App):
             mac = self._addresses.get((network.id, target))
             if mac is not None:
                 reply, kind = gateway.arp_reply(mac, target, arp.src_mac, arp.src_ip), "arp"
+        elif pkt.get(NDNeighborSolicit) is not None and pkt[IPv6].src != "::":    # DAD is left unanswered
+            target = ipaddress.IPv6Address(pkt[NDNeighborSolicit].target)
+            mac = self._addresses.get((network.id, target))
+            if mac is not None:
+                reply = gateway.neighbour_advert(mac, target, pkt[Ethernet].src, pkt[IPv6].src, router=False)
+                kind = "nd"
         elif pkt.get(UDP) is not None and pkt[UDP].dport == 67:
             reply, kind = self._dhcp(dp, msg, pkt, network), "dhcp"
         if reply is not None:
@@ -391,6 +394,8 @@ class TenantsApp(App):
         yield "networks", "Tenant networks carried in tunnels", "gauge", len(self.overlay.networks)
         yield "ports", "Tenant ports bound to a switch port or a tunnel endpoint", "gauge", len(self.overlay.ports)
         yield "arp_answered", "ARP requests the controller answered for a tenant port", "counter", self.answered["arp"]
+        yield "nd_answered", "Neighbour solicitations the controller answered for a tenant port", "counter", \
+            self.answered["nd"]
         yield "dhcp_answered", "DHCP requests answered", "counter", self.answered["dhcp"]
 
     def _sender(self, dp, msg: ofp.PacketIn) -> tuple[Network, list[ofp.Action]] | None:
@@ -420,6 +425,23 @@ def _out(port_no: int, vlan: int | None) -> list[ofp.Action]:
     if not vlan:
         return [ofp.Output(port_no)]
     return [ofp.PushVlan(0x8100), ofp.SetField("vlan_vid", vlan | ofp.OFPVID.PRESENT), ofp.Output(port_no)]
+
+
+def _answered(port: Port) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses the controller answers ARP or neighbour solicitations for: the
+    port's fixed IPs and, with IPv6, its link-local address."""
+    out = list(port.ips)
+    if any(ip.version == 6 for ip in out):
+        out.append(link_local(port.mac))
+    return out
+
+
+def _asking_for(metadata: tuple[int, int], ip) -> ofp.Match:
+    """ARP requests, or neighbour solicitations, for `ip` in a network."""
+    if ip.version == 4:
+        return ofp.Match(metadata=metadata, eth_type=ARP_TYPE, arp_op=ARP_REQUEST, arp_tpa=str(ip))
+    return ofp.Match(metadata=metadata, eth_type=IPV6_TYPE, ip_proto=ICMPV6, icmpv6_type=135,
+                     ipv6_nd_target=str(ip))
 
 
 def _on(port: Port, dpid: int) -> bool:
