@@ -2,7 +2,8 @@
 text format).
 
 No token is needed while the API listens on a loopback address (whoever can
-reach it runs on this machine, and the metrics name no tenant data). With
+reach it runs on this machine; of tenants, the metrics name only ids of ports,
+networks and projects, beside their usage). With
 ``--api-public`` the admin token is needed, as ``X-Auth-Token`` or as
 ``Authorization: Bearer TOKEN`` (what Prometheus's ``authorization``
 scrape setting sends).
@@ -24,6 +25,10 @@ answer in time keeps its last counters).
     kumoflow_port_{rx,tx}_{packets,bytes,dropped,errors}_total{dpid,port,name}
     kumoflow_port_up{dpid,port,name}            carrier up and not administratively down
     kumoflow_api_requests_total{method,route,status}
+    kumoflow_tenant_port_{rx,tx,dropped}_{packets,bytes}_total{port,network,project}
+    kumoflow_tenant_network_{rx,tx,dropped}_{packets,bytes}_total{network,project}
+                                                usage metering (the `usage` app, apps/usage.py:
+                                                tx what a VM sent, rx unicast delivered to it)
     kumoflow_APP_NAME                           what an app counts (App.metrics), e.g.
                                                 kumoflow_router_snat_exhausted_total
 
@@ -132,6 +137,7 @@ class _ControllerCollector:
                 family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
                 yield family(f"kumoflow_{app.name}_{name}", help, value=value)
         yield from self._ports(dps)
+        yield from _usage(core)
 
     def _ports(self, dps: list) -> Iterable[Metric]:
         labels = ["dpid", "port", "name"]
@@ -154,6 +160,29 @@ class _ControllerCollector:
                 for f in fields:
                     families[f].add_metric(values, getattr(s, f))
         yield up
+        yield from families.values()
+
+
+def _usage(core: Any) -> Iterable[Metric]:
+    """The usage app's totals per tenant port and per network (none when it does not run)."""
+    meter = next((app for app in core.apps if app.name == "usage"), None)
+    if meter is None:
+        return
+    from kumoflow.apps.usage import FIELDS
+
+    for what, totals, labels in (("port", meter.ports, ["port", "network", "project"]),
+                                 ("network", meter.networks, ["network", "project"])):
+        families = {f: CounterMetricFamily(f"kumoflow_tenant_{what}_{f}",
+                                           f"Tenant {what} {f.replace('_', ' ')} (usage metering, flow counters)",
+                                           labels=labels) for f in FIELDS}
+        for id, usage in sorted(totals.items()):
+            record = core.state.get(what, id)
+            if record is None:
+                continue
+            values = [id, record.body.get("network_id", ""), record.project_id] if what == "port" \
+                else [id, record.project_id]
+            for f, family in families.items():
+                family.add_metric(values, getattr(usage, f))
         yield from families.values()
 
 

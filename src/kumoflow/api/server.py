@@ -68,6 +68,7 @@ ROUTER_MODULES = [
     "kumoflow.api.sdn",
     "kumoflow.api.metrics",
     "kumoflow.api.neutron",
+    "kumoflow.api.usage",
 ]
 
 TITLE = "kumoflow"

@@ -16,6 +16,7 @@ BUNDLED = {
     "l2": "kumoflow.apps.l2:LearningSwitch",
     "router": "kumoflow.apps.router:RouterApp",
     "tenants": "kumoflow.apps.tenants:TenantsApp",
+    "usage": "kumoflow.apps.usage:UsageApp",
 }
 
 
