@@ -52,9 +52,10 @@ MIN_FRAME = 14
 #: Ethernet (14) = 50; IPv4 (20) + GRE with a key (8) + inner Ethernet (14) = 42
 OVERHEAD = {VXLAN: 50, NVGRE: 42}
 
+VXLAN_FLAG_I = VXLAN_FLAG_VNI
 _VXLAN_FLAGS = VXLAN_FLAG_VNI << 24
-_GRE_FIRST = GRE_FLAG_KEY << 16 | ETH_TYPE_TEB
-_GRE_CHECKED = 0xF007 << 16 | 0xFFFF         # C R K S, version, protocol
+GRE_FIRST = _GRE_FIRST = GRE_FLAG_KEY << 16 | ETH_TYPE_TEB     # the first word of an NVGRE header
+GRE_CHECKED = _GRE_CHECKED = 0xF007 << 16 | 0xFFFF            # its bits checked: C R K S, version, protocol
 _WORDS = struct.Struct("!II")
 
 

@@ -24,7 +24,9 @@ MTU of the underlay's minus the overhead, see encap.OVERHEAD).
 Batches, as on the Linux ports (:mod:`.linuxport`): the runtime reads an
 underlay socket on readiness, up to ``RX_BATCH`` datagrams with one
 ``recvmmsg``, and hands the frames to the datapath in runs of one port
-and one tunnel id (`Underlay.read_runs`); each tunnel port queues what it
+and one tunnel id (`Underlay.read_runs`: a batch that is one run of good
+datagrams, the common case, is decoded column by column as the Linux
+ports read their ring; any other datagram by datagram); each tunnel port queues what it
 sends in its own ``sendmmsg`` batch addressed to its remote (the header
 copied in front of each frame in its slot), flushed at the end of the read
 cycle like any port. Offloads need nothing here: frames from the Linux
@@ -55,6 +57,7 @@ import logging
 import os
 import socket
 import struct
+import sys
 
 from kumoflow.tunnels import port_name
 
@@ -70,6 +73,13 @@ TX_BATCH = 64                  # frames per sendmmsg
 TX_SLOT = 2048                 # header + frame; a larger frame is sent on its own
 RX_SLOT = 65536                # an IPv4 datagram (reassembled by the kernel) is at most 64 KB
 SO_NO_CHECK = 11
+MSG_TRUNC = 0x20
+_NVGRE_AT = 20                 # the GRE header after an IPv4 header without options
+# header bits as a native-order read of the wire's bytes sees them (RecvBatch.words / halves)
+_VXLAN_I = int.from_bytes(bytes((encap.VXLAN_FLAG_I, 0, 0, 0)), sys.byteorder)
+_FRAGMENT = int.from_bytes(b"\x3f\xff", sys.byteorder)               # IPv4 MF and fragment offset
+_GRE_CHECKED = int.from_bytes(struct.pack("!I", encap.GRE_CHECKED), sys.byteorder)
+_GRE_FIRST = int.from_bytes(struct.pack("!I", encap.GRE_FIRST), sys.byteorder)
 IP_MTU_DISCOVER, IP_PMTUDISC_DONT = 10, 0
 _SOCKADDR_IN = struct.Struct("=HH4s8x")
 
@@ -163,6 +173,56 @@ class Underlay:
         if not n:
             return []
         self.rx_datagrams += n
+        return self._one_run(n) or self._runs(n)
+
+    def _one_run(self, n: int) -> list | None:
+        """The batch's n datagrams as one run, read column by column (one strided
+        read of each header field for all of them, one comprehension to copy the
+        frames out), when they are the common case: all from one known remote,
+        one tunnel id, whole, with a good header (for NVGRE: IPv4 without options
+        or fragments, its total length the datagram's). None otherwise: then
+        `_runs` takes them one by one (and says what is wrong with which)."""
+        rx = self._rx
+        lengths = rx.lengths(n)
+        if any(f & MSG_TRUNC for f in set(rx.flags(n))):
+            return None
+        slot = rx.slot
+        words = rx.words
+        step = slot >> 2
+        end = n * step
+        if self.kind == encap.VXLAN:
+            if min(lengths) < encap.HEADER_LEN + encap.MIN_FRAME or len(set(rx.sources(n))) != 1:
+                return None
+            port = self.ports.get(rx.source(0))
+            if port is None or any(not w & _VXLAN_I for w in set(words[0:end:step])):
+                return None
+            vnis = set(words[1:end:step])
+            if len(vnis) != 1:
+                return None
+            tid = socket.ntohl(vnis.pop()) >> 8
+            skip = encap.HEADER_LEN
+        else:
+            if min(lengths) < _NVGRE_AT + encap.HEADER_LEN + encap.MIN_FRAME or len(set(words[3:end:step])) != 1:
+                return None
+            port = self.ports.get(rx.map[12:16])
+            halves = rx.halves
+            hstep = slot >> 1
+            if (port is None or set(rx.map[0:n * slot:slot]) != {0x45}
+                    or any(f & _FRAGMENT for f in set(halves[3:n * hstep:hstep]))
+                    or halves[1:n * hstep:hstep].tolist() != list(map(socket.htons, lengths))
+                    or any(w & _GRE_CHECKED != _GRE_FIRST for w in set(words[5:end:step]))):
+                return None
+            keys = set(words[6:end:step])
+            if len(keys) != 1:
+                return None
+            tid = socket.ntohl(keys.pop())
+            skip = _NVGRE_AT + encap.HEADER_LEN
+        mm = rx.map
+        return [(port, tid, [mm[o + skip:o + length] for o, length in zip(range(0, n * slot, slot), lengths)])]
+
+    def _runs(self, n: int) -> list:
+        """The batch's n datagrams as runs of one port and one tunnel id, one by one."""
+        rx = self._rx
         view = rx.view
         slot = rx.slot
         ports = self.ports
