@@ -28,11 +28,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from . import bgp, floatingips, l2gateways, networks, ports, qos, routers, security_groups, subnets
+from . import address_groups, bgp, floatingips, l2gateways, networks, ports, qos, routers, security_groups, subnets
 from .db import NeutronDB
 
 router = APIRouter()
-for _module in (networks, subnets, ports, routers, floatingips, security_groups, qos, bgp, l2gateways):
+for _module in (networks, subnets, ports, routers, floatingips, security_groups, qos, bgp, l2gateways, address_groups):
     router.include_router(_module.router)
 
 

@@ -34,7 +34,7 @@ from kumoflow.store import Change, Record
 log = logging.getLogger("kumoflow.api.neutron")
 
 KINDS = ("network", "subnet", "port", "router", "floatingip", "security_group", "security_group_rule", "qos_policy",
-         "qos_rule", "l2_gateway", "l2_gateway_connection")
+         "qos_rule", "l2_gateway", "l2_gateway_connection", "address_group")
 
 Key = tuple[str, str]
 
@@ -45,6 +45,8 @@ def references(record: Record) -> list[Key]:
     refs: list[Key] = []
     if body.get("qos_policy_id"):
         refs.append(("qos_policy", body["qos_policy_id"]))
+    if body.get("remote_address_group_id"):          # a rule on an address group's addresses
+        refs.append(("address_group", body["remote_address_group_id"]))
     if kind == "subnet":
         refs.append(("network", body["network_id"]))
     elif kind == "port":
