@@ -378,3 +378,21 @@ def test_neighbour_solicitations_for_a_known_ipv6_address_are_answered_by_the_co
     assert advert[NDNeighborAdvert].flags & (ND_NA_ROUTER | ND_NA_SOLICITED) == ND_NA_SOLICITED   # not a router
     # duplicate address detection (from ::) is not answered: the VM would think its address taken
     assert reached(cloud.send(v1, solicit("::", "2001:db8::2"))) == []
+
+
+def test_a_dual_stack_vm_beside_the_dhcp_server_address_compiles_its_network():
+    """The network's flows hold the DHCP server's ARP answer; the VM's IPv6 address
+    beside it (an IPv4 and an IPv6 address cannot be sorted together) breaks nothing."""
+    cloud = Cloud()
+    net = cloud.network(5101)
+    subnet = record("subnet", "p1", network_id=net.id, cidr="10.9.0.0/24", gateway_ip="10.9.0.1", ip_version=4,
+                    enable_dhcp=True)
+    cloud.records.append(subnet)
+    v1 = cloud.vm("v1", 1, 1, net, "10.9.0.5", "02:00:00:09:00:05",
+                  fixed_ips=[{"subnet_id": subnet.id, "ip_address": "10.9.0.5"},
+                             {"subnet_id": "v6", "ip_address": "2001:db8::5"}])
+    cloud.vm("v2", 2, 1, net, "10.9.0.6", "02:00:00:09:00:06")
+    cloud.start()
+    got = cloud.send(v1, arp_request(v1, "10.9.0.1"))
+    assert parse(got["v1"][0])[ARP].src_mac == cloud.app.dhcp_mac
+    assert reached(cloud.send(v1, ping(v1, cloud.vms["v2"]))) == ["v2"]

@@ -99,6 +99,8 @@ class TenantsApp(App):
         self._problems: set[str] = set()
         #: (network id, address) -> MAC, for the ARP and neighbour discovery proxy
         self._addresses: dict[tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address], str] = {}
+        #: network id -> the DHCP server's addresses on it (answered for ARP), sorted
+        self._servers: dict[str, list[ipaddress.IPv4Address]] = {}
 
     def start(self) -> None:
         self._rebuild()
@@ -114,6 +116,9 @@ class TenantsApp(App):
         self.overlay = new
         old_servers = {k: m for k, m in self._addresses.items() if m == self.dhcp_mac}
         servers = self._dhcp_servers(new)
+        self._servers = {}
+        for network_id, ip in sorted(servers):
+            self._servers.setdefault(network_id, []).append(ip)
         self._addresses = dict(servers)
         self._addresses.update({(p.network, ip): p.mac for p in new.ports.values()
                                 if p.owner not in ROUTER_PORTS for ip in _answered(p)})
@@ -270,8 +275,7 @@ class TenantsApp(App):
         net = overlay.networks[network_id]
         cookie = self.cookie(KIND_NETWORK << 48 | net.number)
         classify, forward, network_table = self.table("classify"), self.table("forward"), self.table("network")
-        local = [_out(p.place[1], None) for p in overlay.ports.values()
-                 if p.network == network_id and _on(p, dp.id) and p.vlan is None]
+        local = [_out(p.place[1], None) for p in overlay.ports_of(network_id) if _on(p, dp.id) and p.vlan is None]
         local += [_out(s.place[1], s.vlan) for s in overlay.segments.values()
                   if s.network == network_id and s.place[0] == dp.id]
         local.sort(key=repr)
@@ -299,7 +303,7 @@ class TenantsApp(App):
         ]
         entries += [Flow(network_table, PROXY_PRIORITY, _asking_for((NETWORK.value(net.number), NETWORK.mask), ip),
                          _TO_CONTROLLER, cookie)
-                    for (n, ip), mac in sorted(self._addresses.items()) if n == network_id and mac == self.dhcp_mac]
+                    for ip in self._servers.get(network_id, ())]
         return entries
 
     def _compile_segment(self, segment: Segment) -> list:
