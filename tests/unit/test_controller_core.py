@@ -173,3 +173,34 @@ def test_an_app_loads_what_it_requires_once_and_before_itself():
     net = MemNet([OnTop(), mine])                      # given explicitly: that instance, loaded first
     assert [a.name for a in net.core.apps] == ["fabric", "on-top"] and net.core.apps[0] is mine
     assert net.core.apps[1].peers["fabric"] is mine
+
+
+def test_what_a_before_compile_callback_marks_is_compiled_and_sent_in_one_pass():
+    class Model(App):
+        name = "model"
+        tables = ("forward",)
+
+        def __init__(self):
+            super().__init__()
+            self.keys = []
+
+        def owners(self):
+            return list(self.keys)
+
+        def compile(self, key, dp):
+            return [Flow(FORWARD, 10, ofp.Match(eth_type=0x0800, ipv4_dst=f"10.0.0.{key}"), [], self.cookie(key))]
+
+        def rebuild(self):
+            self.keys = [1, 2, 3]
+            for key in self.keys:
+                self.changed(key)
+
+    app = Model()
+    net = network(app)
+    syncs = []
+    sync = net.core._sync
+    net.core._sync = lambda dpid, keys: (syncs.append(dpid), sync(dpid, keys))
+    net.core.before_compile(app.rebuild)
+    net.run()
+    assert syncs == [1]
+    assert len([f for f in net.switches[1].flows(FORWARD) if f.priority == 10]) == 3

@@ -220,11 +220,15 @@ class Core:
     def _end_batch(self) -> None:
         while self._before_compile:
             pending, self._before_compile = list(self._before_compile), {}
-            for fn in pending:
-                try:
-                    fn()
-                except Exception:
-                    log.exception("%r failed", fn)
+            self._depth += 1     # what they mark changed is compiled below, together, not one event each
+            try:
+                for fn in pending:
+                    try:
+                        fn()
+                    except Exception:
+                        log.exception("%r failed", fn)
+            finally:
+                self._depth -= 1
         if self._dirty_owners or self._dirty_keys:
             self._depth += 1
             try:
