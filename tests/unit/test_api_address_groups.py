@@ -12,7 +12,7 @@ import pytest
 
 from kumoflow.store.sqlite import SQLiteStore
 
-from test_api_l3 import ADMIN, Api
+from test_api_l3 import Api
 
 COUNTRIES = Path(__file__).parent.parent / "data" / "countries"
 
