@@ -155,6 +155,9 @@ def test_thousands_of_addresses():
         many = [f"10.{i >> 8}.{i & 255}.0/24" for i in range(5000)] + [f"2001:db8:{i:x}::/48" for i in range(5000)]
         made = (await api.ok("POST", "/v2.0/address-groups", {"address_group": {"addresses": many}}))["address_group"]
         assert made["addresses"] == [str(ipaddress.ip_network(a)) for a in many]      # canonical: 2001:db8::/48
+        status, kind, message = await api.refused("POST", "/v2.0/address-groups", {"address_groups": [
+            {"addresses": many * 10}, {"addresses": many * 10}, {"addresses": ["192.0.2.0/24"]}]})
+        assert status == 400 and "more than 200000 addresses in one request" in message
         more = [f"172.16.{i}.0/24" for i in range(200)]
         added = (await api.ok("PUT", f"/v2.0/address-groups/{made['id']}/add_addresses", {"addresses": more}))
         assert len(added["address_group"]["addresses"]) == 10_200
