@@ -282,6 +282,23 @@ def test_segmentation_ids_are_the_lowest_free_per_type():
     run(body())
 
 
+def test_segmentation_ids_stay_the_lowest_free_across_bulks_deletes_and_given_ids():
+    async def body():
+        async with client(MemNet([L2()]).core) as c:
+            async def networks(*bodies):
+                r = await c.post("/v2.0/networks", headers=ADMIN, json={"networks": list(bodies)})
+                assert r.status_code == 201, r.text
+                return r.json()["networks"]
+            made = await networks({}, {}, {})
+            assert [n["provider:segmentation_id"] for n in made] == [1, 2, 3]
+            await c.delete(f"/v2.0/networks/{made[1]['id']}", headers=ADMIN)
+            assert [n["provider:segmentation_id"] for n in await networks({}, {}, {})] == [2, 4, 5]
+            assert [n["provider:segmentation_id"] for n in await networks({"provider:segmentation_id": 7}, {})] \
+                == [7, 6]
+            assert [n["provider:segmentation_id"] for n in await networks({}, {})] == [8, 9]
+    run(body())
+
+
 def test_segmentation_ids_come_from_the_configured_ranges_and_run_out_with_503():
     async def body():
         app = build_app(MemNet([L2()]).core, admin_token="admin-secret",

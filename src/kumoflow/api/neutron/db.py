@@ -110,6 +110,8 @@ class NeutronDB:
         self.default_groups: dict[str, str] = {}          # project -> its default security group
         self.alloc_hints: dict[str, int] = {}             # subnet id -> where to look for a free address next
         self.alloc_spans: dict[str, tuple[int, list]] = {}  # subnet id -> (its revision, its pools as ints)
+        #: (segment key less its id, low, high) -> every id from low up to it is taken (where a search starts)
+        self.segment_floors: dict[tuple, int] = {}
 
     # --- following the store ----------------------------------------------------------------
 
@@ -182,6 +184,7 @@ class NeutronDB:
             segment = segment_key(r.body)
             if segment is not None and self.segments.get(segment) == r.id:
                 del self.segments[segment]
+                self.segment_floors.clear()
         elif r.kind == "security_group" and self.default_groups.get(r.project_id) == r.id:
             del self.default_groups[r.project_id]
 

@@ -178,10 +178,19 @@ def _lowest_free(db: NeutronDB, body: dict, taken: set, spans) -> int | None:
     """The lowest segmentation id in `spans` that no network of `body`'s type (and physical
     network, for vlan) has, nor one of this request; None when all are taken."""
     for low, high in spans:
-        for seg in range(low, high + 1):
+        # from where the last search found every id below taken (a walk from `low` each time made
+        # creating N networks quadratic); the floor moves over ids the store holds, not this request's
+        floors, span = db.segment_floors, (segment_key({**body, "provider:segmentation_id": None}), low, high)
+        floor = floors.get(span, low)
+        for seg in range(floor, high + 1):
             key = segment_key({**body, "provider:segmentation_id": seg})
-            if key not in db.segments and key not in taken:
+            if key in db.segments:
+                if seg == floor:
+                    floor += 1
+            elif key not in taken:
+                floors[span] = floor
                 return seg
+        floors[span] = floor
     return None
 
 
