@@ -232,7 +232,7 @@ class Decision:
     of `dead` on the one path that replays `ops`.
     """
 
-    __slots__ = ("ops", "simple", "fast", "rewrite", "hop", "ttls", "batchable", "batch", "visits", "where", "dead")
+    __slots__ = ("ops", "simple", "fast", "rewrite", "hop", "ttls", "batchable", "visits", "where", "dead")
 
     def __init__(self, ops: tuple, simple: bool, visits: tuple = ()) -> None:
         self.ops = ops
@@ -247,8 +247,6 @@ class Decision:
         #: `fast` or `rewrite`, and no port gets a frame twice: frames can be replayed
         #: as a lot (`_simple_batch`) and still leave each port in the order they came
         self.batchable = False
-        #: frames of the current receive batch waiting for this decision
-        self.batch: list = []
 
     def __repr__(self) -> str:
         return f"<Decision {'simple ' if self.simple else ''}{describe(self.ops)}>"
@@ -510,31 +508,32 @@ class FastPath:
         source = (in_port, tunnel_id) if tunnel_id else in_port
         emc_key = fk.EMC_KEY
         emc_get = self.emc.get(source, _NO_EMC).get
-        waiting: list[Decision] = []
+        waiting: dict = {}             # decision -> its frames of this batch, in order
         for frame in frames:
             # a hit needs no checks of the frame: see flowkey.EMC_KEY (untagged IPv4: the TTL at 22)
             hit = emc_get(emc_key(frame)) if len(frame) >= EMC_MIN_LEN else None
             if hit is not None and hit[0].batchable and frame[22] > hit[0].ttls:
-                d = hit[0]
-                if not d.batch:
-                    waiting.append(d)
-                d.batch.append(frame)
+                lot = waiting.get(hit[0])
+                if lot is None:
+                    waiting[hit[0]] = [frame]
+                else:
+                    lot.append(frame)
                 continue
             if waiting:
                 self._replay_waiting(waiting, in_port, tunnel_id)
-                waiting = []
+                waiting = {}
             self.receive(in_port, frame, tunnel_id)
             emc_get = self.emc.get(source, _NO_EMC).get      # made, or emptied, by that frame
         if waiting:
             self._replay_waiting(waiting, in_port, tunnel_id)
 
-    def _replay_waiting(self, waiting: list, in_port: int, tunnel_id: int) -> None:
-        """Replay each decision's lot; what they send to a port goes in one
-        hand-over (each flow's frames in order, flows one after another)."""
+    def _replay_waiting(self, waiting: dict, in_port: int, tunnel_id: int) -> None:
+        """Replay each decision's lot (waiting: decision -> frames); what they
+        send to a port goes in one hand-over (each flow's frames in order,
+        flows one after another). (The compiled forms are taken first: a
+        frame looping back into the datapath may revalidate meanwhile.)"""
         now = self.dp.clock()
-        lots = [(d.fast, d.rewrite, d.hop, d.batch) for d in waiting]
-        for d in waiting:               # emptied first: a port that raises leaves none behind
-            d.batch = []
+        lots = [(d.fast, d.rewrite, d.hop, frames) for d, frames in waiting.items()]
         out: dict = {}
         for fast, rewrite, hop, frames in lots:
             self.emc_hits += len(frames)
