@@ -493,11 +493,13 @@ class FastPath:
         """Process frames received together on in_port, all with tunnel id
         `tunnel_id` (Datapath.receive_batch did the port checks and rx counters).
 
-        Exact-match hits on simple decisions are collected per decision and
-        replayed once for the lot (`_simple_batch`: counters added once, the
-        frames handed to the output port together); anything else goes
-        through `receive`, after the frames collected so far, so each flow's
-        frames keep their order."""
+        Exact-match hits on decisions with a compiled form (a frame of an L3
+        hop only when its TTL allows) are collected per decision and
+        replayed once for the lot (a hop's frames rewritten one by one
+        first; `_simple_batch`: counters added once, the frames handed to
+        the output port together); anything else goes through `receive`,
+        after the frames collected so far, so each flow's frames keep their
+        order."""
         dp = self.dp
         if dp.generation != self.generation:
             self._catch_up()
