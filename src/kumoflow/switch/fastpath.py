@@ -51,7 +51,11 @@ two caches are keyed on exactly those bits:
   of every classifier subtable the lookups examined, in every table the
   packet went through (Classifier.lookup_wc), plus the fields a select
   group hashes on. Megaflows are grouped by mask: one dict per mask, one
-  probe per mask on a lookup.
+  probe per mask on a lookup. A subtable of routes that missed adds only
+  the address bits that rule it out (classifier.py, "Prefix tracking"),
+  so the destinations of one route share its megaflow. A hit is replayed
+  from the decision's compiled form when it has one, else from `ops` on
+  the Packet parsed for the lookup.
 
 A decision is recorded by running the packet through a recording
 pipeline (the same pipeline with every step also written down). The
