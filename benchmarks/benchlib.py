@@ -34,7 +34,8 @@ Output
     :func:`md_table` (a Markdown table, columns padded), :func:`fmt_rate`,
     :func:`fmt_us`, :func:`ratio`, :func:`write_json`, and
     :func:`add_output_args` for the ``--quick`` and ``--json`` options every
-    entry point has.
+    entry point has; :func:`run_main`, the end of an entry point's main()
+    (root check, SIGTERM, machine, run, report, JSON).
 
 py-spy
     :func:`py_spy` finds it, :func:`collapsed` reads its raw (collapsed stack)
@@ -374,6 +375,30 @@ def add_output_args(ap: argparse.ArgumentParser, quick: str) -> argparse.Argumen
     ap.add_argument("--quick", action="store_true", help=quick)
     ap.add_argument("--json", metavar="FILE", help="also write the results, with the machine, as JSON")
     return ap
+
+
+def run_main(args: argparse.Namespace, run: Callable[[argparse.Namespace], dict],
+             report: Callable[[dict], str], *, root: str | None = None, packages: Sequence[str] = (),
+             tools: Sequence[Sequence[str]] = ()) -> int:
+    """The end of an entry point's main(): refuse to run without root when the
+    benchmark needs it (`root`: what for), make SIGTERM an exit (so that the
+    run's ``finally`` clauses clean up), describe the machine, run, print the
+    report after the machine and the command, and write --json (results,
+    machine, arguments, command). Returns the exit status: 1 when the
+    results say ``"failed"`` (a check of the benchmark's own), else 0."""
+    import signal
+
+    if root and os.geteuid() != 0:
+        print(f"needs root ({root})", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    m = machine(packages=packages, tools=tools)
+    command = ("sudo " if root else "") + command_line()
+    results = run(args)
+    print("\n".join(["", *machine_lines(m), "", f"`{command}`", "", report(results)]))
+    if getattr(args, "json", None):
+        write_json(args.json, {"machine": m, "args": vars(args), "command": command, "results": results})
+    return 1 if results.get("failed") else 0
 
 
 def inet_checksum(data: bytes) -> int:
