@@ -269,7 +269,7 @@ def test_without_the_usage_app_the_api_says_so():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://kumoflow") as http:
             net = (await http.post("/v2.0/networks", json={"network": {"name": "n"}}, headers=ADMIN)).json()
             r = await http.get(f"/v2.0/networks/{net['network']['id']}/usage", headers=ADMIN)
-            assert (r.status_code, r.json()["NeutronError"]["type"]) == (503, "UsageNotMetered")
+            assert (r.status_code, r.json()["NeutronError"]["type"]) == (404, "UsageNotMetered")
         await store.close()
 
     asyncio.run(body())

@@ -9,7 +9,7 @@ Project-scoped like the resources themselves: a project sees the usage of
 its own ports and networks only (another project's, a shared network's
 included, is 404 as if it did not exist); the admin sees all. A port or
 network that has counted nothing yet answers zeros with ``since`` null.
-A controller running without the `usage` app answers 503 (UsageNotMetered).
+A controller running without the `usage` app answers 404 (UsageNotMetered): nothing is metered there.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from kumoflow.apps.usage import FIELDS, Usage
 
 from .neutron.common import DB, Who, errors, find, owns
-from .server import ApiContext, ApiError, Ctx, NeutronError
+from .server import ApiContext, ApiError, Ctx
 
 router = APIRouter(tags=["usage"])
 
@@ -45,14 +45,14 @@ class UsageResponse(BaseModel):
     usage: UsageBody
 
 
-RESPONSES = {**errors(404), 503: {"model": NeutronError, "description": "The usage app is not running"}}
+RESPONSES = errors(404)
 
 
 def _meter(ctx: ApiContext):
     try:
         return ctx.core.app("usage")
     except KeyError:
-        raise ApiError(503, "UsageNotMetered", "Usage is not metered on this controller: run it with "
+        raise ApiError(404, "UsageNotMetered", "Usage is not metered on this controller: run it with "
                                                 "--app usage (kumoflow controller --app tenants --app usage).")
 
 
