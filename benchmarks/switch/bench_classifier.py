@@ -190,7 +190,7 @@ def examined(table: Classifier, key: list) -> int:
     if table._plan is None:
         table._replan()
     best, n = None, 0
-    for max_priority, get, keyfn in table._plan:
+    for max_priority, get, keyfn, _ in table._plan:
         if best is not None and max_priority < best.priority:
             break
         n += 1
