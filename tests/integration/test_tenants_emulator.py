@@ -152,13 +152,7 @@ def cloud(tmp_path_factory):
         net.api, net.ids, net.tmp = api, ids, tmp
         yield net
     finally:
-        if net is not None:
-            report = net.down()
-            assert report.clean, report.leftovers
-        status = controller.stop()
-        log = (tmp / "controller.log").read_text(errors="replace").splitlines()
-        print(*log[-40:], sep="\n", file=sys.stderr)
-        assert status == 0
+        _tear_down(net, controller, tmp)
 
 
 def ping(net, src: str, dst: str, *args: str) -> subprocess.CompletedProcess:
@@ -580,13 +574,7 @@ links:
         net.api, net.tmp = api, tmp
         yield net
     finally:
-        if net is not None:
-            report = net.down()
-            assert report.clean, report.leftovers
-        status = controller.stop()
-        log = (tmp / "controller.log").read_text(errors="replace").splitlines()
-        print(*log[-40:], sep="\n", file=sys.stderr)
-        assert status == 0
+        _tear_down(net, controller, tmp)
 
 
 def test_kumoflow_ovs_and_kernel_hypervisors_share_a_tenant_network_across_the_underlay(mixed):
@@ -611,3 +599,14 @@ def test_kumoflow_ovs_and_kernel_hypervisors_share_a_tenant_network_across_the_u
     blocks = re.split(r"\n(?=\d\d:\d\d:\d\d\.)", seen)
     assert any("10.5.0.1 > 10.5.0.3: ICMP echo request" in blk and f"{hv3.vtep.ip}.4789" in blk for blk in blocks)
     assert any("10.5.0.2 > 10.5.0.1: ICMP echo reply" in blk and f"> {hv1.vtep.ip}.4789" in blk for blk in blocks)
+
+
+def _tear_down(net, controller, tmp) -> None:
+    """The topology down (nothing left behind), the controller stopped cleanly, its log's end shown."""
+    if net is not None:
+        report = net.down()
+        assert report.clean, report.leftovers
+    status = controller.stop()
+    log = (tmp / "controller.log").read_text(errors="replace").splitlines()
+    print(*log[-40:], sep="\n", file=sys.stderr)
+    assert status == 0
