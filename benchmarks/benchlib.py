@@ -377,6 +377,23 @@ def add_output_args(ap: argparse.ArgumentParser, quick: str) -> argparse.Argumen
     return ap
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM becomes ``sys.exit(143)``, so that the run's ``finally``
+    clauses clean up -- in this process only. A fork of it (pyroute2 forks
+    to open a socket in a network namespace, then SIGTERMs the child) dies
+    at once: unwinding its copy of the parent's stack would run the
+    parent's cleanup, and tear down the topology the parent is building."""
+    import signal
+
+    pid = os.getpid()
+
+    def terminated(*_) -> None:
+        if os.getpid() != pid:
+            os._exit(143)
+        sys.exit(143)
+    signal.signal(signal.SIGTERM, terminated)
+
+
 def run_main(args: argparse.Namespace, run: Callable[[argparse.Namespace], dict],
              report: Callable[[dict], str], *, root: str | None = None, packages: Sequence[str] = (),
              tools: Sequence[Sequence[str]] = ()) -> int:
@@ -386,12 +403,10 @@ def run_main(args: argparse.Namespace, run: Callable[[argparse.Namespace], dict]
     report after the machine and the command, and write --json (results,
     machine, arguments, command). Returns the exit status: 1 when the
     results say ``"failed"`` (a check of the benchmark's own), else 0."""
-    import signal
-
     if root and os.geteuid() != 0:
         print(f"needs root ({root})", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    exit_on_sigterm()
     m = machine(packages=packages, tools=tools)
     command = ("sudo " if root else "") + command_line()
     results = run(args)

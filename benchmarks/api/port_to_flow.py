@@ -609,7 +609,7 @@ def main() -> int:
     args.switches = [s.strip() for s in args.switches.split(",") if s.strip()]
     if args.present < args.ports or not set(args.switches) <= {"kumoflow", "ovs"}:
         ap.error("--present must be at least --ports; --switches: kumoflow and/or ovs")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    benchlib.exit_on_sigterm()
     machine = benchlib.machine(packages=("fastapi", "uvicorn", "httpx", "uvloop"),
                                tools=(("ovs-vswitchd", "--version"),))
     results = asyncio.run(run(args))

@@ -75,7 +75,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -470,7 +469,7 @@ def main() -> int:
     if args.quick:
         args.routes, args.destinations, args.repeat, args.trial, args.drain = "10,1000", "1,100", 1, 0.5, 0.1
         args.precision, args.tcp_seconds, args.idle_wait, args.attempts = 0.5, 1, 0.0, 1
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    benchlib.exit_on_sigterm()
     results = run(args)
     results["command"] = "sudo " + benchlib.command_line()
     if args.json:

@@ -106,7 +106,6 @@ class Cloud:
         self.name = ""                  # the topology's name, once up
         self.ctl: subprocess.Popen | None = None
         self.probes: list[subprocess.Popen] = []
-        self.up_retries = 0
         try:
             self._start()
         except BaseException:
@@ -139,21 +138,12 @@ class Cloud:
         self.router = self.get("/v2.0/routers", name="rb-r")["routers"][0]["id"]
         self.subnet = self.get("/v2.0/subnets", name="rb-sb")["subnets"][0]["id"]
         (self.tmp / "topo.yaml").write_text(topology(kind))
-        # `kumoflow up` in a process of its own (as a user runs it), which also binds the hosts' ports:
-        # Network.up() in this process lost namespaces now and then ("eth0 is missing in namespace")
-        for attempt in range(3):
-            name = f"rb{kind[0]}{secrets.token_hex(2)[:3]}"
-            up = kumoflow("up", str(self.tmp / "topo.yaml"), "--name", name, "--controller", self.target,
-                          "--api", self.url, "--token", TOKEN)
-            if up.returncode == 0:
-                self.name = name
-                break
-            kumoflow("down", name)
-            print(f"{kind}: kumoflow up failed: {(up.stderr or up.stdout).strip()[-300:]}; again", file=sys.stderr,
-                  flush=True)
-            self.up_retries += 1
-        else:
-            raise RuntimeError(f"{kind}: kumoflow up failed 3 times")
+        # `kumoflow up` in a process of its own, as a user runs it, which also binds the hosts' ports
+        self.name = f"rb{kind[0]}{secrets.token_hex(2)[:3]}"
+        up = kumoflow("up", str(self.tmp / "topo.yaml"), "--name", self.name, "--controller", self.target,
+                      "--api", self.url, "--token", TOKEN)
+        if up.returncode != 0:             # close() takes down what came up
+            raise RuntimeError(f"{kind}: kumoflow up failed: {(up.stderr or up.stdout).strip()[-300:]}")
         # h2 makes itself known to the fabric (a VM sends something when it boots); h1 reaches its gateway
         self.host("h2", "ping", "-c", "1", "-W", "1", GW2)
         for _ in range(30):
@@ -323,7 +313,7 @@ def main() -> int:
         return 2
     if args.quick:
         args.runs = 2
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    benchlib.exit_on_sigterm()
     results = run(args)
     results["command"] = "sudo " + benchlib.command_line()
     if args.json:

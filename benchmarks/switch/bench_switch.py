@@ -158,7 +158,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -804,7 +803,6 @@ def steering(flood: dict) -> str:
 
 def report(results: dict) -> str:
     fig, m, a = results["figures"], results["machine"], results["args"]
-    arr = results.get("arrangement", {})
     lines = benchlib.machine_lines(m) + [f"- command: `{results.get('command', 'bench_switch.py')}`"]
     lines.append(f"- arrangement: {describe_arrangement(results)}")
     if results.get("incidents"):
@@ -985,7 +983,7 @@ def main() -> int:
     if args.quick:
         args.repeat, args.window, args.trial, args.drain, args.precision = 1, 0.5, 0.5, 0.1, 0.5
         args.tcp_seconds, args.rules, args.idle_wait, args.attempts, args.flat = 1, "1000", 0.0, 1, False
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # so Lab cleans up
+    benchlib.exit_on_sigterm()
     results = run(args)
     results["command"] = "sudo " + benchlib.command_line()
     if args.json:

@@ -83,6 +83,8 @@ from overlay import sh  # noqa: E402
 
 from kumoflow.tunnels import port_name  # noqa: E402
 
+REQUIRES = ("root", "ovs")     # tests/integration/test_benchmarks.py: run alone, as root
+
 API_SWITCH = Path(__file__).resolve().parents[1] / "api" / "_api_switch.py"
 TUNNEL_PORT = 60000
 KF_DPID, OVS_DPID = 0xA1, 0xA2

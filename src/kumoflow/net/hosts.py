@@ -72,8 +72,13 @@ def configure_host(host: HostPlan) -> None:
     """Set the namespace's sysctls, bring up ``lo`` (with the loopback
     addresses) and ``eth0`` (already moved in) with MAC, addresses and
     default routes."""
-    from pyroute2 import NetNS
+    from pyroute2 import NetNS, config
 
+    # NetNS forks a child to open its socket in the namespace, then SIGTERMs
+    # it; the child must die of it, not run a SIGTERM handler of this program
+    # (one that raises SystemExit unwinds the child's copy of our stack: its
+    # cleanup removes the namespaces we are building)
+    config.disable_mp_signal = True
     settings = host_sysctls(host)
     try:
         proc = subprocess.run(netns_command(host.netns, ["sysctl", "-q", "-w", *settings]),
