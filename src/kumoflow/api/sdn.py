@@ -360,8 +360,9 @@ def owner_of_cookie(ctx: ApiContext, cookie: int) -> str | None:
     return _function_name(ctx, pipeline.cookie_function(cookie))
 
 
-def owner_of_id(ctx: ApiContext, ident: int) -> str | None:
-    return _function_name(ctx, ident >> pipeline.BLOCK_BITS)
+def owner_of_id(ctx: ApiContext, kind: str, ident: int) -> str | None:
+    """The function owning a group id (`kind` "group") or a meter id ("meter")."""
+    return _function_name(ctx, pipeline.function_of(kind, ident))
 
 
 def _function_name(ctx: ApiContext, number: int) -> str | None:
@@ -449,10 +450,10 @@ def _entry(ctx: ApiContext, entry: Any) -> dict:
     if isinstance(entry, Flow):
         return {"kind": "flow", "owner": owner_of_cookie(ctx, entry.cookie), "text": _flow_text(entry)}
     if isinstance(entry, Group):
-        return {"kind": "group", "owner": owner_of_id(ctx, entry.group_id),
+        return {"kind": "group", "owner": owner_of_id(ctx, "group", entry.group_id),
                 "text": text.format_group(entry.group_id, entry.type, entry.buckets)}
     assert isinstance(entry, Meter)
-    return {"kind": "meter", "owner": owner_of_id(ctx, entry.meter_id),
+    return {"kind": "meter", "owner": owner_of_id(ctx, "meter", entry.meter_id),
             "text": text.format_meter(entry.meter_id, entry.flags, entry.bands)}
 
 
@@ -509,7 +510,7 @@ async def switch_groups(ctx: Ctx, caller: AdminCaller, switch: str = SwitchParam
     for g in sorted(reply.body, key=lambda g: g.group_id):
         groups.append({
             "group_id": g.group_id, "type": _GROUP_TYPES.get(g.type, str(g.type)),
-            "owner": owner_of_id(ctx, g.group_id),
+            "owner": owner_of_id(ctx, "group", g.group_id),
             "buckets": [{"weight": b.weight,
                          "watch_port": None if b.watch_port == ofp.OFPP.ANY else b.watch_port,
                          "watch_group": None if b.watch_group == ofp.OFPG.ANY else b.watch_group,
@@ -532,7 +533,7 @@ async def switch_meters(ctx: Ctx, caller: AdminCaller, switch: str = SwitchParam
     for m in sorted(body, key=lambda m: m.meter_id):
         meters.append({
             "meter_id": m.meter_id, "flags": [name for bit, name in _METER_FLAGS if m.flags & bit],
-            "owner": owner_of_id(ctx, m.meter_id), "bands": [text.format_band(b) for b in m.bands],
+            "owner": owner_of_id(ctx, "meter", m.meter_id), "bands": [text.format_band(b) for b in m.bands],
             "text": text.format_meter(m.meter_id, m.flags, m.bands),
         })
     return {"dpid": dpid_text(dp.id), "meters": meters}

@@ -307,8 +307,9 @@ class RouterApp(App):
 
     def _after(self, router: Router, ip: IPAddress) -> int:
         """Where a packet goes once its destination MAC is set: through the
-        snat table when it leaves by the external gateway."""
-        return self.table("snat" if router.external is not None and router.is_external(ip) else "forward")
+        snat table when it leaves by the external gateway, on to delivery
+        (past the firewall's to_port) otherwise."""
+        return self.table("snat" if router.external is not None and router.is_external(ip) else "to_port")
 
     def _compile_router(self, router: Router) -> list:
         cookie = self.cookie(KIND_ROUTER << 48 | router.vrf)
@@ -417,9 +418,9 @@ class RouterApp(App):
                                ofp.WriteMetadata(*vrf), ofp.GotoTable(self.table("route"))], cookie))
             flows.append(Flow(snat, ROUTE_BASE, ofp.Match(metadata=vrf, eth_type=IPV4_TYPE, ipv4_src=str(fixed)),
                               [ofp.ApplyActions([ofp.SetField("ipv4_src", str(floating))]),
-                               ofp.GotoTable(self.table("forward"))], cookie))
+                               ofp.GotoTable(self.table("to_port"))], cookie))
         flows.append(Flow(snat, SNAT_MISS_PRIORITY, ofp.Match(metadata=vrf),
-                          _TO_CONTROLLER if router.snat else [ofp.GotoTable(self.table("forward"))], cookie))
+                          _TO_CONTROLLER if router.snat else [ofp.GotoTable(self.table("to_port"))], cookie))
         return flows
 
     def _compile_connection(self, key: Key, dp) -> list:
@@ -447,7 +448,7 @@ class RouterApp(App):
                                          f"{l4}_dst": key.outside_port}),
                               [ofp.ApplyActions([ofp.SetField("ipv4_src", str(conn.gateway)),
                                                  ofp.SetField(f"{l4}_src", conn.port)]),
-                               ofp.GotoTable(self.table("forward"))],
+                               ofp.GotoTable(self.table("to_port"))],
                               cookie, idle_timeout=self.idle[key.proto], flags=int(ofp.OFPFF.SEND_FLOW_REM)))
         return flows
 

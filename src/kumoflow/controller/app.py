@@ -37,7 +37,8 @@ Handlers (override what the app needs; plain functions run inline,
                                itself (fabric recovers its hosts this way)
 
 Cookies: `self.cookie(object_id)` puts the app's function number in the top
-byte (pipeline.py). Group and meter ids come from `self.ids` (the app's block).
+byte (pipeline.py). Group ids come from `self.ids` (the app's block), meter ids from
+`self.meter_ids`.
 
 A reactive app (``reactive = True``, the classic `l2`) adds its own flows
 with `add_flow` from its handlers; the reconciler then leaves the flows in
@@ -92,8 +93,13 @@ class App:
 
     @property
     def ids(self) -> range:
-        """The group ids (and meter ids) this app may use."""
+        """The group ids this app may use."""
         return pipeline.id_block(self.function)
+
+    @property
+    def meter_ids(self) -> range:
+        """The meter ids this app may use (on each switch)."""
+        return pipeline.meter_block(self.function)
 
     @staticmethod
     def table(name: str) -> int:

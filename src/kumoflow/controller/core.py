@@ -481,7 +481,7 @@ class Core:
             app = self._table_app.get(entry.table)
             return (app is None or not app.reactive
                     or pipeline.cookie_function(entry.cookie) == pipeline.FUNCTIONS[PIPELINE])
-        number = (entry.group_id if entry.key[0] == "group" else entry.meter_id) >> pipeline.BLOCK_BITS
+        number = pipeline.function_of(entry.key[0], entry.group_id if entry.key[0] == "group" else entry.meter_id)
         return any(app.function == number for app in self.apps)
 
     def _sync(self, dpid: int, keys: set[tuple] | None) -> None:

@@ -20,8 +20,10 @@ same flows, byte for byte):
   the object that owns it, so a reader of ``ovs-ofctl dump-flows`` knows
   why a flow is there, FLOW_REMOVED reaches its owner, and flows left by a
   previous run are recognised.
-* **group ids** and **meter ids**: each function owns a block of
-  ``1 << BLOCK_BITS`` ids starting at its function number times the block size.
+* **group ids** and **meter ids**: each function owns a block of ids
+  starting at its function number times the block size: ``1 << BLOCK_BITS``
+  group ids, ``1 << METER_BITS`` meter ids (Open vSwitch takes meter ids
+  up to 262,144 only).
 * **metadata bits** (``METADATA``): named bit fields that must never overlap.
 """
 
@@ -41,14 +43,17 @@ FUNCTIONS = {
     "l2": 3,
     "router": 4,
     "tenants": 5,
+    "firewall": 6,
 }
 CUSTOM_FUNCTIONS = 0x80
 COOKIE_SHIFT = 56
 OBJECT_MASK = (1 << COOKIE_SHIFT) - 1
 FUNCTION_MASK = 0xFF << COOKIE_SHIFT
 
-#: group and meter ids per function: 2**24 each (OpenFlow allows up to 0xffffff00)
+#: group ids per function: 2**24 each (OpenFlow allows up to 0xffffff00)
 BLOCK_BITS = 24
+#: meter ids per function and switch: 1024 each (Open vSwitch's userspace datapath has 2**18 in all)
+METER_BITS = 10
 
 
 @dataclass(frozen=True)
@@ -72,14 +77,21 @@ TABLES: tuple[Table, ...] = (
     Table(8, "network",
           "a tenant network's frames (classify wrote the network into metadata): ARP requests for an address "
           "of a port on the network, and DHCP requests, go to the controller, which answers; the rest goes on",
-          ("metadata", "eth_type", "arp_op", "arp_tpa", "ip_proto", "udp_dst"), "tenants", "router"),
-    # ids 1-7 and 9-19 are kept for stages between admission and routing (ACLs, load balancer)
+          ("metadata", "eth_type", "arp_op", "arp_tpa", "ip_proto", "udp_dst"), "tenants", "from_port"),
+    Table(12, "from_port",
+          "what a port with security groups or a firewall group sends (matched by in_port, on the port's own "
+          "switch): ARP, DHCP and neighbour discovery pass; a packet of a connection the port may make passes; "
+          "the first packet of one a rule may allow goes to the controller, which decides and installs the "
+          "connection's flows both ways; the rest is dropped. Other ports' packets pass",
+          ("in_port", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "tcp_src", "tcp_dst",
+           "udp_src", "udp_dst", "icmpv4_type", "icmpv6_type"), "firewall", "router"),
+    # ids 1-7, 9-11 and 13-19 are kept for stages between admission and routing (load balancer)
     Table(20, "router",
           "frames addressed to a router: an interface's MAC names the router, whose routing table (VRF) the "
           "frame is looked up in; ARP for a router's addresses goes to the controller, which answers; what comes "
           "in for a floating IP, or back to a translated connection, has its destination translated here",
           ("eth_dst", "eth_type", "arp_op", "arp_tpa", "ipv4_dst", "ipv4_src", "ip_proto", "tcp_dst", "udp_dst"),
-          "router", "forward"),
+          "router", "to_port"),
     Table(24, "route",
           "longest prefix match in the router's table: the priority grows with the prefix length; TTL "
           "decremented, source MAC rewritten to the egress interface's; the router's own addresses go to the "
@@ -97,7 +109,13 @@ TABLES: tuple[Table, ...] = (
           "address; other sources are translated per connection (address and port of the gateway) by flows the "
           "controller adds on the connection's first packet",
           ("metadata", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
-           "icmpv4_type"), "router", "forward"),
+           "icmpv4_type"), "router", "to_port"),
+    Table(38, "to_port",
+          "what is delivered to a port with security groups or a firewall group (matched by its MAC, and its "
+          "network for a tenant port, on the port's own switch, where every frame for it passes, routed or "
+          "not, come through a tunnel or not): as from_port, the other way; frames for other ports pass",
+          ("metadata", "eth_dst", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst",
+           "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv6_type"), "firewall", "forward"),
     Table(40, "forward",
           "where a packet goes: unicast towards the switch of its destination host (a group per destination "
           "switch), broadcast and unknown unicast along the loop-free tree, per in_port. A tenant network's "
@@ -144,9 +162,20 @@ def cookie_function(value: int) -> int:
 
 
 def id_block(function: int) -> range:
-    """The group ids (and meter ids) that belong to a function."""
+    """The group ids that belong to a function."""
     start = function << BLOCK_BITS
     return range(start, start + (1 << BLOCK_BITS))
+
+
+def meter_block(function: int) -> range:
+    """The meter ids that belong to a function."""
+    start = function << METER_BITS
+    return range(start, start + (1 << METER_BITS))
+
+
+def function_of(kind: str, ident: int) -> int:
+    """The function that owns a group id (`kind` "group") or a meter id ("meter")."""
+    return ident >> (BLOCK_BITS if kind == "group" else METER_BITS)
 
 
 # --- metadata ------------------------------------------------------------------------
