@@ -26,11 +26,12 @@ def record(kind, project="p1", **body):
 
 
 class Cloud:
-    """Hypervisors s1, s2 (VMs on ports 1-4) with a tunnel between them."""
+    """Hypervisors s1, s2 (VMs on ports 1-4) with a tunnel between them; `apps`: more
+    apps beside tenants (tests/unit/test_firewall.py)."""
 
-    def __init__(self, kind="vxlan", switches=2):
+    def __init__(self, kind="vxlan", switches=2, apps=()):
         self.app = TenantsApp()
-        self.mem = MemNet([self.app])
+        self.mem = MemNet([self.app, *apps])
         self.s = {n: self.mem.switch(n, ports=4) for n in range(1, switches + 1)}
         self.tunnels = {}
         for a, b in itertools.combinations(self.s.values(), 2):

@@ -13,6 +13,7 @@ from kumoflow.controller.app import App
 BUNDLED = {
     "bgp": "kumoflow.apps.bgp:BgpApp",
     "fabric": "kumoflow.apps.fabric:Fabric",
+    "firewall": "kumoflow.apps.firewall:FirewallApp",
     "l2": "kumoflow.apps.l2:LearningSwitch",
     "router": "kumoflow.apps.router:RouterApp",
     "tenants": "kumoflow.apps.tenants:TenantsApp",

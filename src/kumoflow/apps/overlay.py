@@ -290,7 +290,7 @@ def _port(record: Record, overlay: Overlay, datapaths: Mapping[int, Datapath]) -
     network = overlay.networks.get(body.get("network_id", ""))
     if network is None or not body.get("admin_state_up", True) or not body.get("mac_address"):
         return None
-    place = _place(body, datapaths)
+    place = place_of(body, datapaths)
     if place is None:
         return None
     ips = []
@@ -310,7 +310,8 @@ def _port(record: Record, overlay: Overlay, datapaths: Mapping[int, Datapath]) -
                 bool(body.get("port_security_enabled", True)), place, body.get("device_owner") or "")
 
 
-def _place(body: dict, datapaths: Mapping[int, Datapath]) -> Place | None:
+def place_of(body: dict, datapaths: Mapping[int, Datapath]) -> Place | None:
+    """Where an API port is bound: a switch port, a remote endpoint's address, or nowhere (yet)."""
     host = body.get("binding:host_id") or ""
     if host.startswith(VTEP_PREFIX):
         try:

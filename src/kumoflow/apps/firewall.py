@@ -1,0 +1,354 @@
+"""`firewall`: security groups as flows at every guarded port, stateful
+without connection tracking in the switch.
+
+Where: two tables of the pipeline (controller/pipeline.py), both on the
+guarded port's own switch. ``from_port`` sees what the port sends (by
+in_port, after port security), ``to_port`` what is delivered to it (by its
+MAC, and its network for a tenant port) after routing, just before
+``forward``: every frame for the port passes there, bridged or routed,
+come over a fabric link or out of a tunnel. Frames of unguarded ports miss
+both tables and go on.
+
+What each guarded port gets, per direction (secgroups.py has the model):
+
+``exempt``      ARP, DHCP (v4 and v6) and IPv6 neighbour and router
+                discovery and MLD pass, whatever the rules: a port without
+                them has no network at all.
+``connection``  a connection the controller allowed, both ways for a
+                stateful rule: a flow per direction, exact on addresses,
+                protocol and ports (ICMP: type), with an idle timeout;
+                when either goes, the other is deleted with it. A
+                connection a rule did not allow has a drop flow of its own
+                for a short while, so that its retries are not punted.
+``rule``        each rule's flows (one per remote prefix): a stateless rule
+                that flows can say whole passes; a stateful rule, or one
+                that flows cannot say whole (a port range), punts the
+                packet to the controller, through a meter per switch
+                (``punt_rate`` packets per second: a scan or a flood costs
+                the controller that much, no more).
+``drop``        the rest.
+
+The first packet of a connection thus goes to the controller, which asks
+the model (`secgroups.verdict`), installs the connection's flows, and sends
+the packet on once they are in (to the port itself when it came in to it;
+back through the pipeline when the port sent it). A connection ends by
+idle timeout (OpenFlow 1.3 cannot match TCP flags, so a FIN or RST does not
+end it sooner), when its port goes, or when the rules no longer allow it:
+the model is rebuilt at every change of ports, groups, rules or address
+groups, and every connection is judged again -- deleting a rule cuts the
+connections it allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any, Hashable, Iterable
+
+from kumoflow import ofp
+from kumoflow.apps import options as check
+from kumoflow.apps.secgroups import (ICMP, ICMPV6, PORT_PROTOCOLS, SCTP, TCP, UDP, Guarded, Model, Packet, Rule,
+                                     build, verdict)
+from kumoflow.controller import App, Flow, Meter, pipeline
+
+NETWORK = pipeline.METADATA["network"]
+KIND_PORT, KIND_CONNECTION, KIND_PUNT = 1, 2, 3
+EXEMPT_PRIORITY, CONNECTION_PRIORITY, DROP_PRIORITY = 300, 200, 1
+#: a rule's flows: one that passes (a stateless rule said whole) above one that punts (the controller
+#: decides), which may match more than its rule does (a port range)
+PASS_PRIORITY, PUNT_PRIORITY = 110, 100
+IPV4_TYPE, ARP_TYPE, IPV6_TYPE = 0x0800, 0x0806, 0x86DD
+#: a connection no rule allowed: its drop flow's idle timeout (its retries meet that, not the controller)
+DENIED_IDLE = 10
+#: transport ports OpenFlow 1.3 can match, by protocol
+PORT_FIELDS = {TCP: ("tcp_src", "tcp_dst"), UDP: ("udp_src", "udp_dst"), SCTP: ("sctp_src", "sctp_dst")}
+ICMP_FIELDS = {4: ("icmpv4_type", "icmpv4_code"), 6: ("icmpv6_type", "icmpv6_code")}
+ADDRESS_FIELDS = {4: ("ipv4_src", "ipv4_dst"), 6: ("ipv6_src", "ipv6_dst")}
+
+#: (direction ingress?, match) of what passes whatever the rules: ARP; DHCP client to server, or back;
+#: router and neighbour discovery and MLD; DHCPv6 the same
+_EXEMPT_OUT = [dict(eth_type=ARP_TYPE), dict(eth_type=IPV4_TYPE, ip_proto=UDP, udp_src=68, udp_dst=67),
+               *(dict(eth_type=IPV6_TYPE, ip_proto=ICMPV6, icmpv6_type=t) for t in (130, 131, 132, 133, 135, 136, 143)),
+               dict(eth_type=IPV6_TYPE, ip_proto=UDP, udp_src=546, udp_dst=547)]
+_EXEMPT_IN = [dict(eth_type=ARP_TYPE), dict(eth_type=IPV4_TYPE, ip_proto=UDP, udp_src=67, udp_dst=68),
+              *(dict(eth_type=IPV6_TYPE, ip_proto=ICMPV6, icmpv6_type=t) for t in (130, 131, 132, 134, 135, 136, 143)),
+              dict(eth_type=IPV6_TYPE, ip_proto=UDP, udp_src=547, udp_dst=546)]
+
+
+@dataclass(frozen=True)
+class Connection:
+    port: str            # the guarded port
+    ingress: bool        # its first packet came in to the port
+    packet: Packet       # the first packet's header
+    allowed: bool
+    stateful: bool       # its answers come back (both flows)
+    number: int          # in its flows' cookie
+
+
+class FirewallApp(App):
+    name = "firewall"
+    tables = ("from_port", "to_port")
+    requires = ("fabric",)
+
+    def __init__(self, connection_idle: int = 300, max_connections: int = 100_000, punt_rate: int = 1000,
+                 **options: Any) -> None:
+        super().__init__(**options)
+        self.connection_idle = check.integer("connection_idle", connection_idle, 1, 65535)
+        self.max_connections = check.integer("max_connections", max_connections, 1, 10_000_000)
+        self.punt_rate = check.integer("punt_rate", punt_rate, 1, 1_000_000)
+        self.model = Model({}, {})
+        self._by_cookie: dict[int, Guarded] = {}
+        self.connections: dict[tuple[str, bool, Packet], Connection] = {}
+        self._by_number: dict[int, tuple[str, bool, Packet]] = {}
+        self._next_number = 1
+        self.counts = {"allowed": 0, "denied": 0, "full": 0}
+        self._last_full_log = float("-inf")
+        self._problems: dict[str, str] = {}
+
+    def start(self) -> None:
+        self._rebuild()
+
+    # --- the model -----------------------------------------------------------------
+
+    def record_changed(self, change) -> None:
+        if change.kind in ("network", "port", "security_group", "security_group_rule", "address_group"):
+            self.core.before_compile(self._rebuild)
+
+    def switch_up(self, dp) -> None:
+        self.core.before_compile(self._rebuild)
+
+    def switch_down(self, dp) -> None:
+        self.core.before_compile(self._rebuild)
+
+    def port_status(self, dp, msg: ofp.PortStatus) -> None:
+        self.core.before_compile(self._rebuild)
+
+    def _rebuild(self) -> None:
+        state = self.core.state
+        old, new = self.model, build(state.all("network"), state.all("port"), state.all("security_group"),
+                                     state.all("security_group_rule"), state.all("address_group"),
+                                     self.core.datapaths)
+        self.model = new
+        self._by_cookie = {self._port_cookie(p.id): p for p in new.ports.values()}
+        for port_id in set(old.ports) | set(new.ports):
+            if old.ports.get(port_id) != new.ports.get(port_id):
+                self.changed(("port", port_id))
+        for dpid in {p.place[0] for p in old.ports.values()} ^ {p.place[0] for p in new.ports.values()}:
+            self.changed(("punt", dpid), dpid)
+        for key, conn in list(self.connections.items()):
+            port = new.ports.get(conn.port)
+            if port is None or not self._still(conn, port):
+                self._forget(key)
+            elif port != old.ports.get(conn.port):      # moved, say: its flows go with it
+                self.changed(("connection", key))
+        for rule_id, problem in new.problems.items():
+            if self._problems.get(rule_id) != problem:
+                self.log.warning("security group rule %s allows nothing: %s", rule_id, problem)
+        self._problems = dict(new.problems)
+
+    @staticmethod
+    def _still(conn: Connection, port: Guarded) -> bool:
+        """Would the port's rules decide this connection the same way now?"""
+        rule = verdict(port, conn.ingress, conn.packet)
+        return (rule is not None) == conn.allowed and (rule is None or rule.stateful == conn.stateful)
+
+    def _port_cookie(self, port_id: str) -> int:
+        return self.cookie(KIND_PORT << 48 | zlib.crc32(port_id.encode()))
+
+    # --- compiling -------------------------------------------------------------------
+
+    def owners(self) -> Iterable[Hashable]:
+        for port_id in self.model.ports:
+            yield ("port", port_id)
+        for dpid in {p.place[0] for p in self.model.ports.values()}:
+            yield ("punt", dpid)
+        for key in self.connections:
+            yield ("connection", key)
+
+    def compile(self, key: Hashable, dp) -> list:
+        kind, subject = key
+        if kind == "port":
+            port = self.model.ports.get(subject)
+            return self._compile_port(port) if port is not None and port.place[0] == dp.id else []
+        if kind == "punt":
+            return [Meter(self.meter_ids.start, ofp.OFPMF.PKTPS | ofp.OFPMF.BURST,
+                          [ofp.MeterBandDrop(self.punt_rate, self.punt_rate)])] if subject == dp.id else []
+        if kind == "connection":
+            conn = self.connections.get(subject)
+            port = self.model.ports.get(conn.port) if conn is not None else None
+            return self._compile_connection(conn, port) if port is not None and port.place[0] == dp.id else []
+        return []
+
+    def _side(self, port: Guarded, ingress: bool) -> tuple[int, dict, int]:
+        """(table, what names the port in it, the table after it)."""
+        if ingress:
+            names: dict[str, Any] = dict(eth_dst=port.mac)
+            if port.network is not None:
+                names["metadata"] = (NETWORK.value(port.network), NETWORK.mask)
+            return self.table("to_port"), names, pipeline.next_table("to_port")
+        return self.table("from_port"), dict(in_port=port.place[1]), pipeline.next_table("from_port")
+
+    def _compile_port(self, port: Guarded) -> list:
+        cookie = self._port_cookie(port.id)
+        punt = [ofp.Meter(self.meter_ids.start),
+                ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)])]
+        flows = []
+        for ingress, exempt in ((False, _EXEMPT_OUT), (True, _EXEMPT_IN)):
+            table, names, after = self._side(port, ingress)
+            go_on = [ofp.GotoTable(after)]
+            flows += [Flow(table, EXEMPT_PRIORITY, ofp.Match({**names, **m}), go_on, cookie) for m in exempt]
+            for rule in port.rules:
+                if rule.ingress == ingress:
+                    passes = not rule.stateful and _sayable(rule)
+                    flows += [Flow(table, PASS_PRIORITY if passes else PUNT_PRIORITY, ofp.Match({**names, **m}),
+                                   go_on if passes else punt, cookie) for m in _rule_matches(rule)]
+            flows.append(Flow(table, DROP_PRIORITY, ofp.Match(names), [], cookie))
+        return list({f.key: f for f in flows}.values())      # two rules may say the same
+
+    def _compile_connection(self, conn: Connection, port: Guarded) -> list:
+        cookie = self.cookie(KIND_CONNECTION << 48 | conn.number)
+        table, names, after = self._side(port, conn.ingress)
+        if not conn.allowed:
+            return [Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(conn.packet)}), [], cookie,
+                         idle_timeout=DENIED_IDLE, flags=ofp.OFPFF.SEND_FLOW_REM)]
+        flows = [Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(conn.packet)}),
+                      [ofp.GotoTable(after)], cookie, idle_timeout=self.connection_idle,
+                      flags=ofp.OFPFF.SEND_FLOW_REM)]
+        answer = conn.packet.reversed() if conn.stateful else None
+        if answer is not None:
+            table, names, after = self._side(port, not conn.ingress)
+            flows.append(Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(answer)}),
+                              [ofp.GotoTable(after)], cookie, idle_timeout=self.connection_idle,
+                              flags=ofp.OFPFF.SEND_FLOW_REM))
+        return flows
+
+    # --- first packets -----------------------------------------------------------------
+
+    def packet_in(self, dp, msg: ofp.PacketIn) -> None:
+        port = self._by_cookie.get(msg.cookie)
+        packet = parse_header(msg.data)
+        if port is None or packet is None or port.place[0] != dp.id:
+            return
+        ingress = msg.table_id == self.table("to_port")
+        key = (port.id, ingress, packet)
+        conn = self.connections.get(key)
+        if conn is None:
+            if len(self.connections) >= self.max_connections:
+                self.counts["full"] += 1
+                now = time.monotonic()
+                if now - self._last_full_log > 60:
+                    self._last_full_log = now
+                    self.log.warning("%d connections: the table is full (max_connections); new ones are dropped "
+                                     "(%d so far)", len(self.connections), self.counts["full"])
+                return
+            rule = verdict(port, ingress, packet)
+            conn = Connection(port.id, ingress, packet, rule is not None, rule is not None and rule.stateful,
+                              self._next_number)
+            self._next_number = self._next_number % ((1 << 48) - 1) + 1
+            self.connections[key] = conn
+            self._by_number[conn.number] = key
+            self.counts["allowed" if conn.allowed else "denied"] += 1
+            self.changed(("connection", key), dp.id)
+        if not conn.allowed:
+            return
+        if ingress:       # to_port is the last stage before forward, which would output it to the port
+            out = ofp.PacketOut(actions=[ofp.Output(port.place[1])], data=msg.data)
+        else:             # through the pipeline again, from the port: the connection's flow takes it on
+            out = ofp.PacketOut(in_port=port.place[1], actions=[ofp.Output(ofp.OFPP.TABLE)], data=msg.data)
+        self.core.send_after_flows(dp, out)
+
+    def flow_removed(self, dp, msg: ofp.FlowRemoved) -> None:
+        if (msg.cookie >> 48) & 0xFF == KIND_CONNECTION:
+            key = self._by_number.get(msg.cookie & ((1 << 48) - 1))
+            if key is not None:
+                self._forget(key)
+
+    def _forget(self, key: tuple[str, bool, Packet]) -> None:
+        conn = self.connections.pop(key, None)
+        if conn is not None:
+            self._by_number.pop(conn.number, None)
+            self.changed(("connection", key))
+
+    def metrics(self) -> Iterable[tuple[str, str, str, float]]:
+        yield ("guarded_ports", "ports with security groups enforced", "gauge", len(self.model.ports))
+        yield ("connections", "connections with flows (allowed or denied)", "gauge", len(self.connections))
+        yield ("connections_allowed_total", "first packets a rule allowed", "counter", self.counts["allowed"])
+        yield ("connections_denied_total", "first packets no rule allowed", "counter", self.counts["denied"])
+        yield ("connections_refused_total", "first packets dropped: the connection table was full", "counter",
+               self.counts["full"])
+
+
+def _sayable(rule: Rule) -> bool:
+    """Can flows say the rule whole? Not a port range wider than one port, nor ports
+    of a protocol OpenFlow 1.3 cannot match them for."""
+    return rule.ports is None or rule.ports[0] == rule.ports[1] and rule.protocol in PORT_FIELDS
+
+
+def _rule_matches(rule: Rule) -> list[dict]:
+    """The matches of a rule's flows: one per remote prefix (none for an empty remote group)."""
+    base: dict[str, Any] = dict(eth_type=IPV4_TYPE if rule.version == 4 else IPV6_TYPE)
+    if rule.protocol is not None:
+        base["ip_proto"] = rule.protocol
+    if rule.ports is not None and _sayable(rule):
+        base[PORT_FIELDS[rule.protocol][1]] = rule.ports[0]
+    if rule.protocol in (ICMP, ICMPV6):
+        kind, code = rule.icmp
+        fields = ICMP_FIELDS[rule.version]
+        if kind is not None:
+            base[fields[0]] = kind
+            if code is not None:
+                base[fields[1]] = code
+    if rule.remotes is None:
+        return [base]
+    field = ADDRESS_FIELDS[rule.version][0 if rule.ingress else 1]
+    return [{**base, field: _prefix(net)} for net in rule.remotes]
+
+
+def _prefix(net) -> Any:
+    if net.prefixlen == net.max_prefixlen:
+        return str(net.network_address)
+    return (str(net.network_address), str(net.netmask))
+
+
+def _header(packet: Packet) -> dict:
+    """A connection's exact match: addresses, protocol, ports (ICMP: the type)."""
+    src, dst = ADDRESS_FIELDS[packet.version]
+    out: dict[str, Any] = dict(eth_type=IPV4_TYPE if packet.version == 4 else IPV6_TYPE, ip_proto=packet.protocol,
+                               **{src: str(packet.src), dst: str(packet.dst)})
+    if packet.protocol in PORT_FIELDS:
+        out[PORT_FIELDS[packet.protocol][0]], out[PORT_FIELDS[packet.protocol][1]] = packet.sport, packet.dport
+    elif packet.protocol in (ICMP, ICMPV6):
+        out[ICMP_FIELDS[packet.version][0]] = packet.sport
+    return out
+
+
+_V4 = struct.Struct("!BBHHHBBH4s4s")
+
+
+def parse_header(frame: bytes) -> Packet | None:
+    """The header a rule looks at, from an untagged Ethernet frame; None when it is not IP
+    (or too short to say). ICMP's type and code stand for the ports."""
+    if len(frame) < 34:
+        return None
+    ethertype = frame[12] << 8 | frame[13]
+    if ethertype == IPV4_TYPE:
+        ver_ihl, _, _, _, frag, _, proto, _, src, dst = _V4.unpack_from(frame, 14)
+        l4 = 14 + (ver_ihl & 0x0F) * 4
+        packet = Packet(4, proto, ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst))
+        if frag & 0x1FFF:           # a later fragment has no transport header
+            return packet
+    elif ethertype == IPV6_TYPE and len(frame) >= 54:
+        proto, l4 = frame[20], 54
+        packet = Packet(6, proto, ipaddress.IPv6Address(frame[22:38]), ipaddress.IPv6Address(frame[38:54]))
+    else:
+        return None
+    if proto in PORT_PROTOCOLS or proto in (ICMP, ICMPV6):
+        if len(frame) < l4 + 4:
+            return None
+        if proto in PORT_PROTOCOLS:
+            return Packet(packet.version, proto, packet.src, packet.dst, *struct.unpack_from("!HH", frame, l4))
+        return Packet(packet.version, proto, packet.src, packet.dst, frame[l4], frame[l4 + 1])
+    return packet

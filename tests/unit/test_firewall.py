@@ -1,0 +1,190 @@
+"""The firewall app in memory: security groups on tenant VMs of two
+hypervisors (memnet switches running the kumoflow datapath), real TCP, UDP
+and ICMP frames. Asserts what reaches which VM, what the controller was
+asked, and that rules changed or deleted act on connections already made."""
+
+import ipaddress
+
+import pytest
+
+from kumoflow.apps.firewall import FirewallApp, parse_header
+from kumoflow.apps.secgroups import Packet
+from kumoflow.packet import ARP, ICMP, TCP, UDP, Ethernet, ICMPv6, IPv4, IPv6
+from kumoflow.packet.addr import link_local
+from kumoflow.packet.consts import ARP_REPLY, TCP_ACK, TCP_SYN
+from kumoflow.store import Change
+
+from test_tenants import Cloud, record
+
+MAC = {"a": "fa:16:3e:00:00:0a", "b": "fa:16:3e:00:00:0b", "c": "fa:16:3e:00:00:0c"}
+IP = {"a": "10.1.0.10", "b": "10.1.0.11", "c": "10.1.0.12"}
+
+
+def tcp(src, dst, sport, dport, flags=TCP_SYN):
+    return bytes(Ethernet(src=MAC[src], dst=MAC[dst]) / IPv4(src=IP[src], dst=IP[dst])
+                 / TCP(sport=sport, dport=dport, flags=flags))
+
+
+def udp(src, dst, sport, dport):
+    return bytes(Ethernet(src=MAC[src], dst=MAC[dst]) / IPv4(src=IP[src], dst=IP[dst])
+                 / UDP(sport=sport, dport=dport) / b"x")
+
+
+def ping(src, dst, reply=False):
+    return bytes(Ethernet(src=MAC[src], dst=MAC[dst]) / IPv4(src=IP[src], dst=IP[dst])
+                 / ICMP(type=0 if reply else 8, code=0, id=7, seq=1))
+
+
+class Firewalled(Cloud):
+    """VMs a (s1 port 1), b (s2 port 1), c (s2 port 2) on one VXLAN network; groups and
+    rules as records; every port in the groups `groups[name]`."""
+
+    def __init__(self, rules, groups=None, stateful=True, **options):
+        self.fw = FirewallApp(**options)
+        super().__init__(apps=[self.fw])
+        self.net = self.network(5001)
+        self.group = {name: record("security_group", stateful=stateful, name=name) for name in ("web", "ssh", "db")}
+        self.records += self.group.values()
+        self.rules = {}
+        for name, (group, body) in rules.items():
+            self.rules[name] = record("security_group_rule", security_group_id=self.group[group].id,
+                                      **{"ethertype": "IPv4", "protocol": None, "port_range_min": None,
+                                         "port_range_max": None, "remote_ip_prefix": None,
+                                         "remote_group_id": None, **body})
+            if body.get("remote_group_id") in self.group:
+                self.rules[name].body["remote_group_id"] = self.group[body["remote_group_id"]].id
+        self.records += self.rules.values()
+        groups = groups or {}
+        for name, (switch, port_no) in {"a": (1, 1), "b": (2, 1), "c": (2, 2)}.items():
+            self.vm(name, switch, port_no, self.net, IP[name], MAC[name],
+                    security_groups=[self.group[g].id for g in groups.get(name, ())])
+
+    def change(self, kind, old, new):
+        state = self.mem.core.state
+        state.apply([Change(state.revision + 1, kind, (old or new).id, new, old)])
+        self.mem.run()
+
+    def got(self, frame, to):
+        return [f for f in self.vms[to].received if f == frame]
+
+    def exchange(self, src, dst, frame):
+        return self.send(self.vms[src], frame)[dst]
+
+
+EGRESS_ALL = {"out": ("web", {"direction": "egress"})}
+
+
+def test_allowed_inbound_with_answers_and_unsolicited_blocked():
+    cloud = Firewalled({**EGRESS_ALL, "http": ("web", {"direction": "ingress", "protocol": "tcp",
+                                                        "port_range_min": 80, "port_range_max": 80})},
+                       groups={"a": ["web"], "b": ["web"]}).start()
+    asked = cloud.fw.counts["allowed"]
+    syn = tcp("a", "b", 40000, 80)
+    assert cloud.exchange("a", "b", syn) == [syn]          # a's egress, b's ingress: both decided
+    assert cloud.fw.counts["allowed"] == asked + 2
+    answer = tcp("b", "a", 80, 40000, TCP_SYN | TCP_ACK)
+    assert cloud.exchange("b", "a", answer) == [answer]      # b's answer and a's return: connection flows
+    assert cloud.fw.counts["allowed"] == asked + 2
+    data = tcp("a", "b", 40000, 80, TCP_ACK)
+    assert cloud.exchange("a", "b", data) == [data]
+    assert cloud.fw.counts["allowed"] == asked + 2           # no packet-in once the flows are in
+    assert cloud.exchange("a", "b", tcp("a", "b", 40001, 22)) == []      # no rule for ssh
+    assert cloud.exchange("b", "a", tcp("b", "a", 80, 40005, TCP_SYN | TCP_ACK)) == []   # unsolicited "answer"
+
+
+def test_a_port_without_groups_drops_all_but_arp_and_dhcp_and_unguarded_ports_pass():
+    cloud = Firewalled(EGRESS_ALL, groups={"a": ["web"]})
+    cloud.records[cloud.records.index(cloud.ports["c"])].body["port_security_enabled"] = False
+    cloud.start()
+    assert cloud.exchange("a", "b", udp("a", "b", 5000, 53)) == []       # b: port security, no group
+    assert cloud.exchange("a", "c", udp("a", "c", 5000, 53)) == [udp("a", "c", 5000, 53)]   # c: unguarded
+    arp = bytes(Ethernet(src=MAC["b"], dst=MAC["a"], type=0x0806)
+                / ARP(op=ARP_REPLY, src_mac=MAC["b"], src_ip=IP["b"], dst_mac=MAC["a"], dst_ip=IP["a"]))
+    assert cloud.exchange("b", "a", arp) == [arp]       # out of b, in to a: exempt both ways
+    na = bytes(Ethernet(src=MAC["b"], dst=MAC["a"]) / IPv6(src=str(link_local(MAC["b"])), dst=str(link_local(MAC["a"])), hop_limit=255)
+               / ICMPv6(type=136, code=0) / (b"\0" * 20))
+    assert cloud.exchange("b", "a", na) == [na]
+
+
+def test_remote_group_follows_ports_as_they_join():
+    rules = {**EGRESS_ALL, "ssh-out": ("ssh", {"direction": "egress"}),
+             "ssh": ("db", {"direction": "ingress", "protocol": "tcp", "port_range_min": 22,
+                            "port_range_max": 22, "remote_group_id": "ssh"})}
+    cloud = Firewalled(rules, groups={"a": ["web"], "b": ["db"], "c": ["ssh"]}).start()
+    assert cloud.exchange("a", "b", tcp("a", "b", 40000, 22)) == []      # a is not in ssh
+    assert cloud.exchange("c", "b", tcp("c", "b", 40000, 22)) == [tcp("c", "b", 40000, 22)]
+    cloud.update("a", security_groups=[cloud.group["web"].id, cloud.group["ssh"].id])
+    assert cloud.exchange("a", "b", tcp("a", "b", 40002, 22)) == [tcp("a", "b", 40002, 22)]
+
+
+def test_deleting_the_rule_cuts_its_connections():
+    cloud = Firewalled({**EGRESS_ALL, "http": ("web", {"direction": "ingress", "protocol": "tcp",
+                                                        "port_range_min": 80, "port_range_max": 80})},
+                       groups={"a": ["web"], "b": ["web"]}).start()
+    syn = tcp("a", "b", 40000, 80)
+    assert cloud.exchange("a", "b", syn) == [syn]
+    s2 = cloud.s[2]
+    assert any(f.priority == 200 for f in s2.flows(38))        # b's connection flow in to_port
+    cloud.change("security_group_rule", cloud.rules["http"], None)
+    assert not any(f.priority == 200 and f.instructions for f in s2.flows(38))
+    data = tcp("a", "b", 40000, 80, TCP_ACK)
+    assert cloud.exchange("a", "b", data) == []
+
+
+def test_port_ranges_and_stateless_rules():
+    rules = {"out": ("web", {"direction": "egress", "protocol": "udp"}),
+             "range": ("web", {"direction": "ingress", "protocol": "udp", "port_range_min": 5000,
+                               "port_range_max": 5010}),
+             "dns": ("web", {"direction": "ingress", "protocol": "udp", "port_range_min": 53,
+                             "port_range_max": 53})}
+    cloud = Firewalled(rules, groups={"a": ["web"], "b": ["web"]}, stateful=False).start()
+    dns = udp("a", "b", 3333, 53)
+    assert cloud.exchange("a", "b", dns) == [dns]
+    assert cloud.fw.connections == {}          # stateless rules flows say whole: the controller decides nothing
+    in_range, out_of_range = udp("a", "b", 3333, 5004), udp("a", "b", 3333, 5011)
+    assert cloud.exchange("a", "b", in_range) == [in_range]
+    assert cloud.exchange("a", "b", out_of_range) == []
+    assert len(cloud.fw.connections) == 2      # the range: decided per connection, one way only
+    assert {c.stateful for c in cloud.fw.connections.values()} == {False}
+    # stateless: b's answer from 53 is a new packet in to a, and a allows udp in only to 53 and 5000-5010
+    assert cloud.exchange("b", "a", udp("b", "a", 53, 3333)) == []
+
+
+def test_icmp_echo_and_its_reply():
+    rules = {**EGRESS_ALL, "ping": ("db", {"direction": "ingress", "protocol": "icmp", "port_range_min": 8})}
+    cloud = Firewalled(rules, groups={"a": ["web"], "b": ["db"]}).start()     # db: no egress rule at all
+    assert cloud.exchange("a", "b", ping("a", "b")) == [ping("a", "b")]
+    assert cloud.exchange("b", "a", ping("b", "a", reply=True)) == [ping("b", "a", reply=True)]
+    assert cloud.exchange("b", "a", ping("b", "a")) == []       # b may send only answers
+
+
+def test_connections_end_by_idle_timeout():
+    cloud = Firewalled({**EGRESS_ALL, "http": ("web", {"direction": "ingress", "protocol": "tcp",
+                                                        "port_range_min": 80, "port_range_max": 80})},
+                       groups={"a": ["web"], "b": ["web"]}, connection_idle=5).start()
+    cloud.exchange("a", "b", tcp("a", "b", 40000, 80))
+    assert len(cloud.fw.connections) == 2
+    cloud.mem.advance(8)
+    assert cloud.fw.connections == {}
+    assert not any(f.priority == 200 for s in cloud.s.values() for t in (12, 38) for f in s.flows(t))
+
+
+def test_punts_are_metered_per_switch():
+    cloud = Firewalled(EGRESS_ALL, groups={"a": ["web"]}, punt_rate=50).start()
+    punts = [f for f in cloud.s[1].flows(12) if f.priority == 100]
+    assert punts and all(any(getattr(i, "meter_id", None) == cloud.fw.meter_ids.start for i in f.instructions)
+                         for f in punts)
+    sent = [m for m in cloud.s[1].mods() if type(m).__name__ == "MeterMod"]
+    assert [(m.meter_id, m.bands[0].rate) for m in sent] == [(cloud.fw.meter_ids.start, 50)]
+
+
+@pytest.mark.parametrize("frame,expected", [
+    (tcp("a", "b", 1, 2), Packet(4, 6, ipaddress.ip_address(IP["a"]), ipaddress.ip_address(IP["b"]), 1, 2)),
+    (ping("a", "b"), Packet(4, 1, ipaddress.ip_address(IP["a"]), ipaddress.ip_address(IP["b"]), 8, 0)),
+    (bytes(Ethernet(src=MAC["a"], dst=MAC["b"]) / IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=7, dport=9) / b"x"),
+     Packet(6, 17, ipaddress.ip_address("fd00::1"), ipaddress.ip_address("fd00::2"), 7, 9)),
+    (tcp("a", "b", 1, 2)[:37], None),
+    (bytes(Ethernet(src=MAC["a"], dst=MAC["b"], type=0x0806)) + b"\0" * 28, None),
+])
+def test_parse_header(frame, expected):
+    assert parse_header(frame) == expected
