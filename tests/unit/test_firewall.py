@@ -12,7 +12,7 @@ from kumoflow.apps.secgroups import Packet
 from kumoflow.packet import ARP, ICMP, TCP, UDP, Ethernet, ICMPv6, IPv4, IPv6
 from kumoflow.packet.addr import link_local
 from kumoflow.packet.consts import ARP_REPLY, TCP_ACK, TCP_SYN
-from kumoflow.store import Change
+from kumoflow.store import Change, Snapshot
 
 from test_tenants import Cloud, record
 
@@ -188,3 +188,44 @@ def test_punts_are_metered_per_switch():
 ])
 def test_parse_header(frame, expected):
     assert parse_header(frame) == expected
+
+
+def test_on_a_fabric_network_hop_by_hop():
+    """Ports of a network the fabric carries (not tunnelled): two switches linked, the hosts
+    found by the fabric, the firewall deciding at each guarded end."""
+    from memnet import MemNet
+    fw = FirewallApp()
+    mem = MemNet([fw])
+    s1, s2 = mem.switch(1, ports=4), mem.switch(2, ports=4)
+    mem.link(s1, 4, s2, 4)
+    hosts = {"a": mem.host("a", s1, 1, mac=MAC["a"]), "b": mem.host("b", s2, 1, mac=MAC["b"])}
+    net = record("network", **{"provider:network_type": "flat"})
+    web = record("security_group", stateful=True, name="web")
+    rules = [record("security_group_rule", security_group_id=web.id, direction=d, ethertype="IPv4", **extra)
+             for d, extra in (("egress", {}), ("ingress", dict(protocol="tcp", port_range_min=80,
+                                                                 port_range_max=80)))]
+    ports = [record("port", network_id=net.id, mac_address=MAC[n], security_groups=[web.id], admin_state_up=True,
+                    fixed_ips=[{"ip_address": IP[n]}], **{"binding:host_id": f"{dpid:#x}",
+                                                           "binding:profile": {"port_no": 1}})
+             for n, dpid in (("a", 1), ("b", 2))]
+    everything = [net, web, *rules, *ports]
+    mem.core.state.load(Snapshot(len(everything), everything))
+    mem.start()
+    mem.advance(mem.core.settle + 1.5)
+
+    def exchange(src, dst, frame):
+        for h in hosts.values():
+            h.received.clear()
+        hosts[src].send(frame)
+        mem.run()
+        return [f for f in hosts[dst].received if f == frame]
+
+    syn, answer = tcp("a", "b", 40000, 80), tcp("b", "a", 80, 40000, TCP_SYN | TCP_ACK)
+    assert exchange("a", "b", syn) == [syn]
+    assert exchange("b", "a", answer) == [answer]
+    assert exchange("a", "b", tcp("a", "b", 40001, 22)) == []
+    assert exchange("b", "a", tcp("b", "a", 22, 40002)) == []       # unsolicited, though b may send anything
+    # asked about: a's and b's ends of 40000->80, and the other two at their senders (egress: anything);
+    # at the receivers no rule comes near them, and the switch drops them without asking
+    assert sorted((k[1], k[2].sport, k[2].dport) for k in fw.connections) == \
+        [(False, 22, 40002), (False, 40000, 80), (False, 40001, 22), (True, 40000, 80)]
