@@ -17,9 +17,9 @@ What the user gave is stored (each entry in its canonical text, duplicates
 dropped), not its aggregate: the firewall aggregates when it compiles. Every
 entry is checked on the way in, and every bad one named in one answer
 (``address_group.addresses[3]: ...``). Groups are project-scoped: another
-project's is 404. A group that something refers to (``remote_address_group_id``)
-cannot be deleted (409 AddressGroupInUse). No app enforces groups yet: the
-firewall that uses them is issue 16's next step.
+project's is 404. A group that a rule refers to (a security group rule's
+``remote_address_group_id``, a firewall rule's ``source_address_group_id`` or
+``destination_address_group_id``) cannot be deleted (409 AddressGroupInUse).
 """
 
 from __future__ import annotations
@@ -214,9 +214,10 @@ async def update_group(address_group_id: str, body: GroupUpdateRequest, db: DB, 
 async def delete_group(address_group_id: str, db: DB, caller: Who):
     async with db.lock:
         _find(db, caller, address_group_id)
-        if db.referring("address_group", address_group_id):
-            raise conflict("AddressGroupInUse", f"Address group {address_group_id} is in use on one or more "
-                                                f"security group rules.")
+        users = db.referring("address_group", address_group_id)
+        if users:
+            what = "firewall rules" if users[0].kind == "firewall_rule" else "security group rules"
+            raise conflict("AddressGroupInUse", f"Address group {address_group_id} is in use on one or more {what}.")
         await db.commit([("delete", "address_group", address_group_id)])
     return no_content()
 

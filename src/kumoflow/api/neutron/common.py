@@ -24,6 +24,8 @@ PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 NAME = Annotated[str, Field(max_length=255)]
 DESCRIPTION = Annotated[str, Field(max_length=255)]
 TAG = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^,]*$")]
+#: a user-group tag (kumoflow's extension: a port's ``user_groups``, a firewall rule's ``*_user_group``)
+USER_GROUP = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 
 
@@ -465,6 +467,10 @@ NOT_FOUND = {
     "security_group_rule": ("SecurityGroupRuleNotFound", "Security group rule {} does not exist."),
     "qos_policy": ("QosPolicyNotFound", "QoS policy {} could not be found."),
     "qos_rule": ("QosRuleNotFound", "QoS rule {} could not be found."),
+    "address_group": ("AddressGroupNotFound", "Address group {} could not be found."),
+    "firewall_rule": ("FirewallRuleNotFound", "Firewall rule {} could not be found."),
+    "firewall_policy": ("FirewallPolicyNotFound", "Firewall policy {} could not be found."),
+    "firewall_group": ("FirewallGroupNotFound", "Firewall group {} could not be found."),
 }
 
 
@@ -474,14 +480,14 @@ def not_found(kind: str, id: str) -> ApiError:
 
 
 def visible(caller: Caller, record: Record) -> bool:
-    """Own resources; networks that are shared or external; shared QoS policies;
-    subnets of a visible network are handled by the caller."""
+    """Own resources; networks that are shared or external; shared QoS policies and shared
+    firewall rules, policies and groups; subnets of a visible network are handled by the caller."""
     if owns(caller, record):
         return True
     body = record.body
     if record.kind == "network":
         return bool(body.get("shared") or body.get("router:external"))
-    if record.kind == "qos_policy":
+    if record.kind in ("qos_policy", "firewall_rule", "firewall_policy", "firewall_group"):
         return bool(body.get("shared"))
     return False
 

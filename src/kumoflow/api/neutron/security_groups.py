@@ -4,7 +4,10 @@ Every project has a ``default`` group, made on first need (its first port,
 or its first look at its groups) with Neutron's default rules: egress to
 anywhere over IPv4 and IPv6, ingress from members of the same group. A new
 group gets the two egress rules. Rules are stored as records of their own;
-a group shows its rules.
+a group shows its rules. A rule's remote end is at most one of
+``remote_ip_prefix``, ``remote_group_id`` (members of a security group) and
+``remote_address_group_id`` (the CIDRs of an address group, Neutron's
+address-group extension).
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ class RuleCreate(Body):
     port_range_max: int | None = Field(None, ge=0, le=65535, description="last port, or the ICMP code")
     remote_ip_prefix: str | None = Field(None, max_length=64)
     remote_group_id: str | None = Field(None, max_length=64)
+    remote_address_group_id: str | None = Field(None, max_length=64, description="an address group: its CIDRs of "
+                                                                                  "the rule's ethertype")
     description: DESCRIPTION = ""
     project_id: str | None = Field(None, pattern=PROJECT_PATTERN)
     tenant_id: str | None = Field(None, pattern=PROJECT_PATTERN)
@@ -100,6 +105,7 @@ class Rule(BaseModel):
     port_range_max: int | None = None
     remote_ip_prefix: str | None = None
     remote_group_id: str | None = None
+    remote_address_group_id: str | None = None
     description: str = None
     created_at: str = None
     updated_at: str = None
@@ -141,11 +147,12 @@ GROUP_ATTRS = {"id": STR, "name": STR, "description": STR, "tenant_id": STR, "pr
                "revision_number": INT}
 RULE_ATTRS = {"id": STR, "tenant_id": STR, "project_id": STR, "security_group_id": STR, "direction": STR,
               "ethertype": STR, "protocol": STR, "port_range_min": INT, "port_range_max": INT,
-              "remote_ip_prefix": STR, "remote_group_id": STR, "description": STR, "revision_number": INT}
+              "remote_ip_prefix": STR, "remote_group_id": STR, "remote_address_group_id": STR, "description": STR,
+              "revision_number": INT}
 
 
 def rule_view(r: Record) -> dict:
-    return {**common(r), **shown(r.body)}
+    return {**common(r), "remote_address_group_id": None, **shown(r.body)}    # rules stored before it lack it
 
 
 def group_view(db: NeutronDB, r: Record) -> dict:
@@ -157,7 +164,7 @@ def group_view(db: NeutronDB, r: Record) -> dict:
 def _rule(group_id: str, direction: str, ethertype: str, remote_group_id: str | None = None) -> dict:
     return {"security_group_id": group_id, "direction": direction, "ethertype": ethertype, "protocol": None,
             "port_range_min": None, "port_range_max": None, "remote_ip_prefix": None,
-            "remote_group_id": remote_group_id, "description": ""}
+            "remote_group_id": remote_group_id, "remote_address_group_id": None, "description": ""}
 
 
 def new_group_ops(project: str, body: dict, default: bool = False) -> tuple[str, list[tuple]]:
@@ -324,14 +331,20 @@ def new_rule(db: NeutronDB, caller: Caller, item: RuleCreate, batch: list[dict])
             raise bad(f"Conflicting value ethertype {item.ethertype} for CIDR {prefix}",
                       "SecurityGroupRuleParameterConflict")
         prefix = str(net)
+    if item.remote_group_id is not None and prefix is not None:
+        raise bad("Only remote_ip_prefix or remote_group_id may be provided.",
+                  "SecurityGroupRemoteGroupAndRemoteIpPrefix")
+    if item.remote_address_group_id is not None and (prefix is not None or item.remote_group_id is not None):
+        raise bad("Only one of remote_ip_prefix, remote_group_id and remote_address_group_id may be provided.",
+                  "SecurityGroupMultipleRemoteEntites")        # sic: Neutron's name
     if item.remote_group_id is not None:
-        if prefix is not None:
-            raise bad("Only remote_ip_prefix or remote_group_id may be provided.",
-                      "SecurityGroupRemoteGroupAndRemoteIpPrefix")
         find(db, caller, "security_group", item.remote_group_id, lambda r: owns(caller, r))
+    if item.remote_address_group_id is not None:
+        find(db, caller, "address_group", item.remote_address_group_id, lambda r: owns(caller, r))
     body = {"security_group_id": group.id, "direction": item.direction, "ethertype": item.ethertype,
             "protocol": protocol, "port_range_min": low, "port_range_max": high, "remote_ip_prefix": prefix,
-            "remote_group_id": item.remote_group_id, "description": item.description}
+            "remote_group_id": item.remote_group_id, "remote_address_group_id": item.remote_address_group_id,
+            "description": item.description}
     key = {k: v for k, v in body.items() if k != "description"}
     for other in db.referring("security_group", group.id, "security_group_rule"):
         if other.body["security_group_id"] == group.id and all(other.body.get(k) == v for k, v in key.items()):
