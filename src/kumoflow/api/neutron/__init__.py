@@ -5,6 +5,9 @@
     /v2.0/security-groups  /v2.0/security-group-rules
     /v2.0/qos/policies (+ bandwidth_limit_rules, dscp_marking_rules, minimum_bandwidth_rules)
     /v2.0/l2-gateways  /v2.0/l2-gateway-connections (networking-l2gw's shapes)
+    /v2.0/address-groups (+ add_addresses, remove_addresses)
+    /v2.0/fwaas/firewall_rules  /v2.0/fwaas/firewall_policies (+ insert_rule, remove_rule)
+    /v2.0/fwaas/firewall_groups (FWaaS v2's shapes)
 
 Singular keys on create/show/update (``{"network": {...}}``), plural on list
 and on bulk create (``{"networks": [...]}``: all or none); 201 on create, 200
@@ -13,7 +16,8 @@ query string (``?name=a&name=b&shared=false``: repeated keys are OR, different
 keys AND; ``tags``, ``tags-any``, ``not-tags``, ``not-tags-any``), and
 ``fields=`` (show and list) selects attributes. A project sees and changes
 its own resources, and sees shared ones (networks that are ``shared`` or
-``router:external``, shared QoS policies); another project's resource is
+``router:external``, shared QoS policies, shared firewall rules, policies and
+groups); another project's resource is
 404; the admin sees all. Errors have Neutron's types (NetworkNotFound,
 NetworkInUse, IpAddressAlreadyAllocated, ...). Each request's writes are one
 store commit. The user's guide is docs/api.md.
@@ -28,11 +32,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from . import address_groups, bgp, floatingips, l2gateways, networks, ports, qos, routers, security_groups, subnets
+from . import (address_groups, bgp, floatingips, fwaas, l2gateways, networks, ports, qos, routers, security_groups,
+               subnets)
 from .db import NeutronDB
 
 router = APIRouter()
-for _module in (networks, subnets, ports, routers, floatingips, security_groups, qos, bgp, l2gateways, address_groups):
+for _module in (networks, subnets, ports, routers, floatingips, security_groups, qos, bgp, l2gateways, address_groups,
+                fwaas):
     router.include_router(_module.router)
 
 

@@ -16,7 +16,9 @@ The SQLite store delivers a commit to its watchers before ``commit``
 returns, so a request sees its own writes at once.
 
 Kinds: ``network``, ``subnet``, ``port``, ``router``, ``floatingip``,
-``security_group``, ``security_group_rule``, ``qos_policy``, ``qos_rule``. A record's body holds
+``security_group``, ``security_group_rule``, ``qos_policy``, ``qos_rule``, ``l2_gateway``,
+``l2_gateway_connection``, ``address_group``, ``firewall_rule``, ``firewall_policy``,
+``firewall_group``. A record's body holds
 the resource's stored attributes (not ``id``, ``project_id``/``tenant_id``,
 ``created_at``, ``updated_at``: those are the record's own); attributes
 computed at read time (a network's ``subnets``, a port's ``status``) are not
@@ -34,7 +36,8 @@ from kumoflow.store import Change, Record
 log = logging.getLogger("kumoflow.api.neutron")
 
 KINDS = ("network", "subnet", "port", "router", "floatingip", "security_group", "security_group_rule", "qos_policy",
-         "qos_rule", "l2_gateway", "l2_gateway_connection", "address_group")
+         "qos_rule", "l2_gateway", "l2_gateway_connection", "address_group", "firewall_rule", "firewall_policy",
+         "firewall_group")
 
 Key = tuple[str, str]
 
@@ -75,6 +78,15 @@ def references(record: Record) -> list[Key]:
         refs.append(("qos_policy", body["qos_policy_id"]))
     elif kind == "l2_gateway_connection":
         refs += [("l2_gateway", body["l2_gateway_id"]), ("network", body["network_id"])]
+    elif kind == "firewall_rule":
+        refs += [("address_group", body[k]) for k in ("source_address_group_id", "destination_address_group_id")
+                 if body.get(k)]
+    elif kind == "firewall_policy":
+        refs += [("firewall_rule", rule) for rule in body.get("firewall_rules", ())]
+    elif kind == "firewall_group":
+        refs += [("firewall_policy", body[k]) for k in ("ingress_firewall_policy_id", "egress_firewall_policy_id")
+                 if body.get(k)]
+        refs += [("port", port) for port in body.get("ports", ())]
     return list(dict.fromkeys(refs))
 
 

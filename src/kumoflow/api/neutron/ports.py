@@ -18,6 +18,11 @@ when read, from what the controller observes: ACTIVE when the port is
 administratively up, that switch is connected and that port is up (carrier
 and not PORT_DOWN), else DOWN. Binding needs the admin token (as in
 Neutron, where the compute service binds).
+
+``user_groups`` is kumoflow's extension: tags naming the user groups of
+whoever is behind the port (up to 32, each ``[A-Za-z0-9_.-]{1,64}``), which
+firewall rules match by ``source_user_group`` / ``destination_user_group``.
+Deleting a port takes it out of its firewall group, as Neutron does.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from kumoflow.store import Record
 
 from ..sdn import learn_names, resolve_switch
 from ..server import ApiError, Caller, Ctx
-from . import security_groups
-from .common import (BOOL, DB, DESCRIPTION, INT, LIST, NAME, PROJECT_PATTERN, STR, TAG, Body, Who, admin_only, answer,
-                     bad, bumped, common, conflict, errors, fields_of, find, forbid, given, list_parameters,
-                     new_id, no_content, one_or_many, owns, pick, project_of, select, show_parameters, shown)
+from . import fwaas, security_groups
+from .common import (BOOL, DB, DESCRIPTION, INT, LIST, NAME, PROJECT_PATTERN, STR, TAG, USER_GROUP, Body, Who,
+                     admin_only, answer, bad, bumped, common, conflict, errors, fields_of, find, forbid, given,
+                     list_parameters, new_id, no_content, one_or_many, owns, pick, project_of, select,
+                     show_parameters, shown)
 from .db import NeutronDB
 from .subnets import allocate, parse_ip
 
@@ -85,6 +91,8 @@ class PortCreate(Body):
     vnic_type: VNIC_TYPES = Field("normal", alias="binding:vnic_type")
     qos_policy_id: str | None = None
     tags: list[TAG] = Field(default_factory=list, max_length=50)
+    user_groups: list[USER_GROUP] = Field(default_factory=list, max_length=32,
+                                          description="kumoflow: the port's user-group tags (firewall rules)")
 
     @field_validator("mac_address")
     @classmethod
@@ -108,6 +116,7 @@ class PortUpdate(Body):
     vnic_type: VNIC_TYPES | None = Field(None, alias="binding:vnic_type")
     qos_policy_id: str | None = None
     tags: list[TAG] | None = Field(None, max_length=50)
+    user_groups: list[USER_GROUP] | None = Field(None, max_length=32)
 
     @field_validator("mac_address")
     @classmethod
@@ -158,6 +167,7 @@ class Port(BaseModel):
     vnic_type: str = Field(None, alias="binding:vnic_type")
     qos_policy_id: str | None = None
     tags: list[str] = None
+    user_groups: list[str] = Field(None, description="kumoflow: the port's user-group tags")
     created_at: str = None
     updated_at: str = None
     revision_number: int = None
@@ -174,7 +184,7 @@ class PortList(BaseModel):
 ATTRS = {"id": STR, "name": STR, "description": STR, "tenant_id": STR, "project_id": STR, "network_id": STR,
          "admin_state_up": BOOL, "status": STR, "mac_address": STR, "device_id": STR, "device_owner": STR,
          "security_groups": LIST, "port_security_enabled": BOOL, "binding:host_id": STR, "binding:vnic_type": STR,
-         "binding:vif_type": STR, "qos_policy_id": STR, "revision_number": INT}
+         "binding:vif_type": STR, "qos_policy_id": STR, "user_groups": LIST, "revision_number": INT}
 
 
 COMPUTED = frozenset({"status", "binding:vif_type"})
@@ -248,7 +258,7 @@ def status_of(switches: Switches, body: dict) -> str:
 
 def view(switches: Switches, r: Record) -> dict:
     body = r.body
-    return {**common(r), **shown(body), "status": status_of(switches, body),
+    return {**common(r), "user_groups": [], **shown(body), "status": status_of(switches, body),
             "binding:vif_type": "other" if body.get("binding:host_id") else "unbound", "binding:vif_details": {}}
 
 
@@ -441,7 +451,8 @@ def new_port(db: NeutronDB, caller: Caller, item: PortCreate, batch: Batch, ops:
             "port_security_enabled": security,
             "allowed_address_pairs": check_pairs([p.model_dump() for p in item.allowed_address_pairs], mac),
             "binding:host_id": item.host_id, "binding:profile": check_profile(dict(item.profile)),
-            "binding:vnic_type": item.vnic_type, "qos_policy_id": item.qos_policy_id, "tags": list(item.tags)}
+            "binding:vnic_type": item.vnic_type, "qos_policy_id": item.qos_policy_id, "tags": list(item.tags),
+            "user_groups": list(dict.fromkeys(item.user_groups))}
     return body, project
 
 
@@ -534,6 +545,8 @@ async def update_port(port_id: str, body: PortUpdateRequest, ctx: Ctx, db: DB, c
                 new[name] = values[name]
         if "binding:profile" in values:
             new["binding:profile"] = check_profile(values["binding:profile"])
+        if "user_groups" in values:
+            new["user_groups"] = list(dict.fromkeys(values["user_groups"]))
         if "fixed_ips" in values:
             new["fixed_ips"] = assign_ips(db, batch, network, values["fixed_ips"], new["device_owner"], port_id,
                                              mac=new["mac_address"])
@@ -570,5 +583,6 @@ async def delete_port(port_id: str, db: DB, caller: Who):
                 owner == FLOATINGIP and db.get("floatingip", device)):
             raise conflict("L3PortInUse", f"Port {port_id} has owner {owner} and therefore cannot be deleted "
                                           f"directly via the port API.")
-        await db.commit([*disassociated(db, port_id), ("delete", "port", port_id)])   # its floating IPs too
+        # its floating IPs disassociated, its firewall group without it, in the same commit
+        await db.commit([*disassociated(db, port_id), *fwaas.without_port(db, port_id), ("delete", "port", port_id)])
     return no_content()

@@ -37,6 +37,7 @@ from .common import (BOOL, DB, DESCRIPTION, INT, NAME, PROJECT_PATTERN, STR, TAG
                      one_or_many, owns, pick, project_of, select, show_parameters, shown)
 from .db import NeutronDB
 from .floatingips import of_router
+from .fwaas import without_port
 from .ports import ROUTER_GATEWAY, ROUTER_INTERFACE, Batch, FixedIP, assign_ips, new_mac
 from .subnets import parse_cidr, parse_ip
 
@@ -458,5 +459,5 @@ async def remove_router_interface(router_id: str, body: InterfaceRequest, db: DB
                               record.body.get("routes", []))
             except ApiError:
                 raise _in_use_by_route(router_id, f"subnet {gone}") from None
-        await db.commit([("delete", "port", port.id)])
+        await db.commit([*without_port(db, port.id), ("delete", "port", port.id)])   # out of its firewall group
     return answer(_interface(record, port, subnet_id))
