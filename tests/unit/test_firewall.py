@@ -7,11 +7,11 @@ import ipaddress
 
 import pytest
 
-from kumoflow.apps.firewall import FirewallApp, parse_header
+from kumoflow.apps.firewall import CONNECTION_PRIORITY, PUNT_PRIORITY, FirewallApp, parse_header
 from kumoflow.apps.secgroups import Packet
-from kumoflow.packet import ARP, ICMP, TCP, UDP, Ethernet, ICMPv6, IPv4, IPv6
+from kumoflow.packet import ARP, ICMP, TCP, UDP, Ethernet, ICMPv6, IPv4, IPv6, parse
 from kumoflow.packet.addr import link_local
-from kumoflow.packet.consts import ARP_REPLY, TCP_ACK, TCP_SYN
+from kumoflow.packet.consts import ARP_REPLY, TCP_ACK, TCP_RST, TCP_SYN
 from kumoflow.store import Change, Snapshot
 
 from test_tenants import Cloud, record
@@ -124,9 +124,9 @@ def test_deleting_the_rule_cuts_its_connections():
     syn = tcp("a", "b", 40000, 80)
     assert cloud.exchange("a", "b", syn) == [syn]
     s2 = cloud.s[2]
-    assert any(f.priority == 200 for f in s2.flows(38))        # b's connection flow in to_port
+    assert any(f.priority == CONNECTION_PRIORITY for f in s2.flows(38))        # b's connection flow in to_port
     cloud.change("security_group_rule", cloud.rules["http"], None)
-    assert not any(f.priority == 200 and f.instructions for f in s2.flows(38))
+    assert not any(f.priority == CONNECTION_PRIORITY and f.instructions for f in s2.flows(38))
     data = tcp("a", "b", 40000, 80, TCP_ACK)
     assert cloud.exchange("a", "b", data) == []
 
@@ -145,7 +145,7 @@ def test_port_ranges_and_stateless_rules():
     assert cloud.exchange("a", "b", in_range) == [in_range]
     assert cloud.exchange("a", "b", out_of_range) == []
     assert len(cloud.fw.connections) == 2      # the range: decided per connection, one way only
-    assert {c.stateful for c in cloud.fw.connections.values()} == {False}
+    assert {c.decision.stateful for c in cloud.fw.connections.values()} == {False}
     # stateless: b's answer from 53 is a new packet in to a, and a allows udp in only to 53 and 5000-5010
     assert cloud.exchange("b", "a", udp("b", "a", 53, 3333)) == []
 
@@ -166,16 +166,17 @@ def test_connections_end_by_idle_timeout():
     assert len(cloud.fw.connections) == 2
     cloud.mem.advance(8)
     assert cloud.fw.connections == {}
-    assert not any(f.priority == 200 for s in cloud.s.values() for t in (12, 38) for f in s.flows(t))
+    assert not any(f.priority == CONNECTION_PRIORITY for s in cloud.s.values() for t in (12, 38) for f in s.flows(t))
 
 
 def test_punts_are_metered_per_switch():
     cloud = Firewalled(EGRESS_ALL, groups={"a": ["web"]}, punt_rate=50).start()
-    punts = [f for f in cloud.s[1].flows(12) if f.priority == 100]
+    punts = [f for f in cloud.s[1].flows(12) if f.priority == PUNT_PRIORITY]
     assert punts and all(any(getattr(i, "meter_id", None) == cloud.fw.meter_ids.start for i in f.instructions)
                          for f in punts)
     sent = [m for m in cloud.s[1].mods() if type(m).__name__ == "MeterMod"]
-    assert [(m.meter_id, m.bands[0].rate) for m in sent] == [(cloud.fw.meter_ids.start, 50)]
+    assert sorted((m.meter_id, m.bands[0].rate) for m in sent) == [(cloud.fw.meter_ids.start, 50),
+                                                              (cloud.fw.meter_ids.start + 1, 100)]   # the log's
 
 
 @pytest.mark.parametrize("frame,expected", [
@@ -229,3 +230,85 @@ def test_on_a_fabric_network_hop_by_hop():
     # at the receivers no rule comes near them, and the switch drops them without asking
     assert sorted((k[1], k[2].sport, k[2].dport) for k in fw.connections) == \
         [(False, 22, 40002), (False, 40000, 80), (False, 40001, 22), (True, 40000, 80)]
+
+
+# --- firewall policies (FWaaS v2) ---------------------------------------------------------------
+
+
+class Policied(Firewalled):
+    """The same VMs, port security off; b in a firewall group whose ingress policy is `ingress`
+    (a list of firewall rule bodies, in order). `tags`: user groups per VM."""
+
+    def __init__(self, ingress, tags=None, sets=None, **options):
+        super().__init__({}, **options)
+        for name in ("a", "b", "c"):
+            self.ports[name].body.update(port_security_enabled=False, user_groups=(tags or {}).get(name, []))
+        self.sets = {name: record("address_group", addresses=cidrs) for name, cidrs in (sets or {}).items()}
+        self.records += self.sets.values()
+        self.fw_rules = []
+        for body in ingress:
+            body = dict(body)
+            if "source_address_group_id" in body:
+                body["source_address_group_id"] = self.sets[body["source_address_group_id"]].id
+            self.fw_rules.append(record("firewall_rule", **{"ip_version": 4, "enabled": True, **body}))
+        self.policy = record("firewall_policy", firewall_rules=[r.id for r in self.fw_rules])
+        self.fw_group = record("firewall_group", ingress_firewall_policy_id=self.policy.id,
+                               egress_firewall_policy_id=None, ports=[self.ports["b"].id], admin_state_up=True)
+        self.records += [*self.fw_rules, self.policy, self.fw_group]
+
+
+def test_policy_rules_in_order_deny_beats_a_later_allow():
+    cloud = Policied([{"protocol": "tcp", "destination_port": "22", "action": "deny"},
+                      {"protocol": "tcp", "action": "allow"}]).start()
+    asked = cloud.fw.counts["allowed"] + cloud.fw.counts["denied"]
+    assert cloud.exchange("a", "b", tcp("a", "b", 40000, 22)) == []
+    assert cloud.fw.counts["allowed"] + cloud.fw.counts["denied"] == asked     # dropped by its flow, unasked
+    assert cloud.exchange("a", "b", tcp("a", "b", 40000, 80)) == [tcp("a", "b", 40000, 80)]
+    answer = tcp("b", "a", 80, 40000, TCP_SYN | TCP_ACK)
+    assert cloud.exchange("b", "a", answer) == [answer]           # b's egress is not filtered
+    assert cloud.exchange("a", "b", udp("a", "b", 5000, 53)) == []     # no rule matches: denied
+
+
+def test_reject_answers_with_a_reset_or_port_unreachable():
+    cloud = Policied([{"protocol": "tcp", "destination_port": "23", "action": "reject"},
+                      {"protocol": "udp", "destination_port": "5000:6000", "action": "reject"}]).start()
+    got = cloud.send(cloud.vms["a"], tcp("a", "b", 40000, 23))
+    assert got["b"] == []
+    [reset] = [parse(f) for f in got["a"]]
+    assert (reset[TCP].flags & (TCP_RST | TCP_ACK), reset[TCP].sport, reset[TCP].dport, reset[TCP].ack) == \
+        (TCP_RST | TCP_ACK, 23, 40000, 1)
+    assert (reset[IPv4].src, reset[IPv4].dst) == (IP["b"], IP["a"])
+    got = cloud.send(cloud.vms["a"], udp("a", "b", 3333, 5500))
+    [unreachable] = [parse(f) for f in got["a"]]
+    assert (unreachable[ICMP].type, unreachable[ICMP].code, unreachable[IPv4].src) == (3, 3, IP["b"])
+    assert cloud.fw.counts["rejected"] == 2
+
+
+def test_denied_with_a_log_is_recorded_once_per_connection_through_the_log_meter():
+    cloud = Policied([{"protocol": "tcp", "destination_port": "22", "action": "deny", "log": True},
+                      {"action": "allow"}]).start()
+    rule = cloud.fw_rules[0].id
+    log_punts = [f for f in cloud.s[2].flows(38)
+                 if any(getattr(i, "meter_id", None) == cloud.fw.meter_ids.start + 1 for i in f.instructions)]
+    assert len(log_punts) == 1
+    for _ in range(3):
+        assert cloud.exchange("a", "b", tcp("a", "b", 40000, 22)) == []
+    assert [(r["rule"], r["action"], r["src"], r["dport"], r["port"]) for r in cloud.fw.denied] == \
+        [(rule, "deny", IP["a"], 22, cloud.ports["b"].id)]
+    assert cloud.fw.logged[rule] == 1            # the retries met the connection's drop flow
+
+
+def test_address_sets_and_user_groups_as_sources():
+    country = [f"10.{n}.{m}.0/24" for n in range(1, 3) for m in range(256)]     # 512 /24s: two /16s
+    cloud = Policied([{"source_address_group_id": "country", "protocol": "tcp", "action": "deny"},
+                      {"source_user_group": "staff", "protocol": "tcp", "action": "allow"}],
+                     tags={"c": ["staff"]}, sets={"country": country}).start()
+    deny_flows = [f for f in cloud.s[2].flows(38) if f.priority == 19000]
+    assert len(deny_flows) == 2                   # 10.1/16 and 10.2/16
+    assert cloud.exchange("a", "b", tcp("a", "b", 40000, 80)) == []      # a is 10.1.0.10: in the set
+    assert cloud.exchange("c", "b", tcp("c", "b", 40000, 80)) == []      # c is too (10.1.0.12), before staff
+    cloud.change("address_group", cloud.sets["country"],
+                 type(cloud.sets["country"])(**{**cloud.sets["country"].__dict__,
+                                                "body": {"addresses": ["10.2.0.0/16"]}}))
+    assert cloud.exchange("c", "b", tcp("c", "b", 40001, 80)) == [tcp("c", "b", 40001, 80)]    # staff
+    assert cloud.exchange("a", "b", tcp("a", "b", 40002, 80)) == []      # not staff: no rule, denied

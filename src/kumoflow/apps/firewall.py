@@ -41,6 +41,7 @@ connections it allowed.
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import struct
 import time
@@ -49,17 +50,24 @@ from dataclasses import dataclass
 from typing import Any, Hashable, Iterable
 
 from kumoflow import ofp
+from kumoflow.apps import gateway
 from kumoflow.apps import options as check
-from kumoflow.apps.secgroups import (ICMP, ICMPV6, PORT_PROTOCOLS, SCTP, TCP, UDP, Guarded, Model, Packet, Rule,
-                                     build, verdict)
+from kumoflow.apps.acl import Decision, Guarded, Model, build, decide
+from kumoflow.apps.fwpolicy import FwRule
+from kumoflow.apps.secgroups import ICMP, ICMPV6, PORT_PROTOCOLS, SCTP, TCP, UDP, Packet, Rule
 from kumoflow.controller import App, Flow, Meter, pipeline
+from kumoflow.packet import IPv4, IPv6, PacketError, parse
 
 NETWORK = pipeline.METADATA["network"]
 KIND_PORT, KIND_CONNECTION, KIND_PUNT = 1, 2, 3
-EXEMPT_PRIORITY, CONNECTION_PRIORITY, DROP_PRIORITY = 300, 200, 1
-#: a rule's flows: one that passes (a stateless rule said whole) above one that punts (the controller
-#: decides), which may match more than its rule does (a port range)
+EXEMPT_PRIORITY, CONNECTION_PRIORITY, DROP_PRIORITY = 30000, 20000, 1
+#: a firewall policy's rule n: POLICY_PRIORITY - n (the first rule that matches decides)
+POLICY_PRIORITY, MAX_POLICY_RULES = 19000, 18000
+#: a security group rule's flows: one that passes (a stateless rule said whole) above one that punts (the
+#: controller decides), which may match more than its rule does (a port range)
 PASS_PRIORITY, PUNT_PRIORITY = 110, 100
+#: the meters on each switch (offsets in the app's block): first packets, and what is denied with a log
+PUNT_METER, LOG_METER = 0, 1
 IPV4_TYPE, ARP_TYPE, IPV6_TYPE = 0x0800, 0x0806, 0x86DD
 #: a connection no rule allowed: its drop flow's idle timeout (its retries meet that, not the controller)
 DENIED_IDLE = 10
@@ -67,6 +75,7 @@ DENIED_IDLE = 10
 PORT_FIELDS = {TCP: ("tcp_src", "tcp_dst"), UDP: ("udp_src", "udp_dst"), SCTP: ("sctp_src", "sctp_dst")}
 ICMP_FIELDS = {4: ("icmpv4_type", "icmpv4_code"), 6: ("icmpv6_type", "icmpv6_code")}
 ADDRESS_FIELDS = {4: ("ipv4_src", "ipv4_dst"), 6: ("ipv6_src", "ipv6_dst")}
+_PROTOCOL_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmpv6", SCTP: "sctp"}
 
 #: (direction ingress?, match) of what passes whatever the rules: ARP; DHCP client to server, or back;
 #: router and neighbour discovery and MLD; DHCPv6 the same
@@ -83,8 +92,7 @@ class Connection:
     port: str            # the guarded port
     ingress: bool        # its first packet came in to the port
     packet: Packet       # the first packet's header
-    allowed: bool
-    stateful: bool       # its answers come back (both flows)
+    decision: Decision
     number: int          # in its flows' cookie
 
 
@@ -94,17 +102,22 @@ class FirewallApp(App):
     requires = ("fabric",)
 
     def __init__(self, connection_idle: int = 300, max_connections: int = 100_000, punt_rate: int = 1000,
-                 **options: Any) -> None:
+                 log_rate: int = 100, log_size: int = 10_000, **options: Any) -> None:
         super().__init__(**options)
         self.connection_idle = check.integer("connection_idle", connection_idle, 1, 65535)
         self.max_connections = check.integer("max_connections", max_connections, 1, 10_000_000)
         self.punt_rate = check.integer("punt_rate", punt_rate, 1, 1_000_000)
+        self.log_rate = check.integer("log_rate", log_rate, 1, 1_000_000)
         self.model = Model({}, {})
         self._by_cookie: dict[int, Guarded] = {}
         self.connections: dict[tuple[str, bool, Packet], Connection] = {}
         self._by_number: dict[int, tuple[str, bool, Packet]] = {}
         self._next_number = 1
-        self.counts = {"allowed": 0, "denied": 0, "full": 0}
+        self.counts = {"allowed": 0, "denied": 0, "rejected": 0, "full": 0}
+        #: what was denied or rejected with a log: the newest `log_size` records, and counts per rule
+        self.denied: collections.deque[dict] = collections.deque(maxlen=check.integer("log_size", log_size, 1,
+                                                                                       10_000_000))
+        self.logged: collections.Counter[str] = collections.Counter()
         self._last_full_log = float("-inf")
         self._problems: dict[str, str] = {}
 
@@ -114,7 +127,8 @@ class FirewallApp(App):
     # --- the model -----------------------------------------------------------------
 
     def record_changed(self, change) -> None:
-        if change.kind in ("network", "port", "security_group", "security_group_rule", "address_group"):
+        if change.kind in ("network", "port", "security_group", "security_group_rule", "address_group",
+                           "firewall_rule", "firewall_policy", "firewall_group"):
             self.core.before_compile(self._rebuild)
 
     def switch_up(self, dp) -> None:
@@ -127,33 +141,24 @@ class FirewallApp(App):
         self.core.before_compile(self._rebuild)
 
     def _rebuild(self) -> None:
-        state = self.core.state
-        old, new = self.model, build(state.all("network"), state.all("port"), state.all("security_group"),
-                                     state.all("security_group_rule"), state.all("address_group"),
-                                     self.core.datapaths)
+        old, new = self.model, build(self.core.state, self.core.datapaths)
         self.model = new
         self._by_cookie = {self._port_cookie(p.id): p for p in new.ports.values()}
         for port_id in set(old.ports) | set(new.ports):
             if old.ports.get(port_id) != new.ports.get(port_id):
                 self.changed(("port", port_id))
         for dpid in {p.place[0] for p in old.ports.values()} ^ {p.place[0] for p in new.ports.values()}:
-            self.changed(("punt", dpid), dpid)
+            self.changed(("meters", dpid), dpid)
         for key, conn in list(self.connections.items()):
             port = new.ports.get(conn.port)
-            if port is None or not self._still(conn, port):
+            if port is None or not _same(decide(port, conn.ingress, conn.packet), conn.decision):
                 self._forget(key)
             elif port != old.ports.get(conn.port):      # moved, say: its flows go with it
                 self.changed(("connection", key))
         for rule_id, problem in new.problems.items():
             if self._problems.get(rule_id) != problem:
-                self.log.warning("security group rule %s allows nothing: %s", rule_id, problem)
+                self.log.warning("rule %s is left out: %s", rule_id, problem)
         self._problems = dict(new.problems)
-
-    @staticmethod
-    def _still(conn: Connection, port: Guarded) -> bool:
-        """Would the port's rules decide this connection the same way now?"""
-        rule = verdict(port, conn.ingress, conn.packet)
-        return (rule is not None) == conn.allowed and (rule is None or rule.stateful == conn.stateful)
 
     def _port_cookie(self, port_id: str) -> int:
         return self.cookie(KIND_PORT << 48 | zlib.crc32(port_id.encode()))
@@ -164,7 +169,7 @@ class FirewallApp(App):
         for port_id in self.model.ports:
             yield ("port", port_id)
         for dpid in {p.place[0] for p in self.model.ports.values()}:
-            yield ("punt", dpid)
+            yield ("meters", dpid)
         for key in self.connections:
             yield ("connection", key)
 
@@ -173,9 +178,12 @@ class FirewallApp(App):
         if kind == "port":
             port = self.model.ports.get(subject)
             return self._compile_port(port) if port is not None and port.place[0] == dp.id else []
-        if kind == "punt":
-            return [Meter(self.meter_ids.start, ofp.OFPMF.PKTPS | ofp.OFPMF.BURST,
-                          [ofp.MeterBandDrop(self.punt_rate, self.punt_rate)])] if subject == dp.id else []
+        if kind == "meters":
+            if subject != dp.id:
+                return []
+            return [Meter(self.meter_ids.start + offset, ofp.OFPMF.PKTPS | ofp.OFPMF.BURST,
+                          [ofp.MeterBandDrop(rate, rate)])
+                    for offset, rate in ((PUNT_METER, self.punt_rate), (LOG_METER, self.log_rate))]
         if kind == "connection":
             conn = self.connections.get(subject)
             port = self.model.ports.get(conn.port) if conn is not None else None
@@ -191,34 +199,49 @@ class FirewallApp(App):
             return self.table("to_port"), names, pipeline.next_table("to_port")
         return self.table("from_port"), dict(in_port=port.place[1]), pipeline.next_table("from_port")
 
+    def _to_controller(self, meter: int) -> list:
+        return [ofp.Meter(self.meter_ids.start + meter),
+                ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)])]
+
     def _compile_port(self, port: Guarded) -> list:
         cookie = self._port_cookie(port.id)
-        punt = [ofp.Meter(self.meter_ids.start),
-                ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)])]
+        punt = self._to_controller(PUNT_METER)
         flows = []
         for ingress, exempt in ((False, _EXEMPT_OUT), (True, _EXEMPT_IN)):
+            if not port.filters(ingress):
+                continue
             table, names, after = self._side(port, ingress)
             go_on = [ofp.GotoTable(after)]
             flows += [Flow(table, EXEMPT_PRIORITY, ofp.Match({**names, **m}), go_on, cookie) for m in exempt]
-            for rule in port.rules:
-                if rule.ingress == ingress:
-                    passes = not rule.stateful and _sayable(rule)
-                    flows += [Flow(table, PASS_PRIORITY if passes else PUNT_PRIORITY, ofp.Match({**names, **m}),
-                                   go_on if passes else punt, cookie) for m in _rule_matches(rule)]
+            policy = port.policy(ingress)
+            if policy is not None:      # the policy decides first; what it allows, the controller takes on
+                for n, rule in enumerate(policy[:MAX_POLICY_RULES]):
+                    if rule.action == "deny" and _fw_sayable(rule):
+                        action = self._to_controller(LOG_METER) if rule.log else []
+                    else:
+                        action = punt
+                    flows += [Flow(table, POLICY_PRIORITY - n, ofp.Match({**names, **m}), action, cookie)
+                              for m in _policy_matches(rule)]
+            else:
+                for rule in port.rules:
+                    if rule.ingress == ingress:
+                        passes = not rule.stateful and _sayable(rule)
+                        flows += [Flow(table, PASS_PRIORITY if passes else PUNT_PRIORITY, ofp.Match({**names, **m}),
+                                       go_on if passes else punt, cookie) for m in _rule_matches(rule)]
             flows.append(Flow(table, DROP_PRIORITY, ofp.Match(names), [], cookie))
         return list({f.key: f for f in flows}.values())      # two rules may say the same
 
     def _compile_connection(self, conn: Connection, port: Guarded) -> list:
         cookie = self.cookie(KIND_CONNECTION << 48 | conn.number)
         table, names, after = self._side(port, conn.ingress)
-        if not conn.allowed:
+        if conn.decision.action != "allow":
             return [Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(conn.packet)}), [], cookie,
                          idle_timeout=DENIED_IDLE, flags=ofp.OFPFF.SEND_FLOW_REM)]
         flows = [Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(conn.packet)}),
                       [ofp.GotoTable(after)], cookie, idle_timeout=self.connection_idle,
                       flags=ofp.OFPFF.SEND_FLOW_REM)]
-        answer = conn.packet.reversed() if conn.stateful else None
-        if answer is not None:
+        answer = conn.packet.reversed() if conn.decision.stateful else None
+        if answer is not None and port.filters(not conn.ingress):
             table, names, after = self._side(port, not conn.ingress)
             flows.append(Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(answer)}),
                               [ofp.GotoTable(after)], cookie, idle_timeout=self.connection_idle,
@@ -235,30 +258,71 @@ class FirewallApp(App):
         ingress = msg.table_id == self.table("to_port")
         key = (port.id, ingress, packet)
         conn = self.connections.get(key)
-        if conn is None:
-            if len(self.connections) >= self.max_connections:
-                self.counts["full"] += 1
-                now = time.monotonic()
-                if now - self._last_full_log > 60:
-                    self._last_full_log = now
-                    self.log.warning("%d connections: the table is full (max_connections); new ones are dropped "
-                                     "(%d so far)", len(self.connections), self.counts["full"])
-                return
-            rule = verdict(port, ingress, packet)
-            conn = Connection(port.id, ingress, packet, rule is not None, rule is not None and rule.stateful,
-                              self._next_number)
-            self._next_number = self._next_number % ((1 << 48) - 1) + 1
-            self.connections[key] = conn
-            self._by_number[conn.number] = key
-            self.counts["allowed" if conn.allowed else "denied"] += 1
-            self.changed(("connection", key), dp.id)
-        if not conn.allowed:
+        decision = conn.decision if conn is not None else decide(port, ingress, packet)
+        if decision.log:
+            self._log(port, ingress, packet, decision)
+        if decision.action == "reject":
+            self.counts["rejected"] += 1
+            self._reject(dp, port, ingress, msg)
             return
-        if ingress:       # to_port is the last stage before forward, which would output it to the port
-            out = ofp.PacketOut(actions=[ofp.Output(port.place[1])], data=msg.data)
-        else:             # through the pipeline again, from the port: the connection's flow takes it on
-            out = ofp.PacketOut(in_port=port.place[1], actions=[ofp.Output(ofp.OFPP.TABLE)], data=msg.data)
-        self.core.send_after_flows(dp, out)
+        if conn is None:
+            if not self._open(dp, key, decision):
+                return
+        if decision.action == "allow":
+            if ingress:       # to_port is the last stage before forward, which would output it to the port
+                out = ofp.PacketOut(actions=[ofp.Output(port.place[1])], data=msg.data)
+            else:             # through the pipeline again, from the port: the connection's flow takes it on
+                out = ofp.PacketOut(in_port=port.place[1], actions=[ofp.Output(ofp.OFPP.TABLE)], data=msg.data)
+            self.core.send_after_flows(dp, out)
+
+    def _open(self, dp, key: tuple[str, bool, Packet], decision: Decision) -> bool:
+        """A connection's flows, allowed or dropped; False when the table is full."""
+        if len(self.connections) >= self.max_connections:
+            self.counts["full"] += 1
+            now = time.monotonic()
+            if now - self._last_full_log > 60:
+                self._last_full_log = now
+                self.log.warning("%d connections: the table is full (max_connections); new ones are dropped "
+                                 "(%d so far)", len(self.connections), self.counts["full"])
+            return False
+        conn = Connection(key[0], key[1], key[2], decision, self._next_number)
+        self._next_number = self._next_number % ((1 << 48) - 1) + 1
+        self.connections[key] = conn
+        self._by_number[conn.number] = key
+        self.counts["allowed" if decision.action == "allow" else "denied"] += 1
+        self.changed(("connection", key), dp.id)
+        return True
+
+    def _reject(self, dp, port: Guarded, ingress: bool, msg: ofp.PacketIn) -> None:
+        """Answer a rejected packet: TCP with a reset, the rest with ICMP port unreachable,
+        sent back the way it came."""
+        try:
+            pkt = parse(msg.data)
+        except PacketError:
+            return
+        ip = pkt.get(IPv4) or pkt.get(IPv6)
+        answer = gateway.tcp_reset(pkt) or gateway.icmp_error(
+            pkt, msg.data, "port_unreachable", mac=msg.data[0:6].hex(":"), source=ipaddress.ip_address(ip.dst))
+        if answer is None:
+            return
+        if ingress:           # back out of where it came in (into the tunnel it came from)
+            tunnel = msg.match.get("tunnel_id")
+            actions = ([ofp.SetField("tunnel_id", tunnel)] if tunnel is not None else []) + \
+                [ofp.Output(ofp.OFPP.IN_PORT)]
+            self.send(dp, ofp.PacketOut(in_port=msg.match.get("in_port", ofp.OFPP.CONTROLLER), actions=actions,
+                                        data=answer))
+        else:                 # the port sent it: the answer goes to the port
+            self.send(dp, ofp.PacketOut(actions=[ofp.Output(port.place[1])], data=answer))
+
+    def _log(self, port: Guarded, ingress: bool, packet: Packet, decision: Decision) -> None:
+        record = {"time": time.time(), "rule": decision.rule, "action": decision.action, "port": port.id,
+                  "direction": "ingress" if ingress else "egress", "protocol": packet.protocol,
+                  "src": str(packet.src), "dst": str(packet.dst), "sport": packet.sport, "dport": packet.dport}
+        self.denied.append(record)
+        self.logged[decision.rule or "default"] += 1
+        self.log.info("%s %s %s port %s: %s %s:%d -> %s:%d (rule %s)", decision.action, record["direction"],
+                      _PROTOCOL_NAMES.get(packet.protocol, packet.protocol), port.id, record["protocol"],
+                      record["src"], packet.sport, record["dst"], packet.dport, decision.rule)
 
     def flow_removed(self, dp, msg: ofp.FlowRemoved) -> None:
         if (msg.cookie >> 48) & 0xFF == KIND_CONNECTION:
@@ -273,18 +337,48 @@ class FirewallApp(App):
             self.changed(("connection", key))
 
     def metrics(self) -> Iterable[tuple[str, str, str, float]]:
-        yield ("guarded_ports", "ports with security groups enforced", "gauge", len(self.model.ports))
+        yield ("guarded_ports", "ports with security groups or a firewall group enforced", "gauge",
+               len(self.model.ports))
         yield ("connections", "connections with flows (allowed or denied)", "gauge", len(self.connections))
-        yield ("connections_allowed_total", "first packets a rule allowed", "counter", self.counts["allowed"])
-        yield ("connections_denied_total", "first packets no rule allowed", "counter", self.counts["denied"])
+        yield ("connections_allowed_total", "first packets allowed", "counter", self.counts["allowed"])
+        yield ("connections_denied_total", "first packets denied", "counter", self.counts["denied"])
+        yield ("packets_rejected_total", "packets rejected (answered with a reset or unreachable)", "counter",
+               self.counts["rejected"])
         yield ("connections_refused_total", "first packets dropped: the connection table was full", "counter",
                self.counts["full"])
+        yield ("logged_total", "denied or rejected packets logged", "counter", sum(self.logged.values()))
 
 
 def _sayable(rule: Rule) -> bool:
     """Can flows say the rule whole? Not a port range wider than one port, nor ports
     of a protocol OpenFlow 1.3 cannot match them for."""
     return rule.ports is None or rule.ports[0] == rule.ports[1] and rule.protocol in PORT_FIELDS
+
+
+def _same(now: Decision, then: Decision) -> bool:
+    """Would a connection decided `then` be decided the same way `now`?"""
+    return (now.action, now.stateful) == (then.action, then.stateful)
+
+
+def _fw_sayable(rule: FwRule) -> bool:
+    """Can flows say a policy rule whole (ports single or none, no web part)?"""
+    return not rule.web and all(p is None or p[0] == p[1] and rule.protocol in PORT_FIELDS
+                                for p in (rule.sport, rule.dport))
+
+
+def _policy_matches(rule: FwRule) -> list[dict]:
+    """A policy rule's matches: one per (source, destination) prefix pair; ports where single."""
+    base: dict[str, Any] = dict(eth_type=IPV4_TYPE if rule.version == 4 else IPV6_TYPE)
+    if rule.protocol is not None:
+        base["ip_proto"] = rule.protocol
+    for n, ports in enumerate((rule.sport, rule.dport)):
+        if ports is not None and ports[0] == ports[1] and rule.protocol in PORT_FIELDS:
+            base[PORT_FIELDS[rule.protocol][n]] = ports[0]
+    src_field, dst_field = ADDRESS_FIELDS[rule.version]
+    sources = [None] if rule.sources is None else rule.sources
+    destinations = [None] if rule.destinations is None else rule.destinations
+    return [{**base, **({src_field: _prefix(s)} if s is not None else {}),
+             **({dst_field: _prefix(d)} if d is not None else {})} for s in sources for d in destinations]
 
 
 def _rule_matches(rule: Rule) -> list[dict]:

@@ -23,7 +23,7 @@ from kumoflow.packet import (
 from kumoflow.packet.addr import link_local
 from kumoflow.packet.consts import (
     ARP_REPLY, ARP_REQUEST, ND_NA_OVERRIDE, ND_NA_ROUTER, ND_NA_SOLICITED, ND_PREFIX_AUTONOMOUS, ND_PREFIX_ONLINK,
-    ND_RA_MANAGED, ND_RA_OTHER,
+    ND_RA_MANAGED, ND_RA_OTHER, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
 )
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -161,6 +161,22 @@ def icmp_error(pkt, data: bytes, error: str, mac: str, source: IPAddress, to_mac
         return bytes(Ethernet(src=mac, dst=dst_mac) / IPv6(src=str(source), dst=ip6.src, hop_limit=64)
                      / ICMPv6(type=kind, code=code) / (b"\0\0\0\0" + quoted))
     return None
+
+
+def tcp_reset(pkt) -> bytes | None:
+    """The RST (RFC 9293 3.10.7.1) that refuses the TCP segment `pkt`, as if from its
+    destination; None when it is not TCP or is a RST itself."""
+    eth, tcp = pkt[Ethernet], pkt.get(TCP)
+    ip = pkt.get(IPv4) or pkt.get(IPv6)
+    if tcp is None or ip is None or tcp.flags & TCP_RST:
+        return None
+    if tcp.flags & TCP_ACK:
+        reset = TCP(sport=tcp.dport, dport=tcp.sport, seq=tcp.ack, flags=TCP_RST)
+    else:
+        length = len(pkt.payload) + bool(tcp.flags & TCP_SYN) + bool(tcp.flags & TCP_FIN)
+        reset = TCP(sport=tcp.dport, dport=tcp.sport, ack=(tcp.seq + length) & 0xFFFFFFFF, flags=TCP_RST | TCP_ACK)
+    header = IPv4(src=ip.dst, dst=ip.src, ttl=64) if isinstance(ip, IPv4) else IPv6(src=ip.dst, dst=ip.src)
+    return bytes(Ethernet(src=eth.dst, dst=eth.src) / header / reset)
 
 
 # --- NAT ------------------------------------------------------------------------------

@@ -1,14 +1,10 @@
-"""Security groups as a pure model: which ports are guarded, what each may
-send and receive, and the verdict on one packet. The `firewall` app
-compiles flows from it and asks it about first packets; nothing here talks
-to a switch.
+"""Security groups as a pure model: their rules, and the verdict of a
+port's rules on one packet (acl.py says which ports have which).
 
-A port is guarded when port security is on (the default), it is bound to a
-switch port, and it is not the network's own (a router interface, a DHCP
-port: ``device_owner`` ``network:*``). A guarded port's rules are the
-union of its groups' rules: every rule allows, nothing denies, and what no
-rule allows is dropped -- inbound by default, outbound too once a group
-has no egress rule (a new group allows all egress).
+A port's rules are the union of its groups' rules: every rule allows,
+nothing denies, and what no rule allows is dropped -- inbound by default,
+outbound too once a group has no egress rule (a new group allows all
+egress).
 
 A rule names its remote side by one of:
 
@@ -38,8 +34,6 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from kumoflow.apps import addresses
-from kumoflow.apps.overlay import OVERLAY_TYPES, network_numbers, place_of
-from kumoflow.controller.datapath import Datapath
 from kumoflow.store import Record
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -91,15 +85,6 @@ class Packet:
         return Packet(self.version, self.protocol, self.dst, self.src, self.dport, self.sport)
 
 
-@dataclass(frozen=True)
-class Guarded:
-    id: str
-    mac: str
-    place: tuple[int, int]               # (dpid, port_no)
-    network: int | None                  # a tenant network's number (metadata); None on the fabric
-    rules: tuple[Rule, ...]
-
-
 def allows(rule: Rule, ingress: bool, packet: Packet) -> bool:
     """Does `rule` allow `packet`, coming in to its port (`ingress`) or going out?"""
     if rule.ingress != ingress or rule.version != packet.version:
@@ -116,67 +101,23 @@ def allows(rule: Rule, ingress: bool, packet: Packet) -> bool:
     return rule.remotes is None or any(remote in net for net in rule.remotes)
 
 
-def verdict(port: Guarded, ingress: bool, packet: Packet) -> Rule | None:
-    """The rule that allows `packet` in to (or out of) the port, the stateful first; None: dropped."""
-    found = [r for r in port.rules if allows(r, ingress, packet)]
+def verdict(rules: Iterable[Rule], ingress: bool, packet: Packet) -> Rule | None:
+    """The rule that allows `packet` in to (or out of) a port with these rules, the stateful
+    first; None: dropped."""
+    found = [r for r in rules if allows(r, ingress, packet)]
     return next((r for r in found if r.stateful), found[0] if found else None)
 
 
-@dataclass
-class Model:
-    ports: dict[str, Guarded]
-    #: rule id -> what is wrong with it (an unknown remote group, a bad prefix): such a rule allows nothing
-    problems: dict[str, str]
-
-    def on(self, dpid: int) -> list[Guarded]:
-        return [p for p in self.ports.values() if p.place[0] == dpid]
-
-
-def build(networks: Iterable[Record], ports: Iterable[Record], groups: Iterable[Record], rules: Iterable[Record],
-          address_groups: Iterable[Record], datapaths: Mapping[int, Datapath]) -> Model:
-    networks, ports = list(networks), list(ports)
-    numbers = network_numbers(networks)
-    overlay = {r.id for r in networks if r.body.get("provider:network_type") in OVERLAY_TYPES}
+def group_rules(groups: Iterable[Record], rules: Iterable[Record], members: Mapping[str, list[IPNetwork]],
+                address_groups: Mapping[str, list[str]], problems: dict[str, str]) -> dict[str, list[Rule]]:
+    """Security group id -> its rules. `members`: group id -> its ports' addresses; a rule
+    that cannot be read is left out (it allows nothing) and reported in `problems`."""
     stateful = {g.id: bool(g.body.get("stateful", True)) for g in groups}
-    members: dict[str, list[IPNetwork]] = {}
-    for record in ports:
-        for group in record.body.get("security_groups") or ():
-            members.setdefault(group, []).extend(_addresses_of(record.body))
-    sets = {g.id: g.body.get("addresses") or [] for g in address_groups}
-    problems: dict[str, str] = {}
-    by_group: dict[str, list[Rule]] = {}
+    out: dict[str, list[Rule]] = {}
     for record in sorted(rules, key=lambda r: (r.created_at, r.id)):
-        rule = _rule(record, stateful, members, sets, problems)
+        rule = _rule(record, stateful, members, address_groups, problems)
         if rule is not None:
-            by_group.setdefault(record.body.get("security_group_id", ""), []).append(rule)
-    model = Model({}, problems)
-    for record in ports:
-        body = record.body
-        if not _guarded(body):
-            continue
-        place = place_of(body, datapaths)
-        if place is None or not isinstance(place, tuple):
-            continue
-        network = body.get("network_id", "")
-        rules_of = tuple(r for g in body.get("security_groups") or () for r in by_group.get(g, ()))
-        model.ports[record.id] = Guarded(record.id, body["mac_address"].lower(), place,
-                                         numbers.get(network) if network in overlay else None, rules_of)
-    return model
-
-
-def _guarded(body: dict) -> bool:
-    return bool(body.get("port_security_enabled", True)) and body.get("admin_state_up", True) \
-        and bool(body.get("mac_address")) and not (body.get("device_owner") or "").startswith("network:")
-
-
-def _addresses_of(body: dict) -> list[IPNetwork]:
-    out = []
-    for text in [f.get("ip_address") for f in body.get("fixed_ips") or () if isinstance(f, dict)] + \
-                [p.get("ip_address") for p in body.get("allowed_address_pairs") or () if isinstance(p, dict)]:
-        try:
-            out.append(ipaddress.ip_network(text, strict=False))
-        except (TypeError, ValueError):
-            pass
+            out.setdefault(record.body.get("security_group_id", ""), []).append(rule)
     return out
 
 
