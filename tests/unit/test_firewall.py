@@ -239,22 +239,29 @@ class Policied(Firewalled):
     """The same VMs, port security off; b in a firewall group whose ingress policy is `ingress`
     (a list of firewall rule bodies, in order). `tags`: user groups per VM."""
 
-    def __init__(self, ingress, tags=None, sets=None, **options):
+    def __init__(self, ingress, tags=None, sets=None, egress=None, guarded="b", **options):
         super().__init__({}, **options)
         for name in ("a", "b", "c"):
             self.ports[name].body.update(port_security_enabled=False, user_groups=(tags or {}).get(name, []))
         self.sets = {name: record("address_group", addresses=cidrs) for name, cidrs in (sets or {}).items()}
         self.records += self.sets.values()
         self.fw_rules = []
-        for body in ingress:
-            body = dict(body)
-            if "source_address_group_id" in body:
-                body["source_address_group_id"] = self.sets[body["source_address_group_id"]].id
-            self.fw_rules.append(record("firewall_rule", **{"ip_version": 4, "enabled": True, **body}))
-        self.policy = record("firewall_policy", firewall_rules=[r.id for r in self.fw_rules])
-        self.fw_group = record("firewall_group", ingress_firewall_policy_id=self.policy.id,
-                               egress_firewall_policy_id=None, ports=[self.ports["b"].id], admin_state_up=True)
-        self.records += [*self.fw_rules, self.policy, self.fw_group]
+        policies = {}
+        for way, bodies in (("ingress", ingress), ("egress", egress)):
+            if bodies is None:
+                continue
+            rules = []
+            for body in bodies:
+                body = dict(body)
+                if "source_address_group_id" in body:
+                    body["source_address_group_id"] = self.sets[body["source_address_group_id"]].id
+                rules.append(record("firewall_rule", **{"ip_version": 4, "enabled": True, **body}))
+            policies[way] = record("firewall_policy", firewall_rules=[r.id for r in rules])
+            self.fw_rules += rules
+        self.fw_group = record("firewall_group", ports=[self.ports[guarded].id], admin_state_up=True,
+                               **{f"{way}_firewall_policy_id": policies[way].id if way in policies else None
+                                  for way in ("ingress", "egress")})
+        self.records += [*self.fw_rules, *policies.values(), self.fw_group]
 
 
 def test_policy_rules_in_order_deny_beats_a_later_allow():
@@ -312,3 +319,51 @@ def test_address_sets_and_user_groups_as_sources():
                                                 "body": {"addresses": ["10.2.0.0/16"]}}))
     assert cloud.exchange("c", "b", tcp("c", "b", 40001, 80)) == [tcp("c", "b", 40001, 80)]    # staff
     assert cloud.exchange("a", "b", tcp("a", "b", 40002, 80)) == []      # not staff: no rule, denied
+
+
+# --- web applications: the connection's request decides ------------------------------------------
+
+
+def request(src, dst, sport, dport, seq, head):
+    return bytes(Ethernet(src=MAC[src], dst=MAC[dst]) / IPv4(src=IP[src], dst=IP[dst])
+                 / TCP(sport=sport, dport=dport, seq=seq, ack=1, flags=TCP_ACK) / head)
+
+
+def handshake(cloud, sport, client="a", server="b"):
+    """SYN (seq 0), SYN-ACK, ACK: what reached the server, and the client."""
+    got = [cloud.exchange(client, server, tcp(client, server, sport, 80))]
+    got.append(cloud.exchange(server, client, tcp(server, client, 80, sport, TCP_SYN | TCP_ACK)))
+    got.append(cloud.exchange(client, server, request(client, server, sport, 80, 1, b"")))
+    return [len(g) for g in got]
+
+
+WEB = [{"protocol": "tcp", "destination_port": "80", "http_path": "/admin", "action": "deny", "log": True},
+       {"protocol": "tcp", "http_host": "*.blocked.test", "action": "reject"},
+       {"protocol": "tcp", "action": "allow"}]
+
+
+@pytest.mark.parametrize("way", ["ingress", "egress"])
+def test_a_connection_is_decided_by_its_request(way):
+    """The server b guarded on its way in, or the client a on its way out: the same policy."""
+    cloud = (Policied(WEB) if way == "ingress" else Policied(None, egress=WEB, guarded="a")).start()
+    assert handshake(cloud, 40000) == [1, 1, 1]        # the handshake passes while the request is awaited
+    get = request("a", "b", 40000, 80, 1, b"GET /index.html HTTP/1.1\r\nHost: www.site.test\r\n\r\n")
+    assert cloud.exchange("a", "b", get) == [get]
+    asked = cloud.fw.counts["inspected"]
+    more = request("a", "b", 40000, 80, 1 + 47, b"GET /admin HTTP/1.1\r\nHost: www.site.test\r\n\r\n")
+    assert cloud.exchange("a", "b", more) == [more]     # decided: the first request only, by flows now
+    assert cloud.fw.counts["inspected"] == asked
+
+    assert handshake(cloud, 40001) == [1, 1, 1]
+    admin = request("a", "b", 40001, 80, 1, b"GET /x/../admin/users HTTP/1.1\r\nHost: www.site.test\r\n\r\n")
+    assert cloud.exchange("a", "b", admin) == []
+    assert cloud.exchange("a", "b", admin) == []        # its retransmission meets the connection's drop flow
+    assert [(r["rule"], r["dport"]) for r in cloud.fw.denied] == [(cloud.fw_rules[0].id, 80)]
+
+    assert handshake(cloud, 40002) == [1, 1, 1]
+    split = b"GET / HTTP/1.1\r\nHost: shop.blocked.test\r\n\r\n"
+    assert cloud.exchange("a", "b", request("a", "b", 40002, 80, 1, split[:10])) != []    # a head in pieces
+    got = cloud.send(cloud.vms["a"], request("a", "b", 40002, 80, 11, split[10:]))
+    assert got["b"] == []
+    [reset] = [parse(f) for f in got["a"]]
+    assert reset[TCP].flags & TCP_RST and reset[TCP].dport == 40002

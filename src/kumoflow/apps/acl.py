@@ -17,7 +17,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Mapping
 
-from kumoflow.apps.fwpolicy import FwRule, build_policies, first_match
+from kumoflow.apps.fwpolicy import UNSEEN, FwRule, Seen, build_policies, first_match
 from kumoflow.apps.overlay import OVERLAY_TYPES, network_numbers, place_of
 from kumoflow.apps.secgroups import Packet, Rule, group_rules, verdict
 from kumoflow.controller.datapath import Datapath
@@ -46,19 +46,24 @@ class Guarded:
 
 @dataclass(frozen=True)
 class Decision:
-    action: str             # allow, deny, reject
+    action: str             # allow, deny, reject; inspect: the connection's request decides (firewall.py)
     stateful: bool          # allowed: its answers come back too
     rule: str | None        # the rule that decided; None: nothing allowed it
     log: bool = False       # a deny or reject to be logged
-    web: FwRule | None = None   # the first rule that needs the connection's request to decide (firewall.py)
 
 
-def decide(port: Guarded, ingress: bool, packet: Packet) -> Decision:
-    """The firewall group's policy, then the security groups."""
+INSPECT = Decision("inspect", True, None)
+
+
+def decide(port: Guarded, ingress: bool, packet: Packet, seen: Seen | None = None) -> Decision:
+    """The firewall group's policy, then the security groups. `seen`: what the connection's
+    request said, once it has been seen."""
     policy = port.policy(ingress)
     decided_by = None
     if policy is not None:
-        rule = first_match(policy, packet)
+        rule = first_match(policy, packet, seen)
+        if rule is UNSEEN:
+            return INSPECT
         if rule is None:
             return Decision("deny", False, None)
         if rule.action != "allow":

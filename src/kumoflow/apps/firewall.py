@@ -53,13 +53,18 @@ from kumoflow import ofp
 from kumoflow.apps import gateway
 from kumoflow.apps import options as check
 from kumoflow.apps.acl import Decision, Guarded, Model, build, decide
-from kumoflow.apps.fwpolicy import FwRule
+from kumoflow.apps.fwpolicy import FwRule, Seen
 from kumoflow.apps.secgroups import ICMP, ICMPV6, PORT_PROTOCOLS, SCTP, TCP, UDP, Packet, Rule
 from kumoflow.controller import App, Flow, Meter, pipeline
 from kumoflow.packet import IPv4, IPv6, PacketError, parse
+from kumoflow.packet import TCP as TcpHeader
+from kumoflow.packet import http
+from kumoflow.packet.consts import TCP_SYN
 
-NETWORK = pipeline.METADATA["network"]
-KIND_PORT, KIND_CONNECTION, KIND_PUNT = 1, 2, 3
+NETWORK, REMOTE = pipeline.METADATA["network"], pipeline.METADATA["remote"]
+KIND_PORT, KIND_CONNECTION = 1, 2
+#: a connection's number, in the low bits of its flows' cookie
+NUMBER_MASK = (1 << 48) - 1
 EXEMPT_PRIORITY, CONNECTION_PRIORITY, DROP_PRIORITY = 30000, 20000, 1
 #: a firewall policy's rule n: POLICY_PRIORITY - n (the first rule that matches decides)
 POLICY_PRIORITY, MAX_POLICY_RULES = 19000, 18000
@@ -68,6 +73,8 @@ POLICY_PRIORITY, MAX_POLICY_RULES = 19000, 18000
 PASS_PRIORITY, PUNT_PRIORITY = 110, 100
 #: the meters on each switch (offsets in the app's block): first packets, and what is denied with a log
 PUNT_METER, LOG_METER = 0, 1
+#: classify: what the controller sends on for a port, come in from the controller, skips the port's from_port
+RESEND_PRIORITY = 500
 IPV4_TYPE, ARP_TYPE, IPV6_TYPE = 0x0800, 0x0806, 0x86DD
 #: a connection no rule allowed: its drop flow's idle timeout (its retries meet that, not the controller)
 DENIED_IDLE = 10
@@ -113,7 +120,9 @@ class FirewallApp(App):
         self.connections: dict[tuple[str, bool, Packet], Connection] = {}
         self._by_number: dict[int, tuple[str, bool, Packet]] = {}
         self._next_number = 1
-        self.counts = {"allowed": 0, "denied": 0, "rejected": 0, "full": 0}
+        self.counts = {"allowed": 0, "denied": 0, "rejected": 0, "full": 0, "inspected": 0}
+        #: connections whose request decides: their reader, and the sequence number of the next client byte
+        self._inspecting: dict[tuple[str, bool, Packet], tuple[http.Reader, int]] = {}
         #: what was denied or rejected with a log: the newest `log_size` records, and counts per rule
         self.denied: collections.deque[dict] = collections.deque(maxlen=check.integer("log_size", log_size, 1,
                                                                                        10_000_000))
@@ -207,6 +216,12 @@ class FirewallApp(App):
         cookie = self._port_cookie(port.id)
         punt = self._to_controller(PUNT_METER)
         flows = []
+        if port.filters(False):     # what the port sent and the controller let go, past from_port (_send_on)
+            resend = [ofp.GotoTable(pipeline.next_table("from_port"))]
+            if port.network is not None:
+                resend.insert(0, ofp.WriteMetadata(NETWORK.value(port.network), NETWORK.mask | REMOTE.mask))
+            flows.append(Flow(self.table("classify"), RESEND_PRIORITY,
+                              ofp.Match(in_port=ofp.OFPP.CONTROLLER, eth_src=port.mac), resend, cookie))
         for ingress, exempt in ((False, _EXEMPT_OUT), (True, _EXEMPT_IN)):
             if not port.filters(ingress):
                 continue
@@ -234,12 +249,12 @@ class FirewallApp(App):
     def _compile_connection(self, conn: Connection, port: Guarded) -> list:
         cookie = self.cookie(KIND_CONNECTION << 48 | conn.number)
         table, names, after = self._side(port, conn.ingress)
-        if conn.decision.action != "allow":
+        if conn.decision.action not in ("allow", "inspect"):
             return [Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(conn.packet)}), [], cookie,
                          idle_timeout=DENIED_IDLE, flags=ofp.OFPFF.SEND_FLOW_REM)]
-        flows = [Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(conn.packet)}),
-                      [ofp.GotoTable(after)], cookie, idle_timeout=self.connection_idle,
-                      flags=ofp.OFPFF.SEND_FLOW_REM)]
+        onwards = self._to_controller(PUNT_METER) if conn.decision.action == "inspect" else [ofp.GotoTable(after)]
+        flows = [Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(conn.packet)}), onwards, cookie,
+                      idle_timeout=self.connection_idle, flags=ofp.OFPFF.SEND_FLOW_REM)]
         answer = conn.packet.reversed() if conn.decision.stateful else None
         if answer is not None and port.filters(not conn.ingress):
             table, names, after = self._side(port, not conn.ingress)
@@ -252,28 +267,81 @@ class FirewallApp(App):
 
     def packet_in(self, dp, msg: ofp.PacketIn) -> None:
         port = self._by_cookie.get(msg.cookie)
+        if port is None and (msg.cookie >> 48) & 0xFF == KIND_CONNECTION:     # an inspected connection's
+            owner = self._by_number.get(msg.cookie & NUMBER_MASK)
+            port = self.model.ports.get(owner[0]) if owner is not None else None
         packet = parse_header(msg.data)
         if port is None or packet is None or port.place[0] != dp.id:
             return
         ingress = msg.table_id == self.table("to_port")
         key = (port.id, ingress, packet)
         conn = self.connections.get(key)
-        decision = conn.decision if conn is not None else decide(port, ingress, packet)
+        if conn is not None and conn.decision.action == "inspect":
+            decision = self._inspect(dp, port, key, msg.data)
+            if decision is None:            # not decided yet: this segment goes on
+                self._send_on(dp, port, ingress, msg.data, inspected=True)
+                return
+        else:
+            decision = conn.decision if conn is not None else decide(port, ingress, packet)
         if decision.log:
             self._log(port, ingress, packet, decision)
         if decision.action == "reject":
             self.counts["rejected"] += 1
             self._reject(dp, port, ingress, msg)
-            return
-        if conn is None:
-            if not self._open(dp, key, decision):
+            if conn is None:
                 return
-        if decision.action == "allow":
-            if ingress:       # to_port is the last stage before forward, which would output it to the port
-                out = ofp.PacketOut(actions=[ofp.Output(port.place[1])], data=msg.data)
-            else:             # through the pipeline again, from the port: the connection's flow takes it on
-                out = ofp.PacketOut(in_port=port.place[1], actions=[ofp.Output(ofp.OFPP.TABLE)], data=msg.data)
-            self.core.send_after_flows(dp, out)
+        if conn is None and not self._open(dp, key, decision):
+            return
+        if decision.action == "inspect":
+            self._inspecting[key] = (http.Reader(), _next_seq(msg.data))
+        if decision.action in ("allow", "inspect"):
+            inspected = decision.action == "inspect" or conn is not None and conn.decision.action == "inspect"
+            self._send_on(dp, port, ingress, msg.data, inspected)
+
+    def _send_on(self, dp, port: Guarded, ingress: bool, data: bytes, inspected: bool = False) -> None:
+        """A packet the controller let go, on its way once the flows this event made are in:
+        to the port itself when it was coming in to it (to_port is the last stage before
+        forward); through the pipeline from the port when the port sent it (the connection's
+        flow takes it past from_port), or, while its connection's flow still sends it to the
+        controller (`inspected`), from the controller (classify takes it past from_port)."""
+        if ingress:
+            out = ofp.PacketOut(actions=[ofp.Output(port.place[1])], data=data)
+        else:
+            out = ofp.PacketOut(in_port=ofp.OFPP.CONTROLLER if inspected else port.place[1],
+                                actions=[ofp.Output(ofp.OFPP.TABLE)], data=data)
+        self.core.send_after_flows(dp, out)
+
+    def _inspect(self, dp, port: Guarded, key: tuple[str, bool, Packet], data: bytes) -> Decision | None:
+        """Feed a segment of an inspected connection to its reader; the connection's decision
+        once its first bytes say enough (its flows then become allow or drop), else None."""
+        state = self._inspecting.get(key)
+        try:
+            tcp = parse(data)[TcpHeader]
+        except (PacketError, KeyError, TypeError):
+            return None
+        payload = parse(data).payload
+        if state is None or not payload:
+            return None
+        reader, expected = state
+        if tcp.seq != expected:         # a retransmission (already fed) or out of order (sent again later)
+            return None
+        self._inspecting[key] = (reader, (expected + len(payload)) & 0xFFFFFFFF)
+        verdict = reader.feed(bytes(payload))
+        if verdict is http.NEED_MORE:
+            return None
+        if isinstance(verdict, http.Request):
+            seen = Seen(verdict.host, verdict.path)
+        else:
+            seen = Seen(verdict.server_name, None)
+        decision = decide(port, key[1], key[2], seen)
+        if decision.action == "inspect":        # cannot be: a seen request matches or skips every web rule
+            decision = Decision("deny", False, None)
+        del self._inspecting[key]
+        old = self.connections[key]
+        self.connections[key] = Connection(old.port, old.ingress, old.packet, decision, old.number)
+        self.counts["inspected"] += 1
+        self.changed(("connection", key), dp.id)
+        return decision
 
     def _open(self, dp, key: tuple[str, bool, Packet], decision: Decision) -> bool:
         """A connection's flows, allowed or dropped; False when the table is full."""
@@ -286,7 +354,7 @@ class FirewallApp(App):
                                  "(%d so far)", len(self.connections), self.counts["full"])
             return False
         conn = Connection(key[0], key[1], key[2], decision, self._next_number)
-        self._next_number = self._next_number % ((1 << 48) - 1) + 1
+        self._next_number = self._next_number % NUMBER_MASK + 1
         self.connections[key] = conn
         self._by_number[conn.number] = key
         self.counts["allowed" if decision.action == "allow" else "denied"] += 1
@@ -326,11 +394,12 @@ class FirewallApp(App):
 
     def flow_removed(self, dp, msg: ofp.FlowRemoved) -> None:
         if (msg.cookie >> 48) & 0xFF == KIND_CONNECTION:
-            key = self._by_number.get(msg.cookie & ((1 << 48) - 1))
+            key = self._by_number.get(msg.cookie & NUMBER_MASK)
             if key is not None:
                 self._forget(key)
 
     def _forget(self, key: tuple[str, bool, Packet]) -> None:
+        self._inspecting.pop(key, None)
         conn = self.connections.pop(key, None)
         if conn is not None:
             self._by_number.pop(conn.number, None)
@@ -347,6 +416,8 @@ class FirewallApp(App):
         yield ("connections_refused_total", "first packets dropped: the connection table was full", "counter",
                self.counts["full"])
         yield ("logged_total", "denied or rejected packets logged", "counter", sum(self.logged.values()))
+        yield ("connections_inspected_total", "connections decided by their HTTP request or TLS server name",
+               "counter", self.counts["inspected"])
 
 
 def _sayable(rule: Rule) -> bool:
@@ -417,6 +488,16 @@ def _header(packet: Packet) -> dict:
     elif packet.protocol in (ICMP, ICMPV6):
         out[ICMP_FIELDS[packet.version][0]] = packet.sport
     return out
+
+
+def _next_seq(frame: bytes) -> int:
+    """The sequence number of the first byte after this TCP segment's own (a SYN takes one)."""
+    try:
+        pkt = parse(frame)
+        tcp = pkt[TcpHeader]
+    except (PacketError, KeyError, TypeError):
+        return 0
+    return (tcp.seq + len(pkt.payload) + bool(tcp.flags & TCP_SYN)) & 0xFFFFFFFF
 
 
 _V4 = struct.Struct("!BBHHHBBH4s4s")

@@ -18,12 +18,14 @@ deny or reject rule stops.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from kumoflow.apps import addresses
 from kumoflow.apps.secgroups import PROTOCOL_NUMBERS, Packet
+from kumoflow.packet.http import HostPattern, PathPrefix
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -60,8 +62,47 @@ def matches(rule: FwRule, packet: Packet) -> bool:
         (rule.destinations is None or any(packet.dst in n for n in rule.destinations))
 
 
-def first_match(policy: Iterable[FwRule], packet: Packet) -> FwRule | None:
-    return next((r for r in policy if matches(r, packet)), None)
+@dataclass(frozen=True)
+class Seen:
+    """What a connection's first bytes said (packet/http.py): the host of an HTTP request
+    or a TLS ClientHello's server name, and an HTTP request's path (None for TLS)."""
+    host: str | None
+    path: str | None
+
+
+#: first_match's answer when a rule on the web part matches the header and nothing is seen yet
+UNSEEN = object()
+
+
+def first_match(policy: Iterable[FwRule], packet: Packet, seen: Seen | None = None):
+    """The first rule that matches: a FwRule, None (no rule: denied), or UNSEEN when the
+    connection's request must be seen first (`seen` None and a web rule matches the header)."""
+    for rule in policy:
+        if not matches(rule, packet):
+            continue
+        if rule.web:
+            if seen is None:
+                return UNSEEN
+            if not web_matches(rule, seen):
+                continue
+        return rule
+    return None
+
+
+def web_matches(rule: FwRule, seen: Seen) -> bool:
+    """A path rule needs a path: over TLS it matches nothing."""
+    return (not rule.http_host or _host(rule.http_host).matches(seen.host)) and \
+        (not rule.http_path or _path(rule.http_path).matches(seen.path))
+
+
+@functools.lru_cache(maxsize=4096)
+def _host(text: str) -> HostPattern:
+    return HostPattern(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _path(text: str) -> PathPrefix:
+    return PathPrefix(text)
 
 
 def build_policies(policies: Iterable, rules: Iterable, address_groups: Mapping[str, list[str]],
