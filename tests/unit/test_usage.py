@@ -22,7 +22,7 @@ from kumoflow.store import Record
 from kumoflow.store.sqlite import SQLiteStore
 
 from memnet import MemNet
-from test_tenants import BROADCAST, Cloud, ping, reached, record
+from test_tenants import BROADCAST, Cloud, ping, reached
 
 INTERVAL = 5.0
 FORWARD = pipeline.table_id("forward")
@@ -164,11 +164,16 @@ class WithStore:
         self.core, self.store = core, store
 
 
+def cloud_api():
+    """Hypervisors s1, s2 with the tenants and usage apps: see `with_apps`."""
+    return with_apps([TenantsApp(), UsageApp(interval=INTERVAL)])
+
+
 @contextlib.asynccontextmanager
-async def cloud_api():
-    """Hypervisors s1, s2 with the tenants and usage apps, whose desired state follows the store
-    the API writes (as the controller's does), and an httpx client of the API."""
-    mem = MemNet([TenantsApp(), UsageApp(interval=INTERVAL)])
+async def with_apps(apps):
+    """Hypervisors s1, s2 with `apps`, whose desired state follows the store the API writes
+    (as the controller's does), and an httpx client of the API (tests/unit/test_firewall_api.py too)."""
+    mem = MemNet(apps)
     s1, s2 = mem.switch(1, ports=4), mem.switch(2, ports=4)
     mem.tunnel(s1, s2)
     store = await SQLiteStore.open(":memory:")

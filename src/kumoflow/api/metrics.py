@@ -133,9 +133,7 @@ class _ControllerCollector:
                                 value=len(core.topology.graph.links))
         yield GaugeMetricFamily("kumoflow_hosts", "Hosts known", value=len(core.hosts))
         for app in core.apps:      # what an app counts of its own (App.metrics)
-            for name, help, kind, value in app.metrics():
-                family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-                yield family(f"kumoflow_{app.name}_{name}", help, value=value)
+            yield from _app_metrics(app)
         yield from self._ports(dps)
         yield from _usage(core)
 
@@ -220,3 +218,17 @@ async def metrics(request: Request) -> Response:
                                                 "(X-Auth-Token, or Authorization: Bearer).")
     await refresh_port_stats(ctx)
     return Response(generate_latest(ctx.extra["metrics"].registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _app_metrics(app) -> Iterable[Metric]:
+    """An app's metrics, one family per name: (name, help, kind, value) or, with labels,
+    (name, help, kind, value, {label: value}) once per label set."""
+    families: dict[str, Metric] = {}
+    for name, help, kind, value, *rest in app.metrics():
+        labels = rest[0] if rest else {}
+        family = families.get(name)
+        if family is None:
+            make = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            family = families[name] = make(f"kumoflow_{app.name}_{name}", help, labels=sorted(labels))
+        family.add_metric([str(labels[k]) for k in sorted(labels)], value)
+    return families.values()

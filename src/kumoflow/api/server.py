@@ -69,6 +69,7 @@ ROUTER_MODULES = [
     "kumoflow.api.metrics",
     "kumoflow.api.neutron",
     "kumoflow.api.usage",
+    "kumoflow.api.firewall_log",
 ]
 
 TITLE = "kumoflow"

@@ -44,7 +44,6 @@ from __future__ import annotations
 import collections
 import ipaddress
 import struct
-import time
 import zlib
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable
@@ -347,7 +346,7 @@ class FirewallApp(App):
         """A connection's flows, allowed or dropped; False when the table is full."""
         if len(self.connections) >= self.max_connections:
             self.counts["full"] += 1
-            now = time.monotonic()
+            now = self.core.now()
             if now - self._last_full_log > 60:
                 self._last_full_log = now
                 self.log.warning("%d connections: the table is full (max_connections); new ones are dropped "
@@ -383,7 +382,7 @@ class FirewallApp(App):
             self.send(dp, ofp.PacketOut(actions=[ofp.Output(port.place[1])], data=answer))
 
     def _log(self, port: Guarded, ingress: bool, packet: Packet, decision: Decision) -> None:
-        record = {"time": time.time(), "rule": decision.rule, "action": decision.action, "port": port.id,
+        record = {"time": self.core.now(), "rule": decision.rule, "action": decision.action, "port": port.id,
                   "direction": "ingress" if ingress else "egress", "protocol": packet.protocol,
                   "src": str(packet.src), "dst": str(packet.dst), "sport": packet.sport, "dport": packet.dport}
         self.denied.append(record)
@@ -415,7 +414,9 @@ class FirewallApp(App):
                self.counts["rejected"])
         yield ("connections_refused_total", "first packets dropped: the connection table was full", "counter",
                self.counts["full"])
-        yield ("logged_total", "denied or rejected packets logged", "counter", sum(self.logged.values()))
+        for rule, count in sorted(self.logged.items()):
+            yield ("logged_total", "denied or rejected connections logged, by rule (default: no rule allowed)",
+                   "counter", count, {"rule": rule})
         yield ("connections_inspected_total", "connections decided by their HTTP request or TLS server name",
                "counter", self.counts["inspected"])
 

@@ -126,9 +126,10 @@ class App:
         neither floods into it nor learns hosts from it."""
         return False
 
-    def metrics(self) -> Iterable[tuple[str, str, str, float]]:
-        """What the app counts, for /metrics: (name, help, "gauge" or "counter", value);
-        published as kumoflow_<app>_<name>."""
+    def metrics(self) -> Iterable[tuple]:
+        """What the app counts, for /metrics: (name, help, "gauge" or "counter", value), or
+        with labels (name, help, kind, value, {label: value}) once per label set; published
+        as kumoflow_<app>_<name>."""
         return ()
 
     def table_miss(self, table: str) -> list[ofp.Instruction] | None:
