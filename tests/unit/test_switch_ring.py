@@ -5,6 +5,7 @@ end of the ring, every slot handed back."""
 
 from __future__ import annotations
 
+import socket
 import struct
 
 import pytest
@@ -178,3 +179,28 @@ def test_a_ring_out_of_step_with_the_kernel_resumes_at_its_oldest_frame(monkeypa
     assert r.port.read_frames() == [frame(101), frame(102), frame(103)]
     assert r.port.read_frames() == [] and r.ring.head == 4     # an empty ring stays where it is
     assert r.port.counters.rx_dropped == 0
+
+
+def test_a_ring_with_frames_and_no_read_since_the_last_asking_is_stalled():
+    ring = Ring()
+    assert not ring.port.stalled()              # empty
+    ring.put(frame(1))
+    assert ring.port.stalled()                  # waiting, and no read since the last asking
+    assert ring.port.stalled()                  # still
+    assert ring.read_all() == [frame(1)]
+    ring.put(frame(2))
+    assert not ring.port.stalled()              # a read came since the last asking: the reader is woken
+    assert ring.port.stalled()                  # none since
+
+
+def test_a_failed_send_asks_for_the_reader_to_be_re_added():
+    """A send that fails may have collected the error uvloop stopped polling the socket on."""
+    port = LinuxPort(1, "lo")
+    port.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)      # not connected: every send fails
+    try:
+        assert not port.rearm
+        port._send_one(frame(1))
+        assert port.rearm and port.counters.tx_errors + port.counters.tx_dropped == 1
+    finally:
+        port.sock.close()
+        port.sock = None

@@ -333,6 +333,8 @@ class LinuxPort(PortBase):
         self.on_pending = None
         #: set when the socket reported an error: its reader must be re-added
         self.rearm = False
+        #: reads so far, and as `stalled` last saw them
+        self._reads = self._reads_seen = 0
         self.refresh()
 
     def __repr__(self) -> str:
@@ -415,6 +417,7 @@ class LinuxPort(PortBase):
 
     def read_frames(self, limit: int = RX_BATCH) -> list[bytes]:
         """The wire frames waiting on the socket (at most `limit` received frames)."""
+        self._reads += 1
         ring = self.ring
         if ring is None:
             return self._recv_frames(limit) if self.sock is not None else []
@@ -511,6 +514,16 @@ class LinuxPort(PortBase):
             self.counters.rx_errors += 1
             log.debug("%s: dropped an offloaded frame: %s", self.ifname, exc)
             return []
+
+    def stalled(self) -> bool:
+        """Frames wait in the receive ring and none was read since the last asking."""
+        ring = self.ring
+        if ring is None:
+            return False
+        waiting = any(ring.u32[0::ring.slot_words].tolist())
+        stalled = waiting and self._reads == self._reads_seen
+        self._reads_seen = self._reads
+        return stalled
 
     def _nothing_at_head(self) -> None:
         """Woken with the head slot still the kernel's: a socket error to
@@ -626,6 +639,7 @@ class LinuxPort(PortBase):
         try:
             self.sock.sendmsg([vnet, frame])
         except OSError as exc:
+            self.rearm = True                    # the error may be one the reader's poll was stopped on
             if exc.errno in DROP_ERRNOS:
                 self.counters.tx_dropped += len(segments)
                 return
@@ -668,6 +682,7 @@ class LinuxPort(PortBase):
         c.tx_packets += sent
         c.tx_bytes += nbytes
         if dropped or errors:
+            self.rearm = True                    # as in _send_one
             c.tx_dropped += dropped
             c.tx_errors += errors
             log.debug("%s: %d frames not sent: %s", self.ifname, dropped + errors, os.strerror(err))
@@ -682,6 +697,9 @@ class LinuxPort(PortBase):
             else:
                 self.sock.send(frame)
         except OSError as exc:
+            # a send that fails may collect the socket's pending error (ENETDOWN ...), on which
+            # uvloop has stopped polling the socket: take_error will not see it; re-add the reader
+            self.rearm = True
             if exc.errno in DROP_ERRNOS:
                 self.count_tx_dropped()
             else:

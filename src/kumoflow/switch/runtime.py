@@ -272,6 +272,8 @@ class Switch:
         pending, self._pending = self._pending, []
         for port in pending:
             port.flush()
+            if getattr(port, "rearm", False):
+                self._rearm(port)
 
     def _watch(self, port: Any) -> None:
         if hasattr(port, "fileno") and port.fileno() >= 0:
@@ -345,6 +347,20 @@ class Switch:
         while True:
             await asyncio.sleep(self.poll_interval)
             self._refresh_ports()
+            self._read_stalled()
+
+    def _read_stalled(self) -> None:
+        """Re-arm and read the ports whose receive ring holds frames that no
+        wake-up came for since the last poll: uvloop stops polling a socket on
+        an error, and an error that a failed send collected (so `take_error`
+        never sees it) left no trace but that (seen on VM ports as a topology
+        comes up)."""
+        for port in list(self.ports.values()):
+            if getattr(port, "stalled", None) is not None and port.stalled():
+                log.warning("%s: frames waiting in the receive ring without a wake-up; polling it again",
+                            port.ifname)
+                self._rearm(port)
+                self._readable(port)
 
     def _open_netlink(self) -> None:
         try:
