@@ -367,3 +367,43 @@ def test_a_connection_is_decided_by_its_request(way):
     assert got["b"] == []
     [reset] = [parse(f) for f in got["a"]]
     assert reset[TCP].flags & TCP_RST and reset[TCP].dport == 40002
+
+
+def test_a_denied_connection_stays_denied_though_the_server_may_send_anything():
+    """b with security groups (anything out, HTTP in) and a firewall group denying /admin: once
+    the request decided, b's answers open no connection of their own that would let a's
+    retransmissions in (the flows of both would say the same; only one could be kept)."""
+    cloud = Firewalled({**EGRESS_ALL, "http": ("web", {"direction": "ingress", "protocol": "tcp",
+                                                        "port_range_min": 80, "port_range_max": 80})},
+                       groups={"a": ["web"], "b": ["web"]})
+    rules = [record("firewall_rule", ip_version=4, enabled=True, **body) for body in WEB]
+    policy = record("firewall_policy", firewall_rules=[r.id for r in rules])
+    cloud.records += [*rules, policy, record("firewall_group", ports=[cloud.ports["b"].id], admin_state_up=True,
+                                             ingress_firewall_policy_id=policy.id, egress_firewall_policy_id=None)]
+    cloud.start()
+    assert handshake(cloud, 40001) == [1, 1, 1]
+    admin = request("a", "b", 40001, 80, 1, b"GET /admin HTTP/1.1\r\nHost: www.site.test\r\n\r\n")
+    assert cloud.exchange("a", "b", admin) == []
+    connections = len(cloud.fw.connections)
+    assert cloud.exchange("b", "a", tcp("b", "a", 80, 40001, TCP_SYN | TCP_ACK)) == []    # dropped at b
+    assert len(cloud.fw.connections) == connections
+    assert cloud.exchange("a", "b", admin) == []
+
+
+def test_a_web_rule_holds_up_only_connections_whose_fate_it_could_change():
+    from kumoflow.apps.fwpolicy import UNSEEN, FwRule, Seen, first_match
+    web_deny = FwRule("w", "deny", 4, 6, None, None, None, None, http_path="/admin")
+    web_reject = FwRule("r", "reject", 4, 6, None, None, None, None, http_host="*.blocked.test")
+    ssh_deny = FwRule("s", "deny", 4, 6, None, None, None, (22, 22))
+    allow = FwRule("a", "allow", 4, 6, None, None, None, None)
+    ssh = Packet(4, 6, ipaddress.ip_address(IP["a"]), ipaddress.ip_address(IP["b"]), 40000, 22)
+    web = Packet(4, 6, ipaddress.ip_address(IP["a"]), ipaddress.ip_address(IP["b"]), 40000, 80)
+    policy = [web_deny, web_reject, ssh_deny, allow]
+    assert first_match(policy, ssh) is ssh_deny          # denied whatever its request: at once
+    assert first_match(policy, web) is UNSEEN
+    assert first_match(policy, web, Seen("www.site.test", "/admin/x")) is web_deny
+    assert first_match(policy, web, Seen("shop.blocked.test", "/")) is web_reject
+    assert first_match(policy, web, Seen("shop.blocked.test", None)) is web_reject    # TLS: the name only
+    assert first_match(policy, web, Seen(None, None)) is allow
+    assert first_match([FwRule("x", "allow", 4, 6, None, None, None, None, http_host="a.test"), allow], web) is allow
+    assert first_match([web_deny], web) is None          # denied with or without: no rule allows it

@@ -248,9 +248,15 @@ class FirewallApp(App):
     def _compile_connection(self, conn: Connection, port: Guarded) -> list:
         cookie = self.cookie(KIND_CONNECTION << 48 | conn.number)
         table, names, after = self._side(port, conn.ingress)
-        if conn.decision.action not in ("allow", "inspect"):
-            return [Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(conn.packet)}), [], cookie,
-                         idle_timeout=DENIED_IDLE, flags=ofp.OFPFF.SEND_FLOW_REM)]
+        if conn.decision.action not in ("allow", "inspect"):      # dropped, and its answers too
+            flows = [Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(conn.packet)}), [], cookie,
+                          idle_timeout=DENIED_IDLE, flags=ofp.OFPFF.SEND_FLOW_REM)]
+            answer = conn.packet.reversed()
+            if answer is not None and port.filters(not conn.ingress):
+                table, names, _ = self._side(port, not conn.ingress)
+                flows.append(Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(answer)}), [], cookie,
+                                  idle_timeout=DENIED_IDLE, flags=ofp.OFPFF.SEND_FLOW_REM))
+            return flows
         onwards = self._to_controller(PUNT_METER) if conn.decision.action == "inspect" else [ofp.GotoTable(after)]
         flows = [Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(conn.packet)}), onwards, cookie,
                       idle_timeout=self.connection_idle, flags=ofp.OFPFF.SEND_FLOW_REM)]
@@ -275,6 +281,13 @@ class FirewallApp(App):
         ingress = msg.table_id == self.table("to_port")
         key = (port.id, ingress, packet)
         conn = self.connections.get(key)
+        answer = packet.reversed()
+        if conn is None and answer is not None:
+            made = self.connections.get((port.id, not ingress, answer))
+            if made is not None:        # an answer of a connection made the other way: it decides
+                if made.decision.action == "allow" and made.decision.stateful:
+                    self._send_on(dp, port, ingress, msg.data)     # its flow is on its way
+                return
         if conn is not None and conn.decision.action == "inspect":
             decision = self._inspect(dp, port, key, msg.data)
             if decision is None:            # not decided yet: this segment goes on

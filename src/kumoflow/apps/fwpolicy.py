@@ -76,17 +76,27 @@ UNSEEN = object()
 
 def first_match(policy: Iterable[FwRule], packet: Packet, seen: Seen | None = None):
     """The first rule that matches: a FwRule, None (no rule: denied), or UNSEEN when the
-    connection's request must be seen first (`seen` None and a web rule matches the header)."""
+    connection's request must be seen first: `seen` is None, a web rule matches the header,
+    and whether it matches the request would change whether the connection is allowed. (When
+    it would not, the first rule after it that needs no request decides: a web reject before
+    a deny, say, does not hold up a connection that is not allowed either way.)"""
+    pending = []            # allows? of the web rules that match the header, before the deciding one
+    decided = None
     for rule in policy:
         if not matches(rule, packet):
             continue
         if rule.web:
             if seen is None:
-                return UNSEEN
+                pending.append(rule.action == "allow")
+                continue
             if not web_matches(rule, seen):
                 continue
-        return rule
-    return None
+        decided = rule
+        break
+    allowed = decided is not None and decided.action == "allow"
+    if any(p != allowed for p in pending):
+        return UNSEEN
+    return decided
 
 
 def web_matches(rule: FwRule, seen: Seen) -> bool:

@@ -1,0 +1,278 @@
+"""The firewall app on the emulator, end to end: a real controller process
+(`--app tenants --app firewall --api`), security groups and rules made
+through the Neutron API, a kumoflow and an Open vSwitch hypervisor, VMs in
+namespaces running real servers (python's http.server, nc) and clients
+(curl, nc).
+
+    hv1 (kumoflow)                        hv2 (ovs)
+    c1  10.20.0.1   clients               c2  10.20.0.2   others
+    s1  10.20.0.11  servers               s2  10.20.0.12  servers
+
+``servers`` lets in HTTP (8080) from the members of ``clients``, and ssh-like
+traffic (nc on 22) from c1's address alone; every group lets out anything
+(stateful: the answers come back), and nothing else comes in. A server on
+each switch kind: the kumoflow switch decides s1's connections, Open vSwitch
+s2's; c1 -> s2 crosses both.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from kumoflow.net import Network
+from kumoflow.net.binding import bind_ports
+
+from controller_process import ControllerProcess
+
+pytestmark = [pytest.mark.root, pytest.mark.ovs]
+
+ADMIN = "firewall-test-admin-token"
+PROJECT = "acme"
+#: VM -> (MAC, address, hypervisor, its port there, its groups)
+VMS = {
+    "c1": ("fa:16:3e:20:00:01", "10.20.0.1", "hv1", 1, ["clients"]),
+    "s1": ("fa:16:3e:20:00:11", "10.20.0.11", "hv1", 2, ["servers"]),
+    "c2": ("fa:16:3e:20:00:02", "10.20.0.2", "hv2", 1, ["others"]),
+    "s2": ("fa:16:3e:20:00:12", "10.20.0.12", "hv2", 2, ["servers"]),
+}
+IP = {vm: v[1] for vm, v in VMS.items()}
+
+
+def topology(name: str) -> str:
+    n = random.randrange(256)
+    hosts = "\n".join(f'  - {{name: {vm}, mac: "{mac}", ip: {ip}/24, port: {vm}}}'
+                      for vm, (mac, ip, _, _, _) in VMS.items())
+    links = "\n".join(f"  - {{src: {vm}, dst: {hv}, dst_port: {port}}}" for vm, (_, _, hv, port, _) in VMS.items())
+    return f"""\
+name: {name}
+underlay: {{subnet: 198.18.{n}.0/24}}
+hypervisors:
+  - {{name: hv1, kind: kumoflow, vtep: 198.18.{n}.11}}
+  - {{name: hv2, kind: ovs, vtep: 198.18.{n}.12}}
+overlays:
+  - {{name: vx, type: vxlan}}
+hosts:
+{hosts}
+links:
+{links}
+"""
+
+
+def created(response: httpx.Response, key: str) -> dict:
+    assert response.status_code == 201, response.text
+    return response.json()[key]
+
+
+def rule(api: httpx.Client, group: str, **body) -> str:
+    return created(api.post("/v2.0/security-group-rules", json={"security_group_rule": {
+        "security_group_id": group, "project_id": PROJECT, "ethertype": "IPv4", **body}}), "security_group_rule")["id"]
+
+
+def make_resources(api: httpx.Client) -> dict:
+    ids = {}
+    network = created(api.post("/v2.0/networks", json={"network": {
+        "name": "fw", "project_id": PROJECT, "provider:network_type": "vxlan"}}), "network")["id"]
+    subnet = created(api.post("/v2.0/subnets", json={"subnet": {
+        "name": "fw", "project_id": PROJECT, "network_id": network, "cidr": "10.20.0.0/24", "ip_version": 4,
+        "gateway_ip": "10.20.0.254"}}), "subnet")["id"]
+    for group in ("clients", "servers", "others"):       # a new group lets out anything, lets in nothing
+        ids[group] = created(api.post("/v2.0/security-groups", json={"security_group": {
+            "name": group, "project_id": PROJECT}}), "security_group")["id"]
+    ids["http"] = rule(api, ids["servers"], direction="ingress", protocol="tcp", port_range_min=8080,
+                       port_range_max=8080, remote_group_id=ids["clients"])
+    ids["ssh"] = rule(api, ids["servers"], direction="ingress", protocol="tcp", port_range_min=22,
+                      port_range_max=22, remote_ip_prefix=IP["c1"] + "/32")
+    for vm, (mac, ip, _, _, groups) in VMS.items():
+        ids[vm] = created(api.post("/v2.0/ports", json={"port": {
+            "name": vm, "project_id": PROJECT, "network_id": network, "mac_address": mac,
+            "fixed_ips": [{"subnet_id": subnet, "ip_address": ip}],
+            "security_groups": [ids[g] for g in groups]}}), "port")["id"]
+    return ids
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("firewall")
+    controller = ControllerProcess(apps=("tenants", "firewall"), log=tmp / "controller.log",
+                                   args=("--api", "127.0.0.1:0", "--admin-token", ADMIN))
+    controller.start()
+    net, servers = None, []
+    try:
+        url = controller.status["api"]
+        api = httpx.Client(base_url=url, headers={"X-Auth-Token": ADMIN}, timeout=60)
+        ids = make_resources(api)
+        topo = tmp / "topo.yaml"
+        topo.write_text(topology("fw" + secrets.token_hex(2)))
+        net = Network.from_file(topo, controllers=[controller.target])
+        net.up()
+        net.wait_connected(60)
+        for line in bind_ports(net.plan, url, ADMIN):
+            print(line, file=sys.stderr)
+        (tmp / "index.html").write_text("kumoflow firewall test\n")
+        for server in ("s1", "s2"):
+            servers.append(serve(net, server, ["python3", "-m", "http.server", "8080"], cwd=tmp))
+            servers.append(serve(net, server, ["nc", "-lk", "22"], stdout=open(tmp / f"{server}-22.txt", "wb")))
+        servers.append(serve(net, "c1", ["nc", "-lk", "9000"]))
+        net.api, net.ids, net.tmp = api, ids, tmp
+        yield net
+    finally:
+        for proc in servers:
+            proc.kill()
+            proc.wait(timeout=10)
+        if net is not None:
+            report = net.down()
+            assert report.clean, report.leftovers
+        status = controller.stop()
+        print(*(tmp / "controller.log").read_text(errors="replace").splitlines()[-40:], sep="\n", file=sys.stderr)
+        assert status == 0
+
+
+def serve(net, vm: str, argv: list[str], **kwargs) -> subprocess.Popen:
+    kwargs.setdefault("stdout", subprocess.DEVNULL)
+    return subprocess.Popen(["ip", "netns", "exec", net.host(vm).netns, *argv], stderr=subprocess.DEVNULL,
+                            **kwargs)
+
+
+def http(net, src: str, dst: str, timeout: float = 2) -> str | None:
+    """The page at dst:8080 as src's curl gets it; None when the connection is not made."""
+    done = net[src].run(["curl", "-s", "--connect-timeout", str(timeout), "-m", "10",
+                         f"http://{IP[dst]}:8080/index.html"], timeout=30)
+    return done.stdout if done.returncode == 0 else None
+
+
+def connects(net, src: str, dst: str, port: int) -> bool:
+    """Does a TCP connection from src to dst:port open (nc -z: the handshake alone)?"""
+    return net[src].run(["nc", "-z", "-w", "2", IP[dst], str(port)], timeout=30).returncode == 0
+
+
+def wait_until(predicate, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {timeout}s")
+        time.sleep(0.5)
+
+
+def test_http_from_a_member_of_the_allowed_group_on_both_switch_kinds(cloud):
+    net = cloud
+    for server in ("s1", "s2"):      # s1 behind the kumoflow switch, s2 behind Open vSwitch
+        wait_until(lambda: http(net, "c1", server) is not None, what=f"c1 -> {server}:8080")
+        assert http(net, "c1", server) == "kumoflow firewall test\n"
+
+
+def test_what_no_rule_allows_is_dropped_and_unsolicited_inbound_too(cloud):
+    net = cloud
+    wait_until(lambda: http(net, "c1", "s2") is not None, what="c1 -> s2:8080")
+    for server in ("s1", "s2"):
+        assert http(net, "c2", server) is None          # c2 is not in clients
+        assert not connects(net, "c2", server, 22)      # nor at c1's address
+        assert connects(net, "c1", server, 22)
+    # c1 lets nothing in: the servers cannot open a connection to it, though it listens on 9000
+    assert not connects(net, "s1", "c1", 9000)
+    assert not connects(net, "s2", "c1", 9000)
+    # ... but with security off on c1's port, they can
+    done = net.api.put(f"/v2.0/ports/{net.ids['c1']}", json={"port": {"security_groups": [],
+                                                                      "port_security_enabled": False}})
+    assert done.status_code == 200, done.text
+    try:
+        wait_until(lambda: connects(net, "s2", "c1", 9000), what="s2 -> c1:9000, c1 unguarded")
+    finally:
+        done = net.api.put(f"/v2.0/ports/{net.ids['c1']}", json={"port": {
+            "port_security_enabled": True, "security_groups": [net.ids["clients"]]}})
+        assert done.status_code == 200, done.text
+    wait_until(lambda: not connects(net, "s2", "c1", 9000), what="s2 -/-> c1:9000 again")
+
+
+def test_a_remote_group_rule_follows_a_port_that_joins_the_group(cloud):
+    net = cloud
+    assert http(net, "c2", "s2") is None
+    port = f"/v2.0/ports/{net.ids['c2']}"
+    done = net.api.put(port, json={"port": {"security_groups": [net.ids["others"], net.ids["clients"]]}})
+    assert done.status_code == 200, done.text
+    try:
+        wait_until(lambda: http(net, "c2", "s2") is not None, what="c2 -> s2:8080 once c2 is a client")
+        assert http(net, "c2", "s1") == "kumoflow firewall test\n"
+    finally:
+        done = net.api.put(port, json={"port": {"security_groups": [net.ids["others"]]}})
+        assert done.status_code == 200, done.text
+    wait_until(lambda: http(net, "c2", "s2") is None, what="c2 -/-> s2:8080 again")
+
+
+def test_deleting_a_rule_cuts_the_connections_it_allowed(cloud):
+    net = cloud
+    out = net.tmp / "s2-22.txt"
+    session = subprocess.Popen(["ip", "netns", "exec", net.host("c1").netns, "nc", IP["s2"], "22"],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        session.stdin.write(b"first line\n")
+        session.stdin.flush()
+        wait_until(lambda: b"first line" in out.read_bytes(), 30, "the first line at s2")
+        assert net.api.delete(f"/v2.0/security-group-rules/{net.ids['ssh']}").status_code == 204
+        time.sleep(2)         # the connection's flows go with the rule
+        session.stdin.write(b"second line\n")
+        session.stdin.flush()
+        time.sleep(3)
+        assert b"second line" not in out.read_bytes()
+        assert not connects(net, "c1", "s2", 22)
+    finally:
+        session.kill()
+        session.wait(timeout=10)
+        net.ids["ssh"] = rule(net.api, net.ids["servers"], direction="ingress", protocol="tcp", port_range_min=22,
+                              port_range_max=22, remote_ip_prefix=IP["c1"] + "/32")
+    wait_until(lambda: connects(net, "c1", "s2", 22), what="c1 -> s2:22 with the rule back")
+
+
+def fetch(net, src: str, dst: str, path: str, host: str) -> tuple[int, str]:
+    """curl's exit status and the page: 0 and the page when served, 28 (timed out) when the
+    request was dropped, 7 or 56 (refused, reset) when it was rejected."""
+    done = net[src].run(["curl", "-s", "--connect-timeout", "3", "-m", "4", "-H", f"Host: {host}",
+                         f"http://{IP[dst]}:8080{path}"], timeout=30)
+    return done.returncode, done.stdout
+
+
+def test_a_firewall_group_decides_by_order_and_by_the_request_and_logs_what_it_denies(cloud):
+    """s2 (Open vSwitch) and s1 (kumoflow) under one firewall group: /admin denied (logged),
+    *.blocked.test rejected, ssh denied before a later allow, the rest allowed -- and then
+    still by the security groups."""
+    net = cloud
+    (net.tmp / "admin").mkdir(exist_ok=True)
+    (net.tmp / "admin" / "index.html").write_text("the admin page\n")
+    wait_until(lambda: http(net, "c1", "s2") is not None, what="c1 -> s2:8080")
+    assert fetch(net, "c1", "s2", "/admin/", "www.site.test") == (0, "the admin page\n")   # no firewall yet
+    api, ids = net.api, net.ids
+    rules = [created(api.post("/v2.0/fwaas/firewall_rules", json={"firewall_rule": {"project_id": PROJECT, **body}}),
+                     "firewall_rule")["id"] for body in (
+        {"protocol": "tcp", "http_path": "/admin", "action": "deny", "log": True},
+        {"protocol": "tcp", "http_host": "*.blocked.test", "action": "reject"},
+        {"protocol": "tcp", "destination_port": "22", "action": "deny"},
+        {"protocol": "tcp", "action": "allow"})]
+    policy = created(api.post("/v2.0/fwaas/firewall_policies", json={"firewall_policy": {
+        "project_id": PROJECT, "firewall_rules": rules}}), "firewall_policy")["id"]
+    group = created(api.post("/v2.0/fwaas/firewall_groups", json={"firewall_group": {
+        "project_id": PROJECT, "ingress_firewall_policy_id": policy, "ports": [ids["s1"], ids["s2"]]}}),
+        "firewall_group")["id"]
+    try:
+        for server in ("s2", "s1"):
+            wait_until(lambda: fetch(net, "c1", server, "/admin/", "www.site.test")[0] == 28,
+                       what=f"/admin denied at {server}")
+            assert fetch(net, "c1", server, "/index.html", "www.site.test") == (0, "kumoflow firewall test\n")
+            assert fetch(net, "c1", server, "/index.html", "shop.blocked.test")[0] in (7, 56)   # reset
+            assert fetch(net, "c1", server, "/index.html", "blocked.test") == (0, "kumoflow firewall test\n")
+            assert not connects(net, "c1", server, 22)           # the policy's deny, before its allow
+            assert http(net, "c2", server) is None               # allowed by the policy, not by the groups
+        denied = api.get("/v2.0/fwaas/denied", params={"firewall_rule_id": rules[0]}).json()["denied"]
+        assert {(d["port_id"], d["destination_port"], d["action"]) for d in denied} >= \
+            {(ids["s2"], 8080, "deny"), (ids["s1"], 8080, "deny")}
+    finally:
+        assert api.put(f"/v2.0/fwaas/firewall_groups/{group}", json={"firewall_group": {"ports": []}}).status_code \
+            == 200
+        assert api.delete(f"/v2.0/fwaas/firewall_groups/{group}").status_code == 204
+    wait_until(lambda: fetch(net, "c1", "s2", "/admin/", "www.site.test")[0] == 0, what="/admin served again")
+    assert connects(net, "c1", "s2", 22)
