@@ -1,5 +1,5 @@
-"""`firewall`: security groups as flows at every guarded port, stateful
-without connection tracking in the switch.
+"""`firewall`: security groups and firewall groups as flows at every
+guarded port, stateful without connection tracking in the switch.
 
 Where: two tables of the pipeline (controller/pipeline.py), both on the
 guarded port's own switch. ``from_port`` sees what the port sends (by
@@ -9,34 +9,43 @@ MAC, and its network for a tenant port) after routing, just before
 come over a fabric link or out of a tunnel. Frames of unguarded ports miss
 both tables and go on.
 
-What each guarded port gets, per direction (secgroups.py has the model):
+What each guarded port gets, per direction it filters (acl.py has the
+model, secgroups.py and fwpolicy.py the two kinds of rules):
 
 ``exempt``      ARP, DHCP (v4 and v6) and IPv6 neighbour and router
                 discovery and MLD pass, whatever the rules: a port without
                 them has no network at all.
-``connection``  a connection the controller allowed, both ways for a
-                stateful rule: a flow per direction, exact on addresses,
-                protocol and ports (ICMP: type), with an idle timeout;
-                when either goes, the other is deleted with it. A
-                connection a rule did not allow has a drop flow of its own
-                for a short while, so that its retries are not punted.
-``rule``        each rule's flows (one per remote prefix): a stateless rule
-                that flows can say whole passes; a stateful rule, or one
-                that flows cannot say whole (a port range), punts the
-                packet to the controller, through a meter per switch
-                (``punt_rate`` packets per second: a scan or a flood costs
-                the controller that much, no more).
+``connection``  a connection the controller decided: allowed, a flow per
+                direction (the answers' only when stateful), exact on
+                addresses, protocol and ports (ICMP: type), with an idle
+                timeout, the other deleted when either goes; denied, both
+                directions dropped for a short while (its retries, and a
+                server's answers, meet that, not the controller);
+                inspected (a web rule waits for its request), the client's
+                side to the controller.
+``policy``      the firewall group's policy, rule n at a priority below
+                rule n-1: a deny that flows can say whole drops (or goes
+                to the controller through the log meter when it logs);
+                any other rule sends the packet to the controller.
+``rule``        without a policy that way, the security groups' rules (one
+                flow per remote prefix): a stateless rule that flows can
+                say whole passes; any other punts the packet to the
+                controller.
 ``drop``        the rest.
 
-The first packet of a connection thus goes to the controller, which asks
-the model (`secgroups.verdict`), installs the connection's flows, and sends
-the packet on once they are in (to the port itself when it came in to it;
-back through the pipeline when the port sent it). A connection ends by
-idle timeout (OpenFlow 1.3 cannot match TCP flags, so a FIN or RST does not
-end it sooner), when its port goes, or when the rules no longer allow it:
-the model is rebuilt at every change of ports, groups, rules or address
-groups, and every connection is judged again -- deleting a rule cuts the
-connections it allowed.
+Packets reach the controller through a meter per switch (``punt_rate``
+packets per second: a scan or a flood costs the controller that much, no
+more), logged ones through another (``log_rate``). The first packet of a
+connection thus goes to the controller, which asks the model
+(`acl.decide`), installs the connection's flows and sends the packet on
+once they are in (to the port itself when it came in to it; back through
+the pipeline when the port sent it). A connection ends by idle timeout
+(OpenFlow 1.3 cannot match TCP flags, so a FIN or RST does not end it
+sooner), when its port goes, or when the rules no longer decide it the
+same way: the model is rebuilt at every change of ports, groups, rules,
+policies or address groups, and every connection is judged again --
+deleting a rule cuts the connections it allowed. docs/firewall.md says it
+for users, web applications included.
 """
 
 from __future__ import annotations
@@ -83,7 +92,7 @@ ICMP_FIELDS = {4: ("icmpv4_type", "icmpv4_code"), 6: ("icmpv6_type", "icmpv6_cod
 ADDRESS_FIELDS = {4: ("ipv4_src", "ipv4_dst"), 6: ("ipv6_src", "ipv6_dst")}
 _PROTOCOL_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmpv6", SCTP: "sctp"}
 
-#: (direction ingress?, match) of what passes whatever the rules: ARP; DHCP client to server, or back;
+#: what passes whatever the rules, out of a port and in to it: ARP; DHCP client to server, or back;
 #: router and neighbour discovery and MLD; DHCPv6 the same
 _EXEMPT_OUT = [dict(eth_type=ARP_TYPE), dict(eth_type=IPV4_TYPE, ip_proto=UDP, udp_src=68, udp_dst=67),
                *(dict(eth_type=IPV6_TYPE, ip_proto=ICMPV6, icmpv6_type=t) for t in (130, 131, 132, 133, 135, 136, 143)),
