@@ -342,8 +342,8 @@ def test_a_host_outside_every_tenant_network_floods_into_no_vm():
 def test_many_records_in_one_commit_rebuild_the_model_once():
     cloud = two_tenants()
     rebuilds = []
-    rebuild = cloud.app._rebuild
-    cloud.app._rebuild = lambda: (rebuilds.append(1), rebuild())
+    rebuild = cloud.app.rebuild
+    cloud.app.rebuild = lambda: (rebuilds.append(1), rebuild())
     net = cloud.network(5999)
     ports = [record("port", "p1", network_id=net.id, mac_address=f"02:00:00:59:00:{i:02x}", admin_state_up=True,
                     fixed_ips=[{"ip_address": f"10.59.0.{i}"}], **{"binding:host_id": "0x1",

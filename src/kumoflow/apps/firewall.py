@@ -63,7 +63,7 @@ from kumoflow.apps import options as check
 from kumoflow.apps.acl import Decision, Guarded, Model, build, decide
 from kumoflow.apps.fwpolicy import FwRule, Seen
 from kumoflow.apps.secgroups import ICMP, ICMPV6, PORT_PROTOCOLS, SCTP, TCP, UDP, Packet, Rule
-from kumoflow.controller import App, Flow, Meter, pipeline
+from kumoflow.controller import Flow, Meter, ModelApp, pipeline
 from kumoflow.packet import IPv4, IPv6, PacketError, parse
 from kumoflow.packet import TCP as TcpHeader
 from kumoflow.packet import http
@@ -111,10 +111,12 @@ class Connection:
     number: int          # in its flows' cookie
 
 
-class FirewallApp(App):
+class FirewallApp(ModelApp):
     name = "firewall"
     tables = ("from_port", "to_port")
     requires = ("fabric",)
+    model_kinds = frozenset(("network", "port", "security_group", "security_group_rule", "address_group",
+                             "firewall_rule", "firewall_policy", "firewall_group"))
 
     def __init__(self, connection_idle: int = 300, max_connections: int = 100_000, punt_rate: int = 1000,
                  log_rate: int = 100, log_size: int = 10_000, **options: Any) -> None:
@@ -138,26 +140,9 @@ class FirewallApp(App):
         self._last_full_log = float("-inf")
         self._problems: dict[str, str] = {}
 
-    def start(self) -> None:
-        self._rebuild()
-
     # --- the model -----------------------------------------------------------------
 
-    def record_changed(self, change) -> None:
-        if change.kind in ("network", "port", "security_group", "security_group_rule", "address_group",
-                           "firewall_rule", "firewall_policy", "firewall_group"):
-            self.core.before_compile(self._rebuild)
-
-    def switch_up(self, dp) -> None:
-        self.core.before_compile(self._rebuild)
-
-    def switch_down(self, dp) -> None:
-        self.core.before_compile(self._rebuild)
-
-    def port_status(self, dp, msg: ofp.PortStatus) -> None:
-        self.core.before_compile(self._rebuild)
-
-    def _rebuild(self) -> None:
+    def rebuild(self) -> None:
         old, new = self.model, build(self.core.state, self.core.datapaths)
         self.model = new
         self._by_cookie = {self._port_cookie(p.id): p for p in new.ports.values()}

@@ -50,7 +50,7 @@ from kumoflow.apps import dhcp, gateway
 from kumoflow.apps import options as check
 from kumoflow.apps.overlay import Network, Overlay, Port, Segment, build
 from kumoflow.apps.routing import ROUTER_PORTS
-from kumoflow.controller import App, Flow, Group, pipeline
+from kumoflow.controller import Flow, Group, ModelApp, pipeline
 from kumoflow.packet import ARP, UDP, Ethernet, IPv6, NDNeighborSolicit, PacketError, parse
 from kumoflow.packet.addr import link_local
 from kumoflow.packet.consts import ARP_REQUEST
@@ -79,10 +79,11 @@ MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _TO_CONTROLLER = [ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)])]
 
 
-class TenantsApp(App):
+class TenantsApp(ModelApp):
     name = "tenants"
     tables = ("network",)
     requires = ("fabric",)
+    model_kinds = frozenset(("network", "port", "subnet", "l2_gateway", "l2_gateway_connection"))
 
     def __init__(self, dhcp_lease: int = dhcp.DEFAULT_LEASE_TIME, dhcp_mac: str = DHCP_MAC, **options: Any) -> None:
         super().__init__(**options)
@@ -102,12 +103,9 @@ class TenantsApp(App):
         #: network id -> the DHCP server's addresses on it (answered for ARP), sorted
         self._servers: dict[str, list[ipaddress.IPv4Address]] = {}
 
-    def start(self) -> None:
-        self._rebuild()
-
     # --- the model -----------------------------------------------------------------
 
-    def _rebuild(self) -> None:
+    def rebuild(self) -> None:
         """The overlay from the desired state and the switches up; mark what changed."""
         state = self.core.state
         old = self.overlay
@@ -178,18 +176,9 @@ class TenantsApp(App):
     def claims_port(self, dpid: int, port_no: int) -> bool:
         return (dpid, port_no) in self.overlay.claimed()
 
-    def record_changed(self, change) -> None:
-        if change.kind in ("network", "port", "subnet", "l2_gateway", "l2_gateway_connection"):
-            self.core.before_compile(self._rebuild)
 
-    def switch_up(self, dp) -> None:
-        self.core.before_compile(self._rebuild)
 
-    def switch_down(self, dp) -> None:
-        self.core.before_compile(self._rebuild)
 
-    def port_status(self, dp, msg: ofp.PortStatus) -> None:
-        self.core.before_compile(self._rebuild)
 
     # --- compiling -------------------------------------------------------------------
 
@@ -346,7 +335,7 @@ class TenantsApp(App):
                 self._behind_changed.add(key)
         self._behind.setdefault(segment.key, set()).add(mac)
         self._behind_changed.add(segment.key)
-        self.core.before_compile(self._rebuild)
+        self.rebuild_soon()
 
     # --- answering -------------------------------------------------------------------
 

@@ -40,6 +40,11 @@ Cookies: `self.cookie(object_id)` puts the app's function number in the top
 byte (pipeline.py). Group ids come from `self.ids` (the app's block), meter ids from
 `self.meter_ids`.
 
+An app whose flows come from a model of its own, made from desired-state
+records and the switches up, subclasses `ModelApp`: it names the record
+kinds the model is made of and writes `rebuild`, which the core calls once
+per event that touched them.
+
 A reactive app (``reactive = True``, the classic `l2`) adds its own flows
 with `add_flow` from its handlers; the reconciler then leaves the flows in
 its tables alone but for the miss entry.
@@ -199,3 +204,33 @@ class App:
 
     def record_changed(self, change: Any) -> Any:
         pass
+
+
+class ModelApp(App):
+    """An app that compiles from a model of its own, made from the desired state and
+    the switches up (tenants, firewall): the model is made again once per event
+    (`core.before_compile`, however many records the event brought) when a record of
+    one of `model_kinds` changes, or a switch comes, goes or changes its ports."""
+    model_kinds: frozenset[str] = frozenset()
+
+    def rebuild(self) -> None:
+        """Make the model again and mark what changed in it (`changed`)."""
+
+    def rebuild_soon(self) -> None:
+        self.core.before_compile(self.rebuild)
+
+    def start(self) -> None:
+        self.rebuild()
+
+    def record_changed(self, change: Any) -> Any:
+        if change.kind in self.model_kinds:
+            self.rebuild_soon()
+
+    def switch_up(self, dp: "Datapath") -> Any:
+        self.rebuild_soon()
+
+    def switch_down(self, dp: "Datapath") -> Any:
+        self.rebuild_soon()
+
+    def port_status(self, dp: "Datapath", msg: ofp.PortStatus) -> Any:
+        self.rebuild_soon()
