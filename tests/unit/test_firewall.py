@@ -353,6 +353,10 @@ def test_a_connection_is_decided_by_its_request(way):
     more = request("a", "b", 40000, 80, 1 + 47, b"GET /admin HTTP/1.1\r\nHost: www.site.test\r\n\r\n")
     assert cloud.exchange("a", "b", more) == [more]     # decided: the first request only, by flows now
     assert cloud.fw.counts["inspected"] == asked
+    decided = {k: c.decision.action for k, c in cloud.fw.connections.items() if k[2].sport == 40000}
+    cloud.update("c", description="renamed")            # the model made again: judged again with its request
+    assert {k: c.decision.action for k, c in cloud.fw.connections.items() if k[2].sport == 40000} == decided
+    assert set(decided.values()) == {"allow"}
 
     assert handshake(cloud, 40001) == [1, 1, 1]
     admin = request("a", "b", 40001, 80, 1, b"GET /x/../admin/users HTTP/1.1\r\nHost: www.site.test\r\n\r\n")

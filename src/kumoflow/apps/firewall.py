@@ -109,6 +109,7 @@ class Connection:
     packet: Packet       # the first packet's header
     decision: Decision
     number: int          # in its flows' cookie
+    seen: Seen | None = None     # what its request said, when that decided it
 
 
 class FirewallApp(ModelApp):
@@ -153,7 +154,7 @@ class FirewallApp(ModelApp):
             self.changed(("meters", dpid), dpid)
         for key, conn in list(self.connections.items()):
             port = new.ports.get(conn.port)
-            if port is None or not _same(decide(port, conn.ingress, conn.packet), conn.decision):
+            if port is None or not _same(decide(port, conn.ingress, conn.packet, conn.seen), conn.decision):
                 self._forget(key)
             elif port != old.ports.get(conn.port):      # moved, say: its flows go with it
                 self.changed(("connection", key))
@@ -344,7 +345,7 @@ class FirewallApp(ModelApp):
             decision = Decision("deny", False, None)
         del self._inspecting[key]
         old = self.connections[key]
-        self.connections[key] = Connection(old.port, old.ingress, old.packet, decision, old.number)
+        self.connections[key] = Connection(old.port, old.ingress, old.packet, decision, old.number, seen)
         self.counts["inspected"] += 1
         self.changed(("connection", key), dp.id)
         return decision
