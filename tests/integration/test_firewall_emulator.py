@@ -276,3 +276,62 @@ def test_a_firewall_group_decides_by_order_and_by_the_request_and_logs_what_it_d
         assert api.delete(f"/v2.0/fwaas/firewall_groups/{group}").status_code == 204
     wait_until(lambda: fetch(net, "c1", "s2", "/admin/", "www.site.test")[0] == 0, what="/admin served again")
     assert connects(net, "c1", "s2", 22)
+
+
+#: SYNs from a VM's eth0 to one address and port, each from a new source port (a raw socket: no hping)
+SYN_FLOOD = """\
+import socket, struct, sys, time
+src_mac, dst_mac, src, dst, dport, seconds = sys.argv[1:7]
+def csum(data):
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    s = (s >> 16) + (s & 0xFFFF)
+    return ~(s + (s >> 16)) & 0xFFFF
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+eth = bytes.fromhex(dst_mac.replace(":", "") + src_mac.replace(":", "")) + b"\\x08\\x00"
+sip, dip = socket.inet_aton(src), socket.inet_aton(dst)
+sent, end, port = 0, time.monotonic() + float(seconds), 1024
+while time.monotonic() < end:
+    port = port + 1 if port < 65000 else 1024
+    tcp = struct.pack("!HHIIBBHHH", port, int(dport), 1, 0, 0x50, 0x02, 64240, 0, 0)
+    tcp = tcp[:16] + struct.pack("!H", csum(sip + dip + struct.pack("!BBH", 0, 6, 20) + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, sip, dip)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    s.send(eth + ip + tcp)
+    sent += 1
+print(sent)
+"""
+
+
+def test_a_flood_of_denied_connections_is_logged_at_the_log_meter_s_rate_and_others_are_served(cloud):
+    """c2 floods s1 (the kumoflow hypervisor) with SYNs to a port a logged deny rule stops, each
+    a new connection: what reaches the controller (and the log) is bounded by the log meter
+    (100 packets a second and a burst of 100), and c1 still gets its pages meanwhile."""
+    net = cloud
+    api, ids = net.api, net.ids
+    rules = [created(api.post("/v2.0/fwaas/firewall_rules", json={"firewall_rule": {"project_id": PROJECT, **body}}),
+                     "firewall_rule")["id"] for body in (
+        {"protocol": "tcp", "destination_port": "9999", "action": "deny", "log": True},
+        {"action": "allow"})]
+    policy = created(api.post("/v2.0/fwaas/firewall_policies", json={"firewall_policy": {
+        "project_id": PROJECT, "firewall_rules": rules}}), "firewall_policy")["id"]
+    group = created(api.post("/v2.0/fwaas/firewall_groups", json={"firewall_group": {
+        "project_id": PROJECT, "ingress_firewall_policy_id": policy, "ports": [ids["s1"]]}}),
+        "firewall_group")["id"]
+    seconds = 4
+    try:
+        wait_until(lambda: http(net, "c1", "s1") is not None, what="c1 -> s1:8080 under the group")
+        mac = {vm: v[0] for vm, v in VMS.items()}
+        flood = subprocess.Popen(["ip", "netns", "exec", net.host("c2").netns, sys.executable, "-c", SYN_FLOOD,
+                                  mac["c2"], mac["s1"], IP["c2"], IP["s1"], "9999", str(seconds)],
+                                 stdout=subprocess.PIPE, text=True)
+        served = [http(net, "c1", "s2") for _ in range(3)]
+        sent = int(flood.communicate(timeout=60)[0])
+        logged = api.get("/v2.0/fwaas/denied", params={"firewall_rule_id": rules[0], "limit": 10000}).json()["denied"]
+        assert sent > 2000, sent                      # a flood, not a trickle
+        assert 50 <= len(logged) <= 100 + 100 * (seconds + 2), (sent, len(logged))
+        assert served.count("kumoflow firewall test\n") >= 2, served
+    finally:
+        assert api.put(f"/v2.0/fwaas/firewall_groups/{group}", json={"firewall_group": {"ports": []}}).status_code \
+            == 200
+        assert api.delete(f"/v2.0/fwaas/firewall_groups/{group}").status_code == 204
