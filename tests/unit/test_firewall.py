@@ -78,10 +78,13 @@ def test_allowed_inbound_with_answers_and_unsolicited_blocked():
     cloud = Firewalled({**EGRESS_ALL, "http": ("web", {"direction": "ingress", "protocol": "tcp",
                                                         "port_range_min": 80, "port_range_max": 80})},
                        groups={"a": ["web"], "b": ["web"]}).start()
-    asked = cloud.fw.counts["allowed"]
+    asked, punted = cloud.fw.counts["allowed"], []
+    packet_in = cloud.fw.packet_in
+    cloud.fw.packet_in = lambda dp, msg: (punted.append(msg.table_id), packet_in(dp, msg))
     syn = tcp("a", "b", 40000, 80)
     assert cloud.exchange("a", "b", syn) == [syn]          # a's egress, b's ingress: both decided
     assert cloud.fw.counts["allowed"] == asked + 2
+    assert punted == [12]                                  # at once, on a's side: one round trip
     answer = tcp("b", "a", 80, 40000, TCP_SYN | TCP_ACK)
     assert cloud.exchange("b", "a", answer) == [answer]      # b's answer and a's return: connection flows
     assert cloud.fw.counts["allowed"] == asked + 2
@@ -226,10 +229,12 @@ def test_on_a_fabric_network_hop_by_hop():
     assert exchange("b", "a", answer) == [answer]
     assert exchange("a", "b", tcp("a", "b", 40001, 22)) == []
     assert exchange("b", "a", tcp("b", "a", 22, 40002)) == []       # unsolicited, though b may send anything
-    # asked about: a's and b's ends of 40000->80, and the other two at their senders (egress: anything);
-    # at the receivers no rule comes near them, and the switch drops them without asking
-    assert sorted((k[1], k[2].sport, k[2].dport) for k in fw.connections) == \
-        [(False, 22, 40002), (False, 40000, 80), (False, 40001, 22), (True, 40000, 80)]
+    # each connection decided at both ends when its sender's is: the receiver's side with it (allowed
+    # for 40000->80, dropped for the others), so that the first packet meets flows at the receiver too
+    assert sorted((k[1], k[2].sport, k[2].dport, c.decision.action) for k, c in fw.connections.items()) == \
+        [(False, 22, 40002, "allow"), (False, 40000, 80, "allow"), (False, 40001, 22, "allow"),
+         (True, 22, 40002, "deny"), (True, 40000, 80, "allow"), (True, 40001, 22, "deny")]
+    assert fw.counts["allowed"] + fw.counts["denied"] == 6
 
 
 # --- firewall policies (FWaaS v2) ---------------------------------------------------------------

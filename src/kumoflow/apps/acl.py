@@ -14,7 +14,7 @@ once.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from kumoflow.apps.fwpolicy import UNSEEN, FwRule, Seen, build_policies, first_match
@@ -24,6 +24,7 @@ from kumoflow.controller.datapath import Datapath
 from kumoflow.store import Record
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Guarded:
     rules: tuple[Rule, ...]                  # ... which have these rules
     egress: tuple[FwRule, ...] | None        # its firewall group's policies, None: that way is not filtered
     ingress: tuple[FwRule, ...] | None
+    addresses: tuple[IPNetwork, ...] = ()    # its fixed IPs and allowed address pairs
 
     def policy(self, ingress: bool) -> tuple[FwRule, ...] | None:
         return self.ingress if ingress else self.egress
@@ -82,6 +84,8 @@ class Model:
     ports: dict[str, Guarded]
     #: rule id -> what is wrong with it (an unknown remote group, a bad prefix, an address group gone)
     problems: dict[str, str]
+    #: (network number or None on the fabric, address) -> the guarded port that has it
+    at: dict[tuple[int | None, IPAddress], Guarded] = field(default_factory=dict)
 
 
 def build(state, datapaths: Mapping[int, Datapath]) -> Model:
@@ -124,7 +128,12 @@ def build(state, datapaths: Mapping[int, Datapath]) -> Model:
         network = body.get("network_id", "")
         model.ports[record.id] = Guarded(
             record.id, body["mac_address"].lower(), place, numbers.get(network) if network in overlay else None,
-            security, tuple(r for g in body.get("security_groups") or () for r in rules.get(g, ())), egress, ingress)
+            security, tuple(r for g in body.get("security_groups") or () for r in rules.get(g, ())), egress, ingress,
+            tuple(addresses_of(body)))
+    for port in model.ports.values():
+        for net in port.addresses:
+            if net.num_addresses == 1:
+                model.at.setdefault((port.network, net.network_address), port)
     return model
 
 

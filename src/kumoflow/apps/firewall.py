@@ -297,13 +297,29 @@ class FirewallApp(ModelApp):
             self._reject(dp, port, ingress, msg)
             if conn is None:
                 return
-        if conn is None and not self._open(dp, key, decision):
-            return
+        if conn is None:
+            if not self._open(dp, key, decision):
+                return
+            if not ingress and decision.action == "allow":
+                self._decide_the_other_end(port, packet)
         if decision.action == "inspect":
             self._inspecting[key] = (http.Reader(), _next_seq(msg.data))
         if decision.action in ("allow", "inspect"):
             inspected = decision.action == "inspect" or conn is not None and conn.decision.action == "inspect"
             self._send_on(dp, port, ingress, msg.data, inspected)
+
+    def _decide_the_other_end(self, port: Guarded, packet: Packet) -> None:
+        """A connection a guarded port opens to another guarded port of its network: that
+        port's side decided now too, so that the first packet meets its flows instead of
+        coming back to the controller (one round trip where there were two)."""
+        other = self.model.at.get((port.network, packet.dst))
+        if other is None or other is port:
+            return
+        key = (other.id, True, packet)
+        if key not in self.connections and (other.id, False, packet.reversed()) not in self.connections:
+            dp, decision = self.core.datapaths.get(other.place[0]), decide(other, True, packet)
+            if dp is not None and decision.action != "inspect":     # a request to read: its own first packet
+                self._open(dp, key, decision)
 
     def _send_on(self, dp, port: Guarded, ingress: bool, data: bytes, inspected: bool = False) -> None:
         """A packet the controller let go, on its way once the flows this event made are in:
