@@ -51,11 +51,11 @@ def wait_file(path: Path, proc: subprocess.Popen, log: Path, what: str, timeout:
 
 
 class Controller:
-    """`kumoflow controller --app tenants --api` in a process of its own, its store in `tmp`."""
+    """`kumoflow controller --app tenants --api` (or other `apps`) in a process of its own, its store in `tmp`."""
 
     def __init__(self, tmp: Path, audit_interval: float = 0, log_level: str = "warning",
-                 echo_interval: float = 5.0) -> None:
-        self.tmp, self.audit_interval, self.log_level = tmp, audit_interval, log_level
+                 echo_interval: float = 5.0, apps: tuple[str, ...] = ("tenants",)) -> None:
+        self.tmp, self.audit_interval, self.log_level, self.apps = tmp, audit_interval, log_level, apps
         self.echo_interval = echo_interval
         self.proc: subprocess.Popen | None = None
         self.http = None
@@ -66,7 +66,8 @@ class Controller:
 
         status, log = self.tmp / "controller.json", self.tmp / "controller.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kumoflow.cli", "controller", "--app", "tenants", "--listen", "tcp:127.0.0.1:0",
+            [sys.executable, "-m", "kumoflow.cli", "controller", *(a for app in self.apps for a in ("--app", app)),
+             "--listen", "tcp:127.0.0.1:0",
              "--api", "127.0.0.1:0", "--admin-token", TOKEN, "--store", f"sqlite:{self.tmp / 'kumoflow.db'}",
              "--audit-interval", str(self.audit_interval), "--echo-interval", str(self.echo_interval),
              "--status-file", str(status),
