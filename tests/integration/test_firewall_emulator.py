@@ -17,6 +17,7 @@ s2's; c1 -> s2 crosses both.
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
 import subprocess
@@ -26,6 +27,7 @@ import time
 import httpx
 import pytest
 
+from kumoflow.apps.addresses import aggregate, parse_lines
 from kumoflow.net import Network
 from kumoflow.net.binding import bind_ports
 
@@ -100,9 +102,15 @@ def make_resources(api: httpx.Client) -> dict:
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("firewall")
+    (tmp / "countries").mkdir()
+    (tmp / "countries" / "XC.txt").write_text(country_list())
     controller = ControllerProcess(apps=("tenants", "firewall"), log=tmp / "controller.log",
                                    args=("--api", "127.0.0.1:0", "--admin-token", ADMIN))
-    controller.start()
+    os.environ["KUMOFLOW_COUNTRIES"] = str(tmp / "countries")      # where the controller finds country lists
+    try:
+        controller.start()
+    finally:
+        del os.environ["KUMOFLOW_COUNTRIES"]
     net, servers = None, []
     try:
         url = controller.status["api"]
@@ -132,6 +140,13 @@ def cloud(tmp_path_factory):
         status = controller.stop()
         print(*(tmp / "controller.log").read_text(errors="replace").splitlines()[-40:], sep="\n", file=sys.stderr)
         assert status == 0
+
+
+def country_list() -> str:
+    """Country XC's list: 3,000 CIDRs, /24s of 100.64.0.0/10 spread so that few merge, and c2's address."""
+    rng = random.Random(16)
+    nets = sorted({f"100.{64 + rng.randrange(64)}.{rng.randrange(256)}.0/24" for _ in range(4000)})[:2999]
+    return "# a test country\n" + "\n".join(nets + [f"{IP['c2']}/32"]) + "\n"
 
 
 def serve(net, vm: str, argv: list[str], **kwargs) -> subprocess.Popen:
@@ -332,6 +347,40 @@ def test_a_flood_of_denied_connections_is_logged_at_the_log_meter_s_rate_and_oth
         assert 50 <= len(logged) <= 100 + 100 * (seconds + 2), (sent, len(logged))
         assert served.count("kumoflow firewall test\n") >= 2, served
     finally:
+        assert api.put(f"/v2.0/fwaas/firewall_groups/{group}", json={"firewall_group": {"ports": []}}).status_code \
+            == 200
+        assert api.delete(f"/v2.0/fwaas/firewall_groups/{group}").status_code == 204
+
+
+def test_a_country_list_of_thousands_of_cidrs_denies_its_addresses_only(cloud):
+    """An address group filled from country XC's file (3,000 CIDRs, c2's address among them) in a
+    deny rule ahead of an allow, on both servers: c2 (made a client for the while) is denied,
+    c1 is not; the switches hold a flow per merged prefix."""
+    net = cloud
+    api, ids = net.api, net.ids
+    country = created(api.post("/v2.0/address-groups", json={"address_group": {
+        "name": "xc", "project_id": PROJECT, "country": "XC"}}), "address_group")
+    assert len(country["addresses"]) == 3000
+    rules = [created(api.post("/v2.0/fwaas/firewall_rules", json={"firewall_rule": {"project_id": PROJECT, **body}}),
+                     "firewall_rule")["id"] for body in (
+        {"protocol": "tcp", "source_address_group_id": country["id"], "action": "deny"}, {"action": "allow"})]
+    policy = created(api.post("/v2.0/fwaas/firewall_policies", json={"firewall_policy": {
+        "project_id": PROJECT, "firewall_rules": rules}}), "firewall_policy")["id"]
+    group = created(api.post("/v2.0/fwaas/firewall_groups", json={"firewall_group": {
+        "project_id": PROJECT, "ingress_firewall_policy_id": policy, "ports": [ids["s1"], ids["s2"]]}}),
+        "firewall_group")["id"]
+    c2 = f"/v2.0/ports/{ids['c2']}"
+    assert api.put(c2, json={"port": {"security_groups": [ids["others"], ids["clients"]]}}).status_code == 200
+    try:
+        merged = len(aggregate(parse_lines(country_list().splitlines())))
+        hv2 = next(s.dpid for s in net.plan.switches if s.name.endswith("hv2"))
+        wait_until(lambda: sum(f["table"] == 38 for f in api.get(f"/sdn/switches/{hv2}/flows").json()["flows"])
+                   >= merged, what=f"the set's {merged} prefixes as flows in Open vSwitch")
+        for server in ("s1", "s2"):
+            wait_until(lambda: http(net, "c1", server) is not None, what=f"c1 -> {server}")
+            assert http(net, "c2", server) is None
+    finally:
+        assert api.put(c2, json={"port": {"security_groups": [ids["others"]]}}).status_code == 200
         assert api.put(f"/v2.0/fwaas/firewall_groups/{group}", json={"firewall_group": {"ports": []}}).status_code \
             == 200
         assert api.delete(f"/v2.0/fwaas/firewall_groups/{group}").status_code == 204
