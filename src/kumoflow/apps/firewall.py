@@ -338,12 +338,15 @@ class FirewallApp(ModelApp):
         """Feed a segment of an inspected connection to its reader; the connection's decision
         once its first bytes say enough (its flows then become allow or drop), else None."""
         state = self._inspecting.get(key)
+        if state is None:
+            return None
         try:
-            tcp = parse(data)[TcpHeader]
+            pkt = parse(data)
+            tcp = pkt[TcpHeader]
         except (PacketError, KeyError, TypeError):
             return None
-        payload = parse(data).payload
-        if state is None or not payload:
+        payload = pkt.payload
+        if not payload:
             return None
         reader, expected = state
         if tcp.seq != expected:         # a retransmission (already fed) or out of order (sent again later)
