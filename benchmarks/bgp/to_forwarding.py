@@ -4,7 +4,7 @@ controller, side by side with the same prefixes into a Linux kernel FIB through 
 zebra, in the same run; then their withdrawal. Goal (issue 14): no slower than the kernel path.
 
     sudo .venv/bin/python benchmarks/bgp/to_forwarding.py             # 100,000 /24, 3 runs per switch
-    sudo .venv/bin/python benchmarks/bgp/to_forwarding.py --quick     # 5,000 prefixes, 1 run: a smoke test
+    sudo .venv/bin/python benchmarks/bgp/to_forwarding.py --quick     # 2,000 prefixes, 1 run: a smoke test
     sudo .venv/bin/python benchmarks/bgp/to_forwarding.py --switches ovs --runs 5
 
 Per switch kind (kumoflow, then ovs: one cloud at a time, each torn down before the next), the
@@ -711,10 +711,10 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=600, help="seconds a phase may take")
     ap.add_argument("--profile", action="store_true",
                     help="after the timed runs, one more cycle per switch with py-spy on the controller: its profile")
-    benchlib.add_output_args(ap, quick="5,000 prefixes, one run per switch: a smoke test")
+    benchlib.add_output_args(ap, quick="2,000 prefixes, one run per switch: a smoke test")
     args = ap.parse_args()
     if args.quick:
-        args.prefixes, args.runs = 5000, 1
+        args.prefixes, args.runs = 2000, 1
     args.switches = [s.strip() for s in args.switches.split(",") if s.strip()]
     if os.geteuid() != 0:
         print("to_forwarding.py needs root (namespaces, FRR, Open vSwitch)", file=sys.stderr)
