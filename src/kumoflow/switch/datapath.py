@@ -805,8 +805,7 @@ class Datapath(act.ActionEnv):
     def _queue_get_config(self, req: ofp.QueueGetConfigRequest) -> list:
         port_no = req.port
         ports = self._queue_ports(port_no)
-        queues = [ofp.PacketQueue(qid, p.port_no, list(props))
-                  for p in ports for qid, props in sorted(p.queues.items())]
+        queues = [ofp.PacketQueue(qid, p.port_no, props) for p in ports for qid, props in p.queue_config()]
         return [ofp.QueueGetConfigReply(port_no, queues)]
 
     def _group_stats(self, req: ofp.GroupStatsRequest) -> list:

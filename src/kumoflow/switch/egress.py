@@ -9,6 +9,11 @@ or `transmit_many` (frames of one flow, in order), which
 * refuse output to a port that cannot forward -- administratively down
   (OFPPC_PORT_DOWN), NO_FWD, or its link down -- and count the frames in
   the port's ``tx_dropped``;
+* on a port with an egress scheduler (``port.scheduler``: a port rate or
+  a queue with a rate, :mod:`kumoflow.switch.qos`), hand them to it with
+  their queue and tunnel id: it counts them in their queue and sends them
+  to the port (below) as the rates allow, or holds or drops them. A port
+  without one pays for this one attribute test, nothing else;
 * count the frames in the queue they leave by (queue 0 unless a set-queue
   action chose another; a queue the port does not have is not counted);
 * hand them to the port: ``send(frame)`` / ``send_many(frames)``, or for a
@@ -39,6 +44,9 @@ def transmit(port, frame: bytes, tunnel_id: int = 0, queue_id: int = 0) -> None:
     if port.config & _NO_OUTPUT or port.state & PS_LINK_DOWN:
         port.counters.tx_dropped += 1
         return
+    if port.scheduler is not None:
+        port.scheduler.enqueue(frame, tunnel_id, queue_id)
+        return
     qc = port.queue_counters.get(queue_id)
     if qc is not None:
         qc.tx_packets += 1
@@ -53,6 +61,9 @@ def transmit_many(port, frames: list, nbytes: int, tunnel_id: int = 0) -> None:
     """Send frames (of `nbytes` in all) out of `port` in order, on queue 0."""
     if port.config & _NO_OUTPUT or port.state & PS_LINK_DOWN:
         port.counters.tx_dropped += len(frames)
+        return
+    if port.scheduler is not None:
+        port.scheduler.enqueue_many(frames, tunnel_id)
         return
     qc = port.queue_counters.get(0)
     if qc is not None:

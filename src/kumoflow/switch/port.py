@@ -16,6 +16,11 @@ Counting is split so nothing is counted twice:
 - a port's `send` counts what it transmits (`count_tx`) or fails to
   transmit (`count_tx_dropped` / `tx_errors`), since only the port knows.
 
+Egress queues (:mod:`.qos`): `set_qos` gives a port a rate and queues
+with min / max rates; a port with any rate gets an egress scheduler
+(`scheduler`), through which egress sends its frames. Without one
+(`scheduler is None`, the default) frames go straight to `send`.
+
 A tunnel port sets `tunnel = True`; egress then calls
 `send_tunnel(frame, tunnel_id)` / `send_tunnel_many(frames, tunnel_id)`
 instead of `send` / `send_many`, and the port passes the tunnel id of
@@ -31,6 +36,8 @@ from dataclasses import dataclass, fields
 
 from kumoflow import ofp
 from kumoflow.ofp.consts import OFPPF
+
+from .qos import EgressScheduler, PortQos, rate_properties
 
 # Plain ints for the hot paths (IntFlag arithmetic is slow).
 PC_PORT_DOWN, PC_NO_RECV, PC_NO_FWD, PC_NO_PACKET_IN = 1 << 0, 1 << 2, 1 << 5, 1 << 6
@@ -87,7 +94,9 @@ class PortBase:
     which a runtime port may override to act on the interface); `state`
     holds OFPPS bits the port observes (LINK_DOWN, BLOCKED); OFPPS_LIVE is
     added by `desc()` when the port can forward. `queues` maps queue id ->
-    list of ofp queue properties (QueuePropMinRate / QueuePropMaxRate);
+    list of ofp queue properties (QueuePropMinRate / QueuePropMaxRate)
+    reported as given, unless `set_qos` configured the queue's rates (then
+    they are computed from the rates and the speed: `queue_config`);
     every port has the default queue 0.
     """
 
@@ -120,6 +129,10 @@ class PortBase:
         self.queue_counters: dict[int, QueueCounters] = {q: QueueCounters(created=self.created)
                                                          for q in self.queues}
         self.datapath = None       # set by Datapath.add_port
+        #: the port's rates, None when set_qos was never called
+        self.qos: PortQos | None = None
+        #: the egress scheduler of a port with a rate, else None
+        self.scheduler: EgressScheduler | None = None
 
     # -- what the datapath asks ------------------------------------------------
     @property
@@ -152,6 +165,24 @@ class PortBase:
     def add_queue(self, queue_id: int, properties: list | None = None) -> None:
         self.queues[queue_id] = list(properties or [])
         self.queue_counters.setdefault(queue_id, QueueCounters(created=self.clock()))
+
+    def set_qos(self, qos: PortQos) -> None:
+        """Configure the port rate and queue rates: every queue named is
+        added; a port with any rate gets an egress scheduler."""
+        for qid in qos.queues:
+            self.add_queue(qid)
+        self.qos = qos
+        self.scheduler = EgressScheduler(self, qos) if qos.scheduled else None
+
+    def queue_config(self) -> list[tuple[int, list]]:
+        """(queue id, properties) of every queue, in id order, for QUEUE_GET_CONFIG:
+        a queue with configured rates reports them against the port's speed
+        (the port rate when the link reports none; :func:`.qos.rate_properties`)."""
+        qos = self.qos or PortQos()
+        rated = qos.queues
+        speed = self.curr_speed or qos.rate_kbps or 0
+        return [(qid, rate_properties(rated[qid], speed) if qid in rated else list(props))
+                for qid, props in sorted(self.queues.items())]
 
     # -- transmission ----------------------------------------------------------
     def send(self, frame: bytes) -> None:
