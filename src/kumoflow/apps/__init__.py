@@ -15,6 +15,7 @@ BUNDLED = {
     "fabric": "kumoflow.apps.fabric:Fabric",
     "firewall": "kumoflow.apps.firewall:FirewallApp",
     "l2": "kumoflow.apps.l2:LearningSwitch",
+    "lb": "kumoflow.apps.lb:LoadBalancerApp",
     "router": "kumoflow.apps.router:RouterApp",
     "tenants": "kumoflow.apps.tenants:TenantsApp",
     "usage": "kumoflow.apps.usage:UsageApp",

@@ -44,6 +44,7 @@ FUNCTIONS = {
     "router": 4,
     "tenants": 5,
     "firewall": 6,
+    "lb": 7,
 }
 CUSTOM_FUNCTIONS = 0x80
 COOKIE_SHIFT = 56
@@ -84,8 +85,20 @@ TABLES: tuple[Table, ...] = (
           "the first packet of one a rule may allow goes to the controller, which decides and installs the "
           "connection's flows both ways; the rest is dropped. Other ports' packets pass",
           ("in_port", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "tcp_src", "tcp_dst",
-           "udp_src", "udp_dst", "icmpv4_type", "icmpv6_type"), "firewall", "router"),
-    # ids 1-7, 9-11 and 13-19 are kept for stages between admission and routing (load balancer)
+           "udp_src", "udp_dst", "icmpv4_type", "icmpv6_type"), "firewall", "balance"),
+    Table(13, "from_port_end",
+          "the TCP segments of a connection from_port passed (its flows come here, no others do): a FIN or RST "
+          "is copied to the controller, which ends the connection's flows; every segment goes on",
+          ("eth_type", "ip_proto", "tcp_flags"), "firewall", "balance"),
+    Table(16, "balance",
+          "a load balancer's virtual IPs, in the networks that reach them: ARP for a VIP to the controller, "
+          "which answers; a connection's first packet to a listener to the controller, which picks a member and "
+          "installs the connection's flows: here on the client's switch, the destination translated to the "
+          "member; here on the member's switch, its answers' source translated back to the VIP; health probes' "
+          "answers (to a VIP from a member) to the controller",
+          ("metadata", "eth_type", "arp_op", "arp_tpa", "ip_proto", "ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst",
+           "udp_src", "udp_dst", "icmpv4_type"), "lb", "router"),
+    # ids 1-7, 9-11, 14-15 and 17-19 are kept for stages between admission and routing
     Table(20, "router",
           "frames addressed to a router: an interface's MAC names the router, whose routing table (VRF) the "
           "frame is looked up in; ARP for a router's addresses goes to the controller, which answers; what comes "
@@ -116,6 +129,9 @@ TABLES: tuple[Table, ...] = (
           "not, come through a tunnel or not): as from_port, the other way; frames for other ports pass",
           ("metadata", "eth_dst", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst",
            "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv6_type"), "firewall", "forward"),
+    Table(39, "to_port_end",
+          "as from_port_end, for the connections to_port passed", ("eth_type", "ip_proto", "tcp_flags"),
+          "firewall", "forward"),
     Table(40, "forward",
           "where a packet goes: unicast towards the switch of its destination host (a group per destination "
           "switch), broadcast and unknown unicast along the loop-free tree, per in_port. A tenant network's "
