@@ -417,3 +417,96 @@ def test_packet_out_with_set_queue_is_scheduled():
     data = udp(payload=bytes(1000))
     rig.handle(ofp.PacketOut(actions=[ofp.SetQueue(1), ofp.Output(2)], data=data, in_port=OFPP.CONTROLLER))
     assert rig.port(2).queue_counters[1].tx_packets == 1
+
+
+# -- the runtime and the command line ---------------------------------------------------------------------
+
+
+def test_the_runtime_wakes_a_holding_scheduler_and_stops_when_idle():
+    import asyncio
+
+    from kumoflow.switch.runtime import Switch
+
+    async def main():
+        ports = {1: MemoryPort(1, "m1"), 2: MemoryPort(2, "m2")}
+        switch = Switch(1, ports, qos={2: PortQos(rate_kbps=800)})     # 1 kB burst, 10 ms a frame
+        await switch.start()
+        try:
+            switch.datapath.handle(ofp.FlowMod(match=ofp.Match(in_port=1),
+                                               instructions=[ofp.ApplyActions([ofp.Output(2)])]))
+            switch.receive(1, [udp(payload=bytes(958))] * 6)
+            assert len(ports[2].sent) == 2 and 2 in switch._wakeups
+            for _ in range(200):                  # 40 ms of frames: generous
+                await asyncio.sleep(0.01)
+                if len(ports[2].sent) == 6 and not switch._wakeups:
+                    break
+            assert len(ports[2].sent) == 6 and ports[2].scheduler.wake_at is None
+            assert not switch._wakeups          # idle: no timer armed
+        finally:
+            await switch.stop()
+
+    asyncio.run(main())
+
+
+def test_switch_refuses_qos_for_a_port_it_does_not_have():
+    from kumoflow.switch.runtime import Switch
+
+    with pytest.raises(ValueError, match="port 3"):
+        Switch(1, {1: MemoryPort(1)}, qos={3: PortQos(rate_kbps=10)})
+
+
+def test_cli_parses_queues_and_port_rates():
+    from kumoflow.switch.cli import parse_qos
+
+    qos = parse_qos(["2:1:min=15000,max=20000", "2:2:max=5000", "3:0x7", "2:0:min=0"], ["2:20000"], [1, 2, 3])
+    assert qos == {2: PortQos(20_000, {1: QueueRates(15_000, 20_000), 2: QueueRates(max_kbps=5_000),
+                                       0: QueueRates(min_kbps=0)}),
+                   3: PortQos(None, {7: QueueRates()})}
+    assert not qos[3].scheduled and qos[2].scheduled
+    assert parse_qos([], ["1:10"], [1]) == {1: PortQos(10)}
+
+
+@pytest.mark.parametrize("queues, rates, message", [
+    (["4:1:min=1"], [], "--queue 4:1:min=1: no port 4"),
+    (["x:1"], [], "'x' is not a port number"),
+    (["1"], [], "expected PORT:QUEUE"),
+    (["1:q"], [], "'q' is not a queue id"),
+    (["1:4294967295"], [], "queue id 4294967295 is out of range"),
+    (["1:1", "1:1:max=5"], [], "queue 1 of port 1 is given twice"),
+    (["1:1:rate=5"], [], "'rate=5': expected min=KBPS or max=KBPS"),
+    (["1:1:min=5,min=6"], [], "min is given twice"),
+    (["1:1:max=0"], [], "max 0 kbit/s is out of range 1.."),
+    (["1:1:min=-1"], [], "min -1 kbit/s is out of range 0.."),
+    (["1:1:max=1.5"], [], "max '1.5' is not a whole number"),
+    (["1:1:min=20,max=10"], [], "port 1 queue 1: min 20 kbit/s is above max 10 kbit/s"),
+    (["1:1:min=600", "1:2:min=600"], ["1:1000"], "port 1: the queues' min rates add up to 1200"),
+    (["1:1:min=2000"], ["1:1000"], "min 2000 kbit/s is above the port rate"),
+    ([], ["1"], "--port-rate 1: expected PORT:KBPS"),
+    ([], ["1:0"], "rate 0 kbit/s is out of range"),
+    ([], ["1:5", "1:6"], "port 1 has a rate already"),
+    ([], ["9:5"], "no port 9"),
+])
+def test_cli_refuses_bad_queues_and_rates(queues, rates, message):
+    from kumoflow.switch.cli import parse_qos
+
+    with pytest.raises(ValueError) as info:
+        parse_qos(queues, rates, [1, 2])
+    assert message in str(info.value)
+
+
+def test_describe():
+    assert (PortQos(20_000, {2: QueueRates(max_kbps=5), 1: QueueRates(15, 20), 3: QueueRates()}).describe()
+            == "rate 20000 kbit/s; queue 1 min 15 max 20; queue 2 max 5; queue 3")
+    assert PortQos(queues={0: QueueRates(min_kbps=0)}).describe() == "rate: the link's speed; queue 0 min 0"
+
+
+def test_kumoflow_switch_reports_a_bad_queue_before_opening_ports(caplog):
+    import logging
+
+    from kumoflow import cli
+
+    with caplog.at_level(logging.ERROR):
+        status = cli.main(["switch", "--port", "1=lo", "--port-rate", "1:1000", "--queue", "1:1:min=2000"])
+    assert status == 2
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "port 1 queue 1: min 2000 kbit/s is above the port rate 1000 kbit/s"]

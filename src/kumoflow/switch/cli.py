@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+from collections.abc import Iterable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "switch", help="run the software OpenFlow switch",
         description="Run kumoflow's OpenFlow 1.3 switch with ports on Linux interfaces (needs root).",
         epilog="Example: kumoflow switch --dpid 0x1 --port 1=veth1 --port 2=veth2 "
-               "--controller tcp:127.0.0.1:6653 --listen ptcp:6634. "
+               "--controller tcp:127.0.0.1:6653 --listen ptcp:6634 "
+               "[--port-rate 2:20000 --queue 2:1:min=15000,max=20000]. "
                "Interface offloads may stay on: the ports complete partial checksums and segment "
                "GSO frames themselves (PACKET_VNET_HDR). See docs/switch-runtime.md.")
     p.add_argument("--dpid", type=_dpid, default=1, metavar="ID",
@@ -29,6 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(GRE key VSID<<8), from LOCAL_IP (configured on an interface) to REMOTE_IP; named "
                         "KIND-<REMOTE_IP in 8 hex digits>, e.g. vxlan-0a000002; the VNI/VSID is the tunnel_id "
                         "field (repeatable; see docs/overlays.md)")
+    p.add_argument("--port-rate", action="append", default=[], metavar="PORT:KBPS",
+                   help="the rate port PORT sends at most, in kbit/s, which its queues share (like Open "
+                        "vSwitch's QoS max-rate); without it a port with queue rates shares its link's speed "
+                        "(repeatable; see docs/switch-runtime.md, Egress queues)")
+    p.add_argument("--queue", action="append", default=[], metavar="PORT:QUEUE[:min=KBPS,max=KBPS]",
+                   help="queue QUEUE (0..4294967294; 0 is the default queue) on port PORT for set_queue, "
+                        "with a guaranteed min rate and a max rate in kbit/s, each optional (repeatable)")
     p.add_argument("--controller", action="append", default=[], metavar="tcp:HOST:PORT",
                    help="controller to connect to, reconnecting with backoff (repeatable)")
     p.add_argument("--listen", action="append", default=[], metavar="ptcp:PORT[:HOST]",
@@ -149,6 +158,79 @@ def parse_tunnels(specs: list[str], ports: dict[int, str] | None = None) -> dict
     return tunnels
 
 
+def _kbps(spec: str, what: str, text: str, low: int) -> int:
+    from kumoflow.switch.qos import MAX_KBPS
+
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise ValueError(f"{spec}: {what} {text!r} is not a whole number of kbit/s") from None
+    if not low <= value <= MAX_KBPS:
+        raise ValueError(f"{spec}: {what} {value} kbit/s is out of range {low}..{MAX_KBPS}")
+    return value
+
+
+def _port_of(spec: str, text: str, ports: Iterable[int]) -> int:
+    try:
+        n = int(text, 0)
+    except ValueError:
+        raise ValueError(f"{spec}: {text!r} is not a port number") from None
+    if n not in ports:
+        raise ValueError(f"{spec}: no port {n} (give it with --port or --tunnel)")
+    return n
+
+
+def parse_qos(queue_specs: list[str], rate_specs: list[str], ports: Iterable[int]) -> dict:
+    """--queue and --port-rate values -> {port: qos.PortQos}; ValueError says what
+    is wrong. `ports`: the port numbers (--port and --tunnel)."""
+    from kumoflow.switch.qos import MAX_QUEUE_ID, PortQos, QueueRates, qos_problems
+
+    ports = set(ports)
+    rates: dict[int, int] = {}
+    for spec in rate_specs:
+        where = f"--port-rate {spec}"
+        number, sep, kbps = spec.partition(":")
+        if not sep:
+            raise ValueError(f"{where}: expected PORT:KBPS")
+        n = _port_of(where, number, ports)
+        if n in rates:
+            raise ValueError(f"{where}: port {n} has a rate already")
+        rates[n] = _kbps(where, "rate", kbps, 1)
+    queues: dict[int, dict[int, QueueRates]] = {}
+    for spec in queue_specs:
+        where = f"--queue {spec}"
+        parts = spec.split(":", 2)
+        if len(parts) < 2:
+            raise ValueError(f"{where}: expected PORT:QUEUE[:min=KBPS,max=KBPS]")
+        n = _port_of(where, parts[0], ports)
+        try:
+            qid = int(parts[1], 0)
+        except ValueError:
+            raise ValueError(f"{where}: {parts[1]!r} is not a queue id") from None
+        if not 0 <= qid <= MAX_QUEUE_ID:
+            raise ValueError(f"{where}: queue id {qid} is out of range 0..{MAX_QUEUE_ID}")
+        if qid in queues.get(n, {}):
+            raise ValueError(f"{where}: queue {qid} of port {n} is given twice")
+        given: dict[str, int] = {}
+        for item in parts[2].split(",") if len(parts) == 3 and parts[2] else []:
+            key, sep, value = item.partition("=")
+            if key not in ("min", "max") or not sep:
+                raise ValueError(f"{where}: {item!r}: expected min=KBPS or max=KBPS")
+            if key in given:
+                raise ValueError(f"{where}: {key} is given twice")
+            given[key] = _kbps(where, key, value, 0 if key == "min" else 1)
+        queues.setdefault(n, {})[qid] = QueueRates(given.get("min"), given.get("max"))
+    result = {}
+    for n in sorted(set(rates) | set(queues)):
+        qos = PortQos(rates.get(n), queues.get(n, {}))
+        problems = qos_problems(qos)
+        if problems:
+            qid, _, why = problems[0]
+            raise ValueError(f"port {n}" + (f" queue {qid}" if qid is not None else "") + f": {why}")
+        result[n] = qos
+    return result
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from kumoflow import cliargs
@@ -160,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--name {args.name!r}: {problem}")
         ports = parse_ports(args.port)
         tunnels = parse_tunnels(args.tunnel, ports)
+        qos = parse_qos(args.queue, args.port_rate, [*ports, *tunnels])
         for target in args.controller:
             if parse_address(target, default_host="127.0.0.1").scheme != "tcp":
                 raise ValueError(f"--controller {target}: expected tcp:HOST:PORT")
@@ -177,10 +260,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from kumoflow.eventloop import run as run_loop
 
-    return run_loop(_serve(args, ports, tunnels))
+    return run_loop(_serve(args, ports, tunnels, qos))
 
 
-async def _serve(args: argparse.Namespace, ports: dict[int, str], tunnels: dict[int, tuple[str, str, str]]) -> int:
+async def _serve(args: argparse.Namespace, ports: dict[int, str], tunnels: dict[int, tuple[str, str, str]],
+                 qos: dict) -> int:
     from kumoflow.switch.linuxport import PortError
     from kumoflow.switch.runtime import Switch, configure_gc
     from kumoflow.switch.tunnelport import TunnelPort
@@ -195,7 +279,7 @@ async def _serve(args: argparse.Namespace, ports: dict[int, str], tunnels: dict[
         switch = Switch(args.dpid, ports, controllers=args.controller, listen=args.listen,
                         n_tables=args.tables, n_buffers=args.buffers, fail_mode=args.fail_mode,
                         echo_interval=args.echo_interval, max_backoff=args.max_backoff,
-                        status_file=args.status_file, name=args.name)
+                        status_file=args.status_file, name=args.name, qos=qos)
         configure_gc()                  # process-wide: before any port, listener or channel exists
         await switch.start()
     except (PortError, OSError, ValueError) as exc:

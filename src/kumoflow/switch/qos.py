@@ -127,6 +127,14 @@ class PortQos:
         """Does the port need a scheduler (a port rate, or a queue with a rate)?"""
         return self.rate_kbps is not None or any(q.rated for q in self.queues.values())
 
+    def describe(self) -> str:
+        """``rate 20000 kbit/s; queue 1 min 15000 max 20000; queue 2`` (rates in kbit/s)."""
+        parts = [f"rate {self.rate_kbps} kbit/s" if self.rate_kbps is not None else "rate: the link's speed"]
+        for qid, q in sorted(self.queues.items()):
+            rates = "".join(f" {name} {v}" for name, v in (("min", q.min_kbps), ("max", q.max_kbps)) if v is not None)
+            parts.append(f"queue {qid}{rates}")
+        return "; ".join(parts)
+
 
 def qos_problems(qos: PortQos) -> list[tuple[int | None, str, str]]:
     """What is wrong with a port's configuration: (queue id or None, what, why)

@@ -20,6 +20,11 @@ What it does:
   per kind and local address (an ``Underlay``), which is read the same way:
   a batch of datagrams per readiness event, handed to the datapath in runs
   of one port and one tunnel id, then every port with output flushes;
+* a port with a rate (``qos``: ``--port-rate`` / ``--queue``) gets an
+  egress scheduler (:mod:`kumoflow.switch.qos`); when it holds frames it
+  asks for a wake-up, which is one ``loop.call_later`` per port (a new
+  request earlier than the armed one replaces it); the wake-up runs the
+  scheduler and flushes what it sent. With nothing held, no timer runs;
 * ``datapath.tick(time.monotonic())`` every ``tick_interval`` (0.5 s): idle
   and hard timeouts, FLOW_REMOVED;
 * ``datapath.on_async`` messages (packet-in, flow removed, port status) go
@@ -112,10 +117,12 @@ class Switch:
                  listen: list[str] = (), n_tables: int = 64, n_buffers: int = 256,
                  fail_mode: str = "secure", echo_interval: float = 5.0, max_backoff: float = 8.0,
                  tick_interval: float = 0.5, poll_interval: float = 2.0,
-                 status_file: str | None = None, datapath: Any = None, name: str | None = None) -> None:
+                 status_file: str | None = None, datapath: Any = None, name: str | None = None,
+                 qos: dict[int, Any] | None = None) -> None:
         """`ports`: OpenFlow port number -> interface name (a LinuxPort is made)
         or a ready port object (any PortBase, e.g. for tests). `name`: the switch's name,
-        reported as the DESC reply's dp_desc (kumoflow.switch.NAME)."""
+        reported as the DESC reply's dp_desc (kumoflow.switch.NAME). `qos`: port number ->
+        its rate and queues (kumoflow.switch.qos.PortQos)."""
         if fail_mode not in FAIL_MODES:
             raise ValueError(f"fail mode {fail_mode!r}: expected one of {', '.join(FAIL_MODES)}")
         if name is not None:
@@ -139,6 +146,12 @@ class Switch:
             datapath.dp_desc = name
         self.datapath = datapath
         self._port_specs = dict(ports)
+        self._qos = dict(qos or {})
+        unknown = sorted(set(self._qos) - set(self._port_specs))
+        if unknown:
+            raise ValueError(f"queues or a rate for port {unknown[0]}, which is not a port of the switch")
+        #: port number -> the armed wake-up of its egress scheduler
+        self._wakeups: dict[int, asyncio.TimerHandle] = {}
         self.ports: dict[int, Any] = {}
         self.channels = Channels(self.datapath, echo_interval=echo_interval, max_backoff=max_backoff,
                                  on_change=self._mode_changed)
@@ -169,6 +182,9 @@ class Switch:
                 port = LinuxPort(port_no, spec) if isinstance(spec, str) else spec
                 if isinstance(port, LinuxPort):
                     port.open()
+                if port_no in self._qos:
+                    port.set_qos(self._qos[port_no])
+                self._attach_scheduler(port)
                 self.ports[port_no] = port
                 self.datapath.add_port(port)
                 self._watch(port)
@@ -196,6 +212,9 @@ class Switch:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.channels.close()
+        for handle in self._wakeups.values():
+            handle.cancel()
+        self._wakeups.clear()
         if self.loop is not None:
             for fd in self._readers.values():
                 self.loop.remove_reader(fd)
@@ -274,6 +293,46 @@ class Switch:
             port.flush()
             if getattr(port, "rearm", False):
                 self._rearm(port)
+
+    # --- egress schedulers ------------------------------------------------------------------
+
+    def _attach_scheduler(self, port: Any) -> None:
+        sched = getattr(port, "scheduler", None)
+        if sched is None:
+            return
+        sched.on_wake = lambda when: self._wake_at(port, when)
+        qos = port.qos
+        log.info("port %d (%s): egress scheduler: %s (link speed %d kbit/s)", port.port_no,
+                 getattr(port, "name", "?"), qos.describe(), port.curr_speed)
+        if qos.rate_kbps is None:
+            guaranteed = sum(q.min_kbps or 0 for q in qos.queues.values())
+            if not port.curr_speed and guaranteed:
+                log.warning("port %d: no port rate and the link reports no speed: nothing limits the port's "
+                            "total, so min rates guarantee nothing (give --port-rate)", port.port_no)
+            elif guaranteed > port.curr_speed:
+                log.warning("port %d: the min rates add up to %d kbit/s, more than the link's %d kbit/s",
+                            port.port_no, guaranteed, port.curr_speed)
+
+    def _wake_at(self, port: Any, when: float) -> None:
+        """The port's scheduler asks to run at `when` (its clock): one timer per port."""
+        old = self._wakeups.pop(port.port_no, None)
+        if old is not None:
+            old.cancel()
+        if self.loop is not None:
+            delay = max(0.0, when - port.scheduler.clock())
+            self._wakeups[port.port_no] = self.loop.call_later(delay, self._scheduler_due, port)
+
+    def _scheduler_due(self, port: Any) -> None:
+        """A scheduler's wake-up: send what is due, as one flush."""
+        self._wakeups.pop(port.port_no, None)
+        self._in_cycle = True
+        try:
+            port.scheduler.run()
+        except Exception:
+            log.exception("port %d: egress scheduler failed", port.port_no)
+        finally:
+            self._in_cycle = False
+            self._flush()
 
     def _watch(self, port: Any) -> None:
         if hasattr(port, "fileno") and port.fileno() >= 0:
