@@ -45,6 +45,7 @@ FUNCTIONS = {
     "tenants": 5,
     "firewall": 6,
     "lb": 7,
+    "qos": 8,
 }
 CUSTOM_FUNCTIONS = 0x80
 COOKIE_SHIFT = 56
@@ -78,7 +79,15 @@ TABLES: tuple[Table, ...] = (
     Table(8, "network",
           "a tenant network's frames (classify wrote the network into metadata): ARP requests for an address "
           "of a port on the network, and DHCP requests, go to the controller, which answers; the rest goes on",
-          ("metadata", "eth_type", "arp_op", "arp_tpa", "ip_proto", "udp_dst"), "tenants", "from_port"),
+          ("metadata", "eth_type", "arp_op", "arp_tpa", "ip_proto", "udp_dst"), "tenants", "from_port_qos"),
+    Table(10, "from_port_qos",
+          "what a port with a QoS policy sends (matched by in_port, on the port's own switch): its egress "
+          "bandwidth meter, its DSCP mark (IPv4 and IPv6), the egress queue of its minimum bandwidth; other "
+          "ports' frames pass", ("in_port", "eth_type"), "qos", "from_project_qos"),
+    Table(11, "from_project_qos",
+          "what a port of a project with an aggregate QoS cap sends (in_port): the project's meter on that "
+          "switch, shared by its ports there (a flow entry carries one meter: hence a table of its own)",
+          ("in_port",), "qos", "from_port"),
     Table(12, "from_port",
           "what a port with security groups or a firewall group sends (matched by in_port, on the port's own "
           "switch): ARP, DHCP and neighbour discovery pass; a packet of a connection the port may make passes; "
@@ -98,13 +107,13 @@ TABLES: tuple[Table, ...] = (
           "answers (to a VIP from a member) to the controller",
           ("metadata", "eth_type", "arp_op", "arp_tpa", "ip_proto", "ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst",
            "udp_src", "udp_dst", "icmpv4_type"), "lb", "router"),
-    # ids 1-7, 9-11, 14-15 and 17-19 are kept for stages between admission and routing
+    # ids 1-7, 9, 14-15 and 17-19 are kept for stages between admission and routing
     Table(20, "router",
           "frames addressed to a router: an interface's MAC names the router, whose routing table (VRF) the "
           "frame is looked up in; ARP for a router's addresses goes to the controller, which answers; what comes "
           "in for a floating IP, or back to a translated connection, has its destination translated here",
           ("eth_dst", "eth_type", "arp_op", "arp_tpa", "ipv4_dst", "ipv4_src", "ip_proto", "tcp_dst", "udp_dst"),
-          "router", "to_port"),
+          "router", "to_port_qos"),
     Table(24, "route",
           "longest prefix match in the router's table: the priority grows with the prefix length; TTL "
           "decremented, source MAC rewritten to the egress interface's; the router's own addresses go to the "
@@ -122,7 +131,12 @@ TABLES: tuple[Table, ...] = (
           "address; other sources are translated per connection (address and port of the gateway) by flows the "
           "controller adds on the connection's first packet",
           ("metadata", "eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
-           "icmpv4_type"), "router", "to_port"),
+           "icmpv4_type"), "router", "to_port_qos"),
+    Table(37, "to_port_qos",
+          "what is delivered to a port with an ingress QoS bandwidth limit (its MAC in its network, on the "
+          "port's own switch): its meter. Delivery starts here: routing's tables and their misses go on to the "
+          "table after snat, so every frame for a port passes, routed or not, come through a tunnel or not",
+          ("metadata", "eth_dst"), "qos", "to_port"),
     Table(38, "to_port",
           "what is delivered to a port with security groups or a firewall group (matched by its MAC, and its "
           "network for a tenant port, on the port's own switch, where every frame for it passes, routed or "
