@@ -102,6 +102,9 @@ IPV4_TYPE, ARP_TYPE, IPV6_TYPE = 0x0800, 0x0806, 0x86DD
 HOLD_PER_ADDRESS, HOLD_TOTAL = 8, 1024
 
 _TO_CONTROLLER = [ofp.ApplyActions([ofp.Output(ofp.OFPP.CONTROLLER, ofp.OFPCML.NO_BUFFER)])]
+#: where a routed frame goes on (its destination MAC set, its source translated): the table after snat,
+#: where delivery starts and which every frame for a port passes (controller/pipeline.py)
+DELIVERY = pipeline.next_table("snat")
 _NO_MATCH, _INVALID_TTL = int(ofp.OFPR.NO_MATCH), int(ofp.OFPR.INVALID_TTL)
 
 
@@ -308,8 +311,8 @@ class RouterApp(App):
     def _after(self, router: Router, ip: IPAddress) -> int:
         """Where a packet goes once its destination MAC is set: through the
         snat table when it leaves by the external gateway, on to delivery
-        (past the firewall's to_port) otherwise."""
-        return self.table("snat" if router.external is not None and router.is_external(ip) else "to_port")
+        otherwise."""
+        return self.table("snat") if router.external is not None and router.is_external(ip) else DELIVERY
 
     def _compile_router(self, router: Router) -> list:
         cookie = self.cookie(KIND_ROUTER << 48 | router.vrf)
@@ -418,9 +421,9 @@ class RouterApp(App):
                                ofp.WriteMetadata(*vrf), ofp.GotoTable(self.table("route"))], cookie))
             flows.append(Flow(snat, ROUTE_BASE, ofp.Match(metadata=vrf, eth_type=IPV4_TYPE, ipv4_src=str(fixed)),
                               [ofp.ApplyActions([ofp.SetField("ipv4_src", str(floating))]),
-                               ofp.GotoTable(self.table("to_port"))], cookie))
+                               ofp.GotoTable(DELIVERY)], cookie))
         flows.append(Flow(snat, SNAT_MISS_PRIORITY, ofp.Match(metadata=vrf),
-                          _TO_CONTROLLER if router.snat else [ofp.GotoTable(self.table("to_port"))], cookie))
+                          _TO_CONTROLLER if router.snat else [ofp.GotoTable(DELIVERY)], cookie))
         return flows
 
     def _compile_connection(self, key: Key, dp) -> list:
@@ -448,7 +451,7 @@ class RouterApp(App):
                                          f"{l4}_dst": key.outside_port}),
                               [ofp.ApplyActions([ofp.SetField("ipv4_src", str(conn.gateway)),
                                                  ofp.SetField(f"{l4}_src", conn.port)]),
-                               ofp.GotoTable(self.table("to_port"))],
+                               ofp.GotoTable(DELIVERY)],
                               cookie, idle_timeout=self.idle[key.proto], flags=int(ofp.OFPFF.SEND_FLOW_REM)))
         return flows
 
