@@ -8,6 +8,8 @@ relay to the controllers and from the root namespace's loopback
 command that brought the topology up, with
 
 * every planned port as ``--port N=IFNAME`` (the root-namespace veth ends),
+  with its egress rates (the switch's ``ports:``) as ``--port-rate N:KBPS``
+  and ``--queue N:QUEUE[:min=KBPS,max=KBPS]``,
   and a hypervisor's tunnel ports as ``--tunnel N=KIND:LOCAL_IP:REMOTE_IP``
   (KIND vxlan or nvgre; the switch names the port ``KIND-<remote in 8 hex>``),
 * ``--name <prefix>-s1``, the name an Open vSwitch bridge of the switch
@@ -51,7 +53,7 @@ from typing import Any
 import kumoflow
 from kumoflow.net import state
 from kumoflow.net.errors import SwitchError
-from kumoflow.net.plan import SwitchPlan
+from kumoflow.net.plan import PortPlan, SwitchPlan
 from kumoflow.net.switches import SwitchKind
 
 START_TIMEOUT = 15.0
@@ -210,6 +212,18 @@ def _start_relay(switch: SwitchPlan) -> dict[str, Any]:
     return info
 
 
+def qos_args(port: PortPlan) -> list[str]:
+    """``--port-rate`` and ``--queue`` options for a port's egress rates."""
+    config = port.config
+    if config is None:
+        return []
+    args = ["--port-rate", f"{port.number}:{config.rate_kbps}"] if config.rate_kbps is not None else []
+    for qid, lo, hi in config.queues:
+        rates = ",".join(f"{name}={v}" for name, v in (("min", lo), ("max", hi)) if v is not None)
+        args += ["--queue", f"{port.number}:{qid}" + (f":{rates}" if rates else "")]
+    return args
+
+
 class KumoflowSwitch(SwitchKind):
     name = "kumoflow"
 
@@ -252,7 +266,7 @@ class KumoflowSwitch(SwitchKind):
                 "--dpid", f"{switch.dpid:#x}", "--fail-mode", switch.fail_mode,
                 "--listen", listen, "--status-file", str(status)]
         for port in switch.ports:
-            argv += ["--port", f"{port.number}={port.ifname}"]
+            argv += ["--port", f"{port.number}={port.ifname}", *qos_args(port)]
         for tunnel in switch.tunnels:  # a hypervisor's; its VTEP is on its NIC (kumoflow.net.underlay)
             argv += ["--tunnel", f"{tunnel.number}={tunnel.type}:{tunnel.local_ip}:{tunnel.remote_ip}"]
         for target in switch.controllers:

@@ -24,6 +24,19 @@ reconfigures it, and the connection keeps the short backoff across later
 disconnections for as long as the bridge keeps that controller. Until a
 bridge has been connected once (and seen so), it backs off up to 8 s.
 
+Egress rates (a switch's ``ports:``): each such port gets, in the same
+transaction, a ``linux-htb`` QoS row (``other_config:max-rate``: the port
+rate, in bit/s) with a Queue row per queue (``min-rate``, ``max-rate``);
+``up`` then asks ovs-vswitchd whether it configured it (``ovs-appctl
+qos/show``). On the netdev datapath it does: ovs-vswitchd puts a tc HTB
+qdisc on the port's veth (class 1:fffe at the port rate, queue N as class
+1:(N+1), in hex) and the frames it sends through its packet socket go through it,
+so the port rate holds. But the userspace datapath does not hand the
+queue a set_queue chose (the skb priority the kernel datapath sets) to
+the kernel: every frame takes HTB's default class, queue 0's, and the
+other queues' rates do nothing (measured with Open vSwitch 3.1.0; see
+docs/switch-runtime.md, "Egress queues", and ../shared/notes/qos.md).
+
 Open vSwitch itself (ovsdb-server and ovs-vswitchd) must be running; on a
 machine without the kernel module it starts with
 ``/usr/share/openvswitch/scripts/ovs-ctl start --system-id=random``.
@@ -47,6 +60,8 @@ MARKER = "kumoflow-topology"
 TIMEOUT = 20  # seconds, for every ovs-vsctl call (it blocks while vswitchd is away)
 #: a tunnel type and the Open vSwitch interface type that speaks it (NVGRE: GRE, key VSID<<8 by the flows)
 TUNNEL_TYPES = {"vxlan": "vxlan", "nvgre": "gre"}
+#: the QoS type a port with egress rates gets (tc HTB on the port's Linux device)
+QOS_TYPE = "linux-htb"
 START_HINT = "start it with: /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random"
 
 
@@ -70,6 +85,30 @@ def vsctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check and proc.returncode != 0:
         raise SwitchError(f"ovs-vsctl {' '.join(args[:2])}...: {proc.stderr.strip() or proc.returncode}")
     return proc
+
+
+def qos_rows(port: PortPlan) -> list[str]:
+    """ovs-vsctl arguments giving a port its egress rates (the switch's
+    ``ports:``): a linux-htb QoS row (``max-rate``: the port rate) with a
+    Queue row per queue (``min-rate``, ``max-rate``), in bit/s; nothing for
+    a port without rates. A min rate of 0 is left out (Open vSwitch then
+    takes its default, 12 kbit/s)."""
+    config = port.config
+    if config is None:
+        return []
+    n = port.number
+    rows = ["--", "set", "Port", port.ifname, f"qos=@qos{n}", "--", f"--id=@qos{n}", "create", "QoS",
+            f"type={QOS_TYPE}"]
+    if config.rate_kbps is not None:
+        rows.append(f"other-config:max-rate={config.rate_kbps * 1000}")
+    rows += [f"queues:{qid}=@q{n}x{qid}" for qid, _, _ in config.queues]
+    for qid, lo, hi in config.queues:
+        rows += ["--", f"--id=@q{n}x{qid}", "create", "Queue"]
+        if lo:
+            rows.append(f"other-config:min-rate={lo * 1000}")
+        if hi is not None:
+            rows.append(f"other-config:max-rate={hi * 1000}")
+    return rows
 
 
 def _set(value: list) -> list:
@@ -121,7 +160,7 @@ class OvsSwitch(SwitchKind):
         ]
         for port in switch.ports:
             args += ["--", "add-port", br, port.ifname,
-                     "--", "set", "Interface", port.ifname, f"ofport_request={port.number}"]
+                     "--", "set", "Interface", port.ifname, f"ofport_request={port.number}", *qos_rows(port)]
         for tunnel in switch.tunnels:  # a hypervisor's: see kumoflow.net.ovs_underlay
             args += ["--", "add-port", br, tunnel.name, "--", "set", "Interface", tunnel.name,
                      f"type={TUNNEL_TYPES[tunnel.type]}", f"options:remote_ip={tunnel.remote_ip}",
@@ -136,7 +175,24 @@ class OvsSwitch(SwitchKind):
             args += ["--", "set", "Bridge", br, f"controller={','.join(refs)}"]
         vsctl(*args)
         self._check_ports(switch)
+        self._check_qos(switch)
         return {"bridge": br}
+
+    def _check_qos(self, switch: SwitchPlan) -> None:
+        """ovs-vswitchd took each port's QoS (``ovs-appctl qos/show``): the
+        database accepts any type, vswitchd may refuse it (logging why)."""
+        for port in switch.ports:
+            if port.config is None:
+                continue
+            try:
+                shown = subprocess.run(["ovs-appctl", f"--timeout={TIMEOUT}", "qos/show", port.ifname],
+                                       capture_output=True, text=True, timeout=TIMEOUT + 5)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise SwitchError(f"switch {switch.name}: port {port.ifname}: ovs-appctl qos/show: {exc}") from exc
+            first = (shown.stdout or shown.stderr).strip().splitlines()[:1]
+            if shown.returncode != 0 or not first or QOS_TYPE not in first[0]:
+                raise SwitchError(f"switch {switch.name}: port {port.ifname}: Open vSwitch did not configure its "
+                                  f"{QOS_TYPE} QoS ({first[0] if first else 'no answer'}; see ovs-vswitchd.log)")
 
     def _check_ports(self, switch: SwitchPlan) -> None:
         ports = [*switch.ports, *(PortPlan(t.number, t.name) for t in switch.tunnels)]

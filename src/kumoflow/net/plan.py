@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kumoflow.net.overlay_plan import KERNEL_NIC, HypervisorPlan, TunnelPlan, UnderlayPlan, plan_overlay
-from kumoflow.net.topology import FrrConfig, IPAddress, IPInterface, Topology
+from kumoflow.net.topology import FrrConfig, IPAddress, IPInterface, PortConfig, Topology
 
 IFNAMSIZ = 16
 MAX_IFNAME = IFNAMSIZ - 1
@@ -182,6 +182,8 @@ class LinkPlan:
 class PortPlan:
     number: int
     ifname: str
+    #: its egress rates (the switch's ``ports:`` entry), None for none
+    config: PortConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,7 @@ def make_plan(topology: Topology) -> Plan:
     mtu: dict[str, int] = {}
     links = []
     ports: dict[str, list[PortPlan]] = {s.name: [] for s in topology.switches}
+    configs = {(s.name, c.number): c for s in topology.switches for c in s.ports}
     for index, link in enumerate(topology.links):
         ends = []
         for end in (link.src, link.dst):
@@ -265,7 +268,7 @@ def make_plan(topology: Topology) -> Plan:
                 netns = by_hypervisor[end.node].netns if end.node in by_hypervisor else ""
                 # a kumoflow hypervisor's port goes into its namespace, under the same name
                 ends.append(VethEnd(end.node, ifname, end.port, netns or None, ifname if netns else None))
-                ports[end.node].append(PortPlan(end.port, ifname))
+                ports[end.node].append(PortPlan(end.port, ifname, configs.get((end.node, end.port))))
             else:  # a kernel hypervisor: the port goes into its namespace, under the same name
                 ifname = names.port(end.node, end.port)
                 netns = by_hypervisor[end.node].netns

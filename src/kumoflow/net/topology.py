@@ -41,7 +41,23 @@ controller) or ``standalone`` (the switch acts as a learning switch while no
 controller is connected). ``protocols`` defaults to ``[OpenFlow13]``.
 ``controller`` overrides the topology's controller for this switch (an
 empty list or ``none`` means no controller). ``max_backoff`` overrides the
-topology's for this switch. What a kind cannot do is refused here, where
+topology's for this switch. ``ports`` gives switch ports egress rates,
+keyed by port number (a port of one of the switch's links)::
+
+    ports:
+      2:
+        rate_kbps: 20000                # what the port sends at most, shared by its queues
+        queues:                         # queue id (set_queue) -> rates, each optional
+          1: {min_kbps: 15000, max_kbps: 20000}
+          2: {max_kbps: 20000}
+
+in kbit/s; a queue's ``min_kbps`` at most its ``max_kbps`` and the port's
+``rate_kbps``, and the min rates add up to no more than ``rate_kbps``
+(:func:`kumoflow.switch.qos.qos_problems`). A ``kumoflow`` switch
+schedules them itself (``--port-rate`` / ``--queue``); an ``ovs`` switch
+gets a ``linux-htb`` QoS row with a Queue row per queue (see
+:mod:`kumoflow.net.ovs` for what its userspace datapath does with them).
+What a kind cannot do is refused here, where
 the file says it (:meth:`~kumoflow.net.switches.SwitchKind.protocol_problem`,
 ``controller_problem``): a ``kumoflow`` switch speaks ``OpenFlow13`` only and
 reaches controllers over ``tcp:`` only.
@@ -95,6 +111,7 @@ from kumoflow.net.errors import Issue, TopologyError
 from kumoflow.net.overlay import Hypervisor, Overlay, Underlay, read_hypervisors, read_overlays
 from kumoflow.net.switches import get_kind, kind_names
 from kumoflow.net.yamlnodes import Reader, field_index, field_key, line_of
+from kumoflow.switch.qos import MAX_KBPS, MAX_QUEUE_ID, PortQos, QueueRates, qos_problems
 
 TOPOLOGY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 #: node names have no '-', so generated names (prefix-node-port) stay unambiguous
@@ -189,6 +206,23 @@ class Host:
 
 
 @dataclass(frozen=True)
+class PortConfig:
+    """A switch port's egress rates (``switches[i].ports.N``), kbit/s."""
+
+    number: int
+    #: what the port sends at most (None: its link's speed)
+    rate_kbps: int | None = None
+    #: queue id -> (min_kbps, max_kbps), each None when not given, in queue id order
+    queues: tuple[tuple[int, int | None, int | None], ...] = ()
+    line: int = 0
+    #: the field that gave it, for messages
+    field: str = ""
+
+    def qos(self) -> PortQos:
+        return PortQos(self.rate_kbps, {q: QueueRates(lo, hi) for q, lo, hi in self.queues})
+
+
+@dataclass(frozen=True)
 class Switch:
     name: str
     kind: str = "ovs"
@@ -200,6 +234,8 @@ class Switch:
     #: None: use the topology's max_backoff
     max_backoff: int | None = None
     line: int = 0
+    #: egress rates of some of its ports, in port order
+    ports: tuple[PortConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -423,6 +459,7 @@ class _Builder:
                 r.error(node, where, f"{target}: {refusal} (used by {_switches_named(names)})")
         links = self.links(top.get("links"), {h.name: h for h in hosts},
                            [s.name for s in switches] + [h.name for h in hypervisors if h.kind == "kernel"])
+        self.check_port_configs(switches, links)
         underlay, overlays = read_overlays(self, top, hypervisors, links, {h.name for h in hosts})
         return Topology(
             name=name,
@@ -784,7 +821,7 @@ class _Builder:
         found: list[tuple[Switch, Node | None]] = []
         for i, item in enumerate(items or ()):
             where = field_index("switches", i)
-            keys = r.mapping(item, where, required=("name",), optional=("kind", *self.SWITCH_FIELDS))
+            keys = r.mapping(item, where, required=("name",), optional=("kind", *self.SWITCH_FIELDS, "ports"))
             if keys is None:
                 continue
             name = self.node_name(keys["name"], field_key(where, "name")) if "name" in keys else None
@@ -797,9 +834,75 @@ class _Builder:
                 elif text is not None:
                     kind = text
             switch = self.switch_fields(Switch(name or "", kind=kind, line=line_of(item)), keys, where)
+            if "ports" in keys:
+                switch = replace(switch, ports=self.port_configs(keys["ports"], field_key(where, "ports")))
             if name:
                 found.append((switch, keys.get("dpid")))
         return found
+
+    def numbered(self, node: Node, field: str, low: int, high: int) -> list[tuple[int, Node, str]]:
+        """The entries of a mapping keyed by numbers ``low..high`` (port
+        numbers, queue ids): (number, value node, its field), in file order."""
+        r = self.r
+        if r.is_null(node):
+            return []
+        if not isinstance(node, MappingNode):
+            r.error(node, field, f"expected a mapping of numbers {low}..{high} to settings, got "
+                                 f"{'a list' if not isinstance(node, ScalarNode) else repr(node.value)}")
+            return []
+        seen: dict[int, int] = {}
+        result = []
+        for key, value in node.value:
+            where = field_key(field, key.value if isinstance(key, ScalarNode) else "?")
+            number = r.integer(key, where, low, high)
+            if number is None:
+                continue
+            if number in seen:
+                r.error(key, where, f"{number} is given twice (first on line {seen[number]})")
+                continue
+            seen[number] = line_of(key)
+            result.append((number, value, where))
+        return result
+
+    def port_configs(self, node: Node, field: str) -> tuple[PortConfig, ...]:
+        """A switch's ``ports:`` (see the module docstring)."""
+        r = self.r
+        configs = []
+        for number, value, where in self.numbered(node, field, 1, MAX_PORT):
+            keys = r.mapping(value, where, optional=("rate_kbps", "queues"))
+            if keys is None:
+                continue
+            rate = None
+            if "rate_kbps" in keys:
+                rate = r.integer(keys["rate_kbps"], field_key(where, "rate_kbps"), 1, MAX_KBPS)
+            queues = []
+            #: (queue id or None, "rate" / "min" / "max") -> (node, field) for qos_problems' messages
+            places: dict[tuple[int | None, str], tuple[Node, str]] = {
+                (None, "rate"): (keys.get("rate_kbps", value), field_key(where, "rate_kbps")),
+                (None, "min"): (keys.get("queues", value), field_key(where, "queues"))}
+            ok = rate is not None or "rate_kbps" not in keys
+            items = []
+            if "queues" in keys:
+                items = self.numbered(keys["queues"], field_key(where, "queues"), 0, MAX_QUEUE_ID)
+            for qid, qnode, qwhere in items:
+                qkeys = r.mapping(qnode, qwhere, optional=("min_kbps", "max_kbps"))
+                if qkeys is None:
+                    ok = False
+                    continue
+                rates = {}
+                for name, low in (("min_kbps", 0), ("max_kbps", 1)):
+                    if name in qkeys:
+                        rates[name] = r.integer(qkeys[name], field_key(qwhere, name), low, MAX_KBPS)
+                        ok = ok and rates[name] is not None
+                        places[(qid, name[:3])] = (qkeys[name], field_key(qwhere, name))
+                queues.append((qid, rates.get("min_kbps"), rates.get("max_kbps")))
+            config = PortConfig(number, rate, tuple(sorted(queues)), line_of(value), where)
+            if ok:
+                for qid, what, why in qos_problems(config.qos()):
+                    at, place = places.get((qid, what), places[(None, "min")])
+                    r.error(at, place, why)
+            configs.append(config)
+        return tuple(sorted(configs, key=lambda c: c.number))
 
     def switch_fields(self, switch: Switch, keys: dict[str, Node], where: str) -> Switch:
         """``switch`` with the switch fields of an entry (:data:`SWITCH_FIELDS`)
@@ -836,6 +939,15 @@ class _Builder:
                     self.dpids[dpid] = f"switch {switch.name!r}"
                     switch = replace(switch, dpid=dpid)
         return switch
+
+    def check_port_configs(self, switches: list[Switch], links: list[Link]) -> None:
+        """Every port given rates in ``ports:`` is the end of one of the switch's links."""
+        ends = {(end.node, end.port) for link in links for end in (link.src, link.dst)}
+        for switch in switches:
+            for config in switch.ports:
+                if (switch.name, config.number) not in ends:
+                    self.r.error(config.line, config.field,
+                                 f"switch {switch.name!r} has no port {config.number} (no link ends there)")
 
     def default_dpids(self, found: list[tuple[Switch, Node | None]]) -> list[Switch]:
         """Default dpids for the entries without one: the number in the name
