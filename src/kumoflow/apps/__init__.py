@@ -16,6 +16,7 @@ BUNDLED = {
     "firewall": "kumoflow.apps.firewall:FirewallApp",
     "l2": "kumoflow.apps.l2:LearningSwitch",
     "lb": "kumoflow.apps.lb:LoadBalancerApp",
+    "qos": "kumoflow.apps.qos:QosApp",
     "router": "kumoflow.apps.router:RouterApp",
     "tenants": "kumoflow.apps.tenants:TenantsApp",
     "usage": "kumoflow.apps.usage:UsageApp",

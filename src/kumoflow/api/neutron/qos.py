@@ -4,8 +4,20 @@ dscp_marking_rules, minimum_bandwidth_rules (sub-resources of a policy).
 A policy is attached to a network or a port by ``qos_policy_id``; it cannot
 be deleted while attached (409 QosPolicyInUse). A policy holds at most one
 rule of each type per direction (one DSCP marking rule): another is 409.
+
+Enforcement (the `qos` app, apps/qos.py; kumoflow extensions, each project
+its own, the admin all; 404 QosNotEnforced without the app):
+
+    GET /v2.0/qos/policies/{id}/usage   what the policy's bandwidth_limit
+                                        meters saw and dropped, per rule and summed
+    GET /v2.0/ports/{id}/qos            what is enforced at a port: its policy
+                                        (its own or its network's), limits with
+                                        their bursts, DSCP mark, queue (or why
+                                        none guarantees its minimum), its
+                                        project's cap
 """
 
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -13,10 +25,11 @@ from pydantic import BaseModel, Field
 
 from kumoflow.store import Record
 
-from ..server import ApiError
+from ..server import ApiError, Ctx
 from .common import (BOOL, DB, DESCRIPTION, INT, NAME, PROJECT_PATTERN, STR, TAG, Body, Who, admin_only, answer,
                      bad, bumped, common, conflict, errors, fields_of, find, find_own, given, list_parameters,
-                     new_id, no_content, one_or_many, pick, project_of, select, show_parameters, shown, visible)
+                     new_id, no_content, one_or_many, owns, pick, project_of, select, show_parameters, shown,
+                     visible)
 from .db import NeutronDB
 
 router = APIRouter(tags=["qos"])
@@ -367,3 +380,123 @@ _rule_routes("dscp_marking", "dscp_marking_rules", "dscp_marking_rule", DscpCrea
              DscpUpdateRequest, ())
 _rule_routes("minimum_bandwidth", "minimum_bandwidth_rules", "minimum_bandwidth_rule", MinimumCreate,
              MinimumUpdate, MinimumCreateRequest, MinimumUpdateRequest, ("direction",))
+
+
+# --- enforcement: what the qos app does with a policy (kumoflow extension) ---------------------------
+
+
+class RuleUsage(BaseModel):
+    rule_id: str
+    direction: Direction
+    aggregate: bool = Field(description="the project's cap (a policy tagged aggregate:PROJECT), not a port's limit")
+    packets: int = Field(description="what the rule's meters saw")
+    bytes: int
+    dropped_packets: int = Field(description="what they dropped: over the limit")
+    dropped_bytes: int
+
+
+class PolicyUsage(BaseModel):
+    policy_id: str
+    project_id: str
+    packets: int = Field(description="the rules' sums")
+    bytes: int
+    dropped_packets: int
+    dropped_bytes: int
+    rules: list[RuleUsage] = Field(description="per bandwidth_limit rule, its meters on every port and switch summed")
+    since: str | None = Field(description="when counting started (null: nothing counted yet)")
+    updated_at: str | None = Field(description="the last poll of the switches' meter counters that counted")
+
+
+class PolicyUsageResponse(BaseModel):
+    usage: PolicyUsage
+
+
+class LimitOut(BaseModel):
+    rule_id: str
+    max_kbps: int
+    burst_kbits: int = Field(description="the meter band's burst: max_burst_kbps, or 80 % of max_kbps when 0")
+
+
+class CapOut(LimitOut):
+    qos_policy_id: str
+
+
+class MinimumOut(BaseModel):
+    rule_id: str
+    min_kbps: int
+    queue_id: int | None = Field(description="the egress queue the port's frames are sent to")
+    guaranteed: bool
+    status: str
+
+
+class PortQos(BaseModel):
+    port_id: str
+    project_id: str
+    qos_policy_id: str | None = Field(description="the policy enforced at the port (null: none, or not bound)")
+    inherited: bool = Field(description="the policy is the network's")
+    egress: LimitOut | None
+    ingress: LimitOut | None
+    dscp_mark: int | None
+    minimum_bandwidth: MinimumOut | None
+    aggregate: CapOut | None = Field(description="the cap of the port's project, shared by its ports per switch")
+
+
+class PortQosResponse(BaseModel):
+    qos: PortQos
+
+
+def _enforcer(ctx: Any) -> Any:
+    try:
+        return ctx.core.app("qos")
+    except KeyError:
+        raise ApiError(404, "QosNotEnforced", "QoS policies are not enforced on this controller: run it with "
+                                              "--app qos (kumoflow controller --app qos).") from None
+
+
+def _when(ctx: Any, core_time: float | None) -> str | None:
+    if core_time is None:
+        return None
+    return datetime.fromtimestamp(ctx.wall_time(core_time), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@router.get("/v2.0/qos/policies/{policy_id}/usage", response_model=PolicyUsageResponse, responses=errors(404),
+            summary="What a policy's bandwidth limits let through and dropped (kumoflow extension)")
+async def policy_usage(policy_id: str, ctx: Ctx, db: DB, caller: Who) -> dict:
+    record = find(db, caller, "qos_policy", policy_id, lambda r: owns(caller, r))
+    rows = _enforcer(ctx).policy_usage(policy_id)
+    counters = ("packets", "bytes", "dropped_packets", "dropped_bytes")
+    return {"usage": {
+        "policy_id": policy_id, "project_id": record.project_id,
+        **{name: sum(getattr(u, name) for u in rows) for name in counters},
+        "rules": [{"rule_id": u.owner.rule, "direction": u.owner.direction, "aggregate": u.owner.aggregate,
+                   **{name: getattr(u, name) for name in counters}} for u in rows],
+        "since": _when(ctx, min((u.since for u in rows), default=None)),
+        "updated_at": _when(ctx, max((u.updated for u in rows), default=None))}}
+
+
+@router.get("/v2.0/ports/{port_id}/qos", response_model=PortQosResponse, responses=errors(404),
+            summary="The QoS enforced at a port: its policy, meters, DSCP mark, queue (kumoflow extension)")
+async def port_qos(port_id: str, ctx: Ctx, db: DB, caller: Who) -> dict:
+    record = find(db, caller, "port", port_id, lambda r: owns(caller, r))
+    app = _enforcer(ctx)
+    port = app.model.ports.get(port_id)
+
+    def limit(limit) -> dict | None:
+        return None if limit is None else {"rule_id": limit.rule, "max_kbps": limit.kbps, "burst_kbits": limit.burst}
+
+    out: dict[str, Any] = {"port_id": port_id, "project_id": record.project_id, "qos_policy_id": None,
+                           "inherited": False, "egress": None, "ingress": None, "dscp_mark": None,
+                           "minimum_bandwidth": None, "aggregate": None}
+    if port is not None:
+        out.update(qos_policy_id=port.policy, inherited=port.inherited, egress=limit(port.egress),
+                   ingress=limit(port.ingress), dscp_mark=port.dscp)
+        if port.minimum is not None:
+            rule, kbps = port.minimum
+            status = port.unguaranteed or (f"queue {port.queue} guarantees it" if port.queue is not None
+                                           else "the switch's queues are not read yet")
+            out["minimum_bandwidth"] = {"rule_id": rule, "min_kbps": kbps, "queue_id": port.queue,
+                                        "guaranteed": port.queue is not None, "status": status}
+        cap = app.model.caps.get(port.project) if port.cap else None
+        if cap is not None:
+            out["aggregate"] = {"qos_policy_id": cap.id, **limit(cap.egress)}
+    return {"qos": out}
