@@ -25,7 +25,10 @@ be found.")``. Every error the API returns has Neutron's body,
 ``{"NeutronError": {"type", "message", "detail"}}``: a missing or unknown
 token is 401, a project token where the admin's is needed 403, a request
 that does not validate 400 (never FastAPI's 422), an unknown path 404, a
-wrong method 405. The OpenAPI document says so for every operation.
+wrong method 405. The OpenAPI document says so for every operation. An API
+of another shape under a path prefix (Octavia's ``/v2/lbaas/``) registers an
+`ErrorShape` in ``ctx.error_shapes`` from its module's ``setup``: errors
+there, from the same `ApiError`, have its body, and the document its schema.
 
 Tokens (``X-Auth-Token``): the admin token (given, or generated into a file:
 options.py) and project tokens the admin issues (``POST /v2.0/tokens``,
@@ -49,7 +52,7 @@ import socket
 import time
 import uuid
 import weakref
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable
 
 import uvicorn
 from fastapi import Depends, FastAPI, Request, Security
@@ -121,6 +124,24 @@ def error_response(status: int, type: str, message: str, detail: str = "",
                         status_code=status, headers=headers)
 
 
+@dataclasses.dataclass(frozen=True)
+class ErrorShape:
+    """The errors of an API that is not in Neutron's shape: `body` makes the JSON body of
+    (status, type, message, detail), `model` is its schema in the OpenAPI document."""
+
+    body: Callable[[int, str, str, str], dict]
+    model: type[BaseModel]
+
+
+def _error(request: Request, status: int, type: str, message: str, detail: str = "",
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error answer, in the shape of the API the request's path belongs to."""
+    shape = context_of(request).error_shape(request.url.path)
+    if shape is None:
+        return error_response(status, type, message, detail, headers)
+    return JSONResponse(shape.body(status, type, message, detail), status_code=status, headers=headers)
+
+
 def _validation_detail(exc: RequestValidationError) -> tuple[str, str]:
     lines = []
     for err in exc.errors():
@@ -148,12 +169,12 @@ def _allowed(request: Request, starlette_says: str | None) -> str | None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.type, exc.message, exc.detail, exc.headers)
+        return _error(request, exc.status, exc.type, exc.message, exc.detail, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, detail = _validation_detail(exc)
-        return error_response(400, "HTTPBadRequest", message, detail)
+        return _error(request, 400, "HTTPBadRequest", message, detail)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -167,13 +188,13 @@ def _install_error_handlers(app: FastAPI) -> None:
             headers = {**(headers or {}), **({"Allow": allow} if allow else {})}
         else:
             message = str(exc.detail)
-        return error_response(status, _TYPES.get(status, "HTTPError"), message, "", headers)
+        return _error(request, status, _TYPES.get(status, "HTTPError"), message, "", headers)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("API: %s %s failed", request.method, request.url.path)
-        return error_response(500, "HTTPInternalServerError", "The server failed to answer the request.",
-                              type(exc).__name__)
+        return _error(request, 500, "HTTPInternalServerError", "The server failed to answer the request.",
+                      type(exc).__name__)
 
 
 # --- tokens and callers ------------------------------------------------------------------------
@@ -291,8 +312,13 @@ class ApiContext:
         #: (--segment-range; a type not named: its whole legal range)
         self.segment_ranges: dict = dict(segment_ranges or {})
         self.extra: dict[str, Any] = {}
+        #: path prefix -> the shape of the errors answered under it (Neutron's elsewhere)
+        self.error_shapes: dict[str, ErrorShape] = {}
         #: per switch session, what the API learned of it (its DESC reply, ...)
         self.switch_info: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def error_shape(self, path: str) -> ErrorShape | None:
+        return next((shape for prefix, shape in self.error_shapes.items() if path.startswith(prefix)), None)
 
     def wall_time(self, core_time: float) -> float:
         """A time of the core's clock (monotonic) as a time.time() value."""
@@ -402,19 +428,23 @@ _ERROR_DESCRIPTIONS = {
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, with Neutron's error body for every error an
-    operation can return and no 422 (validation errors are 400 here)."""
+    """FastAPI's document, with Neutron's error body (or that of the path's `ErrorShape`) for
+    every error an operation can return and no 422 (validation errors are 400 here)."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     schemas = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
-    schemas["NeutronError"] = NeutronError.model_json_schema(ref_template="#/components/schemas/{model}")
-    schemas.update(schemas["NeutronError"].pop("$defs", {}))
-    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/NeutronError"}}}}
+    ctx: ApiContext = app.state.kumoflow
+    for model in {NeutronError, *(shape.model for shape in ctx.error_shapes.values())}:
+        schemas[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schemas[model.__name__].pop("$defs", {}))
     _page_links(schema)
     for path, item in schema.get("paths", {}).items():
+        shape = ctx.error_shape(path)
+        name = shape.model.__name__ if shape is not None else "NeutronError"
+        error = {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
         for method, op in item.items():
             responses = op.setdefault("responses", {})
             responses.pop("422", None)
@@ -544,6 +574,6 @@ async def serve(controller: Any, host: str, port: int, *, app: FastAPI | None = 
     return api
 
 
-__all__ = ["ROUTER_MODULES", "AdminCaller", "ApiContext", "ApiError", "ApiServer", "Caller", "Ctx",
+__all__ = ["ROUTER_MODULES", "AdminCaller", "ApiContext", "ApiError", "ApiServer", "Caller", "Ctx", "ErrorShape",
            "NeutronError", "ProjectCaller", "Tokens", "build_app", "error_response", "get_admin",
            "get_caller", "get_context", "is_loopback", "serve"]
