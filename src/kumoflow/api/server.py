@@ -146,7 +146,10 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, str]:
     lines = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()))
-        lines.append(f"{where}: {err.get('msg', 'invalid')}")
+        value = err.get("input")
+        shown = f" (got {value!r:.60})" if isinstance(value, (str, int, float)) and err.get("type") != "missing" \
+            else ""
+        lines.append(f"{where}: {err.get('msg', 'invalid')}{shown}")
     first = lines[0] if lines else "invalid request"
     return f"Invalid input: {first}", "; ".join(lines)
 
