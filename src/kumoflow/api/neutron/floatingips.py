@@ -42,7 +42,7 @@ from .common import (DB, DESCRIPTION, INT, PROJECT_PATTERN, STR, TAG, Body, Who,
                      common, conflict, errors, fields_of, find, given, list_parameters, new_id, no_content,
                      one_or_many, owns, pick, project_of, select, show_parameters, shown)
 from .db import NeutronDB
-from .ports import ROUTER_GATEWAY, ROUTER_INTERFACE, Batch, assign_ips, new_mac
+from .ports import ROUTER_GATEWAY, ROUTER_INTERFACE, Batch, assign_ips, new_mac, service_port
 from .subnets import allocate, parse_ip
 
 router = APIRouter(tags=["floatingips"])
@@ -285,12 +285,8 @@ async def create_floatingips(body: FloatingIPCreateRequest, db: DB, caller: Who)
                    "tags": list(item.tags), "_floating_port": port_id}
             if item.port_id is not None:
                 new.update(_associate(db, caller, fip_id, new, item.port_id, item.fixed_ip_address, claimed))
-            ops.append(("create", "port", {
-                "network_id": network.id, "name": "", "description": "", "admin_state_up": True,
-                "mac_address": new_mac(db, batch), "fixed_ips": fixed, "device_id": fip_id,
-                "device_owner": FLOATINGIP, "security_groups": [], "port_security_enabled": False,
-                "allowed_address_pairs": [], "binding:host_id": "", "binding:profile": {},
-                "binding:vnic_type": "normal", "qos_policy_id": None, "tags": []}, project, port_id))
+            ops.append(("create", "port", service_port(network.id, fixed, new_mac(db, batch), fip_id, FLOATINGIP),
+                        project, port_id))
             ops.append(("create", "floatingip", new, project, fip_id))
             ids.append(fip_id)
         await db.commit(ops)

@@ -416,6 +416,16 @@ def network_owned(device_owner: str) -> bool:
     return device_owner.startswith("network:")
 
 
+def service_port(network_id: str, fixed_ips: list[dict], mac: str, device_id: str, device_owner: str,
+                 name: str = "") -> dict:
+    """The body of a port that holds addresses for a service (a floating IP, a load balancer's VIP):
+    no security groups, no port security, not bound."""
+    return {"network_id": network_id, "name": name, "description": "", "admin_state_up": True, "mac_address": mac,
+            "fixed_ips": fixed_ips, "device_id": device_id, "device_owner": device_owner, "security_groups": [],
+            "port_security_enabled": False, "allowed_address_pairs": [], "binding:host_id": "",
+            "binding:profile": {}, "binding:vnic_type": "normal", "qos_policy_id": None, "tags": []}
+
+
 def new_port(db: NeutronDB, caller: Caller, item: PortCreate, batch: Batch, ops: list[tuple]) -> tuple[dict, str]:
     """The body and project of a new port (and any default group it needs, appended to `ops`)."""
     admin_only(caller, item, ("host_id", "profile"), "create_port")
