@@ -8,6 +8,8 @@
     /v2.0/address-groups (+ add_addresses, remove_addresses)
     /v2.0/fwaas/firewall_rules  /v2.0/fwaas/firewall_policies (+ insert_rule, remove_rule)
     /v2.0/fwaas/firewall_groups (FWaaS v2's shapes)
+    /v2/lbaas/loadbalancers  /v2/lbaas/listeners  /v2/lbaas/pools (+ members)
+    /v2/lbaas/healthmonitors (Octavia v2's shapes, and its error body: lbaas.py)
 
 Singular keys on create/show/update (``{"network": {...}}``), plural on list
 and on bulk create (``{"networks": [...]}``: all or none); 201 on create, 200
@@ -32,18 +34,19 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from . import (address_groups, bgp, floatingips, fwaas, l2gateways, networks, ports, qos, routers, security_groups,
-               subnets)
+from . import (address_groups, bgp, floatingips, fwaas, l2gateways, lbaas, networks, ports, qos, routers,
+               security_groups, subnets)
 from .db import NeutronDB
 
 router = APIRouter()
 for _module in (networks, subnets, ports, routers, floatingips, security_groups, qos, bgp, l2gateways, address_groups,
-                fwaas):
+                fwaas, lbaas):
     router.include_router(_module.router)
 
 
 def setup(app: Any, ctx: Any) -> None:
     ctx.extra["neutron"] = NeutronDB(getattr(ctx.controller, "store", None))
+    ctx.error_shapes[lbaas.PREFIX + "/"] = lbaas.ERROR_SHAPE
 
 
 __all__ = ["router", "setup", "NeutronDB"]

@@ -18,7 +18,8 @@ returns, so a request sees its own writes at once.
 Kinds: ``network``, ``subnet``, ``port``, ``router``, ``floatingip``,
 ``security_group``, ``security_group_rule``, ``qos_policy``, ``qos_rule``, ``l2_gateway``,
 ``l2_gateway_connection``, ``address_group``, ``firewall_rule``, ``firewall_policy``,
-``firewall_group``. A record's body holds
+``firewall_group``, and Octavia's ``loadbalancer``, ``listener``, ``pool``, ``member``,
+``healthmonitor`` (lbaas.py). A record's body holds
 the resource's stored attributes (not ``id``, ``project_id``/``tenant_id``,
 ``created_at``, ``updated_at``: those are the record's own); attributes
 computed at read time (a network's ``subnets``, a port's ``status``) are not
@@ -37,7 +38,7 @@ log = logging.getLogger("kumoflow.api.neutron")
 
 KINDS = ("network", "subnet", "port", "router", "floatingip", "security_group", "security_group_rule", "qos_policy",
          "qos_rule", "l2_gateway", "l2_gateway_connection", "address_group", "firewall_rule", "firewall_policy",
-         "firewall_group")
+         "firewall_group", "loadbalancer", "listener", "pool", "member", "healthmonitor")
 
 Key = tuple[str, str]
 
@@ -87,6 +88,20 @@ def references(record: Record) -> list[Key]:
         refs += [("firewall_policy", body[k]) for k in ("ingress_firewall_policy_id", "egress_firewall_policy_id")
                  if body.get(k)]
         refs += [("port", port) for port in body.get("ports", ())]
+    elif kind == "loadbalancer":          # its VIP: the port that holds the address, its subnet and network
+        refs += [("port", body["vip_port_id"]), ("subnet", body["vip_subnet_id"]),
+                 ("network", body["vip_network_id"])]
+    elif kind == "listener":
+        refs.append(("loadbalancer", body["loadbalancer_id"]))
+        if body.get("default_pool_id"):
+            refs.append(("pool", body["default_pool_id"]))
+    elif kind == "pool":
+        refs.append(("loadbalancer", body["loadbalancer_id"]))
+        refs += [("listener", listener) for listener in body.get("listeners", ())]
+    elif kind == "member":
+        refs += [("pool", body["pool_id"]), ("subnet", body["subnet_id"])]
+    elif kind == "healthmonitor":
+        refs.append(("pool", body["pool_id"]))
     return list(dict.fromkeys(refs))
 
 

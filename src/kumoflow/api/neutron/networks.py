@@ -280,7 +280,13 @@ async def delete_network(network_id: str, db: DB, caller: Who):
         if routers:
             raise conflict("NetworkInUse", f"Unable to complete operation on network {network_id}. It is the "
                                            f"external gateway of router {routers[0].id}.")
-        ops = [("delete", "subnet", s.id) for s in db.referring("network", network_id, "subnet")]
+        subnets = db.referring("network", network_id, "subnet")
+        members = [m for s in subnets for m in db.referring("subnet", s.id, "member")]
+        if members:
+            raise conflict("NetworkInUse", f"Unable to complete operation on network {network_id}. Load balancer "
+                                           f"member {members[0].id} (pool {members[0].body['pool_id']}) is on subnet "
+                                           f"{members[0].body['subnet_id']}.")
+        ops = [("delete", "subnet", s.id) for s in subnets]
         ops.append(("delete", "network", network_id))
         await db.commit(ops)
     return no_content()

@@ -562,6 +562,10 @@ async def update_port(port_id: str, body: PortUpdateRequest, ctx: Ctx, db: DB, c
                                              mac=new["mac_address"])
             from .floatingips import check_port_fixed_ips
             check_port_fixed_ips(db, record, new["fixed_ips"])
+            for lb in db.referring("port", port_id, "loadbalancer"):
+                if lb.body["vip_address"] not in {ip["ip_address"] for ip in new["fixed_ips"]}:
+                    raise conflict("PortInUse", f"Port {port_id} holds the VIP {lb.body['vip_address']} of load "
+                                                f"balancer {lb.id}; its fixed_ips must keep it.")
         if "port_security_enabled" in values:
             new["port_security_enabled"] = values["port_security_enabled"]
         if "security_groups" in values:
@@ -593,6 +597,10 @@ async def delete_port(port_id: str, db: DB, caller: Who):
                 owner == FLOATINGIP and db.get("floatingip", device)):
             raise conflict("L3PortInUse", f"Port {port_id} has owner {owner} and therefore cannot be deleted "
                                           f"directly via the port API.")
+        balancers = db.referring("port", port_id, "loadbalancer")
+        if balancers:
+            raise conflict("PortInUse", f"Port {port_id} holds the VIP of load balancer {balancers[0].id}: it goes "
+                                        f"with the load balancer (DELETE /v2/lbaas/loadbalancers/{balancers[0].id}).")
         # its floating IPs disassociated, its firewall group without it, in the same commit
         await db.commit([*disassociated(db, port_id), *fwaas.without_port(db, port_id), ("delete", "port", port_id)])
     return no_content()

@@ -398,6 +398,10 @@ async def delete_subnet(subnet_id: str, db: DB, caller: Who):
         if db.referring("subnet", subnet_id, "port"):
             raise conflict("SubnetInUse", f"Unable to complete operation on subnet {subnet_id}: One or more ports "
                                           f"have an IP allocation from this subnet.")
+        members = db.referring("subnet", subnet_id, "member")
+        if members:
+            raise conflict("SubnetInUse", f"Unable to complete operation on subnet {subnet_id}: load balancer "
+                                          f"member {members[0].id} (pool {members[0].body['pool_id']}) is on it.")
         await db.commit([("delete", "subnet", subnet_id)])
     return no_content()
 
