@@ -31,11 +31,28 @@ through a running controller's API (docs/api.md has the reference).
     floatingips:
       - {network: public, port: vm1}            # an address of the external network public, to vm1
       - {network: public, floating_ip_address: 203.0.113.10}   # admin token only
+    loadbalancers:                              # Octavia's, under /v2/lbaas
+      - name: web
+        vip_subnet: blue-v4                     # or vip_network; vip_address: 10.0.0.100
+        listeners:
+          - {name: http, protocol: HTTP, protocol_port: 80, default_pool: www}
+        pools:
+          - name: www
+            protocol: HTTP
+            lb_algorithm: ROUND_ROBIN
+            session_persistence: {type: SOURCE_IP}
+            members:                            # known by address and protocol_port
+              - {address: 10.0.0.10, protocol_port: 8080, weight: 2}
+            healthmonitor: {type: HTTP, delay: 5, timeout: 3, max_retries: 3, url_path: /health}
 
 Resources are known by name; references name other resources (``network``,
 ``subnet``, ``qos_policy``, ``security_groups``, ``remote_group``,
-``interfaces``, ``external_gateway``): one declared in the file, or else one
-the token can see (e.g. the admin's shared ``public`` network).
+``interfaces``, ``external_gateway``, ``vip_subnet``, ``vip_network``, a
+member's ``subnet``): one declared in the file, or else one the token can
+see (e.g. the admin's shared ``public`` network). A load balancer's
+listeners and pools are known by name within it (a listener's
+``default_pool`` names one of its pools), a pool's members by address and
+``protocol_port``; a pool has at most one ``healthmonitor``.
 
 Idempotent: each run creates what is missing, updates what differs (only
 the attributes the file gives), and deletes what it created before and the
@@ -51,7 +68,11 @@ list ``{direction: egress}`` and ``{direction: egress, ethertype: IPv6}`` to
 keep them); a router's ``interfaces`` are exactly its interfaces.
 Attributes fixed at creation (a network's type and segmentation id, a
 subnet's network and CIDR, a port's network) cannot change: the message says
-to rename the resource (a new one is made, the old one deleted).
+to rename the resource (a new one is made, the old one deleted); the
+same for a load balancer's VIP, a listener's protocol and port, a pool's
+protocol and a member's subnet. A load balancer's ``listeners`` and
+``pools`` and a pool's ``members``, when given, are exactly those; a
+health monitor of another type replaces the pool's.
 
 The file is checked before anything is sent: errors are ``file:line:
 field: message``, every one of them; what the API refuses is reported at
@@ -113,7 +134,15 @@ class RefTo:
     kind: str
 
 
-STR, INT, BOOL, IP, CIDR, MAC, ANY_IP = "str", "int", "bool", "ip", "cidr", "mac", "ip-or-cidr"
+@dataclass(frozen=True)
+class Children:
+    """Declarations inside another's (NESTED): a load balancer's listeners and pools, a pool's
+    members (lists), a pool's health monitor (one)."""
+    kind: str
+    many: bool = True
+
+
+STR, INT, BOOL, IP, CIDR, MAC, ANY_IP, VERSION = "str", "int", "bool", "ip", "cidr", "mac", "ip-or-cidr", "version"
 
 POOL = Obj(("start", "end"), {"start": IP, "end": IP})
 ROUTE = Obj(("destination", "nexthop"), {"destination": CIDR, "nexthop": IP})
@@ -126,6 +155,8 @@ SG_RULE = Obj(("direction",), {"direction": STR, "ethertype": STR, "protocol": S
 QOS_RULE = Obj(("type",), {"type": STR, "max_kbps": INT, "max_burst_kbps": INT, "direction": STR, "dscp_mark": INT,
                            "min_kbps": INT})
 COMMON = {"name": STR, "description": STR, "tags": ListOf(STR)}
+PERSISTENCE = Obj(("type",), {"type": STR, "cookie_name": STR, "persistence_timeout": INT,
+                              "persistence_granularity": STR})
 
 #: per kind (in creation order): its attributes in the file
 SCHEMA: dict[str, dict[str, Any]] = {
@@ -146,23 +177,52 @@ SCHEMA: dict[str, dict[str, Any]] = {
               "binding:vnic_type": STR, "qos_policy": RefTo("qos_policies")},
     "floatingips": {"network": RefTo("networks"), "port": RefTo("ports"), "fixed_ip_address": IP,
                     "floating_ip_address": IP, "description": STR, "tags": ListOf(STR)},
+    "loadbalancers": {**COMMON, "vip_subnet": RefTo("subnets"), "vip_network": RefTo("networks"), "vip_address": IP,
+                      "admin_state_up": BOOL, "listeners": Children("listeners"), "pools": Children("pools")},
 }
-REQUIRED = {"subnets": ("network", "cidr"), "ports": ("network",), "floatingips": ("network",)}
+#: the declarations inside a load balancer's
+NESTED: dict[str, dict[str, Any]] = {
+    "listeners": {**COMMON, "protocol": STR, "protocol_port": INT, "default_pool": STR, "connection_limit": INT,
+                  "timeout_client_data": INT, "timeout_member_connect": INT, "timeout_member_data": INT,
+                  "admin_state_up": BOOL},
+    "pools": {**COMMON, "protocol": STR, "lb_algorithm": STR, "session_persistence": PERSISTENCE,
+              "admin_state_up": BOOL, "members": Children("members"),
+              "healthmonitor": Children("healthmonitor", many=False)},
+    "members": {"name": STR, "address": IP, "protocol_port": INT, "weight": INT, "subnet": RefTo("subnets"),
+                "admin_state_up": BOOL, "backup": BOOL, "monitor_address": IP, "monitor_port": INT,
+                "tags": ListOf(STR)},
+    "healthmonitor": {"name": STR, "type": STR, "delay": INT, "timeout": INT, "max_retries": INT,
+                      "max_retries_down": INT, "http_method": STR, "url_path": STR, "expected_codes": STR,
+                      "http_version": VERSION, "domain_name": STR, "admin_state_up": BOOL, "tags": ListOf(STR)},
+}
+REQUIRED = {"subnets": ("network", "cidr"), "ports": ("network",), "floatingips": ("network",),
+            "listeners": ("protocol", "protocol_port"), "pools": ("protocol", "lb_algorithm"),
+            "healthmonitor": ("type", "delay", "timeout", "max_retries")}
+#: how a declaration is known (by name unless said here): a member by its address and port
+IDENTITY = {"members": ("address", "protocol_port"), "healthmonitor": ()}
 #: the API's collection path and its singular and plural keys, per kind
 API = {"qos_policies": ("/v2.0/qos/policies", "policy", "policies"),
        "security_groups": ("/v2.0/security-groups", "security_group", "security_groups"),
        "networks": ("/v2.0/networks", "network", "networks"),
        "subnets": ("/v2.0/subnets", "subnet", "subnets"),
        "routers": ("/v2.0/routers", "router", "routers"),
-       "ports": ("/v2.0/ports", "port", "ports")}
+       "ports": ("/v2.0/ports", "port", "ports"),
+       "loadbalancers": ("/v2/lbaas/loadbalancers", "loadbalancer", "loadbalancers")}
+LBAAS = "/v2/lbaas"
 #: floating IPs have no name: applied by Applier.apply_floatingip, not with the kinds of API
 FLOATINGIPS = ("/v2.0/floatingips", "floatingip", "floatingips")
 #: attributes set at creation only
 FIXED = {"networks": ("provider:network_type", "provider:segmentation_id", "provider:physical_network"),
          "subnets": ("network", "cidr", "ip_version", "ipv6_ra_mode", "ipv6_address_mode"),
-         "ports": ("network",)}
+         "ports": ("network",), "loadbalancers": ("vip_subnet", "vip_network", "vip_address"),
+         "listeners": ("protocol", "protocol_port"), "pools": ("protocol",), "members": ("subnet",)}
+#: a reference's key in the file -> the id's attribute in the API
+REF_KEYS = {"network": "network_id", "qos_policy": "qos_policy_id", "vip_subnet": "vip_subnet_id",
+            "vip_network": "vip_network_id", "subnet": "subnet_id"}
 SINGULAR = {"qos_policies": "QoS policy", "security_groups": "security group", "networks": "network",
-            "subnets": "subnet", "routers": "router", "ports": "port", "floatingips": "floating IP"}
+            "subnets": "subnet", "routers": "router", "ports": "port", "floatingips": "floating IP",
+            "loadbalancers": "load balancer", "listeners": "listener", "pools": "pool", "members": "member",
+            "healthmonitor": "health monitor"}
 
 
 @dataclass
@@ -225,42 +285,57 @@ def parse(text: str, filename: str = "<string>", default_name: str = "apply") ->
     return plan
 
 
-def _read_kind(r: Reader, node: Any, kind: str) -> list[Decl]:
+def _read_kind(r: Reader, node: Any, kind: str, field: str | None = None) -> list[Decl]:
+    """The declarations of a kind (a top-level one, or NESTED at `field`), each known once."""
     if node is None:
         return []
     if kind == "floatingips":
         return _read_floatingips(r, node)
-    items = r.sequence(node, kind)
+    field = field or kind
     out: list[Decl] = []
     seen: dict[str, int] = {}
-    for i, item in enumerate(items or []):
-        where = field_index(kind, i)
-        keys = r.mapping(item, where, required=("name", *REQUIRED.get(kind, ())),
-                         optional=[k for k in SCHEMA[kind] if k != "name" and k not in REQUIRED.get(kind, ())])
-        if keys is None or "name" not in keys:
+    for i, item in enumerate(r.sequence(node, field) or []):
+        decl = _read_item(r, item, field_index(field, i), kind)
+        if decl is None:
             continue
-        name = r.string(keys["name"], field_key(where, "name"))
-        if name is None:
+        if decl.name in seen:
+            named = IDENTITY.get(kind, ("name",)) == ("name",)
+            r.error(decl.lines["name"] if named else item, field_key(decl.where, "name") if named else decl.where,
+                    f"{SINGULAR[kind]} {decl.name!r} is declared twice (first on line {seen[decl.name]})")
             continue
+        seen[decl.name] = decl.line
+        out.append(decl)
+    return out
+
+
+def _read_item(r: Reader, item: Any, where: str, kind: str) -> Decl | None:
+    """One declaration; its name is its name, or what IDENTITY says it is known by."""
+    schema = SCHEMA.get(kind) or NESTED[kind]
+    identity = IDENTITY.get(kind, ("name",))
+    required = (*identity, *REQUIRED.get(kind, ()))
+    keys = r.mapping(item, where, required=required, optional=[k for k in schema if k not in required])
+    if keys is None:
+        return None
+    attrs, lines = {}, {}
+    for key, value_node in keys.items():
+        value = _value(r, value_node, field_key(where, key), schema[key])
+        if value is not _BAD:
+            attrs[key] = value
+            lines[key] = line_of(value_node)
+    if any(key not in attrs for key in identity):
+        return None                                    # reported
+    if identity == ("name",):
+        name = attrs.pop("name")
         if not name:
             r.error(keys["name"], field_key(where, "name"), "must not be empty")
-            continue
-        if name in seen:
-            r.error(keys["name"], field_key(where, "name"), f"{SINGULAR[kind]} {name!r} is declared twice "
-                                                            f"(first on line {seen[name]})")
-            continue
-        seen[name] = line_of(item)
-        attrs, lines = {}, {}
-        for key, value_node in keys.items():
-            if key == "name":
-                continue
-            value = _value(r, value_node, field_key(where, key), SCHEMA[kind][key])
-            if value is not _BAD:
-                attrs[key] = value
-                lines[key] = line_of(value_node)
-        _check_decl(r, kind, attrs, keys, where)
-        out.append(Decl(kind, name, line_of(item), where, attrs, lines))
-    return out
+            return None
+    elif identity:
+        host = attrs["address"] if ":" not in attrs["address"] else f"[{attrs['address']}]"
+        name = f"{host}:{attrs['protocol_port']}"
+    else:
+        name = attrs["type"]
+    _check_decl(r, kind, attrs, keys, where)
+    return Decl(kind, name, line_of(item), where, attrs, lines)
 
 
 def _read_floatingips(r: Reader, node: Any) -> list[Decl]:
@@ -327,6 +402,9 @@ def _value(r: Reader, node: Any, where: str, t: Any) -> Any:
     if isinstance(t, RefTo):
         name = r.string(node, where)
         return _BAD if name is None else Ref(t.kind, name, line_of(node), where)
+    if isinstance(t, Children):
+        found = _read_kind(r, node, t.kind, where) if t.many else _read_item(r, node, where, t.kind)
+        return _BAD if found is None else found
     if t == INT:
         value = r.integer(node, where)
     elif t == BOOL:
@@ -349,6 +427,10 @@ def _value(r: Reader, node: Any, where: str, t: Any) -> Any:
             if not re.match(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$", value):
                 raise ValueError(f"{value!r} is not a MAC address")
             return value.lower().replace("-", ":")
+        if t == VERSION:
+            if value not in ("1.0", "1.1"):
+                raise ValueError(f"{value!r}: 1.0 or 1.1")
+            return float(value)
     except ValueError as exc:
         r.error(node, where, str(exc))
         return _BAD
@@ -361,6 +443,15 @@ def _check_decl(r: Reader, kind: str, attrs: dict, keys: dict, where: str) -> No
                 "one of vxlan, nvgre, vlan, flat")
     if kind == "routers" and "enable_snat" in attrs and "external_gateway" not in attrs:
         r.error(keys["enable_snat"], field_key(where, "enable_snat"), "needs external_gateway")
+    if kind == "loadbalancers":
+        if "vip_subnet" not in keys and "vip_network" not in keys:
+            r.error(keys.get("name"), where, "a load balancer needs vip_subnet or vip_network (its VIP's)")
+        pools = {p.name for p in attrs.get("pools", [])}
+        for listener in attrs.get("listeners", []):
+            pool = listener.attrs.get("default_pool")
+            if pool is not None and "pools" in attrs and pool not in pools:
+                r.error(listener.lines["default_pool"], field_key(listener.where, "default_pool"),
+                        f"no pool named {pool!r} among the load balancer's pools")
     if kind == "qos_policies":
         for i, rule in enumerate(attrs.get("rules", [])):
             if rule["type"] not in ("bandwidth_limit", "dscp_marking", "minimum_bandwidth"):
@@ -404,8 +495,12 @@ class Client:
                              f"--api ...` running? --api URL says where)") from None
         if response.status_code >= 400:
             try:
-                error = response.json()["NeutronError"]
-                message = f"{error['type']}: {error['message']}"
+                body = response.json()
+                if "faultstring" in body:                     # Octavia's shape (/v2/lbaas)
+                    message = body["faultstring"]
+                else:
+                    error = body["NeutronError"]
+                    message = f"{error['type']}: {error['message']}"
             except (ValueError, KeyError, TypeError):
                 message = response.text.strip()[:200] or response.reason_phrase
             raise ApiRefused(response.status_code, message)
@@ -501,12 +596,10 @@ class Applier:
         out: dict[str, Any] = {}
         a = decl.attrs
         for key, value in a.items():
-            if key in ("rules", "interfaces", "external_gateway", "enable_snat", "tags"):
+            if key in ("rules", "interfaces", "external_gateway", "enable_snat", "tags", "listeners", "pools"):
                 continue
-            if key == "network":
-                out["network_id"] = self.resolve(value, decl)
-            elif key == "qos_policy":
-                out["qos_policy_id"] = self.resolve(value, decl)
+            if isinstance(value, Ref):
+                out[REF_KEYS[key]] = self.resolve(value, decl)
             elif key == "security_groups":
                 out["security_groups"] = [self.resolve(ref, decl) for ref in value]
             elif key == "fixed_ips":
@@ -525,6 +618,16 @@ class Applier:
         if decl.kind == "routers" and creating:
             out.pop("routes", None)                  # set once the interfaces are there
         return out
+
+    def keep_fixed(self, decl: Decl, have: dict, want: dict) -> None:
+        """Out of `want`: what is fixed at creation (FIXED), which must not differ from `have`."""
+        for key in FIXED.get(decl.kind, ()):
+            api_key = REF_KEYS.get(key, key)
+            if api_key in want and want[api_key] != have.get(api_key):
+                raise self.fail(self.at(decl, key), f"cannot change once the {SINGULAR[decl.kind]} exists "
+                                                    f"({have.get(api_key)!r} -> {want[api_key]!r}); give it "
+                                                    f"another name to have a new one made and this one deleted")
+            want.pop(api_key, None)
 
     def differences(self, decl: Decl, have: dict, want: dict) -> dict:
         """The attributes of `want` whose value differs from `have` (compared as the API shows them)."""
@@ -547,6 +650,9 @@ class Applier:
             elif key == "binding:profile":
                 if (current or {}) != value:
                     changed[key] = value
+            elif key == "session_persistence":                # the API shows every key, null when not given
+                if {k: v for k, v in (current or {}).items() if v is not None} != value:
+                    changed[key] = value
             elif current != value:
                 changed[key] = value
         return changed
@@ -557,7 +663,7 @@ class Applier:
         self.load_current()
         self.routes_first()
         self.floatingips_first()
-        self.delete_gone(("ports", "routers", "subnets", "networks"))
+        self.delete_gone(("loadbalancers", "ports", "routers", "subnets", "networks"))
         for kind in API:
             for decl in self.plan.decls[kind]:
                 self.apply_one(decl)
@@ -567,6 +673,8 @@ class Applier:
             self.apply_router_extras(decl)
         for decl in self.plan.decls["floatingips"]:
             self.apply_floatingip(decl)
+        for decl in self.plan.decls["loadbalancers"]:
+            self.apply_balancer(decl)
         self.delete_gone(("security_groups", "qos_policies"))
         return self.actions
 
@@ -586,13 +694,7 @@ class Applier:
             return
         self.ids[(decl.kind, decl.name)] = have["id"]
         want = self.body(decl, creating=False)
-        for key in FIXED.get(decl.kind, ()):
-            api_key = {"network": "network_id"}.get(key, key)
-            if api_key in want and want[api_key] != have.get(api_key):
-                raise self.fail(self.at(decl, key), f"cannot change once the {SINGULAR[decl.kind]} exists "
-                                                    f"({have.get(api_key)!r} -> {want[api_key]!r}); give it "
-                                                    f"another name to have a new one made and this one deleted")
-            want.pop(api_key, None)
+        self.keep_fixed(decl, have, want)
         if decl.kind == "routers":
             want.pop("routes", None)                 # after the interfaces
         changed = self.differences(decl, have, want)
@@ -775,6 +877,100 @@ class Applier:
             self.fip_of[decl.where] = self.call(decl, "PUT", f"{path}/{have['id']}", {single: changed})[single]
             self.actions.append(f"updated floating IP {have['floating_ip_address']}: {', '.join(sorted(changed))}")
 
+    # load balancers: their listeners and pools, the pools' members and health monitors
+
+    def apply_balancer(self, decl: Decl) -> None:
+        lb = self.current["loadbalancers"][decl.name]
+        label = f"load balancer {decl.name}"
+        have = {kind: {c["name"]: c for c in self.api.call("GET", f"{LBAAS}/{kind}",
+                                                            params={"loadbalancer_id": lb["id"]})[kind]}
+                for kind in ("listeners", "pools")}
+        for kind in ("listeners", "pools"):             # what goes first: a listener renamed frees its port
+            if kind not in decl.attrs:
+                continue
+            declared = {child.name for child in decl.attrs[kind]}
+            for name, child in have[kind].items():
+                if name not in declared:
+                    self.call(decl, "DELETE", f"{LBAAS}/{kind}/{child['id']}", what=kind)
+                    self.actions.append(f"deleted {SINGULAR[kind]} {name} of {label}")
+        pools = {name: child["id"] for name, child in have["pools"].items()}
+        for child in decl.attrs.get("pools", []):
+            made = self.apply_child(child, f"{LBAAS}/pools", have["pools"].get(child.name),
+                                    {"loadbalancer_id": lb["id"]}, f"pool {child.name} of {label}")
+            pools[child.name] = made["id"]
+            self.apply_members(child, made, f"pool {child.name} of {label}")
+            if "healthmonitor" in child.attrs:
+                self.apply_monitor(child.attrs["healthmonitor"], made, f"pool {child.name} of {label}")
+        for child in decl.attrs.get("listeners", []):
+            extra = {"loadbalancer_id": lb["id"]}
+            pool = child.attrs.get("default_pool")
+            if pool is not None:
+                if pool not in pools:
+                    raise self.fail(self.at(child, "default_pool"), f"no pool named {pool!r} in {label}")
+                extra["default_pool_id"] = pools[pool]
+            self.apply_child(child, f"{LBAAS}/listeners", have["listeners"].get(child.name), extra,
+                             f"listener {child.name} of {label}")
+
+    def child_body(self, decl: Decl) -> dict:
+        """The API's attributes of a listener, pool, member or health monitor the file declares."""
+        out: dict[str, Any] = {} if decl.kind in ("members", "healthmonitor") else {"name": decl.name}
+        for key, value in decl.attrs.items():
+            if key in ("members", "healthmonitor", "default_pool"):
+                continue
+            if isinstance(value, Ref):
+                out[REF_KEYS[key]] = self.resolve(value, decl)
+            elif key in ("protocol", "lb_algorithm", "type", "http_method"):
+                out[key] = value.upper()
+            elif key == "session_persistence":
+                out[key] = {**value, "type": value["type"].upper()}
+            elif key == "expected_codes":
+                out[key] = value.replace(" ", "")
+            else:
+                out[key] = value
+        return out
+
+    def apply_child(self, decl: Decl, path: str, have: dict | None, extra: dict, label: str) -> dict:
+        """Create or update one of a load balancer's resources; what the API answers."""
+        single = {"listeners": "listener", "pools": "pool", "members": "member"}.get(decl.kind, decl.kind)
+        want = {**self.child_body(decl), **extra}
+        if have is None:
+            made = self.call(decl, "POST", path, {single: want})[single]
+            self.actions.append(f"created {label}")
+            return made
+        self.keep_fixed(decl, have, want)
+        for key in ("loadbalancer_id", "address", "protocol_port", "pool_id"):
+            want.pop(key, None)                          # what it is known by, or belongs to
+        changed = self.differences(decl, have, want)
+        if not changed:
+            return have
+        updated = self.call(decl, "PUT", f"{path}/{have['id']}", {single: changed})[single]
+        self.actions.append(f"updated {label}: {', '.join(sorted(changed))}")
+        return updated
+
+    def apply_members(self, pool_decl: Decl, pool: dict, label: str) -> None:
+        if "members" not in pool_decl.attrs:
+            return
+        path = f"{LBAAS}/pools/{pool['id']}/members"
+        have = {(m["address"], m["protocol_port"]): m for m in self.api.call("GET", path)["members"]}
+        want = {(m.attrs["address"], m.attrs["protocol_port"]): m for m in pool_decl.attrs["members"]}
+        for key, member in have.items():
+            if key not in want:
+                self.call(pool_decl, "DELETE", f"{path}/{member['id']}", what="members")
+                self.actions.append(f"deleted member {member['address']}:{member['protocol_port']} of {label}")
+        for key, decl in want.items():
+            self.apply_child(decl, path, have.get(key), {}, f"member {decl.name} of {label}")
+
+    def apply_monitor(self, decl: Decl, pool: dict, label: str) -> None:
+        path = f"{LBAAS}/healthmonitors"
+        have = self.api.call("GET", f"{path}/{pool['healthmonitor_id']}")["healthmonitor"] \
+            if pool.get("healthmonitor_id") else None
+        if have is not None and have["type"] != decl.attrs["type"].upper():
+            self.call(decl, "DELETE", f"{path}/{have['id']}", what="type")
+            self.actions.append(f"deleted the {have['type']} health monitor of {label}")
+            have = None
+        self.apply_child(decl, path, have, {} if have is not None else {"pool_id": pool["id"]},
+                         f"the health monitor of {label}")
+
     def routes_first(self) -> None:
         """Routes the file drops go before anything is deleted (an interface a route needs cannot go);
         a router that will be deleted loses its routes. Routes the file adds come after its interfaces."""
@@ -809,7 +1005,8 @@ class Applier:
                     for port in ports:
                         self._api_or_fail(kind, name, "PUT", f"/v2.0/routers/{port['device_id']}/"
                                           f"remove_router_interface", {"port_id": port["id"]})
-                self._api_or_fail(kind, name, "DELETE", f"{path}/{item['id']}")
+                cascade = "?cascade=true" if kind == "loadbalancers" else ""      # with its listeners and pools
+                self._api_or_fail(kind, name, "DELETE", f"{path}/{item['id']}{cascade}")
                 del self.current[kind][name]
                 self.actions.append(f"deleted {SINGULAR[kind]} {name}")
 
@@ -860,10 +1057,10 @@ def apply(plan: Plan, api: Client) -> list[str]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("apply", help="make a running controller hold the networks, subnets, ports, "
-                                            "routers, floating IPs, security groups and QoS policies a YAML file "
-                                            "declares",
-                              description="Create, update and delete Neutron resources through the API so that "
-                                          "they are what FILE.yaml declares (docs/api.md).")
+                                            "routers, floating IPs, security groups, QoS policies and load "
+                                            "balancers a YAML file declares",
+                              description="Create, update and delete Neutron (and Octavia) resources through the "
+                                          "API so that they are what FILE.yaml declares (docs/api.md).")
     p.add_argument("file", metavar="FILE.yaml")
     p.add_argument("--check", action="store_true", help="check the file only (nothing is sent)")
     p.add_argument("--api", metavar="URL", default=None,

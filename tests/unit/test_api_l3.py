@@ -515,6 +515,63 @@ def test_kumoflow_apply_reads_floating_ips_known_by_address_or_port():
         assert want in text, (want, text)
 
 
+def test_kumoflow_apply_reads_load_balancers_with_what_is_under_them():
+    from kumoflow.apply import parse
+    from kumoflow.net.errors import TopologyError
+
+    plan = parse("loadbalancers:\n"
+                 "  - name: web\n"
+                 "    vip_subnet: front-v4\n"
+                 "    listeners: [{name: http, protocol: HTTP, protocol_port: 80, default_pool: www}]\n"
+                 "    pools:\n"
+                 "      - name: www\n"
+                 "        protocol: HTTP\n"
+                 "        lb_algorithm: ROUND_ROBIN\n"
+                 "        members:\n"
+                 "          - {address: 10.50.0.10, protocol_port: 8080, weight: 2}\n"
+                 "          - {address: '2001:db8::a', protocol_port: 8080, subnet: front-v6}\n"
+                 "        healthmonitor: {type: HTTP, delay: 5, timeout: 3, max_retries: 3, http_version: 1.1}\n",
+                 "f.yaml")
+    [lb] = plan.decls["loadbalancers"]
+    [listener], [pool] = lb.attrs["listeners"], lb.attrs["pools"]
+    assert (lb.name, lb.attrs["vip_subnet"].name, listener.name, listener.attrs["default_pool"], pool.where) == (
+        "web", "front-v4", "http", "www", "loadbalancers[0].pools[0]")
+    assert [(m.name, m.line) for m in pool.attrs["members"]] == [("10.50.0.10:8080", 10), ("[2001:db8::a]:8080", 11)]
+    assert pool.attrs["members"][1].attrs["subnet"].name == "front-v6"
+    assert pool.attrs["healthmonitor"].attrs["http_version"] == 1.1
+    try:
+        parse("loadbalancers:\n"
+              "  - name: a\n"
+              "    listeners:\n"
+              "      - {name: l, protocol: TCP, protocol_port: 80, default_pool: nope}\n"
+              "      - {name: l, protocol: TCP, protocol_port: 81}\n"
+              "    pools:\n"
+              "      - name: p\n"
+              "        protocol: TCP\n"
+              "        lb_algorithm: ROUND_ROBIN\n"
+              "        members:\n"
+              "          - {address: 10.0.0.5, protocol_port: 80}\n"
+              "          - {address: 10.0.0.5, protocol_port: 80}\n"
+              "          - {address: 10.0.0.300, protocol_port: 80}\n"
+              "        healthmonitor: {type: HTTP, delay: 5, http_version: 2}\n"
+              "  - {name: b, vip_subnet: s, colour: red}\n", "f.yaml")
+    except TopologyError as exc:
+        text = str(exc)
+    else:
+        raise AssertionError("the file should not parse")
+    for want in ("f.yaml:2: loadbalancers[0]: a load balancer needs vip_subnet or vip_network",
+                 "f.yaml:4: loadbalancers[0].listeners[0].default_pool: no pool named 'nope' among the load "
+                 "balancer's pools",
+                 "f.yaml:5: loadbalancers[0].listeners[1].name: listener 'l' is declared twice (first on line 4)",
+                 "f.yaml:12: loadbalancers[0].pools[0].members[1]: member '10.0.0.5:80' is declared twice (first on "
+                 "line 11)",
+                 "f.yaml:13: loadbalancers[0].pools[0].members[2].address:",
+                 "f.yaml:14: loadbalancers[0].pools[0].healthmonitor.timeout: missing required field",
+                 "f.yaml:14: loadbalancers[0].pools[0].healthmonitor.http_version: '2': 1.0 or 1.1",
+                 "f.yaml:15: loadbalancers[1].colour: unknown field"):
+        assert want in text, (want, text)
+
+
 def test_a_bgp_speaker_advertises_its_gateway_networks_routers_subnets_and_floating_ips():
     async def body():
         store = await SQLiteStore.open(":memory:")

@@ -1,8 +1,8 @@
 """The load balancer API (/v2/lbaas/..., Octavia v2's shapes) in process: load balancers with a VIP
 held by a port of their own, listeners, pools, members, health monitors; the records the lb app
 compiles, field by field; the status tree and stats from a (fake) lb app and without one; cascade
-delete; what other resources must keep while a load balancer uses them; projects kept apart.
-Every refusal with its status, Octavia's error body and a
+delete; what other resources must keep while a load balancer uses them; projects kept apart;
+`kumoflow apply` with load balancers. Every refusal with its status, Octavia's error body and a
 message naming the field and value, and nothing written (the store's revision does not move)."""
 
 from __future__ import annotations
@@ -917,3 +917,111 @@ def test_lists_page_and_sort_as_the_other_resources():
         assert page["loadbalancers_links"][0]["rel"] == "next"
         assert [x["id"] for x in (await api.ok("GET", LBS, name="lb1"))["loadbalancers"]] == [made[1]["id"]]
     run(go())
+
+
+# --- kumoflow apply ---------------------------------------------------------------------------------
+
+APPLY = """\
+name: shop
+project: blue
+networks: [{name: front}]
+subnets: [{name: front-v4, network: front, cidr: 10.50.0.0/24}]
+loadbalancers:
+  - name: web
+    vip_subnet: front-v4
+    vip_address: 10.50.0.100
+    tags: [prod]
+    listeners:
+      - {name: http, protocol: HTTP, protocol_port: 80, default_pool: www, timeout_client_data: 30000}
+    pools:
+      - name: www
+        protocol: http
+        lb_algorithm: ROUND_ROBIN
+        session_persistence: {type: SOURCE_IP}
+        members:
+          - {address: 10.50.0.10, protocol_port: 8080, weight: 2}
+          - {address: 10.50.0.11, protocol_port: 8080, subnet: front-v4}
+        healthmonitor: {type: HTTP, delay: 5, timeout: 3, max_retries: 3, url_path: /health, http_version: 1.1}
+"""
+
+
+class SyncApi:
+    """kumoflow.apply's httpx.Client, over the in-process API on its own event loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.api = self.loop.run_until_complete(_api())
+
+    def request(self, method: str, path: str, **kw) -> httpx.Response:
+        return self.loop.run_until_complete(self.api.http.request(method, path, **kw))
+
+    def get(self, path: str, **params) -> dict:
+        return self.request("GET", path, params=params, headers=ADMIN).json()
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.api.http.aclose())
+        self.loop.close()
+
+
+def test_kumoflow_apply_makes_load_balancers_with_what_is_under_them():
+    from kumoflow.apply import Client, apply, parse
+
+    sync = SyncApi()
+    client = Client("http://kumoflow", "admin-secret", client=sync)
+    try:
+        first = apply(parse(APPLY, "shop.yaml"), client)
+        assert first == ["created network front", "created subnet front-v4", "created load balancer web",
+                         "created pool www of load balancer web",
+                         "created member 10.50.0.10:8080 of pool www of load balancer web",
+                         "created member 10.50.0.11:8080 of pool www of load balancer web",
+                         "created the health monitor of pool www of load balancer web",
+                         "created listener http of load balancer web"]
+        [lb] = sync.get(LBS, project_id="blue")["loadbalancers"]
+        assert (lb["vip_address"], lb["project_id"], sorted(lb["tags"])) == ("10.50.0.100", "blue",
+                                                                             ["kumoflow-apply:shop", "prod"])
+        [listener] = sync.get(LISTENERS, loadbalancer_id=lb["id"])["listeners"]
+        [pool] = sync.get(POOLS, loadbalancer_id=lb["id"])["pools"]
+        assert (listener["default_pool_id"], listener["timeout_client_data"], pool["protocol"]) == (
+            pool["id"], 30000, "HTTP")
+        monitor = sync.get(f"{MONITORS}/{pool['healthmonitor_id']}")["healthmonitor"]
+        assert (monitor["url_path"], monitor["http_version"]) == ("/health", 1.1)
+        weights = {m["address"]: m["weight"] for m in sync.get(f"{POOLS}/{pool['id']}/members")["members"]}
+        assert weights == {"10.50.0.10": 2, "10.50.0.11": 1}
+        assert apply(parse(APPLY, "shop.yaml"), client) == []                   # nothing to change
+
+        changed = APPLY.replace("weight: 2", "weight: 3").replace(
+            "          - {address: 10.50.0.11, protocol_port: 8080, subnet: front-v4}\n",
+            "          - {address: 10.50.0.12, protocol_port: 8080}\n").replace(
+            "type: HTTP, delay: 5, timeout: 3, max_retries: 3, url_path: /health, http_version: 1.1",
+            "type: TCP, delay: 5, timeout: 3, max_retries: 3")
+        second = apply(parse(changed, "shop.yaml"), client)
+        assert second == [
+            "deleted member 10.50.0.11:8080 of pool www of load balancer web",
+            "updated member 10.50.0.10:8080 of pool www of load balancer web: weight",
+            "created member 10.50.0.12:8080 of pool www of load balancer web",
+            "deleted the HTTP health monitor of pool www of load balancer web",
+            "created the health monitor of pool www of load balancer web"], second
+        assert apply(parse(changed, "shop.yaml"), client) == []
+        # a listener's port is fixed: the message says to rename it, and where
+        from kumoflow.apply import ApplyError
+        with pytest.raises(ApplyError) as failed:
+            apply(parse(changed.replace("protocol_port: 80,", "protocol_port: 8001,"), "shop.yaml"), client)
+        assert "shop.yaml:11: loadbalancers[0].listeners[0].protocol_port: cannot change once the listener exists " \
+               "(80 -> 8001)" in str(failed.value)
+        renamed = apply(parse(changed.replace("{name: http, protocol: HTTP, protocol_port: 80,",
+                                              "{name: http2, protocol: HTTP, protocol_port: 8001,"), "shop.yaml"),
+                        client)
+        assert renamed == ["deleted listener http of load balancer web", "created listener http2 of load balancer web"]
+        # gone from the file: the load balancer goes with everything under it, then its subnet
+        assert apply(parse("name: shop\nproject: blue\n", "shop.yaml"), client) == [
+            "deleted load balancer web", "deleted subnet front-v4", "deleted network front"]
+        assert sync.get(LBS)["loadbalancers"] == [] and sync.get("/v2.0/ports")["ports"] == []
+        # what the API refuses is reported at the line that asked for it
+        with pytest.raises(ApplyError) as failed:
+            apply(parse(APPLY.replace("protocol: http\n", "protocol: https\n"), "shop.yaml"), client)
+        assert "shop.yaml:13: loadbalancers[0].pools[0]: the API refused POST /v2/lbaas/pools: Validation failure: " \
+               "protocol 'HTTPS' is not available: kumoflow does not terminate TLS" in str(failed.value), failed.value
+        apply(parse("name: shop\nproject: blue\n", "shop.yaml"), client)
+        assert sync.get(LBS)["loadbalancers"] == []
+    finally:
+        sync.close()
