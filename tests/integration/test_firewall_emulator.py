@@ -47,11 +47,13 @@ VMS = {
 IP = {vm: v[1] for vm, v in VMS.items()}
 
 
-def topology(name: str) -> str:
+def topology(name: str, vms: dict = VMS) -> str:
+    """A kumoflow hypervisor hv1 and an Open vSwitch one hv2 on a VXLAN overlay, with `vms`
+    (name -> (MAC, address, hypervisor, its port there, ...)), each the API port of its name."""
     n = random.randrange(256)
     hosts = "\n".join(f'  - {{name: {vm}, mac: "{mac}", ip: {ip}/24, port: {vm}}}'
-                      for vm, (mac, ip, _, _, _) in VMS.items())
-    links = "\n".join(f"  - {{src: {vm}, dst: {hv}, dst_port: {port}}}" for vm, (_, _, hv, port, _) in VMS.items())
+                      for vm, (mac, ip, _, _, *_) in vms.items())
+    links = "\n".join(f"  - {{src: {vm}, dst: {hv}, dst_port: {port}}}" for vm, (_, _, hv, port, *_) in vms.items())
     return f"""\
 name: {name}
 underlay: {{subnet: 198.18.{n}.0/24}}
