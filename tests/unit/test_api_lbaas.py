@@ -269,8 +269,9 @@ def test_listeners_defaults_checks_and_ports():
                                      "l7policies", "provisioning_status", "operating_status", "project_id")} == {
             "protocol": "HTTP", "protocol_port": 80, "default_pool_id": None, "connection_limit": -1,
             "timeout_client_data": 50000, "timeout_member_connect": 5000, "timeout_member_data": 50000,
-            "insert_headers": {}, "admin_state_up": True, "loadbalancer_id": lb["id"], "loadbalancers": [{"id": lb["id"]}],
-            "l7policies": [], "provisioning_status": "ACTIVE", "operating_status": "OFFLINE", "project_id": "admin"}
+            "insert_headers": {}, "admin_state_up": True, "loadbalancer_id": lb["id"],
+            "loadbalancers": [{"id": lb["id"]}], "l7policies": [], "provisioning_status": "ACTIVE",
+            "operating_status": "OFFLINE", "project_id": "admin"}
         assert set(await api.stored("listener", http["id"])) == STORED["listener"]
         # a port once per load balancer and family: UDP 80 is another port than TCP/HTTP 80
         dns = await make(api, LISTENERS, "listener", loadbalancer_id=lb["id"], protocol="udp", protocol_port=80,
@@ -300,7 +301,8 @@ def test_listeners_defaults_checks_and_ports():
             ({"protocol_port": 65536}, 400, "Validation failure: protocol_port 65536 is out of range 1..65535"),
             ({"protocol_port": "80"}, 400, "Invalid input: body.listener.protocol_port: Input should be a valid "
                                            "integer (got '80')"),
-            ({"connection_limit": 0}, 400, "Validation failure: connection_limit 0 must be -1 (no limit) or at least 1"),
+            ({"connection_limit": 0}, 400,
+             "Validation failure: connection_limit 0 must be -1 (no limit) or at least 1"),
             ({"timeout_member_connect": -1}, 400,
              "Validation failure: timeout_member_connect -1 is out of range 0..86400000"),
             ({"timeout_member_data": 86400001}, 400,
@@ -470,7 +472,8 @@ def test_members_addresses_subnets_weights_and_the_batch_update():
         shared = (await api.ok("POST", "/v2.0/subnets", {"subnet": {"network_id": public["id"],
                                                                     "cidr": "192.168.7.0/24"}}))["subnet"]
         lb = await make(api, LBS, "loadbalancer", blue, vip_subnet_id=subnet["id"])
-        pool = await make(api, POOLS, "pool", blue, loadbalancer_id=lb["id"], protocol="TCP", lb_algorithm="ROUND_ROBIN")
+        pool = await make(api, POOLS, "pool", blue, loadbalancer_id=lb["id"], protocol="TCP",
+                          lb_algorithm="ROUND_ROBIN")
         path = f"{POOLS}/{pool['id']}/members"
         one = await make(api, path, "member", blue, address="10.0.0.10", protocol_port=80, name="www1")
         assert {k: one[k] for k in ("address", "protocol_port", "weight", "subnet_id", "admin_state_up", "backup",
@@ -634,7 +637,8 @@ def test_health_monitors_types_defaults_and_checks():
             ({"domain_name": "shop.example"}, 400, "Validation failure: domain_name needs http_version 1.1"),
             ({"domain_name": "bad name", "http_version": 1.1}, 400,
              "Validation failure: domain_name 'bad name' is not a domain name"),
-            ({"type": "TCP", "url_path": "/"}, 400, "Validation failure: url_path is for HTTP health monitors, not TCP"),
+            ({"type": "TCP", "url_path": "/"}, 400,
+             "Validation failure: url_path is for HTTP health monitors, not TCP"),
             ({"pool": {"id": "nope"}}, 404, "Pool nope not found."),
         ]
         for attrs, status, message in cases:

@@ -611,7 +611,8 @@ def _monitor_of(db: NeutronDB, pool_id: str) -> Record | None:
 def pool_view(db: NeutronDB, health: Health, r: Record) -> dict:
     monitor = _monitor_of(db, r.id)
     return {**_base("pool", health, r), "loadbalancers": _refs([r.body["loadbalancer_id"]]),
-            "listeners": _refs(r.body["listeners"]), "members": _refs(m.id for m in db.referring("pool", r.id, "member")),
+            "listeners": _refs(r.body["listeners"]),
+            "members": _refs(m.id for m in db.referring("pool", r.id, "member")),
             "healthmonitor_id": monitor.id if monitor is not None else None}
 
 
@@ -1005,7 +1006,7 @@ def _made(plural: str, single: str, items: list[dict], bulk: bool) -> Any:
     return answer({plural: items} if bulk else {single: items[0]}, 201)
 
 
-def _list(request: Request, db: NeutronDB, caller: Caller, key: str, records: list[Record], attrs: dict,
+def _list(request: Request, caller: Caller, key: str, records: list[Record], attrs: dict,
           render: Callable[[Record], dict], computed: frozenset = STATUSES) -> Any:
     return answer({key: select(request, [r for r in records if owns(caller, r)], attrs, render=render,
                                computed=computed)})
@@ -1039,7 +1040,7 @@ async def create_loadbalancers(body: LoadBalancerCreateRequest, ctx: Ctx, db: DB
             responses=errors(400), openapi_extra=list_parameters(LB_ATTRS))
 async def list_loadbalancers(request: Request, ctx: Ctx, db: DB, caller: Who) -> Any:
     health = Health(ctx)
-    return _list(request, db, caller, "loadbalancers", db.all("loadbalancer"), LB_ATTRS,
+    return _list(request, caller, "loadbalancers", db.all("loadbalancer"), LB_ATTRS,
                  lambda r: lb_view(db, health, r))
 
 
@@ -1128,7 +1129,7 @@ async def create_listeners(body: ListenerCreateRequest, ctx: Ctx, db: DB, caller
             openapi_extra=list_parameters(LISTENER_ATTRS))
 async def list_listeners(request: Request, ctx: Ctx, db: DB, caller: Who) -> Any:
     health = Health(ctx)
-    return _list(request, db, caller, "listeners", db.all("listener"), LISTENER_ATTRS,
+    return _list(request, caller, "listeners", db.all("listener"), LISTENER_ATTRS,
                  lambda r: listener_view(health, r))
 
 
@@ -1202,12 +1203,13 @@ async def create_pools(body: PoolCreateRequest, ctx: Ctx, db: DB, caller: Who) -
                               f"{listener.body['loadbalancer_id']}, not of loadbalancer_id {lb.id}")
             project = _project(caller, given(item), lb)
             pool_id = new_id()
+            persistence = item.session_persistence
             new = checked_pool({"name": item.name, "description": item.description,
                                 "admin_state_up": item.admin_state_up, "loadbalancer_id": lb.id,
                                 "listeners": [listener.id] if listener is not None else [],
                                 "protocol": _one_of("protocol", item.protocol, PROTOCOLS),
                                 "lb_algorithm": item.lb_algorithm,
-                                "session_persistence": item.session_persistence and item.session_persistence.model_dump(),
+                                "session_persistence": persistence.model_dump() if persistence else None,
                                 "tags": list(item.tags)})
             if listener is not None:
                 taken = tx.body("listener", listener.id)
@@ -1227,7 +1229,7 @@ async def create_pools(body: PoolCreateRequest, ctx: Ctx, db: DB, caller: Who) -
             openapi_extra=list_parameters(POOL_ATTRS))
 async def list_pools(request: Request, ctx: Ctx, db: DB, caller: Who) -> Any:
     health = Health(ctx)
-    return _list(request, db, caller, "pools", db.all("pool"), POOL_ATTRS, lambda r: pool_view(db, health, r),
+    return _list(request, caller, "pools", db.all("pool"), POOL_ATTRS, lambda r: pool_view(db, health, r),
                  STATUSES | {"healthmonitor_id"})
 
 
@@ -1333,7 +1335,7 @@ async def batch_members(pool_id: str, body: MembersBatchRequest, db: DB, caller:
 async def list_members(pool_id: str, request: Request, ctx: Ctx, db: DB, caller: Who) -> Any:
     pool = _find(db, caller, "pool", pool_id)
     health = Health(ctx)
-    return _list(request, db, caller, "members", db.referring("pool", pool.id, "member"), MEMBER_ATTRS,
+    return _list(request, caller, "members", db.referring("pool", pool.id, "member"), MEMBER_ATTRS,
                  lambda r: member_view(health, r))
 
 
@@ -1396,7 +1398,7 @@ async def create_monitors(body: HealthMonitorCreateRequest, ctx: Ctx, db: DB, ca
             responses=errors(400), openapi_extra=list_parameters(MONITOR_ATTRS))
 async def list_monitors(request: Request, ctx: Ctx, db: DB, caller: Who) -> Any:
     health = Health(ctx)
-    return _list(request, db, caller, "healthmonitors", db.all("healthmonitor"), MONITOR_ATTRS,
+    return _list(request, caller, "healthmonitors", db.all("healthmonitor"), MONITOR_ATTRS,
                  lambda r: monitor_view(health, r))
 
 
