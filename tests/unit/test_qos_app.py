@@ -222,6 +222,21 @@ def test_frames_of_a_port_with_minimum_bandwidth_leave_by_the_queue_the_switch_r
     assert cloud.qos.model.ports[cloud.ports["d"].id].queue == 4
 
 
+@pytest.mark.parametrize("declared, queue", [("", None), ("{uplink}:7:min=8000,max=9000 other:7:min=1", 7)])
+def test_queues_a_switch_reports_without_rates_as_open_vswitch_does_take_the_rates_declared(declared, queue):
+    uplink = "vxlan-0aff0002"           # s1's tunnel port to s2
+    cloud = Shaped({"min": ([{"type": "minimum_bandwidth", "min_kbps": 4000, "direction": "egress"}],)},
+                   attach={"a": "min"}, queue_rates=declared.format(uplink=uplink))
+    cloud.s[1].ports[cloud.tunnels[(1, 2)]].add_queue(7)          # a queue id, no rate properties
+    cloud.start()
+    a = cloud.qos.model.ports[cloud.ports["a"].id]
+    assert a.queue == queue
+    if queue is None:
+        assert "report no min rate (Open vSwitch does not over OpenFlow: declare them" in a.unguaranteed
+    else:
+        assert cloud.qos.queues[1][cloud.tunnels[(1, 2)]][7] == (8000, 9000)
+
+
 def test_changes_reach_the_switches_and_a_policy_detached_or_deleted_leaves_nothing():
     cloud = Shaped({"gold": (LIMITS,), "voice": ([{"type": "dscp_marking", "dscp_mark": 46}],)},
                    attach={"a": "gold"}).start()
@@ -289,6 +304,9 @@ def test_usage_is_summed_per_policy_and_rule_from_the_meters_and_never_goes_back
     ({"interval": 0}, "interval 0: must be a number of seconds, more than 0"),
     ({"interval": "soon"}, "interval 'soon': must be a number of seconds"),
     ({"rate": 5}, "unknown option(s) rate"),
+    ({"queue_rates": "eth1:1:fast"}, "queue_rates item 'eth1:1:fast': expected PORT:QUEUE:min=KBPS[,max=KBPS]"),
+    ({"queue_rates": "eth1:1:min=5;eth1:one:min=5"}, "queue_rates item 'eth1:one:min=5'"),
+    ({"queue_rates": 5}, "queue_rates 5: expected PORT:QUEUE:min=KBPS[,max=KBPS] items"),
 ])
 def test_bad_options_are_refused_clearly(options, message):
     with pytest.raises(ValueError) as err:

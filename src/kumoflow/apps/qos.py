@@ -29,7 +29,9 @@ are for probed past those taken and kept while it lasts, so a restarted
 controller finds the same ids in use.
 
 Switch by switch the app reads the queues (QUEUE_GET_CONFIG, when the
-switch comes up, when a port changes, and every ``interval``) and the meter
+switch comes up, when a port changes, and every ``interval``; a queue
+reported without rates, as Open vSwitch reports all of its queues, takes
+those the option ``queue_rates`` declares for its port's name) and the meter
 counters (METER_STATS every ``interval``, the reply handled when it comes;
 a switch whose last reply has not come is skipped). A meter's counters are
 added to its policy and rule: what the meter saw and what its band dropped,
@@ -51,7 +53,7 @@ from typing import Any, Hashable, Iterable
 
 from kumoflow import ofp
 from kumoflow.apps import options as check
-from kumoflow.apps.qosmodel import Limit, Model, PortQos, build, queue_rates
+from kumoflow.apps.qosmodel import Limit, Model, PortQos, build, parse_queue_rates, queue_rates
 from kumoflow.controller import Flow, Meter, ModelApp, pipeline
 
 NETWORK = pipeline.METADATA["network"]
@@ -93,9 +95,13 @@ class QosApp(ModelApp):
     requires = ("tenants",)
     model_kinds = frozenset(("network", "port", "qos_policy", "qos_rule"))
 
-    def __init__(self, interval: float = DEFAULT_INTERVAL, **options: Any) -> None:
+    def __init__(self, interval: float = DEFAULT_INTERVAL, queue_rates: str = "", **options: Any) -> None:
         super().__init__(**options)
         self.interval = check.seconds("interval", interval)
+        if not isinstance(queue_rates, str):
+            raise ValueError(f"queue_rates {queue_rates!r}: expected PORT:QUEUE:min=KBPS[,max=KBPS] items")
+        #: port name -> queue id -> (min, max) kbit/s: the rates of queues a switch reports without them
+        self.queue_rates = parse_queue_rates(queue_rates)
         self.model = Model()
         #: dpid -> port -> queue id -> (min, max) kbit/s, as the switch last reported them
         self.queues: dict[int, dict[int, dict[int, tuple]]] = {}
@@ -258,7 +264,8 @@ class QosApp(ModelApp):
             self.log.debug("%s: no queue configuration: %s", dp.name, reply)
             queues = {}
         else:
-            queues = queue_rates(reply.queues, {n: p.curr_speed for n, p in dp.ports.items()})
+            queues = queue_rates(reply.queues, {n: p.curr_speed for n, p in dp.ports.items()},
+                                 {n: p.name for n, p in dp.ports.items()}, self.queue_rates)
         if self.queues.get(dp.id) != queues:
             self.queues[dp.id] = queues
             self.rebuild_soon()

@@ -204,7 +204,7 @@ def choose_queue(queues: Queues, ports: list[int], min_kbps: int) -> tuple[int |
         unrated = sorted(p for p in ports if any(q for q in queues.get(p, {})))
         if unrated:
             return None, (f"port(s) {', '.join(map(str, unrated))} have queues but report no min rate "
-                          "(Open vSwitch does not over OpenFlow)")
+                          "(Open vSwitch does not over OpenFlow: declare them in the option queue_rates)")
         return None, "no uplink of the switch has a queue with a min rate"
     fits = None
     for queue_id in sorted(set.intersection(*(set(qs) for qs in rated.values()))):
@@ -218,9 +218,11 @@ def choose_queue(queues: Queues, ports: list[int], min_kbps: int) -> tuple[int |
     return fits[1], None
 
 
-def queue_rates(reply_queues: list[ofp.PacketQueue], speeds: Mapping[int, int]) -> dict[int, dict[int, tuple]]:
+def queue_rates(reply_queues: list[ofp.PacketQueue], speeds: Mapping[int, int], names: Mapping[int, str] | None = None,
+                declared: Mapping[str, Mapping[int, tuple]] | None = None) -> dict[int, dict[int, tuple]]:
     """A QUEUE_GET_CONFIG reply's queues as kbit/s: its rate properties are tenths of a percent
-    of the port's current speed (`speeds`, kbit/s, from PORT_DESC); above 1000, disabled."""
+    of the port's current speed (`speeds`, kbit/s, from PORT_DESC); above 1000, disabled. A queue
+    reported without rates takes those `declared` for its port's name (`names`), if any."""
     out: dict[int, dict[int, tuple]] = {}
     for queue in reply_queues:
         speed = speeds.get(queue.port, 0)
@@ -230,5 +232,27 @@ def queue_rates(reply_queues: list[ofp.PacketQueue], speeds: Mapping[int, int]) 
                 else None
             if slot is not None and prop.rate <= RATE_DISABLED and speed:
                 rates[slot] = prop.rate * speed // RATE_DISABLED
+        if not any(isinstance(p, (ofp.QueuePropMinRate, ofp.QueuePropMaxRate)) for p in queue.properties):
+            rates = list((declared or {}).get((names or {}).get(queue.port, ""), {}).get(queue.queue_id, rates))
         out.setdefault(queue.port, {})[queue.queue_id] = (rates[0], rates[1])
+    return out
+
+
+def parse_queue_rates(text: str) -> dict[str, dict[int, tuple[int | None, int | None]]]:
+    """The ``queue_rates`` option: ``PORT:QUEUE:min=KBPS[,max=KBPS]`` items (as the kumoflow switch's
+    ``--queue``), separated by spaces or ``;``, PORT a port's name -> {name: {queue: (min, max)}}."""
+    out: dict[str, dict[int, tuple[int | None, int | None]]] = {}
+    for item in text.replace(";", " ").split():
+        port, _, rest = item.partition(":")
+        queue, _, rates = rest.partition(":")
+        values: dict[str, int] = {}
+        for part in rates.split(","):
+            key, eq, value = part.partition("=")
+            if key not in ("min", "max") or not eq or not value.isdigit() or key in values:
+                values = {}
+                break
+            values[key] = int(value)
+        if not port or not queue.isdigit() or not values:
+            raise ValueError(f"queue_rates item {item!r}: expected PORT:QUEUE:min=KBPS[,max=KBPS]")
+        out.setdefault(port, {})[int(queue)] = (values.get("min"), values.get("max"))
     return out
