@@ -234,6 +234,10 @@ def test_a_slow_member_gets_fewer_new_connections_within_the_bounds():
         cloud.lb.health.setdefault(ids[name], Health()).latency = latency
     spread = collections.Counter(cloud.connect(sport=49000 + n)[0] for n in range(18))
     assert spread["m3"] == 2 and spread["m1"] == spread["m2"] == 8      # 0.25 : 1 : 1
+    for name, latency in (("m1", 0.002), ("m2", 0.004), ("m3", 0.015)):     # jitter, within the slack
+        cloud.lb.health[ids[name]].latency = latency
+    spread = collections.Counter(cloud.connect(sport=49100 + n)[0] for n in range(9))
+    assert spread == {"m1": 3, "m2": 3, "m3": 3}
 
 
 def test_status_and_stats_for_the_api():

@@ -42,8 +42,9 @@ gets no new connections until it passes ``max_retries``.
 
 Load-aware (``load_aware``, on by default): each member's check latency
 (HTTP: request to status line; TCP: SYN to SYN-ACK; PING: echo) is
-smoothed, and a member slower than its pool's median gets its weight
-scaled by median / its latency, never below ``min_share`` of it: slow
+smoothed, and a member slower than its pool's median by more than
+``latency_slack`` (jitter is not slowness) gets its weight scaled by
+(median + slack) / its latency, never below ``min_share`` of it: slow
 members get fewer new connections, and get them back when they recover.
 docs/lb.md says it for users.
 """
@@ -78,7 +79,7 @@ PROBE_RATE = 1000
 IPV4_TYPE, ARP_TYPE = 0x0800, 0x0806
 PORT_FIELDS = {TCP: ("tcp_src", "tcp_dst"), UDP: ("udp_src", "udp_dst")}
 #: how much of a new latency sample moves a member's smoothed latency
-LATENCY_WEIGHT = 0.3
+LATENCY_WEIGHT = 0.5
 #: source ports of health checks (from the VIP)
 PROBE_PORTS = range(33000, 60000)
 
@@ -111,13 +112,14 @@ class LoadBalancerApp(ModelApp):
                              "network", "router"))
 
     def __init__(self, punt_rate: int = 2000, load_aware: bool = True, min_share: float = 0.2,
-                 max_connections: int = 100_000, **options: Any) -> None:
+                 latency_slack: float = 0.02, max_connections: int = 100_000, **options: Any) -> None:
         super().__init__(**options)
         self.punt_rate = check.integer("punt_rate", punt_rate, 1, 1_000_000)
         self.load_aware = check.boolean("load_aware", load_aware)
         self.min_share = float(min_share)
         if not 0 < self.min_share <= 1:
             raise ValueError(f"min_share {min_share!r}: must be above 0 and at most 1")
+        self.latency_slack = check.seconds("latency_slack", latency_slack)
         self.max_connections = check.integer("max_connections", max_connections, 1, 10_000_000)
         self.model = Model()
         self.connections: dict[tuple[str, str, ipaddress.IPv4Address, int], Connection] = {}
@@ -393,7 +395,7 @@ class LoadBalancerApp(ModelApp):
 
     def weights(self, pool: Pool, members: list[Member]) -> dict[str, float]:
         """Each member's weight for new connections: its own, scaled down when it answers its
-        checks slower than the pool's median (load_aware), never below min_share of it."""
+        checks slower than the pool's median and the slack (load_aware), never below min_share of it."""
         out = {m.id: float(m.weight) for m in members}
         if not self.load_aware:
             return out
@@ -403,7 +405,7 @@ class LoadBalancerApp(ModelApp):
             return out
         median = statistics.median(latencies.values())
         for member_id, latency in latencies.items():
-            out[member_id] *= max(self.min_share, min(1.0, median / latency))
+            out[member_id] *= max(self.min_share, min(1.0, (median + self.latency_slack) / latency))
         return out
 
     def _choose(self, listener: Listener, client: ipaddress.IPv4Address, client_port: int) -> Member | None:
@@ -435,15 +437,17 @@ class LoadBalancerApp(ModelApp):
 
     def _round_robin(self, pool_id: str, members: list[Member], weights: dict[str, float]) -> Member:
         """Smooth weighted round robin: each member's credit grows by its weight; the richest
-        is chosen and pays the total. Spreads even with weights, never bunches."""
-        credit = self._rr.setdefault(pool_id, {})
+        is chosen and pays the total. Spreads even with weights, never bunches. Credits start
+        again from nothing when the members that can be chosen change (one gone down, say):
+        what the others had saved was for the old round."""
+        credit = self._rr.get(pool_id)
+        if credit is None or credit.keys() != {m.id for m in members}:
+            credit = self._rr[pool_id] = {m.id: 0.0 for m in members}
         total = sum(weights.values())
         for m in members:
-            credit[m.id] = credit.get(m.id, 0.0) + weights[m.id]
+            credit[m.id] += weights[m.id]
         chosen = max(members, key=lambda m: (credit[m.id], m.id))
         credit[chosen.id] -= total
-        for gone in set(credit) - {m.id for m in members}:
-            del credit[gone]
         return chosen
 
     # --- connections ending ---------------------------------------------------------------
