@@ -17,6 +17,7 @@ s2's; c1 -> s2 crosses both.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
@@ -101,36 +102,35 @@ def make_resources(api: httpx.Client) -> dict:
     return ids
 
 
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("firewall")
-    (tmp / "countries").mkdir()
-    (tmp / "countries" / "XC.txt").write_text(country_list())
-    controller = ControllerProcess(apps=("tenants", "firewall"), log=tmp / "controller.log",
-                                   args=("--api", "127.0.0.1:0", "--admin-token", ADMIN))
-    os.environ["KUMOFLOW_COUNTRIES"] = str(tmp / "countries")      # where the controller finds country lists
+@contextlib.contextmanager
+def emulated(tmp, apps: tuple[str, ...], make, name: str, vms: dict = VMS, admin: str = ADMIN,
+             args: tuple[str, ...] = (), environ: dict | None = None):
+    """A cloud on the emulator: a controller process running `apps` and the API (the `admin` token,
+    more `args`), the resources `make(api)` makes, `topology(name..., vms)` up and its hosts' ports
+    bound. Yields the Network, with `api`, `ids` (what `make` returned), `tmp` and `servers`
+    (processes, killed at the end); everything goes down, even on failure. `environ`: variables
+    the controller starts with."""
+    controller = ControllerProcess(apps=apps, log=tmp / "controller.log",
+                                   args=("--api", "127.0.0.1:0", "--admin-token", admin, *args))
+    os.environ.update(environ or {})
     try:
         controller.start()
     finally:
-        del os.environ["KUMOFLOW_COUNTRIES"]
+        for key in environ or {}:
+            del os.environ[key]
     net, servers = None, []
     try:
         url = controller.status["api"]
-        api = httpx.Client(base_url=url, headers={"X-Auth-Token": ADMIN}, timeout=60)
-        ids = make_resources(api)
+        api = httpx.Client(base_url=url, headers={"X-Auth-Token": admin}, timeout=60)
+        ids = make(api)
         topo = tmp / "topo.yaml"
-        topo.write_text(topology("fw" + secrets.token_hex(2)))
+        topo.write_text(topology(name + secrets.token_hex(2), vms))
         net = Network.from_file(topo, controllers=[controller.target])
         net.up()
         net.wait_connected(60)
-        for line in bind_ports(net.plan, url, ADMIN):
+        for line in bind_ports(net.plan, url, admin):
             print(line, file=sys.stderr)
-        (tmp / "index.html").write_text("kumoflow firewall test\n")
-        for server in ("s1", "s2"):
-            servers.append(serve(net, server, ["python3", "-m", "http.server", "8080"], cwd=tmp))
-            servers.append(serve(net, server, ["nc", "-lk", "22"], stdout=open(tmp / f"{server}-22.txt", "wb")))
-        servers.append(serve(net, "c1", ["nc", "-lk", "9000"]))
-        net.api, net.ids, net.tmp = api, ids, tmp
+        net.api, net.ids, net.tmp, net.servers = api, ids, tmp, servers
         yield net
     finally:
         for proc in servers:
@@ -142,6 +142,22 @@ def cloud(tmp_path_factory):
         status = controller.stop()
         print(*(tmp / "controller.log").read_text(errors="replace").splitlines()[-40:], sep="\n", file=sys.stderr)
         assert status == 0
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("firewall")
+    (tmp / "countries").mkdir()
+    (tmp / "countries" / "XC.txt").write_text(country_list())
+    # KUMOFLOW_COUNTRIES: where the controller finds country lists
+    with emulated(tmp, ("tenants", "firewall"), make_resources, "fw",
+                  environ={"KUMOFLOW_COUNTRIES": str(tmp / "countries")}) as net:
+        (tmp / "index.html").write_text("kumoflow firewall test\n")
+        for server in ("s1", "s2"):
+            net.servers.append(serve(net, server, ["python3", "-m", "http.server", "8080"], cwd=tmp))
+            net.servers.append(serve(net, server, ["nc", "-lk", "22"], stdout=open(tmp / f"{server}-22.txt", "wb")))
+        net.servers.append(serve(net, "c1", ["nc", "-lk", "9000"]))
+        yield net
 
 
 def country_list() -> str:

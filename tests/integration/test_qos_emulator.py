@@ -16,7 +16,6 @@ cross the kumoflow switch alone, q2 -> p2 and p2 -> q2 Open vSwitch alone.
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
 import time
@@ -24,11 +23,7 @@ import time
 import httpx
 import pytest
 
-from kumoflow.net import Network
-from kumoflow.net.binding import bind_ports
-
-from controller_process import ControllerProcess
-from test_firewall_emulator import created, serve, topology, wait_until
+from test_firewall_emulator import created, emulated, serve, wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
 
@@ -51,38 +46,13 @@ IPERF_PORT = 5201
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("qos")
-    controller = ControllerProcess(apps=("qos",), log=tmp / "controller.log",
-                                   args=("--api", "127.0.0.1:0", "--admin-token", ADMIN, "--set", "qos.interval=2",
-                                         "--audit-interval", "1"))
-    controller.start()
-    net, servers = None, []
-    try:
-        url = controller.status["api"]
-        api = httpx.Client(base_url=url, headers={"X-Auth-Token": ADMIN}, timeout=60)
-        ids = make_resources(api)
-        topo = tmp / "topo.yaml"
-        topo.write_text(topology("qos" + secrets.token_hex(2), VMS))
-        net = Network.from_file(topo, controllers=[controller.target])
-        net.up()
-        net.wait_connected(60)
-        for line in bind_ports(net.plan, url, ADMIN):
-            print(line, file=sys.stderr)
+    with emulated(tmp, ("qos",), make_resources, "qos", VMS, ADMIN,
+                  args=("--set", "qos.interval=2", "--audit-interval", "1")) as net:
         for vm in VMS:
-            servers.append(serve(net, vm, ["iperf3", "-s", "-p", str(IPERF_PORT)]))
+            net.servers.append(serve(net, vm, ["iperf3", "-s", "-p", str(IPERF_PORT)]))
         for vm in ("p1", "p2"):
             wait_until(lambda: pings(net, vm.replace("p", "q"), vm), 60, f"{vm} reached")
-        net.api, net.ids = api, ids
         yield net
-    finally:
-        for proc in servers:
-            proc.kill()
-            proc.wait(timeout=10)
-        if net is not None:
-            report = net.down()
-            assert report.clean, report.leftovers
-        status = controller.stop()
-        print(*(tmp / "controller.log").read_text(errors="replace").splitlines()[-40:], sep="\n", file=sys.stderr)
-        assert status == 0
 
 
 def make_resources(api: httpx.Client) -> dict:
