@@ -397,8 +397,9 @@ def test_set_queue_reaches_the_scheduler_through_pipeline_and_fast_path(fastpath
     rig.flow({"in_port": 3}, [ofp.Output(2)])
     f1, f3 = udp(payload=bytes(958)), udp(ip_src="10.0.0.3", payload=bytes(958))
     assert len(f1) == 1000
-    for _ in range(20):
+    for _ in range(10):
         rig.send(1, f1)
+    rig.dp.receive_batch(1, [f1] * 10)      # a read batch of set_queue frames: each replayed with its queue
     rig.dp.receive_batch(3, [f3] * 20)      # queue 0: unlimited, all at once (one batch)
     q = rig.port(2).queue_counters
     # queue 1 got its burst (10 frames; the 11th takes the bucket into debt) and holds the rest

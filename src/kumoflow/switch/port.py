@@ -33,11 +33,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 from kumoflow import ofp
 from kumoflow.ofp.consts import OFPPF
 
-from .qos import EgressScheduler, PortQos, rate_properties
+if TYPE_CHECKING:
+    from .qos import EgressScheduler, PortQos
 
 # Plain ints for the hot paths (IntFlag arithmetic is slow).
 PC_PORT_DOWN, PC_NO_RECV, PC_NO_FWD, PC_NO_PACKET_IN = 1 << 0, 1 << 2, 1 << 5, 1 << 6
@@ -169,6 +171,8 @@ class PortBase:
     def set_qos(self, qos: PortQos) -> None:
         """Configure the port rate and queue rates: every queue named is
         added; a port with any rate gets an egress scheduler."""
+        from .qos import EgressScheduler
+
         for qid in qos.queues:
             self.add_queue(qid)
         self.qos = qos
@@ -178,11 +182,14 @@ class PortBase:
         """(queue id, properties) of every queue, in id order, for QUEUE_GET_CONFIG:
         a queue with configured rates reports them against the port's speed
         (the port rate when the link reports none; :func:`.qos.rate_properties`)."""
-        qos = self.qos or PortQos()
-        rated = qos.queues
-        speed = self.curr_speed or qos.rate_kbps or 0
-        return [(qid, rate_properties(rated[qid], speed) if qid in rated else list(props))
-                for qid, props in sorted(self.queues.items())]
+        from .qos import rate_properties
+
+        queues = sorted(self.queues.items())
+        if self.qos is None:
+            return [(qid, list(props)) for qid, props in queues]
+        rated = self.qos.queues
+        speed = self.curr_speed or self.qos.rate_kbps or 0
+        return [(qid, rate_properties(rated[qid], speed) if qid in rated else list(props)) for qid, props in queues]
 
     # -- transmission ----------------------------------------------------------
     def send(self, frame: bytes) -> None:

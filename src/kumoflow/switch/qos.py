@@ -82,6 +82,8 @@ from dataclasses import dataclass, field
 from kumoflow.ofp.consts import OFPQ_MAX_RATE_UNCFG, OFPQ_MIN_RATE_UNCFG
 from kumoflow.ofp.structs import QueuePropMaxRate, QueuePropMinRate
 
+from .port import PC_NO_FWD, PC_PORT_DOWN, PS_LINK_DOWN
+
 __all__ = ["QueueRates", "PortQos", "EgressScheduler", "qos_problems", "rate_properties",
            "BACKLOG_BYTES", "BURST_SECONDS", "MIN_WAIT", "MAX_KBPS", "MAX_QUEUE_ID"]
 
@@ -98,9 +100,7 @@ MAX_KBPS = 0xFFFFFFFF
 #: queue ids: 32 bits, but OFPQ_ALL
 MAX_QUEUE_ID = 0xFFFFFFFE
 
-# plain ints for the hot path (port.py's PC_* / PS_* bits)
-_NO_OUTPUT = (1 << 0) | (1 << 5)          # OFPPC_PORT_DOWN | OFPPC_NO_FWD
-_LINK_DOWN = 1 << 0                        # OFPPS_LINK_DOWN
+_NO_OUTPUT = PC_PORT_DOWN | PC_NO_FWD
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +383,7 @@ class EgressScheduler:
     # -- to the port ------------------------------------------------------------------------
     def _out(self, q: _Queue, frame: bytes, tunnel_id: int) -> None:
         port = self.port
-        if port.config & _NO_OUTPUT or port.state & _LINK_DOWN:
+        if port.config & _NO_OUTPUT or port.state & PS_LINK_DOWN:
             port.counters.tx_dropped += 1
             return
         qc = q.counters
@@ -396,7 +396,7 @@ class EgressScheduler:
 
     def _out_many(self, q: _Queue, frames: list, nbytes: int, tunnel_id: int) -> None:
         port = self.port
-        if port.config & _NO_OUTPUT or port.state & _LINK_DOWN:
+        if port.config & _NO_OUTPUT or port.state & PS_LINK_DOWN:
             port.counters.tx_dropped += len(frames)
             return
         qc = q.counters
