@@ -35,7 +35,7 @@ from kumoflow.net import Network, state
 from kumoflow.net.topology import load_topology
 from test_switch_support import EXAMPLES, ofctl, sh, wait_listening
 
-pytestmark = [pytest.mark.root]
+pytestmark = [pytest.mark.root, pytest.mark.ovs]     # ovs-ofctl installs the flows on both kinds
 
 QUEUES = EXAMPLES / "queues.yaml"
 UDP_PAYLOAD = 1400
@@ -177,7 +177,6 @@ def test_kumoflow_min_rate_holds_against_a_flood(topo_name, protocol):
         net.down()
 
 
-@pytest.mark.ovs
 def test_open_vswitch_port_rate_holds_but_set_queue_takes_queue_0(topo_name):
     net, target = up(topo_name, "ovs")
     iperf = Iperf(net)
