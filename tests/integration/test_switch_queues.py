@@ -6,11 +6,12 @@ namespaces. What is asserted is what iperf3 reports:
 
 * kumoflow, the port rate: one UDP stream offered at 40 Mbit/s and one TCP
   stream, alone, each come out at 20 Mbit/s +-10 % (on the wire: iperf3
-  counts payload, so its rate is scaled by frame / payload size);
+  counts payload, so its rate is scaled by frame / payload size); what did
+  not fit overran queue 1 (QUEUE_STATS tx_errors), and the port's
+  tx_dropped counts the same frames; QUEUE_GET_CONFIG carries the rates;
 * kumoflow, the min rate: h1's stream in queue 1 (UDP at 15 Mbit/s, then
   TCP) keeps at least 90 % of 15 Mbit/s while h3 floods queue 2 at
-  60 Mbit/s; the flood overruns its queue (QUEUE_STATS tx_errors) and the
-  port's tx_dropped counts the same frames;
+  60 Mbit/s, which overruns queue 2;
 * Open vSwitch (netdev datapath) with the same file: the port rate holds
   too (a linux-htb QoS row, tc HTB on the veth), but set_queue does not
   choose the HTB class in the userspace datapath: queue 1 carries nothing,
