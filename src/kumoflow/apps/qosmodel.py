@@ -29,9 +29,9 @@ An *aggregate* policy caps a whole project: a policy tagged
 operator sets in the admin's project is out of the tenant's sight and
 reach; one naming another project from a tenant's own policy is ignored).
 Its egress bandwidth_limit rule is what all of the project's ports on one
-switch may send together. Its other rules cap nothing (reported in
-`Model.problems`); attached to a port or a network it is also an ordinary
-policy there.
+switch may send together (the network's own ports aside, as above). Its
+other rules cap nothing (reported in `Model.problems`); attached to a port
+or a network it is also an ordinary policy there.
 """
 
 from __future__ import annotations
@@ -166,11 +166,12 @@ def build(state: Any, overlay: Overlay, queues: Mapping[int, Queues]) -> Model:
         if record is None or net is None or port.remote or port.vlan is not None:
             continue
         policy_id, inherited = record.body.get("qos_policy_id"), False
-        if policy_id is None and not str(record.body.get("device_owner") or "").startswith("network:"):
+        the_networks = str(record.body.get("device_owner") or "").startswith("network:")
+        if policy_id is None and not the_networks:
             network = networks.get(port.network)
             policy_id, inherited = (network.body.get("qos_policy_id") if network is not None else None), True
         policy = model.policies.get(policy_id) if policy_id else None
-        cap = model.caps.get(record.project_id)
+        cap = model.caps.get(record.project_id) if not the_networks else None
         if policy is None and cap is None:
             continue
         values: dict[str, Any] = {}

@@ -385,7 +385,7 @@ _rule_routes("minimum_bandwidth", "minimum_bandwidth_rules", "minimum_bandwidth_
 # --- enforcement: what the qos app does with a policy (kumoflow extension) ---------------------------
 
 
-class RuleUsage(BaseModel):
+class QosRuleUsage(BaseModel):
     rule_id: str
     direction: Direction
     aggregate: bool = Field(description="the project's cap (a policy tagged aggregate:PROJECT), not a port's limit")
@@ -395,33 +395,33 @@ class RuleUsage(BaseModel):
     dropped_bytes: int
 
 
-class PolicyUsage(BaseModel):
+class QosPolicyUsage(BaseModel):
     policy_id: str
     project_id: str
     packets: int = Field(description="the rules' sums")
     bytes: int
     dropped_packets: int
     dropped_bytes: int
-    rules: list[RuleUsage] = Field(description="per bandwidth_limit rule, its meters on every port and switch summed")
+    rules: list[QosRuleUsage] = Field(description="per bandwidth_limit rule, its meters on every port and switch summed")
     since: str | None = Field(description="when counting started (null: nothing counted yet)")
     updated_at: str | None = Field(description="the last poll of the switches' meter counters that counted")
 
 
-class PolicyUsageResponse(BaseModel):
-    usage: PolicyUsage
+class QosPolicyUsageResponse(BaseModel):
+    usage: QosPolicyUsage
 
 
-class LimitOut(BaseModel):
+class EnforcedLimit(BaseModel):
     rule_id: str
     max_kbps: int
     burst_kbits: int = Field(description="the meter band's burst: max_burst_kbps, or 80 % of max_kbps when 0")
 
 
-class CapOut(LimitOut):
+class EnforcedCap(EnforcedLimit):
     qos_policy_id: str
 
 
-class MinimumOut(BaseModel):
+class EnforcedMinimum(BaseModel):
     rule_id: str
     min_kbps: int
     queue_id: int | None = Field(description="the egress queue the port's frames are sent to")
@@ -434,11 +434,11 @@ class PortQos(BaseModel):
     project_id: str
     qos_policy_id: str | None = Field(description="the policy enforced at the port (null: none, or not bound)")
     inherited: bool = Field(description="the policy is the network's")
-    egress: LimitOut | None
-    ingress: LimitOut | None
+    egress: EnforcedLimit | None
+    ingress: EnforcedLimit | None
     dscp_mark: int | None
-    minimum_bandwidth: MinimumOut | None
-    aggregate: CapOut | None = Field(description="the cap of the port's project, shared by its ports per switch")
+    minimum_bandwidth: EnforcedMinimum | None
+    aggregate: EnforcedCap | None = Field(description="the cap of the port's project, shared by its ports per switch")
 
 
 class PortQosResponse(BaseModel):
@@ -459,7 +459,7 @@ def _when(ctx: Any, core_time: float | None) -> str | None:
     return datetime.fromtimestamp(ctx.wall_time(core_time), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@router.get("/v2.0/qos/policies/{policy_id}/usage", response_model=PolicyUsageResponse, responses=errors(404),
+@router.get("/v2.0/qos/policies/{policy_id}/usage", response_model=QosPolicyUsageResponse, responses=errors(404),
             summary="What a policy's bandwidth limits let through and dropped (kumoflow extension)")
 async def policy_usage(policy_id: str, ctx: Ctx, db: DB, caller: Who) -> dict:
     record = find(db, caller, "qos_policy", policy_id, lambda r: owns(caller, r))
