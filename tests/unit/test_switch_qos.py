@@ -329,8 +329,12 @@ def test_rate_properties_in_tenths_of_a_percent_of_the_speed():
     # above the speed: disabled (> 1000); only what is configured is reported
     assert rate_properties(QueueRates(max_kbps=200_000), speed) == [ofp.QueuePropMaxRate(0xFFFF)]
     assert rate_properties(QueueRates(min_kbps=100_000), speed) == [ofp.QueuePropMinRate(1000)]
-    # rounded to the nearest tenth, a configured rate at least 1; min 0 is 0
-    assert rate_properties(QueueRates(15_000, 40), 10_000_000) == [ofp.QueuePropMinRate(2), ofp.QueuePropMaxRate(1)]
+    # rounded so that they stay true: a guarantee down, a cap up
+    assert rate_properties(QueueRates(15_000, 15_000), 10_000_000) == [ofp.QueuePropMinRate(1),
+                                                                       ofp.QueuePropMaxRate(2)]
+    assert rate_properties(QueueRates(5_000, 40), 10_000_000) == [ofp.QueuePropMinRate(0), ofp.QueuePropMaxRate(1)]
+    assert rate_properties(QueueRates(20_000, 20_000), 10_000_000) == [ofp.QueuePropMinRate(2),
+                                                                       ofp.QueuePropMaxRate(2)]
     assert rate_properties(QueueRates(min_kbps=0), speed) == [ofp.QueuePropMinRate(0)]
     # no speed known: disabled
     assert rate_properties(QueueRates(1, 2), 0) == [ofp.QueuePropMinRate(0xFFFF), ofp.QueuePropMaxRate(0xFFFF)]
@@ -360,6 +364,9 @@ def test_queue_get_config_reports_the_rates_on_the_wire():
     rig.port(2).curr_speed = 1_000_000
     [reply] = rig.handle(ofp.QueueGetConfigRequest(port=2))
     assert reply.queues[1].properties == [ofp.QueuePropMinRate(15), ofp.QueuePropMaxRate(20)]
+    rig.port(2).curr_speed = 10_000_000         # a veth: 15 Mbit/s is 1.5 tenths, guaranteed at least 1
+    [reply] = rig.handle(ofp.QueueGetConfigRequest(port=2))
+    assert reply.queues[1].properties == [ofp.QueuePropMinRate(1), ofp.QueuePropMaxRate(2)]
     # a link without a speed: the port rate is the reference
     rig.port(2).curr_speed = 0
     [reply] = rig.handle(ofp.QueueGetConfigRequest(port=2))

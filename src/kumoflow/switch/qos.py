@@ -67,9 +67,11 @@ its frames go as they always went: egress pays one attribute test.
 QUEUE_GET_CONFIG (`rate_properties`): OFPQT_MIN_RATE / OFPQT_MAX_RATE
 carry a rate "in 1/10 of a percent; >1000 -> disabled" (OpenFlow 1.3.5,
 7.2.2), here of the port's speed (``curr_speed``, what PORT_DESC
-reports; the port rate when the link reports no speed): a configured
-rate is rounded to the nearest tenth of a percent, at least 1; a rate
-above the speed is reported as 0xFFFF (disabled, as OFPQ_MIN_RATE_UNCFG /
+reports; the port rate when the link reports no speed). A tenth of a
+percent of a 10 Gbit/s veth is 10 Mbit/s, so the value is rounded the
+way that keeps it true: a min rate down (the queue is guaranteed at least
+that), a max rate up (it sends at most that); a rate above the speed is
+reported as 0xFFFF (disabled, as OFPQ_MIN_RATE_UNCFG /
 OFPQ_MAX_RATE_UNCFG). Only the rates configured are reported.
 """
 
@@ -162,22 +164,23 @@ def qos_problems(qos: PortQos) -> list[tuple[int | None, str, str]]:
     return problems
 
 
-def tenths_of_percent(rate_kbps: int, speed_kbps: int, disabled: int) -> int:
-    """A rate as OpenFlow's queue properties carry it (module docstring)."""
+def tenths_of_percent(rate_kbps: int, speed_kbps: int, disabled: int, up: bool) -> int:
+    """A rate as OpenFlow's queue properties carry it, rounded down or `up`
+    (module docstring)."""
     if speed_kbps <= 0 or rate_kbps > speed_kbps:
         return disabled
-    if rate_kbps <= 0:
-        return 0
-    return max(1, (rate_kbps * 1000 + speed_kbps // 2) // speed_kbps)
+    if up:
+        return -(-rate_kbps * 1000 // speed_kbps)
+    return rate_kbps * 1000 // speed_kbps
 
 
 def rate_properties(rates: QueueRates, speed_kbps: int) -> list:
     """The QUEUE_GET_CONFIG properties of a queue with these rates, on a port of this speed."""
     props: list = []
     if rates.min_kbps is not None:
-        props.append(QueuePropMinRate(tenths_of_percent(rates.min_kbps, speed_kbps, OFPQ_MIN_RATE_UNCFG)))
+        props.append(QueuePropMinRate(tenths_of_percent(rates.min_kbps, speed_kbps, OFPQ_MIN_RATE_UNCFG, False)))
     if rates.max_kbps is not None:
-        props.append(QueuePropMaxRate(tenths_of_percent(rates.max_kbps, speed_kbps, OFPQ_MAX_RATE_UNCFG)))
+        props.append(QueuePropMaxRate(tenths_of_percent(rates.max_kbps, speed_kbps, OFPQ_MAX_RATE_UNCFG, True)))
     return props
 
 
