@@ -57,7 +57,7 @@ from kumoflow.apps.qosmodel import Limit, Model, PortQos, build, parse_queue_rat
 from kumoflow.controller import Flow, Meter, ModelApp, pipeline
 
 NETWORK = pipeline.METADATA["network"]
-KIND_PORT, KIND_CAP = 1, 2
+KIND_PORT = 1
 PORT_PRIORITY, DSCP_PRIORITY = 100, 110
 IPV4_TYPE, IPV6_TYPE = 0x0800, 0x86DD
 METER_FLAGS = ofp.OFPMF.KBPS | ofp.OFPMF.BURST | ofp.OFPMF.STATS
