@@ -197,6 +197,24 @@ def test_a_group_in_use_cannot_be_deleted():
     run(go())
 
 
+def test_tags():
+    """Tags, as on Neutron's other resources (kumoflow apply knows what it made by them)."""
+    async def go():
+        api = await _api()
+        made = (await api.ok("POST", "/v2.0/address-groups", {"address_group": {
+            "name": "a", "addresses": ["10.0.0.0/8"], "tags": ["x", "y"]}}))["address_group"]
+        await api.ok("POST", "/v2.0/address-groups", {"address_group": {"name": "b"}})
+        assert made["tags"] == ["x", "y"]
+        assert [g["name"] for g in (await api.ok("GET", "/v2.0/address-groups", tags="x"))["address_groups"]] == ["a"]
+        path = f"/v2.0/address-groups/{made['id']}"
+        changed = (await api.ok("PUT", path, {"address_group": {"tags": ["z"]}}))["address_group"]
+        assert (changed["tags"], changed["addresses"]) == (["z"], ["10.0.0.0/8"])
+        changed = (await api.ok("PUT", f"{path}/add_addresses", {"addresses": ["fd00::/8"]}))["address_group"]
+        assert changed["tags"] == ["z"]
+        assert (await api.refused("PUT", path, {"address_group": {"tags": ["a,b"]}}))[0] == 400
+    run(go())
+
+
 def test_openapi_lists_the_resource():
     async def go():
         api = await _api()

@@ -19,7 +19,7 @@ GROUPS = "/v2.0/fwaas/firewall_groups"
 RULE_FIELDS = {"name", "description", "protocol", "ip_version", "source_ip_address", "destination_ip_address",
                "source_port", "destination_port", "action", "enabled", "shared", "source_address_group_id",
                "destination_address_group_id", "source_user_group", "destination_user_group", "log", "http_host",
-               "http_path"}
+               "http_path", "tags"}
 
 
 def run(coro):
@@ -65,7 +65,7 @@ def test_rule_defaults_stored_forms_and_crud():
             "destination_ip_address": None, "source_port": None, "destination_port": None, "action": "deny",
             "enabled": True, "shared": False, "source_address_group_id": None, "destination_address_group_id": None,
             "source_user_group": None, "destination_user_group": None, "log": False, "http_host": None,
-            "http_path": None, "firewall_policy_id": None, "project_id": "admin", "revision_number": 0}
+            "http_path": None, "tags": [], "firewall_policy_id": None, "project_id": "admin", "revision_number": 0}
         web = await rule(api, name="web", protocol="TCP", source_ip_address="10.0.0.5", destination_port="80:80",
                          source_port=1024, action="ALLOW", destination_user_group="staff", log=True,
                          http_host="*.example.test", http_path="/admin")
@@ -238,7 +238,7 @@ def test_groups_ports_policies_and_status():
             "admin_state_up": True, "shared": False, "status": "ACTIVE", "project_id": "blue"}
         assert set(await stored(api, "firewall_group", g1["id"])) == {
             "name", "description", "ingress_firewall_policy_id", "egress_firewall_policy_id", "ports",
-            "admin_state_up", "shared"}
+            "admin_state_up", "shared", "tags"}
         g2 = await group(api, blue, egress_firewall_policy_id=pol["id"])
         assert g2["status"] == "INACTIVE"
         assert (await group(api, blue, admin_state_up=False, ports=[p3]))["status"] == "DOWN"
@@ -342,6 +342,28 @@ def test_address_groups_of_rules():
             409, "AddressGroupInUse", f"Address group {ag['id']} is in use on one or more firewall rules.")
         await api.ok("PUT", f"{RULES}/{made['id']}", {"firewall_rule": {"source_address_group_id": None}}, blue)
         await api.ok("DELETE", f"/v2.0/address-groups/{ag['id']}", headers=blue)
+    run(go())
+
+
+def test_tags_on_rules_policies_and_groups():
+    """Tags, as on Neutron's other resources (kumoflow apply knows what it made by them): given at
+    creation, replaced by PUT, kept by a PUT of other attributes, filtered on."""
+    async def go():
+        api = await _api()
+        for path, key, plural, make in ((RULES, "firewall_rule", "firewall_rules", rule),
+                                        (POLICIES, "firewall_policy", "firewall_policies", policy),
+                                        (GROUPS, "firewall_group", "firewall_groups", group)):
+            tagged, plain = await make(api, name="a", tags=["x", "y"]), await make(api, name="b")
+            assert (tagged["tags"], plain["tags"]) == (["x", "y"], [])
+            assert [i["name"] for i in (await api.ok("GET", path, tags="x,y"))[plural]] == ["a"]
+            assert [i["name"] for i in (await api.ok("GET", path, **{"not-tags-any": "x"}))[plural]] == ["b"]
+            changed = (await api.ok("PUT", f"{path}/{tagged['id']}", {key: {"description": "d"}}))[key]
+            assert changed["tags"] == ["x", "y"]
+            changed = (await api.ok("PUT", f"{path}/{tagged['id']}", {key: {"tags": ["z"]}}))[key]
+            assert changed["tags"] == ["z"] and changed["description"] == "d"
+            assert (await stored(api, key, tagged["id"]))["tags"] == ["z"]
+            assert (await api.refused("PUT", f"{path}/{tagged['id']}", {key: {"tags": ["a,b"]}}))[0] == 400
+            assert (await api.refused("PUT", f"{path}/{tagged['id']}", {key: {"tags": None}}))[0] == 400
     run(go())
 
 

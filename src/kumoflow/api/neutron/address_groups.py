@@ -2,8 +2,8 @@
 
 A group holds ``addresses`` (IPv4 and IPv6 CIDRs; an address alone is its /32
 or /128), changed only by ``PUT .../add_addresses`` and ``.../remove_addresses``
-(``{"addresses": [...]}``, all or nothing); ``PUT`` changes ``name`` and
-``description``. As in Neutron, adding an address the group has is 400
+(``{"addresses": [...]}``, all or nothing); ``PUT`` changes ``name``,
+``description`` and ``tags``. As in Neutron, adding an address the group has is 400
 AddressesAlreadyExist, removing one it lacks 404 AddressesNotFound.
 
 kumoflow's extension: ``country: "DE"`` on create fills the group from the
@@ -35,9 +35,9 @@ from kumoflow.apps import addresses as addrs
 from kumoflow.store import Record
 
 from ..server import ApiError, Caller
-from .common import (DB, DESCRIPTION, INT, LIST, NAME, PROJECT_PATTERN, STR, Body, Who, answer, bad, bumped, common,
-                     conflict, errors, fields_of, given, list_parameters, new_id, no_content, one_or_many, owns, pick,
-                     project_of, select, show_parameters, shown)
+from .common import (DB, DESCRIPTION, INT, LIST, NAME, PROJECT_PATTERN, STR, TAG, Body, Who, answer, bad, bumped,
+                     common, conflict, errors, fields_of, given, list_parameters, new_id, no_content, one_or_many, owns,
+                     pick, project_of, select, show_parameters, shown)
 from .db import NeutronDB
 
 router = APIRouter(tags=["address groups"])
@@ -55,6 +55,7 @@ class GroupCreate(Body):
     description: DESCRIPTION = ""
     project_id: str | None = Field(None, pattern=PROJECT_PATTERN)
     tenant_id: str | None = Field(None, pattern=PROJECT_PATTERN)
+    tags: list[TAG] = Field(default_factory=list, max_length=50)
     addresses: ADDRESSES | None = Field(None, description="CIDRs or addresses, IPv4 and IPv6")
     country: str | None = Field(None, pattern=addrs.COUNTRY_PATTERN, description="kumoflow: fill the group "
                                 "from this country's file (a two-letter code) instead of `addresses`")
@@ -63,6 +64,7 @@ class GroupCreate(Body):
 class GroupUpdate(Body):
     name: NAME | None = None
     description: DESCRIPTION | None = None
+    tags: list[TAG] | None = Field(None, max_length=50)
     addresses: list | None = Field(None, description="not here: use add_addresses and remove_addresses")
     country: str | None = Field(None, description="fixed at creation")
 
@@ -87,6 +89,7 @@ class Group(BaseModel):
     description: str = None
     tenant_id: str = None
     project_id: str = None
+    tags: list[str] = None
     addresses: list[str] = None
     country: str | None = None
     created_at: str = None
@@ -107,7 +110,7 @@ ATTRS = {"id": STR, "name": STR, "description": STR, "tenant_id": STR, "project_
 
 
 def view(r: Record) -> dict:
-    return {**common(r), **shown(r.body)}
+    return {**common(r), "tags": [], **shown(r.body)}          # (stored before tags, a record lacks them)
 
 
 def _find(db: NeutronDB, caller: Caller, id: str) -> Record:
@@ -169,7 +172,7 @@ async def create_groups(body: GroupCreateRequest, db: DB, caller: Who) -> dict:
         else:
             found, country = await canonical(item.addresses or [], f"{where}.addresses"), None
         made.append(({"name": item.name, "description": item.description, "addresses": found,
-                      "country": country}, project))
+                      "country": country, "tags": list(item.tags)}, project))
     ops = [("create", "address_group", group, project, new_id()) for group, project in made]
     async with db.lock:
         changes = await db.commit(ops)
@@ -178,7 +181,7 @@ async def create_groups(body: GroupCreateRequest, db: DB, caller: Who) -> dict:
 
 
 @router.get("/v2.0/address-groups", summary="List address groups", response_model=GroupList, responses=errors(),
-            openapi_extra=list_parameters(ATTRS, tags=False))
+            openapi_extra=list_parameters(ATTRS))
 async def list_groups(request: Request, db: DB, caller: Who) -> dict:
     records = [r for r in db.all("address_group") if owns(caller, r)]
     return answer({"address_groups": select(request, records, ATTRS, render=view)})
@@ -192,7 +195,7 @@ async def show_group(address_group_id: str, request: Request, db: DB, caller: Wh
     return answer({"address_group": pick(item, fields) if fields else item})
 
 
-@router.put("/v2.0/address-groups/{address_group_id}", summary="Update an address group's name or description",
+@router.put("/v2.0/address-groups/{address_group_id}", summary="Update an address group's name, description or tags",
             response_model=GroupResponse, responses=errors(404))
 async def update_group(address_group_id: str, body: GroupUpdateRequest, db: DB, caller: Who) -> dict:
     values = given(body.address_group)

@@ -23,7 +23,9 @@ kumoflow's extensions of a rule (absent from Neutron): ``source_address_group_id
 ``log`` (log what the rule denies or rejects); ``http_host`` (``example.test``
 or ``*.example.test``) and ``http_path`` (a path prefix such as ``/admin``),
 with protocol tcp only (kumoflow.packet.http's HostPattern and PathPrefix
-check them).
+check them). Rules, policies and groups have ``tags``, as Neutron's other
+resources have (neutron-fwaas's have none): `kumoflow apply` knows what it made
+by them.
 
 Stored forms, for the apps that compile them: ``protocol`` is null (any),
 ``tcp``, ``udp``, ``icmp`` (ICMPv6 in an IPv6 rule, as Neutron takes it),
@@ -45,9 +47,10 @@ from kumoflow.packet.http import HostPattern, PathPrefix
 from kumoflow.store import Record
 
 from ..server import ApiError, Caller
-from .common import (BOOL, DB, DESCRIPTION, INT, LIST, NAME, PROJECT_PATTERN, STR, USER_GROUP, Body, Who, admin_only,
-                     answer, bad, bumped, common, conflict, errors, fields_of, find, find_own, given, list_parameters,
-                     new_id, no_content, one_or_many, owns, pick, project_of, select, show_parameters, shown, visible)
+from .common import (BOOL, DB, DESCRIPTION, INT, LIST, NAME, PROJECT_PATTERN, STR, TAG, USER_GROUP, Body, Who,
+                     admin_only, answer, bad, bumped, common, conflict, errors, fields_of, find, find_own, given,
+                     list_parameters, new_id, no_content, one_or_many, owns, pick, project_of, select, show_parameters,
+                     shown, visible)
 from .db import NeutronDB
 
 router = APIRouter(tags=["firewall (FWaaS v2)"])
@@ -75,6 +78,7 @@ class FirewallRuleCreate(Body):
     description: DESCRIPTION = ""
     project_id: str | None = Field(None, pattern=PROJECT_PATTERN)
     tenant_id: str | None = Field(None, pattern=PROJECT_PATTERN)
+    tags: list[TAG] = Field(default_factory=list, max_length=50)
     protocol: str | StrictInt | None = Field(None, description="tcp, udp, icmp, icmpv6, or a number 0..255; null: any")
     ip_version: Literal[4, 6] = 4
     source_ip_address: str | None = Field(None, max_length=64, description="an address or CIDR of ip_version")
@@ -100,6 +104,7 @@ class FirewallRuleCreate(Body):
 class FirewallRuleUpdate(Body):
     name: NAME | None = None
     description: DESCRIPTION | None = None
+    tags: list[TAG] | None = Field(None, max_length=50)
     protocol: str | StrictInt | None = None
     ip_version: Literal[4, 6] | None = None
     source_ip_address: str | None = Field(None, max_length=64)
@@ -132,6 +137,7 @@ class FirewallPolicyCreate(Body):
     description: DESCRIPTION = ""
     project_id: str | None = Field(None, pattern=PROJECT_PATTERN)
     tenant_id: str | None = Field(None, pattern=PROJECT_PATTERN)
+    tags: list[TAG] = Field(default_factory=list, max_length=50)
     firewall_rules: list[str] | None = Field(None, max_length=10000, description="rule ids, the first first")
     shared: bool = Field(False, description="usable by every project (admin only)")
     audited: bool = False
@@ -140,6 +146,7 @@ class FirewallPolicyCreate(Body):
 class FirewallPolicyUpdate(Body):
     name: NAME | None = None
     description: DESCRIPTION | None = None
+    tags: list[TAG] | None = Field(None, max_length=50)
     firewall_rules: list[str] | None = Field(None, max_length=10000)
     shared: bool | None = None
     audited: bool | None = None
@@ -170,6 +177,7 @@ class FirewallGroupCreate(Body):
     description: DESCRIPTION = ""
     project_id: str | None = Field(None, pattern=PROJECT_PATTERN)
     tenant_id: str | None = Field(None, pattern=PROJECT_PATTERN)
+    tags: list[TAG] = Field(default_factory=list, max_length=50)
     ingress_firewall_policy_id: str | None = ID
     egress_firewall_policy_id: str | None = ID
     ports: list[str] | None = Field(None, max_length=1000, description="port ids of the group's project")
@@ -180,6 +188,7 @@ class FirewallGroupCreate(Body):
 class FirewallGroupUpdate(Body):
     name: NAME | None = None
     description: DESCRIPTION | None = None
+    tags: list[TAG] | None = Field(None, max_length=50)
     ingress_firewall_policy_id: str | None = ID
     egress_firewall_policy_id: str | None = ID
     ports: list[str] | None = Field(None, max_length=1000)
@@ -206,6 +215,7 @@ class FirewallRule(BaseModel):
     description: str = None
     tenant_id: str = None
     project_id: str = None
+    tags: list[str] = None
     protocol: str | None = None
     ip_version: int = None
     source_ip_address: str | None = None
@@ -236,6 +246,7 @@ class FirewallPolicy(BaseModel):
     description: str = None
     tenant_id: str = None
     project_id: str = None
+    tags: list[str] = None
     firewall_rules: list[str] = None
     shared: bool = None
     audited: bool = None
@@ -251,6 +262,7 @@ class FirewallGroup(BaseModel):
     description: str = None
     tenant_id: str = None
     project_id: str = None
+    tags: list[str] = None
     ingress_firewall_policy_id: str | None = None
     egress_firewall_policy_id: str | None = None
     ports: list[str] = None
@@ -299,13 +311,14 @@ GROUP_ATTRS = {**_COMMON_ATTRS, "ingress_firewall_policy_id": STR, "egress_firew
                "admin_state_up": BOOL, "status": STR}
 
 
+def _view(r: Record) -> dict:
+    """A rule, policy or group as shown (a policy: all of it). A record stored before tags lacks them."""
+    return {**common(r), "tags": [], **shown(r.body)}
+
+
 def rule_view(db: NeutronDB, caller: Caller, r: Record) -> dict:
     policies = [p.id for p in db.referring("firewall_rule", r.id, "firewall_policy") if visible(caller, p)]
-    return {**common(r), **shown(r.body), "firewall_policy_id": policies or None}
-
-
-def policy_view(r: Record) -> dict:
-    return {**common(r), **shown(r.body)}
+    return {**_view(r), "firewall_policy_id": policies or None}
 
 
 def group_status(body: dict) -> str:
@@ -315,7 +328,7 @@ def group_status(body: dict) -> str:
 
 
 def group_view(r: Record) -> dict:
-    return {**common(r), **shown(r.body), "status": group_status(r.body)}
+    return {**_view(r), "status": group_status(r.body)}
 
 
 def without_port(db: NeutronDB, port_id: str) -> list[tuple]:
@@ -433,6 +446,7 @@ def checked_rule(db: NeutronDB, caller: Caller, rule: dict, changed: set[str]) -
     out["action"] = _action(rule["action"])
     for name in ("enabled", "shared", "log", "http_host", "http_path"):
         out[name] = rule[name]
+    out["tags"] = list(rule.get("tags") or [])
     return out
 
 
@@ -454,7 +468,7 @@ async def create_rules(body: FirewallRuleCreateRequest, db: DB, caller: Who) -> 
 
 
 @router.get("/v2.0/fwaas/firewall_rules", summary="List firewall rules", response_model=FirewallRuleList,
-            responses=errors(), openapi_extra=list_parameters(RULE_ATTRS, tags=False))
+            responses=errors(), openapi_extra=list_parameters(RULE_ATTRS))
 async def list_rules(request: Request, db: DB, caller: Who) -> dict:
     records = [r for r in db.all("firewall_rule") if visible(caller, r)]
     return answer({"firewall_rules": select(request, records, RULE_ATTRS, render=lambda r: rule_view(db, caller, r),
@@ -546,23 +560,24 @@ async def create_policies(body: FirewallPolicyCreateRequest, db: DB, caller: Who
             rules = checked_rules(db, caller, item.firewall_rules or [], project, item.shared, policy_id)
             ops.append(("create", "firewall_policy", {"name": item.name, "description": item.description,
                                                       "firewall_rules": rules, "shared": item.shared,
-                                                      "audited": item.audited}, project, policy_id))
+                                                      "audited": item.audited, "tags": list(item.tags)},
+                        project, policy_id))
         changes = await db.commit(ops)
-    made = [policy_view(c.record) for c in changes]
+    made = [_view(c.record) for c in changes]
     return answer({"firewall_policies": made} if bulk else {"firewall_policy": made[0]}, 201)
 
 
 @router.get("/v2.0/fwaas/firewall_policies", summary="List firewall policies", response_model=FirewallPolicyList,
-            responses=errors(), openapi_extra=list_parameters(POLICY_ATTRS, tags=False))
+            responses=errors(), openapi_extra=list_parameters(POLICY_ATTRS))
 async def list_policies(request: Request, db: DB, caller: Who) -> dict:
     records = [r for r in db.all("firewall_policy") if visible(caller, r)]
-    return answer({"firewall_policies": select(request, records, POLICY_ATTRS, render=policy_view)})
+    return answer({"firewall_policies": select(request, records, POLICY_ATTRS, render=_view)})
 
 
 @router.get("/v2.0/fwaas/firewall_policies/{firewall_policy_id}", summary="Show a firewall policy",
             response_model=FirewallPolicyResponse, responses=errors(404), openapi_extra=show_parameters())
 async def show_policy(firewall_policy_id: str, request: Request, db: DB, caller: Who) -> dict:
-    item = policy_view(find(db, caller, "firewall_policy", firewall_policy_id))
+    item = _view(find(db, caller, "firewall_policy", firewall_policy_id))
     fields = fields_of(request)
     return answer({"firewall_policy": pick(item, fields) if fields else item})
 
@@ -601,7 +616,7 @@ async def update_policy(firewall_policy_id: str, body: FirewallPolicyUpdateReque
         if was_shared and not shared:
             _no_other_groups(db, record)
         [change] = await db.commit([("update", "firewall_policy", record.id, bumped(new))])
-    return answer({"firewall_policy": policy_view(change.record)})
+    return answer({"firewall_policy": _view(change.record)})
 
 
 @router.delete("/v2.0/fwaas/firewall_policies/{firewall_policy_id}", status_code=204,
@@ -648,7 +663,7 @@ async def insert_rule(firewall_policy_id: str, body: InsertRuleRequest, db: DB, 
         rules.insert(at, rule_id)
         [change] = await db.commit([("update", "firewall_policy", policy.id,
                                      bumped({**policy.body, "firewall_rules": rules, "audited": False}))])
-    return answer(policy_view(change.record))
+    return answer(_view(change.record))
 
 
 @router.put("/v2.0/fwaas/firewall_policies/{firewall_policy_id}/remove_rule", summary="Remove a rule from a policy",
@@ -663,7 +678,7 @@ async def remove_rule(firewall_policy_id: str, body: RemoveRuleRequest, db: DB, 
             raise _not_in_policy(rule_id, policy.id)
         [change] = await db.commit([("update", "firewall_policy", policy.id, bumped({
             **policy.body, "firewall_rules": [r for r in rules if r != rule_id], "audited": False}))])
-    return answer(policy_view(change.record))
+    return answer(_view(change.record))
 
 
 # --- groups ---------------------------------------------------------------------------------------
@@ -721,14 +736,15 @@ async def create_groups(body: FirewallGroupCreateRequest, db: DB, caller: Who) -
                 "ingress_firewall_policy_id": checked_policy(db, caller, item.ingress_firewall_policy_id, project),
                 "egress_firewall_policy_id": checked_policy(db, caller, item.egress_firewall_policy_id, project),
                 "ports": checked_ports(db, caller, item.ports or [], project, group_id, taken),
-                "admin_state_up": item.admin_state_up, "shared": item.shared}, project, group_id))
+                "admin_state_up": item.admin_state_up, "shared": item.shared, "tags": list(item.tags)},
+                project, group_id))
         changes = await db.commit(ops)
     made = [group_view(c.record) for c in changes]
     return answer({"firewall_groups": made} if bulk else {"firewall_group": made[0]}, 201)
 
 
 @router.get("/v2.0/fwaas/firewall_groups", summary="List firewall groups", response_model=FirewallGroupList,
-            responses=errors(), openapi_extra=list_parameters(GROUP_ATTRS, tags=False))
+            responses=errors(), openapi_extra=list_parameters(GROUP_ATTRS))
 async def list_groups(request: Request, db: DB, caller: Who) -> dict:
     records = [r for r in db.all("firewall_group") if visible(caller, r)]
     return answer({"firewall_groups": select(request, records, GROUP_ATTRS, render=group_view,
