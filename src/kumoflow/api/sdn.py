@@ -11,6 +11,10 @@ switch holds, read-only, for the admin.
                                         and delete on it now
     GET /sdn/links                      links discovered (LLDP, seen both ways)
     GET /sdn/hosts                      hosts found, where they are, their addresses
+    GET /sdn/topology                   all of the above but counters in one answer (the UI's map):
+                                        switches with their kind, links, hosts, tunnels
+    GET /sdn/path?src=H&dst=H           the switches and ports a packet from host H to host H
+                                        crosses (hosts by MAC or IP address)
 
 ``{switch}`` is a datapath id (``0x1a``, 16 hex digits as ovs-ofctl shows
 them, or decimal) or a switch's name (the name of its LOCAL port: an Open
@@ -579,6 +583,173 @@ async def list_hosts(ctx: Ctx, caller: AdminCaller) -> dict:
                       "last_seen": datetime.fromtimestamp(ctx.wall_time(h.last_seen), timezone.utc),
                       "age": max(0.0, now - h.last_seen)})
     return {"hosts": hosts}
+
+
+# --- the whole map, and paths ------------------------------------------------------------------
+
+
+class TopologyPort(BaseModel):
+    port_no: int
+    name: str
+    up: bool
+    tunnel: "TunnelEnd | None" = Field(None, description="a tunnel port: its kind and the endpoint it reaches")
+
+
+class TunnelEnd(BaseModel):
+    kind: str = Field(description="vxlan or nvgre")
+    remote: str = Field(description="the endpoint address the port's name names")
+
+
+class TopologySwitch(BaseModel):
+    dpid: str
+    name: str | None = None
+    kind: str | None = Field(None, description="kumoflow, ovs (Open vSwitch), or another maker's name; null "
+                                               "until its DESC reply is read")
+    endpoint: str | None = Field(None, description="its tunnel endpoint address, when its tunnels tell it (the "
+                                                   "address the others' tunnels reach and its own do not)")
+    ports: list[TopologyPort]
+
+
+class Tunnel(BaseModel):
+    dpid: str
+    port_no: int
+    kind: str
+    remote: str
+    remote_dpid: str | None = Field(None, description="the switch whose endpoint that is, if known")
+
+
+class Topology(BaseModel):
+    switches: list[TopologySwitch]
+    links: list[LinkModel]
+    hosts: list[HostModel]
+    tunnels: list[Tunnel]
+
+
+class PathHop(BaseModel):
+    dpid: str
+    switch: str | None = None
+    in_port: int
+    out_port: int
+
+
+class PathModel(BaseModel):
+    src: HostModel
+    dst: HostModel
+    hops: list[PathHop] = Field(description="from the source's switch to the destination's, in order")
+    equal_cost: bool = Field(description="true when other paths as short exist: the fabric spreads flows over "
+                                         "them (select groups), so a given flow may take another; this is "
+                                         "the one through the lowest port at each switch")
+
+
+TopologyPort.model_rebuild()
+
+
+def _kind(desc: ofp.DescReply | None) -> str | None:
+    from kumoflow.switch import MANUFACTURER
+
+    if desc is None:
+        return None
+    if desc.mfr_desc == MANUFACTURER:
+        return "kumoflow"
+    if "nicira" in desc.mfr_desc.lower() or "open vswitch" in desc.sw_desc.lower():
+        return "ovs"
+    return desc.mfr_desc or None
+
+
+def tunnel_endpoints(tunnels: dict[int, set[str]]) -> dict[int, str]:
+    """dpid -> its own endpoint address, from what each switch's tunnel ports reach
+    (`tunnels`: dpid -> addresses): the one address every other switch's tunnels may reach and
+    its own do not; a switch for which that is not exactly one address is left out."""
+    out = {}
+    for dpid, mine in tunnels.items():
+        others = set().union(*(reach for other, reach in tunnels.items() if other != dpid)) - mine
+        if len(others) == 1:
+            out[dpid] = next(iter(others))
+    return out
+
+
+def _host(ctx: ApiContext, h: Any) -> dict:
+    ref = _port_ref(ctx, h.dpid, h.port)
+    return {"mac": h.mac, "ips": sorted(h.ips), "dpid": ref["dpid"], "switch": ref["switch"],
+            "port_no": h.port, "port_name": ref["port_name"],
+            "last_seen": datetime.fromtimestamp(ctx.wall_time(h.last_seen), timezone.utc),
+            "age": max(0.0, ctx.core.now() - h.last_seen)}
+
+
+@router.get("/topology", response_model=Topology, summary="Switches, links, hosts and tunnels in one answer")
+async def topology(ctx: Ctx, caller: AdminCaller) -> dict:
+    from kumoflow.tunnels import parse_port_name
+
+    await learn_names(ctx)
+    dps = sorted((dp for dp in ctx.core.datapaths.values() if dp.is_up), key=lambda dp: dp.id)
+    descs = await asyncio.gather(*(description(ctx, dp) for dp in dps))
+    reach: dict[int, set[str]] = {}
+    tunnels = []
+    switches = []
+    for dp, desc in zip(dps, descs):
+        ports = []
+        for port_no, p in sorted(dp.ports.items()):
+            parsed = parse_port_name(p.name)
+            tunnel = {"kind": parsed[0], "remote": str(parsed[1])} if parsed else None
+            if tunnel is not None:
+                reach.setdefault(dp.id, set()).add(tunnel["remote"])
+                tunnels.append({"dpid": dp.id, "port_no": port_no, **tunnel})
+            ports.append({"port_no": port_no, "name": p.name, "tunnel": tunnel,
+                          "up": not (p.config & ofp.OFPPC.PORT_DOWN or p.state & ofp.OFPPS.LINK_DOWN)})
+        switches.append({"dpid": dpid_text(dp.id), "name": switch_name(dp, ctx), "kind": _kind(desc),
+                         "ports": ports, "endpoint": None})
+    endpoints = tunnel_endpoints(reach)
+    by_address = {address: dpid for dpid, address in endpoints.items()}
+    for view, dp in zip(switches, dps):
+        view["endpoint"] = endpoints.get(dp.id)
+    for t in tunnels:
+        remote = by_address.get(t["remote"])
+        t["remote_dpid"] = dpid_text(remote) if remote is not None else None
+        t["dpid"] = dpid_text(t["dpid"])
+    links = [{"a": _port_ref(ctx, link.a, link.a_port), "b": _port_ref(ctx, link.b, link.b_port)}
+             for link in sorted(ctx.core.topology.graph.links)]
+    hosts = [_host(ctx, h) for h in sorted(ctx.core.hosts, key=lambda h: (h.dpid, h.port, h.mac))]
+    return {"switches": switches, "links": links, "hosts": hosts, "tunnels": tunnels}
+
+
+def find_host(ctx: ApiContext, ident: str) -> Any:
+    """The host whose MAC or one of whose IP addresses `ident` is, or 404."""
+    wanted = ident.strip().lower()
+    host = ctx.core.hosts.get(wanted)
+    if host is None:
+        host = next((h for h in ctx.core.hosts if wanted in {ip.lower() for ip in h.ips}), None)
+    if host is None:
+        raise ApiError(404, "HostNotFound", f"Host {ident} could not be found (no host seen with that MAC or IP "
+                                            f"address).")
+    return host
+
+
+@router.get("/path", response_model=PathModel, summary="The way a packet goes from one host to another")
+async def host_path(ctx: Ctx, caller: AdminCaller,
+                    src: str = Query(description="the source host: its MAC or an IP address"),
+                    dst: str = Query(description="the destination host: its MAC or an IP address")) -> dict:
+    from kumoflow.controller.graph import NoPath
+
+    await learn_names(ctx)
+    a, b = find_host(ctx, src), find_host(ctx, dst)
+    graph = ctx.core.topology.graph
+    try:
+        steps = graph.path(a.dpid, b.dpid)
+    except NoPath:
+        raise ApiError(409, "NoPath", f"Host {b.mac} cannot be reached from host {a.mac}: no path between their "
+                                      f"switches {a.dpid:#x} and {b.dpid:#x}.") from None
+    hops = []
+    in_port = a.port
+    equal_cost = False
+    for dpid, out_port in steps:
+        hops.append({"dpid": dpid_text(dpid), "switch": _port_ref(ctx, dpid, out_port)["switch"],
+                     "in_port": in_port, "out_port": out_port})
+        equal_cost = equal_cost or len(graph.next_hops(dpid, b.dpid)) > 1
+        link = ctx.core.topology.link_at(dpid, out_port)
+        in_port = link.peer_of(dpid)[1] if link is not None else 0
+    hops.append({"dpid": dpid_text(b.dpid), "switch": _port_ref(ctx, b.dpid, b.port)["switch"],
+                 "in_port": in_port, "out_port": b.port})
+    return {"src": _host(ctx, a), "dst": _host(ctx, b), "hops": hops, "equal_cost": equal_cost}
 
 
 __all__ = ["router", "find_switch", "ask", "port_stats", "dpid_text", "switch_name", "desc_name", "resolve_switch",

@@ -73,6 +73,8 @@ ROUTER_MODULES = [
     "kumoflow.api.neutron",
     "kumoflow.api.usage",
     "kumoflow.api.firewall_log",
+    "kumoflow.api.events",
+    "kumoflow.api.ui",
 ]
 
 TITLE = "kumoflow"
@@ -319,6 +321,9 @@ class ApiContext:
         self.error_shapes: dict[str, ErrorShape] = {}
         #: per switch session, what the API learned of it (its DESC reply, ...)
         self.switch_info: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        #: called when the server stops, before it waits for requests to end (the event
+        #: stream ends its streams, which would otherwise hold the server open)
+        self.on_stop: list[Callable[[], Any]] = []
 
     def error_shape(self, path: str) -> ErrorShape | None:
         return next((shape for prefix, shape in self.error_shapes.items() if path.startswith(prefix)), None)
@@ -530,6 +535,11 @@ class ApiServer:
         return self.app.state.kumoflow
 
     async def stop(self) -> None:
+        for fn in self.context.on_stop:
+            try:
+                fn()
+            except Exception:
+                log.exception("API: %r failed while stopping", fn)
         self.server.should_exit = True
         try:
             await asyncio.wait_for(asyncio.shield(self.task), 10)

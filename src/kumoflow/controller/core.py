@@ -95,6 +95,9 @@ class Core:
         self._written: set[Datapath] = set()
         self._after_flows: dict[Datapath, list[ofp.Message]] = {}
         self._before_compile: dict[Callable[[], Any], None] = {}
+        #: observers of every event dispatched to apps, called as fn(handler, args) after the apps
+        #: (the API's event stream, kumoflow.api.events): each must return at once and never raise
+        self.listeners: list[Callable[[str, tuple], Any]] = []
         self._depth = 0
         self._batch = _Batch(self)
         self._timers: list[tuple[float, int, Callable[[], Any]]] = []
@@ -535,6 +538,11 @@ class Core:
         for app in self.apps:
             if handler in EVENTS and app.handles(handler):
                 self._call(app, handler, *args)
+        for listener in self.listeners:
+            try:
+                listener(handler, args)
+            except Exception:
+                log.exception("listener %r failed on %s", listener, handler)
 
     def _call(self, app: App, handler: str, *args: Any) -> None:
         """Run an app handler; a failing app is logged and never takes a switch down."""
