@@ -29,67 +29,22 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))                 # benchmarks/: benchlib
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tenants"))     # _cloud, overlay
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tenants"))     # _cloud
 import benchlib  # noqa: E402
 
 benchlib.use_src()
 
+import _connections  # noqa: E402  (benchmarks/firewall/_connections.py: the client, the server, OVS hosts)
 from _cloud import Controller  # noqa: E402
-from overlay import sh  # noqa: E402
+from _connections import PORT  # noqa: E402
 
 REQUIRES = ("root", "ovs")
-PORT = 8080
 CLIENT, SERVER = ("c", "fa:16:3e:30:00:01", "10.30.0.1"), ("s", "fa:16:3e:30:00:02", "10.30.0.2")
-
-SERVE = """\
-import socketserver
-class Answer(socketserver.StreamRequestHandler):
-    def handle(self):
-        self.rfile.readline()
-        self.wfile.write(b"ok\\n")
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer.request_queue_size = 1024
-socketserver.ThreadingTCPServer(("0.0.0.0", %d), Answer).serve_forever()
-""" % PORT
-
-#: the client: N connections, P at a time; prints the wall time and each connect time (ms)
-CONNECT = """\
-import socket, sys, time, threading
-host, port, n, parallel = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-times, failed, lock, left = [], [0], threading.Lock(), [n]
-def worker():
-    while True:
-        with lock:
-            if not left[0]:
-                return
-            left[0] -= 1
-        s = socket.socket()
-        s.settimeout(5)
-        t0 = time.perf_counter()
-        try:
-            s.connect((host, port))
-            t1 = time.perf_counter()
-            s.sendall(b"hi\\n")
-            s.recv(16)
-            times.append((t1 - t0) * 1e3)
-        except OSError:
-            failed[0] += 1
-        finally:
-            s.close()
-start = time.perf_counter()
-threads = [threading.Thread(target=worker) for _ in range(parallel)]
-for t in threads: t.start()
-for t in threads: t.join()
-print(time.perf_counter() - start, failed[0], *times)
-"""
 
 
 def topology(name: str, net: int) -> str:
@@ -110,29 +65,13 @@ links:
 
 
 def measure(client_ns: str, server_ns: str, args: argparse.Namespace) -> dict:
-    server = subprocess.Popen(["ip", "netns", "exec", server_ns, sys.executable, "-c", SERVE],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = _connections.serve(server_ns)
     try:
-        deadline = time.monotonic() + 60          # the server listening, the path there set up
-        while int(sh("ip", "netns", "exec", client_ns, sys.executable, "-c", CONNECT, SERVER[2], str(PORT), "1", "1",
-                     timeout=60).split()[1]):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the client does not reach the server")
-            time.sleep(0.5)
-        runs = []
-        for _ in range(args.repeat):
-            out = sh("ip", "netns", "exec", client_ns, sys.executable, "-c", CONNECT, SERVER[2], str(PORT),
-                     str(args.connections), str(args.parallel), timeout=600).split()
-            wall, failed, times = float(out[0]), int(out[1]), sorted(float(t) for t in out[2:])
-            runs.append({"per_second": len(times) / wall, "failed": failed,
-                         "connect_p50_ms": statistics.median(times) if times else None,
-                         "connect_p99_ms": times[int(len(times) * 0.99) - 1] if times else None})
-        return {"runs": runs, **{k: statistics.median(r[k] for r in runs if r[k] is not None)
-                                 for k in ("per_second", "connect_p50_ms", "connect_p99_ms")},
-                "failed": sum(r["failed"] for r in runs)}
+        _connections.wait_answered(client_ns, SERVER[2])
+        return _connections.summary([_connections.connect(client_ns, SERVER[2], PORT, args.connections,
+                                                          args.parallel) for _ in range(args.repeat)])
     finally:
-        server.kill()
-        server.wait()
+        _connections.stop(server)
 
 
 def kumoflow(args: argparse.Namespace, tmp: Path, firewall: bool) -> dict:
@@ -172,38 +111,13 @@ def kumoflow(args: argparse.Namespace, tmp: Path, firewall: bool) -> dict:
 
 
 def ovs(args: argparse.Namespace) -> dict:
-    tag = secrets.token_hex(2)
-    bridge, made = f"fwct{tag}", []
-    try:
-        sh("ovs-vsctl", "--timeout=10", "add-br", bridge, "--", "set", "Bridge", bridge, "datapath_type=netdev",
-           "fail-mode=secure", "protocols=OpenFlow13")
-        for n, (name, mac, ip) in enumerate((CLIENT, SERVER), start=1):
-            ns, outer = f"fwct{tag}{name}", f"fwct{tag}{name}o"
-            sh("ip", "netns", "add", ns)
-            made.append(ns)
-            sh("ip", "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            for cmd in (["link", "set", "eth0", "address", mac], ["addr", "add", f"{ip}/24", "dev", "eth0"],
-                        ["link", "set", "eth0", "up"], ["link", "set", "lo", "up"]):
-                sh("ip", "-n", ns, *cmd)
-            sh("ip", "link", "set", outer, "up")
-            # checksums left to the "NIC" reach the userspace datapath unfilled; its conntrack then calls
-            # every segment invalid (../shared/notes/overlays.md: offloads off on veths to a netdev bridge)
-            sh("ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "tx", "off", "rx", "off", "tso", "off", "gso", "off",
-               check=False)
-            sh("ethtool", "-K", outer, "tx", "off", "rx", "off", "tso", "off", "gso", "off", check=False)
-            sh("ovs-vsctl", "add-port", bridge, outer, "--", "set", "interface", outer, f"ofport_request={n}")
-        flows = ["table=0,priority=10,arp,actions=NORMAL",
-                 "table=0,priority=10,ip,actions=ct(table=1)",
-                 f"table=1,priority=10,ct_state=+trk+new,tcp,in_port=1,tp_dst={PORT},actions=ct(commit),NORMAL",
-                 "table=1,priority=10,ct_state=+trk+est,actions=NORMAL",
-                 "table=1,priority=1,actions=drop"]
-        for flow in flows:
-            sh("ovs-ofctl", "-O", "OpenFlow13", "add-flow", bridge, flow)
-        return measure(f"fwct{tag}c", f"fwct{tag}s", args)
-    finally:
-        sh("ovs-vsctl", "--if-exists", "del-br", bridge, check=False)
-        for ns in made:
-            sh("ip", "netns", "del", ns, check=False)
+    with _connections.ovs_hosts("fwct", (CLIENT, SERVER)) as net:
+        net.flows(["table=0,priority=10,arp,actions=NORMAL",
+                   "table=0,priority=10,ip,actions=ct(table=1)",
+                   f"table=1,priority=10,ct_state=+trk+new,tcp,in_port=1,tp_dst={PORT},actions=ct(commit),NORMAL",
+                   "table=1,priority=10,ct_state=+trk+est,actions=NORMAL",
+                   "table=1,priority=1,actions=drop"])
+        return measure(net.ns["c"], net.ns["s"], args)
 
 
 def run(args: argparse.Namespace) -> dict:
