@@ -20,6 +20,8 @@ export function render(main) {
                                                                : "Your project's resources."), error, notice, body);
   let data = null;
   let busy = 0;
+  let shownKey = "";
+  const formErrors = new Map();    // form id -> the API's last error there (kept when drawn again)
 
   const load = async () => {
     try {
@@ -33,7 +35,11 @@ export function render(main) {
               groups: groups.security_groups, policies: policies.policies, lbs: lbs.loadbalancers,
               pools: pools.pools, statuses};
       error.textContent = "";
-      if (!busy) show();
+      const key = JSON.stringify(data);
+      if (!busy && key !== shownKey) {       // drawn again only when something changed
+        shownKey = key;
+        show();
+      }
     } catch (err) {
       error.textContent = err.shown || String(err);
     }
@@ -43,6 +49,7 @@ export function render(main) {
   const act = async (form, action, done) => {
     const out = form.querySelector(".form-error");
     out.textContent = "";
+    formErrors.delete(form.id);
     busy++;
     const button = form.querySelector("button[type=submit]");
     if (button) button.disabled = true;
@@ -56,6 +63,7 @@ export function render(main) {
     } catch (err) {
       busy--;
       out.textContent = err instanceof ApiError ? err.shown : String(err);
+      formErrors.set(form.id, out.textContent);
       return false;
     } finally {
       if (button) button.disabled = false;
@@ -99,7 +107,7 @@ export function render(main) {
   const formOf = (id, legend, fields, submit, onSubmit) => {
     const form = h("form", {class: "inline", id, "aria-label": legend},
       h("fieldset", {}, h("legend", {}, legend), fields, h("button", {type: "submit"}, submit)),
-      h("p", {class: "error form-error", role: "alert"}));
+      h("p", {class: "error form-error", role: "alert"}, formErrors.get(id) || ""));
     form.addEventListener("submit", (event) => { event.preventDefault(); onSubmit(form); });
     return form;
   };
