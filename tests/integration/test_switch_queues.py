@@ -12,10 +12,11 @@ namespaces. What is asserted is what iperf3 reports:
 * kumoflow, the min rate: h1's stream in queue 1 (UDP at 15 Mbit/s, then
   TCP) keeps at least 90 % of 15 Mbit/s while h3 floods queue 2 at
   60 Mbit/s, which overruns queue 2;
-* Open vSwitch (netdev datapath) with the same file: the port rate holds
-  too (a linux-htb QoS row, tc HTB on the veth), but set_queue does not
-  choose the HTB class in the userspace datapath: queue 1 carries nothing,
-  queue 0 carries h1's stream (a departure, documented in
+* Open vSwitch (netdev datapath) with the same file but queue 1 capped at
+  5 Mbit/s: the port rate holds too (a linux-htb QoS row, tc HTB on the
+  veth), but set_queue does not choose the HTB class in the userspace
+  datapath: h1's stream, set to queue 1, still comes out at the port's
+  20 Mbit/s, and queue 1 counts nothing (a departure, documented in
   docs/switch-runtime.md and ../shared/notes/qos.md).
 
 Windows are generous (several seconds per stream) and nothing else is timed.
@@ -100,12 +101,17 @@ class Iperf:
             proc.wait(timeout=10)
 
 
-def up(name: str, kind: str) -> tuple[Network, str]:
-    """examples/queues.yaml with s1 of `kind`, no controller, and the flows:
-    NORMAL for everything, h1 -> h2 on queue 1, h3 -> h2 on queue 2. Returns
-    the network and ovs-ofctl's target for s1."""
+def up(name: str, kind: str, queues: tuple | None = None) -> tuple[Network, str]:
+    """examples/queues.yaml with s1 of `kind` (and port 2's `queues`, when
+    given, instead of the file's), no controller, and the flows: NORMAL for
+    everything, h1 -> h2 on queue 1, h3 -> h2 on queue 2. Returns the
+    network and ovs-ofctl's target for s1."""
     topo = load_topology(QUEUES)
-    topo = dataclasses.replace(topo, switches=tuple(dataclasses.replace(s, kind=kind) for s in topo.switches))
+    [s1] = topo.switches
+    [port2] = s1.ports
+    if queues is not None:
+        port2 = dataclasses.replace(port2, queues=queues)
+    topo = dataclasses.replace(topo, switches=(dataclasses.replace(s1, kind=kind, ports=(port2,)),))
     net = Network(topo, name=name, controllers=[])
     net.up()
     try:
@@ -180,22 +186,24 @@ def test_kumoflow_min_rate_holds_against_a_flood(topo_name, protocol):
 
 
 def test_open_vswitch_port_rate_holds_but_set_queue_takes_queue_0(topo_name):
-    net, target = up(topo_name, "ovs")
+    # queue 1 capped at 5 Mbit/s: if set_queue chose it, h1 would get 5 Mbit/s, not the port's 20
+    net, target = up(topo_name, "ovs", queues=((1, None, 5_000), (2, None, 20_000)))
     iperf = Iperf(net)
     try:
         ifname = net.plan.switches[0].ports[1].ifname
         classes = sh("tc", "class", "show", "dev", ifname).stdout
         # linux-htb: the root class 1:fffe at the port rate, queue N as class 1:(N+1)
         assert re.search(r"class htb 1:fffe root rate 20Mbit", classes), classes
-        assert re.search(r"class htb 1:2 parent 1:fffe prio 0 rate 15Mbit ceil 20Mbit", classes), classes
+        assert re.search(r"class htb 1:2 parent 1:fffe .* ceil 5Mbit", classes), classes
         udp, _ = iperf.start("h1", 8, udp_mbps=40)
         rate = iperf.wire_mbps(udp)
-        print(f"Open vSwitch, port rate 20 Mbit/s: UDP {rate:.2f} Mbit/s on the wire")
+        print(f"Open vSwitch, port rate 20 Mbit/s, h1 set to queue 1 (max 5): UDP {rate:.2f} Mbit/s on the wire")
+        # the port rate holds; queue 1's max does not: Open vSwitch's userspace datapath does not carry
+        # the queue (the skb priority HTB classifies on) into the kernel, so HTB's default class,
+        # queue 0, sent h1's frames (a departure). (Queue 0's counters are no witness: ovs-vswitchd
+        # re-creates that class when it reconfigures, which zeroes them.)
         assert within(rate, PORT_RATE, 0.10), f"UDP offered at 40 Mbit/s came out at {rate:.2f} Mbit/s"
-        # departure: h1's frames were set to queue 1, but Open vSwitch's userspace datapath does not
-        # carry the queue (skb priority) into the kernel: HTB's default class, queue 0, sent them
-        stats = queue_stats(target)
-        assert stats[1]["pkts"] == 0 and stats[0]["bytes"] > 10_000_000, stats
+        assert queue_stats(target)[1]["pkts"] == 0
     finally:
         iperf.close()
         net.down()
