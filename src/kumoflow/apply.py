@@ -9,12 +9,16 @@ through a running controller's API (docs/api.md has the reference).
         rules:
           - {type: bandwidth_limit, max_kbps: 10000}
           - {type: dscp_marking, dscp_mark: 46}
+    address_groups:
+      - {name: office, addresses: [203.0.113.0/28, "2001:db8:1::/48"]}
+      - {name: partners, file: partners.txt}      # one CIDR a line, # comments; relative to this file
     security_groups:
       - name: web
         rules:
           - {direction: egress}
           - {direction: ingress, protocol: tcp, port_range_min: 80, port_range_max: 80}
           - {direction: ingress, remote_group: web}
+          - {direction: ingress, protocol: tcp, port_range_min: 22, port_range_max: 22, remote_address_group: office}
     networks:
       - {name: blue, provider:network_type: vxlan, qos_policy: gold}
     subnets:
@@ -26,8 +30,17 @@ through a running controller's API (docs/api.md has the reference).
         network: blue
         fixed_ips: [{subnet: blue-v4, ip_address: 10.0.0.10}]
         security_groups: [web]
+        user_groups: [staff]
         binding:host_id: s1
         binding:profile: {port_no: 3}
+    firewall_rules:
+      - {name: partners-web, protocol: tcp, destination_port: 443, source_address_group: partners, action: allow}
+      - {name: no-admin, protocol: tcp, destination_port: 80, http_path: /admin, action: reject, log: true}
+      - {name: staff, source_user_group: staff, action: allow}
+    firewall_policies:
+      - {name: in, rules: [no-admin, partners-web, staff]}   # in this order
+    firewall_groups:
+      - {name: vms, ingress_policy: in, egress_policy: null, ports: [vm1]}
     floatingips:
       - {network: public, port: vm1}            # an address of the external network public, to vm1
       - {network: public, floating_ip_address: 203.0.113.10}   # admin token only
@@ -48,8 +61,12 @@ through a running controller's API (docs/api.md has the reference).
 Resources are known by name; references name other resources (``network``,
 ``subnet``, ``qos_policy``, ``security_groups``, ``remote_group``,
 ``interfaces``, ``external_gateway``, ``vip_subnet``, ``vip_network``, a
-member's ``subnet``): one declared in the file, or else one the token can
-see (e.g. the admin's shared ``public`` network). A load balancer's
+member's ``subnet``, ``remote_address_group``, a firewall rule's
+``source_address_group`` and ``destination_address_group``, a policy's
+``rules``, a firewall group's ``ingress_policy``, ``egress_policy`` and
+``ports``): one declared in the file, or else one the token can see (e.g.
+the admin's shared ``public`` network). Declarations may come in any order:
+what is referred to is made first. A load balancer's
 listeners and pools are known by name within it (a listener's
 ``default_pool`` names one of its pools), a pool's members by address and
 ``protocol_port``; a pool has at most one ``healthmonitor``.
@@ -65,7 +82,12 @@ are deleted. What it created carries the tag
 through a reference. A security group's or QoS policy's ``rules``, when
 given, are exactly its rules (Neutron's automatic egress rules included:
 list ``{direction: egress}`` and ``{direction: egress, ethertype: IPv6}`` to
-keep them); a router's ``interfaces`` are exactly its interfaces.
+keep them); a router's ``interfaces`` are exactly its interfaces. An address
+group's ``addresses`` (or its ``file``'s) are exactly its addresses, a
+firewall policy's ``rules`` exactly its rules in that order, a firewall
+group's ``ports`` exactly its ports; what a firewall rule matches is exactly
+what the file gives (left out: any; ``ip_version`` 4). A port the file moves
+from one firewall group to another leaves the first before the other takes it.
 Attributes fixed at creation (a network's type and segmentation id, a
 subnet's network and CIDR, a port's network) cannot change: the message says
 to rename the resource (a new one is made, the old one deleted); the
@@ -91,6 +113,7 @@ from pathlib import Path
 from typing import Any
 
 from kumoflow.api.options import DEFAULT_TOKEN_FILE, DEFAULT_URL
+from kumoflow.apps import addresses as addrs
 from kumoflow.net.errors import Issue, TopologyError
 from kumoflow.net.yamlnodes import Reader, field_index, field_key, line_of
 
@@ -132,6 +155,7 @@ class Obj:
 @dataclass(frozen=True)
 class RefTo:
     kind: str
+    nullable: bool = False                          # null: none (a firewall group's policy)
 
 
 @dataclass(frozen=True)
@@ -143,6 +167,9 @@ class Children:
 
 
 STR, INT, BOOL, IP, CIDR, MAC, ANY_IP, VERSION = "str", "int", "bool", "ip", "cidr", "mac", "ip-or-cidr", "version"
+#: an address set's entry (kumoflow.apps.addresses: an address alone is its /32 or /128), a firewall rule's
+#: protocol and port range and a user-group tag, each in the form the API stores
+ADDRESS, PROTOCOL, PORTS, USER_GROUP = "address", "protocol", "ports", "user-group"
 
 POOL = Obj(("start", "end"), {"start": IP, "end": IP})
 ROUTE = Obj(("destination", "nexthop"), {"destination": CIDR, "nexthop": IP})
@@ -151,7 +178,7 @@ PAIR = Obj(("ip_address",), {"ip_address": ANY_IP, "mac_address": MAC})
 PROFILE = Obj((), {"interface": STR, "port_no": INT})
 SG_RULE = Obj(("direction",), {"direction": STR, "ethertype": STR, "protocol": STR, "port_range_min": INT,
                                "port_range_max": INT, "remote_ip_prefix": CIDR, "remote_group": RefTo("security_groups"),
-                               "description": STR})
+                               "remote_address_group": RefTo("address_groups"), "description": STR})
 QOS_RULE = Obj(("type",), {"type": STR, "max_kbps": INT, "max_burst_kbps": INT, "direction": STR, "dscp_mark": INT,
                            "min_kbps": INT})
 COMMON = {"name": STR, "description": STR, "tags": ListOf(STR)}
@@ -161,6 +188,7 @@ PERSISTENCE = Obj(("type",), {"type": STR, "cookie_name": STR, "persistence_time
 #: per kind (in creation order): its attributes in the file
 SCHEMA: dict[str, dict[str, Any]] = {
     "qos_policies": {**COMMON, "shared": BOOL, "is_default": BOOL, "rules": ListOf(QOS_RULE)},
+    "address_groups": {**COMMON, "addresses": ListOf(ADDRESS), "file": STR},
     "security_groups": {**COMMON, "stateful": BOOL, "rules": ListOf(SG_RULE)},
     "networks": {**COMMON, "admin_state_up": BOOL, "shared": BOOL, "mtu": INT, "router:external": BOOL,
                  "provider:network_type": STR, "provider:segmentation_id": INT, "provider:physical_network": STR,
@@ -174,7 +202,17 @@ SCHEMA: dict[str, dict[str, Any]] = {
               "fixed_ips": ListOf(FIXED_IP), "device_id": STR, "device_owner": STR,
               "security_groups": ListOf(RefTo("security_groups")), "port_security_enabled": BOOL,
               "allowed_address_pairs": ListOf(PAIR), "binding:host_id": STR, "binding:profile": PROFILE,
-              "binding:vnic_type": STR, "qos_policy": RefTo("qos_policies")},
+              "binding:vnic_type": STR, "qos_policy": RefTo("qos_policies"), "user_groups": ListOf(USER_GROUP)},
+    "firewall_rules": {**COMMON, "protocol": PROTOCOL, "ip_version": INT, "source_ip_address": ADDRESS,
+                       "destination_ip_address": ADDRESS, "source_address_group": RefTo("address_groups"),
+                       "destination_address_group": RefTo("address_groups"), "source_user_group": USER_GROUP,
+                       "destination_user_group": USER_GROUP, "source_port": PORTS, "destination_port": PORTS,
+                       "http_host": STR, "http_path": STR, "action": STR, "enabled": BOOL, "log": BOOL,
+                       "shared": BOOL},
+    "firewall_policies": {**COMMON, "rules": ListOf(RefTo("firewall_rules")), "shared": BOOL},
+    "firewall_groups": {**COMMON, "ingress_policy": RefTo("firewall_policies", nullable=True),
+                        "egress_policy": RefTo("firewall_policies", nullable=True), "ports": ListOf(RefTo("ports")),
+                        "admin_state_up": BOOL, "shared": BOOL},
     "floatingips": {"network": RefTo("networks"), "port": RefTo("ports"), "fixed_ip_address": IP,
                     "floating_ip_address": IP, "description": STR, "tags": ListOf(STR)},
     "loadbalancers": {**COMMON, "vip_subnet": RefTo("subnets"), "vip_network": RefTo("networks"), "vip_address": IP,
@@ -202,11 +240,15 @@ REQUIRED = {"subnets": ("network", "cidr"), "ports": ("network",), "floatingips"
 IDENTITY = {"members": ("address", "protocol_port"), "healthmonitor": ()}
 #: the API's collection path and its singular and plural keys, per kind
 API = {"qos_policies": ("/v2.0/qos/policies", "policy", "policies"),
+       "address_groups": ("/v2.0/address-groups", "address_group", "address_groups"),
        "security_groups": ("/v2.0/security-groups", "security_group", "security_groups"),
        "networks": ("/v2.0/networks", "network", "networks"),
        "subnets": ("/v2.0/subnets", "subnet", "subnets"),
        "routers": ("/v2.0/routers", "router", "routers"),
        "ports": ("/v2.0/ports", "port", "ports"),
+       "firewall_rules": ("/v2.0/fwaas/firewall_rules", "firewall_rule", "firewall_rules"),
+       "firewall_policies": ("/v2.0/fwaas/firewall_policies", "firewall_policy", "firewall_policies"),
+       "firewall_groups": ("/v2.0/fwaas/firewall_groups", "firewall_group", "firewall_groups"),
        "loadbalancers": ("/v2/lbaas/loadbalancers", "loadbalancer", "loadbalancers")}
 LBAAS = "/v2/lbaas"
 #: floating IPs have no name: applied by Applier.apply_floatingip, not with the kinds of API
@@ -216,13 +258,24 @@ FIXED = {"networks": ("provider:network_type", "provider:segmentation_id", "prov
          "subnets": ("network", "cidr", "ip_version", "ipv6_ra_mode", "ipv6_address_mode"),
          "ports": ("network",), "loadbalancers": ("vip_subnet", "vip_network", "vip_address"),
          "listeners": ("protocol", "protocol_port"), "pools": ("protocol",), "members": ("subnet",)}
-#: a reference's key in the file -> the id's attribute in the API
+#: a reference's key in the file -> the id's attribute in the API (a list of references: the ids'; the same
+#: key when not here)
 REF_KEYS = {"network": "network_id", "qos_policy": "qos_policy_id", "vip_subnet": "vip_subnet_id",
-            "vip_network": "vip_network_id", "subnet": "subnet_id"}
+            "vip_network": "vip_network_id", "subnet": "subnet_id", "source_address_group": "source_address_group_id",
+            "destination_address_group": "destination_address_group_id", "rules": "firewall_rules",
+            "ingress_policy": "ingress_firewall_policy_id", "egress_policy": "egress_firewall_policy_id"}
 SINGULAR = {"qos_policies": "QoS policy", "security_groups": "security group", "networks": "network",
             "subnets": "subnet", "routers": "router", "ports": "port", "floatingips": "floating IP",
             "loadbalancers": "load balancer", "listeners": "listener", "pools": "pool", "members": "member",
-            "healthmonitor": "health monitor"}
+            "healthmonitor": "health monitor", "address_groups": "address group", "firewall_rules": "firewall rule",
+            "firewall_policies": "firewall policy", "firewall_groups": "firewall group"}
+#: what a firewall rule matches: exactly what the file gives (left out: any; ip_version 4)
+FW_MATCH = ("protocol", "source_ip_address", "destination_ip_address", "source_address_group_id",
+            "destination_address_group_id", "source_user_group", "destination_user_group", "source_port",
+            "destination_port", "http_host", "http_path")
+#: a firewall rule's protocol, as the API stores it: these aliases, else tcp, udp, icmp, icmpv6 or a number
+FW_PROTOCOLS = {"6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6", "ipv6-icmp": "icmpv6", "any": None}
+SIDES = ("source", "destination")
 
 
 @dataclass
@@ -400,6 +453,8 @@ def _value(r: Reader, node: Any, where: str, t: Any) -> Any:
             out[key] = value
         return out
     if isinstance(t, RefTo):
+        if t.nullable and r.is_null(node):
+            return None
         name = r.string(node, where)
         return _BAD if name is None else Ref(t.kind, name, line_of(node), where)
     if isinstance(t, Children):
@@ -431,6 +486,23 @@ def _value(r: Reader, node: Any, where: str, t: Any) -> Any:
             if value not in ("1.0", "1.1"):
                 raise ValueError(f"{value!r}: 1.0 or 1.1")
             return float(value)
+        if t == ADDRESS:
+            return str(addrs.parse(value))
+        if t == PROTOCOL:
+            text = value.lower()
+            if text in FW_PROTOCOLS or text in ("tcp", "udp", "icmp", "icmpv6"):
+                return FW_PROTOCOLS.get(text, text)
+            if not (text.isascii() and text.isdigit() and int(text) <= 255):
+                raise ValueError(f"{value!r}: tcp, udp, icmp, icmpv6, any, or a protocol number 0..255")
+            return str(int(text))
+        if t == PORTS:
+            match = re.match(r"^([0-9]{1,5})(?::([0-9]{1,5}))?$", value)
+            low, high = (int(match[1]), int(match[2] or match[1])) if match else (0, 0)
+            if not 1 <= low <= high <= 65535:
+                raise ValueError(f"{value!r}: a port 1..65535, or a range N:M with N <= M")
+            return str(low) if low == high else f"{low}:{high}"
+        if t == USER_GROUP and not re.match(r"^[A-Za-z0-9_.-]{1,64}$", value):
+            raise ValueError(f"{value!r}: a user group is letters, digits, '_', '.', '-' (up to 64)")
     except ValueError as exc:
         r.error(node, where, str(exc))
         return _BAD
@@ -457,12 +529,86 @@ def _check_decl(r: Reader, kind: str, attrs: dict, keys: dict, where: str) -> No
             if rule["type"] not in ("bandwidth_limit", "dscp_marking", "minimum_bandwidth"):
                 r.error(keys["rules"], field_key(field_index(field_key(where, "rules"), i), "type"),
                         "one of bandwidth_limit, dscp_marking, minimum_bandwidth")
+    if kind == "security_groups":
+        for i, rule in enumerate(attrs.get("rules", [])):
+            remotes = [k for k in ("remote_ip_prefix", "remote_group", "remote_address_group") if k in rule]
+            if len(remotes) > 1:
+                r.error(keys["rules"], field_index(field_key(where, "rules"), i),
+                        f"give one of remote_ip_prefix, remote_group and remote_address_group, not "
+                        f"{' and '.join(remotes)}")
+    if kind == "address_groups" and "file" in keys:
+        _read_addresses(r, attrs, keys, where)
+    if kind == "firewall_rules":
+        _check_firewall_rule(r, attrs, keys, where)
+    if kind in ("firewall_policies", "firewall_groups"):
+        seen: set[str] = set()
+        for ref in attrs.get("rules" if kind == "firewall_policies" else "ports", []):
+            if ref.name in seen:
+                r.error(ref.line, ref.field, f"{SINGULAR[ref.kind]} {ref.name!r} is listed twice")
+            seen.add(ref.name)
+
+
+def _read_addresses(r: Reader, attrs: dict, keys: dict, where: str) -> None:
+    """An address group's `file`: one entry a line, ``#`` comments (as $KUMOFLOW_COUNTRIES's files),
+    relative to the YAML file; read into its ``addresses``, every bad line reported."""
+    if "addresses" in keys:
+        r.error(keys["file"], field_key(where, "file"), "give addresses or file, not both")
+        return
+    if "file" not in attrs:
+        return                                          # reported
+    path = Path(r.filename).parent / attrs["file"]
+    try:
+        attrs["addresses"] = list(dict.fromkeys(map(str, addrs.load_file(path))))
+    except OSError as exc:
+        r.error(keys["file"], field_key(where, "file"), f"cannot read {path}: {exc.strerror or exc}")
+    except addrs.AddressError as exc:
+        for problem in exc.problems:
+            r.error(keys["file"], field_key(where, "file"), problem)
+
+
+def _check_firewall_rule(r: Reader, attrs: dict, keys: dict, where: str) -> None:
+    """What the API would refuse of a firewall rule; its action in the API's (lower) case."""
+    def bad(key: str, message: str) -> None:
+        r.error(keys[key], field_key(where, key), message)
+
+    version, protocol = attrs.get("ip_version", 4), attrs.get("protocol")
+    if version not in (4, 6):
+        bad("ip_version", "4 or 6")
+    if protocol == "icmpv6" and version == 4:
+        bad("protocol", "icmpv6 in an IPv4 rule (ip_version 4)")
+    if "action" in attrs:
+        attrs["action"] = attrs["action"].lower()
+        if attrs["action"] not in ("allow", "deny", "reject"):
+            bad("action", "one of allow, deny, reject")
+    for side in SIDES:
+        ends = [f"{side}_{k}" for k in ("ip_address", "address_group", "user_group") if f"{side}_{k}" in keys]
+        if len(ends) > 1:
+            bad(ends[1], f"give one of {side}_ip_address, {side}_address_group and {side}_user_group, not "
+                         f"{' and '.join(ends)}")
+        address = attrs.get(f"{side}_ip_address")
+        if address is not None and version in (4, 6) and ipaddress.ip_network(address).version != version:
+            bad(f"{side}_ip_address", f"an IPv{6 if version == 4 else 4} address in an IPv{version} rule "
+                                      f"(ip_version)")
+        if f"{side}_port" in keys and protocol not in ("tcp", "udp"):
+            bad(f"{side}_port", "a port needs protocol tcp or udp")
+    for key in ("http_host", "http_path"):
+        if key in keys and protocol != "tcp":
+            bad(key, "needs protocol tcp")
 
 
 def _check_refs(r: Reader, decls: dict[str, list[Decl]]) -> None:
     """A reference to a kind the file declares nothing of may name an existing resource: checked
     when applying. Here: a subnet named in fixed_ips must be on the port's network, when both are
-    declared in the file."""
+    declared in the file; a port is in one firewall group."""
+    in_group: dict[str, Decl] = {}
+    for group in decls["firewall_groups"]:
+        reported: set[str] = set()                        # (a port twice in the group: said once)
+        for ref in group.attrs.get("ports", []):
+            other = in_group.setdefault(ref.name, group)
+            if other is not group and ref.name not in reported:
+                reported.add(ref.name)
+                r.error(ref.line, ref.field, f"port {ref.name!r} is in firewall group {other.name!r} too (line "
+                                             f"{other.line}): a port is in one group at most")
     subnets = {d.name: d for d in decls["subnets"]}
     for port in decls["ports"]:
         network = port.attrs.get("network")
@@ -595,13 +741,15 @@ class Applier:
     def body(self, decl: Decl, creating: bool) -> dict:
         out: dict[str, Any] = {}
         a = decl.attrs
+        schema = SCHEMA[decl.kind]
         for key, value in a.items():
-            if key in ("rules", "interfaces", "external_gateway", "enable_snat", "tags", "listeners", "pools"):
+            if key in ("interfaces", "external_gateway", "enable_snat", "tags", "listeners", "pools", "file") or \
+                    key == "rules" and decl.kind != "firewall_policies":
                 continue
-            if isinstance(value, Ref):
-                out[REF_KEYS[key]] = self.resolve(value, decl)
-            elif key == "security_groups":
-                out["security_groups"] = [self.resolve(ref, decl) for ref in value]
+            if isinstance(schema[key], RefTo):
+                out[REF_KEYS[key]] = None if value is None else self.resolve(value, decl)
+            elif isinstance(schema[key], ListOf) and isinstance(schema[key].item, RefTo):
+                out[REF_KEYS.get(key, key)] = [self.resolve(ref, decl) for ref in value]
             elif key == "fixed_ips":
                 out["fixed_ips"] = [{**({"subnet_id": self.resolve(ip["subnet"], decl)} if "subnet" in ip else {}),
                                      **({"ip_address": ip["ip_address"]} if "ip_address" in ip else {})}
@@ -617,6 +765,8 @@ class Applier:
             out["project_id"] = self.plan.project
         if decl.kind == "routers" and creating:
             out.pop("routes", None)                  # set once the interfaces are there
+        if decl.kind == "firewall_rules":            # its match is exactly the file's
+            out = {**dict.fromkeys(FW_MATCH), "ip_version": 4, **out}
         return out
 
     def keep_fixed(self, decl: Decl, have: dict, want: dict) -> None:
@@ -644,8 +794,8 @@ class Applier:
                 if current.get("network_id") != value["network_id"] or (
                         "enable_snat" in value and current.get("enable_snat") != value["enable_snat"]):
                     changed[key] = value
-            elif key in ("security_groups", "tags"):
-                if sorted(current or []) != sorted(value):
+            elif key in ("security_groups", "tags", "user_groups", "ports"):         # sets
+                if set(current or []) != set(value):
                     changed[key] = value
             elif key == "binding:profile":
                 if (current or {}) != value:
@@ -663,7 +813,8 @@ class Applier:
         self.load_current()
         self.routes_first()
         self.floatingips_first()
-        self.delete_gone(("loadbalancers", "ports", "routers", "subnets", "networks"))
+        self.delete_gone(("firewall_groups", "loadbalancers", "ports", "routers", "subnets", "networks"))
+        self.group_ports_first()
         for kind in API:
             for decl in self.plan.decls[kind]:
                 self.apply_one(decl)
@@ -675,7 +826,7 @@ class Applier:
             self.apply_floatingip(decl)
         for decl in self.plan.decls["loadbalancers"]:
             self.apply_balancer(decl)
-        self.delete_gone(("security_groups", "qos_policies"))
+        self.delete_gone(("firewall_policies", "firewall_rules", "security_groups", "address_groups", "qos_policies"))
         return self.actions
 
     def apply_one(self, decl: Decl) -> None:
@@ -697,6 +848,7 @@ class Applier:
         self.keep_fixed(decl, have, want)
         if decl.kind == "routers":
             want.pop("routes", None)                 # after the interfaces
+        addresses = want.pop("addresses", None)      # an address group's: not by PUT
         changed = self.differences(decl, have, want)
         if changed:
             updated = self.call(decl, "PUT", f"{path}/{have['id']}", {single: changed})[single]
@@ -704,6 +856,22 @@ class Applier:
             self.actions.append(f"updated {label}: {', '.join(sorted(changed))}")
         if decl.kind == "qos_policies":
             self.apply_qos_rules(decl, self.current[decl.kind][decl.name], created=False)
+        if addresses is not None:
+            self.apply_addresses(decl, self.current[decl.kind][decl.name], addresses)
+
+    def apply_addresses(self, decl: Decl, group: dict, addresses: list[str]) -> None:
+        """An address group's addresses made the file's (as a set)."""
+        want, have = set(addresses), set(group["addresses"])
+        gone = [a for a in group["addresses"] if a not in want]
+        new = [a for a in dict.fromkeys(addresses) if a not in have]
+        base = f"{API['address_groups'][0]}/{group['id']}"
+        what = "file" if "file" in decl.attrs else "addresses"
+        for path, items in ((f"{base}/remove_addresses", gone), (f"{base}/add_addresses", new)):
+            if items:
+                self.call(decl, "PUT", path, {"addresses": items}, what=what)
+        if gone or new:
+            self.actions.append(f"updated address group {decl.name}: addresses ({len(new)} added, {len(gone)} "
+                                f"removed)")
 
     def apply_qos_rules(self, decl: Decl, policy: dict, created: bool) -> None:
         if "rules" not in decl.attrs:
@@ -740,14 +908,15 @@ class Applier:
         group = self.current["security_groups"][decl.name]
         fresh = self.api.call("GET", f"/v2.0/security-groups/{group['id']}")["security_group"]
         keys = ("direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix",
-                "remote_group_id")
+                "remote_group_id", "remote_address_group_id")
         have = {tuple(r.get(k) for k in keys): r for r in fresh["security_group_rules"]}
         want = {}
         for rule in decl.attrs["rules"]:
-            body = {k: v for k, v in rule.items() if k not in ("remote_group",)}
+            body = {k: v for k, v in rule.items() if k not in ("remote_group", "remote_address_group")}
             body.setdefault("ethertype", "IPv4")
-            if "remote_group" in rule:
-                body["remote_group_id"] = self.resolve(rule["remote_group"], decl)
+            for key in ("remote_group", "remote_address_group"):
+                if key in rule:
+                    body[f"{key}_id"] = self.resolve(rule[key], decl)
             protocol = body.get("protocol")
             body["protocol"] = None if protocol in (None, "any") else str(protocol).lower()
             want[tuple(body.get(k) for k in keys)] = body
@@ -990,6 +1159,26 @@ class Applier:
                 if decl is not None:
                     self.actions.append(f"updated router {name}: routes")
 
+    def group_ports_first(self) -> None:
+        """A port the file moves from one firewall group to another leaves the first before any group is
+        updated (it could not join the other while in it). The groups are read again: a port deleted
+        has left its group."""
+        path, single, _ = API["firewall_groups"]
+        declared = self.plan.decls["firewall_groups"]
+        wanted = {d.name: {self._known_id(ref, d) for ref in d.attrs.get("ports", [])} for d in declared}
+        for decl in declared:
+            if decl.name not in self.current["firewall_groups"]:
+                continue
+            have = self.api.call("GET", f"{path}/{self.current['firewall_groups'][decl.name]['id']}")[single]
+            self.current["firewall_groups"][decl.name] = have
+            elsewhere = set().union(*(ids for name, ids in wanted.items() if name != decl.name))
+            keep = [p for p in have["ports"] if p in wanted[decl.name] or p not in elsewhere]
+            if "ports" in decl.attrs and keep != have["ports"]:
+                self.current["firewall_groups"][decl.name] = self.call(
+                    decl, "PUT", f"{path}/{have['id']}", {single: {"ports": keep}}, what="ports")[single]
+                self.actions.append(f"updated firewall group {decl.name}: ports ({len(have['ports']) - len(keep)} "
+                                    f"moved to another group)")
+
     def delete_gone(self, kinds: tuple[str, ...]) -> None:
         for kind in kinds:
             declared = {d.name for d in self.plan.decls[kind]}
@@ -1005,6 +1194,8 @@ class Applier:
                     for port in ports:
                         self._api_or_fail(kind, name, "PUT", f"/v2.0/routers/{port['device_id']}/"
                                           f"remove_router_interface", {"port_id": port["id"]})
+                if kind == "firewall_groups" and item["ports"]:                  # a group with ports cannot go
+                    self._api_or_fail(kind, name, "PUT", f"{path}/{item['id']}", {"firewall_group": {"ports": []}})
                 cascade = "?cascade=true" if kind == "loadbalancers" else ""      # with its listeners and pools
                 self._api_or_fail(kind, name, "DELETE", f"{path}/{item['id']}{cascade}")
                 del self.current[kind][name]
@@ -1044,6 +1235,8 @@ def _rule_text(rule: dict) -> str:
         parts.append(f"from {rule['remote_ip_prefix']}")
     if rule.get("remote_group_id"):
         parts.append(f"group {rule['remote_group_id']}")
+    if rule.get("remote_address_group_id"):
+        parts.append(f"address group {rule['remote_address_group_id']}")
     return " ".join(parts)
 
 
@@ -1057,8 +1250,9 @@ def apply(plan: Plan, api: Client) -> list[str]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("apply", help="make a running controller hold the networks, subnets, ports, "
-                                            "routers, floating IPs, security groups, QoS policies and load "
-                                            "balancers a YAML file declares",
+                                            "routers, floating IPs, security groups, QoS policies, load "
+                                            "balancers, address groups and firewall groups, policies and rules "
+                                            "a YAML file declares",
                               description="Create, update and delete Neutron (and Octavia) resources through the "
                                           "API so that they are what FILE.yaml declares (docs/api.md).")
     p.add_argument("file", metavar="FILE.yaml")

@@ -731,6 +731,14 @@ ports:
     fixed_ips: [{subnet: front-v4, ip_address: 10.50.0.10}]
     security_groups: [web]
   - {name: db1, network: back}
+address_groups:
+  - {name: office, addresses: [203.0.113.0/28]}
+firewall_rules:
+  - {name: office-ssh, protocol: tcp, destination_port: 22, source_address_group: office, action: allow}
+firewall_policies:
+  - {name: in, rules: [office-ssh]}
+firewall_groups:
+  - {name: web, ingress_policy: in, ports: [www1]}
 """
 
 
@@ -751,7 +759,9 @@ def test_kumoflow_apply_is_idempotent_and_changes_only_what_the_file_changes(api
     assert "created network front" in first.stdout and "created port db1" in first.stdout
     state = lambda: {path: admin.ok("GET", path, project_id="green")
                      for path in ("/v2.0/networks", "/v2.0/subnets", "/v2.0/ports", "/v2.0/routers",
-                                  "/v2.0/security-groups", "/v2.0/qos/policies")}
+                                  "/v2.0/security-groups", "/v2.0/qos/policies", "/v2.0/address-groups",
+                                  "/v2.0/fwaas/firewall_rules", "/v2.0/fwaas/firewall_policies",
+                                  "/v2.0/fwaas/firewall_groups")}
     made = state()
     assert {n["name"] for n in made["/v2.0/networks"]["networks"]} == {"front", "back"}
     ports = {p["name"]: p for p in made["/v2.0/ports"]["ports"]}
@@ -761,6 +771,13 @@ def test_kumoflow_apply_is_idempotent_and_changes_only_what_the_file_changes(api
     assert router["routes"] == [{"destination": "172.16.0.0/16", "nexthop": "10.50.0.9"}]
     web = next(g for g in made["/v2.0/security-groups"]["security_groups"] if g["name"] == "web")
     assert len(web["security_group_rules"]) == 3
+    [group] = made["/v2.0/fwaas/firewall_groups"]["firewall_groups"]
+    [policy] = made["/v2.0/fwaas/firewall_policies"]["firewall_policies"]
+    [rule] = made["/v2.0/fwaas/firewall_rules"]["firewall_rules"]
+    [office] = made["/v2.0/address-groups"]["address_groups"]
+    assert (group["ports"], group["ingress_firewall_policy_id"], group["status"]) == (
+        [ports["www1"]["id"]], policy["id"], "ACTIVE")
+    assert (policy["firewall_rules"], rule["source_address_group_id"]) == ([rule["id"]], office["id"])
 
     second = apply()                                          # nothing to do: nothing written
     assert second.returncode == 0 and second.stdout.strip().endswith("nothing to change"), second.stdout
@@ -768,17 +785,19 @@ def test_kumoflow_apply_is_idempotent_and_changes_only_what_the_file_changes(api
 
     # an edit changes that, and only that
     file.write_text(APPLY.replace("10.50.0.53", "10.50.0.54").replace("  - {name: db1, network: back}\n", "")
-                    .replace("max_kbps: 10000", "max_kbps: 20000"))
+                    .replace("max_kbps: 10000", "max_kbps: 20000").replace("203.0.113.0/28", "203.0.113.16/28"))
     third = apply()
     assert third.returncode == 0, third.stderr
     assert sorted(third.stdout.splitlines()[:-1]) == ["deleted port db1",
                                                       "updated QoS policy gold: its bandwidth_limit rule (max_kbps)",
+                                                      "updated address group office: addresses (1 added, 1 removed)",
                                                       "updated subnet front-v4: dns_nameservers"]
     after = state()
     front = next(s for s in after["/v2.0/subnets"]["subnets"] if s["name"] == "front-v4")
     assert front["dns_nameservers"] == ["10.50.0.54"]
     assert {p["name"] for p in after["/v2.0/ports"]["ports"]} == {"www1", ""}
     assert after["/v2.0/networks"] == made["/v2.0/networks"]  # untouched: same ids, same revisions
+    assert after["/v2.0/fwaas/firewall_groups"] == made["/v2.0/fwaas/firewall_groups"]
     assert apply().stdout.strip().endswith("nothing to change")
 
     # the views

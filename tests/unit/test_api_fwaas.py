@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from kumoflow.store.sqlite import SQLiteStore
 
 from test_api_l3 import Api
@@ -375,3 +377,231 @@ def test_openapi_lists_the_resources():
                 f"{POLICIES}/{{firewall_policy_id}}/insert_rule", f"{POLICIES}/{{firewall_policy_id}}/remove_rule",
                 GROUPS, f"{GROUPS}/{{firewall_group_id}}"} <= paths
     run(go())
+
+
+# --- kumoflow apply ---------------------------------------------------------------------------------
+
+APPLY = """\
+name: fw
+project: blue
+firewall_groups:                       # before what they name: made after it all the same
+  - {name: web, ingress_policy: in, egress_policy: out, ports: [www1], tags: [prod]}
+  - {name: db, ingress_policy: in, egress_policy: null, ports: [db1]}
+firewall_policies:
+  - {name: in, rules: [no-admin, partners-web, staff]}
+  - {name: out, rules: [all]}
+firewall_rules:
+  - {name: partners-web, protocol: TCP, destination_port: 443, source_address_group: partners, action: ALLOW}
+  - {name: no-admin, protocol: 6, destination_port: "80:80", http_path: /admin, action: reject, log: true}
+  - {name: staff, source_user_group: staff, destination_ip_address: 10.60.0.10, action: allow}
+  - {name: all, action: allow}
+address_groups:
+  - {name: partners, file: lists/partners.txt}
+  - {name: office, addresses: [203.0.113.0/28, "2001:DB8:1::/48"]}
+security_groups:
+  - name: ssh
+    rules:
+      - {direction: egress}
+      - {direction: ingress, protocol: tcp, port_range_min: 22, port_range_max: 22, remote_address_group: office}
+ports:
+  - {name: www1, network: front, user_groups: [staff], security_groups: [ssh]}
+  - {name: db1, network: front}
+networks: [{name: front}]
+"""
+PARTNERS = "# partners\n192.0.2.0/24\n198.51.100.7   # one host\n2001:db8::/32\n"
+
+
+def _apply_files(tmp_path, text: str = APPLY, partners: str = PARTNERS):
+    (tmp_path / "lists").mkdir(exist_ok=True)
+    (tmp_path / "lists" / "partners.txt").write_text(partners)
+    (tmp_path / "fw.yaml").write_text(text)
+    return tmp_path / "fw.yaml"
+
+
+def test_kumoflow_apply_reads_the_firewall(tmp_path):
+    from kumoflow.apply import load
+
+    plan = load(_apply_files(tmp_path))
+    decls = {kind: {d.name: d for d in plan.decls[kind]} for kind in plan.decls}
+    assert decls["address_groups"]["partners"].attrs["addresses"] == ["192.0.2.0/24", "198.51.100.7/32",
+                                                                      "2001:db8::/32"]
+    assert decls["address_groups"]["office"].attrs["addresses"] == ["203.0.113.0/28", "2001:db8:1::/48"]
+    rules = {name: d.attrs for name, d in decls["firewall_rules"].items()}
+    assert (rules["no-admin"]["protocol"], rules["no-admin"]["destination_port"], rules["partners-web"]["protocol"],
+            rules["partners-web"]["action"], rules["staff"]["destination_ip_address"]) == (
+        "tcp", "80", "tcp", "allow", "10.60.0.10/32")
+    assert rules["partners-web"]["source_address_group"].name == "partners"
+    assert [ref.name for ref in decls["firewall_policies"]["in"].attrs["rules"]] == ["no-admin", "partners-web",
+                                                                                     "staff"]
+    web, db = decls["firewall_groups"]["web"].attrs, decls["firewall_groups"]["db"].attrs
+    assert (web["ingress_policy"].name, web["egress_policy"].name, [p.name for p in web["ports"]]) == (
+        "in", "out", ["www1"])
+    assert db["egress_policy"] is None and decls["ports"]["www1"].attrs["user_groups"] == ["staff"]
+    assert decls["security_groups"]["ssh"].attrs["rules"][1]["remote_address_group"].name == "office"
+
+
+def test_kumoflow_apply_reports_every_bad_firewall_input_at_its_line(tmp_path):
+    from kumoflow.apply import load
+    from kumoflow.net.errors import TopologyError
+
+    (tmp_path / "bad.txt").write_text("10.0.0.0/8\n10.0.0.1/24  # typo\nbanana\n")
+    (tmp_path / "f.yaml").write_text(
+        "address_groups:\n"
+        "  - {name: a, file: bad.txt}\n"
+        "  - {name: b, file: nope.txt}\n"
+        "  - {name: c, addresses: [10.0.0.300], file: bad.txt}\n"
+        "security_groups:\n"
+        "  - {name: s, rules: [{direction: ingress, remote_ip_prefix: 10.0.0.0/8, remote_address_group: a}]}\n"
+        "ports:\n"
+        "  - {name: p, network: n, user_groups: [staff, 'bad group']}\n"
+        "firewall_rules:\n"
+        "  - {name: r1, protocol: tcpx, ip_version: 5, action: drop}\n"
+        "  - {name: r2, protocol: icmp, destination_port: 22, http_host: example.test}\n"
+        "  - {name: r3, source_ip_address: 10.0.0.5, source_user_group: staff}\n"
+        "  - {name: r4, protocol: tcp, destination_ip_address: '2001:db8::1', destination_port: '9:3'}\n"
+        "  - {name: r5, protocol: icmpv6, source_ip_address: 10.0.0.1/24, colour: red}\n"
+        "  - {name: r1}\n"
+        "firewall_policies:\n"
+        "  - {name: in, rules: [r1, r2, r1]}\n"
+        "firewall_groups:\n"
+        "  - {name: g1, ports: [p], ingress_policy: in}\n"
+        "  - {name: g2, ports: [p, p], egress_policy: [in]}\n")
+    with pytest.raises(TopologyError) as failed:
+        load(tmp_path / "f.yaml")
+    text = str(failed.value)
+    f, bad = tmp_path / "f.yaml", tmp_path / "bad.txt"
+    for want in (f"{f}:2: address_groups[0].file: {bad}:2: '10.0.0.1/24' has host bits set (the network is "
+                 f"10.0.0.0/24)",
+                 f"{f}:2: address_groups[0].file: {bad}:3: 'banana' is not an IPv4 or IPv6 address or CIDR",
+                 f"{f}:3: address_groups[1].file: cannot read {tmp_path / 'nope.txt'}: No such file or directory",
+                 f"{f}:4: address_groups[2].addresses[0]: '10.0.0.300' is not an IPv4 or IPv6 address or CIDR",
+                 f"{f}:4: address_groups[2].file: give addresses or file, not both",
+                 f"{f}:6: security_groups[0].rules[0]: give one of remote_ip_prefix, remote_group and "
+                 f"remote_address_group, not remote_ip_prefix and remote_address_group",
+                 f"{f}:8: ports[0].user_groups[1]: 'bad group': a user group is letters, digits",
+                 f"{f}:10: firewall_rules[0].protocol: 'tcpx': tcp, udp, icmp, icmpv6, any, or a protocol number",
+                 f"{f}:10: firewall_rules[0].ip_version: 4 or 6",
+                 f"{f}:10: firewall_rules[0].action: one of allow, deny, reject",
+                 f"{f}:11: firewall_rules[1].destination_port: a port needs protocol tcp or udp",
+                 f"{f}:11: firewall_rules[1].http_host: needs protocol tcp",
+                 f"{f}:12: firewall_rules[2].source_user_group: give one of source_ip_address, source_address_group "
+                 f"and source_user_group, not source_ip_address and source_user_group",
+                 f"{f}:13: firewall_rules[3].destination_ip_address: an IPv6 address in an IPv4 rule (ip_version)",
+                 f"{f}:13: firewall_rules[3].destination_port: '9:3': a port 1..65535, or a range N:M with N <= M",
+                 f"{f}:14: firewall_rules[4].colour: unknown field",
+                 f"{f}:14: firewall_rules[4].protocol: icmpv6 in an IPv4 rule (ip_version 4)",
+                 f"{f}:14: firewall_rules[4].source_ip_address: '10.0.0.1/24' has host bits set",
+                 f"{f}:15: firewall_rules[5].name: firewall rule 'r1' is declared twice (first on line 10)",
+                 f"{f}:17: firewall_policies[0].rules[2]: firewall rule 'r1' is listed twice",
+                 f"{f}:20: firewall_groups[1].ports[0]: port 'p' is in firewall group 'g1' too (line 19): a port is "
+                 f"in one group at most",
+                 f"{f}:20: firewall_groups[1].ports[1]: port 'p' is listed twice",
+                 f"{f}:20: firewall_groups[1].egress_policy: expected a string, got a list"):
+        assert want in text, (want, text)
+    assert text.count("is in firewall group 'g1' too") == 1
+    assert len(failed.value.issues) == 23, text
+
+
+def test_kumoflow_apply_makes_the_firewall_and_changes_only_what_the_file_changes(tmp_path):
+    from kumoflow.apply import ApplyError, Client, apply, load
+    from test_api_lbaas import SyncApi
+
+    file = _apply_files(tmp_path)
+    sync = SyncApi()
+    client = Client("http://kumoflow", "admin-secret", client=sync)
+    run_apply = lambda: apply(load(file), client)
+
+    def listed(path: str, key: str) -> dict:
+        return {item["name"]: item for item in sync.get(path, project_id="blue")[key]}
+
+    def state() -> dict:
+        return {"rules": listed(RULES, "firewall_rules"), "policies": listed(POLICIES, "firewall_policies"),
+                "groups": listed(GROUPS, "firewall_groups"), "ports": listed("/v2.0/ports", "ports"),
+                "address_groups": listed("/v2.0/address-groups", "address_groups"),
+                "security_groups": listed("/v2.0/security-groups", "security_groups")}
+    try:
+        first = run_apply()
+        assert first[:-1] == [
+            "created address group partners", "created address group office", "created security group ssh",
+            "created network front", "created port www1", "created port db1", "created firewall rule partners-web",
+            "created firewall rule no-admin", "created firewall rule staff", "created firewall rule all",
+            "created firewall policy in", "created firewall policy out", "created firewall group web",
+            "created firewall group db", "updated security group ssh: deleted rule egress IPv6"], first
+        made = state()
+        rules, groups, ports = made["rules"], made["groups"], made["ports"]
+        partners, office = made["address_groups"]["partners"], made["address_groups"]["office"]
+        assert first[-1] == f"updated security group ssh: added rule ingress IPv4 tcp 22-22 address group " \
+                            f"{office['id']}"
+        assert partners["addresses"] == ["192.0.2.0/24", "198.51.100.7/32", "2001:db8::/32"]
+        assert {k: rules["partners-web"][k] for k in ("protocol", "destination_port", "action",
+                                                      "source_address_group_id")} == {
+            "protocol": "tcp", "destination_port": "443", "action": "allow", "source_address_group_id": partners["id"]}
+        assert {k: rules["no-admin"][k] for k in ("protocol", "destination_port", "action", "http_path", "log")} == {
+            "protocol": "tcp", "destination_port": "80", "action": "reject", "http_path": "/admin", "log": True}
+        assert (rules["staff"]["source_user_group"], rules["staff"]["destination_ip_address"]) == (
+            "staff", "10.60.0.10/32")
+        assert made["policies"]["in"]["firewall_rules"] == [rules[n]["id"] for n in ("no-admin", "partners-web",
+                                                                                     "staff")]
+        assert (groups["web"]["ports"], groups["web"]["ingress_firewall_policy_id"],
+                groups["web"]["egress_firewall_policy_id"], sorted(groups["web"]["tags"])) == (
+            [ports["www1"]["id"]], made["policies"]["in"]["id"], made["policies"]["out"]["id"],
+            ["kumoflow-apply:fw", "prod"])
+        assert (groups["db"]["ports"], groups["db"]["egress_firewall_policy_id"]) == ([ports["db1"]["id"]], None)
+        assert ports["www1"]["user_groups"] == ["staff"]
+        ssh = made["security_groups"]["ssh"]["security_group_rules"]
+        assert [r["remote_address_group_id"] for r in ssh if r["direction"] == "ingress"] == [office["id"]]
+        assert all(item["tags"] == ["kumoflow-apply:fw"] for kind in ("rules", "policies", "address_groups")
+                   for item in made[kind].values())
+        assert run_apply() == [] and state() == made                             # nothing to change
+
+        # an edit changes that, and only that: db1 moves to the group before its own (it leaves db first)
+        _apply_files(tmp_path, APPLY.replace(
+            "ports: [www1], tags", "ports: [www1, db1], tags").replace("ports: [db1]", "ports: []").replace(
+            "[no-admin, partners-web, staff]", "[staff, no-admin]").replace(
+            "  - {name: partners-web, protocol: TCP, destination_port: 443, source_address_group: partners, "
+            "action: ALLOW}\n", "").replace(", destination_ip_address: 10.60.0.10", "").replace(
+            "user_groups: [staff]", "user_groups: [staff, admins, staff]"),
+            PARTNERS.replace("198.51.100.7", "198.51.100.8"))
+        second = run_apply()
+        assert second == ["updated firewall group db: ports (1 moved to another group)",
+                          "updated address group partners: addresses (1 added, 1 removed)",
+                          "updated port www1: user_groups", "updated firewall rule staff: destination_ip_address",
+                          "updated firewall policy in: firewall_rules", "updated firewall group web: ports",
+                          "deleted firewall rule partners-web"], second
+        after = state()
+        assert after["address_groups"]["partners"]["addresses"] == ["192.0.2.0/24", "2001:db8::/32",
+                                                                     "198.51.100.8/32"]
+        assert after["rules"]["staff"]["destination_ip_address"] is None and "partners-web" not in after["rules"]
+        assert after["policies"]["in"]["firewall_rules"] == [rules["staff"]["id"], rules["no-admin"]["id"]]
+        assert (sorted(after["groups"]["web"]["ports"]), after["groups"]["db"]["ports"]) == (
+            sorted([ports["www1"]["id"], ports["db1"]["id"]]), [])
+        assert after["ports"]["www1"]["user_groups"] == ["staff", "admins"]
+        assert after["address_groups"]["office"] == office and after["policies"]["out"] == made["policies"]["out"]
+        assert run_apply() == []
+        # www1 moves to a group the file adds, before the one it leaves
+        edited = (tmp_path / "fw.yaml").read_text()
+        (tmp_path / "fw.yaml").write_text(edited.replace("ports: [www1, db1]", "ports: [db1]").replace(
+            "firewall_groups:  ", "firewall_groups:\n  - {name: front, ingress_policy: in, ports: [www1]}  "))
+        assert run_apply() == ["updated firewall group web: ports (1 moved to another group)",
+                               "created firewall group front"]
+        assert run_apply() == [] and listed(GROUPS, "firewall_groups")["front"]["ports"] == [ports["www1"]["id"]]
+
+        # what the API refuses is reported at the line that asked for it
+        edited = (tmp_path / "fw.yaml").read_text()
+        (tmp_path / "fw.yaml").write_text(edited.replace("http_path: /admin", "http_path: admin"))
+        with pytest.raises(ApplyError) as failed:
+            run_apply()
+        assert f"{file}:11: firewall_rules[0]: the API refused PUT {RULES}/{rules['no-admin']['id']}: " \
+               f"InvalidInput:" in str(failed.value), failed.value
+
+        # gone from the file: each goes once nothing holds it
+        (tmp_path / "fw.yaml").write_text("name: fw\nproject: blue\n")
+        assert run_apply() == [
+            "deleted firewall group web", "deleted firewall group db", "deleted firewall group front",
+            "deleted port www1", "deleted port db1",
+            "deleted network front", "deleted firewall policy in", "deleted firewall policy out",
+            "deleted firewall rule no-admin", "deleted firewall rule staff", "deleted firewall rule all",
+            "deleted security group ssh", "deleted address group partners", "deleted address group office"]
+        assert all(not items for kind, items in state().items() if kind != "security_groups")
+    finally:
+        sync.close()
