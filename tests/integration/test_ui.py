@@ -315,6 +315,97 @@ def test_a_network_created_in_the_ui_is_in_the_api_and_a_bad_cidr_shows_the_apis
     ui.console.check()
 
 
+def test_a_port_binding_a_security_group_rule_and_a_load_balancer_member_made_and_removed_in_the_ui(ui):
+    page = ui.page
+    tag = secrets.token_hex(3)
+    bridge = next(s.bridge for s in ui.net.plan.switches if s.name == "s2")
+    with ui.api() as api:
+        def made(path: str, kind: str, body: dict) -> dict:
+            r = api.post(path, json={kind: body})
+            assert r.status_code == 201, r.text
+            return r.json()[kind]
+
+        network = made("/v2.0/networks", "network", {"name": f"ui-lb-{tag}"})
+        subnet = made("/v2.0/subnets", "subnet", {"network_id": network["id"], "cidr": "10.2.0.0/24"})
+        group = made("/v2.0/security-groups", "security_group", {"name": f"ui-sg-{tag}"})
+        lb = made("/v2/lbaas/loadbalancers", "loadbalancer", {"name": f"ui-lb-{tag}", "vip_subnet_id": subnet["id"]})
+        listener = made("/v2/lbaas/listeners", "listener", {"loadbalancer_id": lb["id"], "protocol": "TCP",
+                                                             "protocol_port": 80})
+        pool = made("/v2/lbaas/pools", "pool", {"listener_id": listener["id"], "protocol": "TCP",
+                                                "lb_algorithm": "ROUND_ROBIN"})
+        ui.go("#/tenants")
+        page.wait_for_selector(f'.lb[data-id="{lb["id"]}"]')
+
+        # a port, created, bound to a switch port and unbound
+        name = f"ui-port-{tag}"
+        page.select_option("#port-network", network["id"])
+        page.fill("#port-name", name)
+        page.click("#create-port button[type=submit]")
+        page.wait_for_selector(f'tr[data-name="{name}"]')
+        [port] = api.get("/v2.0/ports", params={"name": name}).json()["ports"]
+        page.select_option("#bind-port-id", port["id"])
+        page.fill("#bind-host", bridge)
+        page.fill("#bind-where", "7")
+        page.click("#bind-port button[type=submit]")
+        playwright_api.expect(page.locator(f'tr[data-name="{name}"] td.binding')).to_contain_text(bridge)
+        bound = api.get(f"/v2.0/ports/{port['id']}").json()["port"]
+        assert (bound["binding:host_id"], bound["binding:profile"]) == (bridge, {"port_no": 7})
+        page.click(f'tr[data-name="{name}"] button:has-text("Unbind")')
+        playwright_api.expect(page.locator(f'tr[data-name="{name}"] td.binding')).to_be_empty()
+        assert api.get(f"/v2.0/ports/{port['id']}").json()["port"]["binding:host_id"] == ""
+
+        # a security group rule, added and deleted
+        page.select_option("#rule-group", group["id"])
+        page.fill("#rule-protocol", "tcp")
+        page.fill("#rule-min", "22")
+        page.fill("#rule-max", "22")
+        page.fill("#rule-remote", "10.0.0.0/8")
+        page.click("#add-rule button[type=submit]")
+        rules = lambda: [r for r in api.get("/v2.0/security-group-rules",  # noqa: E731
+                                            params={"security_group_id": group["id"]}).json()["security_group_rules"]
+                         if r["protocol"] == "tcp"]
+        assert wait_until(lambda: len(rules()) == 1, timeout=10), rules()
+        [rule] = rules()
+        assert (rule["port_range_min"], rule["port_range_max"], rule["remote_ip_prefix"]) == (22, 22, "10.0.0.0/8")
+        row = page.locator(f'.group[data-id="{group["id"]}"] tr[data-id="{rule["id"]}"]')
+        playwright_api.expect(row).to_contain_text("ingress IPv4 tcp 22 from 10.0.0.0/8")
+        row.locator("button.danger").click()
+        playwright_api.expect(row).to_have_count(0)
+        assert rules() == []
+
+        # a load balancer member: a bad address shows Octavia's fault, a good one is added with its health,
+        # then deleted
+        page.select_option("#member-pool", pool["id"])
+        page.fill("#member-address", "10.2.0.300")
+        page.fill("#member-port", "80")
+        page.click("#add-member button[type=submit]")
+        answer = api.post(f"/v2/lbaas/pools/{pool['id']}/members",
+                          json={"member": {"address": "10.2.0.300", "protocol_port": 80}})
+        assert answer.status_code == 400
+        playwright_api.expect(page.locator("#add-member .form-error")).to_have_text(answer.json()["faultstring"])
+        ui.console.expect(400)
+        page.fill("#member-address", "10.2.0.10")
+        page.click("#add-member button[type=submit]")
+        members = lambda: api.get(f"/v2/lbaas/pools/{pool['id']}/members").json()["members"]  # noqa: E731
+        assert wait_until(lambda: len(members()) == 1, timeout=10), members()
+        [member] = members()
+        row = page.locator(f'.lb[data-id="{lb["id"]}"] tr[data-id="{member["id"]}"]')
+        playwright_api.expect(row).to_contain_text("10.2.0.10:80")
+        status = api.get(f"/v2/lbaas/loadbalancers/{lb['id']}/status").json()
+        health = status["statuses"]["loadbalancer"]["listeners"][0]["pools"][0]["members"][0]["operating_status"]
+        playwright_api.expect(row.locator("td.health-cell")).to_have_text(health)
+        ui.shot("tenants-forms")
+        row.locator("button.danger").click()
+        playwright_api.expect(row).to_have_count(0)
+        assert members() == []
+
+        for path in (f"/v2/lbaas/pools/{pool['id']}", f"/v2/lbaas/listeners/{listener['id']}",
+                     f"/v2/lbaas/loadbalancers/{lb['id']}", f"/v2.0/ports/{port['id']}",
+                     f"/v2.0/security-groups/{group['id']}", f"/v2.0/networks/{network['id']}"):
+            assert api.delete(path).status_code == 204, path
+    ui.console.check()
+
+
 def test_a_narrow_screen_has_no_page_wide_scrolling(ui):
     page = ui.page
     page.set_viewport_size({"width": 390, "height": 844})
