@@ -1,12 +1,18 @@
 """`kumoflow demo`: what kumoflow does end to end, today.
 
-The default demo brings up an emulated network with loops (examples/mesh.yaml:
+The default demo is the virtual datacenter (demo_datacenter.py,
+docs/demo.md): two sites, hypervisors of both switch kinds, two tenants
+with the same addresses, routers, a security group and a firewall group, a
+load balancer, a QoS limit and a BGP peer, provisioned with `kumoflow
+apply` and checked; `--keep` leaves it running until Ctrl-C.
+
+`kumoflow demo --fabric` brings up an emulated network with loops (examples/mesh.yaml:
 real namespaces joined by kumoflow and Open vSwitch switches) driven by
 kumoflow's controller running the fabric app; it shows the links and hosts
 the controller discovered, pings between every pair of hosts, shows the
 flows and groups it compiled (read back from a switch with OpenFlow stats
 requests), cuts a link and pings every pair again, and removes everything.
-`--app l2` runs the classic learning switch on a tree (examples/mixed.yaml)
+`--fabric --app l2` runs the classic learning switch on a tree (examples/mixed.yaml)
 and shows each switch's learned MAC table instead.
 
 `kumoflow demo --codec` shows the wire protocol instead: a controller end
@@ -27,9 +33,15 @@ from kumoflow import ofp
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="run the kumoflow demo")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the datacenter running after the checks, until Ctrl-C")
+    parser.add_argument("--fabric", action="store_true",
+                        help="the fabric demo instead: a mesh with loops, LLDP, all-pairs ping, a link cut")
     parser.add_argument("--topology", type=Path,
-                        help="topology YAML (default: examples/mesh.yaml; with --app l2 examples/mixed.yaml)")
-    parser.add_argument("--app", choices=("fabric", "l2"), default="fabric", help="the controller app (default fabric)")
+                        help="with --fabric: topology YAML (default: examples/mesh.yaml; with --app l2 "
+                             "examples/mixed.yaml)")
+    parser.add_argument("--app", choices=("fabric", "l2"), default=None,
+                        help="with --fabric: the controller app (default fabric)")
     parser.add_argument("--codec", action="store_true", help="show the OpenFlow exchange through memory instead")
     parser.add_argument("--hex", action="store_true", help="with --codec: also print each message's bytes")
     parser.set_defaults(func=run)
@@ -38,10 +50,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.codec:
         return run_codec(args)
+    if not (args.fabric or args.app or args.topology):
+        from kumoflow.demo_datacenter import run_datacenter
+
+        return run_datacenter(_examples(), keep=args.keep)
     from kumoflow.demo_network import run_network
 
-    default = "mesh.yaml" if args.app == "fabric" else "mixed.yaml"
-    return run_network(args.topology or _examples() / default, args.app)
+    app = args.app or "fabric"
+    default = "mesh.yaml" if app == "fabric" else "mixed.yaml"
+    return run_network(args.topology or _examples() / default, app)
 
 
 def _examples() -> Path:
