@@ -9,6 +9,10 @@ from kumoflow import ofp
 from kumoflow.ofp.oxm import IPV4, IPV6, MAC
 
 
+#: every field a Match names: the basic ones and tcp_flags (an experimenter OXM)
+NAMED_FIELDS = ofp.FIELDS + ofp.EXPERIMENTER_FIELDS
+
+
 def uint(bits):
     return st.integers(0, (1 << bits) - 1)
 
@@ -32,7 +36,7 @@ def _field_value(field):
 
 @st.composite
 def matches(draw, max_fields=8):
-    chosen = draw(st.lists(st.sampled_from(ofp.FIELDS), max_size=max_fields, unique_by=lambda f: f.name))
+    chosen = draw(st.lists(st.sampled_from(NAMED_FIELDS), max_size=max_fields, unique_by=lambda f: f.name))
     m = ofp.Match()
     for f in chosen:
         m[f.name] = draw(_field_value(f))
@@ -46,7 +50,7 @@ def matches(draw, max_fields=8):
 
 @st.composite
 def set_fields(draw):
-    f = draw(st.sampled_from(ofp.FIELDS))
+    f = draw(st.sampled_from(NAMED_FIELDS))
     return ofp.SetField(f.name, draw(_value(f)))
 
 

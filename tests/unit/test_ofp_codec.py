@@ -214,7 +214,7 @@ def _outcome(pack):
         return type(exc), str(exc)
 
 
-@pytest.mark.parametrize("field", ofp.oxm.FIELDS, ids=lambda f: f.name)
+@pytest.mark.parametrize("field", ofp.oxm.FIELDS + ofp.oxm.EXPERIMENTER_FIELDS, ids=lambda f: f.name)
 def test_match_pack_encodes_as_encode_oxm_does(field):
     """Match.pack's fast encoders give encode_oxm's bytes, or let it name the error."""
     values = [0, 1, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1, 2**64, -1, True, 1.5, "x", None, b"ab",
@@ -241,3 +241,67 @@ def test_unencodable_values_are_clear_value_errors():
         ofp.FlowMod(match=ofp.Match(eth_type=(0x800, 0xFFFF))).pack()
     with pytest.raises(ValueError, match="unknown OXM field"):
         ofp.FlowMod(match=ofp.Match(nonsense=1)).pack()
+
+
+# --- tcp_flags: Open vSwitch's ONF experimenter OXM --------------------------------------------
+
+def _match_with(oxm: bytes) -> bytes:
+    """A flow-mod whose match is eth_type=IPv4, ip_proto=TCP and `oxm`."""
+    body = struct.pack("!IH", 0x80000A02, 0x0800) + struct.pack("!IB", 0x80001401, 6) + oxm
+    match = struct.pack("!HH", 1, 4 + len(body)) + body
+    return _with_length(FLOW_MOD[:MATCH_AT] + match + bytes(-len(match) & 7))
+
+
+def test_tcp_flags_is_the_onf_experimenter_oxm():
+    """Class 0xffff, field 42, hasmask, oxm_length counting the 4-byte ONF
+    experimenter id (6, or 8 with a mask), the 2-byte flags and mask: the
+    bytes ovs-ofctl 3.1 sends for tcp,tcp_flags=+fin and fin|rst (the FLOW_MODs
+    themselves: test_ofp_text.OVS_TCP_FLAGS_FLOW_MODS)."""
+    assert (ofp.ONF_TCP_FLAGS.header(), ofp.ONF_TCP_FLAGS.header(True)) == (0xFFFF5406, 0xFFFF5508)
+    tcp = ofp.Match(eth_type=0x0800, ip_proto=6)
+    assert ofp.Match(tcp, tcp_flags=(0x001, 0x001)).pack().hex() == (
+        "0001001b" "80000a020800" "8000140106" "ffff5508" "4f4e4600" "0001" "0001" "0000000000")
+    assert ofp.Match(tcp, tcp_flags=0x005).pack().hex() == (
+        "00010019" "80000a020800" "8000140106" "ffff5406" "4f4e4600" "0005" "00000000000000")
+    for value in (0x005, (0x004, 0x006), (0, 0), 0xFFFF, (0xFFFF, 0xFFFF)):
+        m = ofp.Match(tcp, tcp_flags=value)
+        assert ofp.parse(ofp.FlowMod(match=m).pack()).match == m
+    with pytest.raises(ValueError, match="tcp_flags"):
+        ofp.Match(tcp_flags=0x10000).pack()
+    with pytest.raises(ValueError, match="tcp_flags"):
+        ofp.Match(tcp_flags=(1, "x")).pack()
+
+
+def test_tcp_flags_of_a_wrong_length_is_bad_len():
+    onf = struct.pack("!I", 0x4F4E4600)
+    for header, payload in ((0xFFFF5407, b"\x00\x01\x00"),            # unmasked, 3 bytes
+                            (0xFFFF5506, b"\x00\x01"),                # masked, no mask
+                            (0xFFFF5408, b"\x00\x01\x00\x01")):       # unmasked, 4 bytes
+        assert _error(_match_with(struct.pack("!I", header) + onf + payload)) == (OFPET.BAD_MATCH, OFPBMC.BAD_LEN)
+    # an overrun and an experimenter OXM without its id, as before
+    assert _error(_match_with(struct.pack("!I", 0xFFFF5420) + onf + b"\x00\x01")) == (OFPET.BAD_MATCH,
+                                                                                     OFPBMC.BAD_LEN)
+    assert _error(_match_with(struct.pack("!IH", 0xFFFF5402, 1))) == (OFPET.BAD_MATCH, OFPBMC.BAD_LEN)
+
+
+def test_other_experimenter_oxms_stay_opaque():
+    """Field 42 of another experimenter, and another ONF field, round-trip as bytes."""
+    for key, tlv in (((0xFFFF, 42, 0x2320), "ffff5406" "00002320" "0001"),
+                     ((0xFFFF, 43, 0x4F4E4600), "ffff5608" "4f4e4600" "00000001")):
+        m = ofp.parse(_match_with(bytes.fromhex(tlv))).match
+        assert list(m) == ["eth_type", "ip_proto", key] and m[key] == bytes.fromhex(tlv)
+        assert ofp.FlowMod(match=m).pack() == _match_with(bytes.fromhex(tlv))
+
+
+def test_tcp_flags_in_set_field_and_table_features_ids():
+    """A set-field of tcp_flags encodes (switches refuse it: read-only);
+    its table features id is the 8-byte experimenter id Open vSwitch lists."""
+    from kumoflow.ofp.table_features import ExperimenterOxmId, OxmProp, oxm_id
+    action = ofp.SetField("tcp_flags", 0x004)
+    assert action.pack().hex() == "0019" "0010" "ffff5406" "4f4e4600" "0004" "0000"
+    fm = ofp.FlowMod(instructions=[ofp.ApplyActions([action])])
+    assert ofp.parse(fm.pack()) == fm
+    assert oxm_id("tcp_flags", masked=True) == ExperimenterOxmId(0xFFFF5508, 0x4F4E4600)
+    assert oxm_id("tcp_flags") == ExperimenterOxmId(0xFFFF5406, 0x4F4E4600)
+    prop = OxmProp(ofp.OFPTFPT.MATCH, [oxm_id("tcp_dst"), oxm_id("tcp_flags", masked=True)])
+    assert prop.pack().hex() == "0008" "0010" "80001c02" "ffff5508" "4f4e4600"

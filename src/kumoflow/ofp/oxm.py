@@ -5,7 +5,11 @@ masked field. Values are ints, except Ethernet addresses
 ("aa:bb:cc:dd:ee:ff") and IPv4/IPv6 addresses ("10.0.0.1", "fe80::1").
 OXMs of other classes (Nicira NXM, experimenter) are kept opaque so they
 round-trip: key (oxm_class, field) or (0xffff, field, experimenter_id),
-value the whole TLV as bytes.
+value the whole TLV as bytes. One experimenter OXM has a name:
+"tcp_flags", Open vSwitch's ONFOXM_ET_TCP_FLAGS (oxm_class 0xffff, field
+42, experimenter ONF 0x4f4e4600, then 2 bytes of flags, and 2 of mask
+when masked; oxm_length counts the experimenter id: 6, or 8), the TCP
+flags in OpenFlow 1.3, where no basic field holds them.
 """
 
 from __future__ import annotations
@@ -25,18 +29,31 @@ _OXM = int(OFPMT.OXM)   # plain int: enum lookups are slow on the hot path
 
 MAC, IPV4, IPV6 = "mac", "ipv4", "ipv6"
 
+#: The ONF's experimenter id ("ONF\0"), of its OXMs in OpenFlow 1.3.
+ONF_EXPERIMENTER = 0x4F4E4600
+
 
 @dataclass(frozen=True, slots=True)
 class OxmField:
     name: str
-    code: int          # field number within OFPXMC_OPENFLOW_BASIC
+    code: int          # field number within OFPXMC_OPENFLOW_BASIC (or within the experimenter's)
     size: int          # value bytes
     maskable: bool
     kind: str | None = None   # MAC/IPV4/IPV6, or None for an integer
+    #: for a field of class OFPXMC_EXPERIMENTER: the experimenter id that
+    #: follows the header (oxm_length counts its 4 bytes)
+    experimenter: int | None = None
 
     def header(self, masked: bool = False) -> int:
         size = self.size * 2 if masked else self.size
+        if self.experimenter is not None:
+            return (OFPXMC.EXPERIMENTER << 16) | (self.code << 9) | (int(masked) << 8) | (4 + size)
         return (OFPXMC.OPENFLOW_BASIC << 16) | (self.code << 9) | (int(masked) << 8) | size
+
+    def prefix(self, masked: bool = False) -> bytes:
+        """What comes before the value in the TLV: the header (and experimenter id)."""
+        head = UINT32.pack(self.header(masked))
+        return head if self.experimenter is None else head + UINT32.pack(self.experimenter)
 
 
 FIELDS = [
@@ -83,6 +100,14 @@ FIELDS = [
 ]
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 FIELDS_BY_CODE = {f.code: f for f in FIELDS}
+
+#: Open vSwitch's ONFOXM_ET_TCP_FLAGS (ovs-fields(7)): the 12 low bits of the
+#: TCP flags (FIN 0x001 ... NS 0x100, and the 3 reserved bits), maskable;
+#: prerequisite TCP. (OpenFlow 1.5 has it as the basic field 42.)
+ONF_TCP_FLAGS = OxmField("tcp_flags", 42, 2, True, experimenter=ONF_EXPERIMENTER)
+#: Experimenter OXMs decoded to a name; any other experimenter OXM stays opaque.
+EXPERIMENTER_FIELDS = [ONF_TCP_FLAGS]
+EXPERIMENTER_FIELDS_BY_NAME = {f.name: f for f in EXPERIMENTER_FIELDS}
 
 
 # --- value codecs -----------------------------------------------------------
@@ -136,6 +161,9 @@ def _writer(f: OxmField) -> Callable[[Any], bytes]:
 
 # header word -> (name, decoder returning the value or (value, mask), payload size)
 _DECODERS: dict[int, tuple[str, Callable[[bytes, int], Any], int]] = {}
+# the named experimenter fields by (field, experimenter id): the field and its
+# decoders by header word (decode_oxm, which checks the experimenter id)
+_EXPERIMENTER_DECODERS: dict[tuple[int, int], tuple[OxmField, dict[int, Callable[[bytes, int], Any]]]] = {}
 # name -> encoder returning the whole TLV
 _ENCODERS: dict[str, Callable[[Any], bytes]] = {}
 # name -> an encoder giving the same TLV sooner, which may raise where the
@@ -145,13 +173,19 @@ _FAST_ENCODERS: dict[str, Callable[[Any], bytes]] = {}
 
 def _install(f: OxmField) -> None:
     read, write, size = _reader(f), _writer(f), f.size
-    _DECODERS[f.header(False)] = (f.name, read, size)
-    plain = UINT32.pack(f.header(False))
-    if f.maskable:
-        _DECODERS[f.header(True)] = (f.name, lambda buf, o: (read(buf, o), read(buf, o + size)), 2 * size)
-        masked = UINT32.pack(f.header(True))
+    read_masked = lambda buf, o: (read(buf, o), read(buf, o + size))       # noqa: E731
+    if f.experimenter is None:
+        _DECODERS[f.header(False)] = (f.name, read, size)
+        if f.maskable:
+            _DECODERS[f.header(True)] = (f.name, read_masked, 2 * size)
     else:
-        masked = None
+        # (a header word alone does not say which experimenter: see decode_oxm)
+        reads = {f.header(False): read}
+        if f.maskable:
+            reads[f.header(True)] = read_masked
+        _EXPERIMENTER_DECODERS[(f.code, f.experimenter)] = (f, reads)
+    plain = f.prefix(False)
+    masked = f.prefix(True) if f.maskable else None
 
     def encode(value: Any) -> bytes:
         if type(value) is tuple:
@@ -173,7 +207,7 @@ def _int_encoder(f: OxmField) -> Callable[[Any], bytes] | None:
     raises (Match.pack then lets encode_oxm take it), so this never
     accepts what `encode` refuses."""
     code = {1: "B", 2: "H", 4: "I", 8: "Q"}.get(f.size)
-    if f.kind is not None or code is None:
+    if f.kind is not None or code is None or f.experimenter is not None:
         return None
     plain, header = struct.Struct("!I" + code).pack, f.header(False)
     masked = struct.Struct("!I" + code + code).pack if f.maskable else None
@@ -220,7 +254,7 @@ def _text_encoder(f: OxmField, plain: bytes, masked: bytes | None) -> Callable[[
     return encode_text
 
 
-for _f in FIELDS:
+for _f in FIELDS + EXPERIMENTER_FIELDS:
     _install(_f)
 
 
@@ -261,8 +295,19 @@ def decode_oxm(buf: bytes, o: int, end: int, err_type: int = OFPET.BAD_MATCH) ->
             raise CodecError(err_type, OFPBMC.BAD_MASK, f"OXM {f.name} cannot be masked", o)
         raise CodecError(err_type, OFPBMC.BAD_LEN,
                          f"OXM {f.name} length {length}, expected {f.size * (1 + hasmask)}", o)
-    if oxm_class == _EXPERIMENTER and length < 4:
-        raise CodecError(err_type, OFPBMC.BAD_LEN, "experimenter OXM without experimenter id", o)
+    if oxm_class == _EXPERIMENTER:
+        if length < 4:
+            raise CodecError(err_type, OFPBMC.BAD_LEN, "experimenter OXM without experimenter id", o)
+        named = _EXPERIMENTER_DECODERS.get((code, UINT32.unpack_from(buf, o + 4)[0]))
+        if named is not None:
+            f, reads = named
+            read = reads.get(header)
+            if read is None:
+                if hasmask and not f.maskable:
+                    raise CodecError(err_type, OFPBMC.BAD_MASK, f"OXM {f.name} cannot be masked", o)
+                raise CodecError(err_type, OFPBMC.BAD_LEN, f"OXM {f.name} length {length}, expected "
+                                 f"{4 + f.size * (1 + hasmask)}", o)
+            return f.name, read(buf, o + 8), after
     return oxm_key(buf, o), buf[o:after], after
 
 

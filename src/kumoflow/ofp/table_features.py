@@ -15,7 +15,8 @@ Ids inside the properties round-trip exactly:
   `ActionId` holding the bytes after the 4-byte header;
 - OXM ids are the 32-bit OXM header as an int (class, field, hasmask and
   length exactly as sent; `oxm_id("ipv4_src", masked=True)` builds one);
-  experimenter-class ids (8 bytes) are an `ExperimenterOxmId`;
+  experimenter-class ids (8 bytes) are an `ExperimenterOxmId` (`oxm_id`
+  builds the one of tcp_flags);
 - next-table ids are ints (table numbers).
 """
 
@@ -28,7 +29,7 @@ from typing import ClassVar
 from .base import TLV_HEADER, UINT32, fixed_string, pack_string, pad8
 from .consts import OFP_MAX_TABLE_NAME_LEN, OFPAT, OFPIT, OFPTFPT, OFPXMC
 from .errors import OFPBRC, OFPET, OFPTFFC, CodecError
-from .oxm import FIELDS_BY_NAME
+from .oxm import EXPERIMENTER_FIELDS_BY_NAME, FIELDS_BY_NAME
 
 _TABLE_FEATURES = struct.Struct(f"!HB5x{OFP_MAX_TABLE_NAME_LEN}sQQII")
 TABLE_FEATURES_SIZE = _TABLE_FEATURES.size  # 64
@@ -90,9 +91,16 @@ class ExperimenterOxmId:
     experimenter: int
 
 
-def oxm_id(name: str, masked: bool = False) -> int:
-    """The OXM id (header word) of an OpenFlow-basic field, e.g. oxm_id("in_port")."""
-    return FIELDS_BY_NAME[name].header(masked)
+def oxm_id(name: str, masked: bool = False) -> int | ExperimenterOxmId:
+    """The OXM id of a field kumoflow names: the header word of an
+    OpenFlow-basic field, e.g. oxm_id("in_port"); an ExperimenterOxmId for an
+    experimenter field (oxm_id("tcp_flags", masked=True): header 0xffff5508,
+    experimenter 0x4f4e4600, as Open vSwitch lists it)."""
+    f = FIELDS_BY_NAME.get(name)
+    if f is None:
+        f = EXPERIMENTER_FIELDS_BY_NAME[name]
+        return ExperimenterOxmId(f.header(masked), f.experimenter)
+    return f.header(masked)
 
 
 def _pack_tlv_ids(ids: list, opaque: type) -> bytes:
