@@ -6,6 +6,8 @@
     format_instructions(instrs)  "meter:1,output:2,goto_table:1"
     format_flow(...)             "priority=100,in_port=1 actions=output:2"
     hexdump(data)                the ``ovs-ofctl`` hex dump layout
+    format_tcp_flags(v, mask)    "+fin-syn", "syn|ack": a tcp_flags match
+    parse_tcp_flags(text)        the other way: "+fin-syn" -> (0x001, 0x003)
 
 The text follows what ``ovs-ofctl -O OpenFlow13 ofp-print`` prints for the
 same bytes (OVS 3.x): message headers "OFPT_FLOW_MOD (OF1.3) (xid=0x5): ...",
@@ -17,8 +19,8 @@ syntax or would hide something the message carries:
 
 - OpenFlow fields OVS does not know print under their OpenFlow names:
   in_phy_port, pbb_isid, ipv6_exthdr; actions copy_ttl_in/out, push_pbb,
-  pop_pbb; experimenter actions and instructions, and OXMs of other classes,
-  print as opaque hex.
+  pop_pbb; experimenter actions and instructions, and OXMs of other classes
+  (but Open vSwitch's tcp_flags), print as opaque hex.
 - A flow mod's out_group, and a flow stats request's cookie/out_group, are
   shown when set (OVS omits them).
 - Group and table numbers with reserved meanings print by name (ALL, ANY)
@@ -45,6 +47,7 @@ specific formatter gets "NAME (OF1.3) (xid=..): field=value, ...".
 from __future__ import annotations
 
 import dataclasses
+import re
 import socket
 from enum import Enum
 from typing import Any, Callable, Iterable
@@ -59,6 +62,7 @@ __all__ = [
     "format_instructions", "format_instruction", "format_flow", "format_flow_stats", "format_field_value",
     "format_port_no", "format_port", "format_bucket", "format_group", "format_band", "format_meter",
     "format_table_features", "format_duration", "packet_flow", "packet_summary", "hexdump", "FIELD_NAMES",
+    "format_tcp_flags", "parse_tcp_flags", "TCP_FLAG_NAMES",
 ]
 
 _VERSIONS = {1: "OF1.0", 2: "OF1.1", 3: "OF1.2", 4: "OF1.3", 5: "OF1.4", 6: "OF1.5"}
@@ -166,7 +170,7 @@ _MATCH_NAMES = {
     "ipv6_src": "ipv6_src", "ipv6_dst": "ipv6_dst", "ipv6_flabel": "ipv6_label",
     "ipv6_nd_target": "nd_target", "ipv6_nd_sll": "nd_sll", "ipv6_nd_tll": "nd_tll",
     "mpls_label": "mpls_label", "mpls_tc": "mpls_tc", "mpls_bos": "mpls_bos",
-    "pbb_isid": "pbb_isid", "tunnel_id": "tun_id", "ipv6_exthdr": "ipv6_exthdr",
+    "pbb_isid": "pbb_isid", "tunnel_id": "tun_id", "ipv6_exthdr": "ipv6_exthdr", "tcp_flags": "tcp_flags",
 }
 
 # OXM field -> the field's own name in OVS (set_field:...->NAME, table features).
@@ -184,7 +188,7 @@ FIELD_NAMES = {
     "ipv6_src": "ipv6_src", "ipv6_dst": "ipv6_dst", "ipv6_flabel": "ipv6_label",
     "ipv6_nd_target": "nd_target", "ipv6_nd_sll": "nd_sll", "ipv6_nd_tll": "nd_tll",
     "mpls_label": "mpls_label", "mpls_tc": "mpls_tc", "mpls_bos": "mpls_bos",
-    "pbb_isid": "pbb_isid", "tunnel_id": "tun_id", "ipv6_exthdr": "ipv6_exthdr",
+    "pbb_isid": "pbb_isid", "tunnel_id": "tun_id", "ipv6_exthdr": "ipv6_exthdr", "tcp_flags": "tcp_flags",
 }
 
 # Integer fields OVS shows in hex (the rest are decimal).
@@ -272,6 +276,86 @@ def _int_masked(value: int, mask: int | None, size: int, hex_always: bool, width
     return f"{value:#0{width + 2}x}/{mask:#0{width + 2}x}"
 
 
+# The TCP flag bits, lowest first, as ovs-fields(7) names them (the reserved
+# bits 9-11 by their value in brackets).
+TCP_FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns", "[200]", "[400]", "[800]")
+_TCP_FLAG_BITS = {name: 1 << i for i, name in enumerate(TCP_FLAG_NAMES)}
+_TCP_FLAGS_ALL = 0x0FFF          # the 12 bits the field has (the wire's 16 bits less 4 that must be 0)
+
+
+def format_tcp_flags(value: int, mask: int | None = None) -> str | None:
+    """A tcp_flags match as ovs-ofctl prints it: exact, the flags set joined
+    by "|" ("syn|ack"; "0" for none); masked, each bit of the mask as +name
+    (set) or -name (clear), lowest first ("+fin-syn"). A mask of all 12 bits
+    is exact (bits above them are ignored, as OVS ignores them); a mask of
+    none gives None (no match on the field). What OVS would refuse (a value
+    above 12 bits or outside its mask) prints as numbers, "0x5/0x3", so that
+    nothing is hidden."""
+    m = _TCP_FLAGS_ALL if mask is None else mask & _TCP_FLAGS_ALL
+    if value > _TCP_FLAGS_ALL or value & ~m:
+        return f"{value:#x}" if mask is None else f"{value:#x}/{mask:#x}"
+    if not m:
+        return None
+    if m == _TCP_FLAGS_ALL:
+        return "|".join([n for i, n in enumerate(TCP_FLAG_NAMES) if value >> i & 1]) or "0"
+    return "".join([("+" if value >> i & 1 else "-") + n for i, n in enumerate(TCP_FLAG_NAMES) if m >> i & 1])
+
+
+_C_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*")     # C's strtoul with base 0
+
+
+def _flags_number(text: str) -> int:
+    """A number as ovs-ofctl reads it: as C does with base 0 (0x hex, 0
+    octal: "010" is 8) when the whole text is one, else in decimal ("08")."""
+    if _C_NUMBER.fullmatch(text):
+        base = 16 if text[1:2] in ("x", "X") else 8 if text[:1] == "0" else 10
+    elif re.fullmatch(r"[0-9]+", text):
+        base = 10
+    else:
+        raise ValueError
+    n = int(text, base)
+    if n > _TCP_FLAGS_ALL:
+        raise ValueError
+    return n
+
+
+def parse_tcp_flags(text: str) -> int | tuple[int, int]:
+    """A tcp_flags value in ovs-ofctl's syntax, as an ofp.Match value:
+    "+fin-syn" -> (0x001, 0x003) (flags that must be set or clear, each once),
+    "syn|ack" -> 0x012 and "0" -> 0 (exact), "0x001/0x001" -> (1, 1) and
+    "18" -> 18 (numbers in decimal, 0x hex or 0 octal, 12 bits at most; a
+    value's bits outside its mask are dropped, as ovs-ofctl drops them).
+    Flag names are TCP_FLAG_NAMES, lower case. Raises ValueError for what
+    ovs-ofctl refuses."""
+    try:
+        if text[:1] in ("+", "-"):
+            value = mask = 0
+            for sign, name in re.findall(r"([+-])([^+-]*)", text):
+                bit = _TCP_FLAG_BITS.get(name)
+                if bit is None or mask & bit:
+                    raise ValueError
+                mask |= bit
+                if sign == "+":
+                    value |= bit
+            return value, mask
+        if "/" in text:
+            v, m = text.split("/", 1)
+            mask = _flags_number(m)
+            return _flags_number(v) & mask, mask
+        if text[:1].isdigit():
+            return _flags_number(text)
+        value = 0
+        for name in text.split("|"):
+            bit = _TCP_FLAG_BITS.get(name)
+            if bit is None or value & bit:
+                raise ValueError
+            value |= bit
+        return value
+    except ValueError:
+        raise ValueError(f"tcp_flags: {text!r} is not a TCP flags match (e.g. +fin-syn, syn|ack, 0x001/0x001)") \
+            from None
+
+
 def format_field_value(name: str, value: Any) -> str:
     """A field's value as set_field and table features show it (OVS field formats)."""
     v, m = _split(value)
@@ -339,6 +423,7 @@ _ORDER = [
     "ip_proto", "arp_op", "arp_sha", "arp_tha", "ip_dscp", "ip_ecn", "mpls_label", "mpls_tc", "mpls_bos",
     "pbb_isid", "icmpv4_type", "icmpv4_code", "icmpv6_type", "icmpv6_code", "ipv6_nd_target",
     "ipv6_nd_sll", "ipv6_nd_tll", "tcp_src", "tcp_dst", "udp_src", "udp_dst", "sctp_src", "sctp_dst",
+    "tcp_flags",
 ]
 
 
@@ -379,6 +464,8 @@ def _match_field(name: str, value: Any) -> str | None:
         text = _addr_masked(kind, v, m)
     elif not isinstance(v, int):
         text = repr(v) if m is None else f"{v!r}/{m!r}"
+    elif name == "tcp_flags":
+        text = format_tcp_flags(v, m)
     elif name in _PORT_FIELDS:
         text = format_port_no(v) if m is None else f"{v:#x}/{m:#x}"
     elif name == "ip_dscp":
@@ -645,9 +732,6 @@ def format_meter(meter_id: int, flags: int, bands: Iterable[Any]) -> str:
 # packets carried in packet-in / packet-out
 # =============================================================================
 
-_TCP_FLAGS = ["fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns"]
-
-
 def _packet_fields(pkt: Any) -> tuple[dict, dict]:
     """(OXM fields, OVS-only extras) of a decoded kumoflow.packet.Packet."""
     flow: dict[str, Any] = {}
@@ -691,8 +775,7 @@ def _packet_fields(pkt: Any) -> tuple[dict, dict]:
             prefix = kind.lower()
             flow[f"{prefix}_src"], flow[f"{prefix}_dst"] = h.sport, h.dport
             if kind == "TCP":
-                names = [n for i, n in enumerate(_TCP_FLAGS) if h.flags >> i & 1]
-                extra["tcp_flags"] = "|".join(names) if names else "0"
+                extra["tcp_flags"] = format_tcp_flags(h.flags & _TCP_FLAGS_ALL)
         elif kind == "ICMP" and l3 and not l4:
             l4 = True
             flow.update(icmpv4_type=h.type, icmpv4_code=h.code)
@@ -1563,7 +1646,7 @@ def _id_name(names: dict, ident: Any) -> str:
 
 
 def _oxm_id_name(ident: Any) -> tuple[str, bool]:
-    from .oxm import FIELDS_BY_CODE
+    from .oxm import EXPERIMENTER_FIELDS, FIELDS_BY_CODE
 
     header = getattr(ident, "header", ident)
     if not isinstance(header, int):
@@ -1574,6 +1657,9 @@ def _oxm_id_name(ident: Any) -> tuple[str, bool]:
         name = FIELDS_BY_CODE[field].name
         return FIELD_NAMES.get(name, name), hasmask
     if exp is not None:
+        for f in EXPERIMENTER_FIELDS:
+            if (f.code, f.experimenter) == (field, exp):
+                return FIELD_NAMES.get(f.name, f.name), hasmask
         return f"oxm(experimenter={exp:#x},field={field})", hasmask
     return f"oxm(class={oxm_class:#06x},field={field})", hasmask
 
