@@ -12,16 +12,19 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scapy.compat import raw
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
 
 from kumoflow import ofp
 from kumoflow.switch import flowkey as fk
 from kumoflow.switch.classifier import Classifier, key_function
 from kumoflow.switch.errors import SwitchError
-from kumoflow.switch.flowmatch import FULL, compile_match
+from kumoflow.switch.flowmatch import FULL, _compile_raw_generic, compile_match, compile_raw
 from kumoflow.switch.flowtable import FlowEntry, FlowTable
 from kumoflow.switch.pipeline import Program
 
-from test_switch_helpers import Rig, udp
+from test_switch_helpers import E, Rig, error_of, udp
 
 P = fk.PRESENT
 SETTINGS = settings(max_examples=300, deadline=None)
@@ -158,6 +161,7 @@ FIELDS = {
     "metadata": lambda d: _masked(d, 4),
     "eth_dst": lambda d: _masked(d, 2),
     "tunnel_id": lambda d: d(st.integers(0, 2)),
+    "tcp_flags": lambda d: _masked(d, 12),
 }
 
 
@@ -180,6 +184,8 @@ def matches(draw):
     m = {}
     for name in draw(st.lists(st.sampled_from(sorted(FIELDS)), unique=True, max_size=4)):
         m[name] = FIELDS[name](draw)
+    if "tcp_flags" in m:
+        m["ip_proto"] = 6
     if "ipv4_dst" in m or "ipv4_src" in m or "ip_proto" in m:
         m["eth_type"] = 0x0800
     return m
@@ -195,6 +201,8 @@ def keys(draw):
         k[fk.IPV4_SRC] = P | draw(st.integers(0, 3)) << 30
         if draw(st.booleans()):
             k[fk.IP_PROTO] = P | draw(st.sampled_from([6, 17]))
+            if k[fk.IP_PROTO] == P | 6:
+                k[fk.TCP_FLAGS] = P | draw(st.sampled_from([0x002, 0x012, 0x010, 0x011, 0x004, 0x014, 0xFFF]))
     else:
         k[fk.ETH_TYPE] = P | 0x0806
     return k
@@ -278,8 +286,13 @@ def test_thousands_of_rules_of_many_shapes():
                 m[name] = 0x1000 | rnd.randrange(16)
             elif name == "eth_type":
                 m[name] = 0x0800
+            elif name == "tcp_flags":
+                mask = rnd.choice([0x001, 0x004, 0x005, 0x012, 0xFFF])
+                m[name] = (rnd.getrandbits(12) & mask, mask)
             else:
                 m[name] = rnd.randrange(8)
+        if "tcp_flags" in m:
+            m["eth_type"], m["ip_proto"] = 0x0800, 6
         e = entry(m, rnd.randrange(50))
         if ref.find_strict(e.priority, e.compiled) is None:
             cls_table.insert(e)
@@ -290,6 +303,8 @@ def test_thousands_of_rules_of_many_shapes():
         k = key(in_port=rnd.randrange(8), metadata=rnd.getrandbits(8), eth_dst=rnd.randrange(8),
                 tunnel_id=rnd.randrange(8), vlan_vid=0x1000 | rnd.randrange(16), eth_type=0x0800,
                 ipv4_dst=rnd.getrandbits(32), ipv4_src=rnd.getrandbits(32), ip_proto=rnd.choice([6, 17]))
+        if k[fk.IP_PROTO] == P | 6:
+            k[fk.TCP_FLAGS] = P | rnd.getrandbits(12)
         assert cls_table.lookup(k) is ref.lookup(k)
     for e in entries[::2]:
         cls_table.remove(e)
@@ -315,6 +330,107 @@ def test_datapath_uses_the_classifier_by_default():
     assert (refused.value.type, refused.value.code) == (ofp.OFPET.FLOW_MOD_FAILED, ofp.OFPFMFC.OVERLAP)
     rig.flow({"eth_type": 0x0800}, command=ofp.OFPFC.DELETE)       # non-strict delete: covered()
     assert [e.priority for e in rig.dp.flows()] == [0x8000]
+
+
+# --- tcp_flags (Open vSwitch's ONF experimenter field) ----------------------------------------------------
+
+TCP4, TCP6 = {"eth_type": 0x0800, "ip_proto": 6}, {"eth_type": 0x86DD, "ip_proto": 6}
+#: (match, priority, out port): what the firewall needs (a connection's FIN and RST), a SYN that is
+#: not a SYN-ACK, an exact set of flags, IPv6; everything else TCP to port 6
+TCP_FLAG_FLOWS = [
+    ({**TCP4, "tcp_flags": (0x002, 0x012)}, 40, 2),          # +syn-ack
+    ({**TCP4, "tcp_flags": (0x004, 0x004)}, 35, 4),          # +rst (above +fin: a FIN+RST is a reset)
+    ({**TCP4, "tcp_flags": (0x001, 0x001)}, 30, 3),          # +fin
+    ({**TCP4, "tcp_flags": 0x018}, 20, 5),                   # psh|ack, exactly
+    ({**TCP6, "tcp_flags": (0x005, 0x005)}, 30, 3),          # +fin+rst
+    ({**TCP6, "tcp_flags": (0x000, 0x010)}, 20, 4),          # -ack
+    (TCP4, 1, 6), (TCP6, 1, 6),
+]
+#: scapy flags -> the port the frame leaves by (IPv4, IPv6)
+TCP_FLAG_FRAMES = {"S": (2, 4), "SA": (6, 6), "SEC": (2, 4), "A": (6, 6), "PA": (5, 6), "FA": (3, 6),
+                   "FPA": (3, 6), "R": (4, 4), "RA": (4, 6), "FRA": (4, 3), "F": (3, 4), "FR": (4, 3), "": (6, 4),
+                   "SN": (2, 4), "PAN": (6, 6)}
+
+
+@pytest.mark.parametrize("kind", ["classifier+fastpath", "classifier", "flowtable"])
+def test_tcp_flags_matches_syn_fin_and_rst_with_masks(kind):
+    """Segments built with scapy against masked and exact tcp_flags flows:
+    the tuple space classifier with and without the cache, and the
+    reference FlowTable, each frame sent twice (the second from the caches)."""
+    opts = {"classifier+fastpath": {}, "classifier": {"fastpath": False},
+            "flowtable": {"table_class": FlowTable, "fastpath": False}}[kind]
+    rig = Rig(n_ports=6, **opts)
+    for match, priority, port in TCP_FLAG_FLOWS:
+        rig.flow(match, [ofp.Output(port)], priority=priority)
+    for flags, (port4, port6) in TCP_FLAG_FRAMES.items():
+        for l3, port in ((IP(src="10.0.0.1", dst="10.0.0.2"), port4), (IPv6(src="fe80::1", dst="fe80::2"), port6)):
+            frame = raw(E() / l3 / TCP(sport=40000, dport=80, flags=flags) / b"data")
+            rig.send(1, frame)
+            rig.send(1, frame)
+            assert rig.outputs() == {port: [frame, frame]}, (flags, type(l3).__name__)
+    if kind == "classifier+fastpath":
+        assert rig.dp.fastpath.stats()["emc_hits"] == len(TCP_FLAG_FRAMES)          # the IPv4 repeats
+
+
+def test_tcp_flags_refused_as_open_vswitch_refuses_them():
+    """The errors Open vSwitch 3.1 answers for the same flow-mods
+    (tests/integration/test_tcp_flags_ovs.py asks it): a prerequisite
+    missing, a value over 12 bits (masked or not), value bits outside the
+    mask. A mask over 12 bits is accepted, its upper bits ignored."""
+    rig = Rig()
+    BAD_MATCH = ofp.OFPET.BAD_MATCH
+    for match, code in [({"eth_type": 0x0800, "tcp_flags": 1}, ofp.OFPBMC.BAD_PREREQ),
+                        ({"eth_type": 0x0800, "ip_proto": 17, "tcp_flags": 1}, ofp.OFPBMC.BAD_PREREQ),
+                        ({"tcp_flags": 1}, ofp.OFPBMC.BAD_PREREQ),
+                        ({**TCP4, "tcp_flags": 0x1000}, ofp.OFPBMC.BAD_VALUE),
+                        ({**TCP4, "tcp_flags": (0x1000, 0x1000)}, ofp.OFPBMC.BAD_VALUE),
+                        ({**TCP4, "tcp_flags": (0x005, 0x003)}, ofp.OFPBMC.BAD_WILDCARDS)]:
+        assert error_of(rig.flow, match, []) == (BAD_MATCH, code), match
+        data = ofp.FlowMod(match=ofp.Match(match)).pack()
+        assert not rig.dp.flow_mod_raw(data)                # the direct path leaves it to the one that names it
+    rig.flow({**TCP4, "tcp_flags": (0x001, 0xFFFF)}, [])
+    [e] = rig.dp.flows()
+    assert e.compiled == compile_match(ofp.Match({**TCP4, "tcp_flags": 0x001}))      # exact
+    # set-field: read-only (Open vSwitch answers BAD_SET_ARGUMENT; the specification names BAD_SET_TYPE
+    # for a field the switch cannot set, as kumoflow answers for in_port and the like)
+    assert error_of(rig.flow, TCP4, [ofp.SetField("tcp_flags", 1)]) == (ofp.OFPET.BAD_ACTION,
+                                                                        ofp.OFPBAC.BAD_SET_TYPE)
+
+
+def test_tcp_flags_on_the_direct_flow_mod_path():
+    """compile_raw (the FLOW_MOD fast path) compiles tcp_flags as
+    compile_match does, with its layout plans and field by field, and
+    declines an OXM with the same header of another experimenter (which
+    the reference path refuses: BAD_FIELD)."""
+    for match in [{**TCP4, "tcp_flags": 0x011}, {**TCP4, "tcp_flags": (0x001, 0x001)},
+                  {"in_port": 3, **TCP6, "tcp_dst": 443, "tcp_flags": (0x004, 0x006)},
+                  {**TCP4, "tcp_flags": (0, 0)}, {**TCP4, "tcp_flags": (0x002, 0xFFFF)}]:
+        data = ofp.Match(match).pack()
+        fields = compile_match(ofp.Match(match)).fields
+        assert compile_raw(data, 0, len(data)) == (fields, len(data)), match
+        assert compile_raw(data, 0, len(data)) == (fields, len(data)), match     # the plan, made
+        assert _compile_raw_generic(data, 4, (data[2] << 8) + data[3]) == fields, match
+    # the header word of tcp_flags with Nicira's experimenter id: an opaque OXM
+    other = ofp.Match({**TCP4, (0xFFFF, 42, 0x2320): bytes.fromhex("ffff5406" "00002320" "0001")})
+    data = other.pack()
+    assert compile_raw(data, 0, len(data)) is None
+    assert _compile_raw_generic(data, 4, (data[2] << 8) + data[3]) is None
+    assert error_of(Rig().flow, other, []) == (ofp.OFPET.BAD_MATCH, ofp.OFPBMC.BAD_FIELD)
+
+
+def test_table_features_list_tcp_flags_as_open_vswitch_does():
+    """Maskable in OFPTFPT_MATCH, in OFPTFPT_WILDCARDS, never settable; as
+    an experimenter OXM id: header and experimenter id (what Open vSwitch
+    3.1 lists: 0xffff5508 and 0xffff5406, with 0x4f4e4600)."""
+    from kumoflow.ofp.table_features import ExperimenterOxmId
+    replies = Rig().handle(ofp.TableFeaturesRequest())
+    props = {p.type: p for p in replies[0].body[0].properties}
+    onf = 0x4F4E4600
+    assert ExperimenterOxmId(0xFFFF5508, onf) in props[ofp.OFPTFPT.MATCH].oxm_ids
+    assert ExperimenterOxmId(0xFFFF5406, onf) in props[ofp.OFPTFPT.WILDCARDS].oxm_ids
+    for t in (ofp.OFPTFPT.WRITE_SETFIELD, ofp.OFPTFPT.APPLY_SETFIELD):
+        assert not [i for i in props[t].oxm_ids if type(i) is ExperimenterOxmId]
+    assert [ofp.parse(r.pack()) for r in replies] == replies
 
 
 # --- prefix tracking -----------------------------------------------------------------------------------

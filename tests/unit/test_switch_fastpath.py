@@ -170,6 +170,7 @@ macs = st.sampled_from([MAC1, MAC2, MAC3, "ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:0
 ip4s = st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.1.7", "192.168.3.4"])
 ip6s = st.sampled_from(["fe80::1", "2001:db8::2", "2001:db8::3:4"])
 small_ports = st.sampled_from([53, 80, 443, 1000, 2000])
+tcp_flags = st.sampled_from(["S", "SA", "A", "PA", "FA", "R", "RA"])
 KINDS = ["udp", "udp", "tcp", "tcp", "icmp", "udp_vlan", "qinq", "arp", "udp6", "ns", "mpls", "frag",
          "frag_later", "ipopt", "short", "pbb"]
 
@@ -184,7 +185,7 @@ def base_frames(draw, kinds: list[str] = KINDS) -> bytes:
     if kind == "udp":
         pkt = l2 / ip / UDP(sport=draw(small_ports), dport=draw(small_ports)) / payload
     elif kind == "tcp":
-        pkt = l2 / ip / TCP(sport=draw(small_ports), dport=draw(small_ports)) / payload
+        pkt = l2 / ip / TCP(sport=draw(small_ports), dport=draw(small_ports), flags=draw(tcp_flags)) / payload
     elif kind == "icmp":
         pkt = l2 / ip / ICMP(type=draw(st.sampled_from([0, 8])), code=0) / payload
     elif kind == "udp_vlan":
@@ -231,7 +232,9 @@ def vary(frame: bytes, ttl: int | None, ip_id: int, extra: int) -> bytes:
 
 # --- flow tables ----------------------------------------------------------------------------------------
 
-MASKABLE = {f.code for f in ofp.FIELDS_BY_NAME.values() if f.maskable}
+MASKABLE = {f.code for f in ofp.FIELDS_BY_NAME.values() if f.maskable} | {fk.TCP_FLAGS}
+#: +fin, +rst, +fin or +rst, +syn-ack, all but ack
+TCP_FLAG_MASKS = [0x001, 0x004, 0x005, 0x012, 0xFEF]
 #: fields whose value a match may change freely (kind 6 of `matches`)
 PERTURBABLE = {fk.ETH_SRC, fk.ETH_DST, fk.VLAN_PCP, fk.IP_DSCP, fk.IPV4_SRC, fk.IPV4_DST, fk.TCP_SRC, fk.TCP_DST,
                fk.UDP_SRC, fk.UDP_DST, fk.IPV6_SRC, fk.IPV6_DST, fk.MPLS_LABEL, fk.ARP_SPA, fk.ARP_TPA}
@@ -282,7 +285,8 @@ def matches(draw, pool: list[bytes]):
                 v = pkt.field(c)
                 if c in MASKABLE and c != fk.VLAN_VID and draw(st.integers(0, 2)) == 0:
                     width = fk.WIDTHS[c]
-                    mask = draw(st.sampled_from([(1 << width) - 1 ^ 0xFF, 0xF0, 1, (1 << width) - 1 ^ 1]))
+                    mask = draw(st.sampled_from(TCP_FLAG_MASKS if c == fk.TCP_FLAGS else
+                                                [(1 << width) - 1 ^ 0xFF, 0xF0, 1, (1 << width) - 1 ^ 1]))
                     mask &= (1 << width) - 1
                     if mask:
                         m[FIELD_NAMES[c]] = (from_int(c, v & mask), from_int(c, mask))
@@ -1133,6 +1137,77 @@ def test_fast_key_decides_the_flow_key():
     assert fk.fast_key(raw(Ether() / Dot1Q() / IP() / TCP())[:54]) is None      # tagged, TCP cut short
     assert fk.fast_key(raw(Ether() / IP() / TCP())[:50]) is None          # TCP header cut short
     assert fk.fast_key(raw(Ether() / IP(frag=2) / UDP())) is None
+
+
+def _segment(flags: str, seq: int, size: int = 20) -> bytes:
+    """A segment of one TCP connection (10.0.0.1:40000 -> 10.0.0.2:80)."""
+    return raw(Ether(src=MAC1, dst=MAC2) / IP(src="10.0.0.1", dst="10.0.0.2")
+               / TCP(sport=40000, dport=80, flags=flags, seq=seq) / (b"d" * size))
+
+
+TCP4 = {"eth_type": 0x0800, "ip_proto": 6}
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one_by_one", "batches"])
+def test_a_fin_after_cached_data_of_its_connection_takes_the_tcp_flags_flow(batched):
+    """The data of a connection is answered from the exact-match cache; then
+    its FIN and RST (same addresses, ports and length) must not replay that
+    decision: the fast key holds the TCP flags. One frame at a time
+    (Datapath.receive) and in read batches (receive_batch, no checks of the
+    frame but its protocol byte)."""
+    rig = Rig()
+    rig.flow({**TCP4, "tcp_dst": 80}, [ofp.Output(2)], priority=10)                   # the connection
+    rig.flow({**TCP4, "tcp_flags": (0x001, 0x001)}, [ofp.Output(3)], priority=20)     # +fin
+    rig.flow({**TCP4, "tcp_flags": (0x004, 0x004)}, [ofp.Output(4)], priority=20)     # +rst
+
+    def send(frames):
+        if batched:
+            rig.dp.receive_batch(1, frames)
+        else:
+            for f in frames:
+                rig.send(1, f)
+
+    data = [_segment("PA", 1000 + i) for i in range(6)]
+    send(data[:1])
+    send(data[1:])
+    assert rig.out(2) == data
+    s = fp(rig).stats()
+    assert (s["misses"], s["emc_hits"]) == (1, 5)                       # the data: cached, then hits
+    fin, rst = _segment("FA", 2000), _segment("RA", 2001)
+    assert (len(fin), len(rst)) == (len(data[0]),) * 2
+    send([fin, data[0], rst, data[1]])
+    assert rig.out(2) == data[:2] and rig.out(3) == [fin] and rig.out(4) == [rst]
+    send([_segment("FA", 3000), _segment("RA", 3001)])                  # now cached too
+    assert rig.out(3) == [_segment("FA", 3000)] and rig.out(4) == [_segment("RA", 3001)]
+    counts = {e.priority if "tcp_dst" in e.match else e.match["tcp_flags"]: e.packet_count for e in rig.dp.flows()}
+    assert counts == {10: 8, (0x001, 0x001): 2, (0x004, 0x004): 2}
+    s = fp(rig).stats()
+    assert (s["misses"], s["emc_hits"]) == (3, 9)
+    # the data's megaflow holds the bits of the flags the two subtables examined, and no more:
+    # a pure ACK (other flags, so another fast key) shares it
+    [(mask, _, _)] = [m for m in fp(rig).megaflows() if m[2].ops[0][2].priority == 10]
+    assert dict(mask)[fk.TCP_FLAGS] == fk.PRESENT | 0x005
+    send([_segment("A", 4000)])
+    assert rig.out(2) == [_segment("A", 4000)] and fp(rig).stats()["megaflow_hits"] == 1
+
+
+def test_an_icmp_frame_in_a_batch_never_takes_another_icmp_type_s_decision():
+    """The batch path reads untagged UDP and TCP frames without checks; an
+    ICMP frame read that way would give the 4 bytes of its type, code and
+    checksum where an ICMP fast key has 2 (type and code): an echo reply
+    with checksum 0x0800 would look like the echo request's key (type 8,
+    code 0). ICMP frames take the checked path."""
+    rig = Rig()
+    icmp4 = {"eth_type": 0x0800, "ip_proto": 1}
+    rig.flow({**icmp4, "icmpv4_type": 8}, [ofp.Output(2)])
+    rig.flow({**icmp4, "icmpv4_type": 0}, [ofp.Output(3)])
+    l3 = Ether(src=MAC1, dst=MAC2) / IP(src="10.0.0.1", dst="10.0.0.2")
+    request = raw(l3 / ICMP(type=8, code=0) / (b"p" * 16))
+    reply = raw(l3 / ICMP(type=0, code=0, chksum=0x0800) / (b"p" * 16))
+    assert len(reply) >= fk.EMC_MIN_LEN and fk.EMC_KEY(reply) == fk.fast_key(request)
+    rig.dp.receive_batch(1, [request])
+    rig.dp.receive_batch(1, [reply])
+    assert rig.out(2) == [request] and rig.out(3) == [reply]
 
 
 def test_a_frame_looping_back_while_recorded_is_forwarded():

@@ -176,3 +176,53 @@ def test_flow_hash_is_stable_and_spreads():
     c = key_of(raw(E() / IP(src="10.0.0.1") / UDP(sport=2)))
     assert fk.flow_hash(a.key) == fk.flow_hash(b.key)
     assert fk.flow_hash(a.key) != fk.flow_hash(c.key)
+
+
+def test_tcp_flags_are_the_12_low_bits_of_the_offset_and_flags_word():
+    cases = [("S", 0x002), ("SA", 0x012), ("A", 0x010), ("FA", 0x011), ("R", 0x004), ("RA", 0x014), ("PA", 0x018),
+             ("FSRPAUECN", 0x1FF), ("", 0x000)]
+    for flags, value in cases:
+        p = key_of(raw(E() / IP() / TCP(flags=flags)))
+        assert p.field(fk.TCP_FLAGS) == value, flags
+        p6 = key_of(raw(E() / Dot1Q(vlan=3) / IPv6() / TCP(flags=flags, options=[("MSS", 1460)])))
+        assert p6.field(fk.TCP_FLAGS) == value, flags
+    # the 3 reserved bits count (Open vSwitch's [200] [400] [800]); the data offset does not
+    frame = bytearray(raw(E() / IP() / TCP(flags="F")))
+    frame[14 + 20 + 12] = 0x5E                  # offset 5, reserved 0b111, NS 0
+    assert key_of(bytes(frame)).field(fk.TCP_FLAGS) == 0xE01
+    assert fk.WIDTHS[fk.TCP_FLAGS] == 12 and fk.TCP_FLAGS == fk.N_FIELDS - 1
+
+
+def test_tcp_flags_only_where_there_is_a_whole_tcp_header():
+    assert key_of(raw(E() / IP() / UDP())).field(fk.TCP_FLAGS) is None
+    assert key_of(raw(E() / IP(frag=3, proto=6) / (b"x" * 20))).field(fk.TCP_FLAGS) is None   # later fragment
+    assert key_of(raw(E() / IP() / TCP())[:14 + 20 + 19]).field(fk.TCP_FLAGS) is None       # cut short
+    # a packet parsed again (after an action) forgets the flags of the one before
+    p = key_of(raw(E() / IP() / TCP(flags="R")))
+    p.data[:] = raw(E() / IP() / UDP())
+    fk.extract(p)
+    assert p.field(fk.TCP_FLAGS) is None
+
+
+def test_fast_key_holds_the_tcp_flags():
+    """Frames of one TCP connection get one fast key per set of flags (the
+    sequence numbers, length and TTL stay out), tagged or not; the batch
+    path's keys (EMC_KEY_TCP for TCP, EMC_KEY for UDP) are the same keys."""
+    def seg(flags, seq=1, size=0, ttl=64, vlan=None):
+        l2 = E() / Dot1Q(vlan=vlan) if vlan else E()
+        return raw(l2 / IP(src="10.0.0.1", dst="10.0.0.2", ttl=ttl)
+                   / TCP(sport=40000, dport=80, flags=flags, seq=seq, ack=seq * 3) / (b"x" * size))
+    for vlan in (None, 7):
+        data = {fk.fast_key(seg("PA", seq, size, ttl, vlan)) for seq, size, ttl in ((1, 0, 64), (900, 10, 63),
+                                                                                    (70000, 1400, 9))}
+        fin, rst = fk.fast_key(seg("FA", 5, vlan=vlan)), fk.fast_key(seg("R", 5, vlan=vlan))
+        assert len(data) == 1 and None not in data
+        assert len(data | {fin, rst}) == 3
+    untagged = seg("FA")
+    assert fk.EMC_KEY_TCP(untagged) == fk.fast_key(untagged)
+    udp_frame = raw(E() / IP() / UDP() / (b"u" * 20))
+    assert fk.EMC_KEY(udp_frame) == fk.fast_key(udp_frame)
+    # a first fragment has a fast key, and says so
+    first = raw(E() / IP(flags="MF") / UDP() / (b"u" * 20))
+    assert fk.fast_key(first) is not None and fk.more_fragments(first)
+    assert not fk.more_fragments(untagged) and fk.more_fragments(raw(E() / Dot1Q() / IP(flags="MF") / TCP()))

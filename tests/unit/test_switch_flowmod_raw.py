@@ -96,6 +96,9 @@ def plausible_matches(draw):
         l4 = {6: "tcp", 17: "udp", 132: "sctp"}.get(proto)
         if l4 and draw(st.booleans()):
             fields.append((f"{l4}_dst", draw(st.integers(0, 0xFFFF))))
+        if (proto == 6 or proto is None) and draw(st.integers(0, 3)) == 0:
+            fields.append(("tcp_flags", draw(st.one_of(_masked_value(12, True),          # (an experimenter OXM)
+                                                       st.sampled_from([0x1000, (0x1000, 0x1000), (1, 0xFFFF)])))))
         if proto == 1 and draw(st.booleans()):
             fields.append(("icmpv4_type", draw(st.integers(0, 255))))
         if proto == 58 and draw(st.booleans()):

@@ -42,10 +42,11 @@ SET_QUEUE, GROUP, SET_NW_TTL, DEC_NW_TTL = (OFPAT.SET_QUEUE.value, OFPAT.GROUP.v
 SET_FIELD, PUSH_PBB, POP_PBB = OFPAT.SET_FIELD.value, OFPAT.PUSH_PBB.value, OFPAT.POP_PBB.value
 
 #: Fields set-field may not change: the pipeline fields (section 7.2.6.7)
-#: and the ipv6_exthdr pseudo-field, which no header holds. (eth_type and
-#: ip_proto may be set, as the specification allows; the packet is then
-#: parsed again as the new type.)
-NOT_SETTABLE = frozenset((fk.IN_PORT, fk.IN_PHY_PORT, fk.METADATA, fk.IPV6_EXTHDR))
+#: and the ipv6_exthdr pseudo-field, which no header holds; and tcp_flags,
+#: read-only in Open vSwitch too (and not a basic field: check_set_field
+#: refuses it by name). (eth_type and ip_proto may be set, as the
+#: specification allows; the packet is then parsed again as the new type.)
+NOT_SETTABLE = frozenset((fk.IN_PORT, fk.IN_PHY_PORT, fk.METADATA, fk.IPV6_EXTHDR, fk.TCP_FLAGS))
 SETTABLE = frozenset(range(fk.N_FIELDS)) - NOT_SETTABLE
 
 #: The action set's execution order (section 5.10); set-fields go at SET_RANK.
@@ -83,11 +84,11 @@ def _bad(code: int, detail: str) -> SwitchError:
     return SwitchError(OFPET.BAD_ACTION, code, detail)
 
 
-_STATE_IP_FIELDS = frozenset(range(fk.IP_DSCP, fk.IPV6_EXTHDR + 1)) - {fk.TUNNEL_ID}
+_STATE_IP_FIELDS = frozenset(range(fk.IP_DSCP, fk.IPV6_EXTHDR + 1)) - {fk.TUNNEL_ID} | {fk.TCP_FLAGS}
 _L2_KEEP = frozenset((fk.IN_PORT, fk.IN_PHY_PORT, fk.METADATA, fk.TUNNEL_ID, fk.ETH_DST, fk.ETH_SRC))
 _L4_FIELDS = frozenset((fk.TCP_SRC, fk.TCP_DST, fk.UDP_SRC, fk.UDP_DST, fk.SCTP_SRC, fk.SCTP_DST, fk.ICMPV4_TYPE,
                         fk.ICMPV4_CODE, fk.ICMPV6_TYPE, fk.ICMPV6_CODE, fk.IPV6_ND_TARGET, fk.IPV6_ND_SLL,
-                        fk.IPV6_ND_TLL))
+                        fk.IPV6_ND_TLL, fk.TCP_FLAGS))
 
 
 def check_set_field(action: ofp.SetField) -> tuple[int, int]:

@@ -40,9 +40,12 @@ two caches are keyed on exactly those bits:
   is replayed, see above.) No parsing on a hit: a decision with a
   compiled form (below) is replayed on the frame's bytes; any other gets
   a Packet built from the remembered flow key (flowkey.fast_packet).
-  Other frames go straight to the megaflows. A read batch
+  Other frames go straight to the megaflows. The key of a TCP frame
+  holds its flags: a FIN does not take the decision cached for the data
+  before it. A read batch
   (`receive_batch`) looks up untagged TCP and UDP frames of 54 bytes or
-  more with no checks at all (flowkey.EMC_KEY) and replays the hits of
+  more with no checks at all (flowkey.EMC_KEY or EMC_KEY_TCP, by the
+  protocol byte) and replays the hits of
   each decision with a compiled form as a lot: the frames rewritten one
   by one if it rewrites, then counted once and handed to the output
   port together.
@@ -190,8 +193,8 @@ OUTPUT, SET_FIELD, GROUP_ACT = act.OUTPUT, act.SET_FIELD, act.GROUP
 GT_SELECT = int(OFPGT.SELECT)
 METADATA, IP_DSCP, VLAN_VID, VLAN_PCP, ETH_TYPE = fk.METADATA, fk.IP_DSCP, fk.VLAN_VID, fk.VLAN_PCP, fk.ETH_TYPE
 FRAG_DROP = 1                  # OFPC_FRAG_DROP in the switch config flags (& 3)
-MORE_FRAGMENTS = fk.MORE_FRAGMENTS
 EMC_MIN_LEN = fk.EMC_MIN_LEN
+PROTO_TCP, PROTO_UDP = fk.PROTO_TCP, fk.PROTO_UDP
 
 # Groups of header fields for the effect of actions that re-parse the frame.
 _PIPELINE = frozenset((fk.IN_PORT, fk.IN_PHY_PORT, fk.METADATA, fk.TUNNEL_ID))
@@ -423,7 +426,7 @@ class FastPath:
         if in_phy_port is None or in_phy_port == in_port:
             fkey = fk.fast_key(frame)
             if fkey is not None:
-                if fkey[-4] & MORE_FRAGMENTS and dp.flags & 3 == FRAG_DROP:
+                if dp.flags & 3 == FRAG_DROP and fk.more_fragments(frame):
                     return
                 emc = self.emc.get(source)
                 if emc is not None:
@@ -512,12 +515,14 @@ class FastPath:
                 self.receive(in_port, frame, tunnel_id)
             return
         source = (in_port, tunnel_id) if tunnel_id else in_port
-        emc_key = fk.EMC_KEY
+        emc_key, emc_key_tcp = fk.EMC_KEY, fk.EMC_KEY_TCP
         emc_get = self.emc.get(source, _NO_EMC).get
         waiting: dict = {}             # decision -> its frames of this batch, in order
         for frame in frames:
             # a hit needs no checks of the frame: see flowkey.EMC_KEY (untagged IPv4: the TTL at 22)
-            hit = emc_get(emc_key(frame)) if len(frame) >= EMC_MIN_LEN else None
+            proto = frame[23] if len(frame) >= EMC_MIN_LEN else 0
+            hit = (emc_get(emc_key(frame)) if proto == PROTO_UDP else
+                   emc_get(emc_key_tcp(frame)) if proto == PROTO_TCP else None)
             if hit is not None and hit[0].batchable and frame[22] > hit[0].ttls:
                 lot = waiting.get(hit[0])
                 if lot is None:

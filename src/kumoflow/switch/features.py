@@ -5,6 +5,7 @@ from __future__ import annotations
 from kumoflow import ofp
 from kumoflow.ofp.consts import OFPAT, OFPGFC, OFPGT, OFPIT, OFPMBT, OFPMF, OFPTFPT
 from kumoflow.ofp.oxm import FIELDS
+from kumoflow.ofp.table_features import oxm_id
 
 from .actions import SETTABLE
 from .groups import MAX_GROUPS
@@ -23,8 +24,10 @@ def table_features(table_id: int, n_tables: int, name: str, max_entries: int, co
     instructions = [int(i) for i in INSTRUCTIONS if i != OFPIT.GOTO_TABLE or table_id < n_tables - 1]
     next_tables = list(range(table_id + 1, n_tables))
     actions = [int(a) for a in ACTIONS]
-    match = [f.header(f.maskable) for f in FIELDS]
-    wildcards = [f.header(False) for f in FIELDS]
+    # tcp_flags, an experimenter OXM: its id is 8 bytes, the header and the
+    # experimenter id; maskable, not settable, as Open vSwitch lists it
+    match = [f.header(f.maskable) for f in FIELDS] + [oxm_id("tcp_flags", masked=True)]
+    wildcards = [f.header(False) for f in FIELDS] + [oxm_id("tcp_flags")]
     setfields = [f.header(False) for f in FIELDS if f.code in SETTABLE]
     props = [
         ofp.InstructionsProp(OFPTFPT.INSTRUCTIONS, instructions),

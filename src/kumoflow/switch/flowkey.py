@@ -4,7 +4,10 @@ A `Packet` is a frame being processed by the pipeline: the bytes (a
 bytearray, modified in place by actions), the flow key, and the offsets
 the actions need (VLAN tag, L3, L4, ND options).
 
-The key is a list indexed by OXM field number (0..39, OFPXMT_OFB_*). Each
+The key is a list indexed by OXM field number (0..39, OFPXMT_OFB_*), and
+past them the TCP flags (TCP_FLAGS, 40: the 12 low bits of the TCP
+header's offset/flags word, Open vSwitch's tcp_flags, an ONF experimenter
+OXM in OpenFlow 1.3; OFPXMT_OFB_TCP_FLAGS is 42 only from 1.5). Each
 present field holds ``PRESENT | value``; an absent field holds 0. PRESENT
 is a bit above every field's width, and a compiled match puts it in both
 its value and its mask, so one test ``key[f] & mask == value`` checks the
@@ -26,7 +29,8 @@ SCTP_SRC, SCTP_DST, ICMPV4_TYPE, ICMPV4_CODE, ARP_OP, ARP_SPA, ARP_TPA, ARP_SHA,
 IPV6_SRC, IPV6_DST, IPV6_FLABEL, ICMPV6_TYPE, ICMPV6_CODE = range(26, 31)
 IPV6_ND_TARGET, IPV6_ND_SLL, IPV6_ND_TLL, MPLS_LABEL, MPLS_TC, MPLS_BOS = range(31, 37)
 PBB_ISID, TUNNEL_ID, IPV6_EXTHDR = range(37, 40)
-N_FIELDS = 40
+TCP_FLAGS = 40
+N_FIELDS = 41
 
 PRESENT = 1 << 128
 PIPELINE_FIELDS = (IN_PORT, IN_PHY_PORT, METADATA, TUNNEL_ID)
@@ -39,7 +43,7 @@ WIDTHS = {
     ICMPV4_TYPE: 8, ICMPV4_CODE: 8, ARP_OP: 16, ARP_SPA: 32, ARP_TPA: 32, ARP_SHA: 48, ARP_THA: 48,
     IPV6_SRC: 128, IPV6_DST: 128, IPV6_FLABEL: 20, ICMPV6_TYPE: 8, ICMPV6_CODE: 8,
     IPV6_ND_TARGET: 128, IPV6_ND_SLL: 48, IPV6_ND_TLL: 48, MPLS_LABEL: 20, MPLS_TC: 3, MPLS_BOS: 1,
-    PBB_ISID: 24, TUNNEL_ID: 64, IPV6_EXTHDR: 9,
+    PBB_ISID: 24, TUNNEL_ID: 64, IPV6_EXTHDR: 9, TCP_FLAGS: 12,
 }
 
 ETH_TYPE_IPV4 = 0x0800
@@ -132,7 +136,7 @@ def extract(pkt: Packet) -> None:
     k = pkt.key
     for i in range(ETH_DST, TUNNEL_ID):
         k[i] = 0
-    k[IPV6_EXTHDR] = 0
+    k[IPV6_EXTHDR] = k[TCP_FLAGS] = 0
     pkt.vlan_off = pkt.et_off = pkt.l3 = pkt.l4 = pkt.nd_sll = pkt.nd_tll = pkt.nh_off = -1
     pkt.ip_end = n
     pkt.frag = False
@@ -300,6 +304,7 @@ def _l4(pkt: Packet, d: bytearray, k: list, o: int, end: int, proto: int, v6: bo
             pkt.l4 = o
             k[TCP_SRC] = P | (d[o] << 8 | d[o + 1])
             k[TCP_DST] = P | (d[o + 2] << 8 | d[o + 3])
+            k[TCP_FLAGS] = P | ((d[o + 12] & 0x0F) << 8 | d[o + 13])
     elif proto == PROTO_UDP:
         if o + 8 <= n:
             pkt.l4 = o
@@ -348,24 +353,32 @@ def _l4(pkt: Packet, d: bytearray, k: list, o: int, end: int, proto: int, v6: bo
 # ethertype, version/IHL and TOS (as 8 + 8 bytes), flags and fragment
 # offset, protocol, the two addresses (8 bytes) and the first 4 bytes of
 # the transport header (TCP and UDP ports; ICMP type and code, not its
-# checksum); skipped: total length, identification, TTL, checksum. With
-# one 802.1Q tag the same fields 4 bytes further on, and the tag (TPID and
-# TCI) in the key too: a tuple one item longer, so the two never collide.
-# Everything fast_key checks is inside the key, so a frame whose bytes
-# give a key that is in a cache is such a frame (given its length): see
+# checksum); skipped: total length, identification, TTL, checksum. For TCP
+# also bytes 46-47, the data offset and the flags (TCP_FLAGS; the offset
+# comes along, which only splits a flow's frames by their header length):
+# a tuple one item longer. With one 802.1Q tag the same fields 4 bytes
+# further on, and the tag (TPID and TCI) in the key too: a tuple one item
+# longer than the untagged one, whose second item (bytes 8-15) differs
+# anyway (the TPID where the ethertype was), so the two never collide.
+# Everything fast_key checks is inside the key, so a frame whose bytes give
+# a key that is in a cache is such a frame (given its length): see
 # EMC_KEY.
 _FAST = struct.Struct("!QQ4xHxB2xQI")
+_FAST_TCP = struct.Struct("!QQ4xHxB2xQI8xH")
 _FAST_ICMP = struct.Struct("!QQ4xHxB2xQH")
 _FAST_VLAN = struct.Struct("!QQI4xHxB2xQI")
+_FAST_VLAN_TCP = struct.Struct("!QQI4xHxB2xQI8xH")
 _FAST_VLAN_ICMP = struct.Struct("!QQI4xHxB2xQH")
-#: Unpacks the key of an untagged TCP or UDP frame; any frame of at least
-#: EMC_MIN_LEN bytes whose EMC_KEY is the fast key of some frame has that
-#: fast key (no other checks needed: ethertype, IHL, protocol and fragment
-#: bits are part of it; ICMP and tagged keys have other shapes and never
-#: collide).
+#: Unpack the key of an untagged UDP frame (EMC_KEY) or TCP frame
+#: (EMC_KEY_TCP) of at least EMC_MIN_LEN bytes, chosen by the protocol byte
+#: (frame[23]: 17 or 6): a frame whose key so made is the fast key of some
+#: frame has that fast key (no other checks needed: ethertype, IHL,
+#: protocol and fragment bits are part of it; ICMP and tagged keys have
+#: other shapes or values and never collide). Not for other protocols: an
+#: ICMP frame read as UDP could give the key of another ICMP type.
 EMC_KEY = _FAST.unpack_from
+EMC_KEY_TCP = _FAST_TCP.unpack_from
 EMC_MIN_LEN = 54
-MORE_FRAGMENTS = 0x2000        # in item -4 of a fast key (offset 0 there, so: Packet.frag)
 
 
 def fast_key(frame) -> tuple | None:
@@ -375,36 +388,48 @@ def fast_key(frame) -> tuple | None:
     without options, not a later fragment, with a whole TCP or UDP header
     (or ICMP), the result decides every field `extract` would put in the
     key (see _FAST). What varies from packet to packet of one flow
-    (length, identification, TTL, checksums) is left out; bit
-    MORE_FRAGMENTS of item -4 is `Packet.frag`. A frame received with a
-    tunnel id or an in_phy_port of its own is not decided by its bytes
-    alone: callers handle those. `fast_packet` makes the Packet of a frame
-    from the key of an earlier frame with the same fast key.
+    (length, identification, TTL, checksums, TCP sequence numbers) is left
+    out; the TCP flags are in. `more_fragments` says whether it is a first
+    fragment (`Packet.frag`). A frame received with a tunnel id or an
+    in_phy_port of its own is not decided by its bytes alone: callers
+    handle those. `fast_packet` makes the Packet of a frame from the key of
+    an earlier frame with the same fast key.
     """
     n = len(frame)
     if n < 42:
         return None
     if frame[12] == 8 and frame[13] == 0 and frame[14] == 0x45:
         proto = frame[23]
-        if proto == PROTO_UDP or (proto == PROTO_TCP and n >= 54):
+        if proto == PROTO_UDP:
             t = _FAST.unpack_from(frame)
+        elif proto == PROTO_TCP and n >= 54:
+            t = _FAST_TCP.unpack_from(frame)
         elif proto == PROTO_ICMP:
             t = _FAST_ICMP.unpack_from(frame)
         else:
             return None
+        frag = t[2]
     elif frame[12] == 0x81 and frame[13] == 0 and frame[16] == 8 and frame[17] == 0 and frame[18] == 0x45:
         proto = frame[27]
-        if (proto == PROTO_UDP and n >= 46) or (proto == PROTO_TCP and n >= 58):
+        if proto == PROTO_UDP and n >= 46:
             t = _FAST_VLAN.unpack_from(frame)
+        elif proto == PROTO_TCP and n >= 58:
+            t = _FAST_VLAN_TCP.unpack_from(frame)
         elif proto == PROTO_ICMP and n >= 42:
             t = _FAST_VLAN_ICMP.unpack_from(frame)
         else:
             return None
+        frag = t[3]
     else:
         return None
-    if t[-4] & 0x1FFF:
+    if frag & 0x1FFF:
         return None
     return t
+
+
+def more_fragments(frame) -> bool:
+    """Is a frame that has a fast key the first fragment of a datagram (more to come)?"""
+    return bool(frame[20 if frame[12] == 8 else 24] & 0x20)
 
 
 def fast_packet(frame, in_port: int, key: list) -> Packet:

@@ -3,7 +3,8 @@
 `compile_match(match)` checks a match the way section 7.2.3 of the
 specification asks and raises SwitchError(OFPET_BAD_MATCH, code):
 
-- a field that is not an OpenFlow-basic OXM kumoflow knows -> BAD_FIELD
+- a field that is not an OpenFlow-basic OXM kumoflow knows (nor tcp_flags,
+  the ONF experimenter OXM of Open vSwitch) -> BAD_FIELD
 - a mask on a field that cannot be masked -> BAD_MASK
 - a value with 1-bits where its mask has 0-bits -> BAD_WILDCARDS
 - a value out of the field's range (vlan_pcp > 7, an MPLS label over 20
@@ -27,7 +28,7 @@ import socket
 import struct
 
 from kumoflow.ofp.errors import OFPBMC, OFPET
-from kumoflow.ofp.oxm import FIELDS_BY_NAME, IPV4, IPV6, MAC, Match, OxmField
+from kumoflow.ofp.oxm import FIELDS_BY_NAME, IPV4, IPV6, MAC, ONF_TCP_FLAGS, Match, OxmField
 
 from . import flowkey as fk
 from .errors import SwitchError
@@ -53,6 +54,7 @@ PREREQS: dict[int, tuple[int, frozenset | None]] = {
     fk.IP_DSCP: (fk.ETH_TYPE, _IP), fk.IP_ECN: (fk.ETH_TYPE, _IP), fk.IP_PROTO: (fk.ETH_TYPE, _IP),
     fk.IPV4_SRC: (fk.ETH_TYPE, _V4), fk.IPV4_DST: (fk.ETH_TYPE, _V4),
     fk.TCP_SRC: (fk.IP_PROTO, frozenset((6,))), fk.TCP_DST: (fk.IP_PROTO, frozenset((6,))),
+    fk.TCP_FLAGS: (fk.IP_PROTO, frozenset((6,))),
     fk.UDP_SRC: (fk.IP_PROTO, frozenset((17,))), fk.UDP_DST: (fk.IP_PROTO, frozenset((17,))),
     fk.SCTP_SRC: (fk.IP_PROTO, frozenset((132,))), fk.SCTP_DST: (fk.IP_PROTO, frozenset((132,))),
     fk.ICMPV4_TYPE: (fk.IP_PROTO, frozenset((1,))), fk.ICMPV4_CODE: (fk.IP_PROTO, frozenset((1,))),
@@ -72,7 +74,12 @@ PREREQS: dict[int, tuple[int, frozenset | None]] = {
     fk.PBB_ISID: (fk.ETH_TYPE, frozenset((fk.ETH_TYPE_PBB,))),
 }
 
-FIELD_NAMES = {f.code: f.name for f in FIELDS_BY_NAME.values()}
+#: The fields a match may have, by name: (the OXM field, its index in the flow
+#: key): the basic fields at their numbers, tcp_flags past them (flowkey).
+MATCH_FIELDS: dict[str, tuple[OxmField, int]] = {f.name: (f, f.code) for f in FIELDS_BY_NAME.values()}
+MATCH_FIELDS[ONF_TCP_FLAGS.name] = (ONF_TCP_FLAGS, fk.TCP_FLAGS)
+FIELD_NAMES = {code: name for name, (_, code) in MATCH_FIELDS.items()}
+_BY_CODE = {code: f for f, code in MATCH_FIELDS.values()}
 
 
 def prereq_ok(code: int, state: dict) -> bool:
@@ -116,9 +123,6 @@ def from_int(code: int, value: int):
     if f.kind == IPV6:
         return socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
     return value
-
-
-_BY_CODE = {f.code: f for f in FIELDS_BY_NAME.values()}
 
 
 class Compiled:
@@ -274,10 +278,10 @@ def compile_match(match: Match) -> Compiled:
     for name, value in match.items():
         if type(name) is not str:
             raise _bad(OFPBMC.BAD_FIELD, f"OXM {name!r} is not an OpenFlow basic field kumoflow supports")
-        f = FIELDS_BY_NAME.get(name)
-        if f is None:
+        spec = MATCH_FIELDS.get(name)
+        if spec is None:
             raise _bad(OFPBMC.BAD_FIELD, f"unknown OXM field {name!r}")
-        code = f.code
+        f, code = spec
         full = FULL[code]
         mask = None
         if type(value) is tuple:
@@ -328,14 +332,16 @@ def fields_of(items: dict[int, tuple[int, int]]) -> tuple:
 
 
 # --- the FLOW_MOD fast path ----------------------------------------------------------------
-# OXM header word -> (code, value size, masked, full mask, largest valid value),
-# for the OpenFlow-basic fields of exactly the length the codec accepts.
-_RAW_OXM: dict[int, tuple[int, int, bool, int, int]] = {}
-for _f in FIELDS_BY_NAME.values():
-    _full = FULL[_f.code]
-    _RAW_OXM[_f.header(False)] = (_f.code, _f.size, False, _full, MAX_VALUE.get(_f.code, _full))
+# OXM header word -> (code, value size, masked, full mask, largest valid value,
+# experimenter id or None), for the fields of MATCH_FIELDS of exactly the
+# length the codec accepts. (An experimenter OXM's header is followed by the
+# experimenter id: one of another experimenter is not ours.)
+_RAW_OXM: dict[int, tuple[int, int, bool, int, int, int | None]] = {}
+for _f, _code in MATCH_FIELDS.values():
+    _full = FULL[_code]
+    _RAW_OXM[_f.header(False)] = (_code, _f.size, False, _full, MAX_VALUE.get(_code, _full), _f.experimenter)
     if _f.maskable:
-        _RAW_OXM[_f.header(True)] = (_f.code, _f.size, True, _full, MAX_VALUE.get(_f.code, _full))
+        _RAW_OXM[_f.header(True)] = (_code, _f.size, True, _full, MAX_VALUE.get(_code, _full), _f.experimenter)
 _PREREQ_LIST = [PREREQS.get(c) for c in range(fk.N_FIELDS)]
 _HEADER = struct.Struct("!I").unpack_from
 _from_bytes = int.from_bytes
@@ -445,7 +451,11 @@ def _compile_raw_generic(buf: bytes, p: int, stop: int):
         spec = oxm.get(_HEADER(buf, p)[0])
         if spec is None:
             return None
-        code, size, masked, full, max_value = spec
+        code, size, masked, full, max_value, experimenter = spec
+        if experimenter is not None:
+            if p + 8 > stop or _HEADER(buf, p + 4)[0] != experimenter:
+                return None
+            p += 4                                  # (the value follows the experimenter id)
         q = p + 4 + size
         if masked:
             r = q + size
@@ -507,7 +517,7 @@ def _make_plan(layout: bytes):
     names: dict[int, tuple[str, str | None]] = {}     # code -> (value name, mask name or None)
     checks = []                                       # the other headers: else another layout
     lines = []
-    for i, (code, size, masked, full, max_value) in enumerate(specs):
+    for i, (code, size, masked, full, max_value, experimenter) in enumerate(specs):
         f = _INT_FORMATS.get(size)
         if i == 0:
             fmt += "4x"                               # the caller has seen the first header
@@ -515,6 +525,10 @@ def _make_plan(layout: bytes):
             fmt += "I"
             targets.append(f"h{i}")
             checks.append(f"h{i} != {_HEADER(layout, 4 * i)[0]:#x}")
+        if experimenter is not None:
+            fmt += "I"
+            targets.append(f"x{i}")
+            lines.append(f"if x{i} != {experimenter:#x}: return None")
         fmt += (f or f"{size}s") * (2 if masked else 1)
         v, m = f"v{code}", f"m{code}" if masked else None
         for name in (v, m) if masked else (v,):
