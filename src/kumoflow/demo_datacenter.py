@@ -40,7 +40,7 @@ OUTSIDE = "198.51.100.1"           # the ISP's web page, on its loopback: reache
 LIMIT_MBPS = 10.0                  # red1's QoS policy
 LOCAL_AS, PEER_AS = 64512, 65001
 REQUESTS = 9                       # to the VIP
-IPERF_SECONDS, IPERF_OMIT = 3, 1
+IPERF_SECONDS, IPERF_OMIT = 4, 1
 
 
 @dataclass
