@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -113,6 +114,14 @@ class Ports:
         return self.blocks[name][self.cursor[name] - n]
 
 
+def dp_hash_values(net: _connections.OvsHosts) -> int | None:
+    """How many hash values the datapath's dp_hash picks a bucket by (its flows' mask + 1): Open vSwitch
+    maps them onto the buckets, in proportion to their weights as near as that many allow."""
+    masks = {int(m, 16) for m in re.findall(r"dp_hash\(0x[0-9a-f]+/(0x[0-9a-f]+)\)",
+                                             _connections.sh("ovs-appctl", "dpif/dump-flows", net.bridge))}
+    return max(masks) + 1 if masks else None
+
+
 def check(name: str, ns: str, host: str, port: int, ports: Ports) -> dict:
     """Before timing: 30 connections one at a time, every one answered, by every member the setup should
     reach."""
@@ -156,6 +165,8 @@ def run(args: argparse.Namespace) -> dict:
                                              ports.take(name, args.connections))
                     if name == LB:                          # every connection balanced by the controller
                         r["balanced"] = cloud.balanced() - balanced
+                    if name == OVS:                         # while its datapath flows are there
+                        r["dp_hash_values"] = dp_hash_values(net)
                     runs[name].append(r)
             out = {}
             for name in targets:
@@ -164,6 +175,7 @@ def run(args: argparse.Namespace) -> dict:
                 out[name]["checked"] = checked[name]
             out[LB]["balanced"] = sum(r["balanced"] for r in runs[LB])
             out[OVS]["program"] = program
+            out[OVS]["dp_hash_values"] = max((r["dp_hash_values"] or 0 for r in runs[OVS]), default=0) or None
             return {"setups": out, "monitor": str(MONITOR)}
         finally:
             for server in servers:
@@ -202,6 +214,12 @@ def report(results: dict) -> str:
     if lb["balanced"] != made:
         warnings.append(f"**Warning**: {LB}: the lb app balanced {lb['balanced']:,} of the {made:,} connections; "
                         "the others took the flows of an earlier connection from the same port")
+    values = setups[OVS].get("dp_hash_values")
+    if values:
+        n = len(MEMBERS)
+        split = ":".join(str(values // n + (i < values % n)) for i in range(n))
+        lines += ["", f"{OVS}: the datapath's dp_hash picks the bucket by {values} hash values, which {n} equal "
+                  f"buckets share at best {split}: the spread to expect."]
     lines += ["", f"{LB}: the lb app balanced {lb['balanced']:,} of the {made:,} connections timed (its stats)."]
     if warnings:
         lines += ["", *warnings]
