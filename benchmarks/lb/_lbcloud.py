@@ -19,6 +19,7 @@ _connections.SERVE answering with its own name.
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 import time
@@ -152,6 +153,12 @@ class LbCloud:
 
     def ns(self, vm: str) -> str:
         return self.net.host(vm).netns
+
+    def switch_pid(self) -> int:
+        """The kumoflow switch process of the hypervisor that holds the VMs."""
+        from kumoflow.net.kumoflow_kind import status_path
+
+        return json.loads(status_path(self.net.name, "hv1").read_text())["pid"]
 
     def start(self, vm: str) -> None:
         """The member's server (again), answering with the member's name."""

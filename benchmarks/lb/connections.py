@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -114,6 +115,10 @@ class Ports:
         return self.blocks[name][self.cursor[name] - n]
 
 
+def ovs_vswitchd_pid() -> int:
+    return int(Path("/var/run/openvswitch/ovs-vswitchd.pid").read_text())
+
+
 def dp_hash_values(net: _connections.OvsHosts) -> int | None:
     """How many hash values the datapath's dp_hash picks a bucket by (its flows' mask + 1): Open vSwitch
     maps them onto the buckets, in proportion to their weights as near as that many allow."""
@@ -158,11 +163,16 @@ def run(args: argparse.Namespace) -> dict:
             ports = Ports(names)
             checked = {name: check(name, *target, ports) for name, target in targets.items()}
             runs: dict[str, list[dict]] = {name: [] for name in targets}
+            kumoflow = {"controller": cloud.controller.pid, "switch": cloud.switch_pid()}
+            procs = {LB: kumoflow, DIRECT: kumoflow, OVS: {"switch": ovs_vswitchd_pid()}}
             for i in range(args.repeat):                    # the setups take turns, the order rotating
                 for name in names[i % len(names):] + names[:i % len(names)]:
                     balanced = cloud.balanced()
+                    cpu = {k: benchlib.cpu_seconds(pid) for k, pid in procs[name].items()}
                     r = _connections.connect(*targets[name], args.connections, args.parallel,
                                              ports.take(name, args.connections))
+                    r["cpu_us"] = {k: (benchlib.cpu_seconds(pid) - cpu[k]) / args.connections * 1e6
+                                   for k, pid in procs[name].items()}
                     if name == LB:                          # every connection balanced by the controller
                         r["balanced"] = cloud.balanced() - balanced
                     if name == OVS:                         # while its datapath flows are there
@@ -171,6 +181,8 @@ def run(args: argparse.Namespace) -> dict:
             out = {}
             for name in targets:
                 out[name] = _connections.summary(runs[name])
+                out[name]["cpu_us"] = {k: statistics.median(r["cpu_us"][k] for r in runs[name])
+                                       for k in procs[name]}
                 out[name]["spread"] = spread(name, out[name]["answers"])
                 out[name]["checked"] = checked[name]
             out[LB]["balanced"] = sum(r["balanced"] for r in runs[LB])
@@ -195,6 +207,11 @@ def report(results: dict) -> str:
         [[name, benchlib.fmt_rate(r["per_second"]), ms(r["connect_p50_ms"]), ms(r["connect_p99_ms"]),
           ms(r["request_p50_ms"]), ms(r["request_p99_ms"]), r["failed"], benchlib.ratio(r["per_second"], peer),
           benchlib.ratio(r["per_second"], direct)] for name, r in setups.items()]), "",
+        "CPU per connection (µs, median of the runs; Open vSwitch: all of ovs-vswitchd, whose other bridges "
+        "are idle or another session's):", "",
+        benchlib.md_table(["setup", "controller", "switch"],
+                          [[name, *(f"{r['cpu_us'][k]:,.0f}" if k in r["cpu_us"] else "-"
+                                    for k in ("controller", "switch"))] for name, r in setups.items()]), "",
         "Connections per member (from the members' answers, all runs):", ""]
     rows, warnings = [], []
     for name, r in setups.items():
