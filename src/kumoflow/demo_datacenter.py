@@ -170,8 +170,8 @@ def run_datacenter(examples: Path, keep: bool = False) -> int:
                                       capture_output=True, text=True, timeout=120)
                 if done.returncode != 0:
                     raise RuntimeError(f"kumoflow apply {file}: {done.stdout}{done.stderr}")
-                made = [line for line in done.stdout.splitlines() if line.strip()]
-                console.print(f"kumoflow apply examples/{file}: {len(made)} changes")
+                summary = (done.stdout.strip().splitlines() or [""])[-1].rsplit(": ", 1)[-1]
+                console.print(f"kumoflow apply examples/{file}: {summary}")
         import httpx
 
         api = httpx.Client(base_url=controller.api, headers={"X-Auth-Token": token}, timeout=30)
@@ -205,8 +205,8 @@ def run_datacenter(examples: Path, keep: bool = False) -> int:
         console.print(f"[bold]{'the UI' if has_ui else 'the API docs'}:[/] "
                       f"{ui if has_ui else controller.api.rstrip('/') + '/docs'}   [bold]admin token:[/] {token}")
         if keep:
-            console.print(f"everything stays up: `kumoflow exec {name}-HOST ...` or `ip netns exec` into a host "
-                          f"({', '.join(h.name for h in net.hosts)}); Ctrl-C removes it all")
+            console.print(f"everything stays up (topology {name}): `kumoflow exec --topo {name} HOST -- COMMAND` "
+                          f"in a host ({', '.join(h.name for h in net.hosts)}); Ctrl-C removes it all")
             try:
                 while True:
                     time.sleep(3600)
@@ -220,6 +220,8 @@ def run_datacenter(examples: Path, keep: bool = False) -> int:
         console.print(controller.tail(), markup=False)
         status = 1
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)      # a second Ctrl-C must not cut the teardown short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         with console.status("tearing down ..."):
             left = teardown(net if is_up else None, controller, name)
         signal.signal(signal.SIGTERM, previous)
@@ -250,7 +252,9 @@ def teardown(net, controller: Controller, name: str) -> list[str]:
         else:
             Network.teardown(name)
     except TeardownError as exc:
-        left += list(exc.leftovers) if hasattr(exc, "leftovers") else [str(exc)]
+        left += exc.leftovers or [str(exc)]
+    except Exception as exc:          # whatever happens, the controller is stopped too
+        left.append(f"topology {name}: {exc}")
     code = controller.stop()
     if code not in (0, None):
         left.append(f"the controller exited with {code}")
