@@ -122,6 +122,19 @@ def test_the_core_hook_turns_events_into_messages_for_subscribers():
     run(body())
 
 
+def test_a_listener_that_fails_is_logged_and_neither_the_apps_nor_other_listeners_miss_the_event():
+    net = settle(network())
+    heard = []
+
+    def broken(handler, args):
+        raise RuntimeError("broken")
+
+    net.core.listeners += [broken, lambda handler, args: heard.append(handler)]
+    net.set_link(net.switches[1], 1, False)
+    assert "link_down" in heard and "port_status" in heard
+    assert not net.core.topology.graph.links          # the fabric heard it too
+
+
 def test_a_slow_subscriber_loses_its_oldest_events_and_is_told_how_many():
     sub = Subscriber(Caller(admin=True), None, size=3)
     for i in range(5):
@@ -199,7 +212,10 @@ def test_a_project_ticket_may_not_watch_flows():
         async with api(net) as c:
             issued = (await c.post("/v2.0/tokens", headers=A, json={"token": {"project_id": "blue"}})).json()
             token = {"X-Auth-Token": issued["token"]["token"]}
-            ticket = (await c.post("/sdn/events/tickets", headers=token)).json()["ticket"]
-            r = await c.get("/sdn/events", params={"ticket": ticket, "switch": "1"})
+            answer = (await c.post("/sdn/events/tickets", headers=token)).json()
+            assert (answer["admin"], answer["project_id"], answer["expires_in"]) == (False, "blue", 30.0)
+            r = await c.get("/sdn/events", params={"ticket": answer["ticket"], "switch": "1"})
             assert r.status_code == 403
+            admin = (await c.post("/sdn/events/tickets", headers=A)).json()
+            assert (admin["admin"], admin["project_id"]) == (True, None)
     run(body())

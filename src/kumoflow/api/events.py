@@ -1,6 +1,6 @@
 """The event stream: what happens in the network, pushed to browsers as server-sent events.
 
-    POST /sdn/events/tickets            {"ticket": "...", "expires_in": 30}   (X-Auth-Token)
+    POST /sdn/events/tickets            {"ticket", "expires_in": 30, "admin", "project_id"}  (X-Auth-Token)
     GET  /sdn/events?ticket=T[&switch=S][&interval=SECONDS]     text/event-stream
 
 A browser's ``EventSource`` cannot send headers, so the stream is opened with a
@@ -354,6 +354,8 @@ def setup(app: Any, ctx: ApiContext) -> None:
 class Ticket(BaseModel):
     ticket: str = Field(description="pass as ?ticket= to GET /sdn/events; good once, for expires_in seconds")
     expires_in: float
+    admin: bool = Field(description="whether the token is the admin's (the UI shows the admin's pages then)")
+    project_id: str | None = Field(description="a project token's project; null for the admin")
 
 
 def _frame(name: str, data: Any, seq: int) -> bytes:
@@ -363,7 +365,8 @@ def _frame(name: str, data: Any, seq: int) -> bytes:
 @router.post("/events/tickets", status_code=201, response_model=Ticket,
              summary="A ticket to open the event stream with (EventSource sends no headers)")
 async def new_ticket(ctx: Ctx, caller: ProjectCaller) -> dict:
-    return {"ticket": hub_of(ctx).issue(caller), "expires_in": TICKET_LIFE}
+    return {"ticket": hub_of(ctx).issue(caller), "expires_in": TICKET_LIFE, "admin": caller.admin,
+            "project_id": caller.project_id}
 
 
 @router.get("/events", summary="The event stream (server-sent events)", response_class=StreamingResponse,
