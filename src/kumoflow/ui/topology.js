@@ -4,7 +4,7 @@
 // Layout: a switch's tier is its distance in links from the nearest switch that has hosts
 // (edge switches are tier 0, a fat-tree's aggregation tier 1, its core tier 2); tiers are
 // rows, the highest at the top. Within a row switches are ordered by the mean position of
-// their neighbours in the row below, then above (a few sweeps of the barycentre heuristic),
+// their neighbours in the row above, then below (a few sweeps of the barycentre heuristic),
 // which keeps a fat-tree's pods together and its links short. Positions are kept for the
 // session: a link that goes down, a switch that disconnects, never moves anything; only a
 // switch or host never seen before makes a new layout.
@@ -156,9 +156,11 @@ export class Model {
       row.sort((x, y) => score.get(x) - score.get(y) || (x < y ? -1 : 1));
       number(row);
     };
+    // down then up, ending upwards: the edge row (where the hosts hang) leads, so a fat-tree's
+    // pods stay together under their aggregation switches
     for (let pass = 0; pass < 4; pass++) {
-      for (let t = 1; t <= top; t++) sweep(rows[t], rows[t - 1]);
       for (let t = top - 1; t >= 0; t--) sweep(rows[t], rows[t + 1]);
+      for (let t = 1; t <= top; t++) sweep(rows[t], rows[t - 1]);
     }
     const hosts = [...this.hosts.values()].filter(host => adjacent.has(host.dpid));
     const widest = Math.max(1, ...rows.map(r => r.length), hosts.length);
