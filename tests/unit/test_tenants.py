@@ -397,3 +397,19 @@ def test_a_dual_stack_vm_beside_the_dhcp_server_address_compiles_its_network():
     got = cloud.send(v1, arp_request(v1, "10.9.0.1"))
     assert parse(got["v1"][0])[ARP].src_mac == cloud.app.dhcp_mac
     assert reached(cloud.send(v1, ping(v1, cloud.vms["v2"]))) == ["v2"]
+
+
+def test_a_routers_external_gateway_joins_its_network_to_the_routers_others():
+    """A router routes at the first switch into its external network too (SNAT, floating IPs): a switch
+    with a port on one of its tenant networks gets the external network's unicast flows, and the
+    reverse."""
+    from kumoflow.apps.overlay import build
+
+    tenant, public, other = (record("network", **{"provider:network_type": "vxlan", "provider:segmentation_id": n})
+                             for n in (7101, 7102, 7103))
+    router = record("router")
+    ports = [record("port", network_id=tenant.id, device_owner="network:router_interface", device_id=router.id),
+             record("port", network_id=public.id, device_owner="network:router_gateway", device_id=router.id)]
+    overlay = build([tenant, public, other], ports, {})
+    assert overlay.routed[tenant.id] == {public.id} and overlay.routed[public.id] == {tenant.id}
+    assert other.id not in overlay.routed

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from kumoflow import ofp
-from kumoflow.apps.routing import ROUTER_INTERFACE
+from kumoflow.apps.routing import ROUTER_PORTS
 from kumoflow.controller.datapath import Datapath, local_name, named_switch
 from kumoflow.controller.pipeline import METADATA, hashed_number
 from kumoflow.store import Record
@@ -218,7 +218,9 @@ def build(networks: Iterable[Record], ports: Iterable[Record], datapaths: Mappin
     routers: dict[str, set[str]] = {}
     for record in ports:
         body = record.body
-        if body.get("device_owner") == ROUTER_INTERFACE and body.get("network_id") in overlay.networks:
+        # a router joins its interfaces' networks and its external gateway's: it routes at the first switch
+        # into any of them, so that switch needs their unicast flows too
+        if body.get("device_owner") in ROUTER_PORTS and body.get("network_id") in overlay.networks:
             routers.setdefault(body.get("device_id", ""), set()).add(body["network_id"])
         port = _port(record, overlay, datapaths)
         if port is not None:
