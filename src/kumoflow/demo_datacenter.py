@@ -216,7 +216,7 @@ def run_datacenter(examples: Path, keep: bool = False) -> int:
         console.print("[yellow]interrupted[/]")
         status = 130
     except Exception as exc:        # a bring-up that failed: say why, then remove what was made
-        console.print(f"[red]{exc}[/]", markup=False)
+        console.print(str(exc), style="red", markup=False)
         console.print(controller.tail(), markup=False)
         status = 1
     finally:
@@ -371,9 +371,11 @@ def run_checks(console: Console, net, api, report: Report) -> None:
         info = (found[0].get("external_gateway_info") or {}) if found else {}
         gateways[router] = next((ip["ip_address"] for ip in info.get("external_fixed_ips") or ()), "?")
     with console.status("reaching the outside through the external gateways and the route learned over BGP ..."):
-        # red2 has a floating IP: what it sends leaves as that address; blue2 has none: SNAT to blue's gateway
-        for src, how, expected in (("red2", "its floating IP", FLOATING),
-                                   ("blue2", "SNAT by blue-router", gateways["blue-router"])):
+        # red1 and blue1 (same address, a kumoflow hypervisor) leave by SNAT to their router's gateway address;
+        # red2 (behind Open vSwitch) has a floating IP: what it sends leaves as that address
+        for src, how, expected in (("red1", "SNAT by red-router", gateways["red-router"]),
+                                   ("blue1", "SNAT by blue-router", gateways["blue-router"]),
+                                   ("red2", "its floating IP", FLOATING)):
             page = wait_until(lambda: curl(net, src, f"http://{OUTSIDE}:8080/"), 30, 1)
             seen = _sources(net["isp"].run_log)
             report.add("routing", f"{src} -> the ISP's web page {OUTSIDE} ({how})",

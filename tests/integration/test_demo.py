@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.root, pytest.mark.ovs]
 KUMOFLOW = [sys.executable, "-m", "kumoflow.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 #: the datacenter demo's checks (demo_datacenter.run_checks)
-CHECKS = 13
+CHECKS = 14
 
 
 def demo(*args: str) -> str:
