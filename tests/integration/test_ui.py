@@ -253,6 +253,14 @@ def test_a_link_cut_turns_red_within_a_second_and_green_when_mended(ui):
     finally:
         subprocess.run(["ip", "link", "set", veth, "up"], check=True, timeout=10)
     page.wait_for_selector(f'svg.map path.link.up[data-key="{key}"]', state="attached", timeout=30_000)
+    # the events page lists both, newest first
+    ui.go("#/events")
+    events = page.locator("#event-list li")
+    playwright_api.expect(page.locator("#event-list li.link-down").first).to_contain_text(
+        "link 0x1 port 2 - 0x2 port 1 DOWN")
+    playwright_api.expect(events.first).to_contain_text("up")
+    assert page.locator("#event-list li.resync").count() == 0     # the stream never broke
+    ui.shot("events")
     ui.console.check()
 
 

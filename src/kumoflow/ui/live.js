@@ -24,7 +24,7 @@ let attempts = 0;
 let watched = null;
 let wanted = false;
 let state = "idle";
-let everLive = false;
+let wasLost = false;        // the stream broke (not: reopened to watch another switch)
 
 export function onEvent(fn) { listeners.add(fn); return () => listeners.delete(fn); }
 export function onState(fn) { stateListeners.add(fn); fn(state); return () => stateListeners.delete(fn); }
@@ -55,6 +55,7 @@ export function start(dpid = null) {
 
 export function stop() {
   wanted = false;
+  wasLost = false;
   close();
   clearTimeout(retry);
   setState("idle");
@@ -100,8 +101,8 @@ async function open() {
       if (name === "hello") {
         Object.assign(info, data);
         attempts = 0;
-        const again = everLive;
-        everLive = true;
+        const again = wasLost;
+        wasLost = false;
         setState("live");
         if (again) emit("resync", {});
       }
@@ -123,6 +124,7 @@ function alive() {
 function lost(why) {
   close();
   if (!wanted) return;
+  wasLost = true;
   setState("unreachable", why);
   attempts += 1;
   const delay = attempts === 1 ? 1000 : attempts === 2 ? 2000 : 5000;
