@@ -110,12 +110,12 @@ def test_the_core_hook_turns_events_into_messages_for_subscribers():
                                                       "b": {"dpid": "0000000000000002", "port_no": 1}}
             assert not project.queue                # the SDN view is the admin's
             # records: a project sees its own and shared ones, not another's
-            for pid in ("blue", "red", None):
-                record = Record("network", f"n-{pid}", pid, {"name": "x"}, 1, "", "")
+            for pid, shared in (("blue", False), ("red", False), (None, False), ("admin", True)):
+                record = Record("network", f"n-{pid}", pid, 1, "", "", body={"name": "x", "shared": shared})
                 net.core.state.apply([Change(net.core.state.revision + 1, "network", record.id, record, None)])
             seen = [data["id"] for name, data in project.take() if name == "record"]
-            assert seen == ["n-blue", "n-None"]
-            assert [data["op"] for name, data in admin.take() if name == "record"] == ["create"] * 3
+            assert seen == ["n-blue", "n-None", "n-admin"]
+            assert [data["op"] for name, data in admin.take() if name == "record"] == ["create"] * 4
             hub.unsubscribe(admin)
             hub.unsubscribe(project)
             s2.dp  # noqa: B018 (both ends exist)

@@ -230,7 +230,8 @@ class EventHub:
         if record is None or change.kind == "token":
             return None
         op = "delete" if change.record is None else "create" if change.old is None else "update"
-        project = getattr(record, "project_id", None) or None
+        shared = bool((getattr(record, "body", None) or {}).get("shared"))
+        project = None if shared else (getattr(record, "project_id", None) or None)
         return "record", {"kind": change.kind, "id": change.id, "op": op, "project_id": project}, project
 
     # --- the poller: counters, flows, what the firewall denied --------------------------------

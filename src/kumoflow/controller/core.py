@@ -96,7 +96,7 @@ class Core:
         self._after_flows: dict[Datapath, list[ofp.Message]] = {}
         self._before_compile: dict[Callable[[], Any], None] = {}
         #: observers of every event dispatched to apps, called as fn(handler, args) after the apps
-        #: (the API's event stream, kumoflow.api.events): each must return at once and never raise
+        #: (the API's event stream, kumoflow.api.events): each should return at once; one that raises is logged
         self.listeners: list[Callable[[str, tuple], Any]] = []
         self._depth = 0
         self._batch = _Batch(self)
