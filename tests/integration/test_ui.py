@@ -414,6 +414,38 @@ def test_a_port_binding_a_security_group_rule_and_a_load_balancer_member_made_an
     ui.console.check()
 
 
+def test_a_project_token_sees_its_tenants_page_only(ui):
+    with ui.api() as api:
+        project = f"ui-p-{secrets.token_hex(3)}"
+        token = api.post("/v2.0/tokens", json={"token": {"project_id": project}}).json()["token"]
+        mine = api.post("/v2.0/networks", headers={"X-Auth-Token": token["token"]},
+                        json={"network": {"name": f"{project}-net"}}).json()["network"]
+        other = api.post("/v2.0/networks", json={"network": {"name": f"{project}-admins"}}).json()["network"]
+    context = ui.page.context.browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.on("console", lambda m: ui.console.errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: ui.console.errors.append(f"script error: {e}"))
+        page.goto(f"{ui.url}/ui/#/topology")
+        page.fill("#token", token["token"])
+        page.click("form.login button[type=submit]")
+        page.wait_for_url(re.compile(r"#/tenants$"))
+        page.wait_for_selector(f'tr[data-id="{mine["id"]}"]')
+        assert page.locator(f'tr[data-id="{other["id"]}"]').count() == 0
+        assert page.locator("#nav a[data-page=topology]").is_hidden()
+        assert page.locator("#bind-port").count() == 0            # binding is the admin's
+        page.evaluate("location.hash = '#/topology'")               # an admin page: back to tenants
+        page.wait_for_url(re.compile(r"#/tenants$"))
+        playwright_api.expect(page.locator("#status")).to_have_text("live")
+    finally:
+        context.close()
+        with ui.api() as api:
+            for network in (mine, other):
+                api.delete(f"/v2.0/networks/{network['id']}")
+            api.delete(f"/v2.0/tokens/{token['id']}")
+    ui.console.check()
+
+
 def test_a_narrow_screen_has_no_page_wide_scrolling(ui):
     page = ui.page
     page.set_viewport_size({"width": 390, "height": 844})
