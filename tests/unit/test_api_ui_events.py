@@ -19,6 +19,9 @@ from kumoflow.api.sdn import tunnel_endpoints
 from kumoflow.api.server import Caller, serve
 from kumoflow.store import Change, Record
 
+from kumoflow.apps.fabric import Fabric
+
+from memnet import MemNet
 from test_api import ADMIN, A, api, error_of, network, run, settle
 
 
@@ -53,6 +56,25 @@ def test_the_map_has_switches_links_hosts_and_the_kind_of_each_switch():
             assert [(l["a"]["port_no"], l["b"]["port_no"]) for l in topo["links"]] == [(1, 1)]
             assert sorted(h["ips"][0] for h in topo["hosts"]) == ["10.0.0.1", "10.0.0.2"]
             assert topo["tunnels"] == []
+    run(body())
+
+
+def test_the_map_has_the_tunnels_between_hypervisors_and_their_endpoints():
+    net = MemNet([Fabric()])
+    s1, s2 = net.switch(1, 3), net.switch(2, 3)
+    p1, p2 = net.tunnel(s1, s2, "vxlan")
+    settle(net)
+
+    async def body():
+        async with api(net) as c:
+            topo = (await c.get("/sdn/topology", headers=A)).json()
+            assert [(s["dpid"][-1], s["endpoint"]) for s in topo["switches"]] == [("1", "10.255.0.1"),
+                                                                                  ("2", "10.255.0.2")]
+            assert [(t["dpid"][-1], t["port_no"], t["kind"], t["remote"], t["remote_dpid"][-1])
+                    for t in topo["tunnels"]] == [("1", p1, "vxlan", "10.255.0.2", "2"),
+                                                  ("2", p2, "vxlan", "10.255.0.1", "1")]
+            tunnel_port = next(p for p in topo["switches"][0]["ports"] if p["port_no"] == p1)
+            assert tunnel_port["tunnel"] == {"kind": "vxlan", "remote": "10.255.0.2"}
     run(body())
 
 
