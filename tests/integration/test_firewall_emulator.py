@@ -200,6 +200,23 @@ def test_http_from_a_member_of_the_allowed_group_on_both_switch_kinds(cloud):
         assert http(net, "c1", server) == "kumoflow firewall test\n"
 
 
+def metric(net, name: str) -> float:
+    """A metric's value (the sum over its labels) from the controller's /metrics."""
+    lines = net.api.get("/metrics").text.splitlines()
+    return sum(float(line.split()[-1]) for line in lines if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def test_a_closed_connection_s_flows_go_at_its_fin_on_both_switch_kinds(cloud):
+    net = cloud
+    wait_until(lambda: http(net, "c1", "s2") is not None, what="c1 -> s2:8080")
+    for server in ("s1", "s2"):      # s1 behind the kumoflow switch, s2 behind Open vSwitch
+        ended = metric(net, "kumoflow_firewall_connections_ended_total")
+        assert http(net, "c1", server) == "kumoflow firewall test\n"     # curl closes: a FIN each way
+        # c1's egress end and the server's ingress end, a moment (END_GRACE) after the second FIN
+        wait_until(lambda: metric(net, "kumoflow_firewall_connections_ended_total") >= ended + 2, timeout=10,
+                   what=f"c1 -> {server}'s connection ended by its FINs, not its idle timeout")
+
+
 def test_what_no_rule_allows_is_dropped_and_unsolicited_inbound_too(cloud):
     net = cloud
     wait_until(lambda: http(net, "c1", "s2") is not None, what="c1 -> s2:8080")

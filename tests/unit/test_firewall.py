@@ -7,11 +7,13 @@ import ipaddress
 
 import pytest
 
-from kumoflow.apps.firewall import CONNECTION_PRIORITY, PUNT_PRIORITY, FirewallApp, parse_header
+from kumoflow.apps.firewall import (CONNECTION_PRIORITY, END_GRACE, END_PRIORITY, PUNT_PRIORITY, FirewallApp,
+                                    parse_header)
 from kumoflow.apps.secgroups import Packet
 from kumoflow.packet import ARP, ICMP, TCP, UDP, Ethernet, ICMPv6, IPv4, IPv6, parse
 from kumoflow.packet.addr import link_local
-from kumoflow.packet.consts import ARP_REPLY, TCP_ACK, TCP_RST, TCP_SYN
+from kumoflow.packet.consts import ARP_REPLY, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
+from kumoflow.controller import pipeline
 from kumoflow.store import Change, Snapshot
 
 from test_tenants import Cloud, record
@@ -172,14 +174,62 @@ def test_connections_end_by_idle_timeout():
     assert not any(f.priority == CONNECTION_PRIORITY for s in cloud.s.values() for t in (12, 38) for f in s.flows(t))
 
 
+HTTP_IN = {**EGRESS_ALL, "http": ("web", {"direction": "ingress", "protocol": "tcp",
+                                           "port_range_min": 80, "port_range_max": 80})}
+
+
+def connection_flows(cloud):
+    return [f for s in cloud.s.values() for t in (12, 38) for f in s.flows(t) if f.priority == CONNECTION_PRIORITY]
+
+
+def test_a_tcp_connection_ends_a_moment_after_a_fin_each_way():
+    cloud = Firewalled(HTTP_IN, groups={"a": ["web"], "b": ["web"]}).start()
+    cloud.exchange("a", "b", tcp("a", "b", 40000, 80))
+    cloud.exchange("b", "a", tcp("b", "a", 80, 40000, TCP_SYN | TCP_ACK))
+    assert len(cloud.fw.connections) == 2 and len(connection_flows(cloud)) == 4
+    fin = tcp("a", "b", 40000, 80, TCP_FIN | TCP_ACK)
+    assert cloud.exchange("a", "b", fin) == [fin]              # a copy to the controller, the segment on its way
+    cloud.mem.advance(END_GRACE + 1)
+    assert len(cloud.fw.connections) == 2                      # half closed: b may still send
+    data = tcp("b", "a", 80, 40000, TCP_ACK)
+    assert cloud.exchange("b", "a", data) == [data]
+    fin_back = tcp("b", "a", 80, 40000, TCP_FIN | TCP_ACK)
+    assert cloud.exchange("b", "a", fin_back) == [fin_back]
+    last_ack = tcp("a", "b", 40000, 80, TCP_ACK)
+    assert cloud.exchange("a", "b", last_ack) == [last_ack]    # within the grace: still the connection's
+    asked = cloud.fw.counts["allowed"]
+    cloud.mem.advance(END_GRACE + 0.5)
+    assert cloud.fw.connections == {} and connection_flows(cloud) == []
+    assert cloud.fw.counts["ended"] == 2 and cloud.fw.counts["allowed"] == asked
+    assert cloud.exchange("b", "a", data) == []                # no connection: an unsolicited segment to a
+
+
+def test_a_reset_ends_a_connection_and_a_fin_of_none_is_judged_as_a_first_packet():
+    cloud = Firewalled(HTTP_IN, groups={"a": ["web"], "b": ["web"]}).start()
+    cloud.exchange("a", "b", tcp("a", "b", 40000, 80))
+    rst = tcp("b", "a", 80, 40000, TCP_RST | TCP_ACK)
+    assert cloud.exchange("b", "a", rst) == [rst]
+    cloud.mem.advance(END_GRACE + 0.5)
+    assert cloud.fw.connections == {} and connection_flows(cloud) == []
+    stray_fin = tcp("b", "a", 80, 40001, TCP_FIN | TCP_ACK)   # b's egress allows it; a's ingress has no rule
+    assert cloud.exchange("b", "a", stray_fin) == []
+    udp_flow = udp("a", "b", 5000, 53)
+    cloud.exchange("a", "b", udp_flow)
+    gotos = [[i.table_id for i in f.instructions if hasattr(i, "table_id")] for f in cloud.s[1].flows(12)
+             if f.priority == CONNECTION_PRIORITY and f.match.get("ip_proto") == 17]
+    assert gotos == [[pipeline.next_table("from_port_end")]]      # a's UDP: not through from_port_end
+    assert sorted(f.priority for f in cloud.s[1].flows(13)) == [0] + [END_PRIORITY] * 4
+
+
 def test_punts_are_metered_per_switch():
     cloud = Firewalled(EGRESS_ALL, groups={"a": ["web"]}, punt_rate=50).start()
     punts = [f for f in cloud.s[1].flows(12) if f.priority == PUNT_PRIORITY]
     assert punts and all(any(getattr(i, "meter_id", None) == cloud.fw.meter_ids.start for i in f.instructions)
                          for f in punts)
     sent = [m for m in cloud.s[1].mods() if type(m).__name__ == "MeterMod"]
-    assert sorted((m.meter_id, m.bands[0].rate) for m in sent) == [(cloud.fw.meter_ids.start, 50),
-                                                              (cloud.fw.meter_ids.start + 1, 100)]   # the log's
+    start = cloud.fw.meter_ids.start
+    assert sorted((m.meter_id, m.bands[0].rate) for m in sent) == [(start, 50), (start + 1, 100),   # the log's
+                                                              (start + 2, 200)]   # FIN and RST copies
 
 
 @pytest.mark.parametrize("frame,expected", [

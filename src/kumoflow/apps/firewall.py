@@ -22,7 +22,10 @@ model, secgroups.py and fwpolicy.py the two kinds of rules):
                 directions dropped for a short while (its retries, and a
                 server's answers, meet that, not the controller);
                 inspected (a web rule waits for its request), the client's
-                side to the controller.
+                side to the controller. A TCP connection's flows go on
+                through ``from_port_end`` / ``to_port_end``, which copy its
+                FIN and RST segments to the controller (through a meter of
+                their own).
 ``policy``      the firewall group's policy, rule n at a priority below
                 rule n-1: a deny that flows can say whole drops (or goes
                 to the controller through the log meter when it logs);
@@ -39,13 +42,16 @@ more), logged ones through another (``log_rate``). The first packet of a
 connection thus goes to the controller, which asks the model
 (`acl.decide`), installs the connection's flows and sends the packet on
 once they are in (to the port itself when it came in to it; back through
-the pipeline when the port sent it). A connection ends by idle timeout
-(OpenFlow 1.3 cannot match TCP flags, so a FIN or RST does not end it
-sooner), when its port goes, or when the rules no longer decide it the
-same way: the model is rebuilt at every change of ports, groups, rules,
-policies or address groups, and every connection is judged again --
-deleting a rule cuts the connections it allowed. docs/firewall.md says it
-for users, web applications included.
+the pipeline when the port sent it). A connection ends by idle timeout;
+sooner, ``END_GRACE`` seconds after a TCP connection's RST or its second
+FIN (one each way: the last ACK and a FIN sent again still pass), both
+seen in copies from the ``*_end`` tables (OpenFlow 1.3 matches TCP flags
+only through the ONF experimenter field ``tcp_flags``, which Open vSwitch
+and the kumoflow switch both have); when its port goes; or when the rules
+no longer decide it the same way: the model is rebuilt at every change of
+ports, groups, rules, policies or address groups, and every connection is
+judged again -- deleting a rule cuts the connections it allowed.
+docs/firewall.md says it for users, web applications included.
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ from kumoflow.controller import Flow, Meter, ModelApp, pipeline
 from kumoflow.packet import IPv4, IPv6, PacketError, parse
 from kumoflow.packet import TCP as TcpHeader
 from kumoflow.packet import http
-from kumoflow.packet.consts import TCP_SYN
+from kumoflow.packet.consts import TCP_FIN, TCP_RST, TCP_SYN
 
 NETWORK, REMOTE = pipeline.METADATA["network"], pipeline.METADATA["remote"]
 KIND_PORT, KIND_CONNECTION = 1, 2
@@ -79,8 +85,14 @@ POLICY_PRIORITY, MAX_POLICY_RULES = 19000, 18000
 #: a security group rule's flows: one that passes (a stateless rule said whole) above one that punts (the
 #: controller decides), which may match more than its rule does (a port range)
 PASS_PRIORITY, PUNT_PRIORITY = 110, 100
-#: the meters on each switch (offsets in the app's block): first packets, and what is denied with a log
-PUNT_METER, LOG_METER = 0, 1
+#: the meters on each switch (offsets in the app's block): first packets, what is denied with a log, and the
+#: copies of FIN and RST segments
+PUNT_METER, LOG_METER, END_METER = 0, 1, 2
+#: a TCP connection's FIN or RST copied to the controller: the flows in the *_end tables; END_RATE copies
+#: per first packet (up to two FINs, at each guarded end)
+END_PRIORITY, END_RATE = 10, 4
+#: seconds from a connection's RST or second FIN to the end of its flows
+END_GRACE = 2.0
 #: classify: what the controller sends on for a port, come in from the controller, skips the port's from_port
 RESEND_PRIORITY = 500
 IPV4_TYPE, ARP_TYPE, IPV6_TYPE = 0x0800, 0x0806, 0x86DD
@@ -114,7 +126,7 @@ class Connection:
 
 class FirewallApp(ModelApp):
     name = "firewall"
-    tables = ("from_port", "to_port")
+    tables = ("from_port", "from_port_end", "to_port", "to_port_end")
     requires = ("fabric",)
     model_kinds = frozenset(("network", "port", "security_group", "security_group_rule", "address_group",
                              "firewall_rule", "firewall_policy", "firewall_group"))
@@ -130,8 +142,12 @@ class FirewallApp(ModelApp):
         self._by_cookie: dict[int, Guarded] = {}
         self.connections: dict[tuple[str, bool, Packet], Connection] = {}
         self._by_number: dict[int, tuple[str, bool, Packet]] = {}
+        #: the connections by their first packet's header (a connection between two guarded ports has one
+        #: at each end), and the FINs seen of those ending: True for their first packet's way, False for back
+        self._by_header: dict[Packet, set[tuple[str, bool, Packet]]] = {}
+        self._fins: dict[tuple[str, bool, Packet], set[bool]] = {}
         self._next_number = 1
-        self.counts = {"allowed": 0, "denied": 0, "rejected": 0, "full": 0, "inspected": 0}
+        self.counts = {"allowed": 0, "denied": 0, "rejected": 0, "full": 0, "inspected": 0, "ended": 0}
         #: connections whose request decides: their reader, and the sequence number of the next client byte
         self._inspecting: dict[tuple[str, bool, Packet], tuple[http.Reader, int]] = {}
         #: what was denied or rejected with a log: the newest `log_size` records, and counts per rule
@@ -182,25 +198,43 @@ class FirewallApp(ModelApp):
             port = self.model.ports.get(subject)
             return self._compile_port(port) if port is not None and port.place[0] == dp.id else []
         if kind == "meters":
-            if subject != dp.id:
-                return []
-            return [Meter(self.meter_ids.start + offset, ofp.OFPMF.PKTPS | ofp.OFPMF.BURST,
-                          [ofp.MeterBandDrop(rate, rate)])
-                    for offset, rate in ((PUNT_METER, self.punt_rate), (LOG_METER, self.log_rate))]
+            return self._compile_switch() if subject == dp.id else []
         if kind == "connection":
             conn = self.connections.get(subject)
             port = self.model.ports.get(conn.port) if conn is not None else None
             return self._compile_connection(conn, port) if port is not None and port.place[0] == dp.id else []
         return []
 
+    def _compile_switch(self) -> list:
+        """What a switch with guarded ports has once: the meters, and the flows copying FIN and RST."""
+        entries: list = [Meter(self.meter_ids.start + offset, ofp.OFPMF.PKTPS | ofp.OFPMF.BURST,
+                               [ofp.MeterBandDrop(rate, rate)])
+                         for offset, rate in ((PUNT_METER, self.punt_rate), (LOG_METER, self.log_rate),
+                                              (END_METER, END_RATE * self.punt_rate))]
+        for name in ("from_port_end", "to_port_end"):
+            table = self.table(name)
+            copy = [*self._to_controller(END_METER), ofp.GotoTable(pipeline.next_table(name))]
+            entries += [Flow(table, END_PRIORITY, ofp.Match(eth_type=eth_type, ip_proto=TCP, tcp_flags=(flag, flag)),
+                             copy, self.cookie()) for eth_type in (IPV4_TYPE, IPV6_TYPE) for flag in (TCP_FIN, TCP_RST)]
+        return entries
+
     def _side(self, port: Guarded, ingress: bool) -> tuple[int, dict, int]:
-        """(table, what names the port in it, the table after it)."""
+        """(table, what names the port in it, the table after it and its *_end table)."""
+        table = "to_port" if ingress else "from_port"
         if ingress:
             names: dict[str, Any] = dict(eth_dst=port.mac)
             if port.network is not None:
                 names["metadata"] = (NETWORK.value(port.network), NETWORK.mask)
-            return self.table("to_port"), names, pipeline.next_table("to_port")
-        return self.table("from_port"), dict(in_port=port.place[1]), pipeline.next_table("from_port")
+        else:
+            names = dict(in_port=port.place[1])
+        return self.table(table), names, pipeline.next_table(f"{table}_end")
+
+    def _onwards(self, ingress: bool, packet: Packet) -> list:
+        """Where an allowed connection's packets go from its table: a TCP connection's through the
+        *_end table, where its FIN and RST are copied to the controller."""
+        table = "to_port" if ingress else "from_port"
+        return [ofp.GotoTable(pipeline.next_table(table) if packet.protocol == TCP
+                              else pipeline.next_table(f"{table}_end"))]
 
     def _to_controller(self, meter: int) -> list:
         return [ofp.Meter(self.meter_ids.start + meter),
@@ -211,7 +245,7 @@ class FirewallApp(ModelApp):
         punt = self._to_controller(PUNT_METER)
         flows = []
         if port.filters(False):     # what the port sent and the controller let go, past from_port (_send_on)
-            resend = [ofp.GotoTable(pipeline.next_table("from_port"))]
+            resend = [ofp.GotoTable(pipeline.next_table("from_port_end"))]
             if port.network is not None:
                 resend.insert(0, ofp.WriteMetadata(NETWORK.value(port.network), NETWORK.mask | REMOTE.mask))
             flows.append(Flow(self.table("classify"), RESEND_PRIORITY,
@@ -252,20 +286,24 @@ class FirewallApp(ModelApp):
                 flows.append(Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(answer)}), [], cookie,
                                   idle_timeout=DENIED_IDLE, flags=ofp.OFPFF.SEND_FLOW_REM))
             return flows
-        onwards = self._to_controller(PUNT_METER) if conn.decision.action == "inspect" else [ofp.GotoTable(after)]
+        onwards = (self._to_controller(PUNT_METER) if conn.decision.action == "inspect"
+                   else self._onwards(conn.ingress, conn.packet))
         flows = [Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(conn.packet)}), onwards, cookie,
                       idle_timeout=self.connection_idle, flags=ofp.OFPFF.SEND_FLOW_REM)]
         answer = conn.packet.reversed() if conn.decision.stateful else None
         if answer is not None and port.filters(not conn.ingress):
-            table, names, after = self._side(port, not conn.ingress)
+            table, names, _ = self._side(port, not conn.ingress)
             flows.append(Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(answer)}),
-                              [ofp.GotoTable(after)], cookie, idle_timeout=self.connection_idle,
+                              self._onwards(not conn.ingress, answer), cookie, idle_timeout=self.connection_idle,
                               flags=ofp.OFPFF.SEND_FLOW_REM))
         return flows
 
     # --- first packets -----------------------------------------------------------------
 
     def packet_in(self, dp, msg: ofp.PacketIn) -> None:
+        if msg.table_id in (self.table("from_port_end"), self.table("to_port_end")):
+            self._tcp_end(msg.data)
+            return
         port = self._by_cookie.get(msg.cookie)
         if port is None and (msg.cookie >> 48) & 0xFF == KIND_CONNECTION:     # an inspected connection's
             owner = self._by_number.get(msg.cookie & NUMBER_MASK)
@@ -369,6 +407,31 @@ class FirewallApp(ModelApp):
         self.changed(("connection", key), dp.id)
         return decision
 
+    def _tcp_end(self, frame: bytes) -> None:
+        """A FIN or RST of a connection's: a RST, or a FIN each way, ends the connection (at each
+        guarded end) END_GRACE seconds later."""
+        packet = parse_header(frame)
+        try:
+            flags = parse(frame)[TcpHeader].flags
+        except (PacketError, KeyError, TypeError):
+            return
+        if packet is None:
+            return
+        for forward, header in ((True, packet), (False, packet.reversed())):
+            for key in tuple(self._by_header.get(header, ())):
+                fins = self._fins.setdefault(key, set())
+                if flags & TCP_FIN:
+                    fins.add(forward)
+                if flags & TCP_RST or len(fins) == 2:
+                    number = self.connections[key].number
+                    self.core.call_later(END_GRACE, lambda key=key, number=number: self._end(key, number))
+
+    def _end(self, key: tuple[str, bool, Packet], number: int) -> None:
+        conn = self.connections.get(key)
+        if conn is not None and conn.number == number:     # not ended since, nor opened again
+            self.counts["ended"] += 1
+            self._forget(key)
+
     def _open(self, dp, key: tuple[str, bool, Packet], decision: Decision) -> bool:
         """A connection's flows, allowed or dropped; False when the table is full."""
         if len(self.connections) >= self.max_connections:
@@ -383,6 +446,8 @@ class FirewallApp(ModelApp):
         self._next_number = self._next_number % NUMBER_MASK + 1
         self.connections[key] = conn
         self._by_number[conn.number] = key
+        if key[2].protocol == TCP and decision.action in ("allow", "inspect"):
+            self._by_header.setdefault(key[2], set()).add(key)
         self.counts["allowed" if decision.action == "allow" else "denied"] += 1
         self.changed(("connection", key), dp.id)
         return True
@@ -426,9 +491,15 @@ class FirewallApp(ModelApp):
 
     def _forget(self, key: tuple[str, bool, Packet]) -> None:
         self._inspecting.pop(key, None)
+        self._fins.pop(key, None)
         conn = self.connections.pop(key, None)
         if conn is not None:
             self._by_number.pop(conn.number, None)
+            ends = self._by_header.get(conn.packet)
+            if ends is not None:
+                ends.discard(key)
+                if not ends:
+                    del self._by_header[conn.packet]
             self.changed(("connection", key))
 
     def metrics(self) -> Iterable[tuple[str, str, str, float]]:
@@ -446,6 +517,8 @@ class FirewallApp(ModelApp):
                    "counter", count, {"rule": rule})
         yield ("connections_inspected_total", "connections decided by their HTTP request or TLS server name",
                "counter", self.counts["inspected"])
+        yield ("connections_ended_total", "connection ends whose flows went on a TCP FIN each way or a RST "
+               "(at each guarded end)", "counter", self.counts["ended"])
 
 
 def _sayable(rule: Rule) -> bool:
