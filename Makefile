@@ -41,8 +41,10 @@ demo: setup
 	$(VENV)/bin/kumoflow demo $(DEMO_ARGS)
 
 ## test: the whole suite, including tests that need root, OVS and tshark
+## (scripts/run-tests.sh: the unit tests beside the benchmarks' smoke runs,
+## then the other integration tests alone; PYTEST_ARGS: one pytest instead)
 test: setup
-	$(VPY) -m pytest tests $(PYTEST_ARGS)
+	VPY=$(VPY) PYTEST_ARGS="$(PYTEST_ARGS)" bash scripts/run-tests.sh
 
 clean:
 	rm -rf $(VENV) .stamp* build src/*.egg-info .pytest_cache .hypothesis
