@@ -137,6 +137,8 @@ class LoadBalancerApp(ModelApp):
         self._rr: dict[str, dict[str, float]] = {}
         self._sticky: dict[tuple[str, ipaddress.IPv4Address], tuple[str, float]] = {}
         self._numbers: dict[int, str] = {}      # network number -> id
+        #: (a network that reaches it, its address) -> the load balancer
+        self._vips: dict[tuple[str, str], Balancer] = {}
         #: the switches each load balancer's flows are on, and all of them (they have the meters)
         self._placed: dict[str, frozenset[int]] = {}
         self._meter_switches: set[int] = set()
@@ -153,6 +155,7 @@ class LoadBalancerApp(ModelApp):
         old, new = self.model, build(self.core.state, self.overlay)
         self.model = new
         self._numbers = {n.number: n.id for n in self.overlay.networks.values()}
+        self._vips = {(network, str(b.vip)): b for b in new.balancers.values() if b.enabled for network in b.reach}
         placed, self._placed = self._placed, {b.id: self._switches_of(b) for b in new.balancers.values()}
         for balancer_id in set(old.balancers) | set(new.balancers):
             if old.balancers.get(balancer_id) != new.balancers.get(balancer_id) or \
@@ -368,10 +371,7 @@ class LoadBalancerApp(ModelApp):
                                                      data=msg.data))
 
     def _balancer_at(self, network: str | None, address: str) -> Balancer | None:
-        for balancer in self.model.balancers.values():
-            if str(balancer.vip) == address and network in balancer.reach and balancer.enabled:
-                return balancer
-        return None
+        return self._vips.get((network, address))
 
     def _back(self, dp, in_port: int, frame: bytes) -> None:
         self.send(dp, ofp.PacketOut(in_port=in_port, actions=[ofp.Output(ofp.OFPP.IN_PORT)], data=frame))
