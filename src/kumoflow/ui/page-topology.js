@@ -78,7 +78,7 @@ export function render(main, _args, _query) {
   const stop = live.onEvent((name, data) => {
     if (name === "resync" || name === "switch_up") { reload(); return; }
     if (!model.apply(name, data)) return;
-    if (!svg || missing(svg, model)) paint();
+    if (!svg || name.startsWith("host_") || missing(svg, model)) paint();
     else { refresh(svg, model); updateTables(); }
   });
   load();

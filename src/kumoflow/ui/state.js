@@ -2,4 +2,3 @@
 import {Model} from "./topology.js";
 
 export const model = new Model();
-export const loaded = {topology: false};

@@ -77,6 +77,7 @@ export class Model {
     }
     if (name === "host_found" || name === "host_moved") {
       this.hosts.set(data.mac, {...this.hosts.get(data.mac), ...data});
+      if (name === "host_moved") this.layoutKey = "";     // its place in the row follows its switch
       this.layout();
       return true;
     }
