@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "kumoflow.net.cli",
     "kumoflow.show",
     "kumoflow.apply",
+    "kumoflow.pki",
 ]
 
 
