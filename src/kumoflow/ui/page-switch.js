@@ -28,7 +28,8 @@ export function render(main, args) {
   const groups = h("section", {"aria-labelledby": "groups-h"}, h("h2", {id: "groups-h"}, "Groups"));
   const meters = h("section", {"aria-labelledby": "meters-h"}, h("h2", {id: "meters-h"}, "Meters"));
   const diff = h("section", {"aria-labelledby": "diff-h"}, h("h2", {id: "diff-h"}, "Desired vs installed"));
-  main.append(h("p", {class: "crumbs"}, h("a", {href: "#/topology"}, "Topology"), " / ", heading.textContent),
+  const crumb = h("span", {}, heading.textContent);
+  main.append(h("nav", {class: "crumbs", "aria-label": "Breadcrumb"}, h("a", {href: "#/topology"}, "Topology"), " / ", crumb),
               heading, error, summary, ports, flows, groups, meters, diff);
 
   const portRows = new Map();     // port_no -> {cells, last: {time, rx, tx}}
@@ -100,6 +101,7 @@ export function render(main, args) {
       dpid = sw.dpid;
       const name = sw.name || dpidShort(sw.dpid);
       heading.textContent = `Switch ${name}`;
+      crumb.textContent = heading.textContent;
       document.title = `Switch ${name} - kumoflow`;
       summary.dataset.name = name;
       summary.replaceChildren(...[
