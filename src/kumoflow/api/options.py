@@ -4,6 +4,8 @@
     --api-public             allow a non-loopback --api address
     --admin-token TOKEN      the admin token (else read from, or generated into, --admin-token-file)
     --admin-token-file PATH  default /var/lib/kumoflow/admin-token, written with mode 0600
+    --api-tls-cert PATH, --api-tls-key PATH
+                             serve HTTPS with this certificate and key (e.g. from kumoflow pki cert)
     --segment-range TYPE=LOW:HIGH
                              the segmentation ids networks of TYPE (vxlan, nvgre, vlan) get
                              when none is given (repeatable; default the whole legal range)
@@ -45,6 +47,9 @@ class ApiOptions:
     admin_token: str | None
     token_file: Path
     segment_ranges: SegmentRanges = field(default_factory=dict)
+    #: HTTPS: the certificate and key files (both, or neither: HTTP)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,6 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--admin-token-file", metavar="PATH", default=DEFAULT_TOKEN_FILE,
                    help=f"where the admin token is read from, or written to (mode 0600) when missing "
                         f"(default {DEFAULT_TOKEN_FILE})")
+    g.add_argument("--api-tls-cert", metavar="PATH",
+                   help="serve the API over HTTPS with this certificate (PEM; e.g. kumoflow pki cert DIR api "
+                        "--kind controller); with --api-tls-key. Clients need no certificate: tokens as over HTTP")
+    g.add_argument("--api-tls-key", metavar="PATH", help="the private key (PEM) of --api-tls-cert")
     g.add_argument("--segment-range", action="append", default=[], metavar="TYPE=LOW:HIGH",
                    help="segmentation ids to allocate to networks of TYPE (vxlan, nvgre or vlan) that are "
                         "given none, e.g. vxlan=1000:1999 (repeatable, also for several ranges of a type; "
@@ -68,10 +77,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def parse(args: argparse.Namespace) -> ApiOptions | None:
     """The API options, checked; None without --api. ValueError says what is wrong."""
     ranges = parse_segment_ranges(getattr(args, "segment_range", None) or [])
+    cert, key = getattr(args, "api_tls_cert", None), getattr(args, "api_tls_key", None)
     if not getattr(args, "api", None):
         if ranges:
             raise ValueError("--segment-range: only with --api (it is how the API allocates segmentation ids)")
+        if cert or key:
+            raise ValueError("--api-tls-cert/--api-tls-key: only with --api")
         return None
+    if bool(cert) != bool(key):
+        raise ValueError("--api-tls-cert and --api-tls-key: give both (or neither, for HTTP)")
+    for what, path in (("--api-tls-cert", cert), ("--api-tls-key", key)):
+        if path and not os.access(path, os.R_OK):
+            raise ValueError(f"{what} {path}: " + ("cannot be read" if Path(path).exists() else "no such file"))
     host, port = parse_address(args.api)
     from .server import is_loopback          # imports FastAPI: only when --api is given
 
@@ -80,7 +97,8 @@ def parse(args: argparse.Namespace) -> ApiOptions | None:
                          f"machines. Give --api-public to mean it")
     if args.admin_token is not None and not args.admin_token.strip():
         raise ValueError("--admin-token: empty")
-    return ApiOptions(host, port, args.api_public, args.admin_token, Path(args.admin_token_file), ranges)
+    return ApiOptions(host, port, args.api_public, args.admin_token, Path(args.admin_token_file), ranges,
+                      Path(cert) if cert else None, Path(key) if key else None)
 
 
 def parse_segment_ranges(items: list[str]) -> SegmentRanges:
@@ -160,5 +178,6 @@ async def start(controller: Any, options: ApiOptions) -> Any:
     from .server import serve
 
     token = admin_token(options)
+    tls = {"tls_cert": options.tls_cert, "tls_key": options.tls_key} if options.tls_cert else {}
     return await serve(controller, options.host, options.port, admin_token=token, public=options.public,
-                       segment_ranges=options.segment_ranges)
+                       segment_ranges=options.segment_ranges, **tls)

@@ -49,6 +49,7 @@ import ipaddress
 import logging
 import secrets
 import socket
+import ssl
 import time
 import uuid
 import weakref
@@ -521,14 +522,15 @@ class _Server(uvicorn.Server):
 class ApiServer:
     """A running API: its address, the app, and `stop()`."""
 
-    def __init__(self, app: FastAPI, server: Any, task: asyncio.Task, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, server: Any, task: asyncio.Task, host: str, port: int,
+                 https: bool = False) -> None:
         self.app, self.server, self.task = app, server, task
-        self.host, self.port = host, port
+        self.host, self.port, self.https = host, port, https
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.https else 'http'}://{host}:{self.port}"
 
     @property
     def context(self) -> ApiContext:
@@ -553,7 +555,8 @@ async def serve(controller: Any, host: str, port: int, *, app: FastAPI | None = 
                 **build_options: Any) -> ApiServer:
     """Serve the API of `controller` on host:port (0: a free port) as a task
     of the running loop; returns once it listens. `build_options` go to
-    build_app (admin_token, tokens, public...)."""
+    build_app (admin_token, tokens, public...); `tls_cert` and `tls_key` (paths): HTTPS, read once here."""
+    tls_cert, tls_key = build_options.pop("tls_cert", None), build_options.pop("tls_key", None)
     if app is None:
         tokens = build_options.pop("tokens", None) or Tokens(build_options.pop("admin_token", None)
                                                              or secrets.token_urlsafe(32))
@@ -572,8 +575,19 @@ async def serve(controller: Any, host: str, port: int, *, app: FastAPI | None = 
         sock.close()
         raise
     bound_host, bound_port = sock.getsockname()[:2]
+    tls = {}
+    if tls_cert:
+        # TLS 1.2+ as everywhere in kumoflow (uvicorn's own default context allows older versions)
+        tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=5, server_header=False)
+                            timeout_graceful_shutdown=5, server_header=False, **tls)
+    if tls:
+        try:
+            config.load()
+        except (OSError, ValueError) as exc:          # ssl.SSLError is an OSError
+            sock.close()
+            raise OSError(f"the API's certificate {tls_cert} and key {tls_key}: {exc}") from None
+        config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
     server = _Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name="kumoflow-api")
     while not server.started:
@@ -582,7 +596,7 @@ async def serve(controller: Any, host: str, port: int, *, app: FastAPI | None = 
             task.result()        # raises what stopped it
             raise OSError(f"the API server on {host}:{port} stopped while starting")
         await asyncio.sleep(0.01)
-    api = ApiServer(app, server, task, bound_host, bound_port)
+    api = ApiServer(app, server, task, bound_host, bound_port, https=bool(tls))
     log.info("API on %s (docs at %s/docs)", api.url, api.url)
     return api
 

@@ -19,7 +19,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("controller", help="run the OpenFlow controller",
                               description="Run the OpenFlow 1.3 controller with the given apps.")
     p.add_argument("--listen", action="append", metavar="tcp:HOST:PORT",
-                   help="address to listen on (repeatable; default tcp:0.0.0.0:6653)")
+                   help="address to listen on: tcp:HOST:PORT, or ssl:HOST:PORT for TLS with the --tls-* files "
+                        "(repeatable; default tcp:0.0.0.0:6653)")
+    g = p.add_argument_group("TLS (ssl: listeners; docs/tls.md)")
+    g.add_argument("--tls-key", metavar="PATH", help="the controller's private key (PEM), e.g. from kumoflow pki cert")
+    g.add_argument("--tls-cert", metavar="PATH", help="the controller's certificate (PEM)")
+    g.add_argument("--tls-ca", metavar="PATH",
+                   help="the CA certificate (PEM) that every switch's certificate must be signed by; switches "
+                        "without one are refused. The three files are re-read for new connections when they change")
     p.add_argument("--app", action="append", metavar="NAME",
                    help="app to run, in pipeline order (repeatable; default l2)")
     p.add_argument("--set", action="append", default=[], metavar="APP.OPTION=VALUE", dest="options",
@@ -47,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from kumoflow import cliargs
     from kumoflow.apps import load_app
     from kumoflow.controller import Controller
+    from kumoflow.tls import from_args as tls_from_args
 
     try:
         cliargs.positive("--echo-interval", args.echo_interval)
@@ -56,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
         apps = [load_app(name, **options.pop(name, {})) for name in (args.app or ["l2"])]
         if options:
             raise ValueError(f"--set for apps not given with --app: {', '.join(sorted(options))}")
+        tls = tls_from_args(args, args.listen or [], "--listen", server_side=True)
         controller = Controller(apps, echo_interval=args.echo_interval, echo_timeout=3 * args.echo_interval,
-                                settle=args.settle, audit_interval=args.audit_interval)
+                                settle=args.settle, audit_interval=args.audit_interval, tls=tls)
         controller.api_options = _api_options(args)
     except ValueError as exc:
         logging.error("%s", exc)
@@ -92,7 +101,7 @@ def _value(text: str) -> object:
 
 def _write_status(path: Path, bound, api=None) -> None:
     """Atomically: a reader sees the whole file or none."""
-    status = {"pid": os.getpid(), "listen": [f"tcp:{a.host}:{a.port}" for a in bound]}
+    status = {"pid": os.getpid(), "listen": [f"{a.scheme}:{a.host}:{a.port}" for a in bound]}
     if api is not None:
         status["api"] = api.url
     tmp = path.with_name(f".{path.name}.tmp")

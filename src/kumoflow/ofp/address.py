@@ -1,4 +1,5 @@
-"""Channel addresses in the Open vSwitch style: tcp:HOST:PORT, tcp:PORT, ptcp:PORT[:HOST]."""
+"""Channel addresses in the Open vSwitch style: tcp:HOST:PORT, tcp:PORT, ptcp:PORT[:HOST], and
+ssl:HOST:PORT (the tcp form over TLS: kumoflow.tls)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from .consts import OFP_TCP_PORT
 
 @dataclass(frozen=True, slots=True)
 class Address:
-    scheme: str   # "tcp" (active) or "ptcp" (passive)
+    scheme: str   # "tcp" or "ssl" (active; a controller listens on them), "ptcp" (passive)
     host: str
     port: int
 
@@ -19,10 +20,11 @@ class Address:
 
 
 def parse_address(text: str, default_host: str = "0.0.0.0") -> Address:
-    """Parse 'tcp:127.0.0.1:6653', 'tcp:[::1]:6653', 'tcp:6653', 'ptcp:6634', 'ptcp:6634:127.0.0.1'."""
+    """Parse 'tcp:127.0.0.1:6653', 'tcp:[::1]:6653', 'tcp:6653', 'ptcp:6634', 'ptcp:6634:127.0.0.1',
+    'ssl:127.0.0.1:6653' (ssl: takes the forms of tcp:)."""
     scheme, sep, rest = text.partition(":")
-    if not sep or scheme not in ("tcp", "ptcp"):
-        raise ValueError(f"bad address {text!r}: expected tcp:HOST:PORT or ptcp:PORT[:HOST]")
+    if not sep or scheme not in ("tcp", "ssl", "ptcp"):
+        raise ValueError(f"bad address {text!r}: expected tcp:HOST:PORT, ssl:HOST:PORT or ptcp:PORT[:HOST]")
     host, port = default_host, str(OFP_TCP_PORT)
     if scheme == "ptcp":
         port, _, host_part = rest.partition(":")

@@ -377,8 +377,10 @@ class Channels:
     def __init__(self, datapath: Any, *, echo_interval: float = 5.0, echo_timeout: float | None = None,
                  min_backoff: float = 0.5, max_backoff: float = 8.0,
                  on_change: Callable[[], None] | None = None,
-                 on_handled: Callable[[ofp.Message], None] | None = None) -> None:
+                 on_handled: Callable[[ofp.Message], None] | None = None, tls: Any = None) -> None:
         self.datapath = datapath
+        #: kumoflow.tls.TlsContexts (client side) for ssl: controllers
+        self.tls = tls
         self.echo_interval = echo_interval
         self.echo_timeout = echo_timeout if echo_timeout is not None else 3 * echo_interval
         self.min_backoff = min_backoff
@@ -405,11 +407,13 @@ class Channels:
             self._keepalive = self.loop.create_task(self._keepalive_loop())
 
     def connect(self, target: str | Address) -> asyncio.Task:
-        """Keep an active channel to `target` (tcp:HOST:PORT) up until close()."""
-        self._start()
+        """Keep an active channel to `target` (tcp:HOST:PORT, or ssl:HOST:PORT with `tls`) up until close()."""
         addr = parse_address(target, default_host="127.0.0.1") if isinstance(target, str) else target
-        if addr.scheme != "tcp":
-            raise ValueError(f"controller {target!s}: expected tcp:HOST:PORT")
+        if addr.scheme not in ("tcp", "ssl"):
+            raise ValueError(f"controller {target!s}: expected tcp:HOST:PORT or ssl:HOST:PORT")
+        if addr.scheme == "ssl" and self.tls is None:
+            raise ValueError(f"controller {target!s}: ssl: needs a key, a certificate and a CA (--tls-*)")
+        self._start()
         task = self.loop.create_task(self._connect_loop(addr))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -451,16 +455,25 @@ class Channels:
 
     async def _connect_loop(self, addr: Address) -> None:
         backoff = self.min_backoff
-        target = f"tcp:{addr.host}:{addr.port}"
+        target = f"{addr.scheme}:{addr.host}:{addr.port}"
         failures = 0
         while not self._stopping:
             try:
+                tls: dict[str, Any] = {}
+                if addr.scheme == "ssl":
+                    from kumoflow.tls import HANDSHAKE_TIMEOUT
+                    # the context of the files as they are now: a rotated certificate is used from the
+                    # next attempt on; the controller's certificate must name addr.host (kumoflow.tls)
+                    tls = {"ssl": self.tls.context(), "server_hostname": addr.host,
+                           "ssl_handshake_timeout": HANDSHAKE_TIMEOUT}
                 _, channel = await self.loop.create_connection(lambda: Channel(self, True, target),
-                                                               addr.host, addr.port)
-            except OSError as exc:
+                                                               addr.host, addr.port, **tls)
+            except (OSError, ValueError, TimeoutError) as exc:
                 failures += 1
                 if failures == 1 or failures % 10 == 0:
-                    log.warning("controller %s: cannot connect (%s); retrying", target, exc.strerror or exc)
+                    from kumoflow.tls import refusal_reason
+                    why = refusal_reason(exc) if addr.scheme == "ssl" else (exc.strerror or exc)
+                    log.warning("controller %s: cannot connect (%s); retrying", target, why)
             else:
                 failures = 0
                 negotiated = await asyncio.shield(channel.done)

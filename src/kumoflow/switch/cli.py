@@ -39,7 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="queue QUEUE (0..4294967294; 0 is the default queue) on port PORT for set_queue, "
                         "with a guaranteed min rate and a max rate in kbit/s, each optional (repeatable)")
     p.add_argument("--controller", action="append", default=[], metavar="tcp:HOST:PORT",
-                   help="controller to connect to, reconnecting with backoff (repeatable)")
+                   help="controller to connect to, reconnecting with backoff: tcp:HOST:PORT, or ssl:HOST:PORT "
+                        "for TLS with the --tls-* files (repeatable)")
+    p.add_argument("--tls-key", metavar="PATH", help="the switch's private key (PEM) for ssl: controllers")
+    p.add_argument("--tls-cert", metavar="PATH", help="the switch's certificate (PEM), presented to the controller")
+    p.add_argument("--tls-ca", metavar="PATH",
+                   help="the CA certificate (PEM) the controller's certificate must be signed by; the controller's "
+                        "certificate must also name the HOST of ssl:HOST:PORT (docs/tls.md). The three files are "
+                        "re-read at each connection attempt when they change")
     p.add_argument("--listen", action="append", default=[], metavar="ptcp:PORT[:HOST]",
                    help="accept OpenFlow clients such as ovs-ofctl here (repeatable)")
     p.add_argument("--tables", type=int, default=64, metavar="N", help="number of flow tables (1-254, default 64)")
@@ -244,8 +251,11 @@ def run(args: argparse.Namespace) -> int:
         tunnels = parse_tunnels(args.tunnel, ports)
         qos = parse_qos(args.queue, args.port_rate, [*ports, *tunnels])
         for target in args.controller:
-            if parse_address(target, default_host="127.0.0.1").scheme != "tcp":
-                raise ValueError(f"--controller {target}: expected tcp:HOST:PORT")
+            if parse_address(target, default_host="127.0.0.1").scheme not in ("tcp", "ssl"):
+                raise ValueError(f"--controller {target}: expected tcp:HOST:PORT or ssl:HOST:PORT")
+        from kumoflow.tls import from_args as tls_from_args
+
+        tls = tls_from_args(args, args.controller, "--controller", server_side=False)
         for target in args.listen:
             if parse_address(target).scheme != "ptcp":
                 raise ValueError(f"--listen {target}: expected ptcp:PORT[:HOST]")
@@ -260,11 +270,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from kumoflow.eventloop import run as run_loop
 
-    return run_loop(_serve(args, ports, tunnels, qos))
+    return run_loop(_serve(args, ports, tunnels, qos, tls))
 
 
 async def _serve(args: argparse.Namespace, ports: dict[int, str], tunnels: dict[int, tuple[str, str, str]],
-                 qos: dict) -> int:
+                 qos: dict, tls=None) -> int:
     from kumoflow.switch.linuxport import PortError
     from kumoflow.switch.runtime import Switch, configure_gc
     from kumoflow.switch.tunnelport import TunnelPort
@@ -279,7 +289,7 @@ async def _serve(args: argparse.Namespace, ports: dict[int, str], tunnels: dict[
         switch = Switch(args.dpid, ports, controllers=args.controller, listen=args.listen,
                         n_tables=args.tables, n_buffers=args.buffers, fail_mode=args.fail_mode,
                         echo_interval=args.echo_interval, max_backoff=args.max_backoff,
-                        status_file=args.status_file, name=args.name, qos=qos)
+                        status_file=args.status_file, name=args.name, qos=qos, tls=tls)
         configure_gc()                  # process-wide: before any port, listener or channel exists
         await switch.start()
     except (PortError, OSError, ValueError) as exc:

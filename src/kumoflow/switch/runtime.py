@@ -118,11 +118,12 @@ class Switch:
                  fail_mode: str = "secure", echo_interval: float = 5.0, max_backoff: float = 8.0,
                  tick_interval: float = 0.5, poll_interval: float = 2.0,
                  status_file: str | None = None, datapath: Any = None, name: str | None = None,
-                 qos: dict[int, Any] | None = None) -> None:
+                 qos: dict[int, Any] | None = None, tls: Any = None) -> None:
         """`ports`: OpenFlow port number -> interface name (a LinuxPort is made)
         or a ready port object (any PortBase, e.g. for tests). `name`: the switch's name,
         reported as the DESC reply's dp_desc (kumoflow.switch.NAME). `qos`: port number ->
-        its rate and queues (kumoflow.switch.qos.PortQos)."""
+        its rate and queues (kumoflow.switch.qos.PortQos). `tls`: kumoflow.tls.TlsContexts
+        (client side) for ssl: controllers."""
         if fail_mode not in FAIL_MODES:
             raise ValueError(f"fail mode {fail_mode!r}: expected one of {', '.join(FAIL_MODES)}")
         if name is not None:
@@ -154,7 +155,7 @@ class Switch:
         self._wakeups: dict[int, asyncio.TimerHandle] = {}
         self.ports: dict[int, Any] = {}
         self.channels = Channels(self.datapath, echo_interval=echo_interval, max_backoff=max_backoff,
-                                 on_change=self._mode_changed)
+                                 on_change=self._mode_changed, tls=tls)
         self.bridge = LearningBridge(self.ports)
         self.standalone = False
         self.listening: list[str] = []
