@@ -126,12 +126,13 @@ class TlsContexts:
 
 
 def describe_peer(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str:
-    """'CN=sw1 (TLSv1.3)' for the log: who the verified peer says it is."""
+    """'CN=sw1 serial=5F3A... (TLSv1.3)' for the log: who the verified peer says it is, and which
+    of its certificates (the serial tells a rotated certificate from the one before)."""
     if ssl_object is None:
         return "?"
     cert = ssl_object.getpeercert() or {}
     cn = next((v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"), "?")
-    return f"CN={cn} ({ssl_object.version()})"
+    return f"CN={cn} serial={cert.get('serialNumber', '?')} ({ssl_object.version()})"
 
 
 def refusal_reason(exc: BaseException) -> str:

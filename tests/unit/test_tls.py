@@ -10,6 +10,7 @@ import datetime
 import ipaddress
 import logging
 import os
+import re
 import ssl
 import stat
 import types
@@ -172,7 +173,8 @@ def test_switch_with_a_ca_certificate_comes_up_beside_tcp(ca, caplog):
         await ctl.stop()
     with caplog.at_level(logging.INFO):
         run(main())
-    assert "TLS peer 127.0.0.1:" in caplog.text and "verified: CN=sw1 (TLSv1.3)" in caplog.text
+    m = re.search(r"TLS peer 127\.0\.0\.1:\d+ verified: CN=sw1 serial=([0-9A-F]+) \(TLSv1\.3\)", caplog.text)
+    assert m and int(m.group(1), 16) == load(ca / "sw1.pem").serial_number
 
 
 def test_switch_of_another_ca_or_without_a_certificate_is_refused_and_logged(ca, tmp_path, caplog):

@@ -9,7 +9,7 @@ it loads the core's mirror (`core.state`) from a snapshot before listening
 and feeds it the store's commits after that.
 
 An ``ssl:HOST:PORT`` listener (given `tls`, a kumoflow.tls.TlsContexts) accepts
-TCP and then upgrades each connection with the context current at that moment
+TCP connections and wraps each in TLS with the context current at that moment
 (so a rotated certificate serves the next switch); a switch whose certificate
 is missing or not signed by the CA is refused and logged with its address.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import TYPE_CHECKING, Any, Coroutine
 
 from kumoflow.ofp.address import Address, parse_address
@@ -38,8 +39,6 @@ class _Channel(asyncio.Protocol):
     def __init__(self, controller: "Controller") -> None:
         self.controller = controller
         self.dp: Datapath | None = None
-        #: bytes that a TLS transport delivered before its handshake's coroutine called connection_made
-        self._early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
@@ -48,70 +47,14 @@ class _Channel(asyncio.Protocol):
         dp.on_close = transport.close
         self.dp = dp
         dp.flush()
-        for data in self._early:
-            dp.receive_data(data)
-        self._early.clear()
 
     def data_received(self, data: bytes) -> None:
-        if self.dp is None:
-            self._early.append(data)
-            return
+        assert self.dp is not None
         self.dp.receive_data(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.dp is not None:
             self.dp.connection_lost(exc)
-
-
-class _TlsAccept(asyncio.Protocol):
-    """A TCP connection to an ssl: listener until its TLS handshake is done: then a _Channel
-    over the TLS transport; or refused (logged) when the handshake fails."""
-
-    def __init__(self, controller: "Controller") -> None:
-        self.controller = controller
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.pause_reading()            # type: ignore[attr-defined]  # the handshake reads first
-        self.controller.spawn(self._handshake(transport))
-
-    async def _handshake(self, transport: asyncio.BaseTransport) -> None:
-        from kumoflow.tls import HANDSHAKE_TIMEOUT, describe_peer, refusal_reason
-
-        peer = transport.get_extra_info("peername")
-        who = f"{peer[0]}:{peer[1]}" if peer else "?"
-        here = transport.get_extra_info("sockname")
-        listener = f"ssl:{here[0]}:{here[1]}" if here else "ssl"
-        tls = self.controller.tls
-        try:
-            assert tls is not None
-            ctx = tls.context()
-        except Exception as exc:
-            log.error("%s: TLS connection from %s dropped: the certificate files do not load: %s",
-                      listener, who, exc)
-            transport.abort()                # type: ignore[attr-defined]
-            return
-        channel = _Channel(self.controller)
-        try:
-            tls_transport = await self.controller.loop.start_tls(
-                transport, channel, ctx, server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
-        except asyncio.CancelledError:
-            transport.abort()                # type: ignore[attr-defined]
-            raise
-        except (OSError, EOFError, TimeoutError, ValueError) as exc:
-            log.warning("%s: TLS peer %s refused: %s", listener, who, refusal_reason(exc))
-            transport.abort()                # type: ignore[attr-defined]
-            return
-        if tls_transport is None or tls_transport.is_closing():
-            return
-        log.info("%s: TLS peer %s verified: %s", listener, who,
-                 describe_peer(tls_transport.get_extra_info("ssl_object")))
-        channel.connection_made(tls_transport)
-
-    def data_received(self, data: bytes) -> None:   # reading is paused until start_tls takes over
-        pass
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        pass
 
 
 class Controller:
@@ -127,6 +70,7 @@ class Controller:
         self.core.on_timers_changed = self.rearm
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._servers: list[asyncio.base_events.Server] = []
+        self._ssl_sockets: list[socket.socket] = []
         self._tasks: set[asyncio.Task] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -155,15 +99,11 @@ class Controller:
             # A large backlog: switches reconnecting together after a restart
             # must not be dropped (each retry costs them a backoff period).
             if addr.scheme == "ssl":
-                if self.tls is None:
-                    raise ValueError(f"{address}: an ssl: listener needs a key, a certificate and a CA (--tls-*)")
-                self.tls.context()           # the files load now, or start fails
-                factory: Any = lambda: _TlsAccept(self)  # noqa: E731
-            elif addr.scheme == "tcp":
-                factory = lambda: _Channel(self)  # noqa: E731
-            else:
+                bound.append(await self._listen_ssl(addr))
+                continue
+            if addr.scheme != "tcp":
                 raise ValueError(f"{address}: expected tcp:HOST:PORT or ssl:HOST:PORT")
-            server = await self.loop.create_server(factory, addr.host, addr.port,
+            server = await self.loop.create_server(lambda: _Channel(self), addr.host, addr.port,
                                                    reuse_address=True, backlog=1024)
             self._servers.append(server)
             for sock in server.sockets:
@@ -172,6 +112,69 @@ class Controller:
                 log.info("listening on %s:%s:%d", addr.scheme, host, port)
         self.rearm()
         return bound
+
+    # --- ssl: listeners ---------------------------------------------------------------
+    # A listening socket of our own and an accept loop: each connection gets the context that is
+    # current when it arrives (kumoflow.tls.TlsContexts re-reads changed files), and a failed
+    # handshake is ours to log. (asyncio's and uvloop's create_server fix one context per server.)
+
+    async def _listen_ssl(self, addr: Address) -> Address:
+        if self.tls is None:
+            raise ValueError(f"{addr}: an ssl: listener needs a key, a certificate and a CA (--tls-*)")
+        self.tls.context()                   # the files load now, or start fails
+        infos = await self.loop.getaddrinfo(addr.host or None, addr.port, type=socket.SOCK_STREAM,
+                                            flags=socket.AI_PASSIVE)
+        family, kind, proto, _, sockaddr = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.listen(1024)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._ssl_sockets.append(sock)
+        host, port = sock.getsockname()[:2]
+        log.info("listening on ssl:%s:%d (TLS, client certificates required)", host, port)
+        self.spawn(self._accept_ssl(sock, f"ssl:{host}:{port}"))
+        return Address("ssl", host, port)
+
+    async def _accept_ssl(self, sock: socket.socket, listener: str) -> None:
+        while True:
+            try:
+                conn, peer = await self.loop.sock_accept(sock)
+            except OSError as exc:           # e.g. out of file descriptors: try again a little later
+                log.warning("%s: accept failed: %s", listener, exc)
+                await asyncio.sleep(0.1)
+                continue
+            self.spawn(self._handshake(conn, peer, listener))
+
+    async def _handshake(self, conn: socket.socket, peer: Any, listener: str) -> None:
+        from kumoflow.tls import HANDSHAKE_TIMEOUT, describe_peer, refusal_reason
+
+        who = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        try:
+            assert self.tls is not None
+            ctx = self.tls.context()
+        except Exception as exc:
+            log.error("%s: TLS connection from %s dropped: the certificate files do not load: %s",
+                      listener, who, exc)
+            conn.close()
+            return
+        try:
+            transport, _ = await self.loop.connect_accepted_socket(
+                lambda: _Channel(self), conn, ssl=ctx, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+        except (OSError, EOFError, TimeoutError, ValueError) as exc:   # ssl.SSLError is an OSError
+            log.warning("%s: TLS peer %s refused: %s", listener, who, refusal_reason(exc))
+            conn.close()
+            return
+        log.info("%s: TLS peer %s verified: %s", listener, who, describe_peer(transport.get_extra_info("ssl_object")))
 
     async def stop(self) -> None:
         for server in self._servers:
@@ -183,6 +186,9 @@ class Controller:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for sock in self._ssl_sockets:       # their accept loops were tasks, cancelled above
+            sock.close()
+        self._ssl_sockets.clear()
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
