@@ -141,8 +141,11 @@ def refusal_reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
-        reason = exc.reason or exc.strerror or str(exc)
-        return str(reason).replace("_", " ").lower()
+        reason = str(exc.reason or exc.strerror or exc)
+        if "ALERT_" in reason:                     # the peer's own verdict, e.g. TLSV1_ALERT_UNKNOWN_CA
+            alert = reason.split("ALERT_", 1)[1].replace("_", " ").lower()
+            return f"the peer ended the handshake with alert '{alert}' (it refused our certificate?)"
+        return reason.replace("_", " ").lower()
     if isinstance(exc, TimeoutError):
         return "handshake timed out"
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError)):
