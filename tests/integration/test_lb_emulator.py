@@ -1,5 +1,7 @@
 """The lb app on the emulator, end to end: a real controller process (`--app
-tenants --app lb --api`), a load balancer made through the Octavia API, a
+tenants --app firewall --app lb --api`: the members behind security groups
+that let in their web port, the clients behind groups that let in nothing),
+a load balancer made through the Octavia API, a
 kumoflow and an Open vSwitch hypervisor, members in namespaces running a
 small web server that answers with its own name (keep-alive, optionally
 slow), clients running curl and python's http.client.
@@ -143,10 +145,19 @@ def make_resources(api: httpx.Client) -> dict:
     ids["subnet"] = subnet = created(api.post("/v2.0/subnets", json={"subnet": {
         "name": "lb", "project_id": PROJECT, "network_id": network, "cidr": "10.30.0.0/24", "ip_version": 4,
         "gateway_ip": "10.30.0.254"}}), "subnet")["id"]
+    # members let in the web port from anywhere; clients nothing (their answers come back: stateful)
+    ids["web"] = created(api.post("/v2.0/security-groups", json={"security_group": {
+        "name": "web", "project_id": PROJECT}}), "security_group")["id"]
+    ids["clients"] = created(api.post("/v2.0/security-groups", json={"security_group": {
+        "name": "clients", "project_id": PROJECT}}), "security_group")["id"]
+    created(api.post("/v2.0/security-group-rules", json={"security_group_rule": {
+        "security_group_id": ids["web"], "project_id": PROJECT, "direction": "ingress", "ethertype": "IPv4",
+        "protocol": "tcp", "port_range_min": 8080, "port_range_max": 8080}}), "security_group_rule")
     for vm, (mac, ip, _, _) in VMS.items():
         ids["port-" + vm] = created(api.post("/v2.0/ports", json={"port": {
             "name": vm, "project_id": PROJECT, "network_id": network, "mac_address": mac,
-            "fixed_ips": [{"subnet_id": subnet, "ip_address": ip}]}}), "port")["id"]
+            "fixed_ips": [{"subnet_id": subnet, "ip_address": ip}],
+            "security_groups": [ids["clients" if vm.startswith("c") else "web"]]}}), "port")["id"]
     ids["lb"] = created(api.post("/v2/lbaas/loadbalancers", json={"loadbalancer": {
         "name": "web", "project_id": PROJECT, "vip_subnet_id": subnet, "vip_address": VIP}}), "loadbalancer")["id"]
     ids["listener"] = created(api.post("/v2/lbaas/listeners", json={"listener": {
@@ -169,7 +180,7 @@ def make_resources(api: httpx.Client) -> dict:
 def cloud(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lb")
     (tmp / "member.py").write_text(SERVER)
-    controller = ControllerProcess(apps=("tenants", "lb"), log=tmp / "controller.log",
+    controller = ControllerProcess(apps=("tenants", "firewall", "lb"), log=tmp / "controller.log",
                                    args=("--api", "127.0.0.1:0", "--admin-token", ADMIN))
     controller.start()
     net, lb = None, None

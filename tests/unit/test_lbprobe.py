@@ -90,3 +90,18 @@ def test_expected_codes_forms():
     assert expected_codes("200,202") == ((200, 200), (202, 202))
     assert expected_codes("200-204") == ((200, 204),)
     assert expected_codes([[200, 299]]) == ((200, 299),)
+
+
+def test_http_reads_the_answer_whatever_order_its_segments_reach_the_controller():
+    c = check("HTTP")
+    c.first()
+    c.answer(from_member(TCP(sport=8080, dport=40000, seq=5000, ack=1001, flags=TCP_SYN | TCP_ACK)), now=10.0)
+    head, rest = b"HTTP/1.0 200 OK\r\n", b"Server: x\r\n\r\n"
+    fin = from_member(TCP(sport=8080, dport=40000, seq=5001 + len(head) + len(rest), ack=1001,
+                          flags=TCP_FIN | TCP_ACK))
+    assert c.answer(fin, now=10.1) == ([], None)          # the FIN first: the answer is still on its way
+    second = from_member(TCP(sport=8080, dport=40000, seq=5001 + len(head), ack=1001, flags=TCP_ACK) / rest)
+    assert c.answer(second, now=10.1) == ([], None)
+    _, result = c.answer(from_member(TCP(sport=8080, dport=40000, seq=5001, ack=1001, flags=TCP_ACK) / head),
+                         now=10.2)
+    assert result.ok and result.detail == "HTTP 200"

@@ -52,6 +52,8 @@ class Check:
         self._seq = (isn + 1) & 0xFFFFFFFF       # ours, after the SYN
         self._their: int | None = None          # theirs, next expected
         self._head = b""
+        self._ahead: dict[int, bytes] = {}      # their segments come before the one expected, by sequence
+        self._fin: int | None = None            # the sequence number their FIN takes
 
     # --- frames ---------------------------------------------------------------------
 
@@ -120,20 +122,27 @@ class Check:
             frames = [self._tcp(TCP_ACK | TCP_PSH, self._seq, self._their, request)]
             self._seq = (self._seq + len(request)) & 0xFFFFFFFF
             return frames, None
-        data = bytes(pkt.payload)
         if self._their is None or kind != "HTTP":
             return [], None
-        if data and tcp.seq == self._their:
-            self._head += data
-            self._their = (self._their + len(data)) & 0xFFFFFFFF
-            found = _STATUS.match(self._head)
-            if found is not None:
-                code = int(found.group(1))
-                ok = self.monitor.expects(code)
-                return [self._tcp(TCP_RST, self._seq)], Result(ok, now - self.sent, f"HTTP {code}")
-            if b"\r\n" in self._head or len(self._head) > 1024:
-                return [self._tcp(TCP_RST, self._seq)], Result(False, now - self.sent, "not an HTTP answer")
+        # The member's segments come in order from the member, not always to the controller: a switch may
+        # hand two packet-ins to the controller the other way round (Open vSwitch's handler threads do).
+        data = bytes(pkt.payload)
+        if data and (tcp.seq - self._their) & 0xFFFFFFFF < 1 << 16:      # not one already read
+            self._ahead[tcp.seq] = data
         if tcp.flags & TCP_FIN:
+            self._fin = (tcp.seq + len(data)) & 0xFFFFFFFF
+        while self._their in self._ahead:
+            chunk = self._ahead.pop(self._their)
+            self._head += chunk
+            self._their = (self._their + len(chunk)) & 0xFFFFFFFF
+        found = _STATUS.match(self._head)
+        if found is not None:
+            code = int(found.group(1))
+            ok = self.monitor.expects(code)
+            return [self._tcp(TCP_RST, self._seq)], Result(ok, now - self.sent, f"HTTP {code}")
+        if b"\r\n" in self._head or len(self._head) > 1024:
+            return [self._tcp(TCP_RST, self._seq)], Result(False, now - self.sent, "not an HTTP answer")
+        if self._fin == self._their:        # closed, everything before its FIN read
             return [self._tcp(TCP_RST, self._seq)], Result(False, now - self.sent, "closed before answering")
         return [], None
 
