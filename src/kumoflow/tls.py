@@ -163,7 +163,7 @@ def from_args(args: Any, targets: list[str], option: str, *, server_side: bool) 
     ssl_targets = [t for t in targets if parse_address(t, default_host="127.0.0.1").scheme == "ssl"]
     if not ssl_targets:
         if given:
-            raise ValueError(f"--tls-key/--tls-cert/--tls-ca: only with an {option} ssl:HOST:PORT")
+            raise ValueError(f"--tls-key/--tls-cert/--tls-ca: only with {option} ssl:HOST:PORT")
         return None
     if len(given) != 3:
         raise ValueError(f"{option} {ssl_targets[0]}: needs --tls-key, --tls-cert and --tls-ca")

@@ -174,7 +174,7 @@ def restore_ssl(saved: list[str] | None) -> None:
         vsctl("del-ssl")
     else:
         key, cert, ca, bootstrap = saved
-        vsctl("set-ssl", key, cert, ca, *(["--bootstrap"] if bootstrap == "true" else []))
+        vsctl("set-ssl", *(["--bootstrap"] if bootstrap == "true" else []), key, cert, ca)
 
 
 def is_connected(bridge: str) -> bool:

@@ -96,13 +96,13 @@ class Controller:
         bound = []
         for address in addresses:
             addr = parse_address(address) if isinstance(address, str) else address
-            # A large backlog: switches reconnecting together after a restart
-            # must not be dropped (each retry costs them a backoff period).
             if addr.scheme == "ssl":
                 bound.append(await self._listen_ssl(addr))
                 continue
             if addr.scheme != "tcp":
                 raise ValueError(f"{address}: expected tcp:HOST:PORT or ssl:HOST:PORT")
+            # A large backlog: switches reconnecting together after a restart
+            # must not be dropped (each retry costs them a backoff period).
             server = await self.loop.create_server(lambda: _Channel(self), addr.host, addr.port,
                                                    reuse_address=True, backlog=1024)
             self._servers.append(server)
@@ -126,7 +126,7 @@ class Controller:
                                             flags=socket.AI_PASSIVE)
         family, kind, proto, _, sockaddr = infos[0]
         sock = socket.socket(family, kind, proto)
-        try:
+        try:                                 # as create_server does for tcp: (the same large backlog)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
