@@ -297,3 +297,13 @@ def test_api_tls_options(ca):
         parse(ns(api_tls_cert=str(ca / "x.pem"), api_tls_key=str(ca / "ctl.key")))
     options = parse(ns(api_tls_cert=str(ca / "ctl.pem"), api_tls_key=str(ca / "ctl.key")))
     assert options.tls_cert == ca / "ctl.pem" and options.tls_key == ca / "ctl.key"
+
+
+def test_switch_accepts_a_controller_named_by_dns(ca):
+    async def main():
+        ctl, port = await controller_on(ca)              # ctl's certificate names localhost
+        switch = await switch_to(ca, "sw1", f"ssl:localhost:{port}")
+        await until(lambda: 1 in ctl.datapaths and switch.channels.controller_connected)
+        await switch.stop()
+        await ctl.stop()
+    run(main())
