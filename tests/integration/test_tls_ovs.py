@@ -131,9 +131,10 @@ def test_kumoflow_switch_over_ssl_refusal_rotation_and_https_api(unique_name, tm
             # connection, and the switch presents its new one when it reconnects -- neither restarted
             pki.issue(d, "ctl", kind="controller", force=True)
             pki.issue(d, "sw1", force=True)
-            probe = sh("openssl", "s_client", "-connect", f"127.0.0.1:{controller.port}", "-CAfile",
-                       str(d / "ca.pem"), "-cert", str(d / "sw1.pem"), "-key", str(d / "sw1.key"),
-                       "-verify_return_error", "-showcerts", check=False, timeout=15)
+            probe = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{controller.port}", "-CAfile",
+                                    str(d / "ca.pem"), "-cert", str(d / "sw1.pem"), "-key", str(d / "sw1.key"),
+                                    "-verify_return_error", "-showcerts"], stdin=subprocess.DEVNULL,
+                                   capture_output=True, text=True, timeout=15)   # stdin closed: it ends at once
             served = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", probe.stdout, re.S)
             assert served and x509.load_pem_x509_certificate(served.group(0).encode()).serial_number \
                 == serial_of(d / "ctl.pem"), probe.stdout + probe.stderr
