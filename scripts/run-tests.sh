@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite (`make test`), in two phases:
 #
-#   1. the unit tests beside the benchmarks' smoke runs
-#      (tests/integration/test_benchmarks.py): the first are CPU and assert
-#      no timing, the second mostly wait on switches, namespaces and peers;
+#   1. the unit tests and the integration modules in $BESIDE beside the
+#      benchmarks' smoke runs (tests/integration/test_benchmarks.py): the
+#      first assert no timing, the second mostly wait on switches,
+#      namespaces and peers;
 #   2. the other integration tests, alone: some measure rates (meters,
-#      queues, bandwidth limits) and must not share the machine.
+#      queues, bandwidth limits) or bound a wait and must not share the
+#      machine.
 #
 # Each pytest session gets a base temp dir of its own (two sharing one would
 # clean up each other's). With $PYTEST_ARGS (`make test PYTEST_ARGS=...`),
@@ -21,20 +23,25 @@ if [ -n "${PYTEST_ARGS:-}" ]; then
 fi
 tmp=$(mktemp -d /tmp/kumoflow-tests.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
+# integration modules that measure no rate and bound no wait: API and protocol checks against real processes
+BESIDE=(tests/integration/test_api_neutron_controller.py tests/integration/test_api_controller.py
+        tests/integration/test_app_options.py tests/integration/test_ofp_tshark.py
+        tests/integration/test_switch_osken.py)
 
-"$PY" -m pytest --basetemp="$tmp/unit" tests/unit >"$tmp/unit.log" 2>&1 &
+"$PY" -m pytest --basetemp="$tmp/unit" tests/unit "${BESIDE[@]}" >"$tmp/unit.log" 2>&1 &
 unit_pid=$!
 "$PY" -m pytest --basetemp="$tmp/benchmarks" tests/integration/test_benchmarks.py
 bench=$?
 wait "$unit_pid"
 unit=$?
-echo "----- tests/unit (ran beside the benchmarks' smoke runs) -----"
+echo "----- tests/unit and ${BESIDE[*]} (beside the benchmarks' smoke runs) -----"
 cat "$tmp/unit.log"
-"$PY" -m pytest --basetemp="$tmp/integration" tests/integration --ignore tests/integration/test_benchmarks.py
+"$PY" -m pytest --basetemp="$tmp/integration" tests/integration --ignore tests/integration/test_benchmarks.py \
+    "${BESIDE[@]/#/--ignore=}"
 integration=$?
 
 status=0
-for phase in "tests/unit:$unit" "test_benchmarks:$bench" "tests/integration:$integration"; do
+for phase in "tests/unit and beside:$unit" "test_benchmarks:$bench" "tests/integration:$integration"; do
     code=${phase##*:}
     if [ "$code" -ne 0 ]; then      # 5 too: a session that collected nothing is not a pass
         echo "run-tests: ${phase%:*} failed (exit status $code)" >&2
