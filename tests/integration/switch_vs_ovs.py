@@ -310,9 +310,12 @@ class Harness:
         self._seq += 1
         return self._seq
 
-    def _until_marker(self, sides: list[Side], seq: int, out: dict) -> None:
+    def _until_marker(self, sides: list[Side], seq: int, out: dict, resend=None) -> None:
         """Read every far end of `sides` until marker `seq` has come out of all;
-        frames that are not markers go to out[side][port]."""
+        frames that are not markers go to out[side][port]. `resend(names)`, when given, sends
+        the marker again into the sides still waiting for it after each second without it:
+        Open vSwitch can drop a frame while it reconfigures (another bridge coming or going
+        on a shared machine)."""
         waiting = {(s.name, i): s.taps[i] for s in sides for i in s.taps if i not in self.down[s.name]}
         deadline = time.monotonic() + MARKER_TIMEOUT
         while waiting:
@@ -320,7 +323,9 @@ class Harness:
             if left <= 0:
                 raise AssertionError(f"marker {seq:#x} did not come out of {sorted(waiting)} "
                                      f"within {MARKER_TIMEOUT}s")
-            ready, _, _ = select.select(list(waiting.values()), [], [], left)
+            ready, _, _ = select.select(list(waiting.values()), [], [], min(left, 1.0))
+            if not ready and resend is not None:
+                resend({name for name, _ in waiting})
             for tap in ready:
                 key = next(k for k, t in waiting.items() if t is tap)
                 while (frame := tap.recv()) is not None:
@@ -341,9 +346,13 @@ class Harness:
         for _ in range(2):
             seq = self._next_seq()
             m = marker(seq)
-            for s in chosen:
-                s.taps[in_port].send(m)
-            self._until_marker(chosen, seq, out)
+
+            def send_marker(names, m=m) -> None:
+                for s in chosen:
+                    if s.name in names:
+                        s.taps[in_port].send(m)
+            send_marker({s.name for s in chosen})
+            self._until_marker(chosen, seq, out, send_marker)
         return out
 
     # -- counters -------------------------------------------------------------------------------
