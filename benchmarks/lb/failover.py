@@ -62,6 +62,9 @@ from _lbcloud import IDLE, MEMBERS, VIP, VIP_PORT, VMS, LbCloud, Monitor  # noqa
 
 REQUIRES = ("root", "ovs")
 FAILURES = ("kill", "silent")
+#: s after a flow's idle timeout until it is gone: the switch expires flows every 0.5 s, on the use it last
+#: saw, and the controller deletes the connection's other flow on hearing of the first
+EXPIRY = 2.0
 #: the client: HOST PORT INTERVAL; a connection every INTERVAL s until stdin closes; a line per connection:
 #: its start (monotonic), its duration, the member that answered or "!" and why it failed
 STREAM = """\
@@ -143,9 +146,10 @@ def one_run(cloud: LbCloud, vm: str, failure: str, args: argparse.Namespace,
             failed_before += 1
         elif lost:          # sent to the failed member: by the lb's choice, or by the flows of a connection
             last = history.get(sport)       # from the same port to it that are still there (pinned)
-            pinned = last is not None and last[1] == vm and start - last[0] < IDLE
+            pinned = last is not None and last[1] == vm and start - last[0] < IDLE + EXPIRY
             failed.append({"start_s": round(start - failed_at, 3), "took_s": round(took, 3), "why": answer[1:],
-                           "port": sport, "pinned": pinned})
+                           "port": sport, "pinned": pinned,
+                           "port_last": None if last is None else (round(start - last[0], 3), last[1])})
         history[sport] = (start + took, vm if lost else answer)
     chosen = [f["start_s"] for f in failed if not f["pinned"]]
     pinned = [f["start_s"] for f in failed if f["pinned"]]
@@ -214,7 +218,8 @@ def report(results: dict) -> str:
         "max_retries_down + timeout. From the failure: to the start of the last connection the lb app chose the "
         "failed member for (a failed connect), to the member's status ERROR in the API; the connections that "
         f"failed: chosen for the failed member, and pinned to it (a client port whose last connection, less than "
-        f"{IDLE} s before, went to that member: the lb's flows of that connection took it there).",
+        f"{IDLE} s (the listener's idle timeout) + {EXPIRY:g} s before, went to that member: the lb's flows of that "
+        "connection took it there).",
         *(["", *notes] if notes else [])])
 
 
