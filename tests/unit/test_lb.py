@@ -226,6 +226,17 @@ def http_answer(probe, data, flags=TCP_SYN | TCP_ACK):
                  / IPv4(src=probe[IPv4].dst, dst=probe[IPv4].src) / (segment / data if data else segment))
 
 
+def test_a_silent_member_fails_a_check_every_delay_when_its_timeout_is_the_delay():
+    cloud = Balanced(members=("m1",), monitor=dict(type="TCP", delay=2, timeout=2, max_retries=1,
+                                                   max_retries_down=3)).start()
+    member_id = cloud.members["m1"].id
+    cloud.lb.health.pop(member_id, None)
+    cloud.vms["m1"].received.clear()
+    cloud.mem.advance(7)                     # checks sent every 2 s, each judged at its timeout
+    assert len(probes_at(cloud, "m1")) >= 3
+    assert cloud.lb.health[member_id].failed >= 3 and cloud.lb.health[member_id].status == "ERROR"
+
+
 def test_a_slow_member_gets_fewer_new_connections_within_the_bounds():
     cloud = Balanced(monitor=dict(type="HTTP", delay=30, timeout=10, max_retries=1, max_retries_down=3),
                      min_share=0.25).start()

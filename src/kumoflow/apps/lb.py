@@ -504,8 +504,14 @@ class LoadBalancerApp(ModelApp):
             self._probing.pop(member_id, None)
             return
         member, monitor, balancer = probed
-        self.core.call_later(monitor.delay, lambda: self._probe(member_id, generation))
-        if member_id in self._checks:       # the last one is still out (timeout == delay)
+        try:
+            self._check(member_id, member, monitor, balancer)
+        finally:       # after the check's timeout: with timeout == delay, the timeout is judged first
+            self.core.call_later(monitor.delay, lambda: self._probe(member_id, generation))
+
+    def _check(self, member_id: str, member: Member, monitor, balancer: Balancer) -> None:
+        """Send a member one health check, and judge it at its timeout if no answer did."""
+        if member_id in self._checks:       # the last one is still out
             return
         dp = self.core.datapaths.get(member.monitor_port.place[0])
         if dp is None or not getattr(dp, "is_up", True) or not balancer.enabled:
