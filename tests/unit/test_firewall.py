@@ -201,6 +201,9 @@ def test_a_tcp_connection_ends_a_moment_after_a_fin_each_way():
     cloud.mem.advance(END_GRACE + 0.5)
     assert cloud.fw.connections == {} and connection_flows(cloud) == []
     assert cloud.fw.counts["ended"] == 2 and cloud.fw.counts["allowed"] == asked
+    copies = sum(f.packet_count for s in cloud.s.values() for t in (13, 39) for f in s.flows(t)
+                 if f.priority == END_PRIORITY)
+    assert copies == 2            # each FIN copied once, as it left its guarded sender, not again on arrival
     assert cloud.exchange("b", "a", data) == []                # no connection: an unsolicited segment to a
 
 

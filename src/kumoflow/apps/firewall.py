@@ -229,12 +229,22 @@ class FirewallApp(ModelApp):
             names = dict(in_port=port.place[1])
         return self.table(table), names, pipeline.next_table(f"{table}_end")
 
-    def _onwards(self, ingress: bool, packet: Packet) -> list:
-        """Where an allowed connection's packets go from its table: a TCP connection's through the
-        *_end table, where its FIN and RST are copied to the controller."""
+    def _onwards(self, port: Guarded, ingress: bool, packet: Packet) -> list:
+        """Where an allowed connection's packets (headed `packet`) go from its table: a TCP
+        connection's through the *_end table, where its FIN and RST are copied to the controller;
+        but what comes in to the port from a guarded port of its network that has the connection
+        too is copied there already, as it left (one copy of each FIN, not two)."""
         table = "to_port" if ingress else "from_port"
-        return [ofp.GotoTable(pipeline.next_table(table) if packet.protocol == TCP
-                              else pipeline.next_table(f"{table}_end"))]
+        tapped = packet.protocol == TCP
+        if tapped and ingress:
+            sender = self.model.at.get((port.network, packet.src))
+            if sender is not None and not sender.filters(False):     # no connection flows where it sends
+                sender = None
+            made = self.connections.get((sender.id, False, packet)) if sender is not None else None
+            answered = self.connections.get((sender.id, True, packet.reversed())) if sender is not None else None
+            tapped = not any(c is not None and c.decision.action == "allow" and (c is made or c.decision.stateful)
+                             for c in (made, answered))
+        return [ofp.GotoTable(pipeline.next_table(table) if tapped else pipeline.next_table(f"{table}_end"))]
 
     def _to_controller(self, meter: int) -> list:
         return [ofp.Meter(self.meter_ids.start + meter),
@@ -287,14 +297,14 @@ class FirewallApp(ModelApp):
                                   idle_timeout=DENIED_IDLE, flags=ofp.OFPFF.SEND_FLOW_REM))
             return flows
         onwards = (self._to_controller(PUNT_METER) if conn.decision.action == "inspect"
-                   else self._onwards(conn.ingress, conn.packet))
+                   else self._onwards(port, conn.ingress, conn.packet))
         flows = [Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(conn.packet)}), onwards, cookie,
                       idle_timeout=self.connection_idle, flags=ofp.OFPFF.SEND_FLOW_REM)]
         answer = conn.packet.reversed() if conn.decision.stateful else None
         if answer is not None and port.filters(not conn.ingress):
             table, names, _ = self._side(port, not conn.ingress)
             flows.append(Flow(table, CONNECTION_PRIORITY, ofp.Match({**names, **_header(answer)}),
-                              self._onwards(not conn.ingress, answer), cookie, idle_timeout=self.connection_idle,
+                              self._onwards(port, not conn.ingress, answer), cookie, idle_timeout=self.connection_idle,
                               flags=ofp.OFPFF.SEND_FLOW_REM))
         return flows
 
