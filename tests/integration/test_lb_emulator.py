@@ -17,7 +17,6 @@ VIP 10.30.0.100:80 -> members :8080, HTTP health checks every second.
 from __future__ import annotations
 
 import collections
-import random
 import secrets
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from kumoflow.net import Network
 from kumoflow.net.binding import bind_ports
 
 from controller_process import ControllerProcess
-from test_firewall_emulator import created, serve, wait_until
+from test_firewall_emulator import created, serve, topology, wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
 
@@ -73,26 +72,6 @@ for _ in range(2):
     c.request("GET", "/")
     print(c.getresponse().read().decode().strip(), flush=True)
     sys.stdin.readline()
-"""
-
-
-def topology(name: str) -> str:
-    n = random.randrange(256)
-    hosts = "\n".join(f'  - {{name: {vm}, mac: "{mac}", ip: {ip}/24, port: {vm}}}'
-                      for vm, (mac, ip, _, _) in VMS.items())
-    links = "\n".join(f"  - {{src: {vm}, dst: {hv}, dst_port: {port}}}" for vm, (_, _, hv, port) in VMS.items())
-    return f"""\
-name: {name}
-underlay: {{subnet: 198.19.{n}.0/24}}
-hypervisors:
-  - {{name: hv1, kind: kumoflow, vtep: 198.19.{n}.11}}
-  - {{name: hv2, kind: ovs, vtep: 198.19.{n}.12}}
-overlays:
-  - {{name: vx, type: vxlan}}
-hosts:
-{hosts}
-links:
-{links}
 """
 
 
@@ -189,7 +168,7 @@ def cloud(tmp_path_factory):
         api = httpx.Client(base_url=url, headers={"X-Auth-Token": ADMIN}, timeout=60)
         ids = make_resources(api)
         topo = tmp / "topo.yaml"
-        topo.write_text(topology("lb" + secrets.token_hex(2)))
+        topo.write_text(topology("lb" + secrets.token_hex(2), VMS))
         net = Network.from_file(topo, controllers=[controller.target])
         net.up()
         net.wait_connected(60)
